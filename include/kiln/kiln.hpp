@@ -1,0 +1,110 @@
+// Public API of Kiln: the exact integer logistic map on scalar, multicore SIMD, OpenCL and CUDA backends.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "kiln/result.hpp"
+
+namespace kiln {
+
+// The map x <- rem(mu * x * (x + 1), p), applied `iterations` times to every element.
+//
+// Contract (identical on every backend): the result equals Elixir's
+//   Enum.reduce(1..iterations, x, fn _, x -> rem(mu * x * (x + 1), p) end)
+// evaluated with unbounded integers, where rem/2 takes the sign of the dividend. Domain:
+//   x, mu: any int64;  p: 1 .. 2^32 - 1;  iterations: >= 0 (0 returns x unchanged).
+// For iterations >= 1 every result lies in (-p, p), so it always fits in int64.
+// Anything outside the domain is errc::invalid_argument, never a wrong answer.
+struct map_params {
+  std::int64_t p = 6'700'417;
+  std::int64_t mu = 22;
+  std::int64_t iterations = 10;
+};
+
+inline constexpr std::int64_t max_p = (std::int64_t{1} << 32) - 1;
+
+// Checks a map_params against the domain above.
+status validate(const map_params& params);
+
+// The reference definition for one element (the `scalar` backend's loop body).
+std::int64_t logistic_map_reference(std::int64_t x, const map_params& params);
+
+enum class backend_kind { scalar, cpu, opencl, cuda };
+
+// "scalar", "cpu", "opencl", "cuda".
+const char* backend_name(backend_kind kind) noexcept;
+
+// One device of one backend, as the registry probed it.
+struct device_info {
+  backend_kind backend;
+  int index = 0;                  // index within the backend, as taken by run_options::device
+  std::string name;               // e.g. "NVIDIA H100 80GB HBM3", "AMD EPYC (16 threads)"
+  std::string platform;           // OpenCL platform, CUDA driver/runtime, or "host"
+  bool gpu = false;               // a GPU (what "auto" prefers)
+  int compute_units = 0;          // SMs, OpenCL compute units, or CPU threads
+  std::uint64_t memory_bytes = 0; // device (or host) memory
+  bool available = false;         // usable right now
+  std::string reason;             // why not, when !available
+};
+
+// Every backend Kiln knows, with each device; a backend with no usable device appears once,
+// unavailable, with the reason. Probing happens once per process; later calls are cheap.
+std::vector<device_info> devices();
+
+// How to run: which backend and device, and how large a chunk a device processes at once.
+struct run_options {
+  std::string backend = "auto";  // "auto" | "scalar" | "cpu" | "opencl" | "cuda"
+  int device = 0;                // index among that backend's devices
+  std::size_t chunk_elements = 0;// 0 = the backend's choice; otherwise at most this many per chunk
+};
+
+// Where the time went in one call (seconds; 0 where a phase does not exist or was not measured).
+struct run_stats {
+  std::string backend;
+  std::string device;
+  double host_to_device_s = 0;
+  double kernel_s = 0;
+  double device_to_host_s = 0;
+  double total_s = 0;
+  std::size_t chunks = 0;
+};
+
+// Resolves "auto" and checks availability: the backend and device a run would use.
+result<device_info> resolve(const run_options& options);
+
+// Runs the map over `in`, writing `out` (same size; may alias `in` exactly, not partially).
+// Safe to call from many threads at once.
+result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::int64_t> out,
+                               const map_params& params, const run_options& options = {});
+
+// Data kept on a device between calls, so that runs can be chained without copies.
+class device_buffer {
+ public:
+  class impl;
+  ~device_buffer();
+  device_buffer(device_buffer&&) noexcept;
+  device_buffer& operator=(device_buffer&&) noexcept;
+
+  // Copies `data` to the device chosen by `options`.
+  static result<device_buffer> upload(std::span<const std::int64_t> data, const run_options& options = {});
+
+  std::size_t size() const noexcept;
+  const device_info& device() const noexcept;
+
+  // Applies the map in place on the device.
+  result<run_stats> run(const map_params& params);
+  // Copies the current contents back; `out.size()` must equal size().
+  status download(std::span<std::int64_t> out) const;
+
+ private:
+  explicit device_buffer(std::unique_ptr<impl> p);
+  std::unique_ptr<impl> impl_;
+};
+
+}  // namespace kiln

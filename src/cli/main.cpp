@@ -1,0 +1,32 @@
+// The `kiln` command: argument parsing for `kiln devices` and `kiln run`.
+#include <CLI/CLI.hpp>
+
+#include "cli/commands.hpp"
+
+int main(int argc, char** argv) {
+  CLI::App app{"Kiln: the exact integer logistic map on CPU cores, OpenCL and CUDA devices"};
+  app.require_subcommand(1);
+
+  bool devices_json = false;
+  auto* devices = app.add_subcommand("devices", "List every backend and device, usable or not (and why)");
+  devices->add_flag("--json", devices_json, "Print a JSON array");
+
+  kiln::cli::run_args ra;
+  auto* run = app.add_subcommand("run", "Run the map over 1..N and print the time and checksum");
+  run->add_option("--backend,-b", ra.backend, "auto, scalar, cpu, opencl or cuda")
+      ->check(CLI::IsMember({"auto", "scalar", "cpu", "opencl", "cuda"}));
+  run->add_option("--device,-d", ra.device, "Device index within the backend")->check(CLI::NonNegativeNumber);
+  run->add_option("--n,-n", ra.n, "Number of elements (inputs are 1..N)")->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 34));
+  run->add_option("--iterations,-k", ra.iterations, "Iterations of the map (>= 0)")->check(CLI::NonNegativeNumber);
+  run->add_option("--p", ra.p, "Modulus, 1..4294967295");
+  run->add_option("--mu", ra.mu, "Multiplier (any int64)");
+  run->add_option("--chunk", ra.chunk, "Elements per device chunk (0 = backend's choice)");
+  run->add_option("--repeat", ra.repeat, "Timed runs (the median is reported)")->check(CLI::PositiveNumber);
+  run->add_option("--warmup", ra.warmup, "Untimed runs first")->check(CLI::NonNegativeNumber);
+  run->add_flag("--resident", ra.resident, "Upload once; time only the run on the device");
+  run->add_flag("--json", ra.json, "Print one JSON object");
+
+  CLI11_PARSE(app, argc, argv);
+  if (*devices) return kiln::cli::devices(devices_json);
+  return kiln::cli::run(ra);
+}

@@ -1,0 +1,252 @@
+// The public API: parameter validation, the backend registry, dispatch and resident buffers.
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <mutex>
+
+#include "core/backend.hpp"
+#include "kiln/kiln.hpp"
+
+namespace kiln {
+
+const char* errc_name(errc code) noexcept {
+  switch (code) {
+    case errc::invalid_argument: return "invalid_argument";
+    case errc::unknown_backend: return "unknown_backend";
+    case errc::backend_unavailable: return "backend_unavailable";
+    case errc::out_of_memory: return "out_of_memory";
+    case errc::device_error: return "device_error";
+    case errc::internal: return "internal";
+  }
+  return "internal";
+}
+
+const char* backend_name(backend_kind kind) noexcept {
+  switch (kind) {
+    case backend_kind::scalar: return "scalar";
+    case backend_kind::cpu: return "cpu";
+    case backend_kind::opencl: return "opencl";
+    case backend_kind::cuda: return "cuda";
+  }
+  return "unknown";
+}
+
+status validate(const map_params& params) {
+  if (params.p < 1 || params.p > max_p)
+    return make_error(errc::invalid_argument,
+                      "p must be in 1..4294967295 (2^32 - 1), got " + std::to_string(params.p));
+  if (params.iterations < 0)
+    return make_error(errc::invalid_argument,
+                      "iterations must be >= 0, got " + std::to_string(params.iterations));
+  return {};
+}
+
+std::int64_t logistic_map_reference(std::int64_t x, const map_params& params) {
+  if (params.iterations == 0) return x;
+  // Plain integer arithmetic on residues (see core/modmath.h for why residues suffice):
+  // every product is below p^2 < 2^64, so nothing overflows.
+  const std::uint64_t p = static_cast<std::uint64_t>(params.p);
+  auto residue = [&](std::int64_t v) {
+    std::int64_t r = v % params.p;
+    return static_cast<std::uint64_t>(r < 0 ? r + params.p : r);
+  };
+  std::uint64_t s = residue(x);
+  const std::uint64_t m = residue(params.mu);
+  for (std::int64_t i = 0; i < params.iterations; ++i) s = m * (s * (s + 1) % p) % p;
+  auto r = static_cast<std::int64_t>(s);
+  return params.mu < 0 && r != 0 ? r - params.p : r;
+}
+
+namespace detail {
+
+kernel_params prepare(const map_params& params) {
+  kernel_params kp{};
+  kp.p = params.p;
+  kp.mu = params.mu;
+  kp.iterations = params.iterations;
+  kp.p_d = static_cast<double>(params.p);
+  kp.pinv = 1.0 / kp.p_d;
+  std::int64_t m = params.mu % params.p;
+  kp.mu_res = static_cast<double>(m < 0 ? m + params.p : m);
+  kp.two32 = static_cast<double>((std::uint64_t{1} << 32) % static_cast<std::uint64_t>(params.p));
+  kp.negative = params.mu < 0 ? 1 : 0;
+  return kp;
+}
+
+device_info unavailable_device(backend_kind kind, std::string reason) {
+  device_info d;
+  d.backend = kind;
+  d.name = backend_name(kind);
+  d.available = false;
+  d.reason = std::move(reason);
+  return d;
+}
+
+namespace {
+
+constexpr std::array<backend_kind, 4> all_kinds = {backend_kind::scalar, backend_kind::cpu, backend_kind::opencl,
+                                                   backend_kind::cuda};
+
+// Owns one instance of each backend for the life of the process; probing is lazy and once.
+class registry {
+ public:
+  static registry& get() {
+    static registry r;
+    return r;
+  }
+
+  backend& of(backend_kind kind) {
+    std::call_once(once_[index(kind)], [&] {
+      switch (kind) {
+        case backend_kind::scalar: backends_[0] = make_scalar_backend(); break;
+        case backend_kind::cpu: backends_[1] = make_cpu_backend(); break;
+        case backend_kind::opencl: backends_[2] = make_opencl_backend(); break;
+        case backend_kind::cuda: backends_[3] = make_cuda_backend(); break;
+      }
+    });
+    return *backends_[index(kind)];
+  }
+
+  // Backend devices are probed once under the backend's own lock; callers get a stable copy.
+  std::vector<device_info> devices_of(backend_kind kind) {
+    backend& b = of(kind);
+    std::lock_guard<std::mutex> lock(probe_m_[index(kind)]);
+    return b.devices();
+  }
+
+ private:
+  static std::size_t index(backend_kind k) { return static_cast<std::size_t>(k); }
+  std::array<std::unique_ptr<backend>, 4> backends_;
+  std::array<std::once_flag, 4> once_;
+  std::array<std::mutex, 4> probe_m_;
+};
+
+result<backend_kind> parse_backend(const std::string& name) {
+  for (auto k : all_kinds)
+    if (name == backend_name(k)) return k;
+  return make_error(errc::unknown_backend,
+                    "unknown backend \"" + name + "\" (expected auto, scalar, cpu, opencl or cuda)");
+}
+
+double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
+
+}  // namespace
+}  // namespace detail
+
+std::vector<device_info> devices() {
+  std::vector<device_info> all;
+  for (auto k : detail::all_kinds) {
+    auto ds = detail::registry::get().devices_of(k);
+    all.insert(all.end(), ds.begin(), ds.end());
+  }
+  return all;
+}
+
+result<device_info> resolve(const run_options& options) {
+  auto& reg = detail::registry::get();
+  if (options.backend == "auto") {
+    // A GPU when there is one (CUDA before OpenCL), else the multicore CPU backend.
+    for (auto k : {backend_kind::cuda, backend_kind::opencl})
+      for (const auto& d : reg.devices_of(k))
+        if (d.available && d.gpu) return d;
+    return reg.devices_of(backend_kind::cpu).front();
+  }
+  auto kind = detail::parse_backend(options.backend);
+  if (!kind) return kind.err();
+  auto ds = reg.devices_of(*kind);
+  if (ds.size() == 1 && !ds.front().available)
+    return make_error(errc::backend_unavailable,
+                      std::string("backend ") + backend_name(*kind) + " is unavailable: " + ds.front().reason);
+  if (options.device < 0 || static_cast<std::size_t>(options.device) >= ds.size())
+    return make_error(errc::invalid_argument, std::string("backend ") + backend_name(*kind) + " has " +
+                                                  std::to_string(ds.size()) + " device(s); device index " +
+                                                  std::to_string(options.device) + " is out of range");
+  const auto& d = ds[static_cast<std::size_t>(options.device)];
+  if (!d.available)
+    return make_error(errc::backend_unavailable, std::string("device ") + std::to_string(options.device) + " of " +
+                                                     backend_name(*kind) + " is unavailable: " + d.reason);
+  return d;
+}
+
+result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::int64_t> out,
+                               const map_params& params, const run_options& options) {
+  KILN_TRY(validate(params));
+  if (in.size() != out.size())
+    return make_error(errc::invalid_argument, "input and output sizes differ (" + std::to_string(in.size()) +
+                                                  " vs " + std::to_string(out.size()) + ")");
+  const auto* ib = reinterpret_cast<const char*>(in.data());
+  const auto* ob = reinterpret_cast<const char*>(out.data());
+  const std::size_t bytes = in.size_bytes();
+  if (ib != ob && ib < ob + bytes && ob < ib + bytes)
+    return make_error(errc::invalid_argument, "input and output overlap partially");
+  auto dev = resolve(options);
+  if (!dev) return dev.err();
+  run_stats stats;
+  stats.backend = backend_name(dev->backend);
+  stats.device = dev->name;
+  if (params.iterations == 0 || in.empty()) {
+    auto t0 = std::chrono::steady_clock::now();
+    if (ib != ob && bytes > 0) std::memcpy(out.data(), in.data(), bytes);
+    stats.total_s = detail::seconds_since(t0);
+    return stats;
+  }
+  auto r = detail::registry::get().of(dev->backend).run(dev->index, in, out, detail::prepare(params),
+                                                        options.chunk_elements);
+  if (!r) return r.err();
+  r->backend = stats.backend;
+  r->device = stats.device;
+  return r;
+}
+
+// ---- device_buffer -------------------------------------------------------------------------
+
+class device_buffer::impl {
+ public:
+  device_info device;
+  std::unique_ptr<detail::resident_buffer> buffer;
+};
+
+device_buffer::device_buffer(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
+device_buffer::~device_buffer() = default;
+device_buffer::device_buffer(device_buffer&&) noexcept = default;
+device_buffer& device_buffer::operator=(device_buffer&&) noexcept = default;
+
+result<device_buffer> device_buffer::upload(std::span<const std::int64_t> data, const run_options& options) {
+  auto dev = resolve(options);
+  if (!dev) return dev.err();
+  auto buf = detail::registry::get().of(dev->backend).upload(dev->index, data);
+  if (!buf) return buf.err();
+  auto p = std::make_unique<impl>();
+  p->device = std::move(dev).value();
+  p->buffer = std::move(buf).value();
+  return device_buffer(std::move(p));
+}
+
+std::size_t device_buffer::size() const noexcept { return impl_->buffer->size(); }
+const device_info& device_buffer::device() const noexcept { return impl_->device; }
+
+result<run_stats> device_buffer::run(const map_params& params) {
+  KILN_TRY(validate(params));
+  run_stats stats;
+  if (params.iterations > 0 && size() > 0) {
+    auto r = impl_->buffer->run(detail::prepare(params));
+    if (!r) return r.err();
+    stats = std::move(r).value();
+  }
+  stats.backend = backend_name(impl_->device.backend);
+  stats.device = impl_->device.name;
+  return stats;
+}
+
+status device_buffer::download(std::span<std::int64_t> out) const {
+  if (out.size() != size())
+    return make_error(errc::invalid_argument, "download needs " + std::to_string(size()) + " elements, got " +
+                                                  std::to_string(out.size()));
+  return impl_->buffer->download(out);
+}
+
+}  // namespace kiln

@@ -1,0 +1,66 @@
+// The interface every backend implements, and the factory functions the registry calls.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <vector>
+
+#include "kiln/kiln.hpp"
+#include "core/modmath.h"
+
+namespace kiln::detail {
+
+// Parameters after validation, with everything a kernel needs precomputed once per call.
+struct kernel_params {
+  std::int64_t p;
+  std::int64_t mu;
+  std::int64_t iterations;
+  double p_d;      // p as a double (exact: p < 2^32)
+  double pinv;     // 1.0 / p, rounded
+  double mu_res;   // mu mod p, in [0, p)
+  double two32;    // 2^32 mod p
+  int negative;    // mu < 0: non-zero results are shifted down by p
+};
+
+kernel_params prepare(const map_params& params);
+
+// A buffer that lives on one device of one backend.
+class resident_buffer {
+ public:
+  virtual ~resident_buffer() = default;
+  virtual std::size_t size() const = 0;
+  virtual result<run_stats> run(const kernel_params& kp) = 0;
+  virtual status download(std::span<std::int64_t> out) const = 0;
+};
+
+class backend {
+ public:
+  virtual ~backend() = default;
+  virtual backend_kind kind() const = 0;
+  // Probed once, then cached by the backend; never empty (an unavailable backend lists one
+  // entry saying why).
+  virtual const std::vector<device_info>& devices() = 0;
+  // `in` and `out` have equal sizes (they may be the same memory); iterations >= 1 here.
+  // chunk_elements == 0 means the backend's own choice.
+  virtual result<run_stats> run(int device, std::span<const std::int64_t> in, std::span<std::int64_t> out,
+                                const kernel_params& kp, std::size_t chunk_elements) = 0;
+  virtual result<std::unique_ptr<resident_buffer>> upload(int device, std::span<const std::int64_t> data) = 0;
+};
+
+// Each backend's factory; a backend compiled out returns a stub whose device says why.
+std::unique_ptr<backend> make_scalar_backend();
+std::unique_ptr<backend> make_cpu_backend();
+std::unique_ptr<backend> make_opencl_backend();
+std::unique_ptr<backend> make_cuda_backend();
+
+// A host-memory resident buffer shared by the scalar and cpu backends.
+std::unique_ptr<resident_buffer> make_host_buffer(backend& owner, int device, std::span<const std::int64_t> data);
+
+// A device entry saying the backend cannot be used, and why.
+device_info unavailable_device(backend_kind kind, std::string reason);
+
+// A backend with one unavailable device: for compiled-out backends and failed probes.
+std::unique_ptr<backend> make_unavailable_backend(backend_kind kind, std::string reason);
+
+}  // namespace kiln::detail

@@ -1,0 +1,17 @@
+// A process-wide pool of worker threads with a blocking parallel_for that many callers may share.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+
+namespace kiln::detail {
+
+// Number of worker threads (hardware threads, at least 1).
+std::size_t worker_count();
+
+// Calls body(begin, end) on disjoint ranges covering [0, n), each at most `grain` long and
+// aligned to `grain`, on the pool's threads and the caller's; returns when all are done.
+// Safe to call concurrently from many threads (their tasks interleave on the same workers).
+void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body);
+
+}  // namespace kiln::detail

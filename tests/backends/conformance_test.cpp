@@ -1,0 +1,151 @@
+// Every available backend against the scalar reference and hand-checked values; unavailable ones skip with the reason.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <thread>
+#include <vector>
+
+#include "kiln/kiln.hpp"
+
+namespace {
+
+using i64 = std::int64_t;
+constexpr i64 kMin = std::numeric_limits<i64>::min();
+constexpr i64 kMax = std::numeric_limits<i64>::max();
+
+std::vector<i64> reference(const std::vector<i64>& in, const kiln::map_params& prm) {
+  std::vector<i64> out(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) out[i] = kiln::logistic_map_reference(in[i], prm);
+  return out;
+}
+
+std::vector<i64> edge_inputs(i64 p) {
+  std::vector<i64> xs = {0, 1, -1, 2, -2, kMin, kMax, kMin + 1, kMax - 1, p - 1, p, p + 1, -p, -p + 1, -p - 1,
+                         i64{1} << 32, -(i64{1} << 32), (i64{1} << 32) + 1, (i64{1} << 32) - 1,
+                         i64{1} << 53, (i64{1} << 53) + 1, -(i64{1} << 53) - 1, i64{1} << 62, 6700416, 123456789};
+  return xs;
+}
+
+class Conformance : public ::testing::TestWithParam<const char*> {
+ protected:
+  void SetUp() override {
+    kiln::run_options o;
+    o.backend = GetParam();
+    auto d = kiln::resolve(o);
+    if (!d) GTEST_SKIP() << GetParam() << " unavailable: " << d.err().message;
+  }
+
+  std::vector<i64> run(const std::vector<i64>& in, const kiln::map_params& prm, std::size_t chunk = 0) {
+    std::vector<i64> out(in.size(), 0x5a5a5a5a);
+    kiln::run_options o;
+    o.backend = GetParam();
+    o.chunk_elements = chunk;
+    auto r = kiln::logistic_map(in, out, prm, o);
+    EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.err().message);
+    return out;
+  }
+};
+
+TEST_P(Conformance, SeedValues) {
+  // The seed's doctest: 1..3 with p = 61, mu = 22, 10 iterations.
+  EXPECT_EQ(run({1, 2, 3}, {61, 22, 10}), (std::vector<i64>{28, 25, 37}));
+}
+
+TEST_P(Conformance, EdgeValuesAcrossTheDomain) {
+  const i64 ps[] = {1, 2, 3, 61, 6700417, (i64{1} << 26) + 1, 94906265, 94906266, (i64{1} << 31) - 1, i64{1} << 31,
+                    (i64{1} << 32) - 2, kiln::max_p};
+  const i64 mus[] = {22, -22, 0, 1, -1, kMin, kMax, kMin + 1, 6700417};
+  const i64 ks[] = {0, 1, 2, 10};
+  for (i64 p : ps)
+    for (i64 mu : mus)
+      for (i64 k : ks) {
+        kiln::map_params prm{p, mu, k};
+        auto in = edge_inputs(p);
+        ASSERT_EQ(run(in, prm), reference(in, prm)) << "p=" << p << " mu=" << mu << " k=" << k;
+      }
+}
+
+TEST_P(Conformance, RandomArraysWithFixedSeed) {
+  std::mt19937_64 rng(20181209);
+  for (int round = 0; round < 6; ++round) {
+    std::size_t n = 1000 + static_cast<std::size_t>(rng() % 50000);  // rarely a multiple of a vector
+    std::vector<i64> in(n);
+    for (auto& x : in) x = static_cast<i64>(rng());
+    kiln::map_params prm{static_cast<i64>(1 + rng() % static_cast<std::uint64_t>(kiln::max_p)),
+                         static_cast<i64>(rng()), static_cast<i64>(rng() % 12)};
+    ASSERT_EQ(run(in, prm), reference(in, prm)) << "round " << round << " p=" << prm.p << " mu=" << prm.mu;
+  }
+}
+
+TEST_P(Conformance, SeedBenchmarkInputs) {
+  std::vector<i64> in(1 << 16);
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<i64>(i + 1);
+  kiln::map_params prm;  // p = 6700417, mu = 22, 10 iterations
+  EXPECT_EQ(run(in, prm), reference(in, prm));
+}
+
+TEST_P(Conformance, EmptyInput) {
+  EXPECT_TRUE(run({}, {}).empty());
+}
+
+TEST_P(Conformance, TinyChunksGiveTheSameResult) {
+  std::vector<i64> in(10007);
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<i64>(i * 7919) - 40000;
+  kiln::map_params prm{1000003, -7, 5};
+  auto want = reference(in, prm);
+  EXPECT_EQ(run(in, prm, 1), std::vector<i64>(want.begin(), want.end()));
+  EXPECT_EQ(run(in, prm, 333), want);
+}
+
+TEST_P(Conformance, InPlace) {
+  std::vector<i64> data(4099);
+  for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<i64>(i) * 1234567 - 99;
+  kiln::map_params prm{61, 22, 10};
+  auto want = reference(data, prm);
+  kiln::run_options o;
+  o.backend = GetParam();
+  ASSERT_TRUE(kiln::logistic_map(data, data, prm, o).ok());
+  EXPECT_EQ(data, want);
+}
+
+TEST_P(Conformance, ResidentBufferChainsRuns) {
+  std::vector<i64> in(5000);
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<i64>(i) - 2500;
+  kiln::run_options o;
+  o.backend = GetParam();
+  auto buf = kiln::device_buffer::upload(in, o);
+  ASSERT_TRUE(buf.ok()) << buf.err().message;
+  EXPECT_EQ(buf->size(), in.size());
+  // Three steps then seven are ten steps.
+  ASSERT_TRUE(buf->run({6700417, 22, 3}).ok());
+  ASSERT_TRUE(buf->run({6700417, 22, 7}).ok());
+  std::vector<i64> out(in.size());
+  ASSERT_TRUE(buf->download(out).ok());
+  EXPECT_EQ(out, reference(in, {6700417, 22, 10}));
+  std::vector<i64> wrong(3);
+  EXPECT_EQ(buf->download(wrong).err().code, kiln::errc::invalid_argument);
+}
+
+TEST_P(Conformance, ManyThreadsAtOnce) {
+  std::vector<std::thread> threads;
+  std::vector<int> ok(16, 0);
+  for (int t = 0; t < 16; ++t)
+    threads.emplace_back([&, t] {
+      std::vector<i64> in(3000 + t * 17);
+      for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<i64>(i) * (t + 1) - 1000;
+      kiln::map_params prm{61 + t * 1000, 22 - t, 1 + t % 10};
+      std::vector<i64> out(in.size());
+      kiln::run_options o;
+      o.backend = GetParam();
+      ok[t] = kiln::logistic_map(in, out, prm, o).ok() && out == reference(in, prm);
+    });
+  for (auto& th : threads) th.join();
+  for (int t = 0; t < 16; ++t) EXPECT_TRUE(ok[t]) << "thread " << t;
+}
+
+INSTANTIATE_TEST_SUITE_P(Backends, Conformance, ::testing::Values("scalar", "cpu", "opencl", "cuda", "auto"),
+                         [](const auto& info) { return std::string(info.param); });
+
+}  // namespace

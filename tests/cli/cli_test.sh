@@ -1,0 +1,45 @@
+#!/usr/bin/env bash
+# The `kiln` command end to end: checksums agree across backends, JSON is well formed, bad input exits non-zero.
+set -u
+kiln=$1
+failures=0
+check() { # name, condition result
+  if [ "$2" -eq 0 ]; then echo "ok   $1"; else echo "FAIL $1"; failures=$((failures + 1)); fi
+}
+field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
+
+out=$("$kiln" run --backend scalar --n 3 --p 61 --mu 22 --repeat 1 --json)
+[ "$(echo "$out" | field checksum)" = "90" ]; check "seed values 28+25+37 = 90" $?
+for key in backend device n iterations p mu seconds checksum; do
+  echo "$out" | python3 -c "import json,sys; sys.exit(0 if '$key' in json.load(sys.stdin) else 1)"; check "run --json has $key" $?
+done
+
+ref=$("$kiln" run --backend scalar --n 200000 --repeat 1 --warmup 0 --json | field checksum)
+devices=$("$kiln" devices --json)
+for b in cpu opencl cuda auto; do
+  avail=$(echo "$devices" | python3 -c "import json,sys; print(any(d['available'] for d in json.load(sys.stdin) if d['backend']=='$b' or '$b'=='auto'))")
+  if [ "$avail" != "True" ]; then echo "skip $b: unavailable"; continue; fi
+  got=$("$kiln" run --backend "$b" --n 200000 --repeat 1 --json | field checksum)
+  [ "$got" = "$ref" ]; check "$b checksum equals scalar ($ref)" $?
+  got=$("$kiln" run --backend "$b" --n 200000 --repeat 1 --resident --json | field checksum)
+  [ "$got" = "$ref" ]; check "$b --resident checksum equals scalar" $?
+done
+
+echo "$devices" | python3 -c "import json,sys; ds=json.load(sys.stdin); sys.exit(0 if {'scalar','cpu','opencl','cuda'} <= {d['backend'] for d in ds} else 1)"
+check "devices --json lists every backend" $?
+"$kiln" devices | grep -q "^cpu"; check "devices prints a table" $?
+
+err=$("$kiln" run --p 0 --n 3 2>&1); rc=$?
+[ $rc -eq 2 ] && echo "$err" | grep -q "p must be in 1..4294967295"; check "p = 0 is rejected with exit 2" $?
+err=$("$kiln" run --p 4294967296 --n 3 2>&1); rc=$?
+[ $rc -eq 2 ]; check "p = 2^32 is rejected" $?
+err=$("$kiln" run --bogus 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$err" | grep -qi "bogus"; check "unknown flag names the flag" $?
+err=$("$kiln" run --backend tpu 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$err" | grep -q "tpu"; check "unknown backend is rejected" $?
+err=$("$kiln" run --n -4 2>&1); rc=$?
+[ $rc -ne 0 ]; check "negative n is rejected" $?
+"$kiln" >/dev/null 2>&1; [ $? -ne 0 ]; check "no subcommand exits non-zero" $?
+
+echo "cli: $failures failed"
+exit $((failures > 0))

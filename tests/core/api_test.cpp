@@ -1,0 +1,116 @@
+// The public API's contract: validation errors, backend resolution, sizes, aliasing and identity cases.
+#include <gtest/gtest.h>
+
+#include <limits>
+#include <vector>
+
+#include "kiln/kiln.hpp"
+
+namespace {
+
+using i64 = std::int64_t;
+
+TEST(Validate, PDomain) {
+  EXPECT_TRUE(kiln::validate({1, 22, 10}).ok());
+  EXPECT_TRUE(kiln::validate({kiln::max_p, 22, 10}).ok());
+  for (i64 p : {i64{0}, i64{-5}, kiln::max_p + 1, std::numeric_limits<i64>::max()}) {
+    auto s = kiln::validate({p, 22, 10});
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.err().code, kiln::errc::invalid_argument);
+    EXPECT_NE(s.err().message.find("p must be in 1..4294967295"), std::string::npos) << s.err().message;
+  }
+}
+
+TEST(Validate, NegativeIterations) {
+  auto s = kiln::validate({61, 22, -1});
+  ASSERT_FALSE(s.ok());
+  EXPECT_NE(s.err().message.find("iterations"), std::string::npos);
+}
+
+TEST(Run, RejectsBadParamsBeforeTouchingOutput) {
+  std::vector<i64> in{1, 2, 3}, out{9, 9, 9};
+  auto r = kiln::logistic_map(in, out, {0, 22, 10}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, kiln::errc::invalid_argument);
+  EXPECT_EQ(out, (std::vector<i64>{9, 9, 9}));
+}
+
+TEST(Run, SizeMismatchAndPartialOverlap) {
+  std::vector<i64> a(10, 1), b(9);
+  EXPECT_EQ(kiln::logistic_map(a, b, {}, {}).err().code, kiln::errc::invalid_argument);
+  std::span<const i64> in(a.data(), 5);
+  std::span<i64> out(a.data() + 2, 5);
+  auto r = kiln::logistic_map(in, out, {}, {});
+  ASSERT_FALSE(r.ok());
+  EXPECT_NE(r.err().message.find("overlap"), std::string::npos);
+}
+
+TEST(Run, UnknownBackend) {
+  std::vector<i64> a{1}, b(1);
+  kiln::run_options o;
+  o.backend = "tpu";
+  auto r = kiln::logistic_map(a, b, {}, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, kiln::errc::unknown_backend);
+  EXPECT_NE(r.err().message.find("tpu"), std::string::npos);
+}
+
+TEST(Run, DeviceIndexOutOfRange) {
+  kiln::run_options o;
+  o.backend = "cpu";
+  o.device = 7;
+  auto d = kiln::resolve(o);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.err().code, kiln::errc::invalid_argument);
+}
+
+TEST(Run, ZeroIterationsCopies) {
+  std::vector<i64> in{5, -7, std::numeric_limits<i64>::min()}, out(3);
+  ASSERT_TRUE(kiln::logistic_map(in, out, {61, 22, 0}, {}).ok());
+  EXPECT_EQ(out, in);
+}
+
+TEST(Devices, EveryBackendIsListedWithAReasonWhenUnavailable) {
+  auto ds = kiln::devices();
+  for (auto kind : {kiln::backend_kind::scalar, kiln::backend_kind::cpu, kiln::backend_kind::opencl,
+                    kiln::backend_kind::cuda}) {
+    bool seen = false;
+    for (const auto& d : ds)
+      if (d.backend == kind) {
+        seen = true;
+        EXPECT_FALSE(d.name.empty());
+        if (!d.available) {
+          EXPECT_FALSE(d.reason.empty()) << kiln::backend_name(kind);
+        }
+      }
+    EXPECT_TRUE(seen) << kiln::backend_name(kind);
+  }
+}
+
+TEST(Devices, AutoResolvesToSomethingAvailable) {
+  auto d = kiln::resolve({});
+  ASSERT_TRUE(d.ok()) << d.err().message;
+  EXPECT_TRUE(d->available);
+  // Without a GPU, auto is the multicore CPU backend.
+  bool any_gpu = false;
+  for (const auto& dev : kiln::devices()) any_gpu |= dev.available && dev.gpu;
+  if (!any_gpu) {
+    EXPECT_EQ(d->backend, kiln::backend_kind::cpu);
+  } else {
+    EXPECT_TRUE(d->gpu);
+  }
+}
+
+TEST(Result, ValueOrThrowIsTheExceptionBoundary) {
+  kiln::result<int> bad = kiln::make_error(kiln::errc::device_error, "clFinish failed");
+  try {
+    (void)std::move(bad).value_or_throw();
+    FAIL() << "expected kiln_error";
+  } catch (const kiln::kiln_error& e) {
+    EXPECT_EQ(e.err().code, kiln::errc::device_error);
+    EXPECT_STREQ(e.what(), "clFinish failed");
+  }
+  EXPECT_EQ(kiln::result<int>(3).value_or_throw(), 3);
+}
+
+}  // namespace
