@@ -1,6 +1,7 @@
 // The reference and the double-precision arithmetic checked against Elixir's rem computed with 128-bit integers.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -53,21 +54,36 @@ prepared prep(i64 p) {
           static_cast<double>((std::uint64_t{1} << 32) % static_cast<std::uint64_t>(p))};
 }
 
-TEST(ModMath, MulModIsExactAtTheExtremes) {
-  const i64 ps[] = {1, 2, 3, 61, 6700417, (i64{1} << 26) + 1, (i64{1} << 31) - 1, i64{1} << 31, kiln::max_p - 1,
+i64 mod(__int128 v, i64 p) {
+  auto r = static_cast<i64>(v % p);
+  return r < 0 ? r + p : r;
+}
+
+// The centred bound of core/modmath.h: |r| <= p (1/2 + 2^-13) + 2^9.
+void expect_centred(double r, i64 p) {
+  ASSERT_EQ(r, std::floor(r)) << "not an integer";
+  ASSERT_LE(std::fabs(r), static_cast<double>(p) * (0.5 + 1.0 / 8192) + 512) << "p=" << p;
+}
+
+TEST(ModMath, MulModIsExactAndCentred) {
+  const i64 ps[] = {1, 2, 3, 61, 6700417, 67108863, 67108864, (i64{1} << 31) - 1, i64{1} << 31, kiln::max_p - 1,
                     kiln::max_p};
   std::mt19937_64 rng(11);
   for (i64 p : ps) {
     auto c = prep(p);
-    auto check = [&](std::uint64_t a, std::uint64_t b) {
-      std::uint64_t want = static_cast<std::uint64_t>((static_cast<unsigned __int128>(a) * b) % static_cast<std::uint64_t>(p));
-      double got = kiln_mulmod(static_cast<double>(a), static_cast<double>(b), c.p, c.pinv);
-      ASSERT_EQ(static_cast<std::uint64_t>(got), want) << a << "*" << b << " mod " << p;
+    const bool small = static_cast<double>(p) <= KILN_SMALL_P_MAX;
+    // Inputs anywhere in the centred range the loop produces, plus the edges.
+    const i64 half = p / 2 + 1 + (small ? 0 : 512);
+    auto check = [&](i64 a, i64 b) {
+      double got = small ? kiln_mulmod_small(static_cast<double>(a), static_cast<double>(b), c.p, c.pinv)
+                         : kiln_mulmod_split(static_cast<double>(a), static_cast<double>(b), c.p, c.pinv);
+      expect_centred(got, p);
+      ASSERT_EQ(mod(static_cast<__int128>(got), p), mod(static_cast<__int128>(a) * b, p)) << a << "*" << b << " mod " << p;
     };
-    const std::uint64_t up = static_cast<std::uint64_t>(p);
-    for (std::uint64_t a : {std::uint64_t{0}, std::uint64_t{1}, up / 2, up - 1})
-      for (std::uint64_t b : {std::uint64_t{0}, std::uint64_t{1}, up / 2, up - 1, up}) check(a, b);
-    for (int i = 0; i < 100000; ++i) check(rng() % up, rng() % (up + 1));
+    for (i64 a : {-half, i64{-1}, i64{0}, i64{1}, half})
+      for (i64 b : {-half, i64{-1}, i64{0}, i64{1}, half, p - 1}) check(a, b);
+    auto pick = [&] { return static_cast<i64>(rng() % static_cast<std::uint64_t>(2 * half + 1)) - half; };
+    for (int i = 0; i < 100000; ++i) check(pick(), pick());
   }
 }
 
@@ -77,9 +93,9 @@ TEST(ModMath, ResidueOfEveryKindOfInt64) {
   for (i64 p : ps) {
     auto c = prep(p);
     auto check = [&](i64 x) {
-      i64 r = x % p;
-      if (r < 0) r += p;
-      ASSERT_EQ(static_cast<i64>(kiln_residue(x, c.p, c.pinv, c.two32)), r) << x << " mod " << p;
+      double r = kiln_residue(x, c.p, c.pinv, c.two32);
+      expect_centred(r, p);
+      ASSERT_EQ(static_cast<i64>(kiln_normalize(r, c.p)), mod(x, p)) << x << " mod " << p;
     };
     for (i64 x : {std::numeric_limits<i64>::min(), std::numeric_limits<i64>::max(), i64{0}, i64{-1}, i64{1}, p, -p})
       check(x);

@@ -15,42 +15,46 @@ using D = hn::ScalableTag<double>;
 using DI = hn::RebindToSigned<D>;
 using V = hn::Vec<D>;
 
-// The vector form of kiln_reduce / kiln_mulmod (see core/modmath.h for the error analysis).
-// `Split`: whether a*b can exceed 2^53 (p > 94906265) and so needs its exact low part; the
-// benchmark's p = 6700417 does not, which saves two of the eight operations.
+// The vector form of core/modmath.h (see there for the error analysis): residues stay centred on
+// zero and exact; only the end maps them to [0, p). `Split`: whether products can exceed 2^51
+// (p > KILN_SMALL_P_MAX) and so need their exact low part; the benchmark's p = 6700417 does not,
+// and then a modular multiply is four instructions.
 template <bool Split>
 struct mod_ops {
   D d;
-  V p, pinv, zero, magic;
+  V p, pinv, magic;
 
   HWY_INLINE V reduce(V hi, V lo) const {
     V q = hn::Sub(hn::MulAdd(hi, pinv, magic), magic);  // round to nearest
-    V r = hn::Add(hn::NegMulAdd(q, p, hi), lo);
-    return hn::IfThenElse(hn::Lt(r, zero), hn::Add(r, p), r);
+    return hn::Add(hn::NegMulAdd(q, p, hi), lo);
   }
   HWY_INLINE V mulmod(V a, V b) const {
     V hi = hn::Mul(a, b);
-    if constexpr (Split) return reduce(hi, hn::MulSub(a, b, hi));  // a*b - hi, exact
     V q = hn::Sub(hn::MulAdd(hi, pinv, magic), magic);
-    V r = hn::NegMulAdd(q, p, hi);
-    return hn::IfThenElse(hn::Lt(r, zero), hn::Add(r, p), r);
+    if constexpr (Split) return hn::Add(hn::NegMulAdd(q, p, hi), hn::MulSub(a, b, hi));  // + exact low part
+    return hn::NegMulAdd(q, p, hi);
   }
 };
 
 template <class M>
 HWY_INLINE V residue(const M& m, V two32, const std::int64_t* x) {
   const DI di;
+  const V zero = hn::Zero(m.d);
   auto xi = hn::LoadU(di, x);
   V xh = hn::ConvertTo(m.d, hn::ShiftRight<32>(xi));
   V xl = hn::ConvertTo(m.d, hn::And(xi, hn::Set(di, 0xffffffffLL)));
-  V s = hn::Add(m.mulmod(m.reduce(xh, m.zero), two32), m.reduce(xl, m.zero));
-  return hn::IfThenElse(hn::Ge(s, m.p), hn::Sub(s, m.p), s);
+  // Always the split multiply here: two32 is not centred.
+  const mod_ops<true> split{m.d, m.p, m.pinv, m.magic};
+  return m.reduce(hn::Add(split.mulmod(m.reduce(xh, zero), two32), m.reduce(xl, zero)), zero);
 }
 
 template <class M>
 HWY_INLINE void store_result(const M& m, V s, V neg_shift, std::int64_t* out) {
+  const V zero = hn::Zero(m.d);
+  s = hn::IfThenElse(hn::Lt(s, zero), hn::Add(s, m.p), s);
+  s = hn::IfThenElse(hn::Ge(s, m.p), hn::Sub(s, m.p), s);
   // Non-zero results move down by p when mu < 0 (neg_shift is p then, else 0).
-  V shifted = hn::IfThenElse(hn::Eq(s, m.zero), s, hn::Sub(s, neg_shift));
+  V shifted = hn::IfThenElse(hn::Eq(s, zero), s, hn::Sub(s, neg_shift));
   hn::StoreU(hn::ConvertTo(DI(), shifted), DI(), out);
 }
 
@@ -59,7 +63,7 @@ HWY_INLINE void store_result(const M& m, V s, V neg_shift, std::int64_t* out) {
 template <bool Split>
 HWY_INLINE void logistic_block(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp) {
   const D d;
-  const mod_ops<Split> m{d, hn::Set(d, kp.p_d), hn::Set(d, kp.pinv), hn::Zero(d), hn::Set(d, 6755399441055744.0)};
+  const mod_ops<Split> m{d, hn::Set(d, kp.p_d), hn::Set(d, kp.pinv), hn::Set(d, KILN_ROUND_MAGIC)};
   const V one = hn::Set(d, 1.0), mu = hn::Set(d, kp.mu_res), two32 = hn::Set(d, kp.two32);
   const V neg_shift = hn::Set(d, kp.negative ? kp.p_d : 0.0);
   const std::size_t N = hn::Lanes(d);
@@ -86,8 +90,7 @@ HWY_INLINE void logistic_block(const std::int64_t* in, std::int64_t* out, std::s
 }
 
 void logistic_simd(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp) {
-  // (p - 1) * p < 2^53 exactly when p <= 94906265.
-  if (kp.p <= 94906265)
+  if (kp.p_d <= KILN_SMALL_P_MAX)
     logistic_block<false>(in, out, n, kp);
   else
     logistic_block<true>(in, out, n, kp);
