@@ -1,0 +1,74 @@
+// The CUDA kernels of the logistic map and their launch helpers, kept apart so they can be tuned alone.
+#pragma once
+
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstddef>
+#include <cstdint>
+
+#include "core/backend.hpp"
+#include "core/modmath.h"
+
+namespace kiln::detail {
+
+// What the kernel reads per element: the precomputed doubles of kernel_params, passed by value
+// so every thread finds them in the constant parameter bank.
+struct cuda_map_params {
+  double p;
+  double pinv;
+  double mu_res;
+  double two32;
+  long long iterations;
+  int negative;
+};
+
+inline cuda_map_params to_cuda_params(const kernel_params& kp) {
+  return cuda_map_params{kp.p_d, kp.pinv, kp.mu_res, kp.two32, static_cast<long long>(kp.iterations), kp.negative};
+}
+
+// 256 threads: a multiple of the warp size that lets 8 blocks share an SM on every target.
+inline constexpr int logistic_block_threads = 256;
+
+// Grid-stride loop, so one launch shape serves any n; the arithmetic is modmath.h's, shared with
+// every other backend so the results are bit-identical.
+__global__ void __launch_bounds__(logistic_block_threads)
+    logistic_kernel(const std::int64_t* __restrict__ in, std::int64_t* __restrict__ out, std::size_t n,
+                    cuda_map_params prm) {
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    out[i] = kiln_logistic(in[i], prm.iterations, prm.p, prm.pinv, prm.mu_res, prm.two32, prm.negative);
+}
+
+// The same loop over one buffer: without __restrict__, because input and output are the same memory.
+__global__ void __launch_bounds__(logistic_block_threads)
+    logistic_kernel_inplace(std::int64_t* data, std::size_t n, cuda_map_params prm) {
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    data[i] = kiln_logistic(data[i], prm.iterations, prm.p, prm.pinv, prm.mu_res, prm.two32, prm.negative);
+}
+
+// Enough blocks to cover n once, capped at 32 per SM (4 waves of 8 resident blocks): beyond that
+// the grid-stride loop does the rest with no more launch cost.
+inline unsigned logistic_grid_blocks(std::size_t n, int sm_count) {
+  const std::size_t per_block = logistic_block_threads;
+  const std::size_t cover = (n + per_block - 1) / per_block;
+  const std::size_t cap = static_cast<std::size_t>(std::max(sm_count, 1)) * 32;
+  return static_cast<unsigned>(std::max<std::size_t>(1, std::min(cover, cap)));
+}
+
+// Enqueues the map over n elements on `stream`; in == out selects the in-place kernel. Returns the
+// launch error (a bad configuration or missing kernel image), not errors of the running kernel.
+inline cudaError_t launch_logistic(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp,
+                                   int sm_count, cudaStream_t stream) {
+  if (n == 0) return cudaSuccess;
+  const cuda_map_params prm = to_cuda_params(kp);
+  const unsigned blocks = logistic_grid_blocks(n, sm_count);
+  if (in == out)
+    logistic_kernel_inplace<<<blocks, logistic_block_threads, 0, stream>>>(out, n, prm);
+  else
+    logistic_kernel<<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
+  return cudaGetLastError();
+}
+
+}  // namespace kiln::detail

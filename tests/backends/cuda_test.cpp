@@ -1,0 +1,226 @@
+// The CUDA backend: its unavailable path (no driver or GPU), the chunked pipeline, resident buffers and device indices.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <iostream>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kiln/kiln.hpp"
+
+namespace {
+
+using i64 = std::int64_t;
+
+kiln::run_options cuda_options(std::size_t chunk = 0, int device = 0) {
+  kiln::run_options o;
+  o.backend = "cuda";
+  o.device = device;
+  o.chunk_elements = chunk;
+  return o;
+}
+
+std::vector<kiln::device_info> cuda_devices() {
+  std::vector<kiln::device_info> out;
+  for (auto& d : kiln::devices())
+    if (d.backend == kiln::backend_kind::cuda) out.push_back(d);
+  return out;
+}
+
+// The expected output, from the multicore `cpu` backend: the conformance suite checks it against
+// the reference, and it is fast enough for millions of elements.
+std::vector<i64> expected(const std::vector<i64>& in, const kiln::map_params& prm) {
+  std::vector<i64> out(in.size());
+  kiln::run_options o;
+  o.backend = "cpu";
+  auto r = kiln::logistic_map(in, out, prm, o);
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.err().message);
+  return out;
+}
+
+std::vector<i64> random_inputs(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<i64> in(n);
+  for (auto& x : in) x = static_cast<i64>(rng());
+  return in;
+}
+
+// The index of the first element where two arrays differ, for a short failure message.
+std::string first_difference(const std::vector<i64>& got, const std::vector<i64>& want) {
+  if (got.size() != want.size()) return "sizes differ: " + std::to_string(got.size()) + " vs " + std::to_string(want.size());
+  auto it = std::mismatch(got.begin(), got.end(), want.begin());
+  if (it.first == got.end()) return "equal";
+  auto i = static_cast<std::size_t>(it.first - got.begin());
+  return "first difference at " + std::to_string(i) + ": got " + std::to_string(got[i]) + ", want " +
+         std::to_string(want[i]);
+}
+
+// Runs everywhere: without a GPU it checks the unavailable path, with one the device entries.
+TEST(CudaBackend, ListsItselfAndExplainsWhenUnavailable) {
+  auto ds = cuda_devices();
+  ASSERT_FALSE(ds.empty()) << "devices() has no cuda entry";
+  if (ds.size() == 1 && !ds.front().available) {
+    const std::string reason = ds.front().reason;
+    std::cout << "[ cuda     ] unavailable: " << reason << std::endl;
+    ASSERT_FALSE(reason.empty());
+    EXPECT_EQ(ds.front().name, "cuda");
+    std::vector<i64> in = {1, 2, 3}, out(3);
+    auto r = kiln::logistic_map(in, out, {61, 22, 10}, cuda_options());
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.err().code, kiln::errc::backend_unavailable);
+    EXPECT_NE(r.err().message.find(reason), std::string::npos) << r.err().message;
+    auto buf = kiln::device_buffer::upload(in, cuda_options());
+    ASSERT_FALSE(buf.ok());
+    EXPECT_EQ(buf.err().code, kiln::errc::backend_unavailable);
+    EXPECT_NE(buf.err().message.find(reason), std::string::npos) << buf.err().message;
+    return;
+  }
+  for (std::size_t i = 0; i < ds.size(); ++i) {
+    const auto& d = ds[i];
+    std::cout << "[ cuda     ] device " << d.index << ": " << d.name << " | " << d.platform << " | "
+              << d.compute_units << " SMs | " << d.memory_bytes << " bytes"
+              << (d.available ? "" : " | unavailable: " + d.reason) << std::endl;
+    EXPECT_EQ(d.index, static_cast<int>(i));
+    EXPECT_TRUE(d.gpu);
+    EXPECT_FALSE(d.name.empty());
+    EXPECT_EQ(d.platform.rfind("CUDA ", 0), 0u) << d.platform;
+    EXPECT_NE(d.platform.find(" / driver "), std::string::npos) << d.platform;
+    if (d.available) {
+      EXPECT_GT(d.compute_units, 0);
+      EXPECT_GT(d.memory_bytes, 0u);
+    } else {
+      EXPECT_FALSE(d.reason.empty());
+    }
+  }
+}
+
+class Cuda : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto d = kiln::resolve(cuda_options());
+    if (!d) GTEST_SKIP() << "cuda unavailable: " << d.err().message;
+  }
+};
+
+TEST_F(Cuda, SeedValues) {
+  std::vector<i64> in = {1, 2, 3}, out(3);
+  auto r = kiln::logistic_map(in, out, {61, 22, 10}, cuda_options());
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_EQ(out, (std::vector<i64>{28, 25, 37}));
+  EXPECT_EQ(r->backend, "cuda");
+  EXPECT_EQ(r->chunks, 1u);
+}
+
+// 3M elements in chunks of 2^18 + 3: 12 chunks through a ring of 4 slots, so every slot is reused
+// twice and the last chunk is short; any staging reuse hazard shows up as wrong elements.
+TEST_F(Cuda, ManyChunksThroughTheRingMatchTheCpuBackend) {
+  const std::size_t n = 3'000'017, chunk = (std::size_t{1} << 18) + 3;
+  auto in = random_inputs(n, 42);
+  const kiln::map_params prm{4'294'967'291, -1'234'567'890'123, 10};
+  auto want = expected(in, prm);
+  std::vector<i64> out(n, 0x5a5a5a5a);
+  auto r = kiln::logistic_map(in, out, prm, cuda_options(chunk));
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_TRUE(out == want) << first_difference(out, want);
+  EXPECT_EQ(r->chunks, (n + chunk - 1) / chunk);
+  EXPECT_GT(r->host_to_device_s, 0);
+  EXPECT_GT(r->kernel_s, 0);
+  EXPECT_GT(r->device_to_host_s, 0);
+  EXPECT_GT(r->total_s, 0);
+  std::cout << "[ cuda     ] " << n << " elements, " << r->chunks << " chunks: total " << r->total_s << " s, h2d "
+            << r->host_to_device_s << " s, kernel " << r->kernel_s << " s, d2h " << r->device_to_host_s << " s"
+            << std::endl;
+}
+
+// In place, with the default chunk (several 2^20 chunks) and then with chunks larger than the ring
+// held so far, which makes it grow.
+TEST_F(Cuda, InPlaceWithDefaultAndGrowingChunks) {
+  const std::size_t n = 5'000'000;
+  const kiln::map_params prm{6'700'417, 22, 7};
+  auto data = random_inputs(n, 7);
+  auto want = expected(data, prm);
+  auto r = kiln::logistic_map(data, data, prm, cuda_options());
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_TRUE(data == want) << first_difference(data, want);
+  EXPECT_EQ(r->chunks, (n + (std::size_t{1} << 20) - 1) >> 20);
+
+  auto data2 = random_inputs(n, 8);
+  auto want2 = expected(data2, prm);
+  auto r2 = kiln::logistic_map(data2, data2, prm, cuda_options(std::size_t{1} << 22));
+  ASSERT_TRUE(r2.ok()) << r2.err().message;
+  EXPECT_TRUE(data2 == want2) << first_difference(data2, want2);
+  EXPECT_EQ(r2->chunks, 2u);
+}
+
+TEST_F(Cuda, ResidentBufferRunsAndTimesTheKernelAlone) {
+  // Larger than one default chunk, so upload and download also go through the ring in pieces.
+  const std::size_t n = 2'500'000;
+  auto in = random_inputs(n, 99);
+  auto buf = kiln::device_buffer::upload(in, cuda_options());
+  ASSERT_TRUE(buf.ok()) << buf.err().message;
+  ASSERT_EQ(buf->size(), n);
+  EXPECT_EQ(buf->device().backend, kiln::backend_kind::cuda);
+  auto r1 = buf->run({6'700'417, 22, 4});
+  ASSERT_TRUE(r1.ok()) << r1.err().message;
+  EXPECT_GT(r1->kernel_s, 0);
+  EXPECT_EQ(r1->host_to_device_s, 0);
+  EXPECT_EQ(r1->device_to_host_s, 0);
+  EXPECT_GT(r1->total_s, 0);
+  auto r2 = buf->run({6'700'417, 22, 6});
+  ASSERT_TRUE(r2.ok()) << r2.err().message;
+  std::vector<i64> out(n);
+  ASSERT_TRUE(buf->download(out).ok());
+  auto want = expected(in, {6'700'417, 22, 10});
+  EXPECT_TRUE(out == want) << first_difference(out, want);
+  std::cout << "[ cuda     ] resident kernel over " << n << " elements, 4 iterations: " << r1->kernel_s << " s"
+            << std::endl;
+}
+
+TEST_F(Cuda, EmptyResidentBuffer) {
+  std::vector<i64> none;
+  auto buf = kiln::device_buffer::upload(none, cuda_options());
+  ASSERT_TRUE(buf.ok()) << buf.err().message;
+  EXPECT_EQ(buf->size(), 0u);
+  EXPECT_TRUE(buf->run({61, 22, 10}).ok());
+  EXPECT_TRUE(buf->download(none).ok());
+}
+
+TEST_F(Cuda, OutOfRangeDeviceIsInvalidArgument) {
+  const int count = static_cast<int>(cuda_devices().size());
+  std::vector<i64> in = {1, 2, 3}, out(3);
+  for (int bad : {count, count + 5, -1}) {
+    auto r = kiln::logistic_map(in, out, {61, 22, 10}, cuda_options(0, bad));
+    ASSERT_FALSE(r.ok()) << "device " << bad;
+    EXPECT_EQ(r.err().code, kiln::errc::invalid_argument) << r.err().message;
+    auto buf = kiln::device_buffer::upload(in, cuda_options(0, bad));
+    ASSERT_FALSE(buf.ok()) << "device " << bad;
+    EXPECT_EQ(buf.err().code, kiln::errc::invalid_argument) << buf.err().message;
+  }
+}
+
+// Threads contend for one device's ring with chunks small enough that each call cycles it.
+TEST_F(Cuda, ManyThreadsShareTheRing) {
+  constexpr int threads = 8;
+  std::vector<std::vector<i64>> ins(threads), wants(threads), outs(threads);
+  std::vector<kiln::map_params> prms(threads);
+  for (int t = 0; t < threads; ++t) {
+    ins[t] = random_inputs(200'000 + static_cast<std::size_t>(t) * 1'001, 1000 + static_cast<std::uint64_t>(t));
+    prms[t] = {1'000'003 + t * 7'919, 22 - 5 * t, 1 + t};
+    wants[t] = expected(ins[t], prms[t]);
+    outs[t].assign(ins[t].size(), 0);
+  }
+  std::vector<int> ok(threads, 0);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      auto r = kiln::logistic_map(ins[t], outs[t], prms[t], cuda_options(std::size_t{1} << 14));
+      ok[t] = r.ok() && outs[t] == wants[t];
+    });
+  for (auto& th : pool) th.join();
+  for (int t = 0; t < threads; ++t) EXPECT_TRUE(ok[t]) << "thread " << t << ": " << first_difference(outs[t], wants[t]);
+}
+
+}  // namespace
