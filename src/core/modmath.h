@@ -7,20 +7,23 @@
  * mu, and its residue mod p depends only on x mod p. Kiln iterates s <- mu * s * (s + 1) mod p on
  * residues and restores the sign at the end (a non-zero result is s - p when mu < 0).
  *
- * The reduction ("centred, lazy"): for an exact integer value v = hi + lo, the quotient estimate
- * q = round(hi * (1/p)) is within 1/2 + 2^-13 of v / p whenever |v / p| < 2^38 (relative error of
- * hi * (1/p) below 2^-51; |lo| <= 2^9 is negligible against p in the one case it is non-zero), so
- *     r = fma(-q, p, hi) + lo  is exactly v - q * p,  with  |r| <= p * (1/2 + 2^-13) + |lo|.
- * The fma is exact because its true result is such a small integer. Residues therefore stay
- * centred on zero and are never corrected inside the loop; one correction at the end maps them
- * to [0, p). Rounding to nearest uses the 1.5 * 2^52 trick (two additions, no rounding-mode
- * instruction), valid while |hi / p| < 2^51, and correct whether or not the compiler fuses the
- * multiply with the addition.
+ * The reduction ("centred, lazy"): for an exact integer v with |v| < 2^51, the estimate
+ * fma(v, 1/p, 1.5 * 2^52) - 1.5 * 2^52 rounds v * (1/p) to the nearest integer q (the 1.5 * 2^52
+ * trick: two additions, no rounding-mode instruction); 1/p is off by at most 2^-53 relatively, so
+ * |v / p - q| <= 1/2 + 2^51 / p * 2^-53 = 1/2 + 1 / (4p), and
+ *     r = fma(-q, p, v)  is exactly v - q * p,  with  |r| <= p/2 + 1/4,  hence  |r| <= floor(p/2)
+ * (r is an integer; the fma is exact because its true result is such a small integer). Residues
+ * therefore stay centred on zero, |s| <= floor(p/2), and are never corrected inside the loop; one
+ * correction at the end maps them to [0, p).
  *
- * Products: with |a|, |b| <= p/2 (1 + 2^-12) + 2^9, a * b is exact in one double while p < 2^26
- * (|a * b| < 2^51): the "small" path, 4 floating-point operations per modular multiply. Above
- * that, a * b (< 2^62) is split exactly into hi = fl(a * b) and lo = fma(a, b, -hi), |lo| <= 2^9:
- * the "split" path, 6 operations.
+ * Three ways to take one step s <- mu * s * (s + 1) mod p, with mu centred too (|mu| <= p/2);
+ * the caller picks the cheapest that is exact for its (p, mu), uniformly for all elements:
+ *  - fused (|mu| * h * (h + 1) < 2^50, h = p/2 + 1; e.g. the seed's p = 6700417, mu = 22): the whole
+ *    product mu * s * (s + 1) is exact in one double, one reduction: 5 operations;
+ *  - small (p < 2^26): s * (s + 1) and mu * t are each below 2^51: two reductions, 8 operations;
+ *  - split (any p < 2^32): products below 2^62 are split exactly into hi = fl(a * b) and
+ *    lo = fma(a, b, -hi), |lo| <= 2^9; r = fma(-q, p, hi) + lo, |r| <= p/2 + 2^10, still tiny
+ *    against p > 2^26, so products stay below 2^62.
  *
  * This file must stay valid OpenCL C: no templates, references, namespaces or C++ headers there.
  */
@@ -43,37 +46,56 @@ typedef long long kiln_i64;
 typedef std::int64_t kiln_i64;
 #endif
 
-/* Largest p on the small path: below 2^26 every centred product is exact in one double. */
+/* Largest p on the small path: below 2^26 every centred product is below 2^51. */
 #define KILN_SMALL_P_MAX 67108863.0
+#define KILN_FUSED_LIMIT 1125899906842624.0 /* 2^50 */
 #define KILN_ROUND_MAGIC 6755399441055744.0 /* 1.5 * 2^52 */
 
-/* A value congruent to hi + lo mod p, centred: |result| <= p (1/2 + 2^-13) + |lo|. */
-KILN_FN double kiln_reduce(double hi, double lo, double p, double pinv) {
-  double q = (hi * pinv + KILN_ROUND_MAGIC) - KILN_ROUND_MAGIC;
-  return KILN_FMA(-q, p, hi) + lo;
+enum { KILN_PATH_FUSED = 0, KILN_PATH_SMALL = 1, KILN_PATH_SPLIT = 2 };
+
+/* mu mod p centred on zero, from mu_res in [0, p). */
+KILN_FN double kiln_centre(double mu_res, double p) { return mu_res > 0.5 * p ? mu_res - p : mu_res; }
+
+/* Which step is exact for this (p, centred mu); the same for every element. */
+KILN_FN int kiln_path(double p, double mu) {
+  double h = 0.5 * p + 1.0;
+  double m = mu < 0.0 ? -mu : mu;
+  if (m * h * (h + 1.0) < KILN_FUSED_LIMIT) return KILN_PATH_FUSED;
+  return p <= KILN_SMALL_P_MAX ? KILN_PATH_SMALL : KILN_PATH_SPLIT;
 }
 
-/* a * b mod p, centred, for centred a and b, p <= KILN_SMALL_P_MAX. */
-KILN_FN double kiln_mulmod_small(double a, double b, double p, double pinv) {
-  double hi = a * b;
-  double q = (hi * pinv + KILN_ROUND_MAGIC) - KILN_ROUND_MAGIC;
-  return KILN_FMA(-q, p, hi);
+/* A value congruent to v mod p with |result| <= floor(p/2), for an integer |v| < 2^51. */
+KILN_FN double kiln_reduce(double v, double p, double pinv) {
+  double q = KILN_FMA(v, pinv, KILN_ROUND_MAGIC) - KILN_ROUND_MAGIC;
+  return KILN_FMA(-q, p, v);
 }
 
-/* a * b mod p, centred, for centred a and b, any p < 2^32. */
+/* a * b mod p, centred, for centred a and b, any p < 2^32 (|result| <= p/2 + 2^10). */
 KILN_FN double kiln_mulmod_split(double a, double b, double p, double pinv) {
   double hi = a * b;
-  return kiln_reduce(hi, KILN_FMA(a, b, -hi), p, pinv);
+  double q = KILN_FMA(hi, pinv, KILN_ROUND_MAGIC) - KILN_ROUND_MAGIC;
+  return KILN_FMA(-q, p, hi) + KILN_FMA(a, b, -hi);
+}
+
+/* One step of the map on a centred residue, each path as described above. */
+KILN_FN double kiln_step_fused(double s, double mu, double p, double pinv) {
+  double ms = mu * s;
+  return kiln_reduce(KILN_FMA(ms, s, ms), p, pinv);
+}
+KILN_FN double kiln_step_small(double s, double mu, double p, double pinv) {
+  return kiln_reduce(mu * kiln_reduce(KILN_FMA(s, s, s), p, pinv), p, pinv);
+}
+KILN_FN double kiln_step_split(double s, double mu, double p, double pinv) {
+  return kiln_mulmod_split(mu, kiln_mulmod_split(s, s + 1.0, p, pinv), p, pinv);
 }
 
 /* A centred residue of any int64 x: x = xh * 2^32 + xl with |xh| <= 2^31 and 0 <= xl < 2^32,
- * both exact in a double; two32 = 2^32 mod p. */
+ * both exact in a double; two32 = 2^32 mod p (not centred: the product needs the split). */
 KILN_FN double kiln_residue(kiln_i64 x, double p, double pinv, double two32) {
   double xh = (double)(x >> 32);
   double xl = (double)(x & (kiln_i64)0xffffffff);
-  return kiln_reduce(kiln_mulmod_split(kiln_reduce(xh, 0.0, p, pinv), two32, p, pinv) +
-                         kiln_reduce(xl, 0.0, p, pinv),
-                     0.0, p, pinv);
+  return kiln_reduce(kiln_mulmod_split(kiln_reduce(xh, p, pinv), two32, p, pinv) + kiln_reduce(xl, p, pinv), p,
+                     pinv);
 }
 
 /* The representative in [0, p) of a centred residue. */
@@ -88,15 +110,20 @@ KILN_FN kiln_i64 kiln_signed_result(double s, double p, int negative) {
   return (negative && r != 0) ? r - (kiln_i64)p : r;
 }
 
-/* One element through `iterations` >= 1 steps of the map; mu_res = mu mod p, negative = (mu < 0). */
+/* One element through `iterations` >= 1 steps of the map; mu_res = mu mod p in [0, p),
+ * negative = (mu < 0). The path test depends only on the parameters, so compilers hoist it. */
 KILN_FN kiln_i64 kiln_logistic(kiln_i64 x, kiln_i64 iterations, double p, double pinv, double mu_res,
                                double two32, int negative) {
+  double mu = kiln_centre(mu_res, p);
+  int path = kiln_path(p, mu);
   double s = kiln_residue(x, p, pinv, two32);
   kiln_i64 i;
-  if (p <= KILN_SMALL_P_MAX) {
-    for (i = 0; i < iterations; ++i) s = kiln_mulmod_small(mu_res, kiln_mulmod_small(s, s + 1.0, p, pinv), p, pinv);
+  if (path == KILN_PATH_FUSED) {
+    for (i = 0; i < iterations; ++i) s = kiln_step_fused(s, mu, p, pinv);
+  } else if (path == KILN_PATH_SMALL) {
+    for (i = 0; i < iterations; ++i) s = kiln_step_small(s, mu, p, pinv);
   } else {
-    for (i = 0; i < iterations; ++i) s = kiln_mulmod_split(mu_res, kiln_mulmod_split(s, s + 1.0, p, pinv), p, pinv);
+    for (i = 0; i < iterations; ++i) s = kiln_step_split(s, mu, p, pinv);
   }
   return kiln_signed_result(kiln_normalize(s, p), p, negative);
 }

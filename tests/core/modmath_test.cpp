@@ -59,25 +59,21 @@ i64 mod(__int128 v, i64 p) {
   return r < 0 ? r + p : r;
 }
 
-// The centred bound of core/modmath.h: |r| <= p (1/2 + 2^-13) + 2^9.
-void expect_centred(double r, i64 p) {
+// The centred bound of core/modmath.h: |r| <= floor(p/2), plus 2^10 on the split path.
+void expect_centred(double r, i64 p, bool split = false) {
   ASSERT_EQ(r, std::floor(r)) << "not an integer";
-  ASSERT_LE(std::fabs(r), static_cast<double>(p) * (0.5 + 1.0 / 8192) + 512) << "p=" << p;
+  ASSERT_LE(std::fabs(r), static_cast<double>(p / 2 + (split ? 1024 : 0))) << "p=" << p;
 }
 
-TEST(ModMath, MulModIsExactAndCentred) {
-  const i64 ps[] = {1, 2, 3, 61, 6700417, 67108863, 67108864, (i64{1} << 31) - 1, i64{1} << 31, kiln::max_p - 1,
-                    kiln::max_p};
+TEST(ModMath, MulModSplitIsExactAndCentred) {
+  const i64 ps[] = {67108864, (i64{1} << 31) - 1, i64{1} << 31, kiln::max_p - 1, kiln::max_p};
   std::mt19937_64 rng(11);
   for (i64 p : ps) {
     auto c = prep(p);
-    const bool small = static_cast<double>(p) <= KILN_SMALL_P_MAX;
-    // Inputs anywhere in the centred range the loop produces, plus the edges.
-    const i64 half = p / 2 + 1 + (small ? 0 : 512);
+    const i64 half = p / 2 + 1024;  // the widest centred input the split path produces
     auto check = [&](i64 a, i64 b) {
-      double got = small ? kiln_mulmod_small(static_cast<double>(a), static_cast<double>(b), c.p, c.pinv)
-                         : kiln_mulmod_split(static_cast<double>(a), static_cast<double>(b), c.p, c.pinv);
-      expect_centred(got, p);
+      double got = kiln_mulmod_split(static_cast<double>(a), static_cast<double>(b), c.p, c.pinv);
+      expect_centred(got, p, true);
       ASSERT_EQ(mod(static_cast<__int128>(got), p), mod(static_cast<__int128>(a) * b, p)) << a << "*" << b << " mod " << p;
     };
     for (i64 a : {-half, i64{-1}, i64{0}, i64{1}, half})
@@ -85,6 +81,37 @@ TEST(ModMath, MulModIsExactAndCentred) {
     auto pick = [&] { return static_cast<i64>(rng() % static_cast<std::uint64_t>(2 * half + 1)) - half; };
     for (int i = 0; i < 100000; ++i) check(pick(), pick());
   }
+}
+
+// Each step path against 128-bit arithmetic, on the inputs where the path is chosen.
+TEST(ModMath, EveryStepPathIsExactWhereChosen) {
+  std::mt19937_64 rng(17);
+  int seen[3] = {0, 0, 0};
+  for (int round = 0; round < 3000; ++round) {
+    i64 p = 1 + static_cast<i64>(rng() % static_cast<std::uint64_t>(round % 3 == 0 ? 1000 : round % 3 == 1 ? (1 << 26) : kiln::max_p));
+    if (round == 0) p = 6700417;
+    auto c = prep(p);
+    i64 mu_res = static_cast<i64>(rng() % static_cast<std::uint64_t>(p));
+    if (round % 5 == 0) mu_res = 22 % p;
+    double mu = kiln_centre(static_cast<double>(mu_res), c.p);
+    int path = kiln_path(c.p, mu);
+    seen[path]++;
+    const i64 half = p / 2 + (path == KILN_PATH_SPLIT ? 1024 : 0);
+    for (int i = 0; i < 200; ++i) {
+      i64 sv = static_cast<i64>(rng() % static_cast<std::uint64_t>(2 * half + 1)) - half;
+      if (i == 0) sv = half;
+      if (i == 1) sv = -half;
+      double s = static_cast<double>(sv);
+      double got = path == KILN_PATH_FUSED ? kiln_step_fused(s, mu, c.p, c.pinv)
+                   : path == KILN_PATH_SMALL ? kiln_step_small(s, mu, c.p, c.pinv)
+                                             : kiln_step_split(s, mu, c.p, c.pinv);
+      expect_centred(got, p, path == KILN_PATH_SPLIT);
+      __int128 want = static_cast<__int128>(mu_res) * sv * (sv + 1);
+      ASSERT_EQ(mod(static_cast<__int128>(got), p), mod(want, p)) << "path " << path << " p=" << p << " mu=" << mu_res << " s=" << sv;
+    }
+  }
+  for (int path = 0; path < 3; ++path) EXPECT_GT(seen[path], 10) << "path " << path << " rarely chosen";
+  EXPECT_EQ(kiln_path(6700417.0, 22.0), KILN_PATH_FUSED);  // the benchmark's parameters
 }
 
 TEST(ModMath, ResidueOfEveryKindOfInt64) {

@@ -15,41 +15,43 @@ using D = hn::ScalableTag<double>;
 using DI = hn::RebindToSigned<D>;
 using V = hn::Vec<D>;
 
-// The vector form of core/modmath.h (see there for the error analysis): residues stay centred on
-// zero and exact; only the end maps them to [0, p). `Split`: whether products can exceed 2^51
-// (p > KILN_SMALL_P_MAX) and so need their exact low part; the benchmark's p = 6700417 does not,
-// and then a modular multiply is four instructions.
-template <bool Split>
+// The vector form of core/modmath.h (see there for the error analysis and the three paths):
+// residues stay centred on zero and exact; only the end maps them to [0, p).
 struct mod_ops {
   D d;
   V p, pinv, magic;
 
-  HWY_INLINE V reduce(V hi, V lo) const {
-    V q = hn::Sub(hn::MulAdd(hi, pinv, magic), magic);  // round to nearest
-    return hn::Add(hn::NegMulAdd(q, p, hi), lo);
+  HWY_INLINE V reduce(V v) const {
+    V q = hn::Sub(hn::MulAdd(v, pinv, magic), magic);  // round to nearest
+    return hn::NegMulAdd(q, p, v);
   }
-  HWY_INLINE V mulmod(V a, V b) const {
+  HWY_INLINE V mulmod_split(V a, V b) const {
     V hi = hn::Mul(a, b);
     V q = hn::Sub(hn::MulAdd(hi, pinv, magic), magic);
-    if constexpr (Split) return hn::Add(hn::NegMulAdd(q, p, hi), hn::MulSub(a, b, hi));  // + exact low part
-    return hn::NegMulAdd(q, p, hi);
+    return hn::Add(hn::NegMulAdd(q, p, hi), hn::MulSub(a, b, hi));  // + the exact low part
+  }
+  template <int Path>
+  HWY_INLINE V step(V s, V mu, V one) const {
+    if constexpr (Path == KILN_PATH_FUSED) {
+      V ms = hn::Mul(mu, s);
+      return reduce(hn::MulAdd(ms, s, ms));
+    } else if constexpr (Path == KILN_PATH_SMALL) {
+      return reduce(hn::Mul(mu, reduce(hn::MulAdd(s, s, s))));
+    } else {
+      return mulmod_split(mu, mulmod_split(s, hn::Add(s, one)));
+    }
   }
 };
 
-template <class M>
-HWY_INLINE V residue(const M& m, V two32, const std::int64_t* x) {
+HWY_INLINE V residue(const mod_ops& m, V two32, const std::int64_t* x) {
   const DI di;
-  const V zero = hn::Zero(m.d);
   auto xi = hn::LoadU(di, x);
   V xh = hn::ConvertTo(m.d, hn::ShiftRight<32>(xi));
   V xl = hn::ConvertTo(m.d, hn::And(xi, hn::Set(di, 0xffffffffLL)));
-  // Always the split multiply here: two32 is not centred.
-  const mod_ops<true> split{m.d, m.p, m.pinv, m.magic};
-  return m.reduce(hn::Add(split.mulmod(m.reduce(xh, zero), two32), m.reduce(xl, zero)), zero);
+  return m.reduce(hn::Add(m.mulmod_split(m.reduce(xh), two32), m.reduce(xl)));
 }
 
-template <class M>
-HWY_INLINE void store_result(const M& m, V s, V neg_shift, std::int64_t* out) {
+HWY_INLINE void store_result(const mod_ops& m, V s, V neg_shift, std::int64_t* out) {
   const V zero = hn::Zero(m.d);
   s = hn::IfThenElse(hn::Lt(s, zero), hn::Add(s, m.p), s);
   s = hn::IfThenElse(hn::Ge(s, m.p), hn::Sub(s, m.p), s);
@@ -60,11 +62,12 @@ HWY_INLINE void store_result(const M& m, V s, V neg_shift, std::int64_t* out) {
 
 // Four vectors at once: each element is a chain of dependent multiplies, so independent chains
 // side by side are what keep the FMA units busy.
-template <bool Split>
+template <int Path>
 HWY_INLINE void logistic_block(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp) {
   const D d;
-  const mod_ops<Split> m{d, hn::Set(d, kp.p_d), hn::Set(d, kp.pinv), hn::Set(d, KILN_ROUND_MAGIC)};
-  const V one = hn::Set(d, 1.0), mu = hn::Set(d, kp.mu_res), two32 = hn::Set(d, kp.two32);
+  const mod_ops m{d, hn::Set(d, kp.p_d), hn::Set(d, kp.pinv), hn::Set(d, KILN_ROUND_MAGIC)};
+  const V one = hn::Set(d, 1.0), two32 = hn::Set(d, kp.two32);
+  const V mu = hn::Set(d, kiln_centre(kp.mu_res, kp.p_d));
   const V neg_shift = hn::Set(d, kp.negative ? kp.p_d : 0.0);
   const std::size_t N = hn::Lanes(d);
   std::size_t i = 0;
@@ -72,16 +75,15 @@ HWY_INLINE void logistic_block(const std::int64_t* in, std::int64_t* out, std::s
     V s0 = residue(m, two32, in + i), s1 = residue(m, two32, in + i + N);
     V s2 = residue(m, two32, in + i + 2 * N), s3 = residue(m, two32, in + i + 3 * N);
     for (std::int64_t k = 0; k < kp.iterations; ++k) {
-      V t0 = m.mulmod(s0, hn::Add(s0, one)), t1 = m.mulmod(s1, hn::Add(s1, one));
-      V t2 = m.mulmod(s2, hn::Add(s2, one)), t3 = m.mulmod(s3, hn::Add(s3, one));
-      s0 = m.mulmod(mu, t0), s1 = m.mulmod(mu, t1), s2 = m.mulmod(mu, t2), s3 = m.mulmod(mu, t3);
+      s0 = m.step<Path>(s0, mu, one), s1 = m.step<Path>(s1, mu, one);
+      s2 = m.step<Path>(s2, mu, one), s3 = m.step<Path>(s3, mu, one);
     }
     store_result(m, s0, neg_shift, out + i), store_result(m, s1, neg_shift, out + i + N);
     store_result(m, s2, neg_shift, out + i + 2 * N), store_result(m, s3, neg_shift, out + i + 3 * N);
   }
   for (; i + N <= n; i += N) {
     V s = residue(m, two32, in + i);
-    for (std::int64_t k = 0; k < kp.iterations; ++k) s = m.mulmod(mu, m.mulmod(s, hn::Add(s, one)));
+    for (std::int64_t k = 0; k < kp.iterations; ++k) s = m.step<Path>(s, mu, one);
     store_result(m, s, neg_shift, out + i);
   }
   // Fewer than one vector left: the scalar form of the same arithmetic.
@@ -90,10 +92,11 @@ HWY_INLINE void logistic_block(const std::int64_t* in, std::int64_t* out, std::s
 }
 
 void logistic_simd(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp) {
-  if (kp.p_d <= KILN_SMALL_P_MAX)
-    logistic_block<false>(in, out, n, kp);
-  else
-    logistic_block<true>(in, out, n, kp);
+  switch (kiln_path(kp.p_d, kiln_centre(kp.mu_res, kp.p_d))) {
+    case KILN_PATH_FUSED: return logistic_block<KILN_PATH_FUSED>(in, out, n, kp);
+    case KILN_PATH_SMALL: return logistic_block<KILN_PATH_SMALL>(in, out, n, kp);
+    default: return logistic_block<KILN_PATH_SPLIT>(in, out, n, kp);
+  }
 }
 
 const char* target_name() { return hwy::TargetName(HWY_TARGET); }
