@@ -1,0 +1,519 @@
+// Erlang NIF glue for Kiln.Native: decodes terms, calls the kiln:: C++ API, encodes the results.
+//
+// Every function that touches a large input or runs the engine is registered as a dirty NIF
+// (CPU-bound, or IO-bound for GPU waits), so nothing long runs on a normal scheduler. C++
+// exceptions never cross into the VM: `guarded` turns them into {:error, {kind, message}}.
+#include <erl_nif.h>
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <cstdlib>
+#include <cstring>
+#include <exception>
+#include <mutex>
+#include <new>
+#include <optional>
+#include <span>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "kiln/kiln.hpp"
+
+namespace {
+
+using steady = std::chrono::steady_clock;
+
+double seconds_since(steady::time_point t0) { return std::chrono::duration<double>(steady::now() - t0).count(); }
+
+// ---- terms ---------------------------------------------------------------------------------
+
+ERL_NIF_TERM atom(ErlNifEnv* env, const char* name) { return enif_make_atom(env, name); }
+
+ERL_NIF_TERM string_term(ErlNifEnv* env, std::string_view s) {
+  ERL_NIF_TERM t;
+  unsigned char* p = enif_make_new_binary(env, s.size(), &t);
+  if (!s.empty()) std::memcpy(p, s.data(), s.size());
+  return t;
+}
+
+ERL_NIF_TERM ok_tuple(ErlNifEnv* env, ERL_NIF_TERM value) { return enif_make_tuple2(env, atom(env, "ok"), value); }
+
+// {:error, {kind, message}}: kind is the errc name, so Elixir can branch on it.
+ERL_NIF_TERM error_tuple(ErlNifEnv* env, kiln::errc code, std::string_view message) {
+  return enif_make_tuple2(env, atom(env, "error"),
+                          enif_make_tuple2(env, atom(env, kiln::errc_name(code)), string_term(env, message)));
+}
+
+ERL_NIF_TERM error_tuple(ErlNifEnv* env, const kiln::error& e) { return error_tuple(env, e.code, e.message); }
+
+kiln::error invalid(std::string message) { return kiln::make_error(kiln::errc::invalid_argument, std::move(message)); }
+
+bool get_i64(ErlNifEnv* env, ERL_NIF_TERM t, std::int64_t& out) {
+  ErlNifSInt64 v;  // `long` or `long long` depending on the platform; int64_t may be the other
+  if (!enif_get_int64(env, t, &v)) return false;
+  out = static_cast<std::int64_t>(v);
+  return true;
+}
+
+bool get_bool(ErlNifEnv* env, ERL_NIF_TERM t, bool& out) {
+  if (enif_is_identical(t, atom(env, "true"))) return out = true, true;
+  if (enif_is_identical(t, atom(env, "false"))) return out = false, true;
+  return false;
+}
+
+bool get_atom_string(ErlNifEnv* env, ERL_NIF_TERM t, std::string& out) {
+  char buf[64];
+  if (enif_get_atom(env, t, buf, sizeof buf, ERL_NIF_LATIN1) <= 0) return false;
+  out = buf;
+  return true;
+}
+
+// Reads the backend/device/chunk triple that run and upload share.
+bool get_run_options(ErlNifEnv* env, ERL_NIF_TERM backend, ERL_NIF_TERM device, ERL_NIF_TERM chunk,
+                     kiln::run_options& out) {
+  int dev;
+  ErlNifUInt64 ch;
+  if (!get_atom_string(env, backend, out.backend) || !enif_get_int(env, device, &dev) ||
+      !enif_get_uint64(env, chunk, &ch))
+    return false;
+  out.device = dev;
+  out.chunk_elements = static_cast<std::size_t>(ch);
+  return true;
+}
+
+// ---- int64 data in -------------------------------------------------------------------------
+
+// Elements read from a term: a view into the binary itself when it is aligned, else a copy.
+struct int64_data {
+  std::span<const std::int64_t> view;
+  std::vector<std::int64_t> storage;
+  bool owned = false;  // view points into storage, so results may be written in place
+  // The list element that failed to decode, handed back so that Elixir can inspect() it.
+  std::optional<std::pair<std::size_t, ERL_NIF_TERM>> bad_element;
+
+  void adopt(std::size_t n) {
+    storage.resize(n);
+    view = storage;
+    owned = true;
+  }
+};
+
+// Accepts a binary of native-endian int64, a proper list of integers, or {:iota, first, step,
+// count} (how Kiln.LogisticMap passes a Range, so that no list is built for it).
+kiln::status decode(ErlNifEnv* env, ERL_NIF_TERM term, int64_data& out) {
+  ErlNifBinary bin;
+  if (enif_inspect_binary(env, term, &bin)) {
+    if (bin.size % sizeof(std::int64_t) != 0)
+      return invalid("binary size " + std::to_string(bin.size) +
+                     " bytes is not a multiple of 8 (expected native-endian signed 64-bit integers)");
+    const std::size_t n = bin.size / sizeof(std::int64_t);
+    if (reinterpret_cast<std::uintptr_t>(bin.data) % alignof(std::int64_t) == 0) {
+      out.view = {reinterpret_cast<const std::int64_t*>(bin.data), n};
+    } else {
+      // A sub-binary may start at any byte: copy instead of reading misaligned int64s.
+      out.adopt(n);
+      if (n) std::memcpy(out.storage.data(), bin.data, bin.size);
+    }
+    return {};
+  }
+
+  unsigned length;
+  if (enif_get_list_length(env, term, &length)) {
+    out.adopt(length);
+    ERL_NIF_TERM head, tail = term;
+    for (std::size_t i = 0; enif_get_list_cell(env, tail, &head, &tail); ++i) {
+      std::int64_t v;
+      if (!get_i64(env, head, v)) {
+        out.bad_element.emplace(i, head);
+        return invalid("element at index " + std::to_string(i) + " is not an int64");
+      }
+      out.storage[i] = v;
+    }
+    return {};
+  }
+
+  int arity;
+  const ERL_NIF_TERM* tuple;
+  std::int64_t first, step;
+  ErlNifUInt64 count;
+  if (enif_get_tuple(env, term, &arity, &tuple) && arity == 4 && enif_is_identical(tuple[0], atom(env, "iota")) &&
+      get_i64(env, tuple[1], first) && get_i64(env, tuple[2], step) && enif_get_uint64(env, tuple[3], &count)) {
+    if (count > std::vector<std::int64_t>().max_size())
+      return kiln::make_error(kiln::errc::out_of_memory, std::to_string(count) + " elements do not fit in memory");
+    out.adopt(static_cast<std::size_t>(count));
+    // Modular arithmetic in uint64: the caller guarantees every element fits in int64, and the
+    // wrap-around makes negative steps come out right without signed overflow.
+    std::uint64_t v = static_cast<std::uint64_t>(first);
+    for (auto& x : out.storage) {
+      x = static_cast<std::int64_t>(v);
+      v += static_cast<std::uint64_t>(step);
+    }
+    return {};
+  }
+
+  // Elixir lets only lists, binaries and ranges through, so this is an improper list.
+  return invalid("data must be a proper list of integers or a binary of native-endian int64");
+}
+
+// The reply for a failed decode: {:error, {:bad_element, index, term, :not_integer | :out_of_range}}
+// for a bad list element (Elixir words the message), else the usual {:error, {kind, message}}.
+ERL_NIF_TERM decode_error(ErlNifEnv* env, const kiln::status& s, const int64_data& in) {
+  if (!in.bad_element) return error_tuple(env, s.err());
+  const auto [index, term] = *in.bad_element;
+  const bool integer = enif_term_type(env, term) == ERL_NIF_TERM_TYPE_INTEGER;
+  ERL_NIF_TERM detail[] = {atom(env, "bad_element"), enif_make_uint64(env, index), term,
+                           atom(env, integer ? "out_of_range" : "not_integer")};
+  return enif_make_tuple2(env, atom(env, "error"), enif_make_tuple_from_array(env, detail, 4));
+}
+
+// ---- int64 data out ------------------------------------------------------------------------
+
+// A binary being filled; released unless handed over to the VM as a term.
+class new_binary {
+ public:
+  new_binary() = default;
+  new_binary(const new_binary&) = delete;
+  new_binary& operator=(const new_binary&) = delete;
+  ~new_binary() {
+    if (held_) enif_release_binary(&bin_);
+  }
+
+  bool alloc(std::size_t elements) {
+    if (elements > SIZE_MAX / sizeof(std::int64_t)) return false;  // the byte count would wrap
+    held_ = enif_alloc_binary(elements * sizeof(std::int64_t), &bin_) != 0;
+    return held_;
+  }
+  // The engine wants int64-aligned memory; refc binaries are, but nothing promises it.
+  bool aligned() const { return reinterpret_cast<std::uintptr_t>(bin_.data) % alignof(std::int64_t) == 0; }
+  std::span<std::int64_t> span() {
+    return {reinterpret_cast<std::int64_t*>(bin_.data), bin_.size / sizeof(std::int64_t)};
+  }
+  unsigned char* bytes() { return bin_.data; }
+  ERL_NIF_TERM to_term(ErlNifEnv* env) {
+    held_ = false;
+    return enif_make_binary(env, &bin_);
+  }
+
+ private:
+  ErlNifBinary bin_{};
+  bool held_ = false;
+};
+
+ERL_NIF_TERM list_term(ErlNifEnv* env, std::span<const std::int64_t> values) {
+  // Built from the back with cons cells: no temporary array of n terms.
+  ERL_NIF_TERM list = enif_make_list(env, 0);
+  for (std::size_t i = values.size(); i-- > 0;)
+    list = enif_make_list_cell(env, enif_make_int64(env, static_cast<ErlNifSInt64>(values[i])), list);
+  return list;
+}
+
+// What a transform produced: the result term (or the error tuple) and where the time went.
+struct outcome {
+  bool ok = false;
+  ERL_NIF_TERM term{};
+  kiln::run_stats stats;
+  double decode_s = 0;
+  double encode_s = 0;
+};
+
+// Decodes `data`, applies `body(in, out)` (nullptr: the identity) and encodes the result as a list
+// or a binary. The input binary is never written: results go to a fresh binary or to a copy.
+template <class Body>
+outcome transform(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Body* body) {
+  outcome o;
+  auto t0 = steady::now();
+  int64_data in;
+  if (auto s = decode(env, data, in); !s) {
+    o.term = decode_error(env, s, in);
+    return o;
+  }
+  o.decode_s = seconds_since(t0);
+  const std::size_t n = in.view.size();
+
+  // Where results go when they cannot go straight into the output binary.
+  std::vector<std::int64_t> scratch;
+  auto scratch_out = [&]() -> std::span<std::int64_t> {
+    if (in.owned) return in.storage;  // the copy is ours: the engine may work in place
+    scratch.resize(n);
+    return scratch;
+  };
+  auto compute = [&](std::span<std::int64_t> out) -> bool {
+    auto r = (*body)(in.view, out);
+    if (!r) {
+      o.term = error_tuple(env, r.err());
+      return false;
+    }
+    o.stats = std::move(r).value();
+    return true;
+  };
+
+  if (as_list) {
+    std::span<const std::int64_t> values = in.view;
+    if (body) {
+      auto out = scratch_out();
+      if (!compute(out)) return o;
+      values = out;
+    }
+    auto t1 = steady::now();
+    o.term = list_term(env, values);
+    o.encode_s = seconds_since(t1);
+  } else {
+    auto t1 = steady::now();
+    new_binary bin;
+    if (!bin.alloc(n)) {
+      o.term = error_tuple(env, kiln::errc::out_of_memory,
+                           "cannot allocate a " + std::to_string(n * sizeof(std::int64_t)) + "-byte result binary");
+      return o;
+    }
+    double alloc_s = seconds_since(t1);
+    if (!body) {
+      if (n) std::memcpy(bin.bytes(), in.view.data(), n * sizeof(std::int64_t));
+    } else if (bin.aligned()) {
+      if (!compute(bin.span())) return o;
+    } else {
+      auto out = scratch_out();
+      if (!compute(out)) return o;
+      auto t2 = steady::now();
+      if (n) std::memcpy(bin.bytes(), out.data(), n * sizeof(std::int64_t));
+      alloc_s += seconds_since(t2);
+    }
+    o.term = bin.to_term(env);
+    o.encode_s = alloc_s;
+  }
+  o.ok = true;
+  return o;
+}
+
+ERL_NIF_TERM stats_term(ErlNifEnv* env, const kiln::run_stats& s, double decode_s, double encode_s) {
+  ERL_NIF_TERM keys[] = {atom(env, "backend"),  atom(env, "device"),           atom(env, "host_to_device_s"),
+                         atom(env, "kernel_s"), atom(env, "device_to_host_s"), atom(env, "total_s"),
+                         atom(env, "chunks"),   atom(env, "decode_s"),         atom(env, "encode_s")};
+  ERL_NIF_TERM values[] = {atom(env, s.backend.c_str()),
+                           string_term(env, s.device),
+                           enif_make_double(env, s.host_to_device_s),
+                           enif_make_double(env, s.kernel_s),
+                           enif_make_double(env, s.device_to_host_s),
+                           enif_make_double(env, s.total_s),
+                           enif_make_uint64(env, s.chunks),
+                           enif_make_double(env, decode_s),
+                           enif_make_double(env, encode_s)};
+  ERL_NIF_TERM map;
+  enif_make_map_from_arrays(env, keys, values, sizeof keys / sizeof keys[0], &map);
+  return map;
+}
+
+// ---- logistic map ----------------------------------------------------------------------------
+
+// run(data, as_list, p, mu, iterations, backend, device, chunk_elements)
+//   -> {:ok, result, stats} | {:error, {kind, message}}
+ERL_NIF_TERM run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  bool as_list;
+  kiln::map_params params;
+  kiln::run_options options;
+  if (!get_bool(env, argv[1], as_list) || !get_i64(env, argv[2], params.p) || !get_i64(env, argv[3], params.mu) ||
+      !get_i64(env, argv[4], params.iterations) || !get_run_options(env, argv[5], argv[6], argv[7], options))
+    return enif_make_badarg(env);
+  // Fail before decoding a large input when the parameters or the backend are wrong anyway.
+  if (auto s = kiln::validate(params); !s) return error_tuple(env, s.err());
+  if (auto d = kiln::resolve(options); !d) return error_tuple(env, d.err());
+
+  auto body = [&](std::span<const std::int64_t> in, std::span<std::int64_t> out) {
+    return kiln::logistic_map(in, out, params, options);
+  };
+  outcome o = transform(env, argv[0], as_list, &body);
+  if (!o.ok) return o.term;
+  return enif_make_tuple3(env, atom(env, "ok"), o.term, stats_term(env, o.stats, o.decode_s, o.encode_s));
+}
+
+// convert(data, as_list) -> {:ok, same elements as a list or a binary}: empty_call, the
+// list/binary helpers and iota all cross the boundary the same way a run does, minus the run.
+ERL_NIF_TERM convert_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  bool as_list;
+  if (!get_bool(env, argv[1], as_list)) return enif_make_badarg(env);
+  using identity = kiln::result<kiln::run_stats>(std::span<const std::int64_t>, std::span<std::int64_t>);
+  outcome o = transform<identity>(env, argv[0], as_list, nullptr);
+  return o.ok ? ok_tuple(env, o.term) : o.term;
+}
+
+// ---- devices -----------------------------------------------------------------------------------
+
+ERL_NIF_TERM devices_nif(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
+  std::vector<ERL_NIF_TERM> maps;
+  for (const auto& d : kiln::devices()) {
+    ERL_NIF_TERM keys[] = {atom(env, "backend"),  atom(env, "index"),         atom(env, "name"),
+                           atom(env, "platform"), atom(env, "compute_units"), atom(env, "memory_bytes"),
+                           atom(env, "gpu"),      atom(env, "available"),     atom(env, "reason")};
+    ERL_NIF_TERM values[] = {atom(env, kiln::backend_name(d.backend)),
+                             enif_make_int(env, d.index),
+                             string_term(env, d.name),
+                             string_term(env, d.platform),
+                             enif_make_int(env, d.compute_units),
+                             enif_make_uint64(env, d.memory_bytes),
+                             atom(env, d.gpu ? "true" : "false"),
+                             atom(env, d.available ? "true" : "false"),
+                             d.reason.empty() ? atom(env, "nil") : string_term(env, d.reason)};
+    ERL_NIF_TERM map;
+    enif_make_map_from_arrays(env, keys, values, sizeof keys / sizeof keys[0], &map);
+    maps.push_back(map);
+  }
+  return enif_make_list_from_array(env, maps.data(), static_cast<unsigned>(maps.size()));
+}
+
+// ---- resident buffers --------------------------------------------------------------------------
+
+// The NIF resource behind %Kiln.Buffer{}: one device buffer, serialised by a mutex because any
+// number of processes may hold the same reference.
+struct buffer_resource {
+  std::mutex mutex;
+  std::optional<kiln::device_buffer> buffer;
+};
+
+ErlNifResourceType* buffer_type = nullptr;
+std::atomic<long> live_buffers{0};
+// Set by an exit handler: once the process is exiting, the engine's static registry may already
+// be destroyed, so a destructor running then must leave the buffer to the OS.
+std::atomic<bool> exiting{false};
+std::once_flag exit_hook_once;
+
+void mark_exiting() { exiting.store(true); }
+
+void buffer_dtor(ErlNifEnv*, void* obj) {
+  if (exiting.load()) return;
+  static_cast<buffer_resource*>(obj)->~buffer_resource();
+  live_buffers.fetch_sub(1);
+}
+
+bool get_buffer(ErlNifEnv* env, ERL_NIF_TERM t, buffer_resource*& out) {
+  void* p;
+  if (!enif_get_resource(env, t, buffer_type, &p)) return false;
+  out = static_cast<buffer_resource*>(p);
+  return true;
+}
+
+// buffer_upload(data, backend, device) -> {:ok, resource, size, backend, device_name}
+ERL_NIF_TERM buffer_upload_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  kiln::run_options options;
+  if (!get_run_options(env, argv[1], argv[2], enif_make_uint64(env, 0), options)) return enif_make_badarg(env);
+  if (auto d = kiln::resolve(options); !d) return error_tuple(env, d.err());
+  int64_data in;
+  if (auto s = decode(env, argv[0], in); !s) return decode_error(env, s, in);
+  auto up = kiln::device_buffer::upload(in.view, options);
+  if (!up) return error_tuple(env, up.err());
+  // The registry exists by now, so this handler is registered after (and runs before) its
+  // destructor at exit.
+  std::call_once(exit_hook_once, [] { std::atexit(mark_exiting); });
+
+  void* mem = enif_alloc_resource(buffer_type, sizeof(buffer_resource));
+  if (!mem) return error_tuple(env, kiln::errc::out_of_memory, "cannot allocate a buffer resource");
+  auto* res = new (mem) buffer_resource();
+  live_buffers.fetch_add(1);
+  res->buffer.emplace(std::move(up).value());
+  ERL_NIF_TERM ref = enif_make_resource(env, res);
+  enif_release_resource(res);  // the term now owns it; GC runs buffer_dtor
+
+  const auto& dev = res->buffer->device();
+  ERL_NIF_TERM fields[] = {atom(env, "ok"), ref, enif_make_uint64(env, res->buffer->size()),
+                           atom(env, kiln::backend_name(dev.backend)), string_term(env, dev.name)};
+  return enif_make_tuple_from_array(env, fields, 5);
+}
+
+// buffer_run(resource, p, mu, iterations) -> {:ok, stats}
+ERL_NIF_TERM buffer_run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  buffer_resource* res;
+  kiln::map_params params;
+  if (!get_buffer(env, argv[0], res) || !get_i64(env, argv[1], params.p) || !get_i64(env, argv[2], params.mu) ||
+      !get_i64(env, argv[3], params.iterations))
+    return enif_make_badarg(env);
+  std::lock_guard<std::mutex> lock(res->mutex);
+  auto r = res->buffer->run(params);
+  if (!r) return error_tuple(env, r.err());
+  return ok_tuple(env, stats_term(env, *r, 0, 0));
+}
+
+// buffer_download(resource, as_list) -> {:ok, list | binary}
+ERL_NIF_TERM buffer_download_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  buffer_resource* res;
+  bool as_list;
+  if (!get_buffer(env, argv[0], res) || !get_bool(env, argv[1], as_list)) return enif_make_badarg(env);
+  std::lock_guard<std::mutex> lock(res->mutex);
+  const std::size_t n = res->buffer->size();
+  new_binary bin;
+  if (!as_list && !bin.alloc(n))
+    return error_tuple(env, kiln::errc::out_of_memory, "cannot allocate the downloaded binary");
+  std::vector<std::int64_t> scratch;
+  std::span<std::int64_t> out;
+  if (!as_list && bin.aligned()) {
+    out = bin.span();
+  } else {
+    scratch.resize(n);
+    out = scratch;
+  }
+  if (auto s = res->buffer->download(out); !s) return error_tuple(env, s.err());
+  if (as_list) return ok_tuple(env, list_term(env, out));
+  if (out.data() != bin.span().data() && n) std::memcpy(bin.bytes(), out.data(), n * sizeof(std::int64_t));
+  return ok_tuple(env, bin.to_term(env));
+}
+
+// live_buffers() -> number of buffer resources not yet destroyed (for the tests of GC).
+ERL_NIF_TERM live_buffers_nif(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
+  return enif_make_int64(env, live_buffers.load());
+}
+
+// ---- registration -------------------------------------------------------------------------------
+
+using nif_fn = ERL_NIF_TERM (*)(ErlNifEnv*, int, const ERL_NIF_TERM[]);
+
+// The boundary: no C++ exception may unwind into the VM.
+template <nif_fn F>
+ERL_NIF_TERM guarded(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) noexcept {
+  try {
+    return F(env, argc, argv);
+  } catch (const std::bad_alloc&) {
+    return error_tuple(env, kiln::errc::out_of_memory, "out of host memory");
+  } catch (const kiln::kiln_error& e) {
+    return error_tuple(env, e.err());
+  } catch (const std::length_error&) {
+    return error_tuple(env, kiln::errc::out_of_memory, "input too large for host memory");
+  } catch (const std::exception& e) {
+    return error_tuple(env, kiln::errc::internal, e.what());
+  } catch (...) {
+    return error_tuple(env, kiln::errc::internal, "unknown C++ exception");
+  }
+}
+
+int open_types(ErlNifEnv* env, ErlNifResourceFlags flags) {
+  buffer_type = enif_open_resource_type(env, nullptr, "kiln_buffer", buffer_dtor, flags, nullptr);
+  return buffer_type ? 0 : 1;
+}
+
+int load(ErlNifEnv* env, void**, ERL_NIF_TERM) { return open_types(env, ERL_NIF_RT_CREATE); }
+
+int upgrade(ErlNifEnv* env, void**, void**, ERL_NIF_TERM) {
+  return open_types(env, static_cast<ErlNifResourceFlags>(ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER));
+}
+
+constexpr unsigned cpu = ERL_NIF_DIRTY_JOB_CPU_BOUND;
+constexpr unsigned io = ERL_NIF_DIRTY_JOB_IO_BOUND;
+
+// The *_io twins run on dirty IO schedulers: Elixir picks them for GPU backends, whose calls
+// mostly wait on the device and should not hold one of the few dirty CPU schedulers.
+ErlNifFunc nif_funcs[] = {
+    {"run", 8, guarded<run_nif>, cpu},
+    {"run_io", 8, guarded<run_nif>, io},
+    {"convert", 2, guarded<convert_nif>, cpu},
+    {"devices", 0, guarded<devices_nif>, cpu},
+    {"buffer_upload", 3, guarded<buffer_upload_nif>, cpu},
+    {"buffer_upload_io", 3, guarded<buffer_upload_nif>, io},
+    {"buffer_run", 4, guarded<buffer_run_nif>, cpu},
+    {"buffer_run_io", 4, guarded<buffer_run_nif>, io},
+    {"buffer_download", 2, guarded<buffer_download_nif>, cpu},
+    {"buffer_download_io", 2, guarded<buffer_download_nif>, io},
+    {"live_buffers", 0, guarded<live_buffers_nif>, 0},
+};
+
+}  // namespace
+
+ERL_NIF_INIT(Elixir.Kiln.Native, nif_funcs, load, nullptr, upgrade, nullptr)

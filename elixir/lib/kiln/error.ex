@@ -1,0 +1,12 @@
+# The exception for engine failures that are not the caller's fault (device errors, out of memory).
+defmodule Kiln.Error do
+  @moduledoc """
+  Raised when the engine fails for a reason other than a bad argument.
+
+  `kind` is the engine's error code: `:out_of_memory`, `:device_error` or `:internal`. Bad
+  arguments, unknown backends and unavailable backends raise `ArgumentError` instead.
+  """
+  defexception [:kind, :message]
+
+  @type t :: %__MODULE__{kind: atom, message: String.t()}
+end

@@ -1,0 +1,122 @@
+# The logistic map through the native engine: whole inputs, windows, and per-phase timings.
+defmodule Kiln.LogisticMap do
+  @moduledoc """
+  The exact integer logistic map `x <- rem(mu * x * (x + 1), p)`, applied `iterations` times to
+  every element, computed by the native engine.
+
+  Results are exactly those of `Kiln.LogisticMap.Pure` (Elixir's unbounded integers and `rem/2`,
+  whose result takes the sign of the dividend) on every backend. Domain: elements and `mu` fit in
+  int64, `p` is in `1..2^32-1`, `iterations >= 0`.
+
+      iex> 1..3 |> Kiln.LogisticMap.run(61, 22)
+      [28, 25, 37]
+
+  Data can be a list of integers, a `Range`, or a binary of native-endian signed 64-bit integers
+  (see `Kiln.Binary`); the result has the input's shape (a range gives a list). Binaries cross
+  into the NIF without conversion, so they are the fast path for large inputs.
+
+  ## Options
+
+    * `:backend` - `:auto` (default: a GPU if there is one, else `:cpu`), `:cpu` (all cores,
+      SIMD), `:scalar` (one core, the reference loop), `:opencl` or `:cuda`.
+    * `:device` - the index among the backend's devices (default `0`), see `Kiln.devices/0`.
+    * `:iterations` - how many times the map is applied (default `10`).
+    * `:chunk_size` - at most this many elements per device chunk (default `0`: the
+      backend's choice).
+
+  Bad arguments, unknown backends and unavailable backends (with the engine's reason) raise
+  `ArgumentError`; device failures raise `Kiln.Error`.
+  """
+
+  alias Kiln.{Args, Native}
+
+  @type data :: [integer] | Range.t() | binary
+  @type stats :: %{
+          backend: atom,
+          device: String.t(),
+          host_to_device_s: float,
+          kernel_s: float,
+          device_to_host_s: float,
+          total_s: float,
+          chunks: non_neg_integer,
+          decode_s: float,
+          encode_s: float
+        }
+
+  @run_defaults [backend: :auto, device: 0, iterations: 10, chunk_size: 0]
+
+  @doc """
+  Applies the map to every element of `data`; see the module doc for the options.
+
+      iex> Kiln.LogisticMap.run([1, 2, 3], 61, 22, backend: :scalar, iterations: 1)
+      [44, 10, 20]
+  """
+  @spec run(data, pos_integer, integer, keyword) :: [integer] | binary
+  def run(data, p, mu, opts \\ []) do
+    {result, _stats} = run_stats(data, p, mu, opts)
+    result
+  end
+
+  @doc """
+  Like `run/4`, and also returns where the time went, as the engine measured it (seconds).
+
+  The stats hold `:backend` (the one that ran, `:auto` resolved), `:device` (its name),
+  `:host_to_device_s`, `:kernel_s`, `:device_to_host_s`, `:total_s` (the engine's whole call),
+  `:chunks`, and the NIF's own `:decode_s` / `:encode_s` (terms to native arrays and back).
+  """
+  @spec run_stats(data, pos_integer, integer, keyword) :: {[integer] | binary, stats}
+  def run_stats(data, p, mu, opts \\ []) do
+    {p, mu, opts} = validate!(p, mu, opts)
+    {nif_data, as_list} = Args.data!(data)
+    nif = if Args.dirty_io?(opts[:backend]), do: &Native.run_io/8, else: &Native.run/8
+
+    case nif.(nif_data, as_list, p, mu, opts[:iterations], opts[:backend], opts[:device], opts[:chunk_size]) do
+      {:ok, result, stats} -> {result, stats}
+      {:error, reason} -> Args.raise_error!(reason)
+    end
+  end
+
+  @doc """
+  Streams `data` through the NIF in windows of `:window` elements (default `65_536`) and
+  concatenates the results: the seed's `benchmarks8`. Takes the options of `run/4` too.
+
+  Lists and ranges give a list, binaries a binary; the result equals `run/4`'s.
+
+      iex> Kiln.LogisticMap.run_windows(1..5, 61, 22, window: 2)
+      [28, 25, 37, 50, 25]
+  """
+  @spec run_windows(data, pos_integer, integer, keyword) :: [integer] | binary
+  def run_windows(data, p, mu, opts \\ []) do
+    {window, opts} = Keyword.pop(opts, :window, 65_536)
+
+    unless is_integer(window) and window > 0 do
+      raise ArgumentError, "window must be a positive integer, got #{inspect(window)}"
+    end
+
+    # Validate once up front, so that bad arguments raise even when there is no window to run.
+    validate!(p, mu, opts)
+    Args.data!(data)
+
+    if is_binary(data) do
+      bytes = window * 8
+
+      for offset <- 0..(byte_size(data) - 1)//bytes do
+        run(binary_part(data, offset, min(bytes, byte_size(data) - offset)), p, mu, opts)
+      end
+      |> IO.iodata_to_binary()
+    else
+      data
+      |> Stream.chunk_every(window)
+      |> Enum.flat_map(&run(&1, p, mu, opts))
+    end
+  end
+
+  defp validate!(p, mu, opts) do
+    opts = Keyword.validate!(opts, @run_defaults)
+    Args.backend!(opts[:backend])
+    Args.device!(opts[:device])
+    Args.iterations!(opts[:iterations])
+    opts = Keyword.put(opts, :chunk_size, Args.chunk_size!(opts[:chunk_size]))
+    {Args.p!(p), Args.mu!(mu), opts}
+  end
+end

@@ -1,0 +1,56 @@
+# Run by responsiveness_test.exs in a fresh VM: measures how late a 1 ms ticker gets during a native run.
+#
+#   elixir --erl "+sbwt none +sbwtdcpu none +sbwtdio none" -pa EBIN responsiveness_probe.exs BACKEND
+#
+# Prints "ticks=N max_late_us=N run_ms=N". BACKEND is cpu, scalar, opencl, cuda, or `lists`
+# (list <-> binary conversions of 2^20 elements instead of a run).
+defmodule Probe do
+  # Asks for a message every 1 ms and keeps the worst lateness, until told to stop.
+  def tick(count, max_late) do
+    t0 = System.monotonic_time(:microsecond)
+    Process.send_after(self(), :tick, 1)
+
+    receive do
+      :tick ->
+        late = System.monotonic_time(:microsecond) - t0 - 1000
+        tick(count + 1, max(max_late, late))
+
+      {:stop, from} ->
+        # The tick still pending counts too: a ticker whose timer sat on a blocked scheduler
+        # would otherwise see the stop first and never record the wait.
+        pending = System.monotonic_time(:microsecond) - t0 - 1000
+        send(from, {:ticks, count, max(max_late, pending)})
+    end
+  end
+
+  def measure(fun) do
+    ticker = spawn_link(fn -> tick(0, 0) end)
+    # Let the ticker settle into its loop before the load starts.
+    Process.sleep(20)
+    {run_us, _} = :timer.tc(fun)
+    send(ticker, {:stop, self()})
+
+    receive do
+      {:ticks, ticks, max_late} ->
+        IO.puts("ticks=#{ticks} max_late_us=#{max_late} run_ms=#{div(run_us, 1000)}")
+    end
+  end
+end
+
+[mode] = System.argv()
+input = Kiln.Binary.iota(0, 16_777_215)
+
+case mode do
+  "lists" ->
+    chunk = binary_part(input, 0, 8 * 1_048_576)
+
+    Probe.measure(fn ->
+      list = Kiln.Binary.to_list(chunk)
+      Kiln.Binary.from_list(list)
+      Kiln.LogisticMap.run(list, 61, 22, backend: :cpu)
+    end)
+
+  backend ->
+    backend = String.to_existing_atom(backend)
+    Probe.measure(fn -> Kiln.LogisticMap.run(input, 6_700_417, 22, backend: backend) end)
+end
