@@ -83,6 +83,32 @@ result<device_info> resolve(const run_options& options);
 result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::int64_t> out,
                                const map_params& params, const run_options& options = {});
 
+// Host memory that devices reach fastest: page-locked (pinned) when a CUDA device is usable, so
+// transfers skip the staging copy, else ordinary memory with transparent huge pages. Blocks are
+// pooled: destroying one returns it for reuse, because pinning and first-touch page faults cost
+// far more than the copies they save. Safe to use from many threads.
+class host_memory {
+ public:
+  host_memory() = default;
+  ~host_memory();
+  host_memory(host_memory&& o) noexcept;
+  host_memory& operator=(host_memory&& o) noexcept;
+
+  // `elements` int64 slots, 64-byte aligned; contents are unspecified.
+  static result<host_memory> allocate(std::size_t elements);
+
+  std::span<std::int64_t> span() const noexcept { return {data_, size_}; }
+  std::int64_t* data() const noexcept { return data_; }
+  std::size_t size() const noexcept { return size_; }
+  bool pinned() const noexcept { return pinned_; }
+
+ private:
+  std::int64_t* data_ = nullptr;
+  std::size_t size_ = 0;
+  std::size_t capacity_bytes_ = 0;
+  bool pinned_ = false;
+};
+
 // Data kept on a device between calls, so that runs can be chained without copies.
 class device_buffer {
  public:

@@ -17,6 +17,7 @@ struct run_args {
   int repeat = 3;
   int warmup = 1;
   bool resident = false;
+  bool pinned = false;
   bool json = false;
 };
 

@@ -24,6 +24,7 @@ int main(int argc, char** argv) {
   run->add_option("--repeat", ra.repeat, "Timed runs (the median is reported)")->check(CLI::PositiveNumber);
   run->add_option("--warmup", ra.warmup, "Untimed runs first")->check(CLI::NonNegativeNumber);
   run->add_flag("--resident", ra.resident, "Upload once; time only the run on the device");
+  run->add_flag("--pinned", ra.pinned, "Input and output in Kiln's host blocks (page-locked where CUDA runs)");
   run->add_flag("--json", ra.json, "Print one JSON object");
 
   CLI11_PARSE(app, argc, argv);

@@ -135,6 +135,9 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
 }
 
 }  // namespace
+
+backend& backend_of(backend_kind kind) { return registry::get().of(kind); }
+
 }  // namespace detail
 
 std::vector<device_info> devices() {

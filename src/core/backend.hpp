@@ -46,7 +46,14 @@ class backend {
   virtual result<run_stats> run(int device, std::span<const std::int64_t> in, std::span<std::int64_t> out,
                                 const kernel_params& kp, std::size_t chunk_elements) = 0;
   virtual result<std::unique_ptr<resident_buffer>> upload(int device, std::span<const std::int64_t> data) = 0;
+  // Page-locked host memory that this backend's transfers use without staging; nullptr where the
+  // backend has none (the default) or cannot allocate it now.
+  virtual void* allocate_pinned(std::size_t /*bytes*/) { return nullptr; }
+  virtual void free_pinned(void* /*p*/) {}
 };
+
+// The registry's instance of a backend (created on first use).
+backend& backend_of(backend_kind kind);
 
 // Each backend's factory; a backend compiled out returns a stub whose device says why.
 std::unique_ptr<backend> make_scalar_backend();

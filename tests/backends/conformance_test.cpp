@@ -1,6 +1,7 @@
 // Every available backend against the scalar reference and hand-checked values; unavailable ones skip with the reason.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cstdint>
 #include <limits>
 #include <random>
@@ -110,6 +111,30 @@ TEST_P(Conformance, InPlace) {
   o.backend = GetParam();
   ASSERT_TRUE(kiln::logistic_map(data, data, prm, o).ok());
   EXPECT_EQ(data, want);
+}
+
+// Kiln's own host blocks (pinned where CUDA runs: transfers then skip the staging copies).
+TEST_P(Conformance, HostMemoryInAndOutAndInPlace) {
+  const std::size_t n = 300007;
+  auto in = kiln::host_memory::allocate(n), out = kiln::host_memory::allocate(n);
+  ASSERT_TRUE(in.ok() && out.ok());
+  std::vector<i64> plain(n);
+  for (std::size_t i = 0; i < n; ++i) plain[i] = in->data()[i] = static_cast<i64>(i * 2654435761u) - (1 << 30);
+  kiln::map_params prm{6700417, -22, 10};
+  auto want = reference(plain, prm);
+  kiln::run_options o;
+  o.backend = GetParam();
+  o.chunk_elements = 65536;  // several chunks through the direct path
+  ASSERT_TRUE(kiln::logistic_map(in->span(), out->span(), prm, o).ok());
+  EXPECT_TRUE(std::equal(want.begin(), want.end(), out->data()));
+  ASSERT_TRUE(kiln::logistic_map(in->span(), in->span(), prm, o).ok());  // in place
+  EXPECT_TRUE(std::equal(want.begin(), want.end(), in->data()));
+  // Pinned input, ordinary output, and the other way round.
+  std::vector<i64> plain_out(n);
+  ASSERT_TRUE(kiln::logistic_map(out->span(), plain_out, {6700417, 3, 1}, o).ok());
+  EXPECT_EQ(plain_out, reference(want, {6700417, 3, 1}));
+  ASSERT_TRUE(kiln::logistic_map(plain, out->span(), prm, o).ok());
+  EXPECT_TRUE(std::equal(want.begin(), want.end(), out->data()));
 }
 
 TEST_P(Conformance, ResidentBufferChainsRuns) {

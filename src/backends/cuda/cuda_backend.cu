@@ -89,7 +89,25 @@ struct transfer_job {
   const kernel_params* kp = nullptr;   // the map, applied slot in -> slot out, if set
   std::size_t n = 0;
   std::size_t chunk_elements = 0;      // the caller's upper bound; 0 = default_chunk
+  // The caller's memory is page-locked: DMA reaches it directly, no staging copy on that side.
+  bool in_pinned = false;
+  bool out_pinned = false;
 };
+
+// Whether [p, p + bytes) is page-locked host memory (checked at both ends: Kiln's pinned blocks
+// are single allocations). Costs a microsecond; saves a copy of the whole array.
+bool is_pinned(const void* p, std::size_t bytes) {
+  if (!p || bytes == 0) return false;
+  auto check = [](const void* q) {
+    cudaPointerAttributes attr{};
+    if (cudaPointerGetAttributes(&attr, q) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return false;
+    }
+    return attr.type == cudaMemoryTypeHost;
+  };
+  return check(p) && check(static_cast<const char*>(p) + bytes - 1);
+}
 
 // Everything Kiln keeps per CUDA device. The ring is allocated on first use, reused by every later
 // call (pinned allocation costs milliseconds) and grown when a call wants larger chunks.
@@ -139,7 +157,7 @@ class device_state {
       slot& s = ring_[i % ring_slots];
       const std::size_t begin = i * chunk;
       const std::size_t count = std::min(chunk, job.n - begin);
-      if (job.host_in) {
+      if (job.host_in && !job.in_pinned) {
         // The slot's input staging is free once the H2D of its previous chunk is done; its
         // kernel and D2H may still run while we fill.
         if (s.busy) KILN_TRY(cuda_check(cudaEventSynchronize(s.events[1].get()), "cudaEventSynchronize"));
@@ -169,7 +187,8 @@ class device_state {
     KILN_TRY(cuda_check(cudaEventRecord(s.events[0].get(), stream), "cudaEventRecord"));
     if (job.host_in) {
       i64* dst = job.resident ? job.resident + begin : s.in_dev_ptr();
-      KILN_TRY(cuda_check(cudaMemcpyAsync(dst, s.in_host_ptr(), bytes, cudaMemcpyHostToDevice, stream),
+      const i64* src = job.in_pinned ? job.host_in + begin : s.in_host_ptr();
+      KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream),
                           "cudaMemcpyAsync (host to device)"));
     }
     KILN_TRY(cuda_check(cudaEventRecord(s.events[1].get(), stream), "cudaEventRecord"));
@@ -179,7 +198,8 @@ class device_state {
     KILN_TRY(cuda_check(cudaEventRecord(s.events[2].get(), stream), "cudaEventRecord"));
     if (job.host_out) {
       const i64* src = job.resident ? job.resident + begin : s.out_dev_ptr();
-      KILN_TRY(cuda_check(cudaMemcpyAsync(s.out_host_ptr(), src, bytes, cudaMemcpyDeviceToHost, stream),
+      i64* dst = job.out_pinned ? job.host_out + begin : s.out_host_ptr();
+      KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream),
                           "cudaMemcpyAsync (device to host)"));
     }
     KILN_TRY(cuda_check(cudaEventRecord(s.events[3].get(), stream), "cudaEventRecord"));
@@ -200,7 +220,7 @@ class device_state {
     st.host_to_device_s += *h2d;
     st.kernel_s += *kernel;
     st.device_to_host_s += *d2h;
-    if (job.host_out) parallel_copy(job.host_out + s.begin, s.out_host_ptr(), s.count);
+    if (job.host_out && !job.out_pinned) parallel_copy(job.host_out + s.begin, s.out_host_ptr(), s.count);
     s.busy = false;
     return {};
   }
@@ -340,6 +360,7 @@ class cuda_buffer final : public resident_buffer {
     KILN_TRY(scope.enter(dev_.index()));
     transfer_job job;
     job.host_out = out.data();
+    job.out_pinned = is_pinned(out.data(), out.size_bytes());
     job.resident = data();
     job.n = n_;
     auto r = dev_.transfer(job);
@@ -435,8 +456,25 @@ class cuda_backend final : public backend {
     job.kp = &kp;
     job.n = std::min(in.size(), out.size());
     job.chunk_elements = chunk_elements;
+    job.in_pinned = is_pinned(in.data(), in.size_bytes());
+    job.out_pinned = is_pinned(out.data(), out.size_bytes());
     return (*ds)->transfer(job);
   }
+
+  // Portable page-locked memory (every device sees it as pinned), only where CUDA can run.
+  void* allocate_pinned(std::size_t bytes) override {
+    probe();
+    bool usable = false;
+    for (const auto& st : states_) usable = usable || st != nullptr;
+    void* p = nullptr;
+    if (!usable || cudaHostAlloc(&p, bytes, cudaHostAllocPortable) != cudaSuccess) {
+      (void)cudaGetLastError();
+      return nullptr;
+    }
+    return p;
+  }
+
+  void free_pinned(void* p) override { (void)cudaFreeHost(p); }
 
   result<std::unique_ptr<resident_buffer>> upload(int device, std::span<const i64> data) override {
     auto ds = state_of(device);
@@ -448,6 +486,7 @@ class cuda_backend final : public backend {
     if (!data.empty()) {
       transfer_job job;
       job.host_in = data.data();
+      job.in_pinned = is_pinned(data.data(), data.size_bytes());
       job.resident = buf->data();
       job.n = data.size();
       auto r = (*ds)->transfer(job);
