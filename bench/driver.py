@@ -1,0 +1,493 @@
+# Benchmark driver (stdlib only): runs every row (C++ kiln, Python, Elixir), checks checksums, writes results.json/md and chart.svg.
+"""Called by bench/run after the builds; see bench/README.md for the options.
+
+Rows run in groups, each in its own process: `build/kiln run --json` per C++ row, one Python
+process per framework (bench/python_rows.py), and one `mix run bench/elixir_rows.exs` for all
+Elixir rows (a BEAM start per row would cost more than the small rows themselves).
+"""
+import argparse
+import datetime as dt
+import json
+import os
+import platform
+import re
+import shutil
+import subprocess
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+import report  # noqa: E402  (bench/report.py: tables, summary, SVG)
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+ROOT = os.path.dirname(HERE)
+P, MU, ITERATIONS = 6_700_417, 22, 10
+FULL_N = 0x2000000
+DEFAULT_N = 1 << 20  # measured: a whole default run takes about 1 min on the 2-core dev machine (see README)
+ALL_STAGES = [1, 2, 4, 8, 16, 32, 64, 128]
+MARKER = "@@KILNBENCH@@ "
+
+# Sample names per group: a --rows pattern that matches none of a group's names skips starting it.
+GROUP_SAMPLES = {
+    "cpp": ["cpp.scalar", "cpp.cpu", "cpp.opencl0", "cpp.opencl0.resident", "cpp.cuda0", "cpp.cuda0.resident"],
+    "python": ["python.numpy", "python.cupy", "python.cupy.resident", "python.jax", "python.jax.resident",
+               "python.torch", "python.torch.resident"],
+    "elixir": ["elixir.pure.loop", "elixir.pure.inlined", "elixir.nif.cpu.list", "elixir.nif.cpu.windows",
+               "elixir.nif.cpu.binary", "elixir.nif.opencl0.list", "elixir.nif.opencl0.binary",
+               "elixir.nif.opencl0.resident", "elixir.nif.cuda0.list", "elixir.nif.cuda0.binary",
+               "elixir.nif.cuda0.resident", "elixir.empty.list", "elixir.empty.binary"],
+}
+
+
+def log(msg):
+    print(f"[bench] {msg}", file=sys.stderr, flush=True)
+
+
+def sh(cmd, timeout=60, **kw):
+    """Output of a short informational command, or None (machine info must never fail the run)."""
+    try:
+        r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, **kw)
+        return r.stdout.strip() if r.returncode == 0 else None
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.rows = []
+        self.rx = re.compile(args.rows or "")
+        self.python_env = {}    # family -> interpreter that imports it
+        self.versions = {}      # collected from the row processes
+        self.kiln_devices = None
+        self.reference = None
+
+    # ---- plumbing ---------------------------------------------------------------------------------
+
+    def wanted(self, name):
+        return bool(self.rx.search(name))
+
+    def group_wanted(self, group):
+        return any(self.wanted(n) for n in GROUP_SAMPLES[group])
+
+    def add(self, row):
+        """Checks one finished row against the reference, records it and prints its progress line."""
+        row.setdefault("stages", None)
+        if row.get("status") == "ok":
+            expected = self.expected_checksum(row)
+            row["expected_checksum"] = expected
+            got = row.get("checksum")
+            row["checksum_ok"] = expected is not None and got == expected
+            if expected is None:
+                row["status"] = "error"
+                row["reason"] = "no reference checksum to compare with"
+            elif not row["checksum_ok"]:
+                row["status"] = "MISMATCH"
+                row["reason"] = f"checksum {got} != expected {expected}"
+        report.describe(row)
+        self.rows.append(row)
+        log(self.progress_line(row))
+
+    def expected_checksum(self, row):
+        if row.get("expected") == "input":  # empty NIF call: returns its input unchanged
+            return self.args.n * (self.args.n + 1) // 2
+        return self.reference["checksum"] if self.reference else None
+
+    def progress_line(self, row):
+        st = f" stages={row['stages']}" if row.get("stages") else ""
+        head = f"{row['name']}{st}"
+        if row["status"] == "ok":
+            note = f"  ({row['repeat_note']})" if row.get("repeat_note") else ""
+            return (f"{head}: {report.fmt_s(row['seconds'])} median (min {report.fmt_s(row['seconds_min'])}, "
+                    f"max {report.fmt_s(row['seconds_max'])}, {row['repeat']} runs), checksum ok{note}")
+        if row["status"] == "MISMATCH":
+            return f"{head}: *** MISMATCH *** {row['reason']}"
+        return f"{head}: {row['status'].upper()}: {row.get('reason', '')}"
+
+    def skip_all(self, names, status, reason):
+        for n in names:
+            if self.wanted(n):
+                self.add({"name": n, "status": status, "reason": reason})
+
+    # ---- reference --------------------------------------------------------------------------------
+
+    def compute_reference(self):
+        a = self.args
+        py = self.find_python("numpy")
+        if py:
+            out = self.run_python(py, "reference", timeout=3600)
+            if out and out.get("checksum") is not None:
+                self.reference = out
+        if self.reference is None and a.n <= (1 << 21):
+            out = self.run_python(sys.executable, "reference", timeout=3600)  # pure-Python fallback
+            if out and out.get("checksum") is not None:
+                self.reference = out
+        if self.reference is None and self.kiln_ok():
+            k = self.kiln_run(["--backend", "cpu", "--repeat", "1", "--warmup", "0"])
+            if isinstance(k, dict) and "checksum" in k:
+                self.reference = {"checksum": k["checksum"], "source": "kiln cpu backend (no NumPy here)"}
+        if self.reference is None:
+            self.reference = {"checksum": None, "source": "none: no NumPy, n too large for pure Python, no kiln"}
+        log(f"reference checksum {self.reference['checksum']} from {self.reference['source']}")
+
+    # ---- C++ rows ---------------------------------------------------------------------------------
+
+    def kiln_ok(self):
+        return os.access(self.args.kiln, os.X_OK) and not os.environ.get("KILN_BENCH_CPP_ERROR")
+
+    def kiln_run(self, extra):
+        a = self.args
+        cmd = [a.kiln, "run", "--n", str(a.n), "--iterations", str(ITERATIONS), "--p", str(P), "--mu", str(MU),
+               *extra, "--json"]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=a.row_timeout)
+        except subprocess.TimeoutExpired:
+            return f"timed out after {a.row_timeout} s: {' '.join(cmd)}"
+        if r.returncode != 0:
+            return f"exit {r.returncode}: {r.stderr.strip()[-800:] or r.stdout.strip()[-800:]}"
+        try:
+            return json.loads(r.stdout)
+        except json.JSONDecodeError as e:
+            return f"unparsable output ({e}): {r.stdout[:300]!r}"
+
+    def cpp_rows(self):
+        a = self.args
+        names = GROUP_SAMPLES["cpp"]
+        if os.environ.get("KILN_BENCH_CPP_ERROR"):
+            return self.skip_all(names[:2], "error", os.environ["KILN_BENCH_CPP_ERROR"])
+        if not os.access(a.kiln, os.X_OK):
+            return self.skip_all(names[:2], "error", f"{a.kiln} not built")
+        devs = self.load_devices()
+        plan = [("cpp.scalar", ["--backend", "scalar"], {"device": "host, 1 thread", "backend": "scalar"}),
+                ("cpp.cpu", ["--backend", "cpu"], {"device": "host, all cores (SIMD)", "backend": "cpu"})]
+        if isinstance(devs, str):
+            self.skip_all(["cpp.opencl", "cpp.cuda"], "error", f"kiln devices --json failed: {devs}")
+            devs = []
+        for backend in ("opencl", "cuda"):
+            listed = [d for d in devs if d.get("backend") == backend]
+            if not listed:
+                self.skip_all([f"cpp.{backend}"], "skipped", "kiln devices lists no such backend")
+            for d in listed:
+                i = d.get("index", 0)
+                extra = {"device": d.get("name"), "gpu": d.get("gpu"), "backend": backend, "device_index": i,
+                         "platform": d.get("platform")}
+                if not d.get("available"):
+                    self.skip_all([f"cpp.{backend}{i}", f"cpp.{backend}{i}.resident"], "skipped",
+                                  f"{backend} device {i} unavailable: {d.get('reason') or 'no reason given'}")
+                    continue
+                base = ["--backend", backend, "--device", str(i)]
+                plan.append((f"cpp.{backend}{i}", base, extra))
+                plan.append((f"cpp.{backend}{i}.resident", base + ["--resident"], dict(extra, resident=True)))
+        for name, flags, extra in plan:
+            if not self.wanted(name):
+                continue
+            k = self.kiln_run(flags + ["--repeat", str(a.repeat), "--warmup", "1"])
+            if isinstance(k, str):
+                self.add(dict(extra, name=name, status="error", reason=k))
+                continue
+            row = dict(extra, name=name, status="ok")
+            for f in ("seconds", "seconds_min", "seconds_max", "runs", "host_to_device_s", "kernel_s",
+                      "device_to_host_s", "checksum", "repeat"):
+                row[f] = k.get(f)
+            row["repeat"] = row["repeat"] or len(row["runs"] or [])
+            row["resident"] = bool(k.get("resident", extra.get("resident", False)))
+            if k.get("device"):
+                row["device"] = k["device"]
+            row["kiln"] = {key: k.get(key) for key in ("backend", "device", "n", "iterations", "p", "mu")}
+            if k.get("n") not in (None, a.n):
+                row.update(status="error", reason=f"kiln ran n={k.get('n')}, asked {a.n}")
+            self.add(row)
+
+    def load_devices(self):
+        if self.kiln_devices is None:
+            try:
+                r = subprocess.run([self.args.kiln, "devices", "--json"], capture_output=True, text=True, timeout=120)
+                self.kiln_devices = json.loads(r.stdout) if r.returncode == 0 else \
+                    f"exit {r.returncode}: {r.stderr.strip()[-400:]}"
+            except (OSError, subprocess.SubprocessError, json.JSONDecodeError) as e:
+                self.kiln_devices = f"{type(e).__name__}: {e}"
+        return self.kiln_devices
+
+    # ---- Python rows ------------------------------------------------------------------------------
+
+    def find_python(self, module):
+        """First interpreter that can import `module`: --python, python3, then /usr/bin/python3."""
+        if module in self.python_env:
+            return self.python_env[module]
+        found = None
+        cands = [self.args.python] if self.args.python else []
+        cands += [shutil.which("python3"), "/usr/bin/python3"]
+        for c in cands:
+            if c and os.access(c, os.X_OK) and sh([c, "-c", f"import {module}"], timeout=120) is not None:
+                found = c
+                break
+        self.python_env[module] = found
+        return found
+
+    def run_python(self, py, family, timeout=None):
+        a = self.args
+        cmd = [py, os.path.join(HERE, "python_rows.py"), family, "--n", str(a.n), "--p", str(P), "--mu", str(MU),
+               "--iterations", str(ITERATIONS), "--repeat", str(a.repeat), "--budget", str(a.budget)]
+        try:
+            r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or a.row_timeout)
+        except subprocess.TimeoutExpired:
+            return {"error": f"timed out after {timeout or a.row_timeout} s"}
+        sys.stderr.write("".join(f"[python] {ln}\n" for ln in r.stderr.splitlines()[-20:]))
+        try:
+            return json.loads(r.stdout.strip().splitlines()[-1])
+        except (json.JSONDecodeError, IndexError):
+            return {"error": f"exit {r.returncode}: {r.stderr.strip()[-600:]}"}
+
+    def python_rows(self):
+        for fam in ("numpy", "cupy", "jax", "torch"):
+            names = [f"python.{fam}"] + ([f"python.{fam}.resident"] if fam != "numpy" else [])
+            if not any(self.wanted(n) for n in names):
+                continue
+            py = self.find_python(fam)
+            if py is None:
+                tried = ", ".join(x for x in [self.args.python, "python3", "/usr/bin/python3"] if x)
+                self.skip_all(names, "skipped", f"{fam} not importable by {tried}")
+                continue
+            out = self.run_python(py, fam)
+            if "error" in out:
+                self.skip_all(names, "error", f"{py} python_rows.py {fam}: {out['error']}")
+                continue
+            for row in out["rows"]:
+                row["python"] = out.get("python")
+                self.versions.update({k: v for k, v in (row.get("versions") or {}).items() if v})
+                if self.wanted(row["name"]):
+                    self.add(row)
+
+    # ---- Elixir rows ------------------------------------------------------------------------------
+
+    def elixir_rows(self):
+        a = self.args
+        names = [n for n in GROUP_SAMPLES["elixir"] if "0." not in n]  # device rows are named by the NIF
+        if os.environ.get("KILN_BENCH_ELIXIR_SKIP"):
+            return self.skip_all(names, "skipped", os.environ["KILN_BENCH_ELIXIR_SKIP"])
+        if os.environ.get("KILN_BENCH_ELIXIR_ERROR"):
+            return self.skip_all(names, "error", os.environ["KILN_BENCH_ELIXIR_ERROR"])
+        mix = shutil.which("mix")
+        if not mix or not shutil.which("elixir"):
+            return self.skip_all(names, "skipped", "elixir/mix not on PATH")
+        if not os.path.exists(os.path.join(a.elixir_dir, "mix.exs")):
+            return self.skip_all(names, "skipped", f"no Elixir project at {a.elixir_dir} (mix.exs missing)")
+        cmd = [mix, "run", os.path.join(HERE, "elixir_rows.exs"), "--n", str(a.n), "--p", str(P), "--mu", str(MU),
+               "--iterations", str(ITERATIONS), "--repeat", str(a.repeat), "--budget", str(float(a.budget)),
+               "--stages", ",".join(map(str, a.stages)), "--rows", a.rows or ""]
+        env = dict(os.environ, MIX_ENV=os.environ.get("MIX_ENV", "prod"))
+        seen = set()
+        tail = []
+        t0 = time.time()
+        proc = subprocess.Popen(cmd, cwd=a.elixir_dir, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                text=True, bufsize=1)
+        # stderr is drained by a thread so that a chatty BEAM never blocks on a full pipe.
+        import threading
+
+        def drain():
+            for ln in proc.stderr:
+                tail.append(ln.rstrip())
+                del tail[:-30]
+                print(f"[elixir] {ln.rstrip()}", file=sys.stderr, flush=True)
+        th = threading.Thread(target=drain, daemon=True)
+        th.start()
+        for ln in proc.stdout:
+            if not ln.startswith(MARKER):
+                print(f"[elixir] {ln.rstrip()}", file=sys.stderr, flush=True)
+                continue
+            obj = json.loads(ln[len(MARKER):])
+            if obj.get("event") == "versions":
+                self.versions.update({"elixir": obj.get("elixir"), "otp": obj.get("otp"), "erts": obj.get("erts"),
+                                      "erlang_system_version": obj.get("system_version")})
+                self.elixir_devices = obj.get("devices")
+                if obj.get("devices_error"):
+                    log(f"Kiln.devices() failed: {obj['devices_error']}")
+                continue
+            seen.add(obj["name"])
+            self.add(obj)
+            if time.time() - t0 > a.row_timeout:
+                proc.kill()
+        proc.wait()
+        th.join(timeout=5)
+        if proc.returncode != 0:
+            reason = f"mix run exited {proc.returncode}: " + " | ".join(tail[-6:])
+            missing = [n for n in names if n not in seen]
+            self.skip_all(missing or ["elixir"], "error", reason)
+
+    # ---- machine ----------------------------------------------------------------------------------
+
+    def machine(self):
+        m = {"os": platform.platform(), "hostname": platform.node(), "cores": os.cpu_count()}
+        try:
+            with open("/proc/cpuinfo") as f:
+                models = [ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")]
+            m["cpu_model"] = models[0] if models else platform.processor()
+        except OSError:
+            m["cpu_model"] = platform.processor()
+        try:
+            with open("/proc/meminfo") as f:
+                m["memory_bytes"] = int(f.readline().split()[1]) * 1024
+        except (OSError, ValueError, IndexError):
+            pass
+        if shutil.which("nvidia-smi"):
+            g = sh(["nvidia-smi", "--query-gpu=name,driver_version", "--format=csv,noheader"])
+            m["gpus"] = [dict(zip(("name", "driver"), (s.strip() for s in ln.split(",", 1))))
+                         for ln in (g or "").splitlines() if ln.strip()]
+        cache = os.path.join(os.path.dirname(self.args.kiln), "CMakeCache.txt")
+        comp = {}
+        if os.path.exists(cache):
+            with open(cache, errors="replace") as f:
+                for ln in f:
+                    for key in ("CMAKE_CXX_COMPILER", "CMAKE_CUDA_COMPILER", "CMAKE_BUILD_TYPE"):
+                        if ln.startswith(key + ":"):
+                            comp[key] = ln.split("=", 1)[1].strip()
+        cxx = comp.get("CMAKE_CXX_COMPILER") or shutil.which("c++")
+        m["cxx_compiler"] = ((sh([cxx, "--version"]) or "").splitlines() or [None])[0] if cxx else None
+        if comp.get("CMAKE_CUDA_COMPILER"):
+            v = sh([comp["CMAKE_CUDA_COMPILER"], "--version"]) or ""
+            m["cuda_compiler"] = v.splitlines()[-1] if v else None
+        m["cmake_build_type"] = comp.get("CMAKE_BUILD_TYPE")
+        m["cmake"] = ((sh(["cmake", "--version"]) or "").splitlines() or [None])[0]
+        if "elixir" not in self.versions and shutil.which("elixir"):
+            v = sh(["elixir", "--version"]) or ""
+            self.versions["elixir_version_text"] = " / ".join(x for x in v.splitlines() if x.strip())
+        py = self.find_python("numpy")
+        if py and "numpy" not in self.versions:
+            v = sh([py, "-c", "import sys, numpy; print(sys.version.split()[0], numpy.__version__)"])
+            if v:
+                self.versions["python"], self.versions["numpy"] = v.split()
+        m["versions"] = self.versions
+        m["python_interpreters"] = {k: v for k, v in self.python_env.items()}
+        m["kiln_devices"] = self.kiln_devices if not isinstance(self.kiln_devices, str) else {"error": self.kiln_devices}
+        m["elixir_devices"] = getattr(self, "elixir_devices", None)
+        m["git_commit"] = sh(["git", "-C", ROOT, "rev-parse", "HEAD"])
+        return m
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog="bench/run", description="Kiln benchmark harness (see bench/README.md)")
+    ap.add_argument("--n", type=lambda s: int(s, 0), default=None, help=f"inputs 1..N (default {DEFAULT_N})")
+    ap.add_argument("--full", action="store_true", help=f"n = {FULL_N:#x} ({FULL_N:,}), the seed's size")
+    ap.add_argument("--out", default=None, help="output folder (default bench/results/<timestamp>)")
+    ap.add_argument("--rows", default="", help="only rows whose name matches this regex (re.search)")
+    ap.add_argument("--repeat", type=int, default=3, help="timed runs per row after one warm-up (default 3)")
+    ap.add_argument("--stages", default=",".join(map(str, ALL_STAGES)), help="stage counts for staged rows")
+    ap.add_argument("--budget", type=float, default=60.0,
+                    help="seconds of timed runs per row; slower rows get fewer runs (>=1) and say so")
+    ap.add_argument("--merge", action="store_true",
+                    help="keep the rows of an existing --out/results.json that this run does not redo")
+    ap.add_argument("--no-build", action="store_true", help="(handled by bench/run) skip cmake and mix compile")
+    ap.add_argument("--kiln", default=os.environ.get("KILN_BIN", os.path.join(ROOT, "build", "kiln")))
+    ap.add_argument("--elixir-dir", default=os.environ.get("KILN_ELIXIR_DIR", os.path.join(ROOT, "elixir")))
+    ap.add_argument("--python", default=os.environ.get("KILN_BENCH_PYTHON"), help="interpreter tried first for NumPy rows")
+    ap.add_argument("--report", metavar="DIR", default=None,
+                    help="only re-render DIR/results.md and DIR/chart.svg from DIR/results.json")
+    ap.add_argument("--row-timeout", type=int, default=3600, help="seconds before a row group is abandoned")
+    a = ap.parse_args(argv)
+    if a.n is None:
+        a.n = FULL_N if a.full else DEFAULT_N
+    if a.n < 1:
+        ap.error("--n must be >= 1")
+    if a.repeat < 1:
+        ap.error("--repeat must be >= 1")
+    a.stages = sorted({int(s) for s in a.stages.split(",") if s.strip()})
+    if not a.stages or min(a.stages) < 1:
+        ap.error("--stages needs positive integers")
+    try:
+        re.compile(a.rows)
+    except re.error as e:
+        ap.error(f"--rows: {e}")
+    a.out = a.out or os.path.join(HERE, "results", dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
+    return a
+
+
+def rerender(folder):
+    """Rewrites the Markdown and the chart of a finished run (after editing or merging its JSON)."""
+    path = os.path.join(folder, "results.json")
+    with open(path) as f:
+        doc = json.load(f)
+    for r in doc["rows"]:
+        report.describe(r)
+    report.order(doc["rows"])
+    doc["summary"] = report.summary(doc)
+    md = report.markdown(doc)
+    with open(os.path.join(folder, "results.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(folder, "chart.svg"), "w") as f:
+        f.write(report.svg(doc))
+    sys.stdout.write(md)
+    return 0
+
+
+def main(argv):
+    args = parse_args(argv)
+    if args.report:
+        return rerender(args.report)
+    os.makedirs(args.out, exist_ok=True)
+    t0 = time.time()
+    b = Bench(args)
+    log(f"n = {args.n:,}, p = {P:,}, mu = {MU}, {ITERATIONS} iterations, repeat {args.repeat}, "
+        f"stages {args.stages}, rows /{args.rows}/ -> {args.out}")
+    b.compute_reference()
+    if b.group_wanted("cpp"):
+        b.cpp_rows()
+    if b.group_wanted("python"):
+        b.python_rows()
+    if b.group_wanted("elixir"):
+        b.elixir_rows()
+
+    prev_rows, prev_machine = [], {}
+    path = os.path.join(args.out, "results.json")
+    if args.merge and os.path.exists(path):
+        with open(path) as f:
+            prev = json.load(f)
+        pp = prev.get("params", {})
+        if (pp.get("n"), pp.get("p"), pp.get("mu"), pp.get("iterations")) != (args.n, P, MU, ITERATIONS):
+            log(f"--merge: {path} has different parameters {pp}; not merging")
+        else:
+            redone = {(r["name"], r.get("stages")) for r in b.rows}
+            prev_rows = [r for r in prev.get("rows", []) if (r["name"], r.get("stages")) not in redone]
+            # Versions seen by the earlier run's row processes (CuPy, OTP...) stay in the machine record.
+            prev_machine = prev.get("machine", {})
+            b.versions = {**prev_machine.get("versions", {}), **b.versions}
+            log(f"--merge: kept {len(prev_rows)} rows from {path}")
+    rows = prev_rows + b.rows
+    report.order(rows)
+
+    doc = {
+        "format": "kiln-bench/1",
+        "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
+        "command": ["bench/run"] + argv,
+        "params": {"n": args.n, "p": P, "mu": MU, "iterations": ITERATIONS, "repeat": args.repeat,
+                   "stages": args.stages, "budget_s": args.budget, "rows": args.rows},
+        "reference": b.reference,
+        "machine": b.machine(),
+        "rows": rows,
+        "wall_s": round(time.time() - t0, 3),
+    }
+    for k, v in prev_machine.items():  # e.g. kiln_devices when this part ran no C++ row
+        if doc["machine"].get(k) is None:
+            doc["machine"][k] = v
+    doc["summary"] = report.summary(doc)
+    md = report.markdown(doc)
+    with open(path, "w") as f:
+        json.dump(doc, f, indent=1)
+        f.write("\n")
+    with open(os.path.join(args.out, "results.md"), "w") as f:
+        f.write(md)
+    with open(os.path.join(args.out, "chart.svg"), "w") as f:
+        f.write(report.svg(doc))
+    sys.stdout.write(md)
+    bad = [r for r in rows if r["status"] == "MISMATCH"]
+    err = [r for r in rows if r["status"] == "error"]
+    log(f"done in {doc['wall_s']:.1f} s: {sum(r['status'] == 'ok' for r in rows)} ok, "
+        f"{sum(r['status'] == 'skipped' for r in rows)} skipped, {len(err)} errors, {len(bad)} mismatches -> {args.out}")
+    if bad:
+        log("CHECKSUM MISMATCH in: " + ", ".join(f"{r['name']}" + (f"@{r['stages']}" if r.get("stages") else "")
+                                                 for r in bad))
+        return 2
+    return 1 if err else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))

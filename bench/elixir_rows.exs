@@ -1,0 +1,334 @@
+# Elixir benchmark rows (pure Elixir, NIF on CPU/OpenCL/CUDA, empty NIF call); run by bench/driver.py via `mix run` in elixir/.
+#
+# Usage (inside elixir/): mix run ../bench/elixir_rows.exs --n N [--p P] [--mu MU] [--iterations K]
+#   [--repeat R] [--budget S] [--stages 1,2,4] [--rows REGEX] [--window 65536]
+#
+# Each finished row is printed on stdout as one line "@@KILNBENCH@@ <json>" (the driver parses
+# those and forwards every other line, e.g. compiler output, to stderr). The first such line is
+# {"event": "versions", ...}. Timing is wall time (monotonic clock) around the call, from data
+# already in hand (a list or a binary built before timing) to the result in hand; checksums are
+# computed outside the timed region.
+
+defmodule KilnBench.JSON do
+  @moduledoc false
+  # Elixir 1.14 ships no JSON encoder and the project has no Jason; this covers what we emit.
+  def encode(nil), do: "null"
+  def encode(true), do: "true"
+  def encode(false), do: "false"
+  def encode(x) when is_integer(x), do: Integer.to_string(x)
+  def encode(x) when is_float(x), do: Float.to_string(x)
+  def encode(x) when is_atom(x), do: encode(Atom.to_string(x))
+
+  def encode(x) when is_binary(x) do
+    s = if String.valid?(x), do: x, else: inspect(x)
+    "\"" <> escape(s) <> "\""
+  end
+
+  def encode(x) when is_list(x), do: "[" <> Enum.map_join(x, ",", &encode/1) <> "]"
+
+  def encode(%{} = m) do
+    "{" <> Enum.map_join(m, ",", fn {k, v} -> encode(to_string(k)) <> ":" <> encode(v) end) <> "}"
+  end
+
+  def encode(x), do: encode(inspect(x))
+
+  defp escape(s) do
+    for <<c::utf8 <- s>>, into: "" do
+      case c do
+        ?" -> "\\\""
+        ?\\ -> "\\\\"
+        ?\n -> "\\n"
+        ?\r -> "\\r"
+        ?\t -> "\\t"
+        c when c < 0x20 -> "\\u" <> String.pad_leading(Integer.to_string(c, 16), 4, "0")
+        c -> <<c::utf8>>
+      end
+    end
+  end
+end
+
+defmodule KilnBench do
+  @moduledoc false
+  @marker "@@KILNBENCH@@ "
+
+  def main(argv) do
+    {opts, _, _} =
+      OptionParser.parse(argv,
+        strict: [
+          n: :integer, p: :integer, mu: :integer, iterations: :integer, repeat: :integer,
+          budget: :float, stages: :string, rows: :string, window: :integer
+        ]
+      )
+
+    cfg = %{
+      n: Keyword.fetch!(opts, :n),
+      p: Keyword.get(opts, :p, 6_700_417),
+      mu: Keyword.get(opts, :mu, 22),
+      iterations: Keyword.get(opts, :iterations, 10),
+      repeat: Keyword.get(opts, :repeat, 3),
+      budget: Keyword.get(opts, :budget, 60.0),
+      window: Keyword.get(opts, :window, 65_536),
+      stages:
+        opts |> Keyword.get(:stages, "1,2,4,8,16,32,64,128") |> String.split(",", trim: true)
+        |> Enum.map(&String.to_integer(String.trim(&1))),
+      rows: Regex.compile!(Keyword.get(opts, :rows, ""))
+    }
+
+    {devices, devices_error} = probe_devices()
+
+    emit(%{
+      event: "versions",
+      elixir: System.version(),
+      otp: System.otp_release(),
+      erts: to_string(:erlang.system_info(:version)),
+      system_version: String.trim(to_string(:erlang.system_info(:system_version))),
+      schedulers: :erlang.system_info(:schedulers_online),
+      devices: Enum.map(devices, &device_json/1),
+      devices_error: devices_error
+    })
+
+    # Inputs are built once, outside every timed region, and shared by the rows.
+    list = Enum.to_list(1..cfg.n)
+    bin = build_binary(cfg.n)
+    input = %{list: list, binary: bin}
+
+    for {name, stages, extra, fun} <- plan(cfg, devices, devices_error),
+        Regex.match?(cfg.rows, name) do
+      row = run_row(name, stages, fun, input, cfg)
+      emit(Map.merge(extra, row))
+    end
+
+    :ok
+  end
+
+  # ---- the rows ---------------------------------------------------------------------------------
+
+  defp plan(cfg, devices, devices_error) do
+    %{p: p, mu: mu, iterations: k} = cfg
+    m = Kiln.LogisticMap
+
+    pure =
+      for {variant, name} <- [loop: "elixir.pure.loop", inlined: "elixir.pure.inlined"], s <- cfg.stages do
+        {name, s, %{},
+         fn %{list: l} ->
+           {Kiln.LogisticMap.Pure.run(l, p, mu, iterations: k, stages: s, variant: variant), %{}}
+         end}
+      end
+
+    cpu =
+      for s <- cfg.stages do
+        {"elixir.nif.cpu.list", s, %{device: "cpu"},
+         fn %{list: l} -> {split_run(l, cfg.n, s, &unwrap(m.run(&1, p, mu, backend: :cpu, iterations: k))), %{}} end}
+      end ++
+        for s <- cfg.stages do
+          {"elixir.nif.cpu.windows", s, %{device: "cpu", window: cfg.window},
+           fn %{list: l} ->
+             {split_run(l, cfg.n, s, &unwrap(m.run_windows(&1, p, mu, window: cfg.window, backend: :cpu, iterations: k))), %{}}
+           end}
+        end ++
+        [{"elixir.nif.cpu.binary", nil, %{device: "cpu"},
+          fn %{binary: b} -> {unwrap(m.run(b, p, mu, backend: :cpu, iterations: k)), %{}} end}]
+
+    accel = Enum.flat_map(accelerator_devices(devices, devices_error), &device_rows(&1, cfg))
+
+    empty = [
+      {"elixir.empty.list", nil, %{expected: "input"}, fn %{list: l} -> {unwrap(Kiln.empty_call(l)), %{}} end},
+      {"elixir.empty.binary", nil, %{expected: "input"}, fn %{binary: b} -> {unwrap(Kiln.empty_call(b)), %{}} end}
+    ]
+
+    pure ++ cpu ++ accel ++ empty
+  end
+
+  # OpenCL devices (GPUs first, then e.g. PoCL on the CPU) and CUDA devices, as the NIF sees them.
+  defp accelerator_devices(_devices, err) when is_binary(err), do: [{:error, err}]
+
+  defp accelerator_devices(devices, nil) do
+    found = Enum.filter(devices, &(get(&1, :backend) in [:opencl, :cuda]))
+    # A backend the NIF lists as unavailable still gets rows, marked skipped with its reason.
+    missing =
+      for b <- [:opencl, :cuda], not Enum.any?(found, &(get(&1, :backend) == b)),
+          do: %{backend: b, index: 0, name: nil, available: false, reason: "not listed by Kiln.devices()", gpu: nil}
+
+    found ++ missing
+  end
+
+  defp device_rows({:error, err}, _cfg) do
+    for v <- ["list", "binary", "resident"],
+        do: {"elixir.nif.accelerators.#{v}", nil, %{}, fn _ -> throw({:error_row, "Kiln.devices() failed: " <> err}) end}
+  end
+
+  defp device_rows(dev, cfg) do
+    %{p: p, mu: mu, iterations: k} = cfg
+    b = get(dev, :backend)
+    i = get(dev, :index) || 0
+    base = "elixir.nif.#{b}#{i}"
+    extra = %{device: str(get(dev, :name)), gpu: get(dev, :gpu), backend: to_string(b), device_index: i}
+    opts = [backend: b, device: i, iterations: k]
+
+    if get(dev, :available) != true do
+      reason = "#{b} device #{i} unavailable: #{str(get(dev, :reason))}"
+      for v <- ["list", "binary", "resident"], do: {"#{base}.#{v}", nil, extra, fn _ -> throw({:skip, reason}) end}
+    else
+      stats_run = fn data ->
+        {res, st} = unwrap(Kiln.LogisticMap.run_stats(data, p, mu, opts))
+        {res, Map.take(st, [:host_to_device_s, :kernel_s, :device_to_host_s])}
+      end
+
+      [
+        {"#{base}.list", nil, extra, fn %{list: l} -> stats_run.(l) end},
+        {"#{base}.binary", nil, extra, fn %{binary: bin} -> stats_run.(bin) end},
+        # Resident: a fresh upload before each run (untimed) so every run maps the same input and the
+        # last one can be checked; only Kiln.Buffer.run(_stats) is timed, then one untimed download.
+        {"#{base}.resident", nil, Map.put(extra, :resident, true),
+         {:setup, fn %{binary: bin} -> unwrap(Kiln.Buffer.upload(bin, backend: b, device: i)) end,
+          fn buf ->
+            {_, st} = unwrap(Kiln.Buffer.run_stats(buf, p, mu, iterations: k))
+            {buf, Map.take(st, [:kernel_s])}
+          end, fn buf -> unwrap(Kiln.Buffer.download(buf)) end}}
+      ]
+    end
+  end
+
+  # Splits the list into `stages` parts mapped concurrently by Tasks (the seed's Flow stages);
+  # splitting, copying into the tasks and concatenating are part of the timed cost.
+  defp split_run(list, _n, 1, fun), do: fun.(list)
+
+  defp split_run(list, n, stages, fun) do
+    list
+    |> Enum.chunk_every(max(1, div(n + stages - 1, stages)))
+    |> Enum.map(fn part -> Task.async(fn -> fun.(part) end) end)
+    |> Enum.flat_map(&Task.await(&1, :infinity))
+  end
+
+  # ---- measuring --------------------------------------------------------------------------------
+
+  defp run_row(name, stages, spec, input, cfg) do
+    {setup, fun, finish} =
+      case spec do
+        {:setup, s, f, fin} -> {fn -> s.(input) end, f, fin}
+        f -> {fn -> input end, f, & &1}
+      end
+
+    try do
+      {warm_s, _} = timed_once(setup, fun)
+      eff = effective_repeat(warm_s, cfg.repeat, cfg.budget)
+      {runs, parts, last} = timed_runs(setup, fun, eff, [], [])
+      result = finish.(last)
+      checksum = checksum(result)
+
+      row = %{
+        name: name, stages: stages, status: "ok", repeat: length(runs), runs: runs,
+        seconds: median(runs), seconds_min: Enum.min(runs), seconds_max: Enum.max(runs), warmup_s: warm_s,
+        host_to_device_s: median_part(parts, :host_to_device_s),
+        kernel_s: median_part(parts, :kernel_s),
+        device_to_host_s: median_part(parts, :device_to_host_s),
+        checksum: checksum, result_length: result_length(result)
+      }
+
+      if eff < cfg.repeat,
+        do: Map.put(row, :repeat_note, "#{eff} timed run(s) instead of #{cfg.repeat}: the warm-up took #{Float.round(warm_s, 1)} s"),
+        else: row
+    rescue
+      e -> %{name: name, stages: stages, status: "error", reason: Exception.format(:error, e, __STACKTRACE__) |> trim_reason()}
+    catch
+      :throw, {:skip, reason} -> %{name: name, stages: stages, status: "skipped", reason: reason}
+      :throw, {:error_row, reason} -> %{name: name, stages: stages, status: "error", reason: reason}
+      kind, reason -> %{name: name, stages: stages, status: "error", reason: trim_reason(Exception.format(kind, reason, __STACKTRACE__))}
+    end
+  end
+
+  # Rows slower than the budget allows get fewer timed runs (at least one); the row says so.
+  defp effective_repeat(warm_s, repeat, budget) do
+    if warm_s * repeat <= budget, do: repeat, else: max(1, min(repeat, trunc(budget / max(warm_s, 1.0e-9))))
+  end
+
+  defp timed_once(setup, fun) do
+    arg = setup.()
+    :erlang.garbage_collect()
+    t0 = System.monotonic_time(:nanosecond)
+    {res, parts} = fun.(arg)
+    {(System.monotonic_time(:nanosecond) - t0) / 1.0e9, {res, parts}}
+  end
+
+  # Only the last run's result is kept (for the checksum), so earlier results are garbage before
+  # the next timed run starts.
+  defp timed_runs(setup, fun, 1, runs, parts) do
+    {t, {res, p}} = timed_once(setup, fun)
+    {Enum.reverse([t | runs]), [p | parts], res}
+  end
+
+  defp timed_runs(setup, fun, k, runs, parts) do
+    {t, {_res, p}} = timed_once(setup, fun)
+    timed_runs(setup, fun, k - 1, [t | runs], [p | parts])
+  end
+
+  defp median(xs) do
+    s = Enum.sort(xs)
+    c = length(s)
+    if rem(c, 2) == 1, do: Enum.at(s, div(c, 2)), else: (Enum.at(s, div(c, 2) - 1) + Enum.at(s, div(c, 2))) / 2
+  end
+
+  defp median_part(parts, key) do
+    vals = for p <- parts, is_map(p), is_number(Map.get(p, key)), do: Map.get(p, key) * 1.0
+    if vals == [], do: 0.0, else: median(vals)
+  end
+
+  # Exact (bigint) sum of the results, whatever shape they came back in.
+  defp checksum(l) when is_list(l), do: Enum.sum(l)
+  defp checksum(b) when is_binary(b), do: for(<<x::signed-native-64 <- b>>, reduce: 0, do: (acc -> acc + x))
+  defp checksum(other), do: raise(ArgumentError, "unexpected result shape: #{inspect(other, limit: 5)}")
+
+  defp result_length(l) when is_list(l), do: length(l)
+  defp result_length(b) when is_binary(b), do: div(byte_size(b), 8)
+
+  # ---- helpers ----------------------------------------------------------------------------------
+
+  defp build_binary(n) do
+    bin =
+      try do
+        unwrap(Kiln.Binary.iota(1, n))
+      rescue
+        UndefinedFunctionError -> for x <- 1..n, into: <<>>, do: <<x::signed-native-64>>
+      end
+
+    if byte_size(bin) != 8 * n, do: raise("Kiln.Binary.iota(1, #{n}) returned #{byte_size(bin)} bytes")
+    bin
+  end
+
+  defp probe_devices do
+    try do
+      {unwrap(Kiln.devices()), nil}
+    rescue
+      e -> {[], Exception.message(e)}
+    catch
+      kind, reason -> {[], "#{kind}: #{inspect(reason)}"}
+    end
+  end
+
+  defp device_json(d) do
+    for k <- [:backend, :index, :name, :platform, :gpu, :available, :reason], into: %{}, do: {k, jsonable(get(d, k))}
+  end
+
+  defp jsonable(v) when is_list(v), do: str(v)
+  defp jsonable(v), do: v
+
+  defp get(m, k) when is_map(m), do: Map.get(m, k, Map.get(m, to_string(k)))
+  defp get(kw, k) when is_list(kw), do: Keyword.get(kw, k)
+
+  defp str(nil), do: nil
+  defp str(s) when is_binary(s), do: s
+  defp str(l) when is_list(l), do: (try do List.to_string(l) rescue _ -> inspect(l) end)
+  defp str(x), do: inspect(x)
+
+  defp unwrap({:ok, v}), do: v
+  defp unwrap({:error, r}), do: raise("Kiln returned an error: #{str(r)}")
+  defp unwrap(:ok), do: :ok
+  defp unwrap(v), do: v
+
+  # Error reasons go into a table cell: the first lines, at most 600 characters.
+  defp trim_reason(s), do: s |> String.split("\n") |> Enum.take(6) |> Enum.join(" | ") |> String.slice(0, 600)
+
+  defp emit(map), do: IO.puts(@marker <> KilnBench.JSON.encode(map))
+end
+
+KilnBench.main(System.argv())

@@ -1,0 +1,358 @@
+# Python benchmark rows (NumPy on the CPU; CuPy, JAX, PyTorch on a CUDA GPU) and the NumPy reference checksum; prints JSON.
+"""Run one Python row family and print its result rows as one JSON object on stdout.
+
+Usage: python_rows.py (numpy|cupy|jax|torch|reference) --n N [--p P] [--mu MU]
+                      [--iterations K] [--repeat R] [--budget S]
+
+Each family is run in its own process by bench/driver.py: JAX and PyTorch both grab GPU
+memory and CUDA state at import, and a crash in one framework must not take the others down.
+Rows that cannot run (framework missing, no GPU) come back with status "skipped" and a reason.
+"""
+import argparse
+import json
+import os
+import statistics
+import sys
+import time
+
+INT64_MAX = 2**63 - 1
+FAMILIES = ("numpy", "cupy", "jax", "torch", "reference")
+
+
+def int64_bound(n, p, mu):
+    """Largest |intermediate| of mu*x*(x+1) over the run.
+
+    The first iteration sees the inputs 1..n; every later one sees remainders in [0, p).
+    Both products (mu*x, then *(x+1)) are bounded by |mu|*m*(m+1) with m the largest |x|.
+    """
+    m = max(n, p - 1)
+    return abs(mu) * m * (m + 1)
+
+
+def overflow_reason(n, p, mu):
+    b = int64_bound(n, p, mu)
+    if b > INT64_MAX:
+        return f"int64 would overflow: max |mu*x*(x+1)| = {b:.3e} > 2^63-1; NumPy-style rows need exact int64"
+    return None
+
+
+def bound_note(n, p, mu):
+    return f"int64 exact: max |mu*x*(x+1)| = {int64_bound(n, p, mu):.3e} < 2^63-1 = {INT64_MAX:.3e}"
+
+
+def exact_sum(np, arr):
+    """Exact Python-int sum of an int64 array (summed in int64 only when it provably cannot wrap)."""
+    a = np.asarray(arr)
+    if a.size == 0:
+        return 0
+    lo, hi = int(a.min()), int(a.max())
+    if max(abs(lo), abs(hi)) * a.size <= INT64_MAX:
+        return int(a.sum(dtype=np.int64))
+    return sum(int(c.sum(dtype=np.int64)) for c in np.array_split(a, max(1, a.size // (1 << 20))))
+
+
+def summarize(name, runs, parts, result_checksum, extra, repeat_asked, warmup_s):
+    """Turns per-run timings into the row record the driver expects."""
+    row = {
+        "name": name,
+        "status": "ok",
+        "repeat": len(runs),
+        "runs": runs,
+        "seconds": statistics.median(runs),
+        "seconds_min": min(runs),
+        "seconds_max": max(runs),
+        "warmup_s": warmup_s,
+        "host_to_device_s": statistics.median(parts["h2d"]) if parts.get("h2d") else 0.0,
+        "kernel_s": statistics.median(parts["kernel"]) if parts.get("kernel") else 0.0,
+        "device_to_host_s": statistics.median(parts["d2h"]) if parts.get("d2h") else 0.0,
+        "checksum": result_checksum,
+    }
+    if len(runs) < repeat_asked:
+        row["repeat_note"] = (f"{len(runs)} timed run(s) instead of {repeat_asked}: "
+                              f"the warm-up took {warmup_s:.1f} s")
+    row.update(extra)
+    return row
+
+
+def effective_repeat(warmup_s, repeat, budget):
+    # Rows slower than the budget allows get fewer timed runs (at least one), and say so.
+    if warmup_s * repeat <= budget:
+        return repeat
+    return max(1, min(repeat, int(budget // max(warmup_s, 1e-9))))
+
+
+def measure(name, one_run, repeat, budget, checksum_of, extra):
+    """one_run() -> (parts dict of seconds, result); the wall time around it is the row's time."""
+    t0 = time.perf_counter()
+    _, result = one_run()
+    warmup_s = time.perf_counter() - t0
+    del result
+    runs, parts = [], {"h2d": [], "kernel": [], "d2h": []}
+    last = None
+    for _ in range(effective_repeat(warmup_s, repeat, budget)):
+        last = None  # free the previous result before timing the next run
+        t0 = time.perf_counter()
+        p, last = one_run()
+        runs.append(time.perf_counter() - t0)
+        for k, v in p.items():
+            parts[k].append(v)
+    return summarize(name, runs, parts, checksum_of(last), extra, repeat, warmup_s)
+
+
+def skipped(name, reason, **extra):
+    row = {"name": name, "status": "skipped", "reason": reason}
+    row.update(extra)
+    return row
+
+
+# ---- NumPy -------------------------------------------------------------------------------------
+
+def numpy_map(np, a, p, mu, iterations):
+    # In-place ufuncs: the idiomatic fast NumPy form, one temporary instead of four per iteration.
+    x = a.copy()
+    t = np.empty_like(x)
+    for _ in range(iterations):
+        np.add(x, 1, out=t)
+        np.multiply(x, mu, out=x)
+        np.multiply(x, t, out=x)
+        np.remainder(x, p, out=x)  # operands are >= 0 for mu > 0, so NumPy's mod equals rem
+    return x
+
+
+def sign_reason(mu):
+    # NumPy/CuPy/JAX/torch remainder follows the divisor's sign (floor mod); Elixir's rem follows
+    # the dividend. They agree only when mu*x*(x+1) >= 0, i.e. mu >= 0 (x*(x+1) >= 0 always).
+    return None if mu >= 0 else "mu < 0: floor-mod frameworks differ from rem/2; row would not be exact"
+
+
+def row_numpy(args):
+    try:
+        import numpy as np
+    except ImportError as e:
+        return [skipped("python.numpy", f"numpy not importable in {sys.executable}: {e}")]
+    why = overflow_reason(args.n, args.p, args.mu) or sign_reason(args.mu)
+    if why:
+        return [skipped("python.numpy", why)]
+    a = np.arange(1, args.n + 1, dtype=np.int64)
+
+    def one_run():
+        return {}, numpy_map(np, a, args.p, args.mu, args.iterations)
+
+    extra = {"device": "host CPU (1 thread, NumPy ufuncs)", "note": bound_note(args.n, args.p, args.mu),
+             "versions": {"python": sys.version.split()[0], "numpy": np.__version__}}
+    return [measure("python.numpy", one_run, args.repeat, args.budget, lambda r: exact_sum(np, r), extra)]
+
+
+def reference(args):
+    """The reference checksum, from NumPy in chunks (independent of Kiln's own code)."""
+    why = overflow_reason(args.n, args.p, args.mu) or sign_reason(args.mu)
+    try:
+        import numpy as np
+    except ImportError:
+        np = None
+    if np is None or why:
+        if args.n > (1 << 21):
+            return {"checksum": None, "reason": why or "numpy missing and n too large for pure Python"}
+        # Pure Python: exact with unbounded ints and rem semantics (math.fmod-free integer rem).
+        total = 0
+        for x in range(1, args.n + 1):
+            for _ in range(args.iterations):
+                v = args.mu * x * (x + 1)
+                x = abs(v) % args.p * (1 if v >= 0 else -1)
+            total += x
+        return {"checksum": total, "source": "pure Python (unbounded ints)"}
+    total = 0
+    chunk = 1 << 22
+    for start in range(1, args.n + 1, chunk):
+        a = np.arange(start, min(args.n, start + chunk - 1) + 1, dtype=np.int64)
+        total += exact_sum(np, numpy_map(np, a, args.p, args.mu, args.iterations))
+    return {"checksum": total, "source": f"NumPy {np.__version__} int64 (chunked)",
+            "note": bound_note(args.n, args.p, args.mu)}
+
+
+# ---- GPU frameworks ----------------------------------------------------------------------------
+
+def gpu_rows(family, args, setup):
+    """Common shape of the GPU rows: end to end from a host NumPy array, and device-resident.
+
+    setup() returns (name of the device, versions, to_device, compute, to_host, sync), or raises
+    RuntimeError(reason) to skip. The end-to-end row is timed as H2D + compute + D2H with a
+    synchronisation after each phase so that the split is real; the resident row times compute
+    alone on data already on the device.
+    """
+    e2e, res = f"python.{family}", f"python.{family}.resident"
+    try:
+        import numpy as np
+    except ImportError as e:
+        return [skipped(e2e, f"numpy not importable: {e}"), skipped(res, f"numpy not importable: {e}")]
+    why = overflow_reason(args.n, args.p, args.mu) or sign_reason(args.mu)
+    if why:
+        return [skipped(e2e, why), skipped(res, why)]
+    try:
+        device, versions, to_device, compute, to_host, sync = setup()
+    except RuntimeError as e:
+        return [skipped(e2e, str(e)), skipped(res, str(e))]
+    except Exception as e:  # a broken install is a skip with its message, not a harness crash
+        reason = f"{family} unusable: {type(e).__name__}: {e}"
+        return [skipped(e2e, reason), skipped(res, reason)]
+    a = np.arange(1, args.n + 1, dtype=np.int64)
+    extra = {"device": device, "versions": versions, "note": bound_note(args.n, args.p, args.mu)}
+
+    def end_to_end():
+        t0 = time.perf_counter()
+        d = to_device(a)
+        sync()
+        t1 = time.perf_counter()
+        y = compute(d)
+        sync()
+        t2 = time.perf_counter()
+        h = to_host(y)
+        t3 = time.perf_counter()
+        return {"h2d": t1 - t0, "kernel": t2 - t1, "d2h": t3 - t2}, h
+
+    rows = [measure(e2e, end_to_end, args.repeat, args.budget, lambda r: exact_sum(np, r),
+                    dict(extra, timing="end to end from a host NumPy array (H2D + compute + D2H)"))]
+    d = to_device(a)
+    sync()
+
+    def resident():
+        t0 = time.perf_counter()
+        y = compute(d)
+        sync()
+        return {"kernel": time.perf_counter() - t0}, y
+
+    rows.append(measure(res, resident, args.repeat, args.budget, lambda r: exact_sum(np, to_host(r)),
+                        dict(extra, timing="device-resident input; compute + synchronize only", resident=True)))
+    return rows
+
+
+def setup_cupy(args):
+    try:
+        import cupy as cp
+    except ImportError as e:
+        raise RuntimeError(f"cupy not importable: {e}")
+    if cp.cuda.runtime.getDeviceCount() < 1:
+        raise RuntimeError("CuPy sees no CUDA device")
+    props = cp.cuda.runtime.getDeviceProperties(0)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    p, mu, k = args.p, args.mu, args.iterations
+
+    def compute(x):
+        # Plain NumPy-compatible CuPy array code: what a NumPy user gets by swapping the import.
+        x = x.copy()
+        t = cp.empty_like(x)
+        for _ in range(k):
+            cp.add(x, 1, out=t)
+            cp.multiply(x, mu, out=x)
+            cp.multiply(x, t, out=x)
+            cp.remainder(x, p, out=x)
+        return x
+
+    return (name, {"cupy": cp.__version__}, cp.asarray, compute, cp.asnumpy,
+            cp.cuda.Device().synchronize)
+
+
+def setup_jax(args):
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # don't take 75% of the GPU
+    try:
+        import jax
+    except ImportError as e:
+        raise RuntimeError(f"jax not importable: {e}")
+    jax.config.update("jax_enable_x64", True)  # without it jnp.int64 silently becomes int32
+    import jax.numpy as jnp
+    import numpy as np
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:
+        gpus = []
+    if not gpus:
+        raise RuntimeError(f"JAX has no GPU backend here (devices: {jax.devices()})")
+    dev = gpus[0]
+    p, mu, k = args.p, args.mu, args.iterations
+
+    @jax.jit
+    def compute(x):
+        for _ in range(k):  # unrolled at trace time; XLA fuses the 10 steps into one kernel
+            x = jnp.remainder(mu * x * (x + 1), p)
+        return x
+
+    probe = compute(jax.device_put(np.arange(1, 3, dtype=np.int64), dev))
+    if probe.dtype != jnp.int64:
+        raise RuntimeError(f"JAX x64 not in effect (got {probe.dtype})")
+    state = {}
+
+    def sync():
+        y = state.pop("last", None)
+        if y is not None:
+            y.block_until_ready()
+
+    def to_device(a):
+        d = jax.device_put(a, dev)
+        state["last"] = d
+        return d
+
+    def run(x):
+        y = compute(x)
+        state["last"] = y
+        return y
+
+    return (str(getattr(dev, "device_kind", dev)), {"jax": jax.__version__, "jaxlib": _version("jaxlib")},
+            to_device, run, np.asarray, sync)
+
+
+def setup_torch(args):
+    try:
+        import torch
+    except ImportError as e:
+        raise RuntimeError(f"torch not importable: {e}")
+    if not torch.cuda.is_available():
+        raise RuntimeError("torch.cuda.is_available() is False")
+    p, mu, k = args.p, args.mu, args.iterations
+
+    def compute(x):
+        x = x.clone()
+        t = torch.empty_like(x)
+        for _ in range(k):
+            torch.add(x, 1, out=t)
+            x.mul_(mu)
+            x.mul_(t)
+            torch.remainder(x, p, out=x)
+        return x
+
+    return (torch.cuda.get_device_name(0), {"torch": torch.__version__, "torch_cuda": torch.version.cuda},
+            lambda a: torch.from_numpy(a).to("cuda"), compute, lambda y: y.cpu().numpy(),
+            torch.cuda.synchronize)
+
+
+def _version(dist):
+    try:
+        from importlib.metadata import version
+        return version(dist)
+    except Exception:
+        return None
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("family", choices=FAMILIES)
+    ap.add_argument("--n", type=int, required=True)
+    ap.add_argument("--p", type=int, default=6_700_417)
+    ap.add_argument("--mu", type=int, default=22)
+    ap.add_argument("--iterations", type=int, default=10)
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--budget", type=float, default=60.0)
+    args = ap.parse_args()
+    if args.family == "reference":
+        out = reference(args)
+    elif args.family == "numpy":
+        out = {"rows": row_numpy(args)}
+    else:
+        setup = {"cupy": setup_cupy, "jax": setup_jax, "torch": setup_torch}[args.family]
+        out = {"rows": gpu_rows(args.family, args, lambda: setup(args))}
+    out["python"] = sys.executable
+    json.dump(out, sys.stdout)
+    sys.stdout.write("\n")
+
+
+if __name__ == "__main__":
+    main()
