@@ -171,35 +171,52 @@ ERL_NIF_TERM decode_error(ErlNifEnv* env, const kiln::status& s, const int64_dat
 
 // ---- int64 data out ------------------------------------------------------------------------
 
-// A binary being filled; released unless handed over to the VM as a term.
+// Set by an exit handler: once the process is exiting, the engine's static registry may already
+// be destroyed, so a destructor running then must leave its memory to the OS.
+std::atomic<bool> exiting{false};
+
+// Result binaries live in kiln::host_memory blocks (pooled; page-locked where CUDA runs) rather
+// than in the VM's allocator: a reused block has no first-touch page faults, and GPU transfers
+// reach pinned memory without a staging copy. The VM frees such a binary through this resource,
+// whose destructor hands the block back to the pool.
+struct host_block_resource {
+  kiln::host_memory memory;
+};
+ErlNifResourceType* host_block_type = nullptr;
+
+void host_block_dtor(ErlNifEnv*, void* obj) {
+  if (exiting.load()) return;
+  static_cast<host_block_resource*>(obj)->~host_block_resource();
+}
+
+// A result binary being filled; released unless handed over to the VM as a term.
 class new_binary {
  public:
   new_binary() = default;
   new_binary(const new_binary&) = delete;
   new_binary& operator=(const new_binary&) = delete;
   ~new_binary() {
-    if (held_) enif_release_binary(&bin_);
+    if (res_) enif_release_resource(res_);
   }
 
   bool alloc(std::size_t elements) {
-    if (elements > SIZE_MAX / sizeof(std::int64_t)) return false;  // the byte count would wrap
-    held_ = enif_alloc_binary(elements * sizeof(std::int64_t), &bin_) != 0;
-    return held_;
+    auto m = kiln::host_memory::allocate(elements);
+    if (!m) return false;
+    void* mem = enif_alloc_resource(host_block_type, sizeof(host_block_resource));
+    if (!mem) return false;
+    res_ = new (mem) host_block_resource{std::move(m).value()};
+    return true;
   }
-  // The engine wants int64-aligned memory; refc binaries are, but nothing promises it.
-  bool aligned() const { return reinterpret_cast<std::uintptr_t>(bin_.data) % alignof(std::int64_t) == 0; }
-  std::span<std::int64_t> span() {
-    return {reinterpret_cast<std::int64_t*>(bin_.data), bin_.size / sizeof(std::int64_t)};
-  }
-  unsigned char* bytes() { return bin_.data; }
+  std::span<std::int64_t> span() { return res_->memory.span(); }
   ERL_NIF_TERM to_term(ErlNifEnv* env) {
-    held_ = false;
-    return enif_make_binary(env, &bin_);
+    ERL_NIF_TERM t = enif_make_resource_binary(env, res_, res_->memory.data(), span().size_bytes());
+    enif_release_resource(res_);  // the binary term now holds the only reference
+    res_ = nullptr;
+    return t;
   }
 
  private:
-  ErlNifBinary bin_{};
-  bool held_ = false;
+  host_block_resource* res_ = nullptr;
 };
 
 ERL_NIF_TERM list_term(ErlNifEnv* env, std::span<const std::int64_t> values) {
@@ -268,20 +285,12 @@ outcome transform(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Body* b
                            "cannot allocate a " + std::to_string(n * sizeof(std::int64_t)) + "-byte result binary");
       return o;
     }
-    double alloc_s = seconds_since(t1);
     if (!body) {
-      if (n) std::memcpy(bin.bytes(), in.view.data(), n * sizeof(std::int64_t));
-    } else if (bin.aligned()) {
-      if (!compute(bin.span())) return o;
-    } else {
-      auto out = scratch_out();
-      if (!compute(out)) return o;
-      auto t2 = steady::now();
-      if (n) std::memcpy(bin.bytes(), out.data(), n * sizeof(std::int64_t));
-      alloc_s += seconds_since(t2);
+      if (n) std::memcpy(bin.span().data(), in.view.data(), n * sizeof(std::int64_t));
     }
+    o.encode_s = seconds_since(t1);
+    if (body && !compute(bin.span())) return o;
     o.term = bin.to_term(env);
-    o.encode_s = alloc_s;
   }
   o.ok = true;
   return o;
@@ -373,9 +382,6 @@ struct buffer_resource {
 
 ErlNifResourceType* buffer_type = nullptr;
 std::atomic<long> live_buffers{0};
-// Set by an exit handler: once the process is exiting, the engine's static registry may already
-// be destroyed, so a destructor running then must leave the buffer to the OS.
-std::atomic<bool> exiting{false};
 std::once_flag exit_hook_once;
 
 void mark_exiting() { exiting.store(true); }
@@ -444,17 +450,10 @@ ERL_NIF_TERM buffer_download_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[])
   if (!as_list && !bin.alloc(n))
     return error_tuple(env, kiln::errc::out_of_memory, "cannot allocate the downloaded binary");
   std::vector<std::int64_t> scratch;
-  std::span<std::int64_t> out;
-  if (!as_list && bin.aligned()) {
-    out = bin.span();
-  } else {
-    scratch.resize(n);
-    out = scratch;
-  }
+  if (as_list) scratch.resize(n);
+  std::span<std::int64_t> out = as_list ? std::span<std::int64_t>(scratch) : bin.span();
   if (auto s = res->buffer->download(out); !s) return error_tuple(env, s.err());
-  if (as_list) return ok_tuple(env, list_term(env, out));
-  if (out.data() != bin.span().data() && n) std::memcpy(bin.bytes(), out.data(), n * sizeof(std::int64_t));
-  return ok_tuple(env, bin.to_term(env));
+  return ok_tuple(env, as_list ? list_term(env, out) : bin.to_term(env));
 }
 
 // live_buffers() -> number of buffer resources not yet destroyed (for the tests of GC).
@@ -486,7 +485,8 @@ ERL_NIF_TERM guarded(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) noexce
 
 int open_types(ErlNifEnv* env, ErlNifResourceFlags flags) {
   buffer_type = enif_open_resource_type(env, nullptr, "kiln_buffer", buffer_dtor, flags, nullptr);
-  return buffer_type ? 0 : 1;
+  host_block_type = enif_open_resource_type(env, nullptr, "kiln_host_block", host_block_dtor, flags, nullptr);
+  return buffer_type && host_block_type ? 0 : 1;
 }
 
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM) { return open_types(env, ERL_NIF_RT_CREATE); }

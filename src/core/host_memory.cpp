@@ -16,9 +16,16 @@ constexpr std::size_t huge_page = std::size_t{2} << 20;
 // Free blocks kept for reuse, at most this many bytes; beyond it they go back to the system.
 constexpr std::size_t pool_limit = std::size_t{4} << 30;
 
-// Rounds up to a size class: 2 MiB steps up to 16 MiB, then eighths of the power of two, so a
-// block serves requests up to 12.5% smaller and repeated calls of one size always hit.
+// Below this, blocks are plain heap memory, neither pooled nor pinned: pinning or holding a 2 MiB
+// page for a small block costs more than any copy it could save.
+constexpr std::size_t pooled_min = huge_page;
+constexpr std::size_t alignment = 64;
+
+// Rounds up to a size class: 64-byte steps for small blocks; 2 MiB steps up to 16 MiB, then
+// eighths of the power of two, so a pooled block serves requests up to 12.5% smaller and
+// repeated calls of one size always hit.
 std::size_t size_class(std::size_t bytes) {
+  if (bytes < pooled_min) return (bytes + alignment - 1) / alignment * alignment;
   if (bytes <= 8 * huge_page) return (bytes + huge_page - 1) / huge_page * huge_page;
   std::size_t pow = huge_page;
   while (pow * 2 < bytes) pow *= 2;
@@ -43,6 +50,11 @@ class host_pool {
   };
 
   result<block> take(std::size_t capacity) {
+    if (capacity < pooled_min) {
+      void* p = std::aligned_alloc(alignment, capacity);
+      if (!p) return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(capacity) + " bytes");
+      return block{p, false};
+    }
     {
       std::lock_guard<std::mutex> lock(m_);
       auto it = free_.find(capacity);
@@ -63,6 +75,7 @@ class host_pool {
   }
 
   void give(block b, std::size_t capacity) {
+    if (capacity < pooled_min) return std::free(b.p);
     {
       std::lock_guard<std::mutex> lock(m_);
       if (cached_ + capacity <= pool_limit) {
