@@ -29,7 +29,7 @@ MARKER = "@@KILNBENCH@@ "
 
 # Sample names per group: a --rows pattern that matches none of a group's names skips starting it.
 GROUP_SAMPLES = {
-    "cpp": ["cpp.scalar", "cpp.cpu", "cpp.opencl0", "cpp.opencl0.resident", "cpp.cuda0", "cpp.cuda0.resident"],
+    "cpp": ["cpp.scalar", "cpp.cpu", "cpp.opencl0", "cpp.opencl0.resident", "cpp.cuda0", "cpp.cuda0.resident", "cpp.cuda0.pinned"],
     "python": ["python.numpy", "python.cupy", "python.cupy.resident", "python.jax", "python.jax.resident",
                "python.torch", "python.torch.resident"],
     "elixir": ["elixir.pure.loop", "elixir.pure.inlined", "elixir.nif.cpu.list", "elixir.nif.cpu.windows",
@@ -172,12 +172,16 @@ class Bench:
                 extra = {"device": d.get("name"), "gpu": d.get("gpu"), "backend": backend, "device_index": i,
                          "platform": d.get("platform")}
                 if not d.get("available"):
-                    self.skip_all([f"cpp.{backend}{i}", f"cpp.{backend}{i}.resident"], "skipped",
+                    self.skip_all([f"cpp.{backend}{i}", f"cpp.{backend}{i}.resident"]
+                                  + ([f"cpp.{backend}{i}.pinned"] if backend == "cuda" else []), "skipped",
                                   f"{backend} device {i} unavailable: {d.get('reason') or 'no reason given'}")
                     continue
                 base = ["--backend", backend, "--device", str(i)]
                 plan.append((f"cpp.{backend}{i}", base, extra))
                 plan.append((f"cpp.{backend}{i}.resident", base + ["--resident"], dict(extra, resident=True)))
+                if backend == "cuda":
+                    # Input and output in Kiln's pinned host blocks: transfers without staging copies.
+                    plan.append((f"cpp.{backend}{i}.pinned", base + ["--pinned"], dict(extra, pinned=True)))
         for name, flags, extra in plan:
             if not self.wanted(name):
                 continue

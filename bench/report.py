@@ -52,7 +52,7 @@ def describe(row):
     dev = row.get("device") or ""
     gpu = row.get("gpu")
     seed, fam, label = None, "cpp", name
-    m = re.match(r"^(elixir\.nif|cpp|python)\.(opencl|cuda|cupy|jax|torch)(\d*)(?:\.(list|binary|resident))?$", name)
+    m = re.match(r"^(elixir\.nif|cpp|python)\.(opencl|cuda|cupy|jax|torch)(\d*)(?:\.(list|binary|resident|pinned))?$", name)
     if name == "elixir.pure.loop":
         seed, fam, label = "benchmarks1", "elixir-pure", "pure Elixir, loop"
     elif name == "elixir.pure.inlined":
@@ -88,7 +88,8 @@ def describe(row):
                 seed = "benchmarks9"
         elif front == "cpp":
             fam = "cpp"
-            label = f"C++ kiln {where}, " + ("resident, kernel only" if variant == "resident" else "end to end")
+            label = f"C++ kiln {where}, " + {"resident": "resident, kernel only",
+                                             "pinned": "end to end, pinned host memory"}.get(variant, "end to end")
             if backend == "opencl" and variant is None and gpu:
                 seed = "Rust OpenCL"
         else:
@@ -256,7 +257,7 @@ def summary(doc):
         s.append(f"C++ kiln cpu is {faster(numpy, cpu_cpp)} than NumPy.")
     accel = [r for r in best_rows(doc) if re.search(r"(cuda|opencl|cupy|jax|torch)", r["name"])
              and r.get("gpu") is not False]
-    e2e = [r for r in accel if not r["name"].endswith(".resident")]
+    e2e = [r for r in accel if not r["name"].endswith((".resident", ".pinned"))]
     if numpy and e2e:
         g = min(e2e, key=lambda r: r["seconds"])
         s.append(f"Best end-to-end accelerator row: {g['label']}, {fmt_s(g['seconds'])}, {faster(numpy, g)} than "
