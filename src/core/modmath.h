@@ -89,20 +89,20 @@ KILN_FN double kiln_step_split(double s, double mu, double p, double pinv) {
   return kiln_mulmod_split(mu, kiln_mulmod_split(s, s + 1.0, p, pinv), p, pinv);
 }
 
-/* A centred residue of any int64 x: x = xh * 2^32 + xl with |xh| <= 2^31 and 0 <= xl < 2^32,
- * both exact in a double; two32 = 2^32 mod p (not centred: the product needs the split). */
+/* A centred residue of any int64 x. |x| < 2^51 (every input of the benchmark) is exact in a
+ * double and needs one reduction; otherwise x = xh * 2^32 + xl with |xh| <= 2^31 and
+ * 0 <= xl < 2^32, both exact; two32 = 2^32 mod p (not centred: the product needs the split). */
 KILN_FN double kiln_residue(kiln_i64 x, double p, double pinv, double two32) {
+  if (x > -((kiln_i64)1 << 51) && x < ((kiln_i64)1 << 51)) return kiln_reduce((double)x, p, pinv);
   double xh = (double)(x >> 32);
   double xl = (double)(x & (kiln_i64)0xffffffff);
   return kiln_reduce(kiln_mulmod_split(kiln_reduce(xh, p, pinv), two32, p, pinv) + kiln_reduce(xl, p, pinv), p,
                      pinv);
 }
 
-/* The representative in [0, p) of a centred residue. */
-KILN_FN double kiln_normalize(double s, double p) {
-  s = s < 0.0 ? s + p : s;
-  return s >= p ? s - p : s;
-}
+/* The representative in [0, p) of a centred residue: |s| <= p/2 + 2^10 < p on every path (the
+ * 2^10 only where p > 2^26), so adding p to a negative one is the whole correction. */
+KILN_FN double kiln_normalize(double s, double p) { return s < 0.0 ? s + p : s; }
 
 /* The signed result from a residue in [0, p): rem takes the sign of mu. */
 KILN_FN kiln_i64 kiln_signed_result(double s, double p, int negative) {

@@ -124,9 +124,12 @@ TEST(ModMath, ResidueOfEveryKindOfInt64) {
       expect_centred(r, p);
       ASSERT_EQ(static_cast<i64>(kiln_normalize(r, c.p)), mod(x, p)) << x << " mod " << p;
     };
-    for (i64 x : {std::numeric_limits<i64>::min(), std::numeric_limits<i64>::max(), i64{0}, i64{-1}, i64{1}, p, -p})
+    const i64 b51 = i64{1} << 51;  // where the one-reduction path ends
+    for (i64 x : {std::numeric_limits<i64>::min(), std::numeric_limits<i64>::max(), i64{0}, i64{-1}, i64{1}, p, -p,
+                  b51 - 1, b51, b51 + 1, -b51 + 1, -b51, -b51 - 1})
       check(x);
     for (int i = 0; i < 100000; ++i) check(static_cast<i64>(rng()));
+    for (int i = 0; i < 100000; ++i) check(static_cast<i64>(rng() % (2 * static_cast<std::uint64_t>(b51))) - b51);
   }
 }
 

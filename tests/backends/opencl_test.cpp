@@ -1,0 +1,229 @@
+// OpenCL-specific behaviour: device listing, chunked pipelines, run_stats, device indices and resident buffers.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <limits>
+#include <random>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "kiln/kiln.hpp"
+
+namespace {
+
+using i64 = std::int64_t;
+
+std::vector<i64> reference(const std::vector<i64>& in, const kiln::map_params& prm) {
+  std::vector<i64> out(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) out[i] = kiln::logistic_map_reference(in[i], prm);
+  return out;
+}
+
+std::vector<i64> random_inputs(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  std::vector<i64> v(n);
+  for (auto& x : v) x = static_cast<i64>(rng());
+  return v;
+}
+
+std::vector<kiln::device_info> opencl_devices() {
+  std::vector<kiln::device_info> ds;
+  for (auto& d : kiln::devices())
+    if (d.backend == kiln::backend_kind::opencl) ds.push_back(d);
+  return ds;
+}
+
+kiln::run_options opencl(std::size_t chunk = 0, int device = 0) {
+  kiln::run_options o;
+  o.backend = "opencl";
+  o.device = device;
+  o.chunk_elements = chunk;
+  return o;
+}
+
+class OpenCL : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    auto d = kiln::resolve(opencl());
+    if (!d) GTEST_SKIP() << "opencl unavailable: " << d.err().message;
+    device_ = d.value();
+  }
+  kiln::device_info device_;
+};
+
+TEST(OpenCLDevices, ListedWithNamesPlatformsAndGpusFirst) {
+  auto ds = opencl_devices();
+  ASSERT_FALSE(ds.empty()) << "every backend lists at least one entry";
+  bool any_available = false;
+  for (const auto& d : ds) any_available |= d.available;
+  if (!any_available) GTEST_SKIP() << "no usable OpenCL device: " << ds.front().reason;
+
+  bool seen_non_gpu = false;
+  for (std::size_t i = 0; i < ds.size(); ++i) {
+    const auto& d = ds[i];
+    EXPECT_EQ(d.index, static_cast<int>(i));
+    EXPECT_FALSE(d.name.empty());
+    EXPECT_FALSE(d.platform.empty()) << d.name;
+    if (d.available) {
+      EXPECT_TRUE(d.reason.empty()) << d.name << ": " << d.reason;
+      EXPECT_GT(d.compute_units, 0) << d.name;
+      EXPECT_GT(d.memory_bytes, 0u) << d.name;
+    } else {
+      EXPECT_FALSE(d.reason.empty()) << d.name;
+    }
+    // "auto" takes the first available GPU, so GPUs must lead the list.
+    if (!d.gpu) seen_non_gpu = true;
+    EXPECT_FALSE(d.gpu && seen_non_gpu) << "GPU " << d.name << " listed after a non-GPU device";
+  }
+  // Probing is once per process: a second listing is identical.
+  auto again = opencl_devices();
+  ASSERT_EQ(again.size(), ds.size());
+  for (std::size_t i = 0; i < ds.size(); ++i) {
+    EXPECT_EQ(again[i].name, ds[i].name);
+    EXPECT_EQ(again[i].available, ds[i].available);
+  }
+}
+
+TEST_F(OpenCL, ResolvesToAnOpenCLDevice) {
+  EXPECT_EQ(device_.backend, kiln::backend_kind::opencl);
+  EXPECT_TRUE(device_.available);
+  EXPECT_EQ(device_.index, 0);
+}
+
+TEST_F(OpenCL, ManyChunksMatchTheReferenceOnRepeatedCalls) {
+  const auto in = random_inputs(100000, 7);
+  const kiln::map_params prm{4294967291, -1234567, 9};
+  const auto want = reference(in, prm);
+  // Repeated calls reuse the device's program and queues; each must still be right and timed.
+  for (int call = 0; call < 3; ++call) {
+    std::vector<i64> out(in.size(), -1);
+    auto r = kiln::logistic_map(in, out, prm, opencl(1000));
+    ASSERT_TRUE(r.ok()) << r.err().message;
+    EXPECT_EQ(out, want) << "call " << call;
+    EXPECT_EQ(r->chunks, 100u);
+    EXPECT_EQ(r->backend, "opencl");
+    EXPECT_EQ(r->device, device_.name);
+    EXPECT_GT(r->total_s, 0.0);
+    // The queues are profiled, so every phase of 100 chunks has a measured, positive time.
+    EXPECT_GT(r->host_to_device_s, 0.0);
+    EXPECT_GT(r->kernel_s, 0.0);
+    EXPECT_GT(r->device_to_host_s, 0.0);
+  }
+}
+
+TEST_F(OpenCL, UnevenChunksAndDefaultChunking) {
+  const auto in = random_inputs(100000, 11);
+  const kiln::map_params prm{6700417, 22, 10};
+  const auto want = reference(in, prm);
+
+  std::vector<i64> out(in.size());
+  auto r = kiln::logistic_map(in, out, prm, opencl(999));  // the last chunk is short
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_EQ(r->chunks, 101u);
+  EXPECT_EQ(out, want);
+
+  std::vector<i64> out2(in.size());
+  auto r2 = kiln::logistic_map(in, out2, prm, opencl());
+  ASSERT_TRUE(r2.ok()) << r2.err().message;
+  EXPECT_EQ(r2->chunks, 1u);  // 100000 elements are far below the default chunk
+  EXPECT_EQ(out2, want);
+
+  // A chunk larger than the input is one chunk.
+  std::vector<i64> out3(in.size());
+  auto r3 = kiln::logistic_map(in, out3, prm, opencl(1u << 30));
+  ASSERT_TRUE(r3.ok()) << r3.err().message;
+  EXPECT_EQ(r3->chunks, 1u);
+  EXPECT_EQ(out3, want);
+}
+
+TEST_F(OpenCL, InPlaceAcrossManyChunks) {
+  auto data = random_inputs(50001, 3);
+  const kiln::map_params prm{(i64{1} << 31) - 1, std::numeric_limits<i64>::min(), 4};
+  const auto want = reference(data, prm);
+  auto r = kiln::logistic_map(data, data, prm, opencl(1000));
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_EQ(r->chunks, 51u);
+  EXPECT_EQ(data, want);
+}
+
+TEST_F(OpenCL, InvalidDeviceIndexIsInvalidArgument) {
+  std::vector<i64> in = {1, 2, 3}, out(3);
+  const int count = static_cast<int>(opencl_devices().size());
+  for (int bad : {-1, count, count + 100}) {
+    auto r = kiln::logistic_map(in, out, {61, 22, 10}, opencl(0, bad));
+    ASSERT_FALSE(r.ok()) << "device " << bad;
+    EXPECT_EQ(r.err().code, kiln::errc::invalid_argument) << r.err().message;
+    auto b = kiln::device_buffer::upload(in, opencl(0, bad));
+    ASSERT_FALSE(b.ok()) << "device " << bad;
+    EXPECT_EQ(b.err().code, kiln::errc::invalid_argument) << b.err().message;
+  }
+}
+
+TEST_F(OpenCL, ResidentBufferRoundTrip) {
+  const auto in = random_inputs(70001, 5);
+  auto buf = kiln::device_buffer::upload(in, opencl());
+  ASSERT_TRUE(buf.ok()) << buf.err().message;
+  EXPECT_EQ(buf->size(), in.size());
+  EXPECT_EQ(buf->device().backend, kiln::backend_kind::opencl);
+  EXPECT_EQ(buf->device().name, device_.name);
+
+  // Untouched data comes back bit for bit.
+  std::vector<i64> out(in.size(), 0);
+  ASSERT_TRUE(buf->download(out).ok());
+  EXPECT_EQ(out, in);
+
+  const kiln::map_params prm{1000003, -7, 6};
+  auto r = buf->run(prm);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_EQ(r->backend, "opencl");
+  EXPECT_GE(r->chunks, 1u);
+  EXPECT_GT(r->kernel_s, 0.0);
+  EXPECT_EQ(r->host_to_device_s, 0.0);  // the data stays on the device
+  EXPECT_EQ(r->device_to_host_s, 0.0);
+  ASSERT_TRUE(buf->download(out).ok());
+  EXPECT_EQ(out, reference(in, prm));
+
+  // Zero iterations leave the device data alone.
+  ASSERT_TRUE(buf->run({1000003, -7, 0}).ok());
+  std::vector<i64> again(in.size(), 0);
+  ASSERT_TRUE(buf->download(again).ok());
+  EXPECT_EQ(again, out);
+}
+
+TEST_F(OpenCL, EmptyResidentBuffer) {
+  auto buf = kiln::device_buffer::upload({}, opencl());
+  ASSERT_TRUE(buf.ok()) << buf.err().message;
+  EXPECT_EQ(buf->size(), 0u);
+  EXPECT_TRUE(buf->run({61, 22, 10}).ok());
+  std::vector<i64> none;
+  EXPECT_TRUE(buf->download(none).ok());
+}
+
+TEST_F(OpenCL, ConcurrentChunkedRunsAndResidentBuffers) {
+  // Runs on one device are serialised, but each call's staging buffers must stay its own.
+  constexpr int threads = 8;
+  std::vector<int> ok(threads, 0);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      const auto in = random_inputs(20000 + static_cast<std::size_t>(t) * 331, 100 + static_cast<std::uint64_t>(t));
+      const kiln::map_params prm{97 + t * 100003, 22 - 5 * t, 1 + t % 7};
+      const auto want = reference(in, prm);
+      bool good = true;
+      for (int rep = 0; rep < 3; ++rep) {
+        std::vector<i64> out(in.size());
+        auto r = kiln::logistic_map(in, out, prm, opencl(777 + static_cast<std::size_t>(t)));
+        good = good && r.ok() && out == want;
+      }
+      auto buf = kiln::device_buffer::upload(in, opencl());
+      good = good && buf.ok() && buf->run(prm).ok();
+      std::vector<i64> out(in.size());
+      good = good && buf.ok() && buf->download(out).ok() && out == want;
+      ok[t] = good;
+    });
+  for (auto& th : pool) th.join();
+  for (int t = 0; t < threads; ++t) EXPECT_TRUE(ok[t]) << "thread " << t;
+}
+
+}  // namespace
