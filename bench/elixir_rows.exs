@@ -203,6 +203,12 @@ defmodule KilnBench do
   # ---- measuring --------------------------------------------------------------------------------
 
   defp run_row(name, stages, spec, input, cfg) do
+    # Binary rows run each timed call in a process of their own that holds only the binary: in this
+    # process the 2^25-element input list makes every garbage collection cost hundreds of
+    # milliseconds, and a large result binary can trigger one inside the timed region.
+    isolated = String.ends_with?(name, [".binary", ".resident"])
+    input = if isolated, do: Map.take(input, [:binary]), else: input
+
     {setup, fun, finish} =
       case spec do
         {:setup, s, f, fin} -> {fn -> s.(input) end, f, fin}
@@ -210,9 +216,9 @@ defmodule KilnBench do
       end
 
     try do
-      {warm_s, _} = timed_once(setup, fun)
+      {warm_s, _} = timed_once(setup, fun, isolated, false)
       eff = effective_repeat(warm_s, cfg.repeat, cfg.budget)
-      {runs, parts, last} = timed_runs(setup, fun, eff, [], [])
+      {runs, parts, last} = timed_runs(setup, fun, isolated, eff, [], [])
       result = finish.(last)
       checksum = checksum(result)
 
@@ -242,7 +248,30 @@ defmodule KilnBench do
     if warm_s * repeat <= budget, do: repeat, else: max(1, min(repeat, trunc(budget / max(warm_s, 1.0e-9))))
   end
 
-  defp timed_once(setup, fun) do
+  # Only the run whose result is checked sends it back: any other result dies with its process, so
+  # its memory is free again before the next run allocates.
+  defp timed_once(setup, fun, isolated, keep \\ true)
+
+  defp timed_once(setup, fun, true = _isolated, keep) do
+    parent = self()
+
+    {pid, ref} =
+      spawn_monitor(fn ->
+        {t, {res, parts}} = timed_once(setup, fun, false)
+        send(parent, {self(), {t, {if(keep, do: res), parts}}})
+      end)
+
+    receive do
+      {^pid, result} ->
+        Process.demonitor(ref, [:flush])
+        result
+
+      {:DOWN, ^ref, :process, _, reason} ->
+        raise "the row's process exited: #{inspect(reason, limit: 5)}"
+    end
+  end
+
+  defp timed_once(setup, fun, false, _keep) do
     arg = setup.()
     :erlang.garbage_collect()
     t0 = System.monotonic_time(:nanosecond)
@@ -252,14 +281,14 @@ defmodule KilnBench do
 
   # Only the last run's result is kept (for the checksum), so earlier results are garbage before
   # the next timed run starts.
-  defp timed_runs(setup, fun, 1, runs, parts) do
-    {t, {res, p}} = timed_once(setup, fun)
+  defp timed_runs(setup, fun, isolated, 1, runs, parts) do
+    {t, {res, p}} = timed_once(setup, fun, isolated)
     {Enum.reverse([t | runs]), [p | parts], res}
   end
 
-  defp timed_runs(setup, fun, k, runs, parts) do
-    {t, {_res, p}} = timed_once(setup, fun)
-    timed_runs(setup, fun, k - 1, [t | runs], [p | parts])
+  defp timed_runs(setup, fun, isolated, k, runs, parts) do
+    {t, {_res, p}} = timed_once(setup, fun, isolated, false)
+    timed_runs(setup, fun, isolated, k - 1, [t | runs], [p | parts])
   end
 
   defp median(xs) do
