@@ -257,14 +257,26 @@ defmodule KilnBench do
 
     {pid, ref} =
       spawn_monitor(fn ->
-        {t, {res, parts}} = timed_once(setup, fun, false)
-        send(parent, {self(), {t, {if(keep, do: res), parts}}})
+        reply =
+          try do
+            {t, {res, parts}} = timed_once(setup, fun, false)
+            {:ok, {t, {if(keep, do: res), parts}}}
+          catch
+            kind, reason -> {:raised, kind, reason, __STACKTRACE__}
+          end
+
+        send(parent, {self(), reply})
       end)
 
+    # A throw or raise in the row's process (a skipped row, say) is re-raised here, as if inline.
     receive do
-      {^pid, result} ->
+      {^pid, reply} ->
         Process.demonitor(ref, [:flush])
-        result
+
+        case reply do
+          {:ok, result} -> result
+          {:raised, kind, reason, stack} -> :erlang.raise(kind, reason, stack)
+        end
 
       {:DOWN, ^ref, :process, _, reason} ->
         raise "the row's process exited: #{inspect(reason, limit: 5)}"
