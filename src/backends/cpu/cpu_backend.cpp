@@ -1,12 +1,10 @@
 // The `cpu` backend: the SIMD kernel on every hardware thread through the shared worker pool.
-#include <chrono>
 #include <fstream>
 #include <string>
-#include <thread>
 #include <unistd.h>
 
 #include "backends/cpu/cpu_simd.hpp"
-#include "core/backend.hpp"
+#include "backends/host/host_backend.hpp"
 #include "core/thread_pool.hpp"
 
 namespace kiln::detail {
@@ -23,44 +21,32 @@ std::string cpu_model() {
   return "host CPU";
 }
 
-class cpu_backend final : public backend {
+device_info cpu_device() {
+  device_info d;
+  d.backend = backend_kind::cpu;
+  d.name = cpu_model() + " (" + std::to_string(worker_count()) + " threads, " + simd_target_name() + ")";
+  d.platform = "host";
+  d.compute_units = static_cast<int>(worker_count());
+  long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
+  d.memory_bytes = pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
+  return d;
+}
+
+class cpu_backend final : public host_backend {
  public:
-  cpu_backend() {
-    device_info d;
-    d.backend = backend_kind::cpu;
-    d.name = cpu_model() + " (" + std::to_string(worker_count()) + " threads, " + simd_target_name() + ")";
-    d.platform = "host";
-    d.compute_units = static_cast<int>(worker_count());
-    long pages = sysconf(_SC_PHYS_PAGES), page = sysconf(_SC_PAGE_SIZE);
-    d.memory_bytes = pages > 0 && page > 0 ? static_cast<std::uint64_t>(pages) * static_cast<std::uint64_t>(page) : 0;
-    d.available = true;
-    devices_.push_back(std::move(d));
-  }
+  cpu_backend() : host_backend(cpu_device()) {}
 
-  backend_kind kind() const override { return backend_kind::cpu; }
-  const std::vector<device_info>& devices() override { return devices_; }
-
-  result<run_stats> run(int, std::span<const std::int64_t> in, std::span<std::int64_t> out,
-                        const kernel_params& kp, std::size_t chunk_elements) override {
-    auto t0 = std::chrono::steady_clock::now();
+ protected:
+  std::size_t compute(std::span<const std::int64_t> in, std::span<std::int64_t> out, const kernel_params& kp,
+                      std::size_t chunk_elements) override {
     // 16 Ki elements (128 KiB in + out) per grain: small enough to balance across threads and
     // to stay in L2, large enough that the queue costs nothing.
-    std::size_t grain = chunk_elements ? chunk_elements : std::size_t{1} << 14;
-    run_stats s;
-    s.chunks = (in.size() + grain - 1) / grain;
+    const std::size_t grain = chunk_elements ? chunk_elements : std::size_t{1} << 14;
     parallel_for(in.size(), grain, [&](std::size_t b, std::size_t e) {
       logistic_simd(in.data() + b, out.data() + b, e - b, kp);
     });
-    s.kernel_s = s.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-    return s;
+    return (in.size() + grain - 1) / grain;
   }
-
-  result<std::unique_ptr<resident_buffer>> upload(int device, std::span<const std::int64_t> data) override {
-    return make_host_buffer(*this, device, data);
-  }
-
- private:
-  std::vector<device_info> devices_;
 };
 
 }  // namespace
