@@ -1,4 +1,4 @@
-// OpenCL-specific behaviour: device listing, chunked pipelines, run_stats, device indices and resident buffers.
+// OpenCL-specific behaviour: device listing, the chunked staging ring, run_stats, device indices and resident buffers.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -147,6 +147,72 @@ TEST_F(OpenCL, InPlaceAcrossManyChunks) {
   EXPECT_EQ(data, want);
 }
 
+// The staging ring is cached per device: it is allocated by the first call that needs it, grown
+// when a later call wants larger chunks, and reused otherwise. The chunk counts show the chunk each
+// call really used, so a ring that failed to grow would show up as more chunks than asked for.
+TEST_F(OpenCL, StagingRingGrowsAndIsReused) {
+  const auto in = random_inputs(600000, 17);
+  const kiln::map_params prm{6700417, 22, 10};
+  const auto want = reference(in, prm);
+  struct step {
+    std::size_t chunk, chunks;
+  };
+  // Small chunks first, then larger than any slot so far (twice), then small again (the grown
+  // ring serves them), then the default, then a chunk that is the whole input.
+  const step steps[] = {{1000, 600}, {150000, 4}, {250000, 3}, {1000, 600}, {0, 1}, {600000, 1}, {250000, 3}};
+  for (const auto& st : steps) {
+    std::vector<i64> out(in.size(), -1);
+    auto r = kiln::logistic_map(in, out, prm, opencl(st.chunk));
+    ASSERT_TRUE(r.ok()) << "chunk " << st.chunk << ": " << r.err().message;
+    EXPECT_EQ(r->chunks, st.chunks) << "chunk " << st.chunk;
+    EXPECT_EQ(out, want) << "chunk " << st.chunk;
+    EXPECT_GT(r->host_to_device_s, 0.0);
+    EXPECT_GT(r->kernel_s, 0.0);
+    EXPECT_GT(r->device_to_host_s, 0.0);
+  }
+}
+
+// Fewer chunks than the ring has slots, exactly as many, and a few more: every count drains its
+// slots in order, out of place and in place.
+TEST_F(OpenCL, ChunkCountsAroundTheRingSize) {
+  const kiln::map_params prm{(i64{1} << 32) - 5, -22, 7};
+  for (std::size_t chunks = 1; chunks <= 9; ++chunks) {
+    const std::size_t chunk = 1000 + chunks;
+    const auto in = random_inputs(chunk * (chunks - 1) + 17 * chunks, 40 + chunks);  // the last chunk is short
+    const auto want = reference(in, prm);
+    std::vector<i64> out(in.size(), -1);
+    auto r = kiln::logistic_map(in, out, prm, opencl(chunk));
+    ASSERT_TRUE(r.ok()) << r.err().message;
+    EXPECT_EQ(r->chunks, chunks);
+    EXPECT_EQ(out, want) << chunks << " chunks";
+    auto data = in;
+    ASSERT_TRUE(kiln::logistic_map(data, data, prm, opencl(chunk)).ok());
+    EXPECT_EQ(data, want) << chunks << " chunks, in place";
+  }
+}
+
+// Uploads and downloads of resident buffers larger than the default chunk go through the ring in
+// several chunks, also after the ring has grown in between.
+TEST_F(OpenCL, LargeResidentBufferThroughTheRing) {
+  const auto in = random_inputs((std::size_t{1} << 20) * 2 + 12345, 23);
+  auto buf = kiln::device_buffer::upload(in, opencl());
+  ASSERT_TRUE(buf.ok()) << buf.err().message;
+  std::vector<i64> out(in.size(), 0);
+  ASSERT_TRUE(buf->download(out).ok());
+  EXPECT_EQ(out, in);
+
+  // A run with other data and a larger chunk reallocates the ring; the resident data stays.
+  const auto other = random_inputs(300000, 29);
+  std::vector<i64> other_out(other.size());
+  const kiln::map_params prm{1000003, 5, 3};
+  ASSERT_TRUE(kiln::logistic_map(other, other_out, prm, opencl(300000)).ok());
+  EXPECT_EQ(other_out, reference(other, prm));
+
+  ASSERT_TRUE(buf->run(prm).ok());
+  ASSERT_TRUE(buf->download(out).ok());
+  EXPECT_EQ(out, reference(in, prm));
+}
+
 TEST_F(OpenCL, InvalidDeviceIndexIsInvalidArgument) {
   std::vector<i64> in = {1, 2, 3}, out(3);
   const int count = static_cast<int>(opencl_devices().size());
@@ -201,7 +267,8 @@ TEST_F(OpenCL, EmptyResidentBuffer) {
 }
 
 TEST_F(OpenCL, ConcurrentChunkedRunsAndResidentBuffers) {
-  // Runs on one device are serialised, but each call's staging buffers must stay its own.
+  // Runs on one device are serialised and share the device's staging ring: no call may see
+  // another's chunks, whatever chunk sizes they ask for (the ring grows between them).
   constexpr int threads = 8;
   std::vector<int> ok(threads, 0);
   std::vector<std::thread> pool;

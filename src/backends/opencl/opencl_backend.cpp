@@ -1,4 +1,4 @@
-// The `opencl` backend: every device of every OpenCL platform, with chunked, double-buffered runs.
+// The `opencl` backend: every device of every OpenCL platform, runs streamed through a cached ring of pinned staging.
 
 // opencl.hpp only asks whether CL_HPP_ENABLE_EXCEPTIONS is defined (even as 0 it switches
 // exceptions on); this file checks every returned cl_int instead, so it must stay undefined.
@@ -8,6 +8,7 @@
 #include <algorithm>
 #include <array>
 #include <chrono>
+#include <cstring>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
@@ -18,6 +19,7 @@
 #include <vector>
 
 #include "core/backend.hpp"
+#include "core/thread_pool.hpp"
 
 namespace kiln::detail {
 
@@ -40,9 +42,22 @@ constexpr const char* kernel_name = "kiln_logistic_map";
 // groups gain nothing. Capped by what the device and the built kernel allow.
 constexpr std::size_t preferred_local_size = 256;
 
-// 16 Mi elements (128 MiB) per staging buffer: large enough that per-chunk overheads vanish on
-// any device, small enough that two of them fit next to resident data.
-constexpr std::size_t max_default_chunk = std::size_t{1} << 24;
+// Pipeline depth: with 4 slots up to 3 chunks are queued on the device (one uploading, one
+// computing, one downloading) while the host fills and drains the fourth.
+constexpr std::size_t ring_slots = 4;
+// 8 MiB per buffer: large enough that per-chunk API and event costs vanish next to bus time, small
+// enough that the first and last chunks (which cannot overlap anything) are short.
+constexpr std::size_t default_chunk = std::size_t{1} << 20;
+// 64 MiB per buffer caps the pinned staging a device keeps cached at 512 MiB (4 slots, in + out),
+// whatever chunk_elements a caller asks for (the option is an upper bound, so this is allowed).
+constexpr std::size_t max_chunk = std::size_t{1} << 23;
+// Slot buffers grow in steps of 64 Ki elements so that slightly different sizes reuse them.
+constexpr std::size_t capacity_step = std::size_t{1} << 16;
+// The smallest host copy task (32 KiB): below it, handing work to the pool costs more than it saves.
+constexpr std::size_t min_copy_grain = std::size_t{1} << 12;
+// The ring's device buffers (in + out per slot) take at most this share of global memory,
+// leaving the rest to resident data and other users of the device.
+constexpr std::size_t ring_memory_divisor = 4;
 
 constexpr std::size_t element_bytes = sizeof(std::int64_t);
 
@@ -167,22 +182,114 @@ double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
 }
 
-// Everything one device needs, created once at probe time. `m` serialises all use: the kernel's
-// arguments are shared state, and runs on one device gain nothing from interleaving.
+// Pageable <-> pinned copies on every core: one thread's memcpy reaches only a fraction of the
+// host's memory bandwidth, and these copies are the host's whole share of the pipeline. Two tasks
+// per worker whatever the chunk size, as in the CUDA backend (a fixed grain left cores idle on
+// small chunks).
+void parallel_copy(std::int64_t* dst, const std::int64_t* src, std::size_t n) {
+  const std::size_t tasks = 2 * worker_count();
+  const std::size_t grain = std::max(min_copy_grain, (n + tasks - 1) / tasks);
+  parallel_for(n, grain, [&](std::size_t b, std::size_t e) { std::memcpy(dst + b, src + b, (e - b) * element_bytes); });
+}
+
+// Host memory the device reaches by DMA: a CL_MEM_ALLOC_HOST_PTR buffer, mapped once and kept
+// mapped for its whole life (NVIDIA's documented way to get pinned memory in OpenCL). Transfers
+// then use the mapped pointer as their host pointer, so the driver needs no staging of its own.
+class mapped_staging {
+ public:
+  mapped_staging() = default;
+  mapped_staging(const mapped_staging&) = delete;
+  mapped_staging& operator=(const mapped_staging&) = delete;
+  ~mapped_staging() { reset(); }
+
+  status create(const cl::Context& context, const cl::CommandQueue& queue, std::size_t elements) {
+    reset();
+    const std::size_t bytes = elements * element_bytes;
+    cl_int e = CL_SUCCESS;
+    buffer_ = cl::Buffer(context, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, nullptr, &e);
+    if (e != CL_SUCCESS) return cl_error("clCreateBuffer (pinned staging)", e);
+    // Read and write: the host fills input staging, and a read command (a host-side write)
+    // fills output staging.
+    void* p = queue.enqueueMapBuffer(buffer_, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0, bytes, nullptr, nullptr, &e);
+    if (e != CL_SUCCESS || !p) {
+      buffer_ = cl::Buffer();
+      return cl_error("clEnqueueMapBuffer (pinned staging)", e != CL_SUCCESS ? e : CL_MAP_FAILURE);
+    }
+    queue_ = queue;
+    data_ = static_cast<std::int64_t*>(p);
+    return {};
+  }
+
+  // Unmaps before the release: a buffer released while mapped is left to the platform's mercy.
+  void reset() {
+    if (data_) {
+      // Errors are ignored: nothing more can be done about them while tearing down.
+      (void)queue_.enqueueUnmapMemObject(buffer_, data_);
+      (void)queue_.finish();
+    }
+    data_ = nullptr;
+    buffer_ = cl::Buffer();
+    queue_ = cl::CommandQueue();
+  }
+
+  std::int64_t* data() const { return data_; }
+
+ private:
+  cl::Buffer buffer_;
+  cl::CommandQueue queue_;  // the queue that mapped it, which unmaps it
+  std::int64_t* data_ = nullptr;
+};
+
+// One stage of the ring: pinned staging on the host side, buffers on the device side, its own
+// in-order queue, and the events of the chunk it carries. Queue order makes device-buffer reuse
+// safe (a chunk's upload follows the previous chunk's kernel, its kernel the previous download);
+// staging reuse is the host's job (see transfer_locked).
+struct slot {
+  cl::CommandQueue queue;  // in-order, profiled; lives as long as the device state
+  mapped_staging in_host;
+  mapped_staging out_host;
+  cl::Buffer in_dev;
+  cl::Buffer out_dev;
+  // The chunk's commands; an unused phase holds a null event (skipped when waiting and timing).
+  cl::Event write, kernel, read;
+  bool busy = false;  // a chunk was enqueued and not yet finished (waited for, timed, drained)
+  std::size_t begin = 0;
+  std::size_t count = 0;
+
+  // Frees the buffers (staging unmaps itself first); the queue stays for the next ones.
+  void release_buffers() {
+    in_host.reset();
+    out_host.reset();
+    in_dev = cl::Buffer();
+    out_dev = cl::Buffer();
+    write = kernel = read = cl::Event();
+    busy = false;
+  }
+};
+
+// Everything one device needs. Context, queue and kernel are created once at probe time; the ring
+// on first use, then reused by every later call (pinned allocation costs milliseconds) and grown
+// when a call wants larger chunks. `m` serialises all use: the kernel's arguments and the ring are
+// shared state, and runs on one device gain nothing from interleaving.
 struct device_state {
   cl::Device device;
   cl::Context context;
-  std::array<cl::CommandQueue, 2> queues;  // in-order, profiled; chunk i runs on queues[i % 2]
+  cl::CommandQueue queue;  // in-order, profiled: resident buffers' kernels
   cl::Program program;
   cl::Kernel kernel;
   std::size_t local_size = 1;          // work-group size for every launch
   std::size_t max_alloc_elements = 1;  // CL_DEVICE_MAX_MEM_ALLOC_SIZE in elements
-  std::size_t default_chunk = 1;       // elements per staging buffer when the caller does not say
+  std::size_t chunk_limit = 1;         // the largest chunk a ring slot may hold (allocation and memory bounds)
   std::mutex m;
+  // The ring (see transfer_locked); each slot's staging holds a reference to the queue that
+  // unmaps it, so destruction order does not matter.
+  std::array<slot, ring_slots> ring;
+  std::size_t ring_capacity = 0;     // elements per slot buffer; 0 = not allocated
+  std::size_t ring_clamped = 0;      // the chunk that an allocation failure cut down to ring_capacity, if any
 };
 
-// Waits for every queue of a device on every way out of a run: commands read and write the
-// caller's memory until they complete, so none may outlive the call that enqueued it.
+// Waits for the resident queue of a device on every way out of a run, so that nothing a call
+// enqueued outlives it (the next call, or the caller's view of the data, depends on it).
 class drain_guard {
  public:
   explicit drain_guard(device_state& ds) : ds_(ds) {}
@@ -190,7 +297,7 @@ class drain_guard {
   drain_guard& operator=(const drain_guard&) = delete;
   ~drain_guard() {
     // A failure here was (or will be) reported by the command that caused it.
-    for (auto& q : ds_.queues) q.finish();
+    (void)ds_.queue.finish();
   }
 
  private:
@@ -207,9 +314,10 @@ status set_param_args(cl::Kernel& k, const kernel_params& kp) {
   return {};
 }
 
-// Maps the first `len` elements of `buf` in place.
-status enqueue_map(device_state& ds, cl::CommandQueue& q, const cl::Buffer& buf, std::size_t len, cl::Event* done) {
-  const cl_int errs[] = {ds.kernel.setArg(0, buf), ds.kernel.setArg(1, buf),
+// Maps the first `len` elements of `in` into `out` (the same buffer for in-place runs).
+status enqueue_map(device_state& ds, const cl::CommandQueue& q, const cl::Buffer& in, const cl::Buffer& out,
+                   std::size_t len, cl::Event* done) {
+  const cl_int errs[] = {ds.kernel.setArg(0, in), ds.kernel.setArg(1, out),
                          ds.kernel.setArg(2, static_cast<cl_ulong>(len))};
   for (cl_int e : errs)
     if (e != CL_SUCCESS) return cl_error("clSetKernelArg", e);
@@ -226,33 +334,18 @@ struct named_event {
 };
 
 // Waits for `last` (which completes after every earlier command on its in-order queue) and, if
-// something failed, names the first command whose execution status is an error.
+// something failed, names the first command whose execution status is an error. Null events
+// (phases a chunk does not have) are skipped.
 status wait_for(const cl::Event& last, std::initializer_list<named_event> commands) {
   const cl_int err = last.wait();
   if (err == CL_SUCCESS) return {};
   for (const auto& c : commands) {
+    if (!(*c.event)()) continue;
     cl_int st = CL_COMPLETE;
     if (c.event->getInfo(CL_EVENT_COMMAND_EXECUTION_STATUS, &st) == CL_SUCCESS && st < 0)
       return cl_error(c.call, st);
   }
   return cl_error("clWaitForEvents", err);
-}
-
-// One chunk's three commands, in queue order.
-struct chunk_events {
-  cl::Event write, kernel, read;
-  bool busy = false;
-};
-
-status retire(chunk_events& c, run_stats& s) {
-  c.busy = false;
-  KILN_TRY(wait_for(c.read, {{&c.write, "clEnqueueWriteBuffer"},
-                             {&c.kernel, "clEnqueueNDRangeKernel"},
-                             {&c.read, "clEnqueueReadBuffer"}}));
-  s.host_to_device_s += event_seconds(c.write);
-  s.kernel_s += event_seconds(c.kernel);
-  s.device_to_host_s += event_seconds(c.read);
-  return {};
 }
 
 // Host allocation failures (event lists, messages) become errors rather than escaping the API.
@@ -265,61 +358,185 @@ auto catching_bad_alloc(F&& f) -> decltype(f()) {
   }
 }
 
-// The pipeline: chunk i is written, mapped in place and read back on queues[i % 2], into that
-// queue's own staging buffer. The in-order queue keeps a buffer's reuse behind its previous
-// read-back, while the other queue's transfers overlap this queue's kernel. Waiting for chunk
-// i - 2 before enqueueing chunk i keeps the number of live events (and the host's lead) bounded.
-result<run_stats> run_chunks(device_state& ds, std::span<const std::int64_t> in, std::span<std::int64_t> out,
-                             const kernel_params& kp, std::size_t chunk_elements) {
+// What one pass through the ring does to n elements. A run maps host_in to host_out through the
+// slots' device buffers; an upload (host_in and resident) and a download (host_out and resident)
+// move data between the host and a resident buffer through the same pinned staging.
+struct transfer_job {
+  const std::int64_t* host_in = nullptr;        // copied to the device chunk by chunk, if set
+  std::int64_t* host_out = nullptr;             // copied back chunk by chunk, if set (may equal host_in)
+  const std::vector<cl::Buffer>* resident = nullptr;  // the buffers chunks go to / come from, instead of the slots'
+  std::size_t segment = 0;                      // elements per resident buffer (the last may be shorter)
+  const kernel_params* kp = nullptr;            // the map, applied slot in -> slot out, if set
+  std::size_t n = 0;
+  std::size_t chunk_elements = 0;               // the caller's upper bound; 0 = the default chunk
+};
+
+// After a failure, or an exception between enqueue and drain: waits out every slot's queue (errors
+// ignored: the first one is being reported) so that no command still reads or writes staging the
+// next call will reuse, and forgets the chunks in flight.
+void quiesce(device_state& ds) {
+  for (auto& s : ds.ring) {
+    if (s.queue()) (void)s.queue.finish();
+    s.busy = false;
+  }
+}
+
+class quiesce_guard {
+ public:
+  explicit quiesce_guard(device_state& ds) : ds_(ds) {}
+  quiesce_guard(const quiesce_guard&) = delete;
+  quiesce_guard& operator=(const quiesce_guard&) = delete;
+  ~quiesce_guard() {
+    if (!done_) quiesce(ds_);
+  }
+  void dismiss() { done_ = true; }
+
+ private:
+  device_state& ds_;
+  bool done_ = false;
+};
+
+// Allocates every slot's buffers at `capacity` elements (the queues already exist).
+status allocate_ring(device_state& ds, std::size_t capacity) {
+  const std::size_t bytes = capacity * element_bytes;
+  for (auto& s : ds.ring) {
+    KILN_TRY(s.in_host.create(ds.context, s.queue, capacity));
+    KILN_TRY(s.out_host.create(ds.context, s.queue, capacity));
+    cl_int e = CL_SUCCESS;
+    s.in_dev = cl::Buffer(ds.context, CL_MEM_READ_WRITE, bytes, nullptr, &e);
+    if (e != CL_SUCCESS) return cl_error("clCreateBuffer (device staging)", e);
+    s.out_dev = cl::Buffer(ds.context, CL_MEM_READ_WRITE, bytes, nullptr, &e);
+    if (e != CL_SUCCESS) return cl_error("clCreateBuffer (device staging)", e);
+  }
+  return {};
+}
+
+// Makes sure every slot holds at least `chunk` elements; returns the chunk to use, which is
+// smaller when the platform cannot allocate the requested one.
+result<std::size_t> ensure_ring(device_state& ds, std::size_t chunk) {
+  if (ds.ring_capacity && (chunk <= ds.ring_capacity || chunk <= ds.ring_clamped))
+    return std::min(chunk, ds.ring_capacity);
+  for (auto& s : ds.ring) {
+    if (s.queue()) continue;
+    cl_int e = CL_SUCCESS;
+    s.queue = cl::CommandQueue(ds.context, ds.device, CL_QUEUE_PROFILING_ENABLE, &e);
+    if (e != CL_SUCCESS) return cl_error("clCreateCommandQueue", e);
+  }
+  // The ring is idle here (every call drains it), so the smaller one can go before the larger one
+  // is allocated, which also leaves its memory to the new one.
+  for (auto& s : ds.ring) s.release_buffers();
+  ds.ring_capacity = 0;
+  ds.ring_clamped = 0;
+  std::size_t capacity = std::min((chunk + capacity_step - 1) / capacity_step * capacity_step, ds.chunk_limit);
+  for (;;) {
+    status st = allocate_ring(ds, capacity);
+    if (st.ok()) break;
+    for (auto& s : ds.ring) s.release_buffers();
+    // OpenCL cannot say how much memory is free, so halve until it fits; other errors are final.
+    if (st.err().code != errc::out_of_memory || capacity <= capacity_step) return st.err();
+    capacity = std::max(capacity / 2, capacity_step);
+    ds.ring_clamped = chunk;  // don't reallocate on every call while memory stays short
+  }
+  ds.ring_capacity = capacity;
+  return std::min(chunk, capacity);
+}
+
+// Enqueues one chunk on the slot's queue and submits it.
+status submit(device_state& ds, slot& s, const transfer_job& job, std::size_t begin, std::size_t count) {
+  const std::size_t bytes = count * element_bytes;
+  // The chunk's place in its resident buffer, if it has one (chunks never straddle two).
+  const cl::Buffer* resident = job.resident ? &(*job.resident)[begin / job.segment] : nullptr;
+  const std::size_t offset = job.resident ? begin % job.segment * element_bytes : 0;
+  s.busy = true;  // from here on something may be in flight
+  s.begin = begin;
+  s.count = count;
+  s.write = s.kernel = s.read = cl::Event();
+  if (job.host_in) {
+    const cl_int e = s.queue.enqueueWriteBuffer(resident ? *resident : s.in_dev, CL_FALSE, offset, bytes,
+                                                s.in_host.data(), nullptr, &s.write);
+    if (e != CL_SUCCESS) return cl_error("clEnqueueWriteBuffer", e);
+  }
+  if (job.kp) KILN_TRY(enqueue_map(ds, s.queue, s.in_dev, s.out_dev, count, &s.kernel));
+  if (job.host_out) {
+    const cl_int e = s.queue.enqueueReadBuffer(resident ? *resident : s.out_dev, CL_FALSE, offset, bytes,
+                                               s.out_host.data(), nullptr, &s.read);
+    if (e != CL_SUCCESS) return cl_error("clEnqueueReadBuffer", e);
+  }
+  // Submit now: some platforms hold commands back until a flush or a wait.
+  const cl_int e = s.queue.flush();
+  if (e != CL_SUCCESS) return cl_error("clFlush", e);
+  return {};
+}
+
+// Waits for the slot's chunk, adds its phase times and copies its output to the caller. The sums
+// are per chunk: phases of different chunks overlap, so together they can exceed total_s.
+status finish(slot& s, const transfer_job& job, run_stats& st) {
+  const cl::Event& last = s.read() ? s.read : s.kernel() ? s.kernel : s.write;
+  KILN_TRY(wait_for(last, {{&s.write, "clEnqueueWriteBuffer"},
+                           {&s.kernel, "clEnqueueNDRangeKernel"},
+                           {&s.read, "clEnqueueReadBuffer"}}));
+  if (s.write()) st.host_to_device_s += event_seconds(s.write);
+  if (s.kernel()) st.kernel_s += event_seconds(s.kernel);
+  if (s.read()) st.device_to_host_s += event_seconds(s.read);
+  if (job.host_out) parallel_copy(job.host_out + s.begin, s.out_host.data(), s.count);
+  s.busy = false;
+  return {};
+}
+
+// The pipeline: chunk i goes through slot i % ring_slots. Before a slot takes a new chunk, the
+// upload of its previous one must be done (its input staging is refilled) and the download drained
+// to the caller (its output staging is rewritten); the previous chunk's kernel and download may
+// still run while the host fills. So the host's copies of one chunk overlap the device's work on
+// the three before it, and the slots' queues let one chunk's upload overlap another's download.
+status transfer_locked(device_state& ds, const transfer_job& job, run_stats& st) {
+  std::size_t chunk = job.chunk_elements ? std::min(job.chunk_elements, max_chunk) : default_chunk;
+  chunk = std::min({chunk, ds.chunk_limit, job.n});
+  auto got = ensure_ring(ds, chunk);
+  if (!got) return got.err();
+  chunk = *got;
+  if (job.kp) KILN_TRY(set_param_args(ds.kernel, *job.kp));
+
+  // Chunks never straddle two resident buffers; without any, the whole range is one segment.
+  const std::size_t segment = job.resident ? job.segment : job.n;
+  std::size_t i = 0;  // chunks submitted
+  for (std::size_t seg_begin = 0; seg_begin < job.n; seg_begin += segment) {
+    const std::size_t seg_end = std::min(job.n, seg_begin + segment);
+    for (std::size_t begin = seg_begin; begin < seg_end; begin += chunk, ++i) {
+      slot& s = ds.ring[i % ring_slots];
+      const std::size_t count = std::min(chunk, seg_end - begin);
+      if (job.host_in) {
+        if (s.busy && s.write()) KILN_TRY(wait_for(s.write, {{&s.write, "clEnqueueWriteBuffer"}}));
+        parallel_copy(s.in_host.data(), job.host_in + begin, count);
+      }
+      if (s.busy) KILN_TRY(finish(s, job, st));
+      KILN_TRY(submit(ds, s, job, begin, count));
+    }
+  }
+  st.chunks = i;
+  // Drain the chunks still in flight, oldest first.
+  for (std::size_t k = 0; k < ring_slots; ++k) {
+    slot& s = ds.ring[(i + k) % ring_slots];
+    if (s.busy) KILN_TRY(finish(s, job, st));
+  }
+  return {};
+}
+
+// Streams one job through the device's ring, one job per device at a time.
+result<run_stats> transfer(device_state& ds, const transfer_job& job) {
   std::lock_guard<std::mutex> lock(ds.m);
   const auto t0 = clock_type::now();
-  run_stats s;
-  const std::size_t n = in.size();
-  if (n == 0) return s;
-  std::size_t chunk = chunk_elements ? std::min(chunk_elements, ds.max_alloc_elements) : ds.default_chunk;
-  chunk = std::min(chunk, n);
-  s.chunks = (n + chunk - 1) / chunk;
-
-  // Fresh per call: a staging buffer is never visible to another call, and device memory is
-  // not held between calls.
-  std::array<cl::Buffer, 2> staging;
-  const std::size_t slots = s.chunks > 1 ? 2 : 1;
-  for (std::size_t i = 0; i < slots; ++i) {
-    cl_int e = CL_SUCCESS;
-    staging[i] = cl::Buffer(ds.context, CL_MEM_READ_WRITE, chunk * element_bytes, nullptr, &e);
-    if (e != CL_SUCCESS) return cl_error("clCreateBuffer", e);
-  }
-  KILN_TRY(set_param_args(ds.kernel, kp));
-
-  drain_guard drain(ds);
-  std::array<chunk_events, 2> flight;
-  for (std::size_t i = 0; i < s.chunks; ++i) {
-    const std::size_t slot = i % 2;
-    chunk_events& c = flight[slot];
-    if (c.busy) KILN_TRY(retire(c, s));
-    const std::size_t begin = i * chunk;
-    const std::size_t len = std::min(chunk, n - begin);
-    cl::CommandQueue& q = ds.queues[slot];
-    cl_int e = q.enqueueWriteBuffer(staging[slot], CL_FALSE, 0, len * element_bytes, in.data() + begin, nullptr,
-                                    &c.write);
-    if (e != CL_SUCCESS) return cl_error("clEnqueueWriteBuffer", e);
-    KILN_TRY(enqueue_map(ds, q, staging[slot], len, &c.kernel));
-    e = q.enqueueReadBuffer(staging[slot], CL_FALSE, 0, len * element_bytes, out.data() + begin, nullptr, &c.read);
-    if (e != CL_SUCCESS) return cl_error("clEnqueueReadBuffer", e);
-    c.busy = true;
-    // Submit now: some platforms hold commands back until a flush or a wait.
-    e = q.flush();
-    if (e != CL_SUCCESS) return cl_error("clFlush", e);
-  }
-  for (std::size_t k = 0; k < 2; ++k) {
-    chunk_events& c = flight[(s.chunks + k) % 2];  // the older of the last two chunks first
-    if (c.busy) KILN_TRY(retire(c, s));
-  }
-  s.total_s = seconds_since(t0);
-  return s;
+  run_stats st;
+  if (job.n == 0) return st;
+  // On every way out but success (errors and exceptions alike), nothing may stay in flight.
+  quiesce_guard guard(ds);
+  KILN_TRY(transfer_locked(ds, job, st));
+  guard.dismiss();
+  st.total_s = seconds_since(t0);
+  return st;
 }
 
 // Data resident on one device, split into buffers no larger than the device's allocation limit.
+// Kernels run in place on the device's resident queue; uploads and downloads go through the ring.
 class opencl_buffer final : public resident_buffer {
  public:
   static result<std::unique_ptr<resident_buffer>> create(std::shared_ptr<device_state> ds,
@@ -341,7 +558,7 @@ class opencl_buffer final : public resident_buffer {
       drain_guard drain(*ds_);
       std::vector<cl::Event> done(segments_.size());
       for (std::size_t i = 0; i < segments_.size(); ++i)
-        KILN_TRY(enqueue_map(*ds_, ds_->queues[0], segments_[i], segment_length(i), &done[i]));
+        KILN_TRY(enqueue_map(*ds_, ds_->queue, segments_[i], segments_[i], segment_length(i), &done[i]));
       for (const auto& ev : done) {
         KILN_TRY(wait_for(ev, {{&ev, "clEnqueueNDRangeKernel"}}));
         s.kernel_s += event_seconds(ev);
@@ -353,12 +570,13 @@ class opencl_buffer final : public resident_buffer {
 
   status download(std::span<std::int64_t> out) const override {
     return catching_bad_alloc([&]() -> status {
-      std::lock_guard<std::mutex> lock(ds_->m);
-      for (std::size_t i = 0; i < segments_.size(); ++i) {
-        const cl_int e = ds_->queues[0].enqueueReadBuffer(segments_[i], CL_TRUE, 0, segment_length(i) * element_bytes,
-                                                          out.data() + i * segment_);
-        if (e != CL_SUCCESS) return cl_error("clEnqueueReadBuffer", e);
-      }
+      transfer_job job;
+      job.host_out = out.data();
+      job.resident = &segments_;
+      job.segment = segment_;
+      job.n = size_;
+      auto r = transfer(*ds_, job);
+      if (!r) return r.err();
       return {};
     });
   }
@@ -370,19 +588,22 @@ class opencl_buffer final : public resident_buffer {
   std::size_t segment_length(std::size_t i) const { return std::min(segment_, size_ - i * segment_); }
 
   status fill(std::span<const std::int64_t> data) {
-    std::lock_guard<std::mutex> lock(ds_->m);
     const std::size_t count = (size_ + segment_ - 1) / segment_;
     segments_.reserve(count);
     for (std::size_t i = 0; i < count; ++i) {
-      const std::size_t bytes = segment_length(i) * element_bytes;
       cl_int e = CL_SUCCESS;
-      cl::Buffer b(ds_->context, CL_MEM_READ_WRITE, bytes, nullptr, &e);
+      cl::Buffer b(ds_->context, CL_MEM_READ_WRITE, segment_length(i) * element_bytes, nullptr, &e);
       if (e != CL_SUCCESS) return cl_error("clCreateBuffer", e);
-      // Blocking: the caller's span may go away as soon as upload returns.
-      e = ds_->queues[0].enqueueWriteBuffer(b, CL_TRUE, 0, bytes, data.data() + i * segment_);
-      if (e != CL_SUCCESS) return cl_error("clEnqueueWriteBuffer", e);
       segments_.push_back(std::move(b));
     }
+    // The ring waits for every chunk: the caller's span may go away as soon as upload returns.
+    transfer_job job;
+    job.host_in = data.data();
+    job.resident = &segments_;
+    job.segment = segment_;
+    job.n = size_;
+    auto r = transfer(*ds_, job);
+    if (!r) return r.err();
     return {};
   }
 
@@ -413,10 +634,8 @@ result<std::shared_ptr<device_state>> set_up(const cl::Device& dev, std::size_t 
   cl_int e = CL_SUCCESS;
   ds->context = cl::Context(dev, nullptr, nullptr, nullptr, &e);
   if (e != CL_SUCCESS) return cl_error("clCreateContext", e);
-  for (auto& q : ds->queues) {
-    q = cl::CommandQueue(ds->context, dev, CL_QUEUE_PROFILING_ENABLE, &e);
-    if (e != CL_SUCCESS) return cl_error("clCreateCommandQueue", e);
-  }
+  ds->queue = cl::CommandQueue(ds->context, dev, CL_QUEUE_PROFILING_ENABLE, &e);
+  if (e != CL_SUCCESS) return cl_error("clCreateCommandQueue", e);
   ds->program = cl::Program(ds->context, cl::Program::Sources{kernel_prelude, opencl_kernel_source}, &e);
   if (e != CL_SUCCESS) return cl_error("clCreateProgramWithSource", e);
   e = ds->program.build(dev, "");
@@ -441,9 +660,8 @@ result<std::shared_ptr<device_state>> set_up(const cl::Device& dev, std::size_t 
   ds->local_size = std::max<std::size_t>(local, 1);
 
   ds->max_alloc_elements = std::max<std::size_t>(max_alloc / element_bytes, 1);
-  // Two staging buffers take at most a quarter of device memory, leaving room for resident data.
-  const auto by_memory = static_cast<std::size_t>(global_mem / element_bytes / 8);
-  ds->default_chunk = std::max<std::size_t>(std::min({ds->max_alloc_elements, by_memory, max_default_chunk}), 1);
+  const auto by_memory = static_cast<std::size_t>(global_mem / ring_memory_divisor / (2 * ring_slots * element_bytes));
+  ds->chunk_limit = std::max<std::size_t>(std::min(ds->max_alloc_elements, by_memory), 1);
   return ds;
 }
 
@@ -493,7 +711,13 @@ class opencl_backend final : public backend {
     return catching_bad_alloc([&]() -> result<run_stats> {
       auto ds = state_of(device);
       if (!ds) return ds.err();
-      return run_chunks(**ds, in, out, kp, chunk_elements);
+      transfer_job job;
+      job.host_in = in.data();
+      job.host_out = out.data();
+      job.kp = &kp;
+      job.n = std::min(in.size(), out.size());
+      job.chunk_elements = chunk_elements;
+      return transfer(**ds, job);
     });
   }
 
