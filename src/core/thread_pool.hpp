@@ -2,6 +2,7 @@
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 
 namespace kiln::detail {
@@ -13,5 +14,9 @@ std::size_t worker_count();
 // aligned to `grain`, on the pool's threads and the caller's; returns when all are done.
 // Safe to call concurrently from many threads (their tasks interleave on the same workers).
 void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body);
+
+// memcpy of n int64 on every core: one thread's memcpy reaches only a fraction of the host's
+// memory bandwidth, and host <-> staging copies are the host's whole share of a GPU pipeline.
+void parallel_copy(std::int64_t* dst, const std::int64_t* src, std::size_t n);
 
 }  // namespace kiln::detail

@@ -31,8 +31,6 @@ constexpr std::size_t default_chunk = std::size_t{1} << 20;
 constexpr std::size_t max_chunk = std::size_t{1} << 23;
 // Slot buffers grow in steps of 64 Ki elements so that slightly different sizes reuse them.
 constexpr std::size_t capacity_step = std::size_t{1} << 16;
-// The smallest host copy task (32 KiB): below it, handing work to the pool costs more than it saves.
-constexpr std::size_t min_copy_grain = std::size_t{1} << 12;
 
 // The oldest compute capability this build has code for (from nvcc's -arch list), as major*10+minor.
 constexpr int oldest_supported_arch() {
@@ -48,16 +46,6 @@ constexpr int oldest_supported_arch() {
 
 double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
-// Pageable <-> pinned copies on every core: one thread's memcpy reaches only a fraction of the
-// host's memory bandwidth, and these copies are the host's whole share of the pipeline.
-// Two tasks per worker, whatever the chunk size: a fixed grain left half the cores idle on small
-// chunks (2^19 elements ran at half the speed of 2^20 on a 16-core host).
-void parallel_copy(i64* dst, const i64* src, std::size_t n) {
-  const std::size_t tasks = 2 * worker_count();
-  const std::size_t grain = std::max(min_copy_grain, (n + tasks - 1) / tasks);
-  parallel_for(n, grain, [&](std::size_t b, std::size_t e) { std::memcpy(dst + b, src + b, (e - b) * sizeof(i64)); });
 }
 
 // One stage of the ring: staging on both sides of the bus, its own stream, and four events that

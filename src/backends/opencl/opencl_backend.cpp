@@ -53,8 +53,6 @@ constexpr std::size_t default_chunk = std::size_t{1} << 20;
 constexpr std::size_t max_chunk = std::size_t{1} << 23;
 // Slot buffers grow in steps of 64 Ki elements so that slightly different sizes reuse them.
 constexpr std::size_t capacity_step = std::size_t{1} << 16;
-// The smallest host copy task (32 KiB): below it, handing work to the pool costs more than it saves.
-constexpr std::size_t min_copy_grain = std::size_t{1} << 12;
 // The ring's device buffers (in + out per slot) take at most this share of global memory,
 // leaving the rest to resident data and other users of the device.
 constexpr std::size_t ring_memory_divisor = 4;
@@ -180,16 +178,6 @@ double event_seconds(const cl::Event& e) {
 
 double seconds_since(clock_type::time_point t0) {
   return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
-
-// Pageable <-> pinned copies on every core: one thread's memcpy reaches only a fraction of the
-// host's memory bandwidth, and these copies are the host's whole share of the pipeline. Two tasks
-// per worker whatever the chunk size, as in the CUDA backend (a fixed grain left cores idle on
-// small chunks).
-void parallel_copy(std::int64_t* dst, const std::int64_t* src, std::size_t n) {
-  const std::size_t tasks = 2 * worker_count();
-  const std::size_t grain = std::max(min_copy_grain, (n + tasks - 1) / tasks);
-  parallel_for(n, grain, [&](std::size_t b, std::size_t e) { std::memcpy(dst + b, src + b, (e - b) * element_bytes); });
 }
 
 // Host memory the device reaches by DMA: a CL_MEM_ALLOC_HOST_PTR buffer, mapped once and kept
