@@ -86,18 +86,23 @@ bool get_run_options(ErlNifEnv* env, ERL_NIF_TERM backend, ERL_NIF_TERM device, 
 
 // ---- int64 data in -------------------------------------------------------------------------
 
-// Elements read from a term: a view into the binary itself when it is aligned, else a copy.
+// Elements read from a term: a view into the binary itself when it is aligned, else a copy in a
+// kiln::host_memory block (pooled, so a large list decodes into memory without fresh page
+// faults, and pinned where CUDA runs, so the GPU reads it without a staging copy).
 struct int64_data {
   std::span<const std::int64_t> view;
-  std::vector<std::int64_t> storage;
+  kiln::host_memory storage;
   bool owned = false;  // view points into storage, so results may be written in place
   // The list element that failed to decode, handed back so that Elixir can inspect() it.
   std::optional<std::pair<std::size_t, ERL_NIF_TERM>> bad_element;
 
-  void adopt(std::size_t n) {
-    storage.resize(n);
-    view = storage;
+  kiln::status adopt(std::size_t n) {
+    auto m = kiln::host_memory::allocate(n);
+    if (!m) return m.err();
+    storage = std::move(m).value();
+    view = storage.span();
     owned = true;
+    return {};
   }
 };
 
@@ -114,7 +119,7 @@ kiln::status decode(ErlNifEnv* env, ERL_NIF_TERM term, int64_data& out) {
       out.view = {reinterpret_cast<const std::int64_t*>(bin.data), n};
     } else {
       // A sub-binary may start at any byte: copy instead of reading misaligned int64s.
-      out.adopt(n);
+      KILN_TRY(out.adopt(n));
       if (n) std::memcpy(out.storage.data(), bin.data, bin.size);
     }
     return {};
@@ -122,7 +127,7 @@ kiln::status decode(ErlNifEnv* env, ERL_NIF_TERM term, int64_data& out) {
 
   unsigned length;
   if (enif_get_list_length(env, term, &length)) {
-    out.adopt(length);
+    KILN_TRY(out.adopt(length));
     ERL_NIF_TERM head, tail = term;
     for (std::size_t i = 0; enif_get_list_cell(env, tail, &head, &tail); ++i) {
       std::int64_t v;
@@ -130,7 +135,7 @@ kiln::status decode(ErlNifEnv* env, ERL_NIF_TERM term, int64_data& out) {
         out.bad_element.emplace(i, head);
         return invalid("element at index " + std::to_string(i) + " is not an int64");
       }
-      out.storage[i] = v;
+      out.storage.data()[i] = v;
     }
     return {};
   }
@@ -141,13 +146,13 @@ kiln::status decode(ErlNifEnv* env, ERL_NIF_TERM term, int64_data& out) {
   ErlNifUInt64 count;
   if (enif_get_tuple(env, term, &arity, &tuple) && arity == 4 && enif_is_identical(tuple[0], atom(env, "iota")) &&
       get_i64(env, tuple[1], first) && get_i64(env, tuple[2], step) && enif_get_uint64(env, tuple[3], &count)) {
-    if (count > std::vector<std::int64_t>().max_size())
+    if (count > SIZE_MAX / sizeof(std::int64_t))
       return kiln::make_error(kiln::errc::out_of_memory, std::to_string(count) + " elements do not fit in memory");
-    out.adopt(static_cast<std::size_t>(count));
+    KILN_TRY(out.adopt(static_cast<std::size_t>(count)));
     // Modular arithmetic in uint64: the caller guarantees every element fits in int64, and the
     // wrap-around makes negative steps come out right without signed overflow.
     std::uint64_t v = static_cast<std::uint64_t>(first);
-    for (auto& x : out.storage) {
+    for (auto& x : out.storage.span()) {
       x = static_cast<std::int64_t>(v);
       v += static_cast<std::uint64_t>(step);
     }
@@ -253,7 +258,7 @@ outcome transform(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Body* b
   // Where results go when they cannot go straight into the output binary.
   std::vector<std::int64_t> scratch;
   auto scratch_out = [&]() -> std::span<std::int64_t> {
-    if (in.owned) return in.storage;  // the copy is ours: the engine may work in place
+    if (in.owned) return in.storage.span();  // the copy is ours: the engine may work in place
     scratch.resize(n);
     return scratch;
   };
