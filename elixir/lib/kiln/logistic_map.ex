@@ -105,10 +105,16 @@ defmodule Kiln.LogisticMap do
       end
       |> IO.iodata_to_binary()
     else
-      data
-      |> Stream.chunk_every(window)
-      |> Enum.flat_map(&run(&1, p, mu, opts))
+      # Enum.split walks each window once; Stream.chunk_every cost several times the NIF calls.
+      data |> Enum.to_list() |> list_windows(p, mu, window, opts, []) |> :lists.append()
     end
+  end
+
+  defp list_windows([], _p, _mu, _window, _opts, acc), do: Enum.reverse(acc)
+
+  defp list_windows(list, p, mu, window, opts, acc) do
+    {head, rest} = Enum.split(list, window)
+    list_windows(rest, p, mu, window, opts, [run(head, p, mu, opts) | acc])
   end
 
   defp validate!(p, mu, opts) do
