@@ -4,7 +4,6 @@
 #include <algorithm>
 #include <atomic>
 #include <condition_variable>
-#include <cstring>
 #include <deque>
 #include <memory>
 #include <mutex>
@@ -126,7 +125,7 @@ void parallel_copy(std::int64_t* dst, const std::int64_t* src, std::size_t n) {
   constexpr std::size_t min_grain = std::size_t{1} << 12;
   const std::size_t tasks = 2 * worker_count();
   const std::size_t grain = std::max(min_grain, (n + tasks - 1) / tasks);
-  parallel_for(n, grain, [&](std::size_t b, std::size_t e) { std::memcpy(dst + b, src + b, (e - b) * sizeof(*dst)); });
+  parallel_for(n, grain, [&](std::size_t b, std::size_t e) { copy_streaming(dst + b, src + b, e - b); });
 }
 
 }  // namespace kiln::detail

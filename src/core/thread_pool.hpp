@@ -15,8 +15,12 @@ std::size_t worker_count();
 // Safe to call concurrently from many threads (their tasks interleave on the same workers).
 void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body);
 
-// memcpy of n int64 on every core: one thread's memcpy reaches only a fraction of the host's
-// memory bandwidth, and host <-> staging copies are the host's whole share of a GPU pipeline.
+// Copies n int64 on every core with non-temporal stores: one thread's memcpy reaches only a
+// fraction of the host's memory bandwidth, and host <-> staging copies are the host's whole
+// share of a GPU pipeline. For large copies only (the destination ends up out of the caches).
 void parallel_copy(std::int64_t* dst, const std::int64_t* src, std::size_t n);
+
+// The single-threaded copy parallel_copy's tasks use (core/stream_copy.cpp).
+void copy_streaming(std::int64_t* dst, const std::int64_t* src, std::size_t n);
 
 }  // namespace kiln::detail
