@@ -109,18 +109,13 @@ class registry {
     return *backends_[index(kind)];
   }
 
-  // Backend devices are probed once under the backend's own lock; callers get a stable copy.
-  std::vector<device_info> devices_of(backend_kind kind) {
-    backend& b = of(kind);
-    std::lock_guard<std::mutex> lock(probe_m_[index(kind)]);
-    return b.devices();
-  }
+  // Every backend probes once, thread-safely, and keeps its list; callers get a copy.
+  std::vector<device_info> devices_of(backend_kind kind) { return of(kind).devices(); }
 
  private:
   static std::size_t index(backend_kind k) { return static_cast<std::size_t>(k); }
   std::array<std::unique_ptr<backend>, 4> backends_;
   std::array<std::once_flag, 4> once_;
-  std::array<std::mutex, 4> probe_m_;
 };
 
 result<backend_kind> parse_backend(const std::string& name) {

@@ -557,16 +557,7 @@ class opencl_buffer final : public resident_buffer {
   }
 
   status download(std::span<std::int64_t> out) const override {
-    return catching_bad_alloc([&]() -> status {
-      transfer_job job;
-      job.host_out = out.data();
-      job.resident = &segments_;
-      job.segment = segment_;
-      job.n = size_;
-      auto r = transfer(*ds_, job);
-      if (!r) return r.err();
-      return {};
-    });
+    return catching_bad_alloc([&]() -> status { return move_through_ring(nullptr, out.data()); });
   }
 
  private:
@@ -585,8 +576,14 @@ class opencl_buffer final : public resident_buffer {
       segments_.push_back(std::move(b));
     }
     // The ring waits for every chunk: the caller's span may go away as soon as upload returns.
+    return move_through_ring(data.data(), nullptr);
+  }
+
+  // Host -> segments (host_in set) or segments -> host (host_out set), through the device's ring.
+  status move_through_ring(const std::int64_t* host_in, std::int64_t* host_out) const {
     transfer_job job;
-    job.host_in = data.data();
+    job.host_in = host_in;
+    job.host_out = host_out;
     job.resident = &segments_;
     job.segment = segment_;
     job.n = size_;
