@@ -114,10 +114,11 @@ TEST_F(Cuda, SeedValues) {
   EXPECT_EQ(r->chunks, 1u);
 }
 
-// 3M elements in chunks of 2^18 + 3: 12 chunks through a ring of 4 slots, so every slot is reused
-// twice and the last chunk is short; any staging reuse hazard shows up as wrong elements.
-TEST_F(Cuda, ManyChunksThroughTheRingMatchTheCpuBackend) {
-  const std::size_t n = 3'000'017, chunk = (std::size_t{1} << 18) + 3;
+// 3M elements of ordinary memory in chunks of 2^16 + 3: 46 chunks over the staged lanes (3 slots
+// each), so every slot is reused and the last chunk is short; any staging reuse hazard shows up as
+// wrong elements.
+TEST_F(Cuda, ManyChunksThroughTheLanesMatchTheCpuBackend) {
+  const std::size_t n = 3'000'017, chunk = (std::size_t{1} << 16) + 3;
   auto in = random_inputs(n, 42);
   const kiln::map_params prm{4'294'967'291, -1'234'567'890'123, 10};
   auto want = expected(in, prm);
@@ -135,9 +136,9 @@ TEST_F(Cuda, ManyChunksThroughTheRingMatchTheCpuBackend) {
             << std::endl;
 }
 
-// In place, with the default chunk (several 2^20 chunks) and then with chunks larger than the ring
-// held so far, which makes it grow.
-TEST_F(Cuda, InPlaceWithDefaultAndGrowingChunks) {
+// Ordinary memory in place: staged lanes, whose chunks stay at 2^17 elements (1 MiB) whatever
+// larger bound the caller gives.
+TEST_F(Cuda, InPlaceStagedChunksStaySmall) {
   const std::size_t n = 5'000'000;
   const kiln::map_params prm{6'700'417, 22, 7};
   auto data = random_inputs(n, 7);
@@ -145,18 +146,38 @@ TEST_F(Cuda, InPlaceWithDefaultAndGrowingChunks) {
   auto r = kiln::logistic_map(data, data, prm, cuda_options());
   ASSERT_TRUE(r.ok()) << r.err().message;
   EXPECT_TRUE(data == want) << first_difference(data, want);
-  EXPECT_EQ(r->chunks, (n + (std::size_t{1} << 20) - 1) >> 20);
+  EXPECT_EQ(r->chunks, (n + (std::size_t{1} << 17) - 1) >> 17);
 
   auto data2 = random_inputs(n, 8);
   auto want2 = expected(data2, prm);
   auto r2 = kiln::logistic_map(data2, data2, prm, cuda_options(std::size_t{1} << 22));
   ASSERT_TRUE(r2.ok()) << r2.err().message;
   EXPECT_TRUE(data2 == want2) << first_difference(data2, want2);
-  EXPECT_EQ(r2->chunks, 2u);
+  EXPECT_EQ(r2->chunks, (n + (std::size_t{1} << 17) - 1) >> 17);
+}
+
+// Pinned memory in place takes the direct lane: the default chunk (2^20 elements), then chunks
+// larger than the lane held so far, which makes it grow.
+TEST_F(Cuda, InPlacePinnedWithDefaultAndGrowingChunks) {
+  const std::size_t n = 5'000'000;
+  const kiln::map_params prm{6'700'417, 22, 7};
+  for (std::size_t chunk : {std::size_t{0}, std::size_t{1} << 22}) {
+    auto block = kiln::host_memory::allocate(n);
+    ASSERT_TRUE(block.ok()) << block.err().message;
+    ASSERT_TRUE(block->pinned()) << "host_memory is not pinned although CUDA is usable";
+    auto data = random_inputs(n, 9 + chunk);
+    std::copy(data.begin(), data.end(), block->data());
+    auto want = expected(data, prm);
+    auto r = kiln::logistic_map(block->span(), block->span(), prm, cuda_options(chunk));
+    ASSERT_TRUE(r.ok()) << r.err().message;
+    EXPECT_TRUE(std::equal(want.begin(), want.end(), block->data())) << "chunk " << chunk;
+    const std::size_t used = chunk ? chunk : std::size_t{1} << 20;
+    EXPECT_EQ(r->chunks, (n + used - 1) / used);
+  }
 }
 
 TEST_F(Cuda, ResidentBufferRunsAndTimesTheKernelAlone) {
-  // Larger than one default chunk, so upload and download also go through the ring in pieces.
+  // Larger than one chunk, so upload and download also go through the lanes in pieces.
   const std::size_t n = 2'500'000;
   auto in = random_inputs(n, 99);
   auto buf = kiln::device_buffer::upload(in, cuda_options());
@@ -201,8 +222,8 @@ TEST_F(Cuda, OutOfRangeDeviceIsInvalidArgument) {
   }
 }
 
-// Threads contend for one device's ring with chunks small enough that each call cycles it.
-TEST_F(Cuda, ManyThreadsShareTheRing) {
+// Threads contend for one device's lanes with chunks small enough that each call cycles them.
+TEST_F(Cuda, ManyThreadsShareTheLanes) {
   constexpr int threads = 8;
   std::vector<std::vector<i64>> ins(threads), wants(threads), outs(threads);
   std::vector<kiln::map_params> prms(threads);

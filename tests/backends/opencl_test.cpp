@@ -1,4 +1,4 @@
-// OpenCL-specific behaviour: device listing, the chunked staging ring, run_stats, device indices and resident buffers.
+// OpenCL-specific behaviour: device listing, the chunked staging lanes, run_stats, device indices and resident buffers.
 #include <gtest/gtest.h>
 
 #include <cstdint>
@@ -147,19 +147,21 @@ TEST_F(OpenCL, InPlaceAcrossManyChunks) {
   EXPECT_EQ(data, want);
 }
 
-// The staging ring is cached per device: it is allocated by the first call that needs it, grown
-// when a later call wants larger chunks, and reused otherwise. The chunk counts show the chunk each
-// call really used, so a ring that failed to grow would show up as more chunks than asked for.
-TEST_F(OpenCL, StagingRingGrowsAndIsReused) {
+// The staging lanes are cached per device: allocated by the first call that needs them, grown
+// when a later call wants larger chunks, and reused otherwise; chunks are at most 2^17 elements.
+// The chunk counts show the chunk each call really used, so staging that failed to grow would show
+// up as more chunks than asked for.
+TEST_F(OpenCL, StagingLanesGrowAndAreReused) {
   const auto in = random_inputs(600000, 17);
   const kiln::map_params prm{6700417, 22, 10};
   const auto want = reference(in, prm);
   struct step {
     std::size_t chunk, chunks;
   };
-  // Small chunks first, then larger than any slot so far (twice), then small again (the grown
-  // ring serves them), then the default, then a chunk that is the whole input.
-  const step steps[] = {{1000, 600}, {150000, 4}, {250000, 3}, {1000, 600}, {0, 1}, {600000, 1}, {250000, 3}};
+  // Small chunks first (64 Ki-element slots), then larger than any slot so far, then a little
+  // larger again (the same slots), then small again (the grown slots serve them), then the
+  // default, then chunks beyond the cap (both 2^17).
+  const step steps[] = {{1000, 600}, {100000, 6}, {120000, 5}, {1000, 600}, {0, 5}, {600000, 5}, {250000, 5}};
   for (const auto& st : steps) {
     std::vector<i64> out(in.size(), -1);
     auto r = kiln::logistic_map(in, out, prm, opencl(st.chunk));
@@ -172,13 +174,13 @@ TEST_F(OpenCL, StagingRingGrowsAndIsReused) {
   }
 }
 
-// Fewer chunks than the ring has slots, exactly as many, and a few more: every count drains its
-// slots in order, out of place and in place.
-TEST_F(OpenCL, ChunkCountsAroundTheRingSize) {
+// From one chunk to several per lane (up to 16 lanes of 3 slots): every count drains its slots in
+// order, out of place and in place.
+TEST_F(OpenCL, ChunkCountsAroundTheLaneSizes) {
   const kiln::map_params prm{(i64{1} << 32) - 5, -22, 7};
-  for (std::size_t chunks = 1; chunks <= 9; ++chunks) {
+  for (std::size_t chunks : {1, 2, 3, 4, 5, 7, 9, 16, 17, 47, 48, 49, 97}) {
     const std::size_t chunk = 1000 + chunks;
-    const auto in = random_inputs(chunk * (chunks - 1) + 17 * chunks, 40 + chunks);  // the last chunk is short
+    const auto in = random_inputs(chunk * (chunks - 1) + 17 + chunks, 40 + chunks);  // the last chunk is short
     const auto want = reference(in, prm);
     std::vector<i64> out(in.size(), -1);
     auto r = kiln::logistic_map(in, out, prm, opencl(chunk));
@@ -191,9 +193,9 @@ TEST_F(OpenCL, ChunkCountsAroundTheRingSize) {
   }
 }
 
-// Uploads and downloads of resident buffers larger than the default chunk go through the ring in
-// several chunks, also after the ring has grown in between.
-TEST_F(OpenCL, LargeResidentBufferThroughTheRing) {
+// Uploads and downloads of resident buffers larger than the default chunk go through the lanes in
+// several chunks, also after the staging has grown in between.
+TEST_F(OpenCL, LargeResidentBufferThroughTheLanes) {
   const auto in = random_inputs((std::size_t{1} << 20) * 2 + 12345, 23);
   auto buf = kiln::device_buffer::upload(in, opencl());
   ASSERT_TRUE(buf.ok()) << buf.err().message;
@@ -201,7 +203,7 @@ TEST_F(OpenCL, LargeResidentBufferThroughTheRing) {
   ASSERT_TRUE(buf->download(out).ok());
   EXPECT_EQ(out, in);
 
-  // A run with other data and a larger chunk reallocates the ring; the resident data stays.
+  // A run with other data in between uses the same staging; the resident data stays.
   const auto other = random_inputs(300000, 29);
   std::vector<i64> other_out(other.size());
   const kiln::map_params prm{1000003, 5, 3};

@@ -3,11 +3,14 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "backends/cuda/cuda_resources.cuh"
@@ -20,15 +23,23 @@ namespace {
 
 using i64 = std::int64_t;
 
-// Pipeline depth: with 4 slots up to 3 chunks are queued on the GPU (one uploading, one computing,
-// one downloading) while the host fills and drains the fourth.
-constexpr std::size_t ring_slots = 4;
-// 8 MiB per buffer: large enough that per-chunk API and event costs vanish next to PCIe time,
-// small enough that the first and last chunks (which cannot overlap) are short.
-constexpr std::size_t default_chunk = std::size_t{1} << 20;
-// 64 MiB per buffer caps the pinned staging a device keeps cached at 512 MiB (4 slots, in + out),
+// Two pipeline shapes (see device_state::transfer). Direct jobs, where DMA reaches the caller's
+// memory (pinned host blocks, resident buffers), need no host work: one lane of 4 slots of 8 MiB
+// keeps both copy engines and the SMs busy, and per-chunk API costs vanish next to PCIe time.
+constexpr std::size_t direct_slots = 4;
+constexpr std::size_t direct_chunk = std::size_t{1} << 20;
+// 64 MiB per buffer caps the pinned staging of the direct lane at 512 MiB (4 slots, in + out),
 // whatever chunk_elements a caller asks for (the option is an upper bound, so this is allowed).
 constexpr std::size_t max_chunk = std::size_t{1} << 23;
+// Staged jobs (pageable caller memory) are bound by the host copies into and out of pinned
+// staging. One thread per lane, up to 16 lanes, each with 3 slots of 1 MiB: every core copies at
+// once with no hand-over per chunk, and the staging (96 MiB at most) mostly stays in the
+// last-level cache between the host copy and the DMA. Measured on the H100 host with
+// kiln_transfer_limits (docs/BENCHMARKS.md): 8.1 ms for 2^25 elements against 10.9-22.7 ms for
+// one thread driving 4 slots of 8 MiB with the copies split over the pool.
+constexpr std::size_t staged_max_lanes = 16;
+constexpr std::size_t staged_slots = 3;
+constexpr std::size_t staged_chunk = std::size_t{1} << 17;
 // Slot buffers grow in steps of 64 Ki elements so that slightly different sizes reuse them.
 constexpr std::size_t capacity_step = std::size_t{1} << 16;
 
@@ -48,38 +59,41 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// One stage of the ring: staging on both sides of the bus, its own stream, and four events that
-// bracket the phases of the chunk it carries (before H2D, after H2D, after the kernel, after D2H).
+// One stage of a lane: pointers into its group's staging blocks (both sides of the bus) and four
+// events that bracket the phases of the chunk it carries (before H2D, after H2D, after the kernel,
+// after D2H).
 struct slot {
-  pinned_memory in_host;
-  pinned_memory out_host;
-  device_memory in_dev;
-  device_memory out_dev;
-  stream_handle stream;
+  i64* in_host = nullptr;
+  i64* out_host = nullptr;
+  i64* in_dev = nullptr;
+  i64* out_dev = nullptr;
   std::array<event_handle, 4> events;
   bool busy = false;  // a chunk was enqueued and not yet finished (drained, timed)
   std::size_t begin = 0;
   std::size_t count = 0;
-
-  i64* in_host_ptr() const { return static_cast<i64*>(in_host.get()); }
-  i64* out_host_ptr() const { return static_cast<i64*>(out_host.get()); }
-  i64* in_dev_ptr() const { return static_cast<i64*>(in_dev.get()); }
-  i64* out_dev_ptr() const { return static_cast<i64*>(out_dev.get()); }
 };
 
-// What one pass through the ring does to n elements. A run maps host_in to host_out through the
-// slots' device buffers; an upload (host_in and resident) and a download (host_out and resident)
-// move data between the host and a resident device buffer through the same pinned staging.
+// A stream and its slots, fed by one host thread at a time.
+struct lane {
+  stream_handle stream;
+  std::vector<slot> slots;
+};
+
+// What one pass through the pipeline does to n elements. A run maps host_in to host_out through
+// the slots' device buffers; an upload (host_in and resident) and a download (host_out and
+// resident) move data between the host and a resident device buffer.
 struct transfer_job {
   const i64* host_in = nullptr;        // copied to the device chunk by chunk, if set
   i64* host_out = nullptr;             // copied back chunk by chunk, if set (may equal host_in)
   i64* resident = nullptr;             // device memory the chunks go to / come from, instead of the slots'
   const kernel_params* kp = nullptr;   // the map, applied slot in -> slot out, if set
   std::size_t n = 0;
-  std::size_t chunk_elements = 0;      // the caller's upper bound; 0 = default_chunk
+  std::size_t chunk_elements = 0;      // the caller's upper bound; 0 = the shape's own chunk
   // The caller's memory is page-locked: DMA reaches it directly, no staging copy on that side.
   bool in_pinned = false;
   bool out_pinned = false;
+
+  bool staged() const { return (host_in && !in_pinned) || (host_out && !out_pinned); }
 };
 
 // Whether [p, p + bytes) is page-locked host memory (checked at both ends: Kiln's pinned blocks
@@ -97,11 +111,105 @@ bool is_pinned(const void* p, std::size_t bytes) {
   return check(p) && check(static_cast<const char*>(p) + bytes - 1);
 }
 
-// Everything Kiln keeps per CUDA device. The ring is allocated on first use, reused by every later
-// call (pinned allocation costs milliseconds) and grown when a call wants larger chunks.
+// Lanes of one shape with their staging: one pinned and one device allocation, carved into slots
+// (two allocations instead of four per slot keep the first call's set-up short). Allocated on
+// first use, reused by every later call, and regrown when a call wants larger chunks.
+class lane_group {
+ public:
+  lane_group(std::size_t lanes, std::size_t slots, std::size_t default_chunk, std::size_t chunk_limit)
+      : lanes_(lanes), slots_(slots), default_chunk_(default_chunk), chunk_limit_(chunk_limit) {}
+
+  std::size_t lane_count() const { return lanes_; }
+  lane& at(std::size_t i) { return lanes_v_[i]; }
+
+  // Makes sure every slot holds at least the job's chunk; returns the chunk to use, smaller when
+  // free device memory does not allow the requested one. The caller has made the device current.
+  result<std::size_t> ensure(std::size_t chunk_request, int device) {
+    std::size_t chunk = chunk_request ? std::min(chunk_request, chunk_limit_) : default_chunk_;
+    if (!lanes_v_.empty() && (chunk <= capacity_ || chunk <= clamped_request_)) return std::min(chunk, capacity_);
+    // The group is idle here (every call drains it), so it can be freed before the larger one is
+    // allocated; that also returns its device memory to the free count below.
+    lanes_v_.clear();
+    host_block_.reset();
+    dev_block_.reset();
+    capacity_ = 0;
+    clamped_request_ = 0;
+    std::size_t free_bytes = 0, total_bytes = 0;
+    KILN_TRY(cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo"));
+    // Take at most half of what is free (in + out per slot), leaving room for resident buffers
+    // and other users of the device.
+    const std::size_t buffers = lanes_ * slots_ * 2;
+    const std::size_t fits = free_bytes / 2 / (buffers * sizeof(i64)) / 8 * 8;  // 64-byte aligned carving
+    if (fits == 0)
+      return make_error(errc::out_of_memory, "CUDA device " + std::to_string(device) + " has only " +
+                                                 std::to_string(free_bytes) + " bytes free, too few for staging");
+    std::size_t capacity = std::min((chunk + capacity_step - 1) / capacity_step * capacity_step, chunk_limit_);
+    if (capacity > fits) {
+      clamped_request_ = chunk;  // don't reallocate on every call while memory stays short
+      capacity = fits;
+    }
+    const std::size_t bytes = buffers * capacity * sizeof(i64);
+    auto host = allocate_pinned(bytes);
+    if (!host) return host.err();
+    auto dev = allocate_device(bytes, "cudaMalloc (staging)");
+    if (!dev) return dev.err();
+    std::vector<lane> lanes(lanes_);
+    i64* h = static_cast<i64*>(host->get());
+    i64* d = static_cast<i64*>(dev->get());
+    for (auto& l : lanes) {
+      auto stream = create_stream();
+      if (!stream) return stream.err();
+      l.stream = std::move(stream).value();
+      l.slots.resize(slots_);
+      for (auto& s : l.slots) {
+        s.in_host = std::exchange(h, h + capacity);
+        s.out_host = std::exchange(h, h + capacity);
+        s.in_dev = std::exchange(d, d + capacity);
+        s.out_dev = std::exchange(d, d + capacity);
+        for (auto& ev : s.events) {
+          auto e = create_event();
+          if (!e) return e.err();
+          ev = std::move(e).value();
+        }
+      }
+    }
+    lanes_v_ = std::move(lanes);
+    host_block_ = std::move(host).value();
+    dev_block_ = std::move(dev).value();
+    capacity_ = capacity;
+    return std::min(chunk, capacity_);
+  }
+
+  void clear() {
+    lanes_v_.clear();
+    host_block_.reset();
+    dev_block_.reset();
+    capacity_ = 0;
+  }
+
+ private:
+  std::size_t lanes_, slots_, default_chunk_, chunk_limit_;
+  std::vector<lane> lanes_v_;
+  pinned_memory host_block_;
+  device_memory dev_block_;
+  std::size_t capacity_ = 0;         // elements per slot buffer
+  std::size_t clamped_request_ = 0;  // the chunk that free memory cut down to capacity_, if any
+};
+
+// Phase times of the chunks one lane carried, summed.
+struct lane_times {
+  double h2d = 0, kernel = 0, d2h = 0;
+};
+
+// Everything Kiln keeps per CUDA device: the two lane groups (see the shapes at the top).
 class device_state {
  public:
-  device_state(int index, int sm_count) : index_(index), sm_count_(sm_count) {}
+  device_state(int index, int sm_count)
+      : index_(index),
+        sm_count_(sm_count),
+        direct_(1, direct_slots, direct_chunk, max_chunk),
+        staged_(std::clamp<std::size_t>(worker_count(), 1, staged_max_lanes), staged_slots, staged_chunk,
+                staged_chunk) {}
   device_state(const device_state&) = delete;
   device_state& operator=(const device_state&) = delete;
 
@@ -109,84 +217,107 @@ class device_state {
     // Streams, events and device memory belong to this device's context.
     device_scope scope;
     (void)scope.enter(index_);
-    ring_.clear();
+    direct_.clear();
+    staged_.clear();
   }
 
   int index() const { return index_; }
   int sm_count() const { return sm_count_; }
 
-  // Streams one job through the ring. The caller has made this device current.
+  // Streams one job through the lanes of its shape. The caller has made this device current.
   result<run_stats> transfer(const transfer_job& job) {
-    std::lock_guard<std::mutex> lock(m_);  // one job per device at a time: the ring is shared
+    std::lock_guard<std::mutex> lock(m_);  // one job per device at a time: the lanes are shared
     const auto t0 = std::chrono::steady_clock::now();
     run_stats st;
     if (job.n == 0) return st;
-    auto r = transfer_locked(job, st);
-    if (!r.ok()) {
-      // Nothing may still be in flight when the slots are reused or the error is returned.
-      quiesce();
-      return r.err();
+    lane_group& group = job.staged() ? staged_ : direct_;
+    auto got = group.ensure(job.chunk_elements, index_);
+    if (!got) return got.err();
+    const std::size_t chunk = std::min(*got, job.n);
+    const std::size_t chunks = (job.n + chunk - 1) / chunk;
+    const std::size_t lanes = std::min(group.lane_count(), chunks);
+    std::vector<lane_times> times(lanes);
+    std::vector<std::optional<error>> errors(lanes);
+    std::atomic<bool> failed{false};
+    // Lanes never wait for each other, so they finish however few pool threads are free.
+    parallel_for(lanes, 1, [&](std::size_t b, std::size_t e) {
+      for (std::size_t l = b; l < e; ++l)
+        if (status r = run_lane(group.at(l), l, lanes, chunk, chunks, job, times[l], failed); !r.ok()) errors[l] = r.err();
+    });
+    for (const auto& e : errors)
+      if (e) return *e;
+    for (const auto& t : times) {
+      st.host_to_device_s += t.h2d;
+      st.kernel_s += t.kernel;
+      st.device_to_host_s += t.d2h;
     }
+    st.chunks = chunks;
     st.total_s = seconds_since(t0);
     return st;
   }
 
  private:
-  status transfer_locked(const transfer_job& job, run_stats& st) {
-    std::size_t chunk = job.chunk_elements ? std::min(job.chunk_elements, max_chunk) : default_chunk;
-    chunk = std::min(chunk, job.n);
-    auto got = ensure_ring(chunk);
-    if (!got) return got.err();
-    chunk = *got;
-    const std::size_t chunks = (job.n + chunk - 1) / chunk;
-    st.chunks = chunks;
+  // Carries chunks first, first + stride, ... through one lane, on a pool thread.
+  status run_lane(lane& ln, std::size_t first, std::size_t stride, std::size_t chunk, std::size_t chunks,
+                  const transfer_job& job, lane_times& t, std::atomic<bool>& failed) {
+    device_scope scope;
+    KILN_TRY(scope.enter(index_));
+    status st = feed_lane(ln, first, stride, chunk, chunks, job, t, failed);
+    if (!st.ok()) {
+      failed.store(true, std::memory_order_relaxed);
+      // Nothing may still be in flight when the slots are reused or the error is returned
+      // (errors ignored here: the first one is being reported).
+      (void)cudaStreamSynchronize(ln.stream.get());
+      (void)cudaGetLastError();
+    }
+    for (auto& s : ln.slots) s.busy = false;
+    return st;
+  }
 
-    for (std::size_t i = 0; i < chunks; ++i) {
-      slot& s = ring_[i % ring_slots];
-      const std::size_t begin = i * chunk;
+  status feed_lane(lane& ln, std::size_t first, std::size_t stride, std::size_t chunk, std::size_t chunks,
+                   const transfer_job& job, lane_times& t, std::atomic<bool>& failed) {
+    std::size_t k = 0;
+    for (std::size_t c = first; c < chunks; c += stride, k = (k + 1) % ln.slots.size()) {
+      if (failed.load(std::memory_order_relaxed)) return {};  // another lane's error is reported
+      slot& s = ln.slots[k];
+      if (s.busy) KILN_TRY(finish(s, job, t));
+      const std::size_t begin = c * chunk;
       const std::size_t count = std::min(chunk, job.n - begin);
-      if (job.host_in && !job.in_pinned) {
-        // The slot's input staging is free once the H2D of its previous chunk is done; its
-        // kernel and D2H may still run while we fill.
-        if (s.busy) KILN_TRY(cuda_check(cudaEventSynchronize(s.events[1].get()), "cudaEventSynchronize"));
-        parallel_copy(s.in_host_ptr(), job.host_in + begin, count);
-      }
-      // The previous chunk's output staging must be drained before the new D2H is enqueued.
-      if (s.busy) KILN_TRY(finish(s, job, st));
-      KILN_TRY(submit(s, job, begin, count));
+      // A plain copy: the staging is read by the DMA engine moments later, from the cache if it
+      // is still there (non-temporal stores would push it out to memory first).
+      if (job.host_in && !job.in_pinned) std::memcpy(s.in_host, job.host_in + begin, count * sizeof(i64));
+      KILN_TRY(submit(ln.stream.get(), s, job, begin, count));
     }
     // Drain the chunks still in flight, oldest first.
-    for (std::size_t i = chunks > ring_slots ? chunks - ring_slots : 0; i < chunks; ++i) {
-      slot& s = ring_[i % ring_slots];
-      if (s.busy) KILN_TRY(finish(s, job, st));
+    for (std::size_t j = 0; j < ln.slots.size(); ++j) {
+      slot& s = ln.slots[(k + j) % ln.slots.size()];
+      if (s.busy) KILN_TRY(finish(s, job, t));
     }
     return {};
   }
 
-  // Enqueues one chunk on the slot's stream. Stream order makes device-buffer reuse safe: the H2D
-  // into in_dev follows the previous chunk's kernel, and the kernel writing out_dev follows the
-  // previous D2H; pinned reuse is the host's job (see transfer_locked).
-  status submit(slot& s, const transfer_job& job, std::size_t begin, std::size_t count) {
-    cudaStream_t stream = s.stream.get();
+  // Enqueues one chunk on the lane's stream. Stream order makes device-buffer reuse safe; host
+  // staging is reused only after finish() has seen the slot's last event.
+  status submit(cudaStream_t stream, slot& s, const transfer_job& job, std::size_t begin, std::size_t count) {
     const std::size_t bytes = count * sizeof(i64);
     s.busy = true;  // from here on something may be in flight
     s.begin = begin;
     s.count = count;
     KILN_TRY(cuda_check(cudaEventRecord(s.events[0].get(), stream), "cudaEventRecord"));
     if (job.host_in) {
-      i64* dst = job.resident ? job.resident + begin : s.in_dev_ptr();
-      const i64* src = job.in_pinned ? job.host_in + begin : s.in_host_ptr();
+      i64* dst = job.resident ? job.resident + begin : s.in_dev;
+      const i64* src = job.in_pinned ? job.host_in + begin : s.in_host;
       KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream),
                           "cudaMemcpyAsync (host to device)"));
     }
     KILN_TRY(cuda_check(cudaEventRecord(s.events[1].get(), stream), "cudaEventRecord"));
     if (job.kp)
-      KILN_TRY(cuda_check(launch_logistic(s.in_dev_ptr(), s.out_dev_ptr(), count, *job.kp, sm_count_, stream),
+      KILN_TRY(cuda_check(launch_logistic(s.in_dev, s.out_dev, count, *job.kp, sm_count_, stream),
                           "logistic_kernel launch"));
     KILN_TRY(cuda_check(cudaEventRecord(s.events[2].get(), stream), "cudaEventRecord"));
     if (job.host_out) {
-      const i64* src = job.resident ? job.resident + begin : s.out_dev_ptr();
-      i64* dst = job.out_pinned ? job.host_out + begin : s.out_host_ptr();
+      const i64* src = job.resident ? job.resident + begin : s.out_dev;
+      i64* dst = job.out_pinned ? job.host_out + begin : s.out_host;
       KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream),
                           "cudaMemcpyAsync (device to host)"));
     }
@@ -196,8 +327,8 @@ class device_state {
 
   // Waits for the slot's chunk, adds its phase times and copies its output to the caller. The
   // sums are per chunk: phases of different chunks overlap, so together they can exceed total_s,
-  // and each interval also holds any time the chunk queued behind another slot's copy or kernel.
-  status finish(slot& s, const transfer_job& job, run_stats& st) {
+  // and each interval also holds any time the chunk queued behind another stream's work.
+  status finish(slot& s, const transfer_job& job, lane_times& t) {
     KILN_TRY(cuda_check(cudaEventSynchronize(s.events[3].get()), "cudaEventSynchronize"));
     auto h2d = elapsed_seconds(s.events[0], s.events[1]);
     auto kernel = elapsed_seconds(s.events[1], s.events[2]);
@@ -205,86 +336,24 @@ class device_state {
     if (!h2d) return h2d.err();
     if (!kernel) return kernel.err();
     if (!d2h) return d2h.err();
-    st.host_to_device_s += *h2d;
-    st.kernel_s += *kernel;
-    st.device_to_host_s += *d2h;
-    if (job.host_out && !job.out_pinned) parallel_copy(job.host_out + s.begin, s.out_host_ptr(), s.count);
+    t.h2d += *h2d;
+    t.kernel += *kernel;
+    t.d2h += *d2h;
+    // Non-temporal stores: the caller's array is far larger than the caches.
+    if (job.host_out && !job.out_pinned) copy_streaming(job.host_out + s.begin, s.out_host, s.count);
     s.busy = false;
     return {};
-  }
-
-  // After a failure: wait out every stream (errors ignored: the first one is being reported) so
-  // no copy still reads or writes staging that the next call will reuse.
-  void quiesce() {
-    for (auto& s : ring_) {
-      if (s.stream) (void)cudaStreamSynchronize(s.stream.get());
-      s.busy = false;
-    }
-    (void)cudaGetLastError();
-  }
-
-  // Makes sure every slot holds at least `chunk` elements; returns the chunk to use, which is
-  // smaller when free device memory does not allow the requested one.
-  result<std::size_t> ensure_ring(std::size_t chunk) {
-    if (!ring_.empty() && (chunk <= capacity_ || chunk <= clamped_request_)) return std::min(chunk, capacity_);
-    // The ring is idle here (every call drains it), so it can be freed before the larger one is
-    // allocated; that also returns its device memory to the free count below.
-    ring_.clear();
-    capacity_ = 0;
-    clamped_request_ = 0;
-    std::size_t free_bytes = 0, total_bytes = 0;
-    KILN_TRY(cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo"));
-    // Take at most half of what is free (in + out per slot), leaving room for resident buffers
-    // and other users of the device.
-    const std::size_t per_element = ring_slots * 2 * sizeof(i64);
-    const std::size_t fits = free_bytes / 2 / per_element;
-    if (fits == 0)
-      return make_error(errc::out_of_memory, "CUDA device " + std::to_string(index_) + " has only " +
-                                                 std::to_string(free_bytes) + " bytes free, too few for staging");
-    std::size_t capacity = std::min((chunk + capacity_step - 1) / capacity_step * capacity_step, max_chunk);
-    if (capacity > fits) {
-      clamped_request_ = chunk;  // don't reallocate on every call while memory stays short
-      capacity = std::min(chunk, fits);
-    }
-    std::vector<slot> ring(ring_slots);
-    for (auto& s : ring) {
-      const std::size_t bytes = capacity * sizeof(i64);
-      auto in_host = allocate_pinned(bytes);
-      if (!in_host) return in_host.err();
-      auto out_host = allocate_pinned(bytes);
-      if (!out_host) return out_host.err();
-      auto in_dev = allocate_device(bytes);
-      if (!in_dev) return in_dev.err();
-      auto out_dev = allocate_device(bytes);
-      if (!out_dev) return out_dev.err();
-      auto stream = create_stream();
-      if (!stream) return stream.err();
-      s.in_host = std::move(in_host).value();
-      s.out_host = std::move(out_host).value();
-      s.in_dev = std::move(in_dev).value();
-      s.out_dev = std::move(out_dev).value();
-      s.stream = std::move(stream).value();
-      for (auto& ev : s.events) {
-        auto e = create_event();
-        if (!e) return e.err();
-        ev = std::move(e).value();
-      }
-    }
-    ring_ = std::move(ring);
-    capacity_ = capacity;
-    return std::min(chunk, capacity_);
   }
 
   int index_;
   int sm_count_;
   std::mutex m_;
-  std::vector<slot> ring_;
-  std::size_t capacity_ = 0;         // elements per slot buffer
-  std::size_t clamped_request_ = 0;  // the chunk that free memory cut down to capacity_, if any
+  lane_group direct_;
+  lane_group staged_;
 };
 
 // A buffer in device memory: runs in place on its own stream, timed by events around the kernel
-// alone (the benchmark's kernel-only number); uploads and downloads go through the device's ring.
+// alone (the benchmark's kernel-only number); uploads and downloads go through the device's lanes.
 class cuda_buffer final : public resident_buffer {
  public:
   cuda_buffer(device_state& dev, std::size_t n) : dev_(dev), n_(n) {}

@@ -11,6 +11,9 @@
 #include "core/modmath.h"
 
 namespace kiln::detail {
+// Internal linkage: every .cu file that includes this (the backend, the limits tool) gets its own
+// copy of the kernels instead of clashing definitions at link time.
+namespace {
 
 // What the kernel reads per element: the precomputed doubles of kernel_params, passed by value
 // so every thread finds them in the constant parameter bank.
@@ -71,4 +74,5 @@ inline cudaError_t launch_logistic(const std::int64_t* in, std::int64_t* out, st
   return cudaGetLastError();
 }
 
+}  // namespace
 }  // namespace kiln::detail

@@ -1,4 +1,4 @@
-// The `opencl` backend: every device of every OpenCL platform, runs streamed through a cached ring of pinned staging.
+// The `opencl` backend: every device of every OpenCL platform, runs streamed through cached lanes of pinned staging.
 
 // opencl.hpp only asks whether CL_HPP_ENABLE_EXCEPTIONS is defined (even as 0 it switches
 // exceptions on); this file checks every returned cl_int instead, so it must stay undefined.
@@ -7,12 +7,14 @@
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <chrono>
 #include <cstring>
 #include <initializer_list>
 #include <memory>
 #include <mutex>
 #include <new>
+#include <optional>
 #include <sstream>
 #include <string>
 #include <utility>
@@ -42,20 +44,21 @@ constexpr const char* kernel_name = "kiln_logistic_map";
 // groups gain nothing. Capped by what the device and the built kernel allow.
 constexpr std::size_t preferred_local_size = 256;
 
-// Pipeline depth: with 4 slots up to 3 chunks are queued on the device (one uploading, one
-// computing, one downloading) while the host fills and drains the fourth.
-constexpr std::size_t ring_slots = 4;
-// 8 MiB per buffer: large enough that per-chunk API and event costs vanish next to bus time, small
-// enough that the first and last chunks (which cannot overlap anything) are short.
-constexpr std::size_t default_chunk = std::size_t{1} << 20;
-// 64 MiB per buffer caps the pinned staging a device keeps cached at 512 MiB (4 slots, in + out),
-// whatever chunk_elements a caller asks for (the option is an upper bound, so this is allowed).
-constexpr std::size_t max_chunk = std::size_t{1} << 23;
+// The pipeline's shape (see transfer): up to 16 lanes, each an in-order queue fed by its own host
+// thread with 3 slots of 1 MiB in flight. OpenCL has no portable way to tell pinned caller memory
+// from pageable, so every chunk is copied through mapped staging; with one thread per lane every
+// core copies at once with no hand-over per chunk, and the staging mostly stays in the
+// last-level cache between the host copy and the DMA (the shape the CUDA backend measured best
+// for pageable memory, docs/BENCHMARKS.md).
+constexpr std::size_t max_lanes = 16;
+constexpr std::size_t lane_slots = 3;
+// Also the largest chunk: chunk_elements is an upper bound, so capping it is allowed.
+constexpr std::size_t default_chunk = std::size_t{1} << 17;
 // Slot buffers grow in steps of 64 Ki elements so that slightly different sizes reuse them.
 constexpr std::size_t capacity_step = std::size_t{1} << 16;
-// The ring's device buffers (in + out per slot) take at most this share of global memory,
+// The lanes' device buffers (in + out per slot) take at most this share of global memory,
 // leaving the rest to resident data and other users of the device.
-constexpr std::size_t ring_memory_divisor = 4;
+constexpr std::size_t staging_memory_divisor = 4;
 
 constexpr std::size_t element_bytes = sizeof(std::int64_t);
 
@@ -228,12 +231,11 @@ class mapped_staging {
   std::int64_t* data_ = nullptr;
 };
 
-// One stage of the ring: pinned staging on the host side, buffers on the device side, its own
-// in-order queue, and the events of the chunk it carries. Queue order makes device-buffer reuse
-// safe (a chunk's upload follows the previous chunk's kernel, its kernel the previous download);
-// staging reuse is the host's job (see transfer_locked).
+// One stage of a lane: pinned staging on the host side, buffers on the device side, and the
+// events of the chunk it carries. The lane's queue order makes device-buffer reuse safe (a chunk's
+// upload follows the previous chunk's kernel, its kernel the previous download); staging is reused
+// only after finish() has waited for the slot's last command.
 struct slot {
-  cl::CommandQueue queue;  // in-order, profiled; lives as long as the device state
   mapped_staging in_host;
   mapped_staging out_host;
   cl::Buffer in_dev;
@@ -244,7 +246,7 @@ struct slot {
   std::size_t begin = 0;
   std::size_t count = 0;
 
-  // Frees the buffers (staging unmaps itself first); the queue stays for the next ones.
+  // Frees the buffers (staging unmaps itself first).
   void release_buffers() {
     in_host.reset();
     out_host.reset();
@@ -255,25 +257,33 @@ struct slot {
   }
 };
 
-// Everything one device needs. Context, queue and kernel are created once at probe time; the ring
+// An in-order, profiled queue with its own kernel object (kernel arguments are per object, and
+// lanes set theirs concurrently) and its slots, fed by one host thread at a time.
+struct lane {
+  cl::CommandQueue queue;
+  cl::Kernel kernel;
+  std::array<slot, lane_slots> slots;
+};
+
+// Everything one device needs. Context, queue and kernel are created once at probe time; the lanes
 // on first use, then reused by every later call (pinned allocation costs milliseconds) and grown
-// when a call wants larger chunks. `m` serialises all use: the kernel's arguments and the ring are
-// shared state, and runs on one device gain nothing from interleaving.
+// when a call wants larger chunks. `m` serialises all use: the kernels' arguments and the lanes
+// are shared state, and runs on one device gain nothing from interleaving.
 struct device_state {
   cl::Device device;
   cl::Context context;
   cl::CommandQueue queue;  // in-order, profiled: resident buffers' kernels
   cl::Program program;
-  cl::Kernel kernel;
+  cl::Kernel kernel;       // resident buffers' kernel; each lane has its own
   std::size_t local_size = 1;          // work-group size for every launch
   std::size_t max_alloc_elements = 1;  // CL_DEVICE_MAX_MEM_ALLOC_SIZE in elements
-  std::size_t chunk_limit = 1;         // the largest chunk a ring slot may hold (allocation and memory bounds)
+  std::size_t chunk_limit = 1;         // the largest chunk a slot may hold (allocation and memory bounds)
   std::mutex m;
-  // The ring (see transfer_locked); each slot's staging holds a reference to the queue that
-  // unmaps it, so destruction order does not matter.
-  std::array<slot, ring_slots> ring;
-  std::size_t ring_capacity = 0;     // elements per slot buffer; 0 = not allocated
-  std::size_t ring_clamped = 0;      // the chunk that an allocation failure cut down to ring_capacity, if any
+  // The lanes (see transfer); each slot's staging holds a reference to the queue that unmaps it,
+  // so destruction order does not matter.
+  std::vector<lane> lanes;
+  std::size_t lane_capacity = 0;     // elements per slot buffer; 0 = not allocated
+  std::size_t lane_clamped = 0;      // the chunk that an allocation failure cut down to lane_capacity, if any
 };
 
 // Waits for the resident queue of a device on every way out of a run, so that nothing a call
@@ -302,15 +312,15 @@ status set_param_args(cl::Kernel& k, const kernel_params& kp) {
   return {};
 }
 
-// Maps the first `len` elements of `in` into `out` (the same buffer for in-place runs).
-status enqueue_map(device_state& ds, const cl::CommandQueue& q, const cl::Buffer& in, const cl::Buffer& out,
-                   std::size_t len, cl::Event* done) {
-  const cl_int errs[] = {ds.kernel.setArg(0, in), ds.kernel.setArg(1, out),
-                         ds.kernel.setArg(2, static_cast<cl_ulong>(len))};
+// Maps the first `len` elements of `in` into `out` (the same buffer for in-place runs) with kernel
+// object `k`, whose fixed arguments are set.
+status enqueue_map(const device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, const cl::Buffer& in,
+                   const cl::Buffer& out, std::size_t len, cl::Event* done) {
+  const cl_int errs[] = {k.setArg(0, in), k.setArg(1, out), k.setArg(2, static_cast<cl_ulong>(len))};
   for (cl_int e : errs)
     if (e != CL_SUCCESS) return cl_error("clSetKernelArg", e);
   const std::size_t global = (len + ds.local_size - 1) / ds.local_size * ds.local_size;
-  const cl_int e = q.enqueueNDRangeKernel(ds.kernel, cl::NullRange, cl::NDRange(global), cl::NDRange(ds.local_size),
+  const cl_int e = q.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(global), cl::NDRange(ds.local_size),
                                           nullptr, done);
   if (e != CL_SUCCESS) return cl_error("clEnqueueNDRangeKernel", e);
   return {};
@@ -346,7 +356,7 @@ auto catching_bad_alloc(F&& f) -> decltype(f()) {
   }
 }
 
-// What one pass through the ring does to n elements. A run maps host_in to host_out through the
+// What one pass through the lanes does to n elements. A run maps host_in to host_out through the
 // slots' device buffers; an upload (host_in and resident) and a download (host_out and resident)
 // move data between the host and a resident buffer through the same pinned staging.
 struct transfer_job {
@@ -359,37 +369,29 @@ struct transfer_job {
   std::size_t chunk_elements = 0;               // the caller's upper bound; 0 = the default chunk
 };
 
-// After a failure, or an exception between enqueue and drain: waits out every slot's queue (errors
-// ignored: the first one is being reported) so that no command still reads or writes staging the
-// next call will reuse, and forgets the chunks in flight.
-void quiesce(device_state& ds) {
-  for (auto& s : ds.ring) {
-    if (s.queue()) (void)s.queue.finish();
-    s.busy = false;
-  }
-}
+// Where chunk c lies: chunks never straddle two resident buffers, so each segment (the whole range
+// when there are none) is cut into chunks of its own, the last one short.
+struct chunk_plan {
+  std::size_t n, segment, chunk, per_segment, total;
 
-class quiesce_guard {
- public:
-  explicit quiesce_guard(device_state& ds) : ds_(ds) {}
-  quiesce_guard(const quiesce_guard&) = delete;
-  quiesce_guard& operator=(const quiesce_guard&) = delete;
-  ~quiesce_guard() {
-    if (!done_) quiesce(ds_);
+  chunk_plan(std::size_t n_, std::size_t segment_, std::size_t chunk_)
+      : n(n_), segment(segment_), chunk(chunk_), per_segment((segment_ + chunk_ - 1) / chunk_) {
+    const std::size_t full = n / segment, rest = n % segment;
+    total = full * per_segment + (rest + chunk - 1) / chunk;
   }
-  void dismiss() { done_ = true; }
-
- private:
-  device_state& ds_;
-  bool done_ = false;
+  std::pair<std::size_t, std::size_t> at(std::size_t c) const {
+    const std::size_t seg_begin = c / per_segment * segment;
+    const std::size_t begin = seg_begin + c % per_segment * chunk;
+    return {begin, std::min({chunk, n - begin, seg_begin + segment - begin})};
+  }
 };
 
-// Allocates every slot's buffers at `capacity` elements (the queues already exist).
-status allocate_ring(device_state& ds, std::size_t capacity) {
+// Allocates one lane's slot buffers at `capacity` elements (its queue already exists).
+status allocate_lane(device_state& ds, lane& ln, std::size_t capacity) {
   const std::size_t bytes = capacity * element_bytes;
-  for (auto& s : ds.ring) {
-    KILN_TRY(s.in_host.create(ds.context, s.queue, capacity));
-    KILN_TRY(s.out_host.create(ds.context, s.queue, capacity));
+  for (auto& s : ln.slots) {
+    KILN_TRY(s.in_host.create(ds.context, ln.queue, capacity));
+    KILN_TRY(s.out_host.create(ds.context, ln.queue, capacity));
     cl_int e = CL_SUCCESS;
     s.in_dev = cl::Buffer(ds.context, CL_MEM_READ_WRITE, bytes, nullptr, &e);
     if (e != CL_SUCCESS) return cl_error("clCreateBuffer (device staging)", e);
@@ -399,38 +401,51 @@ status allocate_ring(device_state& ds, std::size_t capacity) {
   return {};
 }
 
+void release_lanes(device_state& ds) {
+  for (auto& ln : ds.lanes)
+    for (auto& s : ln.slots) s.release_buffers();
+  ds.lane_capacity = 0;
+}
+
 // Makes sure every slot holds at least `chunk` elements; returns the chunk to use, which is
 // smaller when the platform cannot allocate the requested one.
-result<std::size_t> ensure_ring(device_state& ds, std::size_t chunk) {
-  if (ds.ring_capacity && (chunk <= ds.ring_capacity || chunk <= ds.ring_clamped))
-    return std::min(chunk, ds.ring_capacity);
-  for (auto& s : ds.ring) {
-    if (s.queue()) continue;
-    cl_int e = CL_SUCCESS;
-    s.queue = cl::CommandQueue(ds.context, ds.device, CL_QUEUE_PROFILING_ENABLE, &e);
-    if (e != CL_SUCCESS) return cl_error("clCreateCommandQueue", e);
+result<std::size_t> ensure_lanes(device_state& ds, std::size_t chunk) {
+  if (ds.lane_capacity && (chunk <= ds.lane_capacity || chunk <= ds.lane_clamped))
+    return std::min(chunk, ds.lane_capacity);
+  if (ds.lanes.empty()) {
+    std::vector<lane> lanes(std::clamp<std::size_t>(worker_count(), 1, max_lanes));
+    for (auto& ln : lanes) {
+      cl_int e = CL_SUCCESS;
+      ln.queue = cl::CommandQueue(ds.context, ds.device, CL_QUEUE_PROFILING_ENABLE, &e);
+      if (e != CL_SUCCESS) return cl_error("clCreateCommandQueue", e);
+      ln.kernel = cl::Kernel(ds.program, kernel_name, &e);
+      if (e != CL_SUCCESS) return cl_error("clCreateKernel", e);
+    }
+    ds.lanes = std::move(lanes);
   }
-  // The ring is idle here (every call drains it), so the smaller one can go before the larger one
-  // is allocated, which also leaves its memory to the new one.
-  for (auto& s : ds.ring) s.release_buffers();
-  ds.ring_capacity = 0;
-  ds.ring_clamped = 0;
+  // The lanes are idle here (every call drains them), so the smaller buffers can go before the
+  // larger ones are allocated, which also leaves their memory to the new ones.
+  release_lanes(ds);
+  ds.lane_clamped = 0;
   std::size_t capacity = std::min((chunk + capacity_step - 1) / capacity_step * capacity_step, ds.chunk_limit);
   for (;;) {
-    status st = allocate_ring(ds, capacity);
+    status st = {};
+    for (auto& ln : ds.lanes)
+      if (st.ok()) st = allocate_lane(ds, ln, capacity);
     if (st.ok()) break;
-    for (auto& s : ds.ring) s.release_buffers();
+    release_lanes(ds);
     // OpenCL cannot say how much memory is free, so halve until it fits; other errors are final.
     if (st.err().code != errc::out_of_memory || capacity <= capacity_step) return st.err();
     capacity = std::max(capacity / 2, capacity_step);
-    ds.ring_clamped = chunk;  // don't reallocate on every call while memory stays short
+    ds.lane_clamped = chunk;  // don't reallocate on every call while memory stays short
   }
-  ds.ring_capacity = capacity;
+  ds.lane_capacity = capacity;
   return std::min(chunk, capacity);
 }
 
-// Enqueues one chunk on the slot's queue and submits it.
-status submit(device_state& ds, slot& s, const transfer_job& job, std::size_t begin, std::size_t count) {
+// Enqueues one chunk on the lane's queue and submits it.
+status submit(const device_state& ds, lane& ln, slot& s, const transfer_job& job, std::size_t begin,
+              std::size_t count) {
   const std::size_t bytes = count * element_bytes;
   // The chunk's place in its resident buffer, if it has one (chunks never straddle two).
   const cl::Buffer* resident = job.resident ? &(*job.resident)[begin / job.segment] : nullptr;
@@ -440,91 +455,117 @@ status submit(device_state& ds, slot& s, const transfer_job& job, std::size_t be
   s.count = count;
   s.write = s.kernel = s.read = cl::Event();
   if (job.host_in) {
-    const cl_int e = s.queue.enqueueWriteBuffer(resident ? *resident : s.in_dev, CL_FALSE, offset, bytes,
-                                                s.in_host.data(), nullptr, &s.write);
+    const cl_int e = ln.queue.enqueueWriteBuffer(resident ? *resident : s.in_dev, CL_FALSE, offset, bytes,
+                                                 s.in_host.data(), nullptr, &s.write);
     if (e != CL_SUCCESS) return cl_error("clEnqueueWriteBuffer", e);
   }
-  if (job.kp) KILN_TRY(enqueue_map(ds, s.queue, s.in_dev, s.out_dev, count, &s.kernel));
+  if (job.kp) KILN_TRY(enqueue_map(ds, ln.kernel, ln.queue, s.in_dev, s.out_dev, count, &s.kernel));
   if (job.host_out) {
-    const cl_int e = s.queue.enqueueReadBuffer(resident ? *resident : s.out_dev, CL_FALSE, offset, bytes,
-                                               s.out_host.data(), nullptr, &s.read);
+    const cl_int e = ln.queue.enqueueReadBuffer(resident ? *resident : s.out_dev, CL_FALSE, offset, bytes,
+                                                s.out_host.data(), nullptr, &s.read);
     if (e != CL_SUCCESS) return cl_error("clEnqueueReadBuffer", e);
   }
   // Submit now: some platforms hold commands back until a flush or a wait.
-  const cl_int e = s.queue.flush();
+  const cl_int e = ln.queue.flush();
   if (e != CL_SUCCESS) return cl_error("clFlush", e);
   return {};
 }
 
+// Phase times of the chunks one lane carried, summed.
+struct lane_times {
+  double h2d = 0, kernel = 0, d2h = 0;
+};
+
 // Waits for the slot's chunk, adds its phase times and copies its output to the caller. The sums
 // are per chunk: phases of different chunks overlap, so together they can exceed total_s.
-status finish(slot& s, const transfer_job& job, run_stats& st) {
+status finish(slot& s, const transfer_job& job, lane_times& t) {
   const cl::Event& last = s.read() ? s.read : s.kernel() ? s.kernel : s.write;
   KILN_TRY(wait_for(last, {{&s.write, "clEnqueueWriteBuffer"},
                            {&s.kernel, "clEnqueueNDRangeKernel"},
                            {&s.read, "clEnqueueReadBuffer"}}));
-  if (s.write()) st.host_to_device_s += event_seconds(s.write);
-  if (s.kernel()) st.kernel_s += event_seconds(s.kernel);
-  if (s.read()) st.device_to_host_s += event_seconds(s.read);
-  if (job.host_out) parallel_copy(job.host_out + s.begin, s.out_host.data(), s.count);
+  if (s.write()) t.h2d += event_seconds(s.write);
+  if (s.kernel()) t.kernel += event_seconds(s.kernel);
+  if (s.read()) t.d2h += event_seconds(s.read);
+  // Non-temporal stores: the caller's array is far larger than the caches.
+  if (job.host_out) copy_streaming(job.host_out + s.begin, s.out_host.data(), s.count);
   s.busy = false;
   return {};
 }
 
-// The pipeline: chunk i goes through slot i % ring_slots. Before a slot takes a new chunk, the
-// upload of its previous one must be done (its input staging is refilled) and the download drained
-// to the caller (its output staging is rewritten); the previous chunk's kernel and download may
-// still run while the host fills. So the host's copies of one chunk overlap the device's work on
-// the three before it, and the slots' queues let one chunk's upload overlap another's download.
-status transfer_locked(device_state& ds, const transfer_job& job, run_stats& st) {
-  std::size_t chunk = job.chunk_elements ? std::min(job.chunk_elements, max_chunk) : default_chunk;
-  chunk = std::min({chunk, ds.chunk_limit, job.n});
-  auto got = ensure_ring(ds, chunk);
-  if (!got) return got.err();
-  chunk = *got;
-  if (job.kp) KILN_TRY(set_param_args(ds.kernel, *job.kp));
-
-  // Chunks never straddle two resident buffers; without any, the whole range is one segment.
-  const std::size_t segment = job.resident ? job.segment : job.n;
-  std::size_t i = 0;  // chunks submitted
-  for (std::size_t seg_begin = 0; seg_begin < job.n; seg_begin += segment) {
-    const std::size_t seg_end = std::min(job.n, seg_begin + segment);
-    for (std::size_t begin = seg_begin; begin < seg_end; begin += chunk, ++i) {
-      slot& s = ds.ring[i % ring_slots];
-      const std::size_t count = std::min(chunk, seg_end - begin);
-      if (job.host_in) {
-        if (s.busy && s.write()) KILN_TRY(wait_for(s.write, {{&s.write, "clEnqueueWriteBuffer"}}));
-        parallel_copy(s.in_host.data(), job.host_in + begin, count);
-      }
-      if (s.busy) KILN_TRY(finish(s, job, st));
-      KILN_TRY(submit(ds, s, job, begin, count));
-    }
+// One lane's share: chunks first, first + stride, ... Before a slot takes a new chunk, its
+// previous one is waited for and drained to the caller; the other slots' chunks keep the device
+// busy meanwhile.
+status feed_lane(const device_state& ds, lane& ln, const chunk_plan& plan, std::size_t first, std::size_t stride,
+                 const transfer_job& job, lane_times& t, const std::atomic<bool>& failed) {
+  std::size_t k = 0;
+  for (std::size_t c = first; c < plan.total; c += stride, k = (k + 1) % lane_slots) {
+    if (failed.load(std::memory_order_relaxed)) return {};  // another lane's error is reported
+    slot& s = ln.slots[k];
+    if (s.busy) KILN_TRY(finish(s, job, t));
+    const auto [begin, count] = plan.at(c);
+    // A plain copy: the staging is read by the device moments later, from the cache if it is
+    // still there (non-temporal stores would push it out to memory first).
+    if (job.host_in) std::memcpy(s.in_host.data(), job.host_in + begin, count * element_bytes);
+    KILN_TRY(submit(ds, ln, s, job, begin, count));
   }
-  st.chunks = i;
   // Drain the chunks still in flight, oldest first.
-  for (std::size_t k = 0; k < ring_slots; ++k) {
-    slot& s = ds.ring[(i + k) % ring_slots];
-    if (s.busy) KILN_TRY(finish(s, job, st));
+  for (std::size_t j = 0; j < lane_slots; ++j) {
+    slot& s = ln.slots[(k + j) % lane_slots];
+    if (s.busy) KILN_TRY(finish(s, job, t));
   }
   return {};
 }
 
-// Streams one job through the device's ring, one job per device at a time.
+// Runs one lane on a pool thread; on any failure (errors and exceptions alike) waits out its queue
+// (errors ignored: the first one is being reported) so that no command still reads or writes
+// staging the next call will reuse, and tells the other lanes to stop.
+status run_lane(const device_state& ds, lane& ln, const chunk_plan& plan, std::size_t first, std::size_t stride,
+                const transfer_job& job, lane_times& t, std::atomic<bool>& failed) {
+  status st = catching_bad_alloc([&]() -> status { return feed_lane(ds, ln, plan, first, stride, job, t, failed); });
+  if (!st.ok()) {
+    failed.store(true, std::memory_order_relaxed);
+    (void)ln.queue.finish();
+  }
+  for (auto& s : ln.slots) s.busy = false;
+  return st;
+}
+
+// Streams one job through the device's lanes, one job per device at a time: the chunks are dealt
+// round-robin to the lanes, which run in parallel on the worker pool and never wait for each other.
 result<run_stats> transfer(device_state& ds, const transfer_job& job) {
   std::lock_guard<std::mutex> lock(ds.m);
   const auto t0 = clock_type::now();
   run_stats st;
   if (job.n == 0) return st;
-  // On every way out but success (errors and exceptions alike), nothing may stay in flight.
-  quiesce_guard guard(ds);
-  KILN_TRY(transfer_locked(ds, job, st));
-  guard.dismiss();
+  std::size_t chunk = job.chunk_elements ? std::min(job.chunk_elements, default_chunk) : default_chunk;
+  chunk = std::min({chunk, ds.chunk_limit, job.n});
+  auto got = ensure_lanes(ds, chunk);
+  if (!got) return got.err();
+  const chunk_plan plan(job.n, job.resident ? job.segment : job.n, *got);
+  const std::size_t lanes = std::min(ds.lanes.size(), plan.total);
+  if (job.kp)
+    for (std::size_t l = 0; l < lanes; ++l) KILN_TRY(set_param_args(ds.lanes[l].kernel, *job.kp));
+  std::vector<lane_times> times(lanes);
+  std::vector<std::optional<error>> errors(lanes);
+  std::atomic<bool> failed{false};
+  parallel_for(lanes, 1, [&](std::size_t b, std::size_t e) {
+    for (std::size_t l = b; l < e; ++l)
+      if (status r = run_lane(ds, ds.lanes[l], plan, l, lanes, job, times[l], failed); !r.ok()) errors[l] = r.err();
+  });
+  for (const auto& e : errors)
+    if (e) return *e;
+  for (const auto& t : times) {
+    st.host_to_device_s += t.h2d;
+    st.kernel_s += t.kernel;
+    st.device_to_host_s += t.d2h;
+  }
+  st.chunks = plan.total;
   st.total_s = seconds_since(t0);
   return st;
 }
 
 // Data resident on one device, split into buffers no larger than the device's allocation limit.
-// Kernels run in place on the device's resident queue; uploads and downloads go through the ring.
+// Kernels run in place on the device's resident queue; uploads and downloads go through the lanes.
 class opencl_buffer final : public resident_buffer {
  public:
   static result<std::unique_ptr<resident_buffer>> create(std::shared_ptr<device_state> ds,
@@ -546,7 +587,7 @@ class opencl_buffer final : public resident_buffer {
       drain_guard drain(*ds_);
       std::vector<cl::Event> done(segments_.size());
       for (std::size_t i = 0; i < segments_.size(); ++i)
-        KILN_TRY(enqueue_map(*ds_, ds_->queue, segments_[i], segments_[i], segment_length(i), &done[i]));
+        KILN_TRY(enqueue_map(*ds_, ds_->kernel, ds_->queue, segments_[i], segments_[i], segment_length(i), &done[i]));
       for (const auto& ev : done) {
         KILN_TRY(wait_for(ev, {{&ev, "clEnqueueNDRangeKernel"}}));
         s.kernel_s += event_seconds(ev);
@@ -557,7 +598,7 @@ class opencl_buffer final : public resident_buffer {
   }
 
   status download(std::span<std::int64_t> out) const override {
-    return catching_bad_alloc([&]() -> status { return move_through_ring(nullptr, out.data()); });
+    return catching_bad_alloc([&]() -> status { return move_through_lanes(nullptr, out.data()); });
   }
 
  private:
@@ -575,12 +616,12 @@ class opencl_buffer final : public resident_buffer {
       if (e != CL_SUCCESS) return cl_error("clCreateBuffer", e);
       segments_.push_back(std::move(b));
     }
-    // The ring waits for every chunk: the caller's span may go away as soon as upload returns.
-    return move_through_ring(data.data(), nullptr);
+    // The lanes wait for every chunk: the caller's span may go away as soon as upload returns.
+    return move_through_lanes(data.data(), nullptr);
   }
 
-  // Host -> segments (host_in set) or segments -> host (host_out set), through the device's ring.
-  status move_through_ring(const std::int64_t* host_in, std::int64_t* host_out) const {
+  // Host -> segments (host_in set) or segments -> host (host_out set), through the device's lanes.
+  status move_through_lanes(const std::int64_t* host_in, std::int64_t* host_out) const {
     transfer_job job;
     job.host_in = host_in;
     job.host_out = host_out;
@@ -645,7 +686,8 @@ result<std::shared_ptr<device_state>> set_up(const cl::Device& dev, std::size_t 
   ds->local_size = std::max<std::size_t>(local, 1);
 
   ds->max_alloc_elements = std::max<std::size_t>(max_alloc / element_bytes, 1);
-  const auto by_memory = static_cast<std::size_t>(global_mem / ring_memory_divisor / (2 * ring_slots * element_bytes));
+  const auto by_memory = static_cast<std::size_t>(global_mem / staging_memory_divisor /
+                                                  (2 * max_lanes * lane_slots * element_bytes));
   ds->chunk_limit = std::max<std::size_t>(std::min(ds->max_alloc_elements, by_memory), 1);
   return ds;
 }

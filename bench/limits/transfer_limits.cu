@@ -1,0 +1,270 @@
+// kiln_transfer_limits: measures the host and PCIe limits an end-to-end GPU run is bound by, and pipeline shapes.
+//
+// Prints one line per figure (median of several runs): host copy bandwidth by thread count and
+// store kind; pinned and pageable transfers each way and both ways at once; the cost of pinning
+// a caller's array with cudaHostRegister; and end-to-end pageable runs of the logistic map with
+// per-thread pipelines of several shapes (each checked against the cpu backend). It is a
+// measuring tool for docs/BENCHMARKS.md, not part of the library.
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <chrono>
+#include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <functional>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "backends/cuda/logistic_kernel.cuh"
+#include "core/backend.hpp"
+#include "core/thread_pool.hpp"
+#include "kiln/kiln.hpp"
+
+namespace {
+
+using i64 = std::int64_t;
+using clock_type = std::chrono::steady_clock;
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+double median_ms(int runs, const std::function<void()>& body) {
+  body();  // warm-up
+  std::vector<double> t;
+  for (int r = 0; r < runs; ++r) {
+    auto t0 = clock_type::now();
+    body();
+    t.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
+  }
+  std::sort(t.begin(), t.end());
+  return t[t.size() / 2];
+}
+
+void report(const std::string& name, double ms, double bytes) {
+  std::printf("%-58s %9.3f ms  %7.1f GB/s\n", name.c_str(), ms, bytes / ms / 1e6);
+  std::fflush(stdout);
+}
+
+// Splits [0, n) into `threads` contiguous parts and runs body(begin, end) on each in its own thread.
+void on_threads(int threads, std::size_t n, const std::function<void(std::size_t, std::size_t)>& body) {
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] { body(n * t / threads, n * (t + 1) / threads); });
+  for (auto& th : pool) th.join();
+}
+
+// One thread's pipeline: `slots` chunks of `chunk` elements in flight on its own stream.
+struct lane {
+  cudaStream_t stream{};
+  std::vector<i64*> hin, hout, din, dout;
+  std::vector<cudaEvent_t> done;
+};
+
+struct pipeline_shape {
+  int threads;
+  std::size_t chunk;
+  int slots;
+  bool stream_in;   // non-temporal stores into the input staging (else memcpy, staging stays cached)
+  bool stream_out;  // non-temporal stores into the caller's output
+};
+
+// Pageable in -> pageable out through per-thread staging. Thread t takes chunks t, t + T, ...
+void run_pipeline(const pipeline_shape& sh, std::vector<lane>& lanes, const i64* in, i64* out, std::size_t n,
+                  const kiln::detail::kernel_params& kp, int sms) {
+  const std::size_t chunks = (n + sh.chunk - 1) / sh.chunk;
+  std::vector<std::thread> pool;
+  for (int t = 0; t < sh.threads; ++t) {
+    pool.emplace_back([&, t] {
+      lane& l = lanes[t];
+      std::vector<std::size_t> begin(sh.slots), count(sh.slots);
+      std::vector<bool> busy(sh.slots, false);
+      auto drain = [&](int k) {
+        check(cudaEventSynchronize(l.done[k]), "cudaEventSynchronize");
+        if (sh.stream_out)
+          kiln::detail::copy_streaming(out + begin[k], l.hout[k], count[k]);
+        else
+          std::memcpy(out + begin[k], l.hout[k], count[k] * sizeof(i64));
+        busy[k] = false;
+      };
+      int k = 0;
+      for (std::size_t c = t; c < chunks; c += sh.threads, k = (k + 1) % sh.slots) {
+        if (busy[k]) drain(k);
+        begin[k] = c * sh.chunk;
+        count[k] = std::min(sh.chunk, n - begin[k]);
+        const std::size_t bytes = count[k] * sizeof(i64);
+        if (sh.stream_in)
+          kiln::detail::copy_streaming(l.hin[k], in + begin[k], count[k]);
+        else
+          std::memcpy(l.hin[k], in + begin[k], bytes);
+        check(cudaMemcpyAsync(l.din[k], l.hin[k], bytes, cudaMemcpyHostToDevice, l.stream), "H2D");
+        check(kiln::detail::launch_logistic(l.din[k], l.dout[k], count[k], kp, sms, l.stream), "kernel");
+        check(cudaMemcpyAsync(l.hout[k], l.dout[k], bytes, cudaMemcpyDeviceToHost, l.stream), "D2H");
+        check(cudaEventRecord(l.done[k], l.stream), "cudaEventRecord");
+        busy[k] = true;
+      }
+      for (int j = 0; j < sh.slots; ++j) {
+        const int s = (k + j) % sh.slots;
+        if (busy[s]) drain(s);
+      }
+    });
+  }
+  for (auto& th : pool) th.join();
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  const std::size_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 0) : std::size_t{1} << 25;
+  const int runs = 7;
+  const std::size_t bytes = n * sizeof(i64);
+  const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
+  std::printf("n = %zu (%zu MiB each way), %d hardware threads\n", n, bytes >> 20, hw);
+
+  std::vector<i64> in(n), out(n, 0), expect(n);
+  for (std::size_t i = 0; i < n; ++i) in[i] = static_cast<i64>(i + 1);
+  kiln::map_params params;  // the seed's p, mu and 10 iterations
+  kiln::run_options cpu_opts;
+  cpu_opts.backend = "cpu";
+  kiln::logistic_map(in, expect, params, cpu_opts).value_or_throw();
+
+  // ---- host copies ------------------------------------------------------------------------------
+  std::vector<int> thread_counts;
+  for (int t = 1; t < hw; t *= 2) thread_counts.push_back(t);
+  thread_counts.push_back(hw);
+  for (int t : thread_counts) {
+    report("host memcpy, " + std::to_string(t) + " threads", median_ms(runs, [&] {
+             on_threads(t, n, [&](std::size_t b, std::size_t e) { std::memcpy(&out[b], &in[b], (e - b) * 8); });
+           }), bytes);
+    report("host non-temporal copy, " + std::to_string(t) + " threads", median_ms(runs, [&] {
+             on_threads(t, n, [&](std::size_t b, std::size_t e) { kiln::detail::copy_streaming(&out[b], &in[b], e - b); });
+           }), bytes);
+  }
+
+  int devices = 0;
+  if (cudaGetDeviceCount(&devices) != cudaSuccess || devices == 0) {
+    std::printf("no CUDA device: GPU figures skipped\n");
+    return 0;
+  }
+  check(cudaSetDevice(0), "cudaSetDevice");
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  int pageable_access = 0;
+  (void)cudaDeviceGetAttribute(&pageable_access, cudaDevAttrPageableMemoryAccess, 0);
+  std::printf("GPU: %s, %d SMs, %d async engines, pageable memory access %d\n", prop.name,
+              prop.multiProcessorCount, prop.asyncEngineCount, pageable_access);
+
+  // ---- transfers ----------------------------------------------------------------------------------
+  i64 *pin_a = nullptr, *pin_b = nullptr, *dev_a = nullptr, *dev_b = nullptr;
+  check(cudaHostAlloc(reinterpret_cast<void**>(&pin_a), bytes, cudaHostAllocDefault), "cudaHostAlloc");
+  check(cudaHostAlloc(reinterpret_cast<void**>(&pin_b), bytes, cudaHostAllocDefault), "cudaHostAlloc");
+  check(cudaMalloc(reinterpret_cast<void**>(&dev_a), bytes), "cudaMalloc");
+  check(cudaMalloc(reinterpret_cast<void**>(&dev_b), bytes), "cudaMalloc");
+  std::memcpy(pin_a, in.data(), bytes);
+  cudaStream_t s1, s2;
+  check(cudaStreamCreateWithFlags(&s1, cudaStreamNonBlocking), "cudaStreamCreate");
+  check(cudaStreamCreateWithFlags(&s2, cudaStreamNonBlocking), "cudaStreamCreate");
+  report("pinned H2D", median_ms(runs, [&] { check(cudaMemcpy(dev_a, pin_a, bytes, cudaMemcpyHostToDevice), "H2D"); }), bytes);
+  report("pinned D2H", median_ms(runs, [&] { check(cudaMemcpy(pin_b, dev_a, bytes, cudaMemcpyDeviceToHost), "D2H"); }), bytes);
+  report("pinned H2D + D2H at once (bytes one way)", median_ms(runs, [&] {
+           check(cudaMemcpyAsync(dev_a, pin_a, bytes, cudaMemcpyHostToDevice, s1), "H2D");
+           check(cudaMemcpyAsync(pin_b, dev_b, bytes, cudaMemcpyDeviceToHost, s2), "D2H");
+           check(cudaStreamSynchronize(s1), "sync");
+           check(cudaStreamSynchronize(s2), "sync");
+         }), bytes);
+  report("pageable H2D (driver staging)", median_ms(runs, [&] {
+           check(cudaMemcpy(dev_a, in.data(), bytes, cudaMemcpyHostToDevice), "H2D");
+         }), bytes);
+  report("pageable D2H (driver staging)", median_ms(runs, [&] {
+           check(cudaMemcpy(out.data(), dev_a, bytes, cudaMemcpyDeviceToHost), "D2H");
+         }), bytes);
+  report("device to device copy (bytes read)", median_ms(runs, [&] {
+           check(cudaMemcpy(dev_b, dev_a, bytes, cudaMemcpyDeviceToDevice), "D2D");
+         }), bytes);
+
+  // ---- pinning the caller's memory ---------------------------------------------------------------
+  report("cudaHostRegister + Unregister of a pageable array", median_ms(3, [&] {
+           check(cudaHostRegister(out.data(), bytes, cudaHostRegisterDefault), "cudaHostRegister");
+           check(cudaHostUnregister(out.data()), "cudaHostUnregister");
+         }), bytes);
+  // Pin both arrays for the length of one call, then the pinned path: 8 chunks over two streams.
+  const auto kp = kiln::detail::prepare(params);
+  std::fill(out.begin(), out.end(), 0);
+  const double reg_ms = median_ms(3, [&] {
+    check(cudaHostRegister(in.data(), bytes, cudaHostRegisterDefault), "cudaHostRegister");
+    check(cudaHostRegister(out.data(), bytes, cudaHostRegisterDefault), "cudaHostRegister");
+    const std::size_t part = (n + 7) / 8;
+    for (std::size_t b = 0; b < n; b += part) {
+      const std::size_t c = std::min(part, n - b);
+      cudaStream_t s = (b / part) % 2 ? s2 : s1;
+      check(cudaMemcpyAsync(dev_a + b, in.data() + b, c * 8, cudaMemcpyHostToDevice, s), "H2D");
+      check(kiln::detail::launch_logistic(dev_a + b, dev_b + b, c, kp, prop.multiProcessorCount, s), "kernel");
+      check(cudaMemcpyAsync(out.data() + b, dev_b + b, c * 8, cudaMemcpyDeviceToHost, s), "D2H");
+    }
+    check(cudaStreamSynchronize(s1), "sync");
+    check(cudaStreamSynchronize(s2), "sync");
+    check(cudaHostUnregister(in.data()), "cudaHostUnregister");
+    check(cudaHostUnregister(out.data()), "cudaHostUnregister");
+  });
+  report(std::string("register both arrays, run pinned, unregister") + (out == expect ? "" : " MISMATCH"), reg_ms, bytes);
+
+  // ---- per-thread pageable pipelines --------------------------------------------------------------
+  std::vector<pipeline_shape> shapes;
+  for (int t : {4, 8, hw})
+    for (std::size_t chunk : {std::size_t{1} << 15, std::size_t{1} << 17, std::size_t{1} << 19})
+      for (int slots : {2, 3})
+        for (bool sin : {false, true}) shapes.push_back({t, chunk, slots, sin, true});
+  shapes.push_back({8, std::size_t{1} << 17, 3, false, false});
+  shapes.push_back({hw, std::size_t{1} << 17, 3, false, false});
+  for (const auto& sh : shapes) {
+    std::vector<lane> lanes(sh.threads);
+    for (auto& l : lanes) {
+      check(cudaStreamCreateWithFlags(&l.stream, cudaStreamNonBlocking), "cudaStreamCreate");
+      for (int k = 0; k < sh.slots; ++k) {
+        void *a, *b, *c, *d;
+        check(cudaHostAlloc(&a, sh.chunk * 8, cudaHostAllocDefault), "cudaHostAlloc");
+        check(cudaHostAlloc(&b, sh.chunk * 8, cudaHostAllocDefault), "cudaHostAlloc");
+        check(cudaMalloc(&c, sh.chunk * 8), "cudaMalloc");
+        check(cudaMalloc(&d, sh.chunk * 8), "cudaMalloc");
+        l.hin.push_back(static_cast<i64*>(a));
+        l.hout.push_back(static_cast<i64*>(b));
+        l.din.push_back(static_cast<i64*>(c));
+        l.dout.push_back(static_cast<i64*>(d));
+        cudaEvent_t e;
+        check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
+        l.done.push_back(e);
+      }
+    }
+    std::fill(out.begin(), out.end(), 0);
+    const double ms = median_ms(runs, [&] { run_pipeline(sh, lanes, in.data(), out.data(), n, kp, prop.multiProcessorCount); });
+    const bool ok = out == expect;
+    char name[160];
+    std::snprintf(name, sizeof name, "pipeline %2d threads, chunk %4zu KiB, %d slots, in %s, out %s%s", sh.threads,
+                  sh.chunk * 8 >> 10, sh.slots, sh.stream_in ? "nt" : "mc", sh.stream_out ? "nt" : "mc",
+                  ok ? "" : " MISMATCH");
+    report(name, ms, bytes);
+    for (auto& l : lanes) {
+      for (int k = 0; k < sh.slots; ++k) {
+        cudaFreeHost(l.hin[k]);
+        cudaFreeHost(l.hout[k]);
+        cudaFree(l.din[k]);
+        cudaFree(l.dout[k]);
+        cudaEventDestroy(l.done[k]);
+      }
+      cudaStreamDestroy(l.stream);
+    }
+  }
+
+  // ---- the library as it is -------------------------------------------------------------------------
+  kiln::run_options cuda_opts;
+  cuda_opts.backend = "cuda";
+  std::fill(out.begin(), out.end(), 0);
+  const double lib_ms = median_ms(runs, [&] { kiln::logistic_map(in, out, params, cuda_opts).value_or_throw(); });
+  report(std::string("kiln::logistic_map cuda, pageable") + (out == expect ? "" : " MISMATCH"), lib_ms, bytes);
+  return 0;
+}
