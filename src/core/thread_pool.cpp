@@ -117,6 +117,17 @@ pool& instance() {
 
 std::size_t worker_count() { return instance().size(); }
 
+std::size_t staging_lanes() {
+  static const std::size_t lanes = [] {
+    if (const char* env = std::getenv("KILN_STAGING_LANES")) {
+      const long v = std::atol(env);
+      if (v >= 1 && v <= 64) return static_cast<std::size_t>(v);
+    }
+    return std::clamp<std::size_t>(worker_count(), 1, 16);
+  }();
+  return lanes;
+}
+
 void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body) {
   if (n == 0) return;
   grain = std::max<std::size_t>(grain, 1);

@@ -10,6 +10,10 @@ namespace kiln::detail {
 // Number of worker threads (hardware threads, at least 1).
 std::size_t worker_count();
 
+// Host threads a GPU backend feeds its staging lanes with: one per worker, at most 16, or
+// KILN_STAGING_LANES (1..64) when set, for tuning on a given host.
+std::size_t staging_lanes();
+
 // Calls body(begin, end) on disjoint ranges covering [0, n), each at most `grain` long and
 // aligned to `grain`, on the pool's threads and the caller's; returns when all are done.
 // Safe to call concurrently from many threads (their tasks interleave on the same workers).

@@ -148,9 +148,8 @@ TEST_F(OpenCL, InPlaceAcrossManyChunks) {
 }
 
 // The staging lanes are cached per device: allocated by the first call that needs them, grown
-// when a later call wants larger chunks, and reused otherwise; chunks are at most 2^17 elements.
-// The chunk counts show the chunk each call really used, so staging that failed to grow would show
-// up as more chunks than asked for.
+// when a later call wants larger chunks, and reused otherwise. The chunk counts show the chunk each
+// call really used, so staging that failed to grow would show up as more chunks than asked for.
 TEST_F(OpenCL, StagingLanesGrowAndAreReused) {
   const auto in = random_inputs(600000, 17);
   const kiln::map_params prm{6700417, 22, 10};
@@ -158,10 +157,9 @@ TEST_F(OpenCL, StagingLanesGrowAndAreReused) {
   struct step {
     std::size_t chunk, chunks;
   };
-  // Small chunks first (64 Ki-element slots), then larger than any slot so far, then a little
-  // larger again (the same slots), then small again (the grown slots serve them), then the
-  // default, then chunks beyond the cap (both 2^17).
-  const step steps[] = {{1000, 600}, {100000, 6}, {120000, 5}, {1000, 600}, {0, 5}, {600000, 5}, {250000, 5}};
+  // Small chunks first, then larger than any slot so far (twice), then small again (the grown
+  // slots serve them), then the default (2^19), then a chunk that is the whole input.
+  const step steps[] = {{1000, 600}, {150000, 4}, {250000, 3}, {1000, 600}, {0, 2}, {600000, 1}, {250000, 3}};
   for (const auto& st : steps) {
     std::vector<i64> out(in.size(), -1);
     auto r = kiln::logistic_map(in, out, prm, opencl(st.chunk));

@@ -32,12 +32,11 @@ constexpr std::size_t direct_chunk = std::size_t{1} << 20;
 // whatever chunk_elements a caller asks for (the option is an upper bound, so this is allowed).
 constexpr std::size_t max_chunk = std::size_t{1} << 23;
 // Staged jobs (pageable caller memory) are bound by the host copies into and out of pinned
-// staging. One thread per lane, up to 16 lanes, each with 3 slots of 1 MiB: every core copies at
+// staging. One thread per lane (staging_lanes(): up to 16), each with 3 slots of 1 MiB: every core copies at
 // once with no hand-over per chunk, and the staging (96 MiB at most) mostly stays in the
 // last-level cache between the host copy and the DMA. Measured on the H100 host with
 // kiln_transfer_limits (docs/BENCHMARKS.md): 8.1 ms for 2^25 elements against 10.9-22.7 ms for
 // one thread driving 4 slots of 8 MiB with the copies split over the pool.
-constexpr std::size_t staged_max_lanes = 16;
 constexpr std::size_t staged_slots = 3;
 constexpr std::size_t staged_chunk = std::size_t{1} << 17;
 // Slot buffers grow in steps of 64 Ki elements so that slightly different sizes reuse them.
@@ -59,10 +58,12 @@ double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
 }
 
-// One stage of a lane: pointers into its group's staging blocks (both sides of the bus) and four
-// events that bracket the phases of the chunk it carries (before H2D, after H2D, after the kernel,
-// after D2H).
+// One stage of a lane: pointers into its group's staging blocks (both sides of the bus), its own
+// stream (so one chunk's upload overlaps another's download: the copy engines run both directions
+// at once only for different streams), and four events that bracket the phases of the chunk it
+// carries (before H2D, after H2D, after the kernel, after D2H).
 struct slot {
+  stream_handle stream;
   i64* in_host = nullptr;
   i64* out_host = nullptr;
   i64* in_dev = nullptr;
@@ -73,9 +74,8 @@ struct slot {
   std::size_t count = 0;
 };
 
-// A stream and its slots, fed by one host thread at a time.
+// Slots fed by one host thread at a time.
 struct lane {
-  stream_handle stream;
   std::vector<slot> slots;
 };
 
@@ -157,11 +157,11 @@ class lane_group {
     i64* h = static_cast<i64*>(host->get());
     i64* d = static_cast<i64*>(dev->get());
     for (auto& l : lanes) {
-      auto stream = create_stream();
-      if (!stream) return stream.err();
-      l.stream = std::move(stream).value();
       l.slots.resize(slots_);
       for (auto& s : l.slots) {
+        auto stream = create_stream();
+        if (!stream) return stream.err();
+        s.stream = std::move(stream).value();
         s.in_host = std::exchange(h, h + capacity);
         s.out_host = std::exchange(h, h + capacity);
         s.in_dev = std::exchange(d, d + capacity);
@@ -208,8 +208,7 @@ class device_state {
       : index_(index),
         sm_count_(sm_count),
         direct_(1, direct_slots, direct_chunk, max_chunk),
-        staged_(std::clamp<std::size_t>(worker_count(), 1, staged_max_lanes), staged_slots, staged_chunk,
-                staged_chunk) {}
+        staged_(staging_lanes(), staged_slots, staged_chunk, staged_chunk) {}
   device_state(const device_state&) = delete;
   device_state& operator=(const device_state&) = delete;
 
@@ -267,7 +266,7 @@ class device_state {
       failed.store(true, std::memory_order_relaxed);
       // Nothing may still be in flight when the slots are reused or the error is returned
       // (errors ignored here: the first one is being reported).
-      (void)cudaStreamSynchronize(ln.stream.get());
+      for (auto& s : ln.slots) (void)cudaStreamSynchronize(s.stream.get());
       (void)cudaGetLastError();
     }
     for (auto& s : ln.slots) s.busy = false;
@@ -286,7 +285,7 @@ class device_state {
       // A plain copy: the staging is read by the DMA engine moments later, from the cache if it
       // is still there (non-temporal stores would push it out to memory first).
       if (job.host_in && !job.in_pinned) std::memcpy(s.in_host, job.host_in + begin, count * sizeof(i64));
-      KILN_TRY(submit(ln.stream.get(), s, job, begin, count));
+      KILN_TRY(submit(s, job, begin, count));
     }
     // Drain the chunks still in flight, oldest first.
     for (std::size_t j = 0; j < ln.slots.size(); ++j) {
@@ -296,9 +295,10 @@ class device_state {
     return {};
   }
 
-  // Enqueues one chunk on the lane's stream. Stream order makes device-buffer reuse safe; host
+  // Enqueues one chunk on the slot's stream. Stream order makes device-buffer reuse safe; host
   // staging is reused only after finish() has seen the slot's last event.
-  status submit(cudaStream_t stream, slot& s, const transfer_job& job, std::size_t begin, std::size_t count) {
+  status submit(slot& s, const transfer_job& job, std::size_t begin, std::size_t count) {
+    cudaStream_t stream = s.stream.get();
     const std::size_t bytes = count * sizeof(i64);
     s.busy = true;  // from here on something may be in flight
     s.begin = begin;

@@ -44,16 +44,16 @@ constexpr const char* kernel_name = "kiln_logistic_map";
 // groups gain nothing. Capped by what the device and the built kernel allow.
 constexpr std::size_t preferred_local_size = 256;
 
-// The pipeline's shape (see transfer): up to 16 lanes, each an in-order queue fed by its own host
-// thread with 3 slots of 1 MiB in flight. OpenCL has no portable way to tell pinned caller memory
-// from pageable, so every chunk is copied through mapped staging; with one thread per lane every
-// core copies at once with no hand-over per chunk, and the staging mostly stays in the
-// last-level cache between the host copy and the DMA (the shape the CUDA backend measured best
-// for pageable memory, docs/BENCHMARKS.md).
-constexpr std::size_t max_lanes = 16;
+// The pipeline's shape (see transfer): staging_lanes() lanes (up to 16), each fed by its own host
+// thread, with 3 slots (each its own queue) in flight. OpenCL has no portable way to tell pinned
+// caller memory from pageable, so every chunk is copied through mapped staging; with one thread
+// per lane every core copies at once with no hand-over per chunk.
 constexpr std::size_t lane_slots = 3;
-// Also the largest chunk: chunk_elements is an upper bound, so capping it is allowed.
-constexpr std::size_t default_chunk = std::size_t{1} << 17;
+// 4 MiB: NVIDIA's OpenCL costs tens of microseconds per command, so chunks are larger than the
+// CUDA backend's (measured on the H100: 2^17 elements took twice as long as 2^19 end to end).
+constexpr std::size_t default_chunk = std::size_t{1} << 19;
+// Larger chunks (chunk_elements) are allowed while the lanes' pinned staging stays within this.
+constexpr std::size_t staging_budget_bytes = std::size_t{512} << 20;
 // Slot buffers grow in steps of 64 Ki elements so that slightly different sizes reuse them.
 constexpr std::size_t capacity_step = std::size_t{1} << 16;
 // The lanes' device buffers (in + out per slot) take at most this share of global memory,
@@ -231,11 +231,13 @@ class mapped_staging {
   std::int64_t* data_ = nullptr;
 };
 
-// One stage of a lane: pinned staging on the host side, buffers on the device side, and the
-// events of the chunk it carries. The lane's queue order makes device-buffer reuse safe (a chunk's
-// upload follows the previous chunk's kernel, its kernel the previous download); staging is reused
-// only after finish() has waited for the slot's last command.
+// One stage of a lane: its own in-order, profiled queue (so one chunk's upload can overlap
+// another's download), pinned staging on the host side, buffers on the device side, and the
+// events of the chunk it carries. Queue order makes device-buffer reuse safe (a chunk's upload
+// follows the previous chunk's kernel, its kernel the previous download); staging is reused only
+// after finish() has waited for the slot's last command.
 struct slot {
+  cl::CommandQueue queue;
   mapped_staging in_host;
   mapped_staging out_host;
   cl::Buffer in_dev;
@@ -257,10 +259,9 @@ struct slot {
   }
 };
 
-// An in-order, profiled queue with its own kernel object (kernel arguments are per object, and
-// lanes set theirs concurrently) and its slots, fed by one host thread at a time.
+// Slots fed by one host thread at a time, with the lane's own kernel object (kernel arguments are
+// per object, and lanes set theirs concurrently).
 struct lane {
-  cl::CommandQueue queue;
   cl::Kernel kernel;
   std::array<slot, lane_slots> slots;
 };
@@ -390,8 +391,8 @@ struct chunk_plan {
 status allocate_lane(device_state& ds, lane& ln, std::size_t capacity) {
   const std::size_t bytes = capacity * element_bytes;
   for (auto& s : ln.slots) {
-    KILN_TRY(s.in_host.create(ds.context, ln.queue, capacity));
-    KILN_TRY(s.out_host.create(ds.context, ln.queue, capacity));
+    KILN_TRY(s.in_host.create(ds.context, s.queue, capacity));
+    KILN_TRY(s.out_host.create(ds.context, s.queue, capacity));
     cl_int e = CL_SUCCESS;
     s.in_dev = cl::Buffer(ds.context, CL_MEM_READ_WRITE, bytes, nullptr, &e);
     if (e != CL_SUCCESS) return cl_error("clCreateBuffer (device staging)", e);
@@ -413,11 +414,13 @@ result<std::size_t> ensure_lanes(device_state& ds, std::size_t chunk) {
   if (ds.lane_capacity && (chunk <= ds.lane_capacity || chunk <= ds.lane_clamped))
     return std::min(chunk, ds.lane_capacity);
   if (ds.lanes.empty()) {
-    std::vector<lane> lanes(std::clamp<std::size_t>(worker_count(), 1, max_lanes));
+    std::vector<lane> lanes(staging_lanes());
     for (auto& ln : lanes) {
       cl_int e = CL_SUCCESS;
-      ln.queue = cl::CommandQueue(ds.context, ds.device, CL_QUEUE_PROFILING_ENABLE, &e);
-      if (e != CL_SUCCESS) return cl_error("clCreateCommandQueue", e);
+      for (auto& s : ln.slots) {
+        s.queue = cl::CommandQueue(ds.context, ds.device, CL_QUEUE_PROFILING_ENABLE, &e);
+        if (e != CL_SUCCESS) return cl_error("clCreateCommandQueue", e);
+      }
       ln.kernel = cl::Kernel(ds.program, kernel_name, &e);
       if (e != CL_SUCCESS) return cl_error("clCreateKernel", e);
     }
@@ -443,7 +446,7 @@ result<std::size_t> ensure_lanes(device_state& ds, std::size_t chunk) {
   return std::min(chunk, capacity);
 }
 
-// Enqueues one chunk on the lane's queue and submits it.
+// Enqueues one chunk on the slot's queue and submits it.
 status submit(const device_state& ds, lane& ln, slot& s, const transfer_job& job, std::size_t begin,
               std::size_t count) {
   const std::size_t bytes = count * element_bytes;
@@ -455,18 +458,18 @@ status submit(const device_state& ds, lane& ln, slot& s, const transfer_job& job
   s.count = count;
   s.write = s.kernel = s.read = cl::Event();
   if (job.host_in) {
-    const cl_int e = ln.queue.enqueueWriteBuffer(resident ? *resident : s.in_dev, CL_FALSE, offset, bytes,
+    const cl_int e = s.queue.enqueueWriteBuffer(resident ? *resident : s.in_dev, CL_FALSE, offset, bytes,
                                                  s.in_host.data(), nullptr, &s.write);
     if (e != CL_SUCCESS) return cl_error("clEnqueueWriteBuffer", e);
   }
-  if (job.kp) KILN_TRY(enqueue_map(ds, ln.kernel, ln.queue, s.in_dev, s.out_dev, count, &s.kernel));
+  if (job.kp) KILN_TRY(enqueue_map(ds, ln.kernel, s.queue, s.in_dev, s.out_dev, count, &s.kernel));
   if (job.host_out) {
-    const cl_int e = ln.queue.enqueueReadBuffer(resident ? *resident : s.out_dev, CL_FALSE, offset, bytes,
+    const cl_int e = s.queue.enqueueReadBuffer(resident ? *resident : s.out_dev, CL_FALSE, offset, bytes,
                                                 s.out_host.data(), nullptr, &s.read);
     if (e != CL_SUCCESS) return cl_error("clEnqueueReadBuffer", e);
   }
   // Submit now: some platforms hold commands back until a flush or a wait.
-  const cl_int e = ln.queue.flush();
+  const cl_int e = s.queue.flush();
   if (e != CL_SUCCESS) return cl_error("clFlush", e);
   return {};
 }
@@ -516,7 +519,7 @@ status feed_lane(const device_state& ds, lane& ln, const chunk_plan& plan, std::
   return {};
 }
 
-// Runs one lane on a pool thread; on any failure (errors and exceptions alike) waits out its queue
+// Runs one lane on a pool thread; on any failure (errors and exceptions alike) waits out its queues
 // (errors ignored: the first one is being reported) so that no command still reads or writes
 // staging the next call will reuse, and tells the other lanes to stop.
 status run_lane(const device_state& ds, lane& ln, const chunk_plan& plan, std::size_t first, std::size_t stride,
@@ -524,7 +527,7 @@ status run_lane(const device_state& ds, lane& ln, const chunk_plan& plan, std::s
   status st = catching_bad_alloc([&]() -> status { return feed_lane(ds, ln, plan, first, stride, job, t, failed); });
   if (!st.ok()) {
     failed.store(true, std::memory_order_relaxed);
-    (void)ln.queue.finish();
+    for (auto& s : ln.slots) (void)s.queue.finish();
   }
   for (auto& s : ln.slots) s.busy = false;
   return st;
@@ -537,7 +540,10 @@ result<run_stats> transfer(device_state& ds, const transfer_job& job) {
   const auto t0 = clock_type::now();
   run_stats st;
   if (job.n == 0) return st;
-  std::size_t chunk = job.chunk_elements ? std::min(job.chunk_elements, default_chunk) : default_chunk;
+  const std::size_t by_budget =
+      std::max(staging_budget_bytes / (staging_lanes() * lane_slots * 2 * element_bytes) / capacity_step, std::size_t{1}) *
+      capacity_step;
+  std::size_t chunk = job.chunk_elements ? std::min(job.chunk_elements, by_budget) : default_chunk;
   chunk = std::min({chunk, ds.chunk_limit, job.n});
   auto got = ensure_lanes(ds, chunk);
   if (!got) return got.err();
@@ -687,7 +693,7 @@ result<std::shared_ptr<device_state>> set_up(const cl::Device& dev, std::size_t 
 
   ds->max_alloc_elements = std::max<std::size_t>(max_alloc / element_bytes, 1);
   const auto by_memory = static_cast<std::size_t>(global_mem / staging_memory_divisor /
-                                                  (2 * max_lanes * lane_slots * element_bytes));
+                                                  (2 * staging_lanes() * lane_slots * element_bytes));
   ds->chunk_limit = std::max<std::size_t>(std::min(ds->max_alloc_elements, by_memory), 1);
   return ds;
 }
