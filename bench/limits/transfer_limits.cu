@@ -8,6 +8,7 @@
 #include <cuda_runtime.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdio>
 #include <cstdlib>
@@ -17,6 +18,7 @@
 #include <thread>
 #include <vector>
 
+#include "backends/cpu/cpu_simd.hpp"
 #include "backends/cuda/logistic_kernel.cuh"
 #include "core/backend.hpp"
 #include "core/thread_pool.hpp"
@@ -62,6 +64,7 @@ void on_threads(int threads, std::size_t n, const std::function<void(std::size_t
 // One thread's pipeline: `slots` chunks of `chunk` elements in flight on its own stream.
 struct lane {
   cudaStream_t stream{};
+  std::vector<cudaStream_t> slot_streams;  // one per slot, for the assisted pipeline
   std::vector<i64*> hin, hout, din, dout;
   std::vector<cudaEvent_t> done;
 };
@@ -72,6 +75,7 @@ struct pipeline_shape {
   int slots;
   bool stream_in;   // non-temporal stores into the input staging (else memcpy, staging stays cached)
   bool stream_out;  // non-temporal stores into the caller's output
+  bool assist = false;  // threads compute chunks on the CPU while their GPU slots are busy
 };
 
 // Pageable in -> pageable out through per-thread staging. Thread t takes chunks t, t + T, ...
@@ -115,6 +119,60 @@ void run_pipeline(const pipeline_shape& sh, std::vector<lane>& lanes, const i64*
     });
   }
   for (auto& th : pool) th.join();
+}
+
+// Like run_pipeline, but chunks come from one shared counter, each slot has its own stream, and a
+// thread whose slots are all in flight computes the next chunk itself (the cpu backend's SIMD
+// kernel, straight from the caller's input to its output) instead of waiting: the GPU and the
+// CPU share the work, each taking chunks as fast as it finishes them.
+void run_assisted(const pipeline_shape& sh, std::vector<lane>& lanes, const i64* in, i64* out, std::size_t n,
+                  const kiln::detail::kernel_params& kp, int sms, std::size_t& cpu_chunks) {
+  const std::size_t chunks = (n + sh.chunk - 1) / sh.chunk;
+  std::atomic<std::size_t> next{0}, on_cpu{0};
+  std::vector<std::thread> pool;
+  for (int t = 0; t < sh.threads; ++t) {
+    pool.emplace_back([&, t] {
+      lane& l = lanes[t];
+      std::vector<std::size_t> begin(sh.slots), count(sh.slots);
+      std::vector<int> fifo;  // busy slots, oldest first
+      std::vector<int> free_slots;
+      for (int k = sh.slots - 1; k >= 0; --k) free_slots.push_back(k);
+      auto drain = [&](int k) {
+        check(cudaEventSynchronize(l.done[k]), "cudaEventSynchronize");
+        kiln::detail::copy_streaming(out + begin[k], l.hout[k], count[k]);
+        free_slots.push_back(k);
+      };
+      for (;;) {
+        if (!fifo.empty() && cudaEventQuery(l.done[fifo.front()]) == cudaSuccess) {
+          drain(fifo.front());
+          fifo.erase(fifo.begin());
+          continue;
+        }
+        const std::size_t c = next.fetch_add(1);
+        if (c >= chunks) break;
+        const std::size_t b = c * sh.chunk, cnt = std::min(sh.chunk, n - b);
+        if (free_slots.empty()) {
+          kiln::detail::logistic_simd(in + b, out + b, cnt, kp);
+          on_cpu.fetch_add(1);
+          continue;
+        }
+        const int k = free_slots.back();
+        free_slots.pop_back();
+        begin[k] = b;
+        count[k] = cnt;
+        cudaStream_t st = l.slot_streams[k];
+        std::memcpy(l.hin[k], in + b, cnt * sizeof(i64));
+        check(cudaMemcpyAsync(l.din[k], l.hin[k], cnt * 8, cudaMemcpyHostToDevice, st), "H2D");
+        check(kiln::detail::launch_logistic(l.din[k], l.dout[k], cnt, kp, sms, st), "kernel");
+        check(cudaMemcpyAsync(l.hout[k], l.dout[k], cnt * 8, cudaMemcpyDeviceToHost, st), "D2H");
+        check(cudaEventRecord(l.done[k], st), "cudaEventRecord");
+        fifo.push_back(k);
+      }
+      for (int k : fifo) drain(k);
+    });
+  }
+  for (auto& th : pool) th.join();
+  cpu_chunks = on_cpu.load();
 }
 
 }  // namespace
@@ -224,11 +282,17 @@ int main(int argc, char** argv) {
         for (bool sin : {false, true}) shapes.push_back({t, chunk, slots, sin, true});
   shapes.push_back({8, std::size_t{1} << 17, 3, false, false});
   shapes.push_back({hw, std::size_t{1} << 17, 3, false, false});
+  for (int t : {8, 12, hw})
+    for (std::size_t chunk : {std::size_t{1} << 15, std::size_t{1} << 17})
+      for (int slots : {2, 3}) shapes.push_back({t, chunk, slots, false, true, true});
   for (const auto& sh : shapes) {
     std::vector<lane> lanes(sh.threads);
     for (auto& l : lanes) {
       check(cudaStreamCreateWithFlags(&l.stream, cudaStreamNonBlocking), "cudaStreamCreate");
       for (int k = 0; k < sh.slots; ++k) {
+        cudaStream_t ss;
+        check(cudaStreamCreateWithFlags(&ss, cudaStreamNonBlocking), "cudaStreamCreate");
+        l.slot_streams.push_back(ss);
         void *a, *b, *c, *d;
         check(cudaHostAlloc(&a, sh.chunk * 8, cudaHostAllocDefault), "cudaHostAlloc");
         check(cudaHostAlloc(&b, sh.chunk * 8, cudaHostAllocDefault), "cudaHostAlloc");
@@ -244,12 +308,22 @@ int main(int argc, char** argv) {
       }
     }
     std::fill(out.begin(), out.end(), 0);
-    const double ms = median_ms(runs, [&] { run_pipeline(sh, lanes, in.data(), out.data(), n, kp, prop.multiProcessorCount); });
+    std::size_t cpu_chunks = 0;
+    const double ms = median_ms(runs, [&] {
+      if (sh.assist)
+        run_assisted(sh, lanes, in.data(), out.data(), n, kp, prop.multiProcessorCount, cpu_chunks);
+      else
+        run_pipeline(sh, lanes, in.data(), out.data(), n, kp, prop.multiProcessorCount);
+    });
     const bool ok = out == expect;
     char name[160];
-    std::snprintf(name, sizeof name, "pipeline %2d threads, chunk %4zu KiB, %d slots, in %s, out %s%s", sh.threads,
-                  sh.chunk * 8 >> 10, sh.slots, sh.stream_in ? "nt" : "mc", sh.stream_out ? "nt" : "mc",
-                  ok ? "" : " MISMATCH");
+    if (sh.assist)
+      std::snprintf(name, sizeof name, "GPU+CPU %2d threads, chunk %4zu KiB, %d slots, %zu/%zu on CPU%s", sh.threads,
+                    sh.chunk * 8 >> 10, sh.slots, cpu_chunks, (n + sh.chunk - 1) / sh.chunk, ok ? "" : " MISMATCH");
+    else
+      std::snprintf(name, sizeof name, "pipeline %2d threads, chunk %4zu KiB, %d slots, in %s, out %s%s", sh.threads,
+                    sh.chunk * 8 >> 10, sh.slots, sh.stream_in ? "nt" : "mc", sh.stream_out ? "nt" : "mc",
+                    ok ? "" : " MISMATCH");
     report(name, ms, bytes);
     for (auto& l : lanes) {
       for (int k = 0; k < sh.slots; ++k) {
@@ -258,6 +332,7 @@ int main(int argc, char** argv) {
         cudaFree(l.din[k]);
         cudaFree(l.dout[k]);
         cudaEventDestroy(l.done[k]);
+        cudaStreamDestroy(l.slot_streams[k]);
       }
       cudaStreamDestroy(l.stream);
     }
