@@ -267,8 +267,8 @@ TEST_F(OpenCL, EmptyResidentBuffer) {
 }
 
 TEST_F(OpenCL, ConcurrentChunkedRunsAndResidentBuffers) {
-  // Runs on one device are serialised and share the device's staging ring: no call may see
-  // another's chunks, whatever chunk sizes they ask for (the ring grows between them).
+  // Runs on one device are serialised and share the device's staging lanes: no call may see
+  // another's chunks, whatever chunk sizes they ask for (the staging grows between them).
   constexpr int threads = 8;
   std::vector<int> ok(threads, 0);
   std::vector<std::thread> pool;

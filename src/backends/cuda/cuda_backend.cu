@@ -277,7 +277,8 @@ class device_state {
                    const transfer_job& job, lane_times& t, std::atomic<bool>& failed) {
     std::size_t k = 0;
     for (std::size_t c = first; c < chunks; c += stride, k = (k + 1) % ln.slots.size()) {
-      if (failed.load(std::memory_order_relaxed)) return {};  // another lane's error is reported
+      // Another lane failed: its error is reported; this one stops taking chunks and drains.
+      if (failed.load(std::memory_order_relaxed)) break;
       slot& s = ln.slots[k];
       if (s.busy) KILN_TRY(finish(s, job, t));
       const std::size_t begin = c * chunk;

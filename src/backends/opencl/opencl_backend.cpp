@@ -502,7 +502,8 @@ status feed_lane(const device_state& ds, lane& ln, const chunk_plan& plan, std::
                  const transfer_job& job, lane_times& t, const std::atomic<bool>& failed) {
   std::size_t k = 0;
   for (std::size_t c = first; c < plan.total; c += stride, k = (k + 1) % lane_slots) {
-    if (failed.load(std::memory_order_relaxed)) return {};  // another lane's error is reported
+    // Another lane failed: its error is reported; this one stops taking chunks and drains.
+    if (failed.load(std::memory_order_relaxed)) break;
     slot& s = ln.slots[k];
     if (s.busy) KILN_TRY(finish(s, job, t));
     const auto [begin, count] = plan.at(c);
