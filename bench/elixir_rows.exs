@@ -169,14 +169,18 @@ defmodule KilnBench do
       reason = "#{b} device #{i} unavailable: #{str(get(dev, :reason))}"
       for v <- ["list", "binary", "resident"], do: {"#{base}.#{v}", nil, extra, fn _ -> throw({:skip, reason}) end}
     else
-      stats_run = fn data ->
-        {res, st} = unwrap(Kiln.LogisticMap.run_stats(data, p, mu, opts))
+      # The timed runs go without device timing events (they cost about 15% on the H100); the
+      # warm-up run takes them, and its split is the row's.
+      stats_run = fn data, phases ->
+        {res, st} = unwrap(Kiln.LogisticMap.run_stats(data, p, mu, [phase_times: phases] ++ opts))
         {res, Map.take(st, [:host_to_device_s, :kernel_s, :device_to_host_s])}
       end
 
       [
-        {"#{base}.list", nil, extra, fn %{list: l} -> stats_run.(l) end},
-        {"#{base}.binary", nil, extra, fn %{binary: bin} -> stats_run.(bin) end},
+        {"#{base}.list", nil, extra,
+         {:phases, fn %{list: l} -> stats_run.(l, false) end, fn %{list: l} -> stats_run.(l, true) end}},
+        {"#{base}.binary", nil, extra,
+         {:phases, fn %{binary: bin} -> stats_run.(bin, false) end, fn %{binary: bin} -> stats_run.(bin, true) end}},
         # Resident: a fresh upload before each run (untimed) so every run maps the same input and the
         # last one can be checked; only Kiln.Buffer.run(_stats) is timed, then one untimed download.
         {"#{base}.resident", nil, Map.put(extra, :resident, true),
@@ -209,16 +213,20 @@ defmodule KilnBench do
     isolated = String.ends_with?(name, [".binary", ".resident"])
     input = if isolated, do: Map.take(input, [:binary]), else: input
 
-    {setup, fun, finish} =
+    # {:phases, timed, warm}: the warm-up runs `warm`, which measures the phase split; the
+    # timed runs run `timed`, which does not (see device_rows).
+    {setup, fun, warm_fun, finish} =
       case spec do
-        {:setup, s, f, fin} -> {fn -> s.(input) end, f, fin}
-        f -> {fn -> input end, f, & &1}
+        {:setup, s, f, fin} -> {fn -> s.(input) end, f, f, fin}
+        {:phases, f, w} -> {fn -> input end, f, w, & &1}
+        f -> {fn -> input end, f, f, & &1}
       end
 
     try do
-      {warm_s, _} = timed_once(setup, fun, isolated, false)
+      {warm_s, {_, warm_parts}} = timed_once(setup, warm_fun, isolated, false)
       eff = effective_repeat(warm_s, cfg.repeat, cfg.budget)
       {runs, parts, last} = timed_runs(setup, fun, isolated, eff, [], [])
+      parts = if match?({:phases, _, _}, spec), do: [warm_parts], else: parts
       result = finish.(last)
       checksum = checksum(result)
 

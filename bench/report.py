@@ -347,8 +347,9 @@ def markdown(doc):
     pure, numpy = baselines(doc)
     out += ["## All rows (best stage for staged rows)", "",
             f"× columns: how many times faster than pure Elixir's best ({where(pure) if pure else 'not run'}) "
-            f"and than NumPy ({'python.numpy' if numpy else 'not run'}). H→D / kernel / D→H: medians where the "
-            "backend measures them.", "",
+            f"and than NumPy ({'python.numpy' if numpy else 'not run'}). H→D / kernel / D→H: for GPU end-to-end rows from "
+            "one extra run timed with device events (the timed runs go without them), summed over chunks; "
+            "for resident rows the kernel's median by events; for host rows the medians.", "",
             "| row | seed | what | device | median s | min s | max s | runs | H→D s | kernel s | D→H s "
             "| × pure Elixir | × NumPy | checksum |",
             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]

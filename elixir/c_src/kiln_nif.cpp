@@ -321,14 +321,15 @@ ERL_NIF_TERM stats_term(ErlNifEnv* env, const kiln::run_stats& s, double decode_
 
 // ---- logistic map ----------------------------------------------------------------------------
 
-// run(data, as_list, p, mu, iterations, backend, device, chunk_elements)
+// run(data, as_list, p, mu, iterations, backend, device, chunk_elements, phase_times)
 //   -> {:ok, result, stats} | {:error, {kind, message}}
 ERL_NIF_TERM run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   bool as_list;
   kiln::map_params params;
   kiln::run_options options;
   if (!get_bool(env, argv[1], as_list) || !get_i64(env, argv[2], params.p) || !get_i64(env, argv[3], params.mu) ||
-      !get_i64(env, argv[4], params.iterations) || !get_run_options(env, argv[5], argv[6], argv[7], options))
+      !get_i64(env, argv[4], params.iterations) || !get_run_options(env, argv[5], argv[6], argv[7], options) ||
+      !get_bool(env, argv[8], options.phase_times))
     return enif_make_badarg(env);
   // Fail before decoding a large input when the parameters or the backend are wrong anyway.
   if (auto s = kiln::validate(params); !s) return error_tuple(env, s.err());
@@ -506,8 +507,8 @@ constexpr unsigned io = ERL_NIF_DIRTY_JOB_IO_BOUND;
 // The *_io twins run on dirty IO schedulers: Elixir picks them for GPU backends, whose calls
 // mostly wait on the device and should not hold one of the few dirty CPU schedulers.
 ErlNifFunc nif_funcs[] = {
-    {"run", 8, guarded<run_nif>, cpu},
-    {"run_io", 8, guarded<run_nif>, io},
+    {"run", 9, guarded<run_nif>, cpu},
+    {"run_io", 9, guarded<run_nif>, io},
     {"convert", 2, guarded<convert_nif>, cpu},
     {"devices", 0, guarded<devices_nif>, cpu},
     {"buffer_upload", 3, guarded<buffer_upload_nif>, cpu},

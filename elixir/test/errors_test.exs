@@ -123,6 +123,10 @@ defmodule Kiln.ErrorsTest do
 
     assert_raise ArgumentError, ~r/unknown keys \[:iteration\]/, fn -> run([1], 61, 22, iteration: 3) end
 
+    assert_raise ArgumentError, ~r/phase_times must be true or false, got :yes/, fn ->
+      run([1], 61, 22, phase_times: :yes)
+    end
+
     assert_raise ArgumentError, ~r/window must be a positive integer/, fn ->
       LogisticMap.run_windows([1], 61, 22, window: 0)
     end

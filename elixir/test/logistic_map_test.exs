@@ -89,6 +89,21 @@ defmodule Kiln.LogisticMapTest do
         end
       end
 
+      test "phase_times: GPU phases are timed only when asked", %{backend: backend} do
+        binary = Kiln.Binary.from_list(random_int64s(100_000))
+        expected = LogisticMap.run(binary, 6_700_417, 22, backend: :scalar)
+        {r1, plain} = LogisticMap.run_stats(binary, 6_700_417, 22, backend: backend)
+        {r2, timed} = LogisticMap.run_stats(binary, 6_700_417, 22, backend: backend, phase_times: true)
+        assert r1 == expected and r2 == expected
+
+        if backend in [:opencl, :cuda] do
+          assert {plain.host_to_device_s, plain.kernel_s, plain.device_to_host_s} == {0.0, 0.0, 0.0}
+          assert timed.host_to_device_s > 0.0 and timed.kernel_s > 0.0 and timed.device_to_host_s > 0.0
+        else
+          assert plain.kernel_s > 0.0 and timed.kernel_s > 0.0
+        end
+      end
+
       test "empty inputs and iterations: 0", %{backend: backend} do
         assert LogisticMap.run([], 61, 22, backend: backend) == []
         assert LogisticMap.run(<<>>, 61, 22, backend: backend) == <<>>

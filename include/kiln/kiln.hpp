@@ -62,9 +62,15 @@ struct run_options {
   std::string backend = "auto";  // "auto" | "scalar" | "cpu" | "opencl" | "cuda"
   int device = 0;                // index among that backend's devices
   std::size_t chunk_elements = 0;// 0 = the backend's choice; otherwise at most this many per chunk
+  // GPU backends: time every chunk's host->device, kernel and device->host phases with device
+  // events and report their sums in run_stats. Off by default because the events cost: about
+  // 15% of an end-to-end CUDA run on the H100 (docs/BENCHMARKS.md).
+  bool phase_times = false;
 };
 
-// Where the time went in one call (seconds; 0 where a phase does not exist or was not measured).
+// Where the time went in one call (seconds; 0 where a phase does not exist or was not measured:
+// a GPU backend measures the phases only with run_options::phase_times; host backends report
+// their whole run as kernel_s).
 struct run_stats {
   std::string backend;
   std::string device;

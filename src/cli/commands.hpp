@@ -18,6 +18,7 @@ struct run_args {
   int warmup = 1;
   bool resident = false;
   bool pinned = false;
+  bool phases = false;
   bool json = false;
 };
 

@@ -25,6 +25,9 @@ int main(int argc, char** argv) {
   run->add_option("--warmup", ra.warmup, "Untimed runs first")->check(CLI::NonNegativeNumber);
   run->add_flag("--resident", ra.resident, "Upload once; time only the run on the device");
   run->add_flag("--pinned", ra.pinned, "Input and output in Kiln's host blocks (page-locked where CUDA runs)");
+  run->add_flag("--phases", ra.phases,
+                "Also report the host->device / kernel / device->host split, from one more run timed with device "
+                "events (they slow a GPU run down, so the timed runs go without)");
   run->add_flag("--json", ra.json, "Print one JSON object");
 
   CLI11_PARSE(app, argc, argv);

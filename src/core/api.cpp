@@ -192,8 +192,7 @@ result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::
     stats.total_s = detail::seconds_since(t0);
     return stats;
   }
-  auto r = detail::registry::get().of(dev->backend).run(dev->index, in, out, detail::prepare(params),
-                                                        options.chunk_elements);
+  auto r = detail::registry::get().of(dev->backend).run(dev->index, in, out, detail::prepare(params), options);
   if (!r) return r.err();
   r->backend = stats.backend;
   r->device = stats.device;

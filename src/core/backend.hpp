@@ -41,10 +41,10 @@ class backend {
   // Probed once, then cached by the backend; never empty (an unavailable backend lists one
   // entry saying why).
   virtual const std::vector<device_info>& devices() = 0;
-  // `in` and `out` have equal sizes (they may be the same memory); iterations >= 1 here.
-  // chunk_elements == 0 means the backend's own choice.
+  // `in` and `out` have equal sizes (they may be the same memory); iterations >= 1 here. Of the
+  // options, the backend reads chunk_elements (0: its own choice) and phase_times.
   virtual result<run_stats> run(int device, std::span<const std::int64_t> in, std::span<std::int64_t> out,
-                                const kernel_params& kp, std::size_t chunk_elements) = 0;
+                                const kernel_params& kp, const run_options& options) = 0;
   virtual result<std::unique_ptr<resident_buffer>> upload(int device, std::span<const std::int64_t> data) = 0;
   // Page-locked host memory that this backend's transfers use without staging; nullptr where the
   // backend has none (the default) or cannot allocate it now.

@@ -12,7 +12,7 @@ class unavailable_backend final : public backend {
   backend_kind kind() const override { return kind_; }
   const std::vector<device_info>& devices() override { return devices_; }
   result<run_stats> run(int, std::span<const std::int64_t>, std::span<std::int64_t>, const kernel_params&,
-                        std::size_t) override {
+                        const run_options&) override {
     return make_error(errc::backend_unavailable, devices_.front().reason);
   }
   result<std::unique_ptr<resident_buffer>> upload(int, std::span<const std::int64_t>) override {

@@ -15,11 +15,12 @@ namespace {
 
 using i64 = std::int64_t;
 
-kiln::run_options cuda_options(std::size_t chunk = 0, int device = 0) {
+kiln::run_options cuda_options(std::size_t chunk = 0, int device = 0, bool phase_times = false) {
   kiln::run_options o;
   o.backend = "cuda";
   o.device = device;
   o.chunk_elements = chunk;
+  o.phase_times = phase_times;
   return o;
 }
 
@@ -123,7 +124,7 @@ TEST_F(Cuda, ManyChunksThroughTheLanesMatchTheCpuBackend) {
   const kiln::map_params prm{4'294'967'291, -1'234'567'890'123, 10};
   auto want = expected(in, prm);
   std::vector<i64> out(n, 0x5a5a5a5a);
-  auto r = kiln::logistic_map(in, out, prm, cuda_options(chunk));
+  auto r = kiln::logistic_map(in, out, prm, cuda_options(chunk, 0, true));
   ASSERT_TRUE(r.ok()) << r.err().message;
   EXPECT_TRUE(out == want) << first_difference(out, want);
   EXPECT_EQ(r->chunks, (n + chunk - 1) / chunk);
@@ -131,6 +132,14 @@ TEST_F(Cuda, ManyChunksThroughTheLanesMatchTheCpuBackend) {
   EXPECT_GT(r->kernel_s, 0);
   EXPECT_GT(r->device_to_host_s, 0);
   EXPECT_GT(r->total_s, 0);
+  // Without phase times: the same result, no phase measured.
+  std::vector<i64> out2(n, 0x5a5a5a5a);
+  auto r2 = kiln::logistic_map(in, out2, prm, cuda_options(chunk));
+  ASSERT_TRUE(r2.ok()) << r2.err().message;
+  EXPECT_TRUE(out2 == want) << first_difference(out2, want);
+  EXPECT_EQ(r2->host_to_device_s, 0);
+  EXPECT_EQ(r2->kernel_s, 0);
+  EXPECT_EQ(r2->device_to_host_s, 0);
   std::cout << "[ cuda     ] " << n << " elements, " << r->chunks << " chunks: total " << r->total_s << " s, h2d "
             << r->host_to_device_s << " s, kernel " << r->kernel_s << " s, d2h " << r->device_to_host_s << " s"
             << std::endl;

@@ -23,6 +23,9 @@ defmodule Kiln.LogisticMap do
     * `:iterations` - how many times the map is applied (default `10`).
     * `:chunk_size` - at most this many elements per device chunk (default `0`: the
       backend's choice).
+    * `:phase_times` - GPU backends: time each chunk's host-to-device copy, kernel and
+      device-to-host copy with device events, for `run_stats/4` (default `false`: the events
+      cost about 15% of an end-to-end run, so without this option those stats are `0.0`).
 
   Bad arguments, unknown backends and unavailable backends (with the engine's reason) raise
   `ArgumentError`; device failures raise `Kiln.Error`.
@@ -43,7 +46,7 @@ defmodule Kiln.LogisticMap do
           encode_s: float
         }
 
-  @run_defaults [backend: :auto, device: 0, iterations: 10, chunk_size: 0]
+  @run_defaults [backend: :auto, device: 0, iterations: 10, chunk_size: 0, phase_times: false]
 
   @doc """
   Applies the map to every element of `data`; see the module doc for the options.
@@ -61,16 +64,19 @@ defmodule Kiln.LogisticMap do
   Like `run/4`, and also returns where the time went, as the engine measured it (seconds).
 
   The stats hold `:backend` (the one that ran, `:auto` resolved), `:device` (its name),
-  `:host_to_device_s`, `:kernel_s`, `:device_to_host_s`, `:total_s` (the engine's whole call),
-  `:chunks`, and the NIF's own `:decode_s` / `:encode_s` (terms to native arrays and back).
+  `:host_to_device_s`, `:kernel_s`, `:device_to_host_s` (on GPU backends only with
+  `phase_times: true`; host backends report their whole run as `:kernel_s`), `:total_s` (the
+  engine's whole call), `:chunks`, and the NIF's own `:decode_s` / `:encode_s` (terms to native
+  arrays and back).
   """
   @spec run_stats(data, pos_integer, integer, keyword) :: {[integer] | binary, stats}
   def run_stats(data, p, mu, opts \\ []) do
     {p, mu, opts} = validate!(p, mu, opts)
     {nif_data, as_list} = Args.data!(data)
-    nif = if Args.dirty_io?(opts[:backend]), do: &Native.run_io/8, else: &Native.run/8
+    nif = if Args.dirty_io?(opts[:backend]), do: &Native.run_io/9, else: &Native.run/9
 
-    case nif.(nif_data, as_list, p, mu, opts[:iterations], opts[:backend], opts[:device], opts[:chunk_size]) do
+    case nif.(nif_data, as_list, p, mu, opts[:iterations], opts[:backend], opts[:device], opts[:chunk_size],
+           opts[:phase_times]) do
       {:ok, result, stats} -> {result, stats}
       {:error, reason} -> Args.raise_error!(reason)
     end
@@ -122,6 +128,11 @@ defmodule Kiln.LogisticMap do
     Args.backend!(opts[:backend])
     Args.device!(opts[:device])
     Args.iterations!(opts[:iterations])
+
+    unless is_boolean(opts[:phase_times]) do
+      raise ArgumentError, "phase_times must be true or false, got #{inspect(opts[:phase_times])}"
+    end
+
     opts = Keyword.put(opts, :chunk_size, Args.chunk_size!(opts[:chunk_size]))
     {Args.p!(p), Args.mu!(mu), opts}
   end

@@ -83,9 +83,9 @@ inline result<stream_handle> create_stream() {
 }
 
 // With timing (the default flags), since every event here also measures a phase.
-inline result<event_handle> create_event() {
+inline result<event_handle> create_event(unsigned flags = cudaEventDefault) {
   cudaEvent_t ev = nullptr;
-  if (cudaError_t e = cudaEventCreate(&ev); e != cudaSuccess) return cuda_error(e, "cudaEventCreate");
+  if (cudaError_t e = cudaEventCreateWithFlags(&ev, flags); e != cudaSuccess) return cuda_error(e, "cudaEventCreate");
   return event_handle{ev};
 }
 

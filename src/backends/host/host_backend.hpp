@@ -16,10 +16,10 @@ class host_backend : public backend {
   const std::vector<device_info>& devices() override { return devices_; }
 
   result<run_stats> run(int, std::span<const std::int64_t> in, std::span<std::int64_t> out, const kernel_params& kp,
-                        std::size_t chunk_elements) final {
+                        const run_options& options) final {
     const auto t0 = std::chrono::steady_clock::now();
     run_stats s;
-    s.chunks = compute(in, out, kp, chunk_elements);
+    s.chunks = compute(in, out, kp, options.chunk_elements);
     s.kernel_s = s.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return s;
   }

@@ -14,7 +14,7 @@ class host_buffer final : public resident_buffer {
   std::size_t size() const override { return data_.size(); }
 
   result<run_stats> run(const kernel_params& kp) override {
-    return owner_.run(device_, data_, data_, kp, 0);
+    return owner_.run(device_, data_, data_, kp, run_options{});
   }
 
   status download(std::span<std::int64_t> out) const override {

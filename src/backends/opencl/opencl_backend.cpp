@@ -368,6 +368,7 @@ struct transfer_job {
   const kernel_params* kp = nullptr;            // the map, applied slot in -> slot out, if set
   std::size_t n = 0;
   std::size_t chunk_elements = 0;               // the caller's upper bound; 0 = the default chunk
+  bool phase_times = false;                     // read each command's profiling times
 };
 
 // Where chunk c lies: chunks never straddle two resident buffers, so each segment (the whole range
@@ -486,9 +487,11 @@ status finish(slot& s, const transfer_job& job, lane_times& t) {
   KILN_TRY(wait_for(last, {{&s.write, "clEnqueueWriteBuffer"},
                            {&s.kernel, "clEnqueueNDRangeKernel"},
                            {&s.read, "clEnqueueReadBuffer"}}));
-  if (s.write()) t.h2d += event_seconds(s.write);
-  if (s.kernel()) t.kernel += event_seconds(s.kernel);
-  if (s.read()) t.d2h += event_seconds(s.read);
+  if (job.phase_times) {
+    if (s.write()) t.h2d += event_seconds(s.write);
+    if (s.kernel()) t.kernel += event_seconds(s.kernel);
+    if (s.read()) t.d2h += event_seconds(s.read);
+  }
   // Non-temporal stores: the caller's array is far larger than the caches.
   if (job.host_out) copy_streaming(job.host_out + s.begin, s.out_host.data(), s.count);
   s.busy = false;
@@ -741,7 +744,7 @@ class opencl_backend final : public backend {
   }
 
   result<run_stats> run(int device, std::span<const std::int64_t> in, std::span<std::int64_t> out,
-                        const kernel_params& kp, std::size_t chunk_elements) override {
+                        const kernel_params& kp, const run_options& options) override {
     return catching_bad_alloc([&]() -> result<run_stats> {
       auto ds = state_of(device);
       if (!ds) return ds.err();
@@ -750,7 +753,8 @@ class opencl_backend final : public backend {
       job.host_out = out.data();
       job.kp = &kp;
       job.n = std::min(in.size(), out.size());
-      job.chunk_elements = chunk_elements;
+      job.chunk_elements = options.chunk_elements;
+      job.phase_times = options.phase_times;
       return transfer(**ds, job);
     });
   }
