@@ -231,13 +231,15 @@ class mapped_staging {
   std::int64_t* data_ = nullptr;
 };
 
-// One stage of a lane: its own in-order, profiled queue (so one chunk's upload can overlap
-// another's download), pinned staging on the host side, buffers on the device side, and the
+// One stage of a lane: its own in-order queue (so one chunk's upload can overlap another's
+// download; a second, profiled one for runs that time their phases, because profiling costs
+// time on every command), pinned staging on the host side, buffers on the device side, and the
 // events of the chunk it carries. Queue order makes device-buffer reuse safe (a chunk's upload
 // follows the previous chunk's kernel, its kernel the previous download); staging is reused only
 // after finish() has waited for the slot's last command.
 struct slot {
-  cl::CommandQueue queue;
+  cl::CommandQueue queue;     // in-order, without profiling: a run that does not time its phases
+  cl::CommandQueue profiled;  // in-order, profiled: a run that does (created on first use)
   mapped_staging in_host;
   mapped_staging out_host;
   cl::Buffer in_dev;
@@ -419,7 +421,7 @@ result<std::size_t> ensure_lanes(device_state& ds, std::size_t chunk) {
     for (auto& ln : lanes) {
       cl_int e = CL_SUCCESS;
       for (auto& s : ln.slots) {
-        s.queue = cl::CommandQueue(ds.context, ds.device, CL_QUEUE_PROFILING_ENABLE, &e);
+        s.queue = cl::CommandQueue(ds.context, ds.device, 0, &e);
         if (e != CL_SUCCESS) return cl_error("clCreateCommandQueue", e);
       }
       ln.kernel = cl::Kernel(ds.program, kernel_name, &e);
@@ -458,19 +460,22 @@ status submit(const device_state& ds, lane& ln, slot& s, const transfer_job& job
   s.begin = begin;
   s.count = count;
   s.write = s.kernel = s.read = cl::Event();
+  // A slot's chunks are drained before it takes the next, so switching queues between runs keeps
+  // the order every chunk needs.
+  const cl::CommandQueue& q = job.phase_times ? s.profiled : s.queue;
   if (job.host_in) {
-    const cl_int e = s.queue.enqueueWriteBuffer(resident ? *resident : s.in_dev, CL_FALSE, offset, bytes,
+    const cl_int e = q.enqueueWriteBuffer(resident ? *resident : s.in_dev, CL_FALSE, offset, bytes,
                                                  s.in_host.data(), nullptr, &s.write);
     if (e != CL_SUCCESS) return cl_error("clEnqueueWriteBuffer", e);
   }
-  if (job.kp) KILN_TRY(enqueue_map(ds, ln.kernel, s.queue, s.in_dev, s.out_dev, count, &s.kernel));
+  if (job.kp) KILN_TRY(enqueue_map(ds, ln.kernel, q, s.in_dev, s.out_dev, count, &s.kernel));
   if (job.host_out) {
-    const cl_int e = s.queue.enqueueReadBuffer(resident ? *resident : s.out_dev, CL_FALSE, offset, bytes,
+    const cl_int e = q.enqueueReadBuffer(resident ? *resident : s.out_dev, CL_FALSE, offset, bytes,
                                                 s.out_host.data(), nullptr, &s.read);
     if (e != CL_SUCCESS) return cl_error("clEnqueueReadBuffer", e);
   }
   // Submit now: some platforms hold commands back until a flush or a wait.
-  const cl_int e = s.queue.flush();
+  const cl_int e = q.flush();
   if (e != CL_SUCCESS) return cl_error("clFlush", e);
   return {};
 }
@@ -531,7 +536,10 @@ status run_lane(const device_state& ds, lane& ln, const chunk_plan& plan, std::s
   status st = catching_bad_alloc([&]() -> status { return feed_lane(ds, ln, plan, first, stride, job, t, failed); });
   if (!st.ok()) {
     failed.store(true, std::memory_order_relaxed);
-    for (auto& s : ln.slots) (void)s.queue.finish();
+    for (auto& s : ln.slots) {
+      (void)s.queue.finish();
+      if (s.profiled()) (void)s.profiled.finish();
+    }
   }
   for (auto& s : ln.slots) s.busy = false;
   return st;
@@ -553,6 +561,14 @@ result<run_stats> transfer(device_state& ds, const transfer_job& job) {
   if (!got) return got.err();
   const chunk_plan plan(job.n, job.resident ? job.segment : job.n, *got);
   const std::size_t lanes = std::min(ds.lanes.size(), plan.total);
+  if (job.phase_times)
+    for (std::size_t l = 0; l < lanes; ++l)
+      for (auto& s : ds.lanes[l].slots) {
+        if (s.profiled()) continue;
+        cl_int e = CL_SUCCESS;
+        s.profiled = cl::CommandQueue(ds.context, ds.device, CL_QUEUE_PROFILING_ENABLE, &e);
+        if (e != CL_SUCCESS) return cl_error("clCreateCommandQueue (profiled)", e);
+      }
   if (job.kp)
     for (std::size_t l = 0; l < lanes; ++l) KILN_TRY(set_param_args(ds.lanes[l].kernel, *job.kp));
   std::vector<lane_times> times(lanes);
