@@ -8,7 +8,6 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
-#include <optional>
 #include <string>
 #include <utility>
 #include <vector>
@@ -16,6 +15,7 @@
 #include "backends/cuda/cuda_resources.cuh"
 #include "backends/cuda/logistic_kernel.cuh"
 #include "core/backend.hpp"
+#include "core/lanes.hpp"
 #include "core/thread_pool.hpp"
 
 namespace kiln::detail {
@@ -203,11 +203,6 @@ class lane_group {
   std::size_t clamped_request_ = 0;  // the chunk that free memory cut down to capacity_, if any
 };
 
-// Phase times of the chunks one lane carried, summed.
-struct lane_times {
-  double h2d = 0, kernel = 0, d2h = 0;
-};
-
 // Everything Kiln keeps per CUDA device: the two lane groups (see the shapes at the top).
 class device_state {
  public:
@@ -242,21 +237,12 @@ class device_state {
     const std::size_t chunk = std::min(*got, job.n);
     const std::size_t chunks = (job.n + chunk - 1) / chunk;
     const std::size_t lanes = std::min(group.lane_count(), chunks);
-    std::vector<lane_times> times(lanes);
-    std::vector<std::optional<error>> errors(lanes);
-    std::atomic<bool> failed{false};
-    // Lanes never wait for each other, so they finish however few pool threads are free.
-    parallel_for(lanes, 1, [&](std::size_t b, std::size_t e) {
-      for (std::size_t l = b; l < e; ++l)
-        if (status r = run_lane(group.at(l), l, lanes, chunk, chunks, job, times[l], failed); !r.ok()) errors[l] = r.err();
-    });
-    for (const auto& e : errors)
-      if (e) return *e;
-    for (const auto& t : times) {
-      st.host_to_device_s += t.h2d;
-      st.kernel_s += t.kernel;
-      st.device_to_host_s += t.d2h;
-    }
+    KILN_TRY(run_lanes(
+        lanes,
+        [&](std::size_t l, lane_times& t, std::atomic<bool>& failed) {
+          return run_lane(group.at(l), l, lanes, chunk, chunks, job, t, failed);
+        },
+        st));
     st.chunks = chunks;
     st.total_s = seconds_since(t0);
     return st;

@@ -14,13 +14,13 @@
 #include <memory>
 #include <mutex>
 #include <new>
-#include <optional>
 #include <sstream>
 #include <string>
 #include <utility>
 #include <vector>
 
 #include "core/backend.hpp"
+#include "core/lanes.hpp"
 #include "core/thread_pool.hpp"
 
 namespace kiln::detail {
@@ -480,11 +480,6 @@ status submit(const device_state& ds, lane& ln, slot& s, const transfer_job& job
   return {};
 }
 
-// Phase times of the chunks one lane carried, summed.
-struct lane_times {
-  double h2d = 0, kernel = 0, d2h = 0;
-};
-
 // Waits for the slot's chunk, adds its phase times and copies its output to the caller. The sums
 // are per chunk: phases of different chunks overlap, so together they can exceed total_s.
 status finish(slot& s, const transfer_job& job, lane_times& t) {
@@ -571,20 +566,12 @@ result<run_stats> transfer(device_state& ds, const transfer_job& job) {
       }
   if (job.kp)
     for (std::size_t l = 0; l < lanes; ++l) KILN_TRY(set_param_args(ds.lanes[l].kernel, *job.kp));
-  std::vector<lane_times> times(lanes);
-  std::vector<std::optional<error>> errors(lanes);
-  std::atomic<bool> failed{false};
-  parallel_for(lanes, 1, [&](std::size_t b, std::size_t e) {
-    for (std::size_t l = b; l < e; ++l)
-      if (status r = run_lane(ds, ds.lanes[l], plan, l, lanes, job, times[l], failed); !r.ok()) errors[l] = r.err();
-  });
-  for (const auto& e : errors)
-    if (e) return *e;
-  for (const auto& t : times) {
-    st.host_to_device_s += t.h2d;
-    st.kernel_s += t.kernel;
-    st.device_to_host_s += t.d2h;
-  }
+  KILN_TRY(run_lanes(
+      lanes,
+      [&](std::size_t l, lane_times& t, std::atomic<bool>& failed) {
+        return run_lane(ds, ds.lanes[l], plan, l, lanes, job, t, failed);
+      },
+      st));
   st.chunks = plan.total;
   st.total_s = seconds_since(t0);
   return st;
