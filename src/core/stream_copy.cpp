@@ -13,9 +13,8 @@ namespace hn = hwy::HWY_NAMESPACE;
 
 // Non-temporal stores write whole cache lines without first reading them (a plain memcpy's
 // stores read each destination line before overwriting it), and leave the caches to others:
-// the destination is either staging that only a DMA engine reads next, or an array far larger
-// than any cache. glibc switches to such stores only for single copies of several MiB, and the
-// pool's tasks are smaller than that.
+// the destination is an array far larger than any cache. glibc switches to such stores only for
+// single copies of several MiB, and a lane's chunks are smaller than that.
 void copy_streaming(std::int64_t* dst, const std::int64_t* src, std::size_t n) {
   const hn::ScalableTag<std::int64_t> d;
   const std::size_t N = hn::Lanes(d);

@@ -144,14 +144,4 @@ void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std
   instance().run(j);
 }
 
-void parallel_copy(std::int64_t* dst, const std::int64_t* src, std::size_t n) {
-  // Two tasks per worker whatever the size: a fixed grain left half the cores idle on small
-  // chunks (2^19 elements copied at half the speed of 2^20 on a 16-core host). Below 4 Ki
-  // elements (32 KiB) a task costs more to hand over than it saves.
-  constexpr std::size_t min_grain = std::size_t{1} << 12;
-  const std::size_t tasks = 2 * worker_count();
-  const std::size_t grain = std::max(min_grain, (n + tasks - 1) / tasks);
-  parallel_for(n, grain, [&](std::size_t b, std::size_t e) { copy_streaming(dst + b, src + b, e - b); });
-}
-
 }  // namespace kiln::detail

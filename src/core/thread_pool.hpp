@@ -19,12 +19,9 @@ std::size_t staging_lanes();
 // Safe to call concurrently from many threads (their tasks interleave on the same workers).
 void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body);
 
-// Copies n int64 on every core with non-temporal stores: one thread's memcpy reaches only a
-// fraction of the host's memory bandwidth, and host <-> staging copies are the host's whole
-// share of a GPU pipeline. For large copies only (the destination ends up out of the caches).
-void parallel_copy(std::int64_t* dst, const std::int64_t* src, std::size_t n);
-
-// The single-threaded copy parallel_copy's tasks use (core/stream_copy.cpp).
+// Copies n int64 on this thread with non-temporal stores (core/stream_copy.cpp): for a
+// destination no cache should keep, such as a GPU lane's chunk going back into the caller's
+// array.
 void copy_streaming(std::int64_t* dst, const std::int64_t* src, std::size_t n);
 
 }  // namespace kiln::detail
