@@ -117,13 +117,15 @@ bool is_pinned(const void* p, std::size_t bytes) {
 
 // Lanes of one shape with their staging: one pinned and one device allocation, carved into slots
 // (two allocations instead of four per slot keep the first call's set-up short). Allocated on
-// first use, reused by every later call, and regrown when a call wants larger chunks.
+// first use, reused by every later call, and regrown when a call wants larger chunks. The lane
+// count is asked for at that first use too, so that listing devices starts no worker pool.
 class lane_group {
  public:
-  lane_group(std::size_t lanes, std::size_t slots, std::size_t default_chunk, std::size_t chunk_limit)
+  lane_group(std::size_t (*lanes)(), std::size_t slots, std::size_t default_chunk, std::size_t chunk_limit)
       : lanes_(lanes), slots_(slots), default_chunk_(default_chunk), chunk_limit_(chunk_limit) {}
 
-  std::size_t lane_count() const { return lanes_; }
+  // Valid after ensure().
+  std::size_t lane_count() const { return lanes_v_.size(); }
   lane& at(std::size_t i) { return lanes_v_[i]; }
 
   // Makes sure every slot holds at least the job's chunk; returns the chunk to use, smaller when
@@ -133,16 +135,14 @@ class lane_group {
     if (!lanes_v_.empty() && (chunk <= capacity_ || chunk <= clamped_request_)) return std::min(chunk, capacity_);
     // The group is idle here (every call drains it), so it can be freed before the larger one is
     // allocated; that also returns its device memory to the free count below.
-    lanes_v_.clear();
-    host_block_.reset();
-    dev_block_.reset();
-    capacity_ = 0;
+    clear();
     clamped_request_ = 0;
+    const std::size_t lane_count = lanes_();
     std::size_t free_bytes = 0, total_bytes = 0;
     KILN_TRY(cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo"));
     // Take at most half of what is free (in + out per slot), leaving room for resident buffers
     // and other users of the device.
-    const std::size_t buffers = lanes_ * slots_ * 2;
+    const std::size_t buffers = lane_count * slots_ * 2;
     const std::size_t fits = free_bytes / 2 / (buffers * sizeof(i64)) / 8 * 8;  // 64-byte aligned carving
     if (fits == 0)
       return make_error(errc::out_of_memory, "CUDA device " + std::to_string(device) + " has only " +
@@ -157,7 +157,7 @@ class lane_group {
     if (!host) return host.err();
     auto dev = allocate_device(bytes, "cudaMalloc (staging)");
     if (!dev) return dev.err();
-    std::vector<lane> lanes(lanes_);
+    std::vector<lane> lanes(lane_count);
     i64* h = static_cast<i64*>(host->get());
     i64* d = static_cast<i64*>(dev->get());
     for (auto& l : lanes) {
@@ -195,7 +195,8 @@ class lane_group {
   }
 
  private:
-  std::size_t lanes_, slots_, default_chunk_, chunk_limit_;
+  std::size_t (*lanes_)();
+  std::size_t slots_, default_chunk_, chunk_limit_;
   std::vector<lane> lanes_v_;
   pinned_memory host_block_;
   device_memory dev_block_;
@@ -209,8 +210,8 @@ class device_state {
   device_state(int index, int sm_count)
       : index_(index),
         sm_count_(sm_count),
-        direct_(1, direct_slots, direct_chunk, max_chunk),
-        staged_(staging_lanes(), staged_slots, staged_chunk, staged_chunk) {}
+        direct_([] { return std::size_t{1}; }, direct_slots, direct_chunk, max_chunk),
+        staged_(staging_lanes, staged_slots, staged_chunk, staged_chunk) {}
   device_state(const device_state&) = delete;
   device_state& operator=(const device_state&) = delete;
 

@@ -280,7 +280,10 @@ struct device_state {
   cl::Kernel kernel;       // resident buffers' kernel; each lane has its own
   std::size_t local_size = 1;          // work-group size for every launch
   std::size_t max_alloc_elements = 1;  // CL_DEVICE_MAX_MEM_ALLOC_SIZE in elements
+  std::uint64_t global_mem = 0;        // CL_DEVICE_GLOBAL_MEM_SIZE
+  // Set with the lanes (create_lanes), because they depend on how many there are:
   std::size_t chunk_limit = 1;         // the largest chunk a slot may hold (allocation and memory bounds)
+  std::size_t request_limit = 1;       // the largest chunk_elements honoured (the staging budget)
   std::mutex m;
   // The lanes (see transfer); each slot's staging holds a reference to the queue that unmaps it,
   // so destruction order does not matter.
@@ -411,24 +414,35 @@ void release_lanes(device_state& ds) {
   ds.lane_capacity = 0;
 }
 
+// Creates the lanes (queues and kernel objects, no buffers yet) on first use, and the chunk
+// bounds that depend on how many there are. At first use, not at probe time, so that listing
+// devices starts no worker pool.
+status create_lanes(device_state& ds) {
+  if (!ds.lanes.empty()) return {};
+  const std::size_t count = staging_lanes();
+  std::vector<lane> lanes(count);
+  for (auto& ln : lanes) {
+    cl_int e = CL_SUCCESS;
+    for (auto& s : ln.slots) {
+      s.queue = cl::CommandQueue(ds.context, ds.device, 0, &e);
+      if (e != CL_SUCCESS) return cl_error("clCreateCommandQueue", e);
+    }
+    ln.kernel = cl::Kernel(ds.program, kernel_name, &e);
+    if (e != CL_SUCCESS) return cl_error("clCreateKernel", e);
+  }
+  ds.lanes = std::move(lanes);
+  const std::size_t per_element = 2 * count * lane_slots * element_bytes;  // in + out of every slot
+  const auto by_memory = static_cast<std::size_t>(ds.global_mem / staging_memory_divisor / per_element);
+  ds.chunk_limit = std::max<std::size_t>(std::min(ds.max_alloc_elements, by_memory), 1);
+  ds.request_limit = std::max(staging_budget_bytes / per_element / capacity_step, std::size_t{1}) * capacity_step;
+  return {};
+}
+
 // Makes sure every slot holds at least `chunk` elements; returns the chunk to use, which is
-// smaller when the platform cannot allocate the requested one.
+// smaller when the platform cannot allocate the requested one. The lanes exist.
 result<std::size_t> ensure_lanes(device_state& ds, std::size_t chunk) {
   if (ds.lane_capacity && (chunk <= ds.lane_capacity || chunk <= ds.lane_clamped))
     return std::min(chunk, ds.lane_capacity);
-  if (ds.lanes.empty()) {
-    std::vector<lane> lanes(staging_lanes());
-    for (auto& ln : lanes) {
-      cl_int e = CL_SUCCESS;
-      for (auto& s : ln.slots) {
-        s.queue = cl::CommandQueue(ds.context, ds.device, 0, &e);
-        if (e != CL_SUCCESS) return cl_error("clCreateCommandQueue", e);
-      }
-      ln.kernel = cl::Kernel(ds.program, kernel_name, &e);
-      if (e != CL_SUCCESS) return cl_error("clCreateKernel", e);
-    }
-    ds.lanes = std::move(lanes);
-  }
   // The lanes are idle here (every call drains them), so the smaller buffers can go before the
   // larger ones are allocated, which also leaves their memory to the new ones.
   release_lanes(ds);
@@ -547,10 +561,8 @@ result<run_stats> transfer(device_state& ds, const transfer_job& job) {
   const auto t0 = clock_type::now();
   run_stats st;
   if (job.n == 0) return st;
-  const std::size_t by_budget =
-      std::max(staging_budget_bytes / (staging_lanes() * lane_slots * 2 * element_bytes) / capacity_step, std::size_t{1}) *
-      capacity_step;
-  std::size_t chunk = job.chunk_elements ? std::min(job.chunk_elements, by_budget) : default_chunk;
+  KILN_TRY(create_lanes(ds));
+  std::size_t chunk = job.chunk_elements ? std::min(job.chunk_elements, ds.request_limit) : default_chunk;
   chunk = std::min({chunk, ds.chunk_limit, job.n});
   auto got = ensure_lanes(ds, chunk);
   if (!got) return got.err();
@@ -699,9 +711,7 @@ result<std::shared_ptr<device_state>> set_up(const cl::Device& dev, std::size_t 
   ds->local_size = std::max<std::size_t>(local, 1);
 
   ds->max_alloc_elements = std::max<std::size_t>(max_alloc / element_bytes, 1);
-  const auto by_memory = static_cast<std::size_t>(global_mem / staging_memory_divisor /
-                                                  (2 * staging_lanes() * lane_slots * element_bytes));
-  ds->chunk_limit = std::max<std::size_t>(std::min(ds->max_alloc_elements, by_memory), 1);
+  ds->global_mem = global_mem;
   return ds;
 }
 
