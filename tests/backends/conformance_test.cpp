@@ -8,19 +8,14 @@
 #include <thread>
 #include <vector>
 
+#include "backend_test_support.hpp"
 #include "kiln/kiln.hpp"
 
 namespace {
 
-using i64 = std::int64_t;
+using namespace kiln_test;
 constexpr i64 kMin = std::numeric_limits<i64>::min();
 constexpr i64 kMax = std::numeric_limits<i64>::max();
-
-std::vector<i64> reference(const std::vector<i64>& in, const kiln::map_params& prm) {
-  std::vector<i64> out(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) out[i] = kiln::logistic_map_reference(in[i], prm);
-  return out;
-}
 
 std::vector<i64> edge_inputs(i64 p) {
   std::vector<i64> xs = {0, 1, -1, 2, -2, kMin, kMax, kMin + 1, kMax - 1, p - 1, p, p + 1, -p, -p + 1, -p - 1,

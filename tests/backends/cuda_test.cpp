@@ -4,32 +4,22 @@
 #include <algorithm>
 #include <cstdint>
 #include <iostream>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "backend_test_support.hpp"
 #include "kiln/kiln.hpp"
 
 namespace {
 
-using i64 = std::int64_t;
+using namespace kiln_test;
 
 kiln::run_options cuda_options(std::size_t chunk = 0, int device = 0, bool phase_times = false) {
-  kiln::run_options o;
-  o.backend = "cuda";
-  o.device = device;
-  o.chunk_elements = chunk;
-  o.phase_times = phase_times;
-  return o;
+  return options_for("cuda", chunk, device, phase_times);
 }
 
-std::vector<kiln::device_info> cuda_devices() {
-  std::vector<kiln::device_info> out;
-  for (auto& d : kiln::devices())
-    if (d.backend == kiln::backend_kind::cuda) out.push_back(d);
-  return out;
-}
+std::vector<kiln::device_info> cuda_devices() { return devices_of(kiln::backend_kind::cuda); }
 
 // The expected output, from the multicore `cpu` backend: the conformance suite checks it against
 // the reference, and it is fast enough for millions of elements.
@@ -42,24 +32,6 @@ std::vector<i64> expected(const std::vector<i64>& in, const kiln::map_params& pr
   return out;
 }
 
-std::vector<i64> random_inputs(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<i64> in(n);
-  for (auto& x : in) x = static_cast<i64>(rng());
-  return in;
-}
-
-// The index of the first element where two arrays differ, for a short failure message.
-std::string first_difference(const std::vector<i64>& got, const std::vector<i64>& want) {
-  if (got.size() != want.size()) return "sizes differ: " + std::to_string(got.size()) + " vs " + std::to_string(want.size());
-  auto it = std::mismatch(got.begin(), got.end(), want.begin());
-  if (it.first == got.end()) return "equal";
-  auto i = static_cast<std::size_t>(it.first - got.begin());
-  return "first difference at " + std::to_string(i) + ": got " + std::to_string(got[i]) + ", want " +
-         std::to_string(want[i]);
-}
-
-// Runs everywhere: without a GPU it checks the unavailable path, with one the device entries.
 TEST(CudaBackend, ListsItselfAndExplainsWhenUnavailable) {
   auto ds = cuda_devices();
   ASSERT_FALSE(ds.empty()) << "devices() has no cuda entry";

@@ -3,44 +3,21 @@
 
 #include <cstdint>
 #include <limits>
-#include <random>
 #include <string>
 #include <thread>
 #include <vector>
 
+#include "backend_test_support.hpp"
 #include "kiln/kiln.hpp"
 
 namespace {
 
-using i64 = std::int64_t;
+using namespace kiln_test;
 
-std::vector<i64> reference(const std::vector<i64>& in, const kiln::map_params& prm) {
-  std::vector<i64> out(in.size());
-  for (std::size_t i = 0; i < in.size(); ++i) out[i] = kiln::logistic_map_reference(in[i], prm);
-  return out;
-}
-
-std::vector<i64> random_inputs(std::size_t n, std::uint64_t seed) {
-  std::mt19937_64 rng(seed);
-  std::vector<i64> v(n);
-  for (auto& x : v) x = static_cast<i64>(rng());
-  return v;
-}
-
-std::vector<kiln::device_info> opencl_devices() {
-  std::vector<kiln::device_info> ds;
-  for (auto& d : kiln::devices())
-    if (d.backend == kiln::backend_kind::opencl) ds.push_back(d);
-  return ds;
-}
+std::vector<kiln::device_info> opencl_devices() { return devices_of(kiln::backend_kind::opencl); }
 
 kiln::run_options opencl(std::size_t chunk = 0, int device = 0, bool phase_times = false) {
-  kiln::run_options o;
-  o.backend = "opencl";
-  o.device = device;
-  o.chunk_elements = chunk;
-  o.phase_times = phase_times;
-  return o;
+  return options_for("opencl", chunk, device, phase_times);
 }
 
 class OpenCL : public ::testing::Test {
