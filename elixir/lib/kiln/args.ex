@@ -57,6 +57,12 @@ defmodule Kiln.Args do
 
   # GPU calls mostly wait on the device: they go to dirty IO schedulers, leaving the dirty CPU
   # schedulers to the host backends.
+  def phase_times!(flag) when is_boolean(flag), do: flag
+
+  def phase_times!(flag) do
+    raise ArgumentError, "phase_times must be true or false, got #{inspect(flag)}"
+  end
+
   def dirty_io?(backend), do: backend in [:opencl, :cuda]
 
   @doc "The data as the NIF takes it, and whether the result should be a list."

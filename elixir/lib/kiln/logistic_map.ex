@@ -128,11 +128,7 @@ defmodule Kiln.LogisticMap do
     Args.backend!(opts[:backend])
     Args.device!(opts[:device])
     Args.iterations!(opts[:iterations])
-
-    unless is_boolean(opts[:phase_times]) do
-      raise ArgumentError, "phase_times must be true or false, got #{inspect(opts[:phase_times])}"
-    end
-
+    Args.phase_times!(opts[:phase_times])
     opts = Keyword.put(opts, :chunk_size, Args.chunk_size!(opts[:chunk_size]))
     {Args.p!(p), Args.mu!(mu), opts}
   end
