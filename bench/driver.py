@@ -29,7 +29,8 @@ MARKER = "@@KILNBENCH@@ "
 
 # Sample names per group: a --rows pattern that matches none of a group's names skips starting it.
 GROUP_SAMPLES = {
-    "cpp": ["cpp.scalar", "cpp.cpu", "cpp.opencl0", "cpp.opencl0.resident", "cpp.cuda0", "cpp.cuda0.resident", "cpp.cuda0.pinned"],
+    "cpp": ["cpp.scalar", "cpp.cpu", "cpp.opencl0", "cpp.opencl0.gpu_only", "cpp.opencl0.resident", "cpp.cuda0",
+            "cpp.cuda0.gpu_only", "cpp.cuda0.resident", "cpp.cuda0.pinned"],
     "python": ["python.numpy", "python.cupy", "python.cupy.resident", "python.jax", "python.jax.resident",
                "python.torch", "python.torch.resident"],
     "elixir": ["elixir.pure.loop", "elixir.pure.inlined", "elixir.nif.cpu.list", "elixir.nif.cpu.windows",
@@ -172,7 +173,7 @@ class Bench:
                 extra = {"device": d.get("name"), "gpu": d.get("gpu"), "backend": backend, "device_index": i,
                          "platform": d.get("platform")}
                 if not d.get("available"):
-                    self.skip_all([f"cpp.{backend}{i}", f"cpp.{backend}{i}.resident"]
+                    self.skip_all([f"cpp.{backend}{i}", f"cpp.{backend}{i}.gpu_only", f"cpp.{backend}{i}.resident"]
                                   + ([f"cpp.{backend}{i}.pinned"] if backend == "cuda" else []), "skipped",
                                   f"{backend} device {i} unavailable: {d.get('reason') or 'no reason given'}")
                     continue
@@ -180,6 +181,8 @@ class Bench:
                 # --phases: the H->D / kernel / D->H split from one more run timed with device
                 # events; the timed runs go without them (they cost about 15% on the H100).
                 plan.append((f"cpp.{backend}{i}", base + ["--phases"], extra))
+                # The device computing every element (no host sharing): what compares devices.
+                plan.append((f"cpp.{backend}{i}.gpu_only", base + ["--gpu-only", "--phases"], extra))
                 plan.append((f"cpp.{backend}{i}.resident", base + ["--resident"], dict(extra, resident=True)))
                 if backend == "cuda":
                     # Input and output in Kiln's pinned host blocks: transfers without staging copies.
@@ -193,7 +196,7 @@ class Bench:
                 continue
             row = dict(extra, name=name, status="ok")
             for f in ("seconds", "seconds_min", "seconds_max", "runs", "host_to_device_s", "kernel_s",
-                      "device_to_host_s", "checksum", "repeat"):
+                      "device_to_host_s", "checksum", "repeat", "chunks", "host_chunks"):
                 row[f] = k.get(f)
             row["repeat"] = row["repeat"] or len(row["runs"] or [])
             row["resident"] = bool(k.get("resident", extra.get("resident", False)))

@@ -52,7 +52,7 @@ def describe(row):
     dev = row.get("device") or ""
     gpu = row.get("gpu")
     seed, fam, label = None, "cpp", name
-    m = re.match(r"^(elixir\.nif|cpp|python)\.(opencl|cuda|cupy|jax|torch)(\d*)(?:\.(list|binary|resident|pinned))?$", name)
+    m = re.match(r"^(elixir\.nif|cpp|python)\.(opencl|cuda|cupy|jax|torch)(\d*)(?:\.(list|binary|resident|pinned|gpu_only))?$", name)
     if name == "elixir.pure.loop":
         seed, fam, label = "benchmarks1", "elixir-pure", "pure Elixir, loop"
     elif name == "elixir.pure.inlined":
@@ -89,7 +89,9 @@ def describe(row):
         elif front == "cpp":
             fam = "cpp"
             label = f"C++ kiln {where}, " + {"resident": "resident, kernel only",
-                                             "pinned": "end to end, pinned host memory"}.get(variant, "end to end")
+                                             "pinned": "end to end, pinned host memory",
+                                             "gpu_only": "end to end, device only (no host sharing)"}.get(
+                variant, "end to end (host shares)")
             if backend == "opencl" and variant is None and gpu:
                 seed = "Rust OpenCL"
         else:
@@ -250,6 +252,14 @@ def summary(doc):
                      + (", so transfers and conversion dominate, as the seed suspected" if k >= 2 else
                         ", so the computation itself dominates here"))
         s.append(f"Elixir+NIF on {dev} ({r.get('device') or '?'}): " + ", ".join(parts) + tail + ".")
+    for r in best_rows(doc):
+        m = re.match(r"^cpp\.(opencl|cuda)(\d+)\.gpu_only$", r["name"])
+        shared = find(doc, f"cpp.{m.group(1)}{m.group(2)}") if m else None
+        if shared:
+            hc, ch = shared.get("host_chunks"), shared.get("chunks")
+            share = f" (the host computed {hc:g} of {ch} chunks)" if hc is not None and ch else ""
+            s.append(f"{r['label']}: {fmt_s(r['seconds'])}; with the host sharing the chunks "
+                     f"{fmt_s(shared['seconds'])}{share}.")
     if numpy and pure:
         s.append(f"Pure Elixir's best ({fmt_s(pure['seconds'])}) is {faster(numpy, pure)} than Python/NumPy "
                  f"({fmt_s(numpy['seconds'])}); the seed found pure Elixir 1.39–1.54× faster.")

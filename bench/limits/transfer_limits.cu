@@ -76,24 +76,42 @@ struct pipeline_shape {
   bool stream_in;   // non-temporal stores into the input staging (else memcpy, staging stays cached)
   bool stream_out;  // non-temporal stores into the caller's output
   bool assist = false;  // threads compute chunks on the CPU while their GPU slots are busy
+  bool zero_copy = false;  // the kernel reads the input staging and writes the output staging itself
+  bool wc_in = false;      // input staging allocated write-combined
 };
+
+// Where the pipeline threads' time goes, summed over threads (the last timed run).
+struct thread_phases {
+  std::atomic<long long> copy_in{0}, submit{0}, wait{0}, copy_out{0};
+  void clear() { copy_in = submit = wait = copy_out = 0; }
+};
+thread_phases g_phases;
+long long ns_since(clock_type::time_point t0) {
+  return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - t0).count();
+}
 
 // Pageable in -> pageable out through per-thread staging. Thread t takes chunks t, t + T, ...
 void run_pipeline(const pipeline_shape& sh, std::vector<lane>& lanes, const i64* in, i64* out, std::size_t n,
                   const kiln::detail::kernel_params& kp, int sms) {
   const std::size_t chunks = (n + sh.chunk - 1) / sh.chunk;
+  g_phases.clear();
   std::vector<std::thread> pool;
   for (int t = 0; t < sh.threads; ++t) {
     pool.emplace_back([&, t] {
       lane& l = lanes[t];
+      long long ci = 0, sb = 0, wt = 0, co = 0;
       std::vector<std::size_t> begin(sh.slots), count(sh.slots);
       std::vector<bool> busy(sh.slots, false);
       auto drain = [&](int k) {
+        auto t0 = clock_type::now();
         check(cudaEventSynchronize(l.done[k]), "cudaEventSynchronize");
+        wt += ns_since(t0);
+        t0 = clock_type::now();
         if (sh.stream_out)
           kiln::detail::copy_streaming(out + begin[k], l.hout[k], count[k]);
         else
           std::memcpy(out + begin[k], l.hout[k], count[k] * sizeof(i64));
+        co += ns_since(t0);
         busy[k] = false;
       };
       int k = 0;
@@ -102,20 +120,34 @@ void run_pipeline(const pipeline_shape& sh, std::vector<lane>& lanes, const i64*
         begin[k] = c * sh.chunk;
         count[k] = std::min(sh.chunk, n - begin[k]);
         const std::size_t bytes = count[k] * sizeof(i64);
+        auto t0 = clock_type::now();
         if (sh.stream_in)
           kiln::detail::copy_streaming(l.hin[k], in + begin[k], count[k]);
         else
           std::memcpy(l.hin[k], in + begin[k], bytes);
-        check(cudaMemcpyAsync(l.din[k], l.hin[k], bytes, cudaMemcpyHostToDevice, l.stream), "H2D");
-        check(kiln::detail::launch_logistic(l.din[k], l.dout[k], count[k], kp, sms, l.stream), "kernel");
-        check(cudaMemcpyAsync(l.hout[k], l.dout[k], bytes, cudaMemcpyDeviceToHost, l.stream), "D2H");
-        check(cudaEventRecord(l.done[k], l.stream), "cudaEventRecord");
+        ci += ns_since(t0);
+        t0 = clock_type::now();
+        if (sh.zero_copy) {
+          cudaStream_t st = l.slot_streams[k];
+          check(kiln::detail::launch_logistic(l.hin[k], l.hout[k], count[k], kp, sms, st), "kernel");
+          check(cudaEventRecord(l.done[k], st), "cudaEventRecord");
+        } else {
+          check(cudaMemcpyAsync(l.din[k], l.hin[k], bytes, cudaMemcpyHostToDevice, l.stream), "H2D");
+          check(kiln::detail::launch_logistic(l.din[k], l.dout[k], count[k], kp, sms, l.stream), "kernel");
+          check(cudaMemcpyAsync(l.hout[k], l.dout[k], bytes, cudaMemcpyDeviceToHost, l.stream), "D2H");
+          check(cudaEventRecord(l.done[k], l.stream), "cudaEventRecord");
+        }
+        sb += ns_since(t0);
         busy[k] = true;
       }
       for (int j = 0; j < sh.slots; ++j) {
         const int s = (k + j) % sh.slots;
         if (busy[s]) drain(s);
       }
+      g_phases.copy_in += ci;
+      g_phases.submit += sb;
+      g_phases.wait += wt;
+      g_phases.copy_out += co;
     });
   }
   for (auto& th : pool) th.join();
@@ -248,6 +280,17 @@ int main(int argc, char** argv) {
            check(cudaDeviceSynchronize(), "cudaDeviceSynchronize");
          }), bytes);
 
+  // The kernel reading and writing page-locked host memory itself (no copy commands at all).
+  report("zero-copy kernel, pinned in -> pinned out (bytes one way)", median_ms(runs, [&] {
+           check(kiln::detail::launch_logistic(pin_a, pin_b, n, kiln::detail::prepare(kiln::map_params{}),
+                                               prop.multiProcessorCount, s1), "kernel");
+           check(cudaStreamSynchronize(s1), "sync");
+         }), bytes);
+  {
+    std::vector<i64> host_b(pin_b, pin_b + n);
+    std::printf("zero-copy result %s\n", host_b == expect ? "matches" : "MISMATCH");
+  }
+
   // ---- pinning the caller's memory ---------------------------------------------------------------
   report("cudaHostRegister + Unregister of a pageable array", median_ms(3, [&] {
            check(cudaHostRegister(out.data(), bytes, cudaHostRegisterDefault), "cudaHostRegister");
@@ -276,15 +319,19 @@ int main(int argc, char** argv) {
 
   // ---- per-thread pageable pipelines --------------------------------------------------------------
   std::vector<pipeline_shape> shapes;
-  for (int t : {4, 8, hw})
-    for (std::size_t chunk : {std::size_t{1} << 15, std::size_t{1} << 17, std::size_t{1} << 19})
-      for (int slots : {2, 3})
-        for (bool sin : {false, true}) shapes.push_back({t, chunk, slots, sin, true});
-  shapes.push_back({8, std::size_t{1} << 17, 3, false, false});
-  shapes.push_back({hw, std::size_t{1} << 17, 3, false, false});
-  for (int t : {8, 12, hw})
-    for (std::size_t chunk : {std::size_t{1} << 15, std::size_t{1} << 17})
-      for (int slots : {2, 3}) shapes.push_back({t, chunk, slots, false, true, true});
+  for (std::size_t chunk : {std::size_t{1} << 15, std::size_t{1} << 17, std::size_t{1} << 19})
+    for (int slots : {2, 3}) shapes.push_back({hw, chunk, slots, false, true});
+  for (int t : {8, hw})
+    for (std::size_t chunk : {std::size_t{1} << 14, std::size_t{1} << 15, std::size_t{1} << 17, std::size_t{1} << 19})
+      for (int slots : {2, 3, 4})
+        for (bool wc : {false, true}) {
+          pipeline_shape sh{t, chunk, slots, false, true};
+          sh.zero_copy = true;
+          sh.wc_in = wc;
+          shapes.push_back(sh);
+        }
+  for (std::size_t chunk : {std::size_t{1} << 15, std::size_t{1} << 17})
+    for (int slots : {2, 3}) shapes.push_back({hw, chunk, slots, false, true, true});
   for (const auto& sh : shapes) {
     std::vector<lane> lanes(sh.threads);
     for (auto& l : lanes) {
@@ -294,7 +341,8 @@ int main(int argc, char** argv) {
         check(cudaStreamCreateWithFlags(&ss, cudaStreamNonBlocking), "cudaStreamCreate");
         l.slot_streams.push_back(ss);
         void *a, *b, *c, *d;
-        check(cudaHostAlloc(&a, sh.chunk * 8, cudaHostAllocDefault), "cudaHostAlloc");
+        check(cudaHostAlloc(&a, sh.chunk * 8, sh.wc_in ? cudaHostAllocWriteCombined : cudaHostAllocDefault),
+              "cudaHostAlloc");
         check(cudaHostAlloc(&b, sh.chunk * 8, cudaHostAllocDefault), "cudaHostAlloc");
         check(cudaMalloc(&c, sh.chunk * 8), "cudaMalloc");
         check(cudaMalloc(&d, sh.chunk * 8), "cudaMalloc");
@@ -321,10 +369,14 @@ int main(int argc, char** argv) {
       std::snprintf(name, sizeof name, "GPU+CPU %2d threads, chunk %4zu KiB, %d slots, %zu/%zu on CPU%s", sh.threads,
                     sh.chunk * 8 >> 10, sh.slots, cpu_chunks, (n + sh.chunk - 1) / sh.chunk, ok ? "" : " MISMATCH");
     else
-      std::snprintf(name, sizeof name, "pipeline %2d threads, chunk %4zu KiB, %d slots, in %s, out %s%s", sh.threads,
-                    sh.chunk * 8 >> 10, sh.slots, sh.stream_in ? "nt" : "mc", sh.stream_out ? "nt" : "mc",
-                    ok ? "" : " MISMATCH");
+      std::snprintf(name, sizeof name, "%s %2d threads, chunk %4zu KiB, %d slots, in %s, out %s%s",
+                    sh.zero_copy ? "zero-copy" : "pipeline", sh.threads, sh.chunk * 8 >> 10, sh.slots,
+                    sh.wc_in ? "wc" : sh.stream_in ? "nt" : "mc", sh.stream_out ? "nt" : "mc", ok ? "" : " MISMATCH");
     report(name, ms, bytes);
+    if (!sh.assist)
+      std::printf("    per thread: copy in %.3f, submit %.3f, wait %.3f, copy out %.3f ms\n",
+                  g_phases.copy_in / 1e6 / sh.threads, g_phases.submit / 1e6 / sh.threads,
+                  g_phases.wait / 1e6 / sh.threads, g_phases.copy_out / 1e6 / sh.threads);
     for (auto& l : lanes) {
       for (int k = 0; k < sh.slots; ++k) {
         cudaFreeHost(l.hin[k]);
@@ -341,8 +393,13 @@ int main(int argc, char** argv) {
   // ---- the library as it is -------------------------------------------------------------------------
   kiln::run_options cuda_opts;
   cuda_opts.backend = "cuda";
-  std::fill(out.begin(), out.end(), 0);
-  const double lib_ms = median_ms(runs, [&] { kiln::logistic_map(in, out, params, cuda_opts).value_or_throw(); });
-  report(std::string("kiln::logistic_map cuda, pageable") + (out == expect ? "" : " MISMATCH"), lib_ms, bytes);
+  for (bool share : {true, false}) {
+    cuda_opts.host_share = share;
+    std::fill(out.begin(), out.end(), 0);
+    const double lib_ms = median_ms(runs, [&] { kiln::logistic_map(in, out, params, cuda_opts).value_or_throw(); });
+    report(std::string("kiln::logistic_map cuda, pageable") + (share ? ", host sharing" : ", GPU only") +
+               (out == expect ? "" : " MISMATCH"),
+           lib_ms, bytes);
+  }
   return 0;
 }

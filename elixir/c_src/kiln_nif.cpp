@@ -304,7 +304,8 @@ outcome transform(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Body* b
 ERL_NIF_TERM stats_term(ErlNifEnv* env, const kiln::run_stats& s, double decode_s, double encode_s) {
   ERL_NIF_TERM keys[] = {atom(env, "backend"),  atom(env, "device"),           atom(env, "host_to_device_s"),
                          atom(env, "kernel_s"), atom(env, "device_to_host_s"), atom(env, "total_s"),
-                         atom(env, "chunks"),   atom(env, "decode_s"),         atom(env, "encode_s")};
+                         atom(env, "chunks"),   atom(env, "host_chunks"),      atom(env, "decode_s"),
+                         atom(env, "encode_s")};
   ERL_NIF_TERM values[] = {atom(env, s.backend.c_str()),
                            string_term(env, s.device),
                            enif_make_double(env, s.host_to_device_s),
@@ -312,6 +313,7 @@ ERL_NIF_TERM stats_term(ErlNifEnv* env, const kiln::run_stats& s, double decode_
                            enif_make_double(env, s.device_to_host_s),
                            enif_make_double(env, s.total_s),
                            enif_make_uint64(env, s.chunks),
+                           enif_make_uint64(env, s.host_chunks),
                            enif_make_double(env, decode_s),
                            enif_make_double(env, encode_s)};
   ERL_NIF_TERM map;
@@ -321,7 +323,7 @@ ERL_NIF_TERM stats_term(ErlNifEnv* env, const kiln::run_stats& s, double decode_
 
 // ---- logistic map ----------------------------------------------------------------------------
 
-// run(data, as_list, p, mu, iterations, backend, device, chunk_elements, phase_times)
+// run(data, as_list, p, mu, iterations, backend, device, chunk_elements, phase_times, host_share)
 //   -> {:ok, result, stats} | {:error, {kind, message}}
 ERL_NIF_TERM run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   bool as_list;
@@ -329,7 +331,7 @@ ERL_NIF_TERM run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   kiln::run_options options;
   if (!get_bool(env, argv[1], as_list) || !get_i64(env, argv[2], params.p) || !get_i64(env, argv[3], params.mu) ||
       !get_i64(env, argv[4], params.iterations) || !get_run_options(env, argv[5], argv[6], argv[7], options) ||
-      !get_bool(env, argv[8], options.phase_times))
+      !get_bool(env, argv[8], options.phase_times) || !get_bool(env, argv[9], options.host_share))
     return enif_make_badarg(env);
   // Fail before decoding a large input when the parameters or the backend are wrong anyway.
   if (auto s = kiln::validate(params); !s) return error_tuple(env, s.err());
@@ -507,8 +509,8 @@ constexpr unsigned io = ERL_NIF_DIRTY_JOB_IO_BOUND;
 // The *_io twins run on dirty IO schedulers: Elixir picks them for GPU backends, whose calls
 // mostly wait on the device and should not hold one of the few dirty CPU schedulers.
 ErlNifFunc nif_funcs[] = {
-    {"run", 9, guarded<run_nif>, cpu},
-    {"run_io", 9, guarded<run_nif>, io},
+    {"run", 10, guarded<run_nif>, cpu},
+    {"run_io", 10, guarded<run_nif>, io},
     {"convert", 2, guarded<convert_nif>, cpu},
     {"devices", 0, guarded<devices_nif>, cpu},
     {"buffer_upload", 3, guarded<buffer_upload_nif>, cpu},

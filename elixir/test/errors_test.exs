@@ -127,6 +127,10 @@ defmodule Kiln.ErrorsTest do
       run([1], 61, 22, phase_times: :yes)
     end
 
+    assert_raise ArgumentError, ~r/host_share must be true or false, got nil/, fn ->
+      run([1], 61, 22, host_share: nil)
+    end
+
     assert_raise ArgumentError, ~r/window must be a positive integer/, fn ->
       LogisticMap.run_windows([1], 61, 22, window: 0)
     end

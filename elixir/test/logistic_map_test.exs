@@ -104,6 +104,33 @@ defmodule Kiln.LogisticMapTest do
         end
       end
 
+      test "host_share: the host's chunks give the same results; off, the device computes all",
+           %{backend: backend} do
+        binary = Kiln.Binary.from_list(random_int64s(200_003))
+        expected = LogisticMap.run(binary, 6_700_417, -22, backend: :scalar)
+        opts = [backend: backend, chunk_size: 1024]
+
+        {off, off_stats} = LogisticMap.run_stats(binary, 6_700_417, -22, [host_share: false] ++ opts)
+        assert off == expected
+        assert off_stats.host_chunks == 0
+
+        # Sharing is timing driven (a lane computes a chunk only while its device slots are all
+        # busy): try until the host took one, every result checked.
+        shared =
+          Enum.reduce_while(1..20, nil, fn _, _ ->
+            {result, stats} = LogisticMap.run_stats(binary, 6_700_417, -22, opts)
+            assert result == expected
+            assert stats.host_chunks <= stats.chunks
+            if stats.host_chunks > 0, do: {:halt, stats}, else: {:cont, stats}
+          end)
+
+        if backend in [:opencl, :cuda] do
+          assert shared.host_chunks > 0
+        else
+          assert shared.host_chunks == 0
+        end
+      end
+
       test "empty inputs and iterations: 0", %{backend: backend} do
         assert LogisticMap.run([], 61, 22, backend: backend) == []
         assert LogisticMap.run(<<>>, 61, 22, backend: backend) == <<>>

@@ -83,6 +83,7 @@ int run(const run_args& a) {
   opts.backend = a.backend;
   opts.device = a.device;
   opts.chunk_elements = a.chunk;
+  opts.host_share = !a.gpu_only;
   auto dev = resolve(opts);
   if (!dev) return fail(dev.err());
 
@@ -104,7 +105,8 @@ int run(const run_args& a) {
   std::span<std::int64_t> out = a.pinned ? out_mem.span() : std::span<std::int64_t>(out_vec);
   for (std::size_t i = 0; i < n; ++i) in[i] = static_cast<std::int64_t>(i) + 1;
 
-  std::vector<double> wall, h2d, kernel, d2h;
+  std::vector<double> wall, h2d, kernel, d2h, host_chunks;
+  std::size_t chunks = 0;
   for (int i = 0; i < a.warmup + a.repeat; ++i) {
     auto r = timed_run(in, out, params, opts, a.resident);
     if (!r) return fail(r.err());
@@ -113,6 +115,8 @@ int run(const run_args& a) {
     h2d.push_back(r->host_to_device_s);
     kernel.push_back(r->kernel_s);
     d2h.push_back(r->device_to_host_s);
+    host_chunks.push_back(static_cast<double>(r->host_chunks));
+    chunks = r->chunks;
   }
   // The split comes from one more run with phase timing (resident runs always time their kernel).
   if (a.phases && !a.resident) {
@@ -135,7 +139,8 @@ int run(const run_args& a) {
                         {"seconds_min", *std::min_element(wall.begin(), wall.end())},
                         {"seconds_max", *std::max_element(wall.begin(), wall.end())}, {"runs", wall},
                         {"host_to_device_s", median(h2d)}, {"kernel_s", median(kernel)},
-                        {"device_to_host_s", median(d2h)}};
+                        {"device_to_host_s", median(d2h)}, {"host_share", !a.gpu_only}, {"chunks", chunks},
+                        {"host_chunks", median(host_chunks)}};
     // The checksum is printed as a bare JSON integer even beyond 64 bits.
     std::string text = j.dump();
     text.insert(text.size() - 1, ",\"checksum\":" + to_decimal(sum));
@@ -150,6 +155,9 @@ int run(const run_args& a) {
     if (median(h2d) > 0 || median(d2h) > 0)
       std::printf("split     host->device %.6f s, kernel %.6f s, device->host %.6f s\n", median(h2d), median(kernel),
                   median(d2h));
+    if (median(host_chunks) > 0)
+      std::printf("chunks    %zu, of which the host computed %g (median; --gpu-only: none)\n", chunks,
+                  median(host_chunks));
     std::printf("checksum  %s\n", to_decimal(sum).c_str());
   }
   return 0;

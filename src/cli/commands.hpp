@@ -19,6 +19,7 @@ struct run_args {
   bool resident = false;
   bool pinned = false;
   bool phases = false;
+  bool gpu_only = false;  // run_options::host_share off
   bool json = false;
 };
 

@@ -28,6 +28,9 @@ int main(int argc, char** argv) {
   run->add_flag("--phases", ra.phases,
                 "Also report the host->device / kernel / device->host split, from one more run timed with device "
                 "events (they slow a GPU run down, so the timed runs go without)");
+  run->add_flag("--gpu-only", ra.gpu_only,
+                "GPU backends: the device computes every element (by default, staging threads that would wait "
+                "compute chunks on the host)");
   run->add_flag("--json", ra.json, "Print one JSON object");
 
   CLI11_PARSE(app, argc, argv);

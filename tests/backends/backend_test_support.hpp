@@ -28,14 +28,34 @@ inline std::vector<i64> random_inputs(std::size_t n, std::uint64_t seed) {
   return v;
 }
 
+// Host sharing is off unless asked for, so that a device's suite checks what the device computed.
 inline kiln::run_options options_for(const char* backend, std::size_t chunk = 0, int device = 0,
-                                     bool phase_times = false) {
+                                     bool phase_times = false, bool host_share = false) {
   kiln::run_options o;
   o.backend = backend;
   o.device = device;
   o.chunk_elements = chunk;
   o.phase_times = phase_times;
+  o.host_share = host_share;
   return o;
+}
+
+// Runs `in` through `options` until the host computed at least one chunk (host sharing is timing
+// driven: a lane computes a chunk only when its device slots are all busy), at most `attempts`
+// times; every run's output must equal `want`. Returns the last run's stats.
+inline kiln::result<kiln::run_stats> run_until_host_shares(const std::vector<i64>& in, const std::vector<i64>& want,
+                                                          const kiln::map_params& prm, const kiln::run_options& options,
+                                                          bool& all_equal, int attempts = 20) {
+  all_equal = true;
+  kiln::result<kiln::run_stats> r = kiln::make_error(kiln::errc::invalid_argument, "no attempt");
+  for (int a = 0; a < attempts; ++a) {
+    std::vector<i64> out(in.size(), 0x5a5a5a5a);
+    r = kiln::logistic_map(in, out, prm, options);
+    if (!r) return r;
+    all_equal = all_equal && out == want;
+    if (r->host_chunks > 0) break;
+  }
+  return r;
 }
 
 inline std::vector<kiln::device_info> devices_of(kiln::backend_kind kind) {

@@ -28,17 +28,16 @@ std::vector<i64> edge_inputs(i64 p) {
 class Conformance : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {
-    kiln::run_options o;
-    o.backend = GetParam();
-    auto d = kiln::resolve(o);
+    auto d = kiln::resolve(options());
     if (!d) GTEST_SKIP() << GetParam() << " unavailable: " << d.err().message;
   }
 
+  // The backend under test, computing every element itself (host sharing off).
+  static kiln::run_options options(std::size_t chunk = 0) { return options_for(GetParam(), chunk); }
+
   std::vector<i64> run(const std::vector<i64>& in, const kiln::map_params& prm, std::size_t chunk = 0) {
     std::vector<i64> out(in.size(), 0x5a5a5a5a);
-    kiln::run_options o;
-    o.backend = GetParam();
-    o.chunk_elements = chunk;
+    kiln::run_options o = options(chunk);
     auto r = kiln::logistic_map(in, out, prm, o);
     EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.err().message);
     return out;
@@ -103,8 +102,7 @@ TEST_P(Conformance, InPlace) {
   for (std::size_t i = 0; i < data.size(); ++i) data[i] = static_cast<i64>(i) * 1234567 - 99;
   kiln::map_params prm{61, 22, 10};
   auto want = reference(data, prm);
-  kiln::run_options o;
-  o.backend = GetParam();
+  kiln::run_options o = options();
   ASSERT_TRUE(kiln::logistic_map(data, data, prm, o).ok());
   EXPECT_EQ(data, want);
 }
@@ -118,8 +116,7 @@ TEST_P(Conformance, HostMemoryInAndOutAndInPlace) {
   for (std::size_t i = 0; i < n; ++i) plain[i] = in->data()[i] = static_cast<i64>(i * 2654435761u) - (1 << 30);
   kiln::map_params prm{6700417, -22, 10};
   auto want = reference(plain, prm);
-  kiln::run_options o;
-  o.backend = GetParam();
+  kiln::run_options o = options();
   o.chunk_elements = 65536;  // several chunks through the direct path
   ASSERT_TRUE(kiln::logistic_map(in->span(), out->span(), prm, o).ok());
   EXPECT_TRUE(std::equal(want.begin(), want.end(), out->data()));
@@ -136,8 +133,7 @@ TEST_P(Conformance, HostMemoryInAndOutAndInPlace) {
 TEST_P(Conformance, ResidentBufferChainsRuns) {
   std::vector<i64> in(5000);
   for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<i64>(i) - 2500;
-  kiln::run_options o;
-  o.backend = GetParam();
+  kiln::run_options o = options();
   auto buf = kiln::device_buffer::upload(in, o);
   ASSERT_TRUE(buf.ok()) << buf.err().message;
   EXPECT_EQ(buf->size(), in.size());
@@ -160,12 +156,41 @@ TEST_P(Conformance, ManyThreadsAtOnce) {
       for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<i64>(i) * (t + 1) - 1000;
       kiln::map_params prm{61 + t * 1000, 22 - t, 1 + t % 10};
       std::vector<i64> out(in.size());
-      kiln::run_options o;
-      o.backend = GetParam();
+      kiln::run_options o = options();
       ok[t] = kiln::logistic_map(in, out, prm, o).ok() && out == reference(in, prm);
     });
   for (auto& th : threads) th.join();
   for (int t = 0; t < 16; ++t) EXPECT_TRUE(ok[t]) << "thread " << t;
+}
+
+// With host sharing (the default) a GPU backend's staging threads compute chunks with the cpu
+// kernel while the device is busy: the output must be the same whoever computed which chunk, in
+// place too, and the host's count must be within the total (none for host backends).
+TEST_P(Conformance, HostSharingGivesTheSameResults) {
+  const std::size_t n = 200003, chunk = 1024;
+  auto in = random_inputs(n, 77);
+  const kiln::map_params prm{6700417, -22, 10};
+  const auto want = reference(in, prm);
+  kiln::run_options o = options_for(GetParam(), chunk, 0, false, /*host_share=*/true);
+  bool all_equal = false;
+  auto r = run_until_host_shares(in, want, prm, o, all_equal);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_TRUE(all_equal);
+  EXPECT_LE(r->host_chunks, r->chunks);
+  const bool gpu_backend = r->backend == "opencl" || r->backend == "cuda";
+  if (gpu_backend)
+    EXPECT_GT(r->host_chunks, 0u) << "the host computed no chunk in 20 runs of " << r->chunks << " chunks";
+  else
+    EXPECT_EQ(r->host_chunks, 0u);
+  std::vector<i64> data = in;
+  ASSERT_TRUE(kiln::logistic_map(data, data, prm, o).ok());
+  EXPECT_EQ(data, want) << first_difference(data, want);
+  // Off: the device computes everything.
+  std::vector<i64> out(n);
+  auto off = kiln::logistic_map(in, out, prm, options(chunk));
+  ASSERT_TRUE(off.ok()) << off.err().message;
+  EXPECT_EQ(off->host_chunks, 0u);
+  EXPECT_EQ(out, want) << first_difference(out, want);
 }
 
 INSTANTIATE_TEST_SUITE_P(Backends, Conformance, ::testing::Values("scalar", "cpu", "opencl", "cuda", "auto"),

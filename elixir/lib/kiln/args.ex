@@ -55,14 +55,14 @@ defmodule Kiln.Args do
           "chunk_size must be a non-negative integer (0: the backend's choice), got #{inspect(n)}"
   end
 
-  # GPU calls mostly wait on the device: they go to dirty IO schedulers, leaving the dirty CPU
-  # schedulers to the host backends.
-  def phase_times!(flag) when is_boolean(flag), do: flag
+  def boolean!(_name, flag) when is_boolean(flag), do: flag
 
-  def phase_times!(flag) do
-    raise ArgumentError, "phase_times must be true or false, got #{inspect(flag)}"
+  def boolean!(name, flag) do
+    raise ArgumentError, "#{name} must be true or false, got #{inspect(flag)}"
   end
 
+  # GPU calls mostly wait (on the device, or on Kiln's own worker threads when the host shares
+  # the work): they go to dirty IO schedulers, leaving the dirty CPU schedulers to the host backends.
   def dirty_io?(backend), do: backend in [:opencl, :cuda]
 
   @doc "The data as the NIF takes it, and whether the result should be a list."

@@ -26,6 +26,11 @@ defmodule Kiln.LogisticMap do
     * `:phase_times` - GPU backends: time each chunk's host-to-device copy, kernel and
       device-to-host copy with device events, for `run_stats/4` (default `false`: the events
       cost about 15% of an end-to-end run, so without this option those stats are `0.0`).
+    * `:host_share` - GPU backends, inputs that are not already in page-locked memory: a
+      staging thread whose device slots are all busy computes the next chunk itself with the
+      `:cpu` backend's kernel instead of waiting, so the host's cores and the GPU share the work
+      (default `true`; `:host_chunks` in `run_stats/4` counts the host's chunks). Results are
+      the same either way; `false` makes the device compute every element.
 
   Bad arguments, unknown backends and unavailable backends (with the engine's reason) raise
   `ArgumentError`; device failures raise `Kiln.Error`.
@@ -42,11 +47,12 @@ defmodule Kiln.LogisticMap do
           device_to_host_s: float,
           total_s: float,
           chunks: non_neg_integer,
+          host_chunks: non_neg_integer,
           decode_s: float,
           encode_s: float
         }
 
-  @run_defaults [backend: :auto, device: 0, iterations: 10, chunk_size: 0, phase_times: false]
+  @run_defaults [backend: :auto, device: 0, iterations: 10, chunk_size: 0, phase_times: false, host_share: true]
 
   @doc """
   Applies the map to every element of `data`; see the module doc for the options.
@@ -66,17 +72,18 @@ defmodule Kiln.LogisticMap do
   The stats hold `:backend` (the one that ran, `:auto` resolved), `:device` (its name),
   `:host_to_device_s`, `:kernel_s`, `:device_to_host_s` (on GPU backends only with
   `phase_times: true`; host backends report their whole run as `:kernel_s`), `:total_s` (the
-  engine's whole call), `:chunks`, and the NIF's own `:decode_s` / `:encode_s` (terms to native
+  engine's whole call), `:chunks`, `:host_chunks` (of those, the ones the host computed, see
+  `:host_share`), and the NIF's own `:decode_s` / `:encode_s` (terms to native
   arrays and back).
   """
   @spec run_stats(data, pos_integer, integer, keyword) :: {[integer] | binary, stats}
   def run_stats(data, p, mu, opts \\ []) do
     {p, mu, opts} = validate!(p, mu, opts)
     {nif_data, as_list} = Args.data!(data)
-    nif = if Args.dirty_io?(opts[:backend]), do: &Native.run_io/9, else: &Native.run/9
+    nif = if Args.dirty_io?(opts[:backend]), do: &Native.run_io/10, else: &Native.run/10
 
     case nif.(nif_data, as_list, p, mu, opts[:iterations], opts[:backend], opts[:device], opts[:chunk_size],
-           opts[:phase_times]) do
+           opts[:phase_times], opts[:host_share]) do
       {:ok, result, stats} -> {result, stats}
       {:error, reason} -> Args.raise_error!(reason)
     end
@@ -128,7 +135,8 @@ defmodule Kiln.LogisticMap do
     Args.backend!(opts[:backend])
     Args.device!(opts[:device])
     Args.iterations!(opts[:iterations])
-    Args.phase_times!(opts[:phase_times])
+    Args.boolean!(:phase_times, opts[:phase_times])
+    Args.boolean!(:host_share, opts[:host_share])
     opts = Keyword.put(opts, :chunk_size, Args.chunk_size!(opts[:chunk_size]))
     {Args.p!(p), Args.mu!(mu), opts}
   end

@@ -10,10 +10,10 @@ defmodule Kiln.Native do
   end
 
   # Dirty CPU schedulers; the *_io twins run on dirty IO schedulers (for GPU backends).
-  def run(_data, _as_list, _p, _mu, _iterations, _backend, _device, _chunk, _phase_times),
+  def run(_data, _as_list, _p, _mu, _iterations, _backend, _device, _chunk, _phase_times, _host_share),
     do: :erlang.nif_error(:nif_not_loaded)
 
-  def run_io(_data, _as_list, _p, _mu, _iterations, _backend, _device, _chunk, _phase_times),
+  def run_io(_data, _as_list, _p, _mu, _iterations, _backend, _device, _chunk, _phase_times, _host_share),
     do: :erlang.nif_error(:nif_not_loaded)
 
   def convert(_data, _as_list), do: :erlang.nif_error(:nif_not_loaded)

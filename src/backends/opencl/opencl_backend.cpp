@@ -374,6 +374,7 @@ struct transfer_job {
   std::size_t n = 0;
   std::size_t chunk_elements = 0;               // the caller's upper bound; 0 = the default chunk
   bool phase_times = false;                     // read each command's profiling times
+  bool host_share = false;                      // idle lane threads compute chunks themselves (feed_lane)
 };
 
 // Where chunk c lies: chunks never straddle two resident buffers, so each segment (the whole range
@@ -512,37 +513,48 @@ status finish(slot& s, const transfer_job& job, lane_times& t) {
   return {};
 }
 
-// One lane's share: chunks first, first + stride, ... Before a slot takes a new chunk, its
-// previous one is waited for and drained to the caller; the other slots' chunks keep the device
-// busy meanwhile.
-status feed_lane(const device_state& ds, lane& ln, const chunk_plan& plan, std::size_t first, std::size_t stride,
-                 const transfer_job& job, lane_times& t, const std::atomic<bool>& failed) {
-  std::size_t k = 0;
-  for (std::size_t c = first; c < plan.total; c += stride, k = (k + 1) % lane_slots) {
-    // Another lane failed: its error is reported; this one stops taking chunks and drains.
-    if (failed.load(std::memory_order_relaxed)) break;
+// feed_lane's view of one lane (see core/lanes.hpp).
+struct lane_ops {
+  const device_state& ds;
+  lane& ln;
+  const chunk_plan& plan;
+  const transfer_job& job;
+  lane_times& t;
+
+  std::size_t slots() const { return ln.slots.size(); }
+  bool busy(std::size_t k) const { return ln.slots[k].busy; }
+  result<bool> done(std::size_t k) const {
+    const slot& s = ln.slots[k];
+    const cl::Event& last = s.read() ? s.read : s.kernel() ? s.kernel : s.write;
+    cl_int st = CL_QUEUED;
+    const cl_int e = last.getInfo(CL_EVENT_COMMAND_EXECUTION_STATUS, &st);
+    if (e != CL_SUCCESS) return cl_error("clGetEventInfo", e);
+    return st <= CL_COMPLETE;  // complete, or failed (finish reports which command)
+  }
+  status finish(std::size_t k) { return kiln::detail::finish(ln.slots[k], job, t); }
+  status start(std::size_t k, std::size_t c) {
     slot& s = ln.slots[k];
-    if (s.busy) KILN_TRY(finish(s, job, t));
     const auto [begin, count] = plan.at(c);
     // A plain copy: the staging is read by the device moments later, from the cache if it is
     // still there (non-temporal stores would push it out to memory first).
     if (job.host_in) std::memcpy(s.in_host.data(), job.host_in + begin, count * element_bytes);
-    KILN_TRY(submit(ds, ln, s, job, begin, count));
+    return submit(ds, ln, s, job, begin, count);
   }
-  // Drain the chunks still in flight, oldest first.
-  for (std::size_t j = 0; j < lane_slots; ++j) {
-    slot& s = ln.slots[(k + j) % lane_slots];
-    if (s.busy) KILN_TRY(finish(s, job, t));
+  void compute_on_host(std::size_t c) const {
+    const auto [begin, count] = plan.at(c);
+    map_on_host(job.host_in + begin, job.host_out + begin, count, *job.kp);
   }
-  return {};
-}
+};
 
 // Runs one lane on a pool thread; on any failure (errors and exceptions alike) waits out its queues
 // (errors ignored: the first one is being reported) so that no command still reads or writes
 // staging the next call will reuse, and tells the other lanes to stop.
-status run_lane(const device_state& ds, lane& ln, const chunk_plan& plan, std::size_t first, std::size_t stride,
+status run_lane(const device_state& ds, lane& ln, const chunk_plan& plan, chunk_counter& chunks,
                 const transfer_job& job, lane_times& t, std::atomic<bool>& failed) {
-  status st = catching_bad_alloc([&]() -> status { return feed_lane(ds, ln, plan, first, stride, job, t, failed); });
+  // Only a map between two host arrays is shared: the host has the input and the output.
+  const bool share = job.host_share && job.kp && job.host_in && job.host_out && !job.resident;
+  lane_ops ops{ds, ln, plan, job, t};
+  status st = catching_bad_alloc([&]() -> status { return feed_lane(ops, chunks, share, failed); });
   if (!st.ok()) {
     failed.store(true, std::memory_order_relaxed);
     for (auto& s : ln.slots) {
@@ -554,8 +566,8 @@ status run_lane(const device_state& ds, lane& ln, const chunk_plan& plan, std::s
   return st;
 }
 
-// Streams one job through the device's lanes, one job per device at a time: the chunks are dealt
-// round-robin to the lanes, which run in parallel on the worker pool and never wait for each other.
+// Streams one job through the device's lanes, one job per device at a time: the lanes take chunks
+// from one counter, run in parallel on the worker pool and never wait for each other.
 result<run_stats> transfer(device_state& ds, const transfer_job& job) {
   std::lock_guard<std::mutex> lock(ds.m);
   const auto t0 = clock_type::now();
@@ -578,13 +590,15 @@ result<run_stats> transfer(device_state& ds, const transfer_job& job) {
       }
   if (job.kp)
     for (std::size_t l = 0; l < lanes; ++l) KILN_TRY(set_param_args(ds.lanes[l].kernel, *job.kp));
+  chunk_counter chunks(plan.total);
   KILN_TRY(run_lanes(
       lanes,
       [&](std::size_t l, lane_times& t, std::atomic<bool>& failed) {
-        return run_lane(ds, ds.lanes[l], plan, l, lanes, job, t, failed);
+        return run_lane(ds, ds.lanes[l], plan, chunks, job, t, failed);
       },
       st));
   st.chunks = plan.total;
+  st.host_chunks = chunks.on_host.load();
   st.total_s = seconds_since(t0);
   return st;
 }
@@ -768,6 +782,7 @@ class opencl_backend final : public backend {
       job.n = std::min(in.size(), out.size());
       job.chunk_elements = options.chunk_elements;
       job.phase_times = options.phase_times;
+      job.host_share = options.host_share;
       return transfer(**ds, job);
     });
   }
