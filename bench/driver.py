@@ -196,7 +196,7 @@ class Bench:
                 continue
             row = dict(extra, name=name, status="ok")
             for f in ("seconds", "seconds_min", "seconds_max", "runs", "host_to_device_s", "kernel_s",
-                      "device_to_host_s", "checksum", "repeat", "chunks", "host_chunks"):
+                      "device_to_host_s", "checksum", "repeat", "chunks", "host_elements"):
                 row[f] = k.get(f)
             row["repeat"] = row["repeat"] or len(row["runs"] or [])
             row["resident"] = bool(k.get("resident", extra.get("resident", False)))

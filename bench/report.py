@@ -256,8 +256,8 @@ def summary(doc):
         m = re.match(r"^cpp\.(opencl|cuda)(\d+)\.gpu_only$", r["name"])
         shared = find(doc, f"cpp.{m.group(1)}{m.group(2)}") if m else None
         if shared:
-            hc, ch = shared.get("host_chunks"), shared.get("chunks")
-            share = f" (the host computed {hc:g} of {ch} chunks)" if hc is not None and ch else ""
+            he, n = shared.get("host_elements"), (doc.get("params") or {}).get("n")
+            share = f" (the host computed {100 * he / n:.1f}% of the elements)" if he is not None and n else ""
             s.append(f"{r['label']}: {fmt_s(r['seconds'])}; with the host sharing the chunks "
                      f"{fmt_s(shared['seconds'])}{share}.")
     if numpy and pure:

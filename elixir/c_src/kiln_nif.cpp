@@ -304,7 +304,7 @@ outcome transform(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Body* b
 ERL_NIF_TERM stats_term(ErlNifEnv* env, const kiln::run_stats& s, double decode_s, double encode_s) {
   ERL_NIF_TERM keys[] = {atom(env, "backend"),  atom(env, "device"),           atom(env, "host_to_device_s"),
                          atom(env, "kernel_s"), atom(env, "device_to_host_s"), atom(env, "total_s"),
-                         atom(env, "chunks"),   atom(env, "host_chunks"),      atom(env, "decode_s"),
+                         atom(env, "chunks"),   atom(env, "host_elements"),    atom(env, "decode_s"),
                          atom(env, "encode_s")};
   ERL_NIF_TERM values[] = {atom(env, s.backend.c_str()),
                            string_term(env, s.device),
@@ -313,7 +313,7 @@ ERL_NIF_TERM stats_term(ErlNifEnv* env, const kiln::run_stats& s, double decode_
                            enif_make_double(env, s.device_to_host_s),
                            enif_make_double(env, s.total_s),
                            enif_make_uint64(env, s.chunks),
-                           enif_make_uint64(env, s.host_chunks),
+                           enif_make_uint64(env, s.host_elements),
                            enif_make_double(env, decode_s),
                            enif_make_double(env, encode_s)};
   ERL_NIF_TERM map;

@@ -66,11 +66,12 @@ struct run_options {
   // events and report their sums in run_stats. Off by default because the events cost: about
   // 15% of an end-to-end CUDA run on the H100 (docs/BENCHMARKS.md).
   bool phase_times = false;
-  // GPU backends, runs from ordinary (pageable) host memory: a staging thread whose device slots
-  // are all busy computes the next chunk itself with the `cpu` backend's kernel instead of
-  // waiting, so the host's cores and the GPU share the array, each taking chunks as fast as it
-  // finishes them (run_stats::host_chunks counts the host's). Results are the same either way;
-  // off, the device computes every element (what a kernel comparison between devices wants).
+  // GPU backends, runs between two host arrays: the host's cores share the array with the
+  // device, each taking the next elements as soon as it is free, computed on the host with the
+  // `cpu` backend's kernel (run_stats::host_elements counts them). From ordinary (pageable)
+  // memory the staging threads do it while their device slots are busy; from page-locked memory
+  // (host_memory), which needs no staging copies, the worker pool's other threads do. Results are
+  // the same either way; off, the device computes every element (what comparing devices wants).
   bool host_share = true;
 };
 
@@ -84,8 +85,8 @@ struct run_stats {
   double kernel_s = 0;
   double device_to_host_s = 0;
   double total_s = 0;
-  std::size_t chunks = 0;
-  std::size_t host_chunks = 0;  // of `chunks`, those the host computed (run_options::host_share)
+  std::size_t chunks = 0;         // ranges the work was cut into (device chunks and host pieces)
+  std::size_t host_elements = 0;  // elements the host computed (run_options::host_share)
 };
 
 // Resolves "auto" and checks availability: the backend and device a run would use.

@@ -105,7 +105,7 @@ int run(const run_args& a) {
   std::span<std::int64_t> out = a.pinned ? out_mem.span() : std::span<std::int64_t>(out_vec);
   for (std::size_t i = 0; i < n; ++i) in[i] = static_cast<std::int64_t>(i) + 1;
 
-  std::vector<double> wall, h2d, kernel, d2h, host_chunks;
+  std::vector<double> wall, h2d, kernel, d2h, host_elements;
   std::size_t chunks = 0;
   for (int i = 0; i < a.warmup + a.repeat; ++i) {
     auto r = timed_run(in, out, params, opts, a.resident);
@@ -115,7 +115,7 @@ int run(const run_args& a) {
     h2d.push_back(r->host_to_device_s);
     kernel.push_back(r->kernel_s);
     d2h.push_back(r->device_to_host_s);
-    host_chunks.push_back(static_cast<double>(r->host_chunks));
+    host_elements.push_back(static_cast<double>(r->host_elements));
     chunks = r->chunks;
   }
   // The split comes from one more run with phase timing (resident runs always time their kernel).
@@ -140,7 +140,7 @@ int run(const run_args& a) {
                         {"seconds_max", *std::max_element(wall.begin(), wall.end())}, {"runs", wall},
                         {"host_to_device_s", median(h2d)}, {"kernel_s", median(kernel)},
                         {"device_to_host_s", median(d2h)}, {"host_share", !a.gpu_only}, {"chunks", chunks},
-                        {"host_chunks", median(host_chunks)}};
+                        {"host_elements", median(host_elements)}};
     // The checksum is printed as a bare JSON integer even beyond 64 bits.
     std::string text = j.dump();
     text.insert(text.size() - 1, ",\"checksum\":" + to_decimal(sum));
@@ -155,9 +155,9 @@ int run(const run_args& a) {
     if (median(h2d) > 0 || median(d2h) > 0)
       std::printf("split     host->device %.6f s, kernel %.6f s, device->host %.6f s\n", median(h2d), median(kernel),
                   median(d2h));
-    if (median(host_chunks) > 0)
-      std::printf("chunks    %zu, of which the host computed %g (median; --gpu-only: none)\n", chunks,
-                  median(host_chunks));
+    if (median(host_elements) > 0)
+      std::printf("host      computed %.0f of the %lld elements (%.1f%%, median; --gpu-only: none)\n",
+                  median(host_elements), static_cast<long long>(a.n), 100.0 * median(host_elements) / static_cast<double>(a.n));
     std::printf("checksum  %s\n", to_decimal(sum).c_str());
   }
   return 0;

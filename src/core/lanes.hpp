@@ -1,6 +1,7 @@
-// The GPU backends' staging lanes: run in parallel on the worker pool, their results gathered.
+// The GPU backends' lanes and the host's share of their work: the loops, run on the worker pool.
 #pragma once
 
+#include <algorithm>
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
@@ -31,36 +32,67 @@ inline void map_on_host(const std::int64_t* in, std::int64_t* out, std::size_t c
   logistic_simd(in, out, count, kp);
 }
 
-// Hands the chunks of one job to the lanes in order, each to whichever lane asks first, so lanes
-// that run late or slow take fewer and the host's share adapts to how fast the device drains.
-struct chunk_counter {
-  explicit chunk_counter(std::size_t total_) : total(total_) {}
-  std::atomic<std::size_t> next{0};
-  std::atomic<std::size_t> on_host{0};  // chunks the lanes' threads computed themselves
-  const std::size_t total;
+// One range of a job's elements: [begin, begin + count).
+struct work_range {
+  std::size_t begin = 0, count = 0;
+};
 
-  // The next chunk's index, or nullopt when all are taken.
-  std::optional<std::size_t> take() {
-    const std::size_t c = next.fetch_add(1, std::memory_order_relaxed);
-    return c < total ? std::optional<std::size_t>(c) : std::nullopt;
+// Elements per piece the host computes itself: 256 KiB in and out, about a tenth of a millisecond
+// on one core, so a lane that computes one while its device slots are busy is soon back to feed
+// them, and the host's share is fine-grained at the end of a run.
+constexpr std::size_t host_piece = std::size_t{1} << 15;
+
+// Hands out a job's elements in order, each range to whichever lane or host worker asks first:
+// lanes that run late or slow take fewer, and the host's share adapts to how fast the device
+// drains. Ranges never straddle a multiple of `segment` (resident buffers are split there).
+class work_counter {
+ public:
+  work_counter(std::size_t n, std::size_t segment) : n_(n), segment_(segment ? segment : n) {}
+
+  // The next range of at most `max` (> 0) elements, or nullopt when all are taken.
+  std::optional<work_range> take(std::size_t max) {
+    std::size_t b = next_.load(std::memory_order_relaxed);
+    for (;;) {
+      if (b >= n_) return std::nullopt;
+      const std::size_t seg_end = (b / segment_ + 1) * segment_;
+      const std::size_t e = std::min({b + max, seg_end, n_});
+      if (next_.compare_exchange_weak(b, e, std::memory_order_relaxed)) {
+        ranges_.fetch_add(1, std::memory_order_relaxed);
+        return work_range{b, e - b};
+      }
+    }
   }
+
+  // Counts a range the host computed.
+  void on_host(const work_range& r) { host_elements_.fetch_add(r.count, std::memory_order_relaxed); }
+
+  std::size_t ranges() const { return ranges_.load(); }
+  std::size_t host_elements() const { return host_elements_.load(); }
+
+ private:
+  const std::size_t n_, segment_;
+  std::atomic<std::size_t> next_{0};
+  std::atomic<std::size_t> ranges_{0};
+  std::atomic<std::size_t> host_elements_{0};
 };
 
 // One lane's loop, the same for every GPU backend. Its slots are used in ring order, so the next
 // slot, when busy, holds the lane's oldest chunk. Ops provides:
 //   std::size_t slots() const;
-//   bool busy(std::size_t k) const;        // slot k holds a chunk not yet finished
-//   result<bool> done(std::size_t k);      // slot k's chunk completed (or failed), without waiting
-//   status finish(std::size_t k);          // waits for slot k's chunk and retires it (copy-out)
-//   status start(std::size_t k, std::size_t c);  // stages chunk c into slot k and submits it
-//   void compute_on_host(std::size_t c);   // maps chunk c on this thread, straight to the caller
-// With `share`, a lane whose oldest chunk is still running computes the next chunk itself instead
-// of waiting (the host's work per chunk, two staging copies, is about what computing it costs, so
-// a waiting thread's time is better spent on the map); without, it waits as a plain pipeline.
-// Stops taking chunks when `failed` is set by another lane, and always drains its own slots.
+//   std::size_t chunk() const;                   // elements per device chunk
+//   bool busy(std::size_t k) const;              // slot k holds a chunk not yet finished
+//   result<bool> done(std::size_t k);            // slot k's chunk completed (or failed), without waiting
+//   status finish(std::size_t k);                // waits for slot k's chunk and retires it (copy-out)
+//   status start(std::size_t k, work_range r);   // stages range r into slot k and submits it
+//   void compute_on_host(work_range r);          // maps r on this thread, straight to the caller
+// With `share`, a lane whose oldest chunk is still running computes a host piece itself instead
+// of waiting (the host's work per staged element, two copies, is about what computing it costs,
+// so a waiting thread's time is better spent on the map); without, it waits as a plain pipeline.
+// Stops taking work when `failed` is set by another lane, and always drains its own slots.
 template <class Ops>
-status feed_lane(Ops& ops, chunk_counter& chunks, bool share, const std::atomic<bool>& failed) {
+status feed_lane(Ops& ops, work_counter& work, bool share, const std::atomic<bool>& failed) {
   const std::size_t slots = ops.slots();
+  const std::size_t piece = std::min(host_piece, ops.chunk());
   std::size_t k = 0;
   while (!failed.load(std::memory_order_relaxed)) {
     if (ops.busy(k)) {
@@ -71,17 +103,17 @@ status feed_lane(Ops& ops, chunk_counter& chunks, bool share, const std::atomic<
         ready = *d;
       }
       if (!ready) {
-        const auto c = chunks.take();
-        if (!c) break;
-        ops.compute_on_host(*c);
-        chunks.on_host.fetch_add(1, std::memory_order_relaxed);
+        const auto r = work.take(piece);
+        if (!r) break;
+        ops.compute_on_host(*r);
+        work.on_host(*r);
         continue;
       }
       KILN_TRY(ops.finish(k));
     }
-    const auto c = chunks.take();
-    if (!c) break;
-    KILN_TRY(ops.start(k, *c));
+    const auto r = work.take(ops.chunk());
+    if (!r) break;
+    KILN_TRY(ops.start(k, *r));
     k = (k + 1) % slots;
   }
   // Drain the chunks still in flight, oldest first.
@@ -90,6 +122,18 @@ status feed_lane(Ops& ops, chunk_counter& chunks, bool share, const std::atomic<
     if (ops.busy(s)) KILN_TRY(ops.finish(s));
   }
   return {};
+}
+
+// A pool thread beside a lane whose job needs no host copies (page-locked caller memory): it
+// computes host pieces until none are left, while the lane keeps the device fed.
+inline void host_worker(work_counter& work, const std::int64_t* in, std::int64_t* out, const kernel_params& kp,
+                        const std::atomic<bool>& failed) {
+  while (!failed.load(std::memory_order_relaxed)) {
+    const auto r = work.take(host_piece);
+    if (!r) return;
+    map_on_host(in + r->begin, out + r->begin, r->count, kp);
+    work.on_host(*r);
+  }
 }
 
 // Calls lane(l, times, failed) for every l in [0, lanes) on the worker pool. Lanes never wait for

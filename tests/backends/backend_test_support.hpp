@@ -40,7 +40,7 @@ inline kiln::run_options options_for(const char* backend, std::size_t chunk = 0,
   return o;
 }
 
-// Runs `in` through `options` until the host computed at least one chunk (host sharing is timing
+// Runs `in` through `options` until the host computed some elements (host sharing is timing
 // driven: a lane computes a chunk only when its device slots are all busy), at most `attempts`
 // times; every run's output must equal `want`. Returns the last run's stats.
 inline kiln::result<kiln::run_stats> run_until_host_shares(const std::vector<i64>& in, const std::vector<i64>& want,
@@ -53,7 +53,7 @@ inline kiln::result<kiln::run_stats> run_until_host_shares(const std::vector<i64
     r = kiln::logistic_map(in, out, prm, options);
     if (!r) return r;
     all_equal = all_equal && out == want;
-    if (r->host_chunks > 0) break;
+    if (r->host_elements > 0) break;
   }
   return r;
 }

@@ -29,7 +29,7 @@ defmodule Kiln.LogisticMap do
     * `:host_share` - GPU backends, inputs that are not already in page-locked memory: a
       staging thread whose device slots are all busy computes the next chunk itself with the
       `:cpu` backend's kernel instead of waiting, so the host's cores and the GPU share the work
-      (default `true`; `:host_chunks` in `run_stats/4` counts the host's chunks). Results are
+      (default `true`; `:host_elements` in `run_stats/4` counts the host's elements). Results are
       the same either way; `false` makes the device compute every element.
 
   Bad arguments, unknown backends and unavailable backends (with the engine's reason) raise
@@ -47,7 +47,7 @@ defmodule Kiln.LogisticMap do
           device_to_host_s: float,
           total_s: float,
           chunks: non_neg_integer,
-          host_chunks: non_neg_integer,
+          host_elements: non_neg_integer,
           decode_s: float,
           encode_s: float
         }
@@ -72,8 +72,8 @@ defmodule Kiln.LogisticMap do
   The stats hold `:backend` (the one that ran, `:auto` resolved), `:device` (its name),
   `:host_to_device_s`, `:kernel_s`, `:device_to_host_s` (on GPU backends only with
   `phase_times: true`; host backends report their whole run as `:kernel_s`), `:total_s` (the
-  engine's whole call), `:chunks`, `:host_chunks` (of those, the ones the host computed, see
-  `:host_share`), and the NIF's own `:decode_s` / `:encode_s` (terms to native
+  engine's whole call), `:chunks` (device chunks and host pieces), `:host_elements` (how many
+  elements the host computed, see `:host_share`), and the NIF's own `:decode_s` / `:encode_s` (terms to native
   arrays and back).
   """
   @spec run_stats(data, pos_integer, integer, keyword) :: {[integer] | binary, stats}

@@ -98,7 +98,7 @@ struct transfer_job {
   bool in_pinned = false;
   bool out_pinned = false;
   bool phase_times = false;            // record the four timing events per chunk
-  bool host_share = false;             // idle lane threads compute chunks themselves (feed_lane)
+  bool host_share = false;             // the host computes part of a map (device_state::transfer)
 
   bool staged() const { return (host_in && !in_pinned) || (host_out && !out_pinned); }
 };
@@ -229,7 +229,8 @@ class device_state {
   int index() const { return index_; }
   int sm_count() const { return sm_count_; }
 
-  // Streams one job through the lanes of its shape. The caller has made this device current.
+  // Streams one job through the lanes of its shape, with the host's share (see host_share()).
+  // The caller has made this device current.
   result<run_stats> transfer(const transfer_job& job) {
     std::lock_guard<std::mutex> lock(m_);  // one job per device at a time: the lanes are shared
     const auto t0 = std::chrono::steady_clock::now();
@@ -239,30 +240,43 @@ class device_state {
     auto got = group.ensure(job.chunk_elements, index_);
     if (!got) return got.err();
     const std::size_t chunk = std::min(*got, job.n);
-    chunk_counter chunks((job.n + chunk - 1) / chunk);
-    const std::size_t lanes = std::min(group.lane_count(), chunks.total);
+    work_counter work(job.n, job.n);
+    const std::size_t lanes = std::min(group.lane_count(), (job.n + chunk - 1) / chunk);
+    const bool share = host_share(job);
+    // A direct job's lane thread only feeds the device; the pool's other threads compute.
+    const std::size_t workers = worker_count();
+    const std::size_t host_workers = share && !job.staged() && workers > lanes ? workers - lanes : 0;
     KILN_TRY(run_lanes(
-        lanes,
-        [&](std::size_t l, lane_times& t, std::atomic<bool>& failed) {
-          return run_lane(group.at(l), chunk, chunks, job, t, failed);
+        lanes + host_workers,
+        [&](std::size_t l, lane_times& t, std::atomic<bool>& failed) -> status {
+          if (l < lanes) return run_lane(group.at(l), chunk, work, share && job.staged(), job, t, failed);
+          host_worker(work, job.host_in, job.host_out, *job.kp, failed);
+          return {};
         },
         st));
-    st.chunks = chunks.total;
-    st.host_chunks = chunks.on_host.load();
+    st.chunks = work.ranges();
+    st.host_elements = work.host_elements();
     st.total_s = seconds_since(t0);
     return st;
   }
 
  private:
+  // Whether the host computes part of the job: only a map between two host arrays (the host has
+  // both; resident data lives on the device).
+  static bool host_share(const transfer_job& job) {
+    return job.host_share && job.kp && job.host_in && job.host_out && !job.resident;
+  }
+
   // feed_lane's view of one lane (see core/lanes.hpp).
   struct lane_ops {
     device_state& dev;
     lane& ln;
     const transfer_job& job;
-    std::size_t chunk;
+    std::size_t chunk_elements;
     lane_times& t;
 
     std::size_t slots() const { return ln.slots.size(); }
+    std::size_t chunk() const { return chunk_elements; }
     bool busy(std::size_t k) const { return ln.slots[k].busy; }
     result<bool> done(std::size_t k) {
       const slot& s = ln.slots[k];
@@ -272,33 +286,24 @@ class device_state {
       return true;
     }
     status finish(std::size_t k) { return dev.finish(ln.slots[k], job, t); }
-    status start(std::size_t k, std::size_t c) {
+    status start(std::size_t k, work_range r) {
       slot& s = ln.slots[k];
-      const std::size_t begin = c * chunk;
-      const std::size_t count = std::min(chunk, job.n - begin);
       // A plain copy: the staging is read by the DMA engine moments later, from the cache if it
       // is still there (non-temporal stores would push it out to memory first).
-      if (job.host_in && !job.in_pinned) std::memcpy(s.in_host, job.host_in + begin, count * sizeof(i64));
-      return dev.submit(s, job, begin, count);
+      if (job.host_in && !job.in_pinned) std::memcpy(s.in_host, job.host_in + r.begin, r.count * sizeof(i64));
+      return dev.submit(s, job, r.begin, r.count);
     }
-    void compute_on_host(std::size_t c) {
-      const std::size_t begin = c * chunk;
-      map_on_host(job.host_in + begin, job.host_out + begin, std::min(chunk, job.n - begin), *job.kp);
-    }
+    void compute_on_host(work_range r) { map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp); }
   };
 
-  // Carries chunks through one lane, on a pool thread.
-  status run_lane(lane& ln, std::size_t chunk, chunk_counter& chunks, const transfer_job& job, lane_times& t,
+  // Carries chunks through one lane, on a pool thread; with `share` its thread computes host
+  // pieces while its slots are busy.
+  status run_lane(lane& ln, std::size_t chunk, work_counter& work, bool share, const transfer_job& job, lane_times& t,
                   std::atomic<bool>& failed) {
     device_scope scope;
     KILN_TRY(scope.enter(index_));
     lane_ops ops{*this, ln, job, chunk, t};
-    // Only a map between two host arrays can be shared: the host has the input and the output.
-    // Only a staged map between two host arrays is shared: the host has both arrays, and the
-    // staging copies it saves are what make its share pay (a direct job's one lane of 8 MiB
-    // slots would only hold the device back while its thread computed).
-    const bool share = job.host_share && job.kp && job.host_in && job.host_out && !job.resident && job.staged();
-    status st = feed_lane(ops, chunks, share, failed);
+    status st = feed_lane(ops, work, share, failed);
     if (!st.ok()) {
       failed.store(true, std::memory_order_relaxed);
       // Nothing may still be in flight when the slots are reused or the error is returned

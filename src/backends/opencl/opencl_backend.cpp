@@ -374,25 +374,15 @@ struct transfer_job {
   std::size_t n = 0;
   std::size_t chunk_elements = 0;               // the caller's upper bound; 0 = the default chunk
   bool phase_times = false;                     // read each command's profiling times
-  bool host_share = false;                      // idle lane threads compute chunks themselves (feed_lane)
+  bool host_share = false;                      // lane threads compute host pieces while their slots are busy
 };
 
-// Where chunk c lies: chunks never straddle two resident buffers, so each segment (the whole range
-// when there are none) is cut into chunks of its own, the last one short.
-struct chunk_plan {
-  std::size_t n, segment, chunk, per_segment, total;
-
-  chunk_plan(std::size_t n_, std::size_t segment_, std::size_t chunk_)
-      : n(n_), segment(segment_), chunk(chunk_), per_segment((segment_ + chunk_ - 1) / chunk_) {
-    const std::size_t full = n / segment, rest = n % segment;
-    total = full * per_segment + (rest + chunk - 1) / chunk;
-  }
-  std::pair<std::size_t, std::size_t> at(std::size_t c) const {
-    const std::size_t seg_begin = c / per_segment * segment;
-    const std::size_t begin = seg_begin + c % per_segment * chunk;
-    return {begin, std::min({chunk, n - begin, seg_begin + segment - begin})};
-  }
-};
+// How many chunks of at most `chunk` elements n elements make when no chunk may straddle a multiple
+// of `segment` (resident buffers are split there; the whole range is one segment when there are none).
+std::size_t chunk_count(std::size_t n, std::size_t segment, std::size_t chunk) {
+  const std::size_t per_segment = (segment + chunk - 1) / chunk;
+  return n / segment * per_segment + (n % segment + chunk - 1) / chunk;
+}
 
 // Allocates one lane's slot buffers at `capacity` elements (its queue already exists).
 status allocate_lane(device_state& ds, lane& ln, std::size_t capacity) {
@@ -517,11 +507,12 @@ status finish(slot& s, const transfer_job& job, lane_times& t) {
 struct lane_ops {
   const device_state& ds;
   lane& ln;
-  const chunk_plan& plan;
   const transfer_job& job;
+  std::size_t chunk_elements;
   lane_times& t;
 
   std::size_t slots() const { return ln.slots.size(); }
+  std::size_t chunk() const { return chunk_elements; }
   bool busy(std::size_t k) const { return ln.slots[k].busy; }
   result<bool> done(std::size_t k) const {
     const slot& s = ln.slots[k];
@@ -532,29 +523,27 @@ struct lane_ops {
     return st <= CL_COMPLETE;  // complete, or failed (finish reports which command)
   }
   status finish(std::size_t k) { return kiln::detail::finish(ln.slots[k], job, t); }
-  status start(std::size_t k, std::size_t c) {
+  status start(std::size_t k, work_range r) {
     slot& s = ln.slots[k];
-    const auto [begin, count] = plan.at(c);
     // A plain copy: the staging is read by the device moments later, from the cache if it is
     // still there (non-temporal stores would push it out to memory first).
-    if (job.host_in) std::memcpy(s.in_host.data(), job.host_in + begin, count * element_bytes);
-    return submit(ds, ln, s, job, begin, count);
+    if (job.host_in) std::memcpy(s.in_host.data(), job.host_in + r.begin, r.count * element_bytes);
+    return submit(ds, ln, s, job, r.begin, r.count);
   }
-  void compute_on_host(std::size_t c) const {
-    const auto [begin, count] = plan.at(c);
-    map_on_host(job.host_in + begin, job.host_out + begin, count, *job.kp);
+  void compute_on_host(work_range r) const {
+    map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp);
   }
 };
 
 // Runs one lane on a pool thread; on any failure (errors and exceptions alike) waits out its queues
 // (errors ignored: the first one is being reported) so that no command still reads or writes
 // staging the next call will reuse, and tells the other lanes to stop.
-status run_lane(const device_state& ds, lane& ln, const chunk_plan& plan, chunk_counter& chunks,
-                const transfer_job& job, lane_times& t, std::atomic<bool>& failed) {
+status run_lane(const device_state& ds, lane& ln, std::size_t chunk, work_counter& work, const transfer_job& job,
+                lane_times& t, std::atomic<bool>& failed) {
   // Only a map between two host arrays is shared: the host has the input and the output.
   const bool share = job.host_share && job.kp && job.host_in && job.host_out && !job.resident;
-  lane_ops ops{ds, ln, plan, job, t};
-  status st = catching_bad_alloc([&]() -> status { return feed_lane(ops, chunks, share, failed); });
+  lane_ops ops{ds, ln, job, chunk, t};
+  status st = catching_bad_alloc([&]() -> status { return feed_lane(ops, work, share, failed); });
   if (!st.ok()) {
     failed.store(true, std::memory_order_relaxed);
     for (auto& s : ln.slots) {
@@ -578,8 +567,9 @@ result<run_stats> transfer(device_state& ds, const transfer_job& job) {
   chunk = std::min({chunk, ds.chunk_limit, job.n});
   auto got = ensure_lanes(ds, chunk);
   if (!got) return got.err();
-  const chunk_plan plan(job.n, job.resident ? job.segment : job.n, *got);
-  const std::size_t lanes = std::min(ds.lanes.size(), plan.total);
+  const std::size_t chunk_got = *got;
+  const std::size_t segment = job.resident ? job.segment : job.n;
+  const std::size_t lanes = std::min(ds.lanes.size(), chunk_count(job.n, segment, chunk_got));
   if (job.phase_times)
     for (std::size_t l = 0; l < lanes; ++l)
       for (auto& s : ds.lanes[l].slots) {
@@ -590,15 +580,15 @@ result<run_stats> transfer(device_state& ds, const transfer_job& job) {
       }
   if (job.kp)
     for (std::size_t l = 0; l < lanes; ++l) KILN_TRY(set_param_args(ds.lanes[l].kernel, *job.kp));
-  chunk_counter chunks(plan.total);
+  work_counter work(job.n, segment);
   KILN_TRY(run_lanes(
       lanes,
       [&](std::size_t l, lane_times& t, std::atomic<bool>& failed) {
-        return run_lane(ds, ds.lanes[l], plan, chunks, job, t, failed);
+        return run_lane(ds, ds.lanes[l], chunk_got, work, job, t, failed);
       },
       st));
-  st.chunks = plan.total;
-  st.host_chunks = chunks.on_host.load();
+  st.chunks = work.ranges();
+  st.host_elements = work.host_elements();
   st.total_s = seconds_since(t0);
   return st;
 }
