@@ -104,11 +104,15 @@ void relax(int& spins) {
 // (blocking) and kept mapped; transfers use the mapped pointer as their host pointer.
 class pinned {
  public:
-  pinned(const cl::Context& context, const cl::CommandQueue& queue, std::size_t bytes) : queue_(queue) {
+  // `flags` and `map` select the host-access hints (CL_MEM_HOST_READ_ONLY / WRITE_ONLY with the
+  // matching map flag), which a platform may use to pick cached or write-combined memory.
+  pinned(const cl::Context& context, const cl::CommandQueue& queue, std::size_t bytes,
+         cl_mem_flags flags = CL_MEM_READ_WRITE, cl_map_flags map = CL_MAP_READ | CL_MAP_WRITE)
+      : queue_(queue) {
     cl_int e = CL_SUCCESS;
-    buffer_ = cl::Buffer(context, CL_MEM_READ_WRITE | CL_MEM_ALLOC_HOST_PTR, bytes, nullptr, &e);
+    buffer_ = cl::Buffer(context, flags | CL_MEM_ALLOC_HOST_PTR, bytes, nullptr, &e);
     check(e, "clCreateBuffer (CL_MEM_ALLOC_HOST_PTR)");
-    void* p = queue_.enqueueMapBuffer(buffer_, CL_TRUE, CL_MAP_READ | CL_MAP_WRITE, 0, bytes, nullptr, nullptr, &e);
+    void* p = queue_.enqueueMapBuffer(buffer_, CL_TRUE, map, 0, bytes, nullptr, nullptr, &e);
     check(e, "clEnqueueMapBuffer");
     if (!p) check(CL_MAP_FAILURE, "clEnqueueMapBuffer");
     data_ = static_cast<i64*>(p);
@@ -520,6 +524,64 @@ int main(int argc, char** argv) {
            }), bytes);
     check(q1.finish(), "clFinish");
     check(q2.finish(), "clFinish");
+  }
+
+  // ---- host copies into and out of mapped staging ----------------------------------------------------
+  // Every staged chunk is copied into mapped memory and its result out of it: whether the
+  // platform maps that memory cached decides what those copies cost. T threads, each copying its
+  // own 4 MiB piece 16 times, against ordinary memory as the baseline.
+  {
+    const std::size_t piece = std::min<std::size_t>(bytes, std::size_t{4} << 20);
+    struct staging_kind {
+      const char* name;
+      cl_mem_flags flags;
+      cl_map_flags map;
+      bool ordinary;
+    };
+    const staging_kind kinds[] = {{"ordinary memory", 0, 0, true},
+                                  {"mapped, read-write (the backend's)", CL_MEM_READ_WRITE, CL_MAP_READ | CL_MAP_WRITE, false},
+                                  {"mapped, host read only", CL_MEM_HOST_READ_ONLY, CL_MAP_READ, false},
+                                  {"mapped, host write only", CL_MEM_HOST_WRITE_ONLY, CL_MAP_WRITE, false}};
+    for (int threads : {1, hw}) {
+      if (static_cast<std::size_t>(threads) * piece > bytes) continue;
+      for (const auto& kind : kinds) {
+        cl::CommandQueue q = make_queue(env.context, env.device);
+        std::vector<std::unique_ptr<pinned>> bufs;
+        std::vector<std::vector<i64>> plain;
+        std::vector<i64*> staging;
+        for (int t = 0; t < threads; ++t) {
+          if (kind.ordinary) {
+            plain.emplace_back(piece / sizeof(i64), 1);
+            staging.push_back(plain.back().data());
+          } else {
+            bufs.push_back(std::make_unique<pinned>(env.context, q, piece, kind.flags, kind.map));
+            staging.push_back(bufs.back()->data());
+          }
+        }
+        auto copies = [&](bool into) {
+          std::vector<std::thread> pool;
+          for (int t = 0; t < threads; ++t)
+            pool.emplace_back([&, t] {
+              char* user = reinterpret_cast<char*>(into ? in.data() : out.data()) + t * piece;
+              for (int r = 0; r < 16; ++r) {
+                if (into)
+                  std::memcpy(staging[t], user, piece);
+                else
+                  std::memcpy(user, staging[t], piece);
+              }
+            });
+          for (auto& th : pool) th.join();
+        };
+        const double moved = 16.0 * static_cast<double>(piece) * threads;
+        const std::string tag = std::string(kind.name) + ", " + std::to_string(threads) + " threads";
+        if (kind.map & CL_MAP_WRITE || kind.ordinary)
+          report("host copy into " + tag, median_ms(runs, [&] { copies(true); }), moved);
+        if (kind.map & CL_MAP_READ || kind.ordinary)
+          report("host copy out of " + tag, median_ms(runs, [&] { copies(false); }), moved);
+        bufs.clear();
+        check(q.finish(), "clFinish");
+      }
+    }
   }
 
   // ---- per-command costs, one thread, one in-order queue, 4 KiB -----------------------------------

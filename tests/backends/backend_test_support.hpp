@@ -40,24 +40,6 @@ inline kiln::run_options options_for(const char* backend, std::size_t chunk = 0,
   return o;
 }
 
-// Runs `in` through `options` until the host computed some elements (host sharing is timing
-// driven: a lane computes a chunk only when its device slots are all busy), at most `attempts`
-// times; every run's output must equal `want`. Returns the last run's stats.
-inline kiln::result<kiln::run_stats> run_until_host_shares(const std::vector<i64>& in, const std::vector<i64>& want,
-                                                          const kiln::map_params& prm, const kiln::run_options& options,
-                                                          bool& all_equal, int attempts = 20) {
-  all_equal = true;
-  kiln::result<kiln::run_stats> r = kiln::make_error(kiln::errc::invalid_argument, "no attempt");
-  for (int a = 0; a < attempts; ++a) {
-    std::vector<i64> out(in.size(), 0x5a5a5a5a);
-    r = kiln::logistic_map(in, out, prm, options);
-    if (!r) return r;
-    all_equal = all_equal && out == want;
-    if (r->host_elements > 0) break;
-  }
-  return r;
-}
-
 inline std::vector<kiln::device_info> devices_of(kiln::backend_kind kind) {
   std::vector<kiln::device_info> out;
   for (auto& d : kiln::devices())

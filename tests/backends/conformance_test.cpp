@@ -163,44 +163,46 @@ TEST_P(Conformance, ManyThreadsAtOnce) {
   for (int t = 0; t < 16; ++t) EXPECT_TRUE(ok[t]) << "thread " << t;
 }
 
-// With host sharing (the default) a GPU backend's staging threads compute chunks with the cpu
-// kernel while the device is busy: the output must be the same whoever computed which chunk, in
-// place too, and the host's count must be within the total (none for host backends).
+// With host sharing (the default) a GPU backend's host threads compute part of the array with
+// the cpu kernel: the output must be the same whoever computed which range, from ordinary and
+// from Kiln's host blocks (page-locked where CUDA runs), in place too. How much the host takes
+// depends on timing, so it is printed, not asserted (tests/core/lanes_test.cpp checks the
+// mechanism with a scripted device); host backends share nothing, and off means nothing.
 TEST_P(Conformance, HostSharingGivesTheSameResults) {
-  const std::size_t n = 200003, chunk = 1024;
+  const std::size_t n = 600011, chunk = 4096;
   auto in = random_inputs(n, 77);
   const kiln::map_params prm{6700417, -22, 10};
   const auto want = reference(in, prm);
   kiln::run_options o = options_for(GetParam(), chunk, 0, false, /*host_share=*/true);
-  bool all_equal = false;
-  auto r = run_until_host_shares(in, want, prm, o, all_equal);
-  ASSERT_TRUE(r.ok()) << r.err().message;
-  EXPECT_TRUE(all_equal);
-  EXPECT_LE(r->host_elements, n);
-  const bool gpu_backend = r->backend == "opencl" || r->backend == "cuda";
-  if (gpu_backend)
-    EXPECT_GT(r->host_elements, 0u) << "the host computed nothing in 20 runs of " << r->chunks << " chunks";
-  else
-    EXPECT_EQ(r->host_elements, 0u);
-  std::vector<i64> data = in;
-  ASSERT_TRUE(kiln::logistic_map(data, data, prm, o).ok());
-  EXPECT_EQ(data, want) << first_difference(data, want);
-  // From Kiln's host blocks (page-locked where CUDA runs: the device lane needs no staging, and
-  // the pool's other threads compute host pieces beside it).
   auto hin = kiln::host_memory::allocate(n), hout = kiln::host_memory::allocate(n);
   ASSERT_TRUE(hin.ok() && hout.ok());
   std::copy(in.begin(), in.end(), hin->data());
-  std::size_t host_elements = 0;
-  for (int attempt = 0; attempt < 20 && host_elements == 0; ++attempt) {
+  std::size_t shared_ordinary = 0, shared_blocks = 0;
+  std::string backend;
+  for (int attempt = 0; attempt < 5; ++attempt) {
+    std::vector<i64> out(n, 0x5a5a5a5a);
+    auto r = kiln::logistic_map(in, out, prm, o);
+    ASSERT_TRUE(r.ok()) << r.err().message;
+    ASSERT_EQ(out, want) << first_difference(out, want);
+    ASSERT_LE(r->host_elements, n);
+    shared_ordinary += r->host_elements;
+    backend = r->backend;
     std::fill(hout->data(), hout->data() + n, 0x5a5a5a5a);
     auto hr = kiln::logistic_map(hin->span(), hout->span(), prm, o);
     ASSERT_TRUE(hr.ok()) << hr.err().message;
-    ASSERT_TRUE(std::equal(want.begin(), want.end(), hout->data())) << "attempt " << attempt;
-    host_elements = hr->host_elements;
+    ASSERT_TRUE(std::equal(want.begin(), want.end(), hout->data())) << "host blocks, attempt " << attempt;
+    ASSERT_LE(hr->host_elements, n);
+    shared_blocks += hr->host_elements;
   }
-  if (gpu_backend) {
-    EXPECT_GT(host_elements, 0u);
+  std::cout << "[ sharing  ] " << backend << ": the host computed " << shared_ordinary << " of " << 5 * n
+            << " elements from ordinary memory, " << shared_blocks << " from host blocks" << std::endl;
+  if (backend != "opencl" && backend != "cuda") {
+    EXPECT_EQ(shared_ordinary, 0u);
+    EXPECT_EQ(shared_blocks, 0u);
   }
+  std::vector<i64> data = in;
+  ASSERT_TRUE(kiln::logistic_map(data, data, prm, o).ok());
+  EXPECT_EQ(data, want) << first_difference(data, want);
   // Off: the device computes everything.
   std::vector<i64> out(n);
   auto off = kiln::logistic_map(in, out, prm, options(chunk));

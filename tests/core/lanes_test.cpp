@@ -1,0 +1,201 @@
+// Tests of the lanes' shared parts with a scripted device: the work counter, the lane loop and the host's share.
+#include <gtest/gtest.h>
+
+#include <algorithm>
+#include <atomic>
+#include <cstdint>
+#include <thread>
+#include <vector>
+
+#include "core/lanes.hpp"
+#include "kiln/kiln.hpp"
+
+namespace {
+
+using kiln::detail::work_counter;
+using kiln::detail::work_range;
+using i64 = std::int64_t;
+
+// Which of n elements the ranges covered, and how often.
+std::vector<int> coverage(std::size_t n, const std::vector<work_range>& ranges) {
+  std::vector<int> seen(n, 0);
+  for (const auto& r : ranges)
+    for (std::size_t i = r.begin; i < r.begin + r.count; ++i) ++seen[i];
+  return seen;
+}
+
+TEST(WorkCounter, HandsOutEveryElementOnceInOrderWithinSegments) {
+  work_counter w(100, 30);
+  std::vector<work_range> got;
+  const std::size_t sizes[] = {7, 50, 3, 30, 30, 30, 30};
+  for (std::size_t s : sizes)
+    if (auto r = w.take(s)) got.push_back(*r);
+  // 0-7, 7-30 (cut at the segment), 30-33, 33-60, 60-90, 90-100; then nothing.
+  ASSERT_EQ(got.size(), 6u);
+  EXPECT_EQ(got[1].begin, 7u);
+  EXPECT_EQ(got[1].count, 23u);
+  EXPECT_EQ(got[3].begin, 33u);
+  EXPECT_EQ(got[3].count, 27u);
+  EXPECT_EQ(got[5].begin, 90u);
+  EXPECT_EQ(got[5].count, 10u);
+  EXPECT_FALSE(w.take(1));
+  EXPECT_EQ(w.ranges(), 6u);
+  for (const auto& r : got) EXPECT_EQ(r.begin / 30, (r.begin + r.count - 1) / 30) << "straddles at " << r.begin;
+  EXPECT_EQ(coverage(100, got), std::vector<int>(100, 1));
+}
+
+TEST(WorkCounter, ThreadsTakingAtOnceCoverEverythingOnce) {
+  const std::size_t n = 1'000'003;
+  work_counter w(n, n);
+  std::vector<std::vector<work_range>> per_thread(8);
+  std::vector<std::thread> threads;
+  for (std::size_t t = 0; t < per_thread.size(); ++t)
+    threads.emplace_back([&, t] {
+      std::size_t size = 1 + t * 37;
+      while (auto r = w.take(size)) {
+        per_thread[t].push_back(*r);
+        size = size * 7 % 1000 + 1;
+      }
+    });
+  for (auto& th : threads) th.join();
+  std::vector<work_range> all;
+  for (const auto& v : per_thread) all.insert(all.end(), v.begin(), v.end());
+  EXPECT_EQ(coverage(n, all), std::vector<int>(n, 1));
+  EXPECT_EQ(w.ranges(), all.size());
+}
+
+// A device whose chunks complete only when `complete_after` queries of them have returned false;
+// it records what it was asked to do.
+struct scripted_ops {
+  std::size_t slot_count = 3, chunk_elements = 10;
+  int complete_after = 0;  // done() answers false this many times per chunk, then true
+  bool fail_done = false;  // done() returns an error
+  std::vector<bool> busy_flags = std::vector<bool>(3, false);
+  std::vector<int> queries = std::vector<int>(3, 0);
+  std::vector<work_range> in_slot = std::vector<work_range>(3);
+  std::vector<work_range> started, finished, on_host;
+  bool finish_while_idle = false;  // finish() called on a slot that held nothing
+
+  std::size_t slots() const { return slot_count; }
+  std::size_t chunk() const { return chunk_elements; }
+  bool busy(std::size_t k) const { return busy_flags[k]; }
+  kiln::result<bool> done(std::size_t k) {
+    if (fail_done) return kiln::make_error(kiln::errc::device_error, "scripted failure");
+    return queries[k]++ >= complete_after;
+  }
+  kiln::status finish(std::size_t k) {
+    if (!busy_flags[k]) finish_while_idle = true;
+    finished.push_back(in_slot[k]);
+    busy_flags[k] = false;
+    return {};
+  }
+  kiln::status start(std::size_t k, work_range r) {
+    if (busy_flags[k]) return kiln::make_error(kiln::errc::device_error, "slot reused while busy");
+    started.push_back(r);
+    in_slot[k] = r;
+    busy_flags[k] = true;
+    queries[k] = 0;
+    return {};
+  }
+  void compute_on_host(work_range r) { on_host.push_back(r); }
+};
+
+TEST(FeedLane, WithoutSharingEveryChunkGoesToTheDeviceAndIsFinished) {
+  scripted_ops ops;
+  ops.complete_after = 1000;  // never done when asked: without sharing it is never asked
+  work_counter w(95, 95);
+  std::atomic<bool> failed{false};
+  ASSERT_TRUE(kiln::detail::feed_lane(ops, w, false, failed).ok());
+  EXPECT_TRUE(ops.on_host.empty());
+  EXPECT_EQ(ops.started.size(), 10u);  // 9 of 10 and one of 5
+  EXPECT_EQ(ops.finished.size(), ops.started.size());
+  EXPECT_FALSE(ops.finish_while_idle);
+  EXPECT_EQ(coverage(95, ops.started), std::vector<int>(95, 1));
+  EXPECT_EQ(w.host_elements(), 0u);
+}
+
+TEST(FeedLane, ABusyDeviceLeavesTheRestToTheHost) {
+  scripted_ops ops;
+  ops.complete_after = 1000;  // the device never finishes while the lane has work
+  work_counter w(1000, 1000);
+  std::atomic<bool> failed{false};
+  ASSERT_TRUE(kiln::detail::feed_lane(ops, w, true, failed).ok());
+  // Three chunks fill the slots; the host computes everything else; the slots are drained.
+  EXPECT_EQ(ops.started.size(), 3u);
+  EXPECT_EQ(ops.finished.size(), 3u);
+  std::vector<work_range> all = ops.started;
+  all.insert(all.end(), ops.on_host.begin(), ops.on_host.end());
+  EXPECT_EQ(coverage(1000, all), std::vector<int>(1000, 1));
+  std::size_t host = 0;
+  for (const auto& r : ops.on_host) host += r.count;
+  EXPECT_EQ(w.host_elements(), host);
+  EXPECT_EQ(host, 970u);
+}
+
+TEST(FeedLane, ADeviceThatKeepsUpGetsEveryChunk) {
+  scripted_ops ops;
+  ops.complete_after = 0;  // done whenever asked
+  work_counter w(1000, 1000);
+  std::atomic<bool> failed{false};
+  ASSERT_TRUE(kiln::detail::feed_lane(ops, w, true, failed).ok());
+  EXPECT_TRUE(ops.on_host.empty());
+  EXPECT_EQ(coverage(1000, ops.started), std::vector<int>(1000, 1));
+  EXPECT_EQ(ops.finished.size(), 100u);
+}
+
+TEST(FeedLane, SharingInterleavesWhenTheDeviceIsSlowerThanTheHost) {
+  scripted_ops ops;
+  ops.complete_after = 2;  // each chunk is still running at its first two checks
+  work_counter w(10'000, 10'000);
+  std::atomic<bool> failed{false};
+  ASSERT_TRUE(kiln::detail::feed_lane(ops, w, true, failed).ok());
+  EXPECT_FALSE(ops.on_host.empty());
+  EXPECT_GT(ops.started.size(), 3u);
+  std::vector<work_range> all = ops.started;
+  all.insert(all.end(), ops.on_host.begin(), ops.on_host.end());
+  EXPECT_EQ(coverage(10'000, all), std::vector<int>(10'000, 1));
+  EXPECT_EQ(ops.finished.size(), ops.started.size());
+  EXPECT_FALSE(ops.finish_while_idle);
+}
+
+TEST(FeedLane, AFailedQueryIsReturnedAndAnotherLanesFailureStopsTheLane) {
+  scripted_ops ops;
+  ops.fail_done = true;
+  work_counter w(1000, 1000);
+  std::atomic<bool> failed{false};
+  auto st = kiln::detail::feed_lane(ops, w, true, failed);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.err().message.find("scripted failure"), std::string::npos);
+
+  scripted_ops other;
+  work_counter w2(1000, 1000);
+  failed = true;
+  ASSERT_TRUE(kiln::detail::feed_lane(other, w2, true, failed).ok());
+  EXPECT_TRUE(other.started.empty());
+  EXPECT_TRUE(other.on_host.empty());
+}
+
+TEST(HostShare, HostWorkersAndMapOnHostMatchTheReference) {
+  const kiln::map_params prm{6700417, -22, 10};
+  const auto kp = kiln::detail::prepare(prm);
+  const std::size_t n = 3 * kiln::detail::host_piece + 12345;
+  std::vector<i64> in(n), out(n, 0);
+  for (std::size_t i = 0; i < n; ++i) in[i] = static_cast<i64>(i * 2654435761u) - (i64{1} << 40);
+  work_counter w(n, n);
+  std::atomic<bool> failed{false};
+  std::vector<std::thread> workers;
+  for (int t = 0; t < 3; ++t)
+    workers.emplace_back([&] { kiln::detail::host_worker(w, in.data(), out.data(), kp, failed); });
+  for (auto& th : workers) th.join();
+  EXPECT_EQ(w.host_elements(), n);
+  for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(out[i], kiln::logistic_map_reference(in[i], prm)) << "at " << i;
+  // No iterations: the input unchanged, in place or not.
+  auto kp0 = kiln::detail::prepare({61, 22, 0});
+  std::vector<i64> copy(5, 0), same = {1, -2, 3, -4, 5};
+  kiln::detail::map_on_host(same.data(), copy.data(), 5, kp0);
+  EXPECT_EQ(copy, same);
+  kiln::detail::map_on_host(same.data(), same.data(), 5, kp0);
+  EXPECT_EQ(same, (std::vector<i64>{1, -2, 3, -4, 5}));
+}
+
+}  // namespace
