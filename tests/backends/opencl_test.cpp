@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <cstdlib>
 #include <limits>
 #include <string>
 #include <thread>
@@ -144,8 +145,13 @@ TEST_F(OpenCL, StagingLanesGrowAndAreReused) {
     std::size_t chunk, chunks;
   };
   // Small chunks first, then larger than any slot so far (twice), then small again (the grown
-  // slots serve them), then the default (2^19), then a chunk that is the whole input.
-  const step steps[] = {{1000, 600}, {150000, 4}, {250000, 3}, {1000, 600}, {0, 2}, {600000, 1}, {250000, 3}};
+  // slots serve them), then the default (2^18 elements where one thread drives the slots, as for
+  // GPUs; 2^19 where each lane has its own, as for CPU devices; KILN_OPENCL_PIPELINE overrides),
+  // then a chunk that is the whole input.
+  const char* pipeline = std::getenv("KILN_OPENCL_PIPELINE");
+  const bool driven = pipeline ? std::string(pipeline) == "driven" : device_.gpu;
+  const std::size_t default_chunks = driven ? 3 : 2;
+  const step steps[] = {{1000, 600}, {150000, 4}, {250000, 3}, {1000, 600}, {0, default_chunks}, {600000, 1}, {250000, 3}};
   for (const auto& st : steps) {
     std::vector<i64> out(in.size(), -1);
     auto r = kiln::logistic_map(in, out, prm, opencl(st.chunk, 0, true));

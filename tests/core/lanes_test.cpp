@@ -199,3 +199,164 @@ TEST(HostShare, HostWorkersAndMapOnHostMatchTheReference) {
 }
 
 }  // namespace
+
+// ---- driven_pipeline ------------------------------------------------------------------------------
+
+namespace driven {
+
+i64 f(i64 x) { return x * 3 + 1; }
+
+// A device with `slots` slots whose chunks complete after `polls_needed` polls; it checks that no
+// two threads ever touch one slot at once, and can fail a given submit or poll.
+struct scripted_device {
+  std::size_t slot_count = 6, chunk = 100;
+  int polls_needed = 2;
+  int fail_submit_at = -1;  // the n-th submit (0-based) fails
+  int fail_poll_at = -1;    // the n-th completed poll fails
+  const std::vector<i64>* in = nullptr;
+  std::vector<i64>* out = nullptr;
+
+  std::vector<std::vector<i64>> in_staging, out_staging;
+  std::unique_ptr<std::atomic<bool>[]> touching;
+  std::vector<int> polls;
+  std::atomic<bool> overlap{false};
+  std::atomic<int> submits{0}, completions{0}, abandoned{0}, staged{0}, drained{0};
+
+  void init() {
+    in_staging.assign(slot_count, std::vector<i64>(chunk));
+    out_staging.assign(slot_count, std::vector<i64>(chunk));
+    touching.reset(new std::atomic<bool>[slot_count]);
+    for (std::size_t i = 0; i < slot_count; ++i) touching[i] = false;
+    polls.assign(slot_count, 0);
+  }
+  struct touch {
+    scripted_device& d;
+    std::size_t i;
+    touch(scripted_device& d_, std::size_t i_) : d(d_), i(i_) {
+      if (d.touching[i].exchange(true)) d.overlap = true;
+    }
+    ~touch() { d.touching[i] = false; }
+  };
+
+  std::size_t slots() const { return slot_count; }
+  void stage(std::size_t i, work_range r) {
+    touch t(*this, i);
+    std::copy(in->begin() + r.begin, in->begin() + r.begin + r.count, in_staging[i].begin());
+    ++staged;
+  }
+  kiln::status submit(std::size_t i, work_range) {
+    touch t(*this, i);
+    if (submits++ == fail_submit_at) return kiln::make_error(kiln::errc::device_error, "scripted submit failure");
+    polls[i] = 0;
+    return {};
+  }
+  kiln::result<bool> poll(std::size_t i) {
+    touch t(*this, i);
+    if (++polls[i] < polls_needed) return false;
+    if (completions++ == fail_poll_at) return kiln::make_error(kiln::errc::device_error, "scripted poll failure");
+    for (std::size_t j = 0; j < chunk; ++j) out_staging[i][j] = f(in_staging[i][j]);
+    return true;
+  }
+  void abandon(std::size_t i) {
+    touch t(*this, i);
+    ++abandoned;
+  }
+  void drain(std::size_t i, work_range r) {
+    touch t(*this, i);
+    std::copy(out_staging[i].begin(), out_staging[i].begin() + r.count, out->begin() + r.begin);
+    ++drained;
+  }
+  void compute_on_host(work_range r) {
+    for (std::size_t j = r.begin; j < r.begin + r.count; ++j) (*out)[j] = f((*in)[j]);
+  }
+  template <class F>
+  kiln::status in_driver_context(F&& body) {
+    ++driver_runs;
+    if (fail_context) return kiln::make_error(kiln::errc::device_error, "scripted context failure");
+    return body();
+  }
+  int driver_runs = 0;
+  bool fail_context = false;
+};
+
+struct fixture {
+  std::vector<i64> in, out;
+  scripted_device dev;
+  explicit fixture(std::size_t n) : in(n), out(n, -1) {
+    for (std::size_t i = 0; i < n; ++i) in[i] = static_cast<i64>(i) * 7 - 1000;
+    dev.in = &in;
+    dev.out = &out;
+  }
+  bool all_mapped() const {
+    for (std::size_t i = 0; i < in.size(); ++i)
+      if (out[i] != f(in[i])) return false;
+    return true;
+  }
+};
+
+}  // namespace driven
+
+TEST(DrivenPipeline, EveryElementThroughTheDeviceOnManyThreadsOrOne) {
+  for (std::size_t participants : {1u, 2u, 5u}) {
+    driven::fixture fx(10'007);
+    fx.dev.init();
+    work_counter w(fx.in.size(), fx.in.size());
+    kiln::detail::driven_pipeline<driven::scripted_device> p(fx.dev, w, fx.dev.chunk, false);
+    auto st = p.run(participants);
+    ASSERT_TRUE(st.ok()) << st.err().message;
+    EXPECT_TRUE(fx.all_mapped()) << participants << " participants";
+    EXPECT_FALSE(fx.dev.overlap.load()) << "two threads touched one slot at once";
+    EXPECT_EQ(fx.dev.submits.load(), 101);  // 100 chunks of 100 and one of 7
+    EXPECT_EQ(fx.dev.drained.load(), 101);
+    EXPECT_EQ(w.host_elements(), 0u);
+    EXPECT_EQ(fx.dev.driver_runs, 1);
+  }
+}
+
+TEST(DrivenPipeline, SharingCopiersComputeWhileTheDeviceIsSlow) {
+  driven::fixture fx(200'000);
+  fx.dev.polls_needed = 200;  // slow device: copiers find no slot to fill and compute instead
+  fx.dev.init();
+  work_counter w(fx.in.size(), fx.in.size());
+  kiln::detail::driven_pipeline<driven::scripted_device> p(fx.dev, w, fx.dev.chunk, true);
+  auto st = p.run(1);  // the driver alone: it copies and computes itself while no copier runs
+  ASSERT_TRUE(st.ok()) << st.err().message;
+  EXPECT_TRUE(fx.all_mapped());
+  EXPECT_FALSE(fx.dev.overlap.load());
+  EXPECT_GT(w.host_elements(), 0u);
+  EXPECT_EQ(w.host_elements() + static_cast<std::size_t>(fx.dev.drained.load()) * 100, fx.in.size());
+}
+
+TEST(DrivenPipeline, AFailedSubmitOrPollIsReturnedAndEverySlotEnds) {
+  for (bool in_submit : {true, false}) {
+    driven::fixture fx(50'000);
+    if (in_submit)
+      fx.dev.fail_submit_at = 17;
+    else
+      fx.dev.fail_poll_at = 17;
+    fx.dev.init();
+    work_counter w(fx.in.size(), fx.in.size());
+    kiln::detail::driven_pipeline<driven::scripted_device> p(fx.dev, w, fx.dev.chunk, false);
+    auto st = p.run(3);
+    ASSERT_FALSE(st.ok());
+    EXPECT_NE(st.err().message.find(in_submit ? "scripted submit failure" : "scripted poll failure"),
+              std::string::npos);
+    EXPECT_EQ(fx.dev.abandoned.load(), in_submit ? 1 : 0);
+    EXPECT_FALSE(fx.dev.overlap.load());
+    // Nothing was submitted after the failure was seen, far short of the 500 chunks.
+    EXPECT_LT(fx.dev.submits.load(), 40);
+  }
+}
+
+TEST(DrivenPipeline, ADriverThatCannotStartStopsTheCopiers) {
+  driven::fixture fx(50'000);
+  fx.dev.fail_context = true;
+  fx.dev.init();
+  work_counter w(fx.in.size(), fx.in.size());
+  kiln::detail::driven_pipeline<driven::scripted_device> p(fx.dev, w, fx.dev.chunk, true);
+  auto st = p.run(4);
+  ASSERT_FALSE(st.ok());
+  EXPECT_NE(st.err().message.find("scripted context failure"), std::string::npos);
+  EXPECT_EQ(fx.dev.submits.load(), 0);
+  EXPECT_FALSE(fx.dev.overlap.load());
+}

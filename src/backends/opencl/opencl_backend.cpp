@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <cstring>
 #include <initializer_list>
 #include <memory>
@@ -16,6 +17,7 @@
 #include <new>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -44,14 +46,25 @@ constexpr const char* kernel_name = "kiln_logistic_map";
 // groups gain nothing. Capped by what the device and the built kernel allow.
 constexpr std::size_t preferred_local_size = 256;
 
-// The pipeline's shape (see transfer): staging_lanes() lanes (up to 16), each fed by its own host
-// thread, with 3 slots (each its own queue) in flight. OpenCL has no portable way to tell pinned
-// caller memory from pageable, so every chunk is copied through mapped staging; with one thread
-// per lane every core copies at once with no hand-over per chunk.
+// The pipeline's shape (see transfer): staging_lanes() lanes (up to 16) of 3 slots, each slot its
+// own queue. OpenCL has no portable way to tell pinned caller memory from pageable, so every chunk
+// is copied through mapped staging, by all the pool's threads at once. How the slots are fed
+// depends on the device (device_state::driven):
+//  - GPUs and other accelerators: one thread makes every OpenCL call and the others copy
+//    (driven_pipeline in core/lanes.hpp), because NVIDIA's OpenCL serialises enqueues behind a
+//    lock that 16 threads contend for badly. Measured on the H100 host (2^25 elements, the device
+//    computing everything): 8.2-9.6 ms against 11.0-13.2 ms with a thread per lane, and CUDA's
+//    8.3-9.0 ms on the same instance.
+//  - the host's own CPU (PoCL): each lane fed by its own thread, which sleeps in the driver while
+//    its slots are busy (feed_lane), leaving the cores to the device's kernels; spinning driver
+//    and copy threads took those cores away (56 ms against 68-104 ms for 2^22 elements on 2 cores).
+// KILN_OPENCL_PIPELINE=driven|lanes overrides the choice (tests run both everywhere).
 constexpr std::size_t lane_slots = 3;
-// 4 MiB: NVIDIA's OpenCL costs tens of microseconds per command, so chunks are larger than the
-// CUDA backend's (measured on the H100: 2^17 elements took twice as long as 2^19 end to end).
-constexpr std::size_t default_chunk = std::size_t{1} << 19;
+// Driven: 2 MiB chunks (2^17 took 9.0-9.8 ms, 2^18 8.2-9.6 ms, 2^19 9.2-10.9 ms on the H100).
+// Lanes: 4 MiB, because each thread's commands wait for the others' (2^17 elements took twice as
+// long as 2^19 end to end on the H100).
+constexpr std::size_t driven_chunk = std::size_t{1} << 18;
+constexpr std::size_t lane_chunk = std::size_t{1} << 19;
 // Larger chunks (chunk_elements) are allowed while the lanes' pinned staging stays within this.
 constexpr std::size_t staging_budget_bytes = std::size_t{512} << 20;
 // Slot buffers grow in steps of 64 Ki elements so that slightly different sizes reuse them.
@@ -284,6 +297,8 @@ struct device_state {
   // Set with the lanes (create_lanes), because they depend on how many there are:
   std::size_t chunk_limit = 1;         // the largest chunk a slot may hold (allocation and memory bounds)
   std::size_t request_limit = 1;       // the largest chunk_elements honoured (the staging budget)
+  bool driven = false;                 // one thread drives the slots (see lane_slots)
+  bool host_device = false;            // CL_DEVICE_TYPE_CPU: the device is the host's own cores
   std::mutex m;
   // The lanes (see transfer); each slot's staging holds a reference to the queue that unmaps it,
   // so destruction order does not matter.
@@ -422,6 +437,11 @@ status create_lanes(device_state& ds) {
     if (e != CL_SUCCESS) return cl_error("clCreateKernel", e);
   }
   ds.lanes = std::move(lanes);
+  ds.driven = !ds.host_device;
+  if (const char* env = std::getenv("KILN_OPENCL_PIPELINE")) {
+    if (std::strcmp(env, "driven") == 0) ds.driven = true;
+    if (std::strcmp(env, "lanes") == 0) ds.driven = false;
+  }
   const std::size_t per_element = 2 * count * lane_slots * element_bytes;  // in + out of every slot
   const auto by_memory = static_cast<std::size_t>(ds.global_mem / staging_memory_divisor / per_element);
   ds.chunk_limit = std::max<std::size_t>(std::min(ds.max_alloc_elements, by_memory), 1);
@@ -503,6 +523,12 @@ status finish(slot& s, const transfer_job& job, lane_times& t) {
   return {};
 }
 
+// Whether the host computes part of a job: only a map between two host arrays (the host has both;
+// resident data lives on the device).
+bool host_share(const transfer_job& job) {
+  return job.host_share && job.kp && job.host_in && job.host_out && !job.resident;
+}
+
 // feed_lane's view of one lane (see core/lanes.hpp).
 struct lane_ops {
   const device_state& ds;
@@ -540,8 +566,7 @@ struct lane_ops {
 // staging the next call will reuse, and tells the other lanes to stop.
 status run_lane(const device_state& ds, lane& ln, std::size_t chunk, work_counter& work, const transfer_job& job,
                 lane_times& t, std::atomic<bool>& failed) {
-  // Only a map between two host arrays is shared: the host has the input and the output.
-  const bool share = job.host_share && job.kp && job.host_in && job.host_out && !job.resident;
+  const bool share = host_share(job);
   lane_ops ops{ds, ln, job, chunk, t};
   status st = catching_bad_alloc([&]() -> status { return feed_lane(ops, work, share, failed); });
   if (!st.ok()) {
@@ -555,6 +580,55 @@ status run_lane(const device_state& ds, lane& ln, std::size_t chunk, work_counte
   return st;
 }
 
+// driven_pipeline's view of a job (see core/lanes.hpp): every slot of the used lanes, driven from
+// one thread with the first lane's kernel object (so kernel arguments are set by that thread alone).
+struct driven_ops {
+  const device_state& ds;
+  lane& driver_lane;
+  const transfer_job& job;
+  std::vector<slot*> all;
+  lane_times& t;
+
+  std::size_t slots() const { return all.size(); }
+  void stage(std::size_t i, work_range r) {
+    // A plain copy: the staging is read by the device moments later, from the cache if it is
+    // still there (non-temporal stores would push it out to memory first).
+    if (job.host_in) std::memcpy(all[i]->in_host.data(), job.host_in + r.begin, r.count * element_bytes);
+  }
+  status submit(std::size_t i, work_range r) { return kiln::detail::submit(ds, driver_lane, *all[i], job, r.begin, r.count); }
+  result<bool> poll(std::size_t i) {
+    slot& s = *all[i];
+    const cl::Event& last = s.read() ? s.read : s.kernel() ? s.kernel : s.write;
+    cl_int es = CL_QUEUED;
+    if (last.getInfo(CL_EVENT_COMMAND_EXECUTION_STATUS, &es) == CL_SUCCESS && es > CL_COMPLETE) return false;
+    s.busy = false;
+    KILN_TRY(wait_for(last, {{&s.write, "clEnqueueWriteBuffer"},
+                             {&s.kernel, "clEnqueueNDRangeKernel"},
+                             {&s.read, "clEnqueueReadBuffer"}}));
+    if (job.phase_times) {
+      if (s.write()) t.h2d += event_seconds(s.write);
+      if (s.kernel()) t.kernel += event_seconds(s.kernel);
+      if (s.read()) t.d2h += event_seconds(s.read);
+    }
+    return true;
+  }
+  void abandon(std::size_t i) {
+    slot& s = *all[i];
+    // Whatever was enqueued must end before the staging is reused (errors: the submit's is reported).
+    (void)(job.phase_times ? s.profiled : s.queue).finish();
+    s.busy = false;
+  }
+  void drain(std::size_t i, work_range r) {
+    // Non-temporal stores: the caller's array is far larger than the caches.
+    if (job.host_out) copy_streaming(job.host_out + r.begin, all[i]->out_host.data(), r.count);
+  }
+  void compute_on_host(work_range r) { map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp); }
+  template <class F>
+  status in_driver_context(F&& body) {
+    return body();
+  }
+};
+
 // Streams one job through the device's lanes, one job per device at a time: the lanes take chunks
 // from one counter, run in parallel on the worker pool and never wait for each other.
 result<run_stats> transfer(device_state& ds, const transfer_job& job) {
@@ -563,7 +637,8 @@ result<run_stats> transfer(device_state& ds, const transfer_job& job) {
   run_stats st;
   if (job.n == 0) return st;
   KILN_TRY(create_lanes(ds));
-  std::size_t chunk = job.chunk_elements ? std::min(job.chunk_elements, ds.request_limit) : default_chunk;
+  std::size_t chunk = job.chunk_elements ? std::min(job.chunk_elements, ds.request_limit)
+                                         : ds.driven ? driven_chunk : lane_chunk;
   chunk = std::min({chunk, ds.chunk_limit, job.n});
   auto got = ensure_lanes(ds, chunk);
   if (!got) return got.err();
@@ -581,12 +656,25 @@ result<run_stats> transfer(device_state& ds, const transfer_job& job) {
   if (job.kp)
     for (std::size_t l = 0; l < lanes; ++l) KILN_TRY(set_param_args(ds.lanes[l].kernel, *job.kp));
   work_counter work(job.n, segment);
-  KILN_TRY(run_lanes(
-      lanes,
-      [&](std::size_t l, lane_times& t, std::atomic<bool>& failed) {
-        return run_lane(ds, ds.lanes[l], chunk_got, work, job, t, failed);
-      },
-      st));
+  if (ds.driven) {
+    // Every slot of the used lanes; the pool's threads copy, one of them drives.
+    lane_times times;
+    driven_ops ops{ds, ds.lanes[0], job, {}, times};
+    for (std::size_t l = 0; l < lanes; ++l)
+      for (auto& sl : ds.lanes[l].slots) ops.all.push_back(&sl);
+    driven_pipeline<driven_ops> pipeline(ops, work, chunk_got, host_share(job));
+    KILN_TRY(catching_bad_alloc([&]() -> status { return pipeline.run(lanes); }));
+    st.host_to_device_s += times.h2d;
+    st.kernel_s += times.kernel;
+    st.device_to_host_s += times.d2h;
+  } else {
+    KILN_TRY(run_lanes(
+        lanes,
+        [&](std::size_t l, lane_times& t, std::atomic<bool>& failed) {
+          return run_lane(ds, ds.lanes[l], chunk_got, work, job, t, failed);
+        },
+        st));
+  }
   st.chunks = work.ranges();
   st.host_elements = work.host_elements();
   st.total_s = seconds_since(t0);
@@ -686,6 +774,8 @@ auto query(const cl::Device& dev, const char* what, std::string& failure) {
 result<std::shared_ptr<device_state>> set_up(const cl::Device& dev, std::size_t max_alloc, std::uint64_t global_mem) {
   auto ds = std::make_shared<device_state>();
   ds->device = dev;
+  cl_device_type type = 0;
+  ds->host_device = dev.getInfo(CL_DEVICE_TYPE, &type) == CL_SUCCESS && (type & CL_DEVICE_TYPE_CPU) != 0;
   cl_int e = CL_SUCCESS;
   ds->context = cl::Context(dev, nullptr, nullptr, nullptr, &e);
   if (e != CL_SUCCESS) return cl_error("clCreateContext", e);
