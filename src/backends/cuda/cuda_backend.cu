@@ -5,7 +5,6 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <mutex>
@@ -244,28 +243,10 @@ class device_state {
     work_counter work(job.n, job.n);
     const std::size_t lanes = std::min(group.lane_count(), (job.n + chunk - 1) / chunk);
     const bool share = host_share(job);
-    static const bool driven = [] {  // EXPERIMENT
-      const char* e = std::getenv("KILN_CUDA_PIPELINE");
-      return e && std::string(e) == "driven";
-    }();
-    if (driven && job.staged()) {
-      lane_times times;
-      driven_ops ops{*this, job, {}, times};
-      for (std::size_t l = 0; l < lanes; ++l)
-        for (auto& sl : group.at(l).slots) ops.all.push_back(&sl);
-      driven_pipeline<driven_ops> pipeline(ops, work, chunk, share);
-      KILN_TRY(pipeline.run(lanes));
-      st.host_to_device_s += times.h2d;
-      st.kernel_s += times.kernel;
-      st.device_to_host_s += times.d2h;
-      st.chunks = work.ranges();
-      st.host_elements = work.host_elements();
-      st.total_s = seconds_since(t0);
-      return st;
-    }
-    // A direct job's lane thread only feeds the device; the pool's other threads compute.
+    // Pool threads without a lane compute pieces beside the lanes: a direct job's one lane only
+    // feeds the device, and a staged job has fewer lanes than threads on hosts with more than 16.
     const std::size_t workers = worker_count();
-    const std::size_t host_workers = share && !job.staged() && workers > lanes ? workers - lanes : 0;
+    const std::size_t host_workers = share && workers > lanes ? workers - lanes : 0;
     KILN_TRY(run_lanes(
         lanes + host_workers,
         [&](std::size_t l, lane_times& t, std::atomic<bool>& failed) -> status {
@@ -286,48 +267,6 @@ class device_state {
   static bool host_share(const transfer_job& job) {
     return job.host_share && job.kp && job.host_in && job.host_out && !job.resident;
   }
-
-  // driven_pipeline's view of a staged job (see core/lanes.hpp): every slot of the used lanes.
-  struct driven_ops {
-    device_state& dev;
-    const transfer_job& job;
-    std::vector<slot*> all;
-    lane_times& t;
-
-    std::size_t slots() const { return all.size(); }
-    void stage(std::size_t i, work_range r) {
-      // A plain copy: the staging is read by the DMA engine moments later, from the cache if it
-      // is still there (non-temporal stores would push it out to memory first).
-      if (job.host_in && !job.in_pinned) std::memcpy(all[i]->in_host, job.host_in + r.begin, r.count * sizeof(i64));
-    }
-    status submit(std::size_t i, work_range r) { return dev.submit(*all[i], job, r.begin, r.count); }
-    result<bool> poll(std::size_t i) {
-      slot& s = *all[i];
-      const cudaError_t e = cudaEventQuery((job.phase_times ? s.events[3] : s.done).get());
-      if (e == cudaErrorNotReady) return false;
-      s.busy = false;
-      KILN_TRY(cuda_check(e, "cudaEventQuery"));
-      if (job.phase_times) KILN_TRY(dev.add_phase_times(s, t));
-      return true;
-    }
-    void abandon(std::size_t i) {
-      // Whatever was enqueued must end before the staging is reused (errors: the submit's is reported).
-      (void)cudaStreamSynchronize(all[i]->stream.get());
-      (void)cudaGetLastError();
-      all[i]->busy = false;
-    }
-    void drain(std::size_t i, work_range r) {
-      // Non-temporal stores: the caller's array is far larger than the caches.
-      if (job.host_out && !job.out_pinned) copy_streaming(job.host_out + r.begin, all[i]->out_host, r.count);
-    }
-    void compute_on_host(work_range r) { map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp); }
-    template <class F>
-    status in_driver_context(F&& body) {
-      device_scope scope;
-      KILN_TRY(scope.enter(dev.index_));
-      return body();
-    }
-  };
 
   // feed_lane's view of one lane (see core/lanes.hpp).
   struct lane_ops {
