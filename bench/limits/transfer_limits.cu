@@ -4,12 +4,14 @@
 // store kind; pinned and pageable transfers each way and both ways at once; the cost of pinning
 // a caller's array with cudaHostRegister; and end-to-end pageable runs of the logistic map with
 // per-thread pipelines of several shapes (each checked against the cpu backend). It is a
-// measuring tool for docs/BENCHMARKS.md, not part of the library.
+// measuring tool for docs/BENCHMARKS.md, not part of the library. Usage: kiln_transfer_limits [n]
+// [transfers] (the second argument stops after the copy, transfer and pinning figures).
 #include <cuda_runtime.h>
 
 #include <algorithm>
 #include <atomic>
 #include <chrono>
+#include <cstdint>
 #include <cstdio>
 #include <cstdlib>
 #include <cstring>
@@ -296,6 +298,35 @@ int main(int argc, char** argv) {
            check(cudaHostRegister(out.data(), bytes, cudaHostRegisterDefault), "cudaHostRegister");
            check(cudaHostUnregister(out.data()), "cudaHostUnregister");
          }), bytes);
+  // The same from several threads at once, each pinning its own page-aligned piece: whether the
+  // driver and the kernel let registrations run side by side.
+  for (int t : {1, 4, hw}) {
+    const std::size_t page = 4096;
+    auto* base = reinterpret_cast<char*>((reinterpret_cast<std::uintptr_t>(out.data()) + page - 1) / page * page);
+    const std::size_t usable = (bytes - static_cast<std::size_t>(base - reinterpret_cast<char*>(out.data()))) / page * page;
+    const std::size_t piece = usable / static_cast<std::size_t>(t) / page * page;
+    std::vector<double> reg, unreg;
+    for (int r = 0; r < 5; ++r) {
+      auto t0 = clock_type::now();
+      on_threads(t, static_cast<std::size_t>(t), [&](std::size_t b, std::size_t) {
+        check(cudaHostRegister(base + b * piece, piece, cudaHostRegisterDefault), "cudaHostRegister");
+      });
+      auto t1 = clock_type::now();
+      on_threads(t, static_cast<std::size_t>(t), [&](std::size_t b, std::size_t) {
+        check(cudaHostUnregister(base + b * piece), "cudaHostUnregister");
+      });
+      auto t2 = clock_type::now();
+      reg.push_back(std::chrono::duration<double, std::milli>(t1 - t0).count());
+      unreg.push_back(std::chrono::duration<double, std::milli>(t2 - t1).count());
+    }
+    std::sort(reg.begin(), reg.end());
+    std::sort(unreg.begin(), unreg.end());
+    const double moved = static_cast<double>(piece) * t;
+    report("cudaHostRegister, " + std::to_string(t) + " threads, a piece each", reg[2], moved);
+    report("cudaHostUnregister, " + std::to_string(t) + " threads, a piece each", unreg[2], moved);
+  }
+  if (argc > 2 && std::string(argv[2]) == "transfers") return 0;  // only the figures above
+
   // Pin both arrays for the length of one call, then the pinned path: 8 chunks over two streams.
   const auto kp = kiln::detail::prepare(params);
   std::fill(out.begin(), out.end(), 0);

@@ -10,7 +10,7 @@ field() { python3 -c "import json,sys; print(json.load(sys.stdin)['$1'])"; }
 
 out=$("$kiln" run --backend scalar --n 3 --p 61 --mu 22 --repeat 1 --json)
 [ "$(echo "$out" | field checksum)" = "90" ]; check "seed values 28+25+37 = 90" $?
-for key in backend device n iterations p mu seconds checksum; do
+for key in backend device n iterations p mu seconds checksum chunks host_elements host_share; do
   echo "$out" | python3 -c "import json,sys; sys.exit(0 if '$key' in json.load(sys.stdin) else 1)"; check "run --json has $key" $?
 done
 
@@ -23,6 +23,10 @@ for b in cpu opencl cuda auto; do
   [ "$got" = "$ref" ]; check "$b checksum equals scalar ($ref)" $?
   got=$("$kiln" run --backend "$b" --n 200000 --repeat 1 --resident --json | field checksum)
   [ "$got" = "$ref" ]; check "$b --resident checksum equals scalar" $?
+  out=$("$kiln" run --backend "$b" --n 200000 --repeat 1 --gpu-only --json)
+  [ "$(echo "$out" | field checksum)" = "$ref" ] && [ "$(echo "$out" | field host_elements)" = "0.0" ] &&
+    [ "$(echo "$out" | field host_share)" = "False" ]
+  check "$b --gpu-only: same checksum, nothing computed by the host" $?
 done
 
 echo "$devices" | python3 -c "import json,sys; ds=json.load(sys.stdin); sys.exit(0 if {'scalar','cpu','opencl','cuda'} <= {d['backend'] for d in ds} else 1)"

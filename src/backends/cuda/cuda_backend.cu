@@ -24,8 +24,10 @@ namespace {
 using i64 = std::int64_t;
 
 // Two pipeline shapes (see device_state::transfer). Direct jobs, where DMA reaches the caller's
-// memory (pinned host blocks, resident buffers), need no host work: one lane of 4 slots of 8 MiB
-// keeps both copy engines and the SMs busy, and per-chunk API costs vanish next to PCIe time.
+// memory (pinned host blocks, resident buffers), need no host copies: one lane of 4 slots of 8 MiB
+// keeps both copy engines and the SMs busy, and per-chunk API costs vanish next to PCIe time. With
+// host sharing the pool's other threads compute pieces beside it: from pinned memory 4.6-5.2 ms
+// for 2^25 elements (the host taking about 35%) against 6.1-6.6 ms device-only on the H100.
 constexpr std::size_t direct_slots = 4;
 constexpr std::size_t direct_chunk = std::size_t{1} << 20;
 // 64 MiB per buffer caps the pinned staging of the direct lane at 512 MiB (4 slots, in + out),
@@ -37,8 +39,11 @@ constexpr std::size_t max_chunk = std::size_t{1} << 23;
 // last-level cache between the host copy and the DMA. Measured on the H100 host with
 // kiln_transfer_limits (docs/BENCHMARKS.md): 8.1 ms for 2^25 elements against 10.9-22.7 ms for
 // one thread driving 4 slots of 8 MiB with the copies split over the pool. With host sharing
-// (run_options::host_share) a lane thread whose 3 slots are busy computes a chunk itself: on
-// the H100 host 6.7-7.6 ms against 8.1-8.3 ms without, and 7.8-8.1 ms for the cpu backend alone.
+// (run_options::host_share) a lane thread whose 3 slots are busy computes a chunk itself
+// (feed_lane): 6.7-8.0 ms on the H100 host against 8.0-8.7 ms with the device computing
+// everything, and 7.8-10.0 ms for the cpu backend alone. One thread making every CUDA call while
+// the others copy (driven_pipeline, which OpenCL needs) measured no better here (8.0-8.4 ms
+// device-only), so CUDA keeps a thread per lane.
 constexpr std::size_t staged_slots = 3;
 constexpr std::size_t staged_chunk = std::size_t{1} << 17;
 // Slot buffers grow in steps of 64 Ki elements so that slightly different sizes reuse them.
