@@ -3,26 +3,13 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
 
 #include "core/backend.hpp"
 
 namespace kiln::detail {
 
-// out[i] = the map applied kp.iterations (>= 1) times to in[i]; in may equal out. `stream` writes
-// a separate `out` with non-temporal stores (for outputs far larger than the caches: no read for
-// ownership, no cache pollution), fenced before returning.
-void logistic_simd(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp,
-                   bool stream = false);
-
-// Whole outputs at least this large are written with non-temporal stores: far larger than the
-// caches, so caching them only costs reads for ownership and evicts what else is there.
-constexpr std::size_t stream_output_bytes = std::size_t{32} << 20;
-
-inline bool stream_output(std::size_t elements) {
-  static const bool off = std::getenv("KILN_EXP_NO_STREAM") != nullptr;  // EXPERIMENT
-  return !off && elements * sizeof(std::int64_t) >= stream_output_bytes;
-}
+// out[i] = the map applied kp.iterations (>= 1) times to in[i]; in may equal out.
+void logistic_simd(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp);
 
 // The instruction set the dispatcher chose on this machine, e.g. "AVX3" or "AVX2".
 const char* simd_target_name();

@@ -256,7 +256,7 @@ class device_state {
         lanes + host_workers,
         [&](std::size_t l, lane_times& t, std::atomic<bool>& failed) -> status {
           if (l < lanes) return run_lane(group.at(l), chunk, work, share && job.staged(), job, t, failed);
-          host_worker(work, job.host_in, job.host_out, *job.kp, stream_output(job.n), failed);
+          host_worker(work, job.host_in, job.host_out, *job.kp, failed);
           return {};
         },
         st));
@@ -299,9 +299,7 @@ class device_state {
       if (job.host_in && !job.in_pinned) std::memcpy(s.in_host, job.host_in + r.begin, r.count * sizeof(i64));
       return dev.submit(s, job, r.begin, r.count);
     }
-    void compute_on_host(work_range r) {
-      map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp, stream_output(job.n));
-    }
+    void compute_on_host(work_range r) { map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp); }
   };
 
   // Carries chunks through one lane, on a pool thread; with `share` its thread computes host
