@@ -69,6 +69,7 @@ struct lane {
   std::vector<cudaStream_t> slot_streams;  // one per slot, for the assisted pipeline
   std::vector<i64*> hin, hout, din, dout;
   std::vector<cudaEvent_t> done;
+  std::vector<cudaGraphExec_t> graphs;  // per slot, a full chunk's four commands as one graph
 };
 
 struct pipeline_shape {
@@ -80,6 +81,8 @@ struct pipeline_shape {
   bool assist = false;  // threads compute chunks on the CPU while their GPU slots are busy
   bool zero_copy = false;  // the kernel reads the input staging and writes the output staging itself
   bool wc_in = false;      // input staging allocated write-combined
+  bool slot_streams = false;  // one stream per slot (as the library does) instead of per thread
+  bool graph = false;         // full chunks launched as one captured graph per slot (slot streams)
 };
 
 // Where the pipeline threads' time goes, summed over threads (the last timed run).
@@ -133,11 +136,14 @@ void run_pipeline(const pipeline_shape& sh, std::vector<lane>& lanes, const i64*
           cudaStream_t st = l.slot_streams[k];
           check(kiln::detail::launch_logistic(l.hin[k], l.hout[k], count[k], kp, sms, st), "kernel");
           check(cudaEventRecord(l.done[k], st), "cudaEventRecord");
+        } else if (sh.graph && count[k] == sh.chunk) {
+          check(cudaGraphLaunch(l.graphs[k], l.slot_streams[k]), "cudaGraphLaunch");
         } else {
-          check(cudaMemcpyAsync(l.din[k], l.hin[k], bytes, cudaMemcpyHostToDevice, l.stream), "H2D");
-          check(kiln::detail::launch_logistic(l.din[k], l.dout[k], count[k], kp, sms, l.stream), "kernel");
-          check(cudaMemcpyAsync(l.hout[k], l.dout[k], bytes, cudaMemcpyDeviceToHost, l.stream), "D2H");
-          check(cudaEventRecord(l.done[k], l.stream), "cudaEventRecord");
+          cudaStream_t st = sh.slot_streams || sh.graph ? l.slot_streams[k] : l.stream;
+          check(cudaMemcpyAsync(l.din[k], l.hin[k], bytes, cudaMemcpyHostToDevice, st), "H2D");
+          check(kiln::detail::launch_logistic(l.din[k], l.dout[k], count[k], kp, sms, st), "kernel");
+          check(cudaMemcpyAsync(l.hout[k], l.dout[k], bytes, cudaMemcpyDeviceToHost, st), "D2H");
+          check(cudaEventRecord(l.done[k], st), "cudaEventRecord");
         }
         sb += ns_since(t0);
         busy[k] = true;
@@ -352,15 +358,19 @@ int main(int argc, char** argv) {
   std::vector<pipeline_shape> shapes;
   for (std::size_t chunk : {std::size_t{1} << 15, std::size_t{1} << 17, std::size_t{1} << 19})
     for (int slots : {2, 3}) shapes.push_back({hw, chunk, slots, false, true});
-  for (int t : {8, hw})
-    for (std::size_t chunk : {std::size_t{1} << 14, std::size_t{1} << 15, std::size_t{1} << 17, std::size_t{1} << 19})
-      for (int slots : {2, 3, 4})
-        for (bool wc : {false, true}) {
-          pipeline_shape sh{t, chunk, slots, false, true};
-          sh.zero_copy = true;
-          sh.wc_in = wc;
-          shapes.push_back(sh);
-        }
+  for (std::size_t chunk : {std::size_t{1} << 15, std::size_t{1} << 16, std::size_t{1} << 17})
+    for (int slots : {2, 3})
+      for (bool graph : {false, true}) {
+        pipeline_shape sh{hw, chunk, slots, false, true};
+        sh.slot_streams = true;
+        sh.graph = graph;
+        shapes.push_back(sh);
+      }
+  for (int slots : {2, 3}) {
+    pipeline_shape sh{hw, std::size_t{1} << 17, slots, false, true};
+    sh.zero_copy = true;
+    shapes.push_back(sh);
+  }
   for (std::size_t chunk : {std::size_t{1} << 15, std::size_t{1} << 17})
     for (int slots : {2, 3}) shapes.push_back({hw, chunk, slots, false, true, true});
   for (const auto& sh : shapes) {
@@ -384,6 +394,23 @@ int main(int argc, char** argv) {
         cudaEvent_t e;
         check(cudaEventCreateWithFlags(&e, cudaEventDisableTiming), "cudaEventCreate");
         l.done.push_back(e);
+        if (sh.graph) {
+          // Captured once: the same four commands a full chunk enqueues, replayed by one launch.
+          cudaGraph_t g;
+          check(cudaStreamBeginCapture(ss, cudaStreamCaptureModeThreadLocal), "cudaStreamBeginCapture");
+          check(cudaMemcpyAsync(c, a, sh.chunk * 8, cudaMemcpyHostToDevice, ss), "H2D (capture)");
+          check(kiln::detail::launch_logistic(static_cast<i64*>(c), static_cast<i64*>(d), sh.chunk, kp,
+                                              prop.multiProcessorCount, ss), "kernel (capture)");
+          check(cudaMemcpyAsync(b, d, sh.chunk * 8, cudaMemcpyDeviceToHost, ss), "D2H (capture)");
+          // External: recorded by the graph on every launch (a plain record in a capture only
+          // orders the captured work).
+          check(cudaEventRecordWithFlags(e, ss, cudaEventRecordExternal), "cudaEventRecord (capture)");
+          check(cudaStreamEndCapture(ss, &g), "cudaStreamEndCapture");
+          cudaGraphExec_t x;
+          check(cudaGraphInstantiate(&x, g, 0), "cudaGraphInstantiate");
+          check(cudaGraphDestroy(g), "cudaGraphDestroy");
+          l.graphs.push_back(x);
+        }
       }
     }
     std::fill(out.begin(), out.end(), 0);
@@ -401,7 +428,8 @@ int main(int argc, char** argv) {
                     sh.chunk * 8 >> 10, sh.slots, cpu_chunks, (n + sh.chunk - 1) / sh.chunk, ok ? "" : " MISMATCH");
     else
       std::snprintf(name, sizeof name, "%s %2d threads, chunk %4zu KiB, %d slots, in %s, out %s%s",
-                    sh.zero_copy ? "zero-copy" : "pipeline", sh.threads, sh.chunk * 8 >> 10, sh.slots,
+                    sh.zero_copy ? "zero-copy" : sh.graph ? "graphs" : sh.slot_streams ? "slot-streams" : "pipeline",
+                    sh.threads, sh.chunk * 8 >> 10, sh.slots,
                     sh.wc_in ? "wc" : sh.stream_in ? "nt" : "mc", sh.stream_out ? "nt" : "mc", ok ? "" : " MISMATCH");
     report(name, ms, bytes);
     if (!sh.assist)
@@ -416,6 +444,7 @@ int main(int argc, char** argv) {
         cudaFree(l.dout[k]);
         cudaEventDestroy(l.done[k]);
         cudaStreamDestroy(l.slot_streams[k]);
+        if (sh.graph) cudaGraphExecDestroy(l.graphs[k]);
       }
       cudaStreamDestroy(l.stream);
     }
