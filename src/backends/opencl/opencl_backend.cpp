@@ -505,18 +505,26 @@ status submit(const device_state& ds, lane& ln, slot& s, const transfer_job& job
   return {};
 }
 
-// Waits for the slot's chunk, adds its phase times and copies its output to the caller. The sums
-// are per chunk: phases of different chunks overlap, so together they can exceed total_s.
-status finish(slot& s, const transfer_job& job, lane_times& t) {
-  const cl::Event& last = s.read() ? s.read : s.kernel() ? s.kernel : s.write;
-  KILN_TRY(wait_for(last, {{&s.write, "clEnqueueWriteBuffer"},
-                           {&s.kernel, "clEnqueueNDRangeKernel"},
-                           {&s.read, "clEnqueueReadBuffer"}}));
+// The slot's chunk's last command: it completes after every earlier one on its in-order queue.
+const cl::Event& last_event(const slot& s) { return s.read() ? s.read : s.kernel() ? s.kernel : s.write; }
+
+// Waits for the slot's chunk (at once if it has ended) and adds its phase times. The sums are per
+// chunk: phases of different chunks overlap, so together they can exceed total_s.
+status complete(slot& s, const transfer_job& job, lane_times& t) {
+  KILN_TRY(wait_for(last_event(s), {{&s.write, "clEnqueueWriteBuffer"},
+                                    {&s.kernel, "clEnqueueNDRangeKernel"},
+                                    {&s.read, "clEnqueueReadBuffer"}}));
   if (job.phase_times) {
     if (s.write()) t.h2d += event_seconds(s.write);
     if (s.kernel()) t.kernel += event_seconds(s.kernel);
     if (s.read()) t.d2h += event_seconds(s.read);
   }
+  return {};
+}
+
+// Waits for the slot's chunk, adds its phase times and copies its output to the caller.
+status finish(slot& s, const transfer_job& job, lane_times& t) {
+  KILN_TRY(complete(s, job, t));
   // Non-temporal stores: the caller's array is far larger than the caches.
   if (job.host_out) copy_streaming(job.host_out + s.begin, s.out_host.data(), s.count);
   s.busy = false;
@@ -541,10 +549,8 @@ struct lane_ops {
   std::size_t chunk() const { return chunk_elements; }
   bool busy(std::size_t k) const { return ln.slots[k].busy; }
   result<bool> done(std::size_t k) const {
-    const slot& s = ln.slots[k];
-    const cl::Event& last = s.read() ? s.read : s.kernel() ? s.kernel : s.write;
     cl_int st = CL_QUEUED;
-    const cl_int e = last.getInfo(CL_EVENT_COMMAND_EXECUTION_STATUS, &st);
+    const cl_int e = last_event(ln.slots[k]).getInfo(CL_EVENT_COMMAND_EXECUTION_STATUS, &st);
     if (e != CL_SUCCESS) return cl_error("clGetEventInfo", e);
     return st <= CL_COMPLETE;  // complete, or failed (finish reports which command)
   }
@@ -598,18 +604,10 @@ struct driven_ops {
   status submit(std::size_t i, work_range r) { return kiln::detail::submit(ds, driver_lane, *all[i], job, r.begin, r.count); }
   result<bool> poll(std::size_t i) {
     slot& s = *all[i];
-    const cl::Event& last = s.read() ? s.read : s.kernel() ? s.kernel : s.write;
     cl_int es = CL_QUEUED;
-    if (last.getInfo(CL_EVENT_COMMAND_EXECUTION_STATUS, &es) == CL_SUCCESS && es > CL_COMPLETE) return false;
+    if (last_event(s).getInfo(CL_EVENT_COMMAND_EXECUTION_STATUS, &es) == CL_SUCCESS && es > CL_COMPLETE) return false;
     s.busy = false;
-    KILN_TRY(wait_for(last, {{&s.write, "clEnqueueWriteBuffer"},
-                             {&s.kernel, "clEnqueueNDRangeKernel"},
-                             {&s.read, "clEnqueueReadBuffer"}}));
-    if (job.phase_times) {
-      if (s.write()) t.h2d += event_seconds(s.write);
-      if (s.kernel()) t.kernel += event_seconds(s.kernel);
-      if (s.read()) t.d2h += event_seconds(s.read);
-    }
+    KILN_TRY(complete(s, job, t));
     return true;
   }
   void abandon(std::size_t i) {
