@@ -1,4 +1,4 @@
-// The GPU backends' lanes and the host's share of their work: the loops, run on the worker pool.
+// The GPU backends' pipelines (lanes, and the driven pipeline) and the host's share of their work, on the worker pool.
 #pragma once
 
 #include <algorithm>
@@ -44,8 +44,8 @@ struct work_range {
 constexpr std::size_t host_piece = std::size_t{1} << 15;
 // At most this many per piece a lane computes while its device slots are busy: a whole CUDA
 // staging chunk. Measured on the H100 host from pageable memory (2^25 elements): a lane computing
-// whole 2^17 chunks took 6.7-7.7 ms with the host taking 13-22% of the work, 2^15 pieces
-// 7.6-8.4 ms with 7-11% (the device alone 8.1-8.5 ms): staged elements cost the host two copies,
+// whole 2^17 chunks took 6.6-8.0 ms with the host taking 12-23% of the work, 2^15 pieces
+// 7.6-8.4 ms with 7-11% (the device alone 8.0-8.7 ms): staged elements cost the host two copies,
 // so the more of them it maps itself, the less memory traffic the run needs.
 constexpr std::size_t lane_piece = std::size_t{1} << 17;
 

@@ -40,7 +40,7 @@ constexpr std::size_t max_chunk = std::size_t{1} << 23;
 // kiln_transfer_limits (docs/BENCHMARKS.md): 8.1 ms for 2^25 elements against 10.9-22.7 ms for
 // one thread driving 4 slots of 8 MiB with the copies split over the pool. With host sharing
 // (run_options::host_share) a lane thread whose 3 slots are busy computes a chunk itself
-// (feed_lane): 6.7-8.0 ms on the H100 host against 8.0-8.7 ms with the device computing
+// (feed_lane): 6.6-8.0 ms on the H100 host against 8.0-8.7 ms with the device computing
 // everything, and 7.8-10.0 ms for the cpu backend alone. One thread making every CUDA call while
 // the others copy (driven_pipeline, which OpenCL needs) measured no better here (8.0-8.4 ms
 // device-only), so CUDA keeps a thread per lane.
@@ -249,7 +249,8 @@ class device_state {
     const std::size_t lanes = std::min(group.lane_count(), (job.n + chunk - 1) / chunk);
     const bool share = host_share(job);
     // Pool threads without a lane compute pieces beside the lanes: a direct job's one lane only
-    // feeds the device, and a staged job has fewer lanes than threads on hosts with more than 16.
+    // feeds the device, and a staged job has fewer lanes than threads when it has fewer chunks
+    // or the host more than 16 threads.
     const std::size_t workers = worker_count();
     const std::size_t host_workers = share && workers > lanes ? workers - lanes : 0;
     KILN_TRY(run_lanes(

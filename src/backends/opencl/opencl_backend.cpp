@@ -389,7 +389,7 @@ struct transfer_job {
   std::size_t n = 0;
   std::size_t chunk_elements = 0;               // the caller's upper bound; 0 = the default chunk
   bool phase_times = false;                     // read each command's profiling times
-  bool host_share = false;                      // lane threads compute host pieces while their slots are busy
+  bool host_share = false;                      // the host computes part of a map (see host_share())
 };
 
 // How many chunks of at most `chunk` elements n elements make when no chunk may straddle a multiple
@@ -627,8 +627,9 @@ struct driven_ops {
   }
 };
 
-// Streams one job through the device's lanes, one job per device at a time: the lanes take chunks
-// from one counter, run in parallel on the worker pool and never wait for each other.
+// Streams one job through the device's slots, one job per device at a time, fed by the driven
+// pipeline or by the lanes (see lane_slots); either way the work comes from one counter and runs
+// on the worker pool.
 result<run_stats> transfer(device_state& ds, const transfer_job& job) {
   std::lock_guard<std::mutex> lock(ds.m);
   const auto t0 = clock_type::now();
