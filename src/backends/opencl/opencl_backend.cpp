@@ -601,14 +601,21 @@ struct driven_ops {
     // still there (non-temporal stores would push it out to memory first).
     if (job.host_in) std::memcpy(all[i]->in_host.data(), job.host_in + r.begin, r.count * element_bytes);
   }
-  status submit(std::size_t i, work_range r) { return kiln::detail::submit(ds, driver_lane, *all[i], job, r.begin, r.count); }
+  // Host allocation failures (event objects, messages) become errors here, on the driver's
+  // thread, which may be a pool thread: the pipeline then stops as for any failed call.
+  status submit(std::size_t i, work_range r) {
+    return catching_bad_alloc(
+        [&]() -> status { return kiln::detail::submit(ds, driver_lane, *all[i], job, r.begin, r.count); });
+  }
   result<bool> poll(std::size_t i) {
-    slot& s = *all[i];
-    cl_int es = CL_QUEUED;
-    if (last_event(s).getInfo(CL_EVENT_COMMAND_EXECUTION_STATUS, &es) == CL_SUCCESS && es > CL_COMPLETE) return false;
-    s.busy = false;
-    KILN_TRY(complete(s, job, t));
-    return true;
+    return catching_bad_alloc([&]() -> result<bool> {
+      slot& s = *all[i];
+      cl_int es = CL_QUEUED;
+      if (last_event(s).getInfo(CL_EVENT_COMMAND_EXECUTION_STATUS, &es) == CL_SUCCESS && es > CL_COMPLETE) return false;
+      s.busy = false;
+      KILN_TRY(complete(s, job, t));
+      return true;
+    });
   }
   void abandon(std::size_t i) {
     slot& s = *all[i];
@@ -662,7 +669,7 @@ result<run_stats> transfer(device_state& ds, const transfer_job& job) {
     for (std::size_t l = 0; l < lanes; ++l)
       for (auto& sl : ds.lanes[l].slots) ops.all.push_back(&sl);
     driven_pipeline<driven_ops> pipeline(ops, work, chunk_got, host_share(job));
-    KILN_TRY(catching_bad_alloc([&]() -> status { return pipeline.run(lanes); }));
+    KILN_TRY(pipeline.run(lanes));
     st.host_to_device_s += times.h2d;
     st.kernel_s += times.kernel;
     st.device_to_host_s += times.d2h;
