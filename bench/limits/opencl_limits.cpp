@@ -27,10 +27,11 @@
 #include <thread>
 #include <vector>
 
+#include "limits_common.hpp"
+
 namespace {
 
-using i64 = std::int64_t;
-using clock_type = std::chrono::steady_clock;
+using namespace kiln_limits;
 
 constexpr const char* kernel_source =
     "__kernel void triple(__global const long* in, __global long* out, ulong n) {\n"
@@ -52,36 +53,6 @@ void check(cl_int e, const char* what) {
     std::fprintf(stderr, "%s: OpenCL error %d\n", what, e);
     std::exit(1);
   }
-}
-
-// The median of what body returns (after a warm-up call whose value is dropped).
-double median_of(int runs, const std::function<double()>& body) {
-  body();
-  std::vector<double> t;
-  for (int r = 0; r < runs; ++r) t.push_back(body());
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-double ms_since(clock_type::time_point t0) {
-  return std::chrono::duration<double, std::milli>(clock_type::now() - t0).count();
-}
-
-long long ns_since(clock_type::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - t0).count();
-}
-
-double median_ms(int runs, const std::function<void()>& body) {
-  return median_of(runs, [&] {
-    const auto t0 = clock_type::now();
-    body();
-    return ms_since(t0);
-  });
-}
-
-void report(const std::string& name, double ms, double bytes) {
-  std::printf("%-58s %9.3f ms  %7.1f GB/s\n", name.c_str(), ms, bytes / ms / 1e6);
-  std::fflush(stdout);
 }
 
 void report_us(const std::string& name, double us) {

@@ -25,34 +25,17 @@
 #include "core/backend.hpp"
 #include "core/thread_pool.hpp"
 #include "kiln/kiln.hpp"
+#include "limits_common.hpp"
 
 namespace {
 
-using i64 = std::int64_t;
-using clock_type = std::chrono::steady_clock;
+using namespace kiln_limits;
 
 void check(cudaError_t e, const char* what) {
   if (e != cudaSuccess) {
     std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
     std::exit(1);
   }
-}
-
-double median_ms(int runs, const std::function<void()>& body) {
-  body();  // warm-up
-  std::vector<double> t;
-  for (int r = 0; r < runs; ++r) {
-    auto t0 = clock_type::now();
-    body();
-    t.push_back(std::chrono::duration<double, std::milli>(clock_type::now() - t0).count());
-  }
-  std::sort(t.begin(), t.end());
-  return t[t.size() / 2];
-}
-
-void report(const std::string& name, double ms, double bytes) {
-  std::printf("%-58s %9.3f ms  %7.1f GB/s\n", name.c_str(), ms, bytes / ms / 1e6);
-  std::fflush(stdout);
 }
 
 // Splits [0, n) into `threads` contiguous parts and runs body(begin, end) on each in its own thread.
@@ -91,9 +74,6 @@ struct thread_phases {
   void clear() { copy_in = submit = wait = copy_out = 0; }
 };
 thread_phases g_phases;
-long long ns_since(clock_type::time_point t0) {
-  return std::chrono::duration_cast<std::chrono::nanoseconds>(clock_type::now() - t0).count();
-}
 
 // Pageable in -> pageable out through per-thread staging. Thread t takes chunks t, t + T, ...
 void run_pipeline(const pipeline_shape& sh, std::vector<lane>& lanes, const i64* in, i64* out, std::size_t n,
