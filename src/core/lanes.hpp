@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <span>
 #include <thread>
 #include <vector>
 
@@ -33,6 +34,35 @@ inline void map_on_host(const std::int64_t* in, std::int64_t* out, std::size_t c
   }
   logistic_simd(in, out, count, kp);
 }
+
+// What a job of either GPU backend carries beside its backend's own fields: the host arrays, the
+// map and the caller's options. A job with a map runs it from host_in to host_out; jobs that only
+// move data to or from a resident buffer carry no map.
+struct map_job {
+  const std::int64_t* host_in = nullptr;  // copied to the device chunk by chunk, if set
+  std::int64_t* host_out = nullptr;       // copied back chunk by chunk, if set (may equal host_in)
+  const kernel_params* kp = nullptr;      // the map, applied on the way, if set
+  std::size_t n = 0;
+  std::size_t chunk_elements = 0;         // the caller's upper bound; 0 = the backend's chunk
+  bool phase_times = false;               // time each chunk's phases with device events
+  bool host_share = false;                // run_options::host_share
+
+  // The map of `in` into `out` that logistic_map asks of a backend.
+  void set_map(std::span<const std::int64_t> in, std::span<std::int64_t> out, const kernel_params& params,
+               const run_options& options) {
+    host_in = in.data();
+    host_out = out.data();
+    kp = &params;
+    n = std::min(in.size(), out.size());
+    chunk_elements = options.chunk_elements;
+    phase_times = options.phase_times;
+    host_share = options.host_share;
+  }
+
+  // Whether the host computes part of the job: only a map between two host arrays (the host has
+  // both), and only when the caller allows it.
+  bool shared_with_host() const { return host_share && kp && host_in && host_out; }
+};
 
 // One range of a job's elements: [begin, begin + count).
 struct work_range {

@@ -92,18 +92,11 @@ struct lane {
 // What one pass through the pipeline does to n elements. A run maps host_in to host_out through
 // the slots' device buffers; an upload (host_in and resident) and a download (host_out and
 // resident) move data between the host and a resident device buffer.
-struct transfer_job {
-  const i64* host_in = nullptr;        // copied to the device chunk by chunk, if set
-  i64* host_out = nullptr;             // copied back chunk by chunk, if set (may equal host_in)
+struct transfer_job : map_job {
   i64* resident = nullptr;             // device memory the chunks go to / come from, instead of the slots'
-  const kernel_params* kp = nullptr;   // the map, applied slot in -> slot out, if set
-  std::size_t n = 0;
-  std::size_t chunk_elements = 0;      // the caller's upper bound; 0 = the shape's own chunk
   // The caller's memory is page-locked: DMA reaches it directly, no staging copy on that side.
   bool in_pinned = false;
   bool out_pinned = false;
-  bool phase_times = false;            // record the four timing events per chunk
-  bool host_share = false;             // the host computes part of a map (device_state::transfer)
 
   bool staged() const { return (host_in && !in_pinned) || (host_out && !out_pinned); }
 };
@@ -234,7 +227,7 @@ class device_state {
   int index() const { return index_; }
   int sm_count() const { return sm_count_; }
 
-  // Streams one job through the lanes of its shape, with the host's share (see host_share()).
+  // Streams one job through the lanes of its shape, with the host's share (see map_job).
   // The caller has made this device current.
   result<run_stats> transfer(const transfer_job& job) {
     std::lock_guard<std::mutex> lock(m_);  // one job per device at a time: the lanes are shared
@@ -247,7 +240,7 @@ class device_state {
     const std::size_t chunk = std::min(*got, job.n);
     work_counter work(job.n, job.n);
     const std::size_t lanes = std::min(group.lane_count(), (job.n + chunk - 1) / chunk);
-    const bool share = host_share(job);
+    const bool share = job.shared_with_host();
     // Pool threads without a lane compute pieces beside the lanes: a direct job's one lane only
     // feeds the device, and a staged job has fewer lanes than threads when it has fewer chunks
     // or the host more than 16 threads.
@@ -268,12 +261,6 @@ class device_state {
   }
 
  private:
-  // Whether the host computes part of the job: only a map between two host arrays (the host has
-  // both; resident data lives on the device).
-  static bool host_share(const transfer_job& job) {
-    return job.host_share && job.kp && job.host_in && job.host_out && !job.resident;
-  }
-
   // feed_lane's view of one lane (see core/lanes.hpp).
   struct lane_ops {
     device_state& dev;
@@ -546,13 +533,7 @@ class cuda_backend final : public backend {
     device_scope scope;
     KILN_TRY(scope.enter(device));
     transfer_job job;
-    job.host_in = in.data();
-    job.host_out = out.data();
-    job.kp = &kp;
-    job.n = std::min(in.size(), out.size());
-    job.chunk_elements = options.chunk_elements;
-    job.phase_times = options.phase_times;
-    job.host_share = options.host_share;
+    job.set_map(in, out, kp, options);
     job.in_pinned = is_pinned(in.data(), in.size_bytes());
     job.out_pinned = is_pinned(out.data(), out.size_bytes());
     return (*ds)->transfer(job);

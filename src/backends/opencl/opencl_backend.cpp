@@ -294,11 +294,10 @@ struct device_state {
   std::size_t local_size = 1;          // work-group size for every launch
   std::size_t max_alloc_elements = 1;  // CL_DEVICE_MAX_MEM_ALLOC_SIZE in elements
   std::uint64_t global_mem = 0;        // CL_DEVICE_GLOBAL_MEM_SIZE
+  bool driven = false;                 // one thread drives the slots (see lane_slots)
   // Set with the lanes (create_lanes), because they depend on how many there are:
   std::size_t chunk_limit = 1;         // the largest chunk a slot may hold (allocation and memory bounds)
   std::size_t request_limit = 1;       // the largest chunk_elements honoured (the staging budget)
-  bool driven = false;                 // one thread drives the slots (see lane_slots)
-  bool host_device = false;            // CL_DEVICE_TYPE_CPU: the device is the host's own cores
   std::mutex m;
   // The lanes (see transfer); each slot's staging holds a reference to the queue that unmaps it,
   // so destruction order does not matter.
@@ -380,16 +379,9 @@ auto catching_bad_alloc(F&& f) -> decltype(f()) {
 // What one pass through the lanes does to n elements. A run maps host_in to host_out through the
 // slots' device buffers; an upload (host_in and resident) and a download (host_out and resident)
 // move data between the host and a resident buffer through the same pinned staging.
-struct transfer_job {
-  const std::int64_t* host_in = nullptr;        // copied to the device chunk by chunk, if set
-  std::int64_t* host_out = nullptr;             // copied back chunk by chunk, if set (may equal host_in)
+struct transfer_job : map_job {
   const std::vector<cl::Buffer>* resident = nullptr;  // the buffers chunks go to / come from, instead of the slots'
   std::size_t segment = 0;                      // elements per resident buffer (the last may be shorter)
-  const kernel_params* kp = nullptr;            // the map, applied slot in -> slot out, if set
-  std::size_t n = 0;
-  std::size_t chunk_elements = 0;               // the caller's upper bound; 0 = the default chunk
-  bool phase_times = false;                     // read each command's profiling times
-  bool host_share = false;                      // the host computes part of a map (see host_share())
 };
 
 // How many chunks of at most `chunk` elements n elements make when no chunk may straddle a multiple
@@ -437,11 +429,6 @@ status create_lanes(device_state& ds) {
     if (e != CL_SUCCESS) return cl_error("clCreateKernel", e);
   }
   ds.lanes = std::move(lanes);
-  ds.driven = !ds.host_device;
-  if (const char* env = std::getenv("KILN_OPENCL_PIPELINE")) {
-    if (std::strcmp(env, "driven") == 0) ds.driven = true;
-    if (std::strcmp(env, "lanes") == 0) ds.driven = false;
-  }
   const std::size_t per_element = 2 * count * lane_slots * element_bytes;  // in + out of every slot
   const auto by_memory = static_cast<std::size_t>(ds.global_mem / staging_memory_divisor / per_element);
   ds.chunk_limit = std::max<std::size_t>(std::min(ds.max_alloc_elements, by_memory), 1);
@@ -531,12 +518,6 @@ status finish(slot& s, const transfer_job& job, lane_times& t) {
   return {};
 }
 
-// Whether the host computes part of a job: only a map between two host arrays (the host has both;
-// resident data lives on the device).
-bool host_share(const transfer_job& job) {
-  return job.host_share && job.kp && job.host_in && job.host_out && !job.resident;
-}
-
 // feed_lane's view of one lane (see core/lanes.hpp).
 struct lane_ops {
   const device_state& ds;
@@ -572,7 +553,7 @@ struct lane_ops {
 // staging the next call will reuse, and tells the other lanes to stop.
 status run_lane(const device_state& ds, lane& ln, std::size_t chunk, work_counter& work, const transfer_job& job,
                 lane_times& t, std::atomic<bool>& failed) {
-  const bool share = host_share(job);
+  const bool share = job.shared_with_host();
   lane_ops ops{ds, ln, job, chunk, t};
   status st = catching_bad_alloc([&]() -> status { return feed_lane(ops, work, share, failed); });
   if (!st.ok()) {
@@ -668,7 +649,7 @@ result<run_stats> transfer(device_state& ds, const transfer_job& job) {
     driven_ops ops{ds, ds.lanes[0], job, {}, times};
     for (std::size_t l = 0; l < lanes; ++l)
       for (auto& sl : ds.lanes[l].slots) ops.all.push_back(&sl);
-    driven_pipeline<driven_ops> pipeline(ops, work, chunk_got, host_share(job));
+    driven_pipeline<driven_ops> pipeline(ops, work, chunk_got, job.shared_with_host());
     KILN_TRY(pipeline.run(lanes));
     st.host_to_device_s += times.h2d;
     st.kernel_s += times.kernel;
@@ -781,7 +762,12 @@ result<std::shared_ptr<device_state>> set_up(const cl::Device& dev, std::size_t 
   auto ds = std::make_shared<device_state>();
   ds->device = dev;
   cl_device_type type = 0;
-  ds->host_device = dev.getInfo(CL_DEVICE_TYPE, &type) == CL_SUCCESS && (type & CL_DEVICE_TYPE_CPU) != 0;
+  // Driven unless the device is the host's own cores (see lane_slots), or the environment says.
+  ds->driven = !(dev.getInfo(CL_DEVICE_TYPE, &type) == CL_SUCCESS && (type & CL_DEVICE_TYPE_CPU) != 0);
+  if (const char* env = std::getenv("KILN_OPENCL_PIPELINE")) {
+    if (std::strcmp(env, "driven") == 0) ds->driven = true;
+    if (std::strcmp(env, "lanes") == 0) ds->driven = false;
+  }
   cl_int e = CL_SUCCESS;
   ds->context = cl::Context(dev, nullptr, nullptr, nullptr, &e);
   if (e != CL_SUCCESS) return cl_error("clCreateContext", e);
@@ -862,13 +848,7 @@ class opencl_backend final : public backend {
       auto ds = state_of(device);
       if (!ds) return ds.err();
       transfer_job job;
-      job.host_in = in.data();
-      job.host_out = out.data();
-      job.kp = &kp;
-      job.n = std::min(in.size(), out.size());
-      job.chunk_elements = options.chunk_elements;
-      job.phase_times = options.phase_times;
-      job.host_share = options.host_share;
+      job.set_map(in, out, kp, options);
       return transfer(**ds, job);
     });
   }
