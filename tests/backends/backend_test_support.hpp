@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <string>
 #include <vector>
@@ -12,6 +13,17 @@
 namespace kiln_test {
 
 using i64 = std::int64_t;
+constexpr i64 kMin = std::numeric_limits<i64>::min();
+constexpr i64 kMax = std::numeric_limits<i64>::max();
+
+// Inputs at the edges for modulus p: around 0, p, 2^32, 2^51 (where the SIMD residue changes
+// path), 2^53 (where doubles stop being exact) and the ends of int64.
+inline std::vector<i64> edge_inputs(i64 p) {
+  return {0, 1, -1, 2, -2, kMin, kMax, kMin + 1, kMax - 1, p - 1, p, p + 1, -p, -p + 1, -p - 1,
+          i64{1} << 32, -(i64{1} << 32), (i64{1} << 32) + 1, (i64{1} << 32) - 1,
+          i64{1} << 53, (i64{1} << 53) + 1, -(i64{1} << 53) - 1, i64{1} << 62, 6700416, 123456789,
+          (i64{1} << 51) - 1, i64{1} << 51, -(i64{1} << 51) + 1, -(i64{1} << 51)};
+}
 
 // The map element by element through the one-thread reference.
 inline std::vector<i64> reference(const std::vector<i64>& in, const kiln::map_params& prm) {

@@ -3,7 +3,6 @@
 
 #include <algorithm>
 #include <cstdint>
-#include <limits>
 #include <random>
 #include <thread>
 #include <vector>
@@ -14,17 +13,6 @@
 namespace {
 
 using namespace kiln_test;
-constexpr i64 kMin = std::numeric_limits<i64>::min();
-constexpr i64 kMax = std::numeric_limits<i64>::max();
-
-std::vector<i64> edge_inputs(i64 p) {
-  std::vector<i64> xs = {0, 1, -1, 2, -2, kMin, kMax, kMin + 1, kMax - 1, p - 1, p, p + 1, -p, -p + 1, -p - 1,
-                         i64{1} << 32, -(i64{1} << 32), (i64{1} << 32) + 1, (i64{1} << 32) - 1,
-                         i64{1} << 53, (i64{1} << 53) + 1, -(i64{1} << 53) - 1, i64{1} << 62, 6700416, 123456789,
-                         (i64{1} << 51) - 1, i64{1} << 51, -(i64{1} << 51) + 1, -(i64{1} << 51)};
-  return xs;
-}
-
 class Conformance : public ::testing::TestWithParam<const char*> {
  protected:
   void SetUp() override {

@@ -25,11 +25,31 @@ struct mod_ops {
     V q = hn::Sub(hn::MulAdd(v, pinv, magic), magic);  // round to nearest
     return hn::NegMulAdd(q, p, v);
   }
+  // The split path's products reach 2^62, beyond a double's 53 bits, so both its multiplies
+  // need their exact low parts: one fused operation each where the target has FMA. Elsewhere
+  // (SSE4 and older, the scalar target) Highway's MulAdd is a multiply then an add, which loses
+  // exactly those parts, so Dekker's product of halves supplies them.
   HWY_INLINE V mulmod_split(V a, V b) const {
     V hi = hn::Mul(a, b);
     V q = hn::Sub(hn::MulAdd(hi, pinv, magic), magic);
-    return hn::Add(hn::NegMulAdd(q, p, hi), hn::MulSub(a, b, hi));  // + the exact low part
+#if HWY_NATIVE_FMA
+    return hn::Add(hn::NegMulAdd(q, p, hi), hn::MulSub(a, b, hi));
+#else
+    V qp = hn::Mul(q, p);  // hi - q * p = (hi - qp) - low(q * p): hi and qp are within a factor 2
+    return hn::Add(hn::Sub(hn::Sub(hi, qp), product_low(q, p, qp)), product_low(a, b, hi));
+#endif
   }
+#if !HWY_NATIVE_FMA
+  // a * b - hi exactly, where hi is a * b rounded (Dekker; exact while nothing overflows).
+  HWY_INLINE V product_low(V a, V b, V hi) const {
+    const V split = hn::Set(d, 134217729.0);  // 2^27 + 1: Veltkamp's split into 26-bit halves
+    V ca = hn::Mul(a, split), cb = hn::Mul(b, split);
+    V ah = hn::Sub(ca, hn::Sub(ca, a)), bh = hn::Sub(cb, hn::Sub(cb, b));
+    V al = hn::Sub(a, ah), bl = hn::Sub(b, bh);
+    V err = hn::Add(hn::Sub(hn::Mul(ah, bh), hi), hn::Mul(ah, bl));
+    return hn::Add(hn::Add(err, hn::Mul(al, bh)), hn::Mul(al, bl));
+  }
+#endif
   template <int Path>
   HWY_INLINE V step(V s, V mu, V one) const {
     if constexpr (Path == KILN_PATH_FUSED) {
