@@ -223,7 +223,7 @@ class driven_pipeline {
           failure = r.err();
           // The driver could not start (its context failed): release what copiers staged for it,
           // so that they stop (nothing was submitted, so nothing is in flight).
-          failed_.store(true, std::memory_order_relaxed);
+          failed_.store(true);
           while (!all_free()) {
             for (std::size_t i = 0; i < n_; ++i)
               if (claim(i, staged, free_slot)) continue;
@@ -237,19 +237,20 @@ class driven_pipeline {
   }
 
  private:
+  // The stop flags, the claims and the driver's scan for free slots are sequentially consistent:
+  // a copier claims a slot, then looks at the flags; the driver sets a flag, then looks at the
+  // slots; so either the driver sees the claim (and waits for the slot) or the copier sees the
+  // flag (and gives the slot back). See copy_step.
   bool claim(std::size_t i, int from, int to) {
     int expected = from;
-    return state_[i].load(std::memory_order_relaxed) == from &&
-           state_[i].compare_exchange_strong(expected, to, std::memory_order_acquire);
+    return state_[i].load(std::memory_order_relaxed) == from && state_[i].compare_exchange_strong(expected, to);
   }
   void set(std::size_t i, int to) { state_[i].store(to, std::memory_order_release); }
 
-  bool stopping() const {
-    return exhausted_.load(std::memory_order_relaxed) || failed_.load(std::memory_order_relaxed);
-  }
+  bool stopping() const { return exhausted_.load() || failed_.load(); }
   bool all_free() const {
     for (std::size_t i = 0; i < n_; ++i)
-      if (state_[i].load(std::memory_order_acquire) != free_slot) return false;
+      if (state_[i].load() != free_slot) return false;
     return true;
   }
   bool finished() const { return stopping() && all_free(); }
@@ -268,9 +269,15 @@ class driven_pipeline {
     for (std::size_t j = 0; j < n_; ++j) {
       const std::size_t i = (from + j) % n_;
       if (!claim(i, free_slot, staging)) continue;
+      // Looked at again now that the slot is held: a driver that failed in the meantime may have
+      // found every slot free and left, and a slot staged now would wait for it forever.
+      if (stopping()) {
+        set(i, free_slot);
+        return false;
+      }
       const auto r = work_.take(chunk_);
       if (!r) {
-        exhausted_.store(true, std::memory_order_relaxed);
+        exhausted_.store(true);
         set(i, free_slot);
         return false;
       }
@@ -282,7 +289,7 @@ class driven_pipeline {
     if (!share_) return false;
     const auto r = work_.take(std::min(lane_piece, chunk_));
     if (!r) {
-      exhausted_.store(true, std::memory_order_relaxed);
+      exhausted_.store(true);
       return false;
     }
     ops_.compute_on_host(*r);
@@ -302,7 +309,7 @@ class driven_pipeline {
     std::optional<error> first;
     auto fail = [&](const error& e) {
       if (!first) first = e;
-      failed_.store(true, std::memory_order_relaxed);
+      failed_.store(true);
     };
     while (!finished()) {
       bool did = false;
