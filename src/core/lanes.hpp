@@ -26,13 +26,15 @@ struct lane_times {
 };
 
 // Maps `count` elements on the calling thread with the cpu backend's SIMD kernel: a lane's own
-// share of a job (see feed_lane). `in` may equal `out`.
-inline void map_on_host(const std::int64_t* in, std::int64_t* out, std::size_t count, const kernel_params& kp) {
+// share of a job (see feed_lane). `in` may equal `out`; `stream` (a job whose whole output is
+// large, see stream_output) writes with non-temporal stores.
+inline void map_on_host(const std::int64_t* in, std::int64_t* out, std::size_t count, const kernel_params& kp,
+                        bool stream = false) {
   if (kp.iterations == 0) {
     if (in != out) std::memcpy(out, in, count * sizeof(std::int64_t));
     return;
   }
-  logistic_simd(in, out, count, kp);
+  logistic_simd(in, out, count, kp, stream);
 }
 
 // What a job of either GPU backend carries beside its backend's own fields: the host arrays, the
@@ -164,11 +166,11 @@ status feed_lane(Ops& ops, work_counter& work, bool share, const std::atomic<boo
 // A pool thread beside a lane whose job needs no host copies (page-locked caller memory): it
 // computes host pieces until none are left, while the lane keeps the device fed.
 inline void host_worker(work_counter& work, const std::int64_t* in, std::int64_t* out, const kernel_params& kp,
-                        const std::atomic<bool>& failed) {
+                        bool stream, const std::atomic<bool>& failed) {
   while (!failed.load(std::memory_order_relaxed)) {
     const auto r = work.take(host_piece);
     if (!r) return;
-    map_on_host(in + r->begin, out + r->begin, r->count, kp);
+    map_on_host(in + r->begin, out + r->begin, r->count, kp, stream);
     work.on_host(*r);
   }
 }

@@ -57,15 +57,19 @@ TEST(CpuSimd, EveryCompiledTargetMatchesTheReference) {
     for (const auto& prm : cases) {
       auto in = mixed_inputs(prm.p, seed++);
       const auto kp = kiln::detail::prepare(prm);
-      // Every start offset within a vector, so unaligned blocks and every tail length occur.
-      for (std::size_t offset = 0; offset < 8; ++offset) {
-        std::vector<i64> part(in.begin() + static_cast<std::ptrdiff_t>(offset), in.end());
-        std::vector<i64> out(part.size(), 0x5a5a5a5a);
-        kiln::detail::logistic_simd(part.data(), out.data(), part.size(), kp);
-        ASSERT_EQ(out, reference(part, prm)) << hwy::TargetName(target) << " p=" << prm.p << " mu=" << prm.mu
-                                             << " k=" << prm.iterations << " offset " << offset << ": "
-                                             << first_difference(out, reference(part, prm));
-      }
+      // Every start offset within a vector, so unaligned blocks and every tail length occur;
+      // with ordinary and with non-temporal stores (whose output starts at the same offsets).
+      for (std::size_t offset = 0; offset < 8; ++offset)
+        for (bool stream : {false, true}) {
+          std::vector<i64> part(in.begin() + static_cast<std::ptrdiff_t>(offset), in.end());
+          std::vector<i64> out(part.size() + offset, 0x5a5a5a5a);
+          kiln::detail::logistic_simd(part.data(), out.data() + offset, part.size(), kp, stream);
+          const std::vector<i64> got(out.begin() + static_cast<std::ptrdiff_t>(offset), out.end());
+          ASSERT_EQ(got, reference(part, prm)) << hwy::TargetName(target) << " p=" << prm.p << " mu=" << prm.mu
+                                               << " k=" << prm.iterations << " offset " << offset << " stream "
+                                               << stream << ": " << first_difference(got, reference(part, prm));
+          for (std::size_t i = 0; i < offset; ++i) ASSERT_EQ(out[i], 0x5a5a5a5a) << "written before the output";
+        }
     }
     ++tested;
   }

@@ -186,10 +186,22 @@ TEST(HostShare, HostWorkersAndMapOnHostMatchTheReference) {
   std::atomic<bool> failed{false};
   std::vector<std::thread> workers;
   for (int t = 0; t < 3; ++t)
-    workers.emplace_back([&] { kiln::detail::host_worker(w, in.data(), out.data(), kp, failed); });
+    workers.emplace_back([&] { kiln::detail::host_worker(w, in.data(), out.data(), kp, true, failed); });
   for (auto& th : workers) th.join();
   EXPECT_EQ(w.host_elements(), n);
   for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(out[i], kiln::logistic_map_reference(in[i], prm)) << "at " << i;
+  // Non-temporal stores from every misalignment of the output (the head before the first
+  // vector-aligned element goes the ordinary way), and sizes around a vector.
+  std::vector<i64> big(4200, 0);
+  for (std::size_t offset = 0; offset < 9; ++offset)
+    for (std::size_t len : {std::size_t{0}, std::size_t{1}, std::size_t{7}, std::size_t{17}, std::size_t{4100}}) {
+      std::fill(big.begin(), big.end(), -7);
+      kiln::detail::map_on_host(in.data(), big.data() + offset, len, kp, true);
+      for (std::size_t i = 0; i < big.size(); ++i) {
+        const i64 want = i >= offset && i < offset + len ? kiln::logistic_map_reference(in[i - offset], prm) : -7;
+        ASSERT_EQ(big[i], want) << "offset " << offset << ", length " << len << ", at " << i;
+      }
+    }
   // No iterations: the input unchanged, in place or not.
   auto kp0 = kiln::detail::prepare({61, 22, 0});
   std::vector<i64> copy(5, 0), same = {1, -2, 3, -4, 5};

@@ -42,8 +42,9 @@ class cpu_backend final : public host_backend {
     // 16 Ki elements (128 KiB in + out) per grain: small enough to balance across threads and
     // to stay in L2, large enough that the queue costs nothing.
     const std::size_t grain = chunk_elements ? chunk_elements : std::size_t{1} << 14;
+    const bool stream = stream_output(in.size());
     parallel_for(in.size(), grain, [&](std::size_t b, std::size_t e) {
-      logistic_simd(in.data() + b, out.data() + b, e - b, kp);
+      logistic_simd(in.data() + b, out.data() + b, e - b, kp, stream);
     });
     return (in.size() + grain - 1) / grain;
   }

@@ -8,6 +8,9 @@
 #define HWY_TARGET_INCLUDE "backends/cpu/cpu_simd.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 #include "hwy/highway.h"
+#include "hwy/cache_control.h"
+
+#include <cstdint>
 
 #include "backends/cpu/cpu_simd.hpp"
 #include "core/modmath.h"
@@ -80,12 +83,17 @@ HWY_INLINE V residue(const mod_ops& m, V two32, const std::int64_t* x) {
   return m.reduce(hn::Add(m.mulmod_split(m.reduce(xh), two32), m.reduce(xl)));
 }
 
+// Stream: a non-temporal store to a vector-aligned `out` (no read for ownership, no cache pollution).
+template <bool Stream>
 HWY_INLINE void store_result(const mod_ops& m, V s, V neg_shift, std::int64_t* out) {
   const V zero = hn::Zero(m.d);
   s = hn::IfThenElse(hn::Lt(s, zero), hn::Add(s, m.p), s);  // kiln_normalize
   // Non-zero results move down by p when mu < 0 (neg_shift is p then, else 0).
   V shifted = hn::IfThenElse(hn::Eq(s, zero), s, hn::Sub(s, neg_shift));
-  hn::StoreU(hn::ConvertTo(DI(), shifted), DI(), out);
+  if constexpr (Stream)
+    hn::Stream(hn::ConvertTo(DI(), shifted), DI(), out);
+  else
+    hn::StoreU(hn::ConvertTo(DI(), shifted), DI(), out);
 }
 
 // Sixteen vectors at once. Each element is a chain of dependent operations (five on the FMA units
@@ -96,7 +104,7 @@ HWY_INLINE void store_result(const mod_ops& m, V s, V neg_shift, std::int64_t* o
 // than 4 or 8 chains (every target's figures in docs/BENCHMARKS.md).
 constexpr std::size_t chains = 16;
 
-template <int Path>
+template <int Path, bool Stream>
 HWY_INLINE void logistic_block(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp) {
   const D d;
   const mod_ops m{d, hn::Set(d, kp.p_d), hn::Set(d, kp.pinv), hn::Set(d, KILN_ROUND_MAGIC)};
@@ -111,25 +119,40 @@ HWY_INLINE void logistic_block(const std::int64_t* in, std::int64_t* out, std::s
     for (std::size_t c = 0; c < chains; ++c) s[c] = residue(m, two32, in + i + c * N);
     for (std::int64_t k = 0; k < kp.iterations; ++k)
       for (std::size_t c = 0; c < chains; ++c) s[c] = m.step<Path>(s[c], mu, one);
-    for (std::size_t c = 0; c < chains; ++c) store_result(m, s[c], neg_shift, out + i + c * N);
+    for (std::size_t c = 0; c < chains; ++c) store_result<Stream>(m, s[c], neg_shift, out + i + c * N);
   }
 #endif
   for (; i + N <= n; i += N) {
     V s = residue(m, two32, in + i);
     for (std::int64_t k = 0; k < kp.iterations; ++k) s = m.step<Path>(s, mu, one);
-    store_result(m, s, neg_shift, out + i);
+    store_result<Stream>(m, s, neg_shift, out + i);
   }
   // Fewer than one vector left: the scalar form of the same arithmetic.
   for (; i < n; ++i)
     out[i] = kiln_logistic(in[i], kp.iterations, kp.p_d, kp.pinv, kp.mu_res, kp.two32, kp.negative);
 }
 
-void logistic_simd(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp) {
+template <bool Stream>
+void logistic_path(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp) {
   switch (kiln_path(kp.p_d, kiln_centre(kp.mu_res, kp.p_d))) {
-    case KILN_PATH_FUSED: return logistic_block<KILN_PATH_FUSED>(in, out, n, kp);
-    case KILN_PATH_SMALL: return logistic_block<KILN_PATH_SMALL>(in, out, n, kp);
-    default: return logistic_block<KILN_PATH_SPLIT>(in, out, n, kp);
+    case KILN_PATH_FUSED: return logistic_block<KILN_PATH_FUSED, Stream>(in, out, n, kp);
+    case KILN_PATH_SMALL: return logistic_block<KILN_PATH_SMALL, Stream>(in, out, n, kp);
+    default: return logistic_block<KILN_PATH_SPLIT, Stream>(in, out, n, kp);
   }
+}
+
+void logistic_simd(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp, bool stream) {
+  const std::size_t vec_bytes = hn::Lanes(D()) * sizeof(std::int64_t);
+  const auto addr = reinterpret_cast<std::uintptr_t>(out);
+  // Streaming needs vector-aligned stores, and a separate output (in place, the lines are in the
+  // cache already): the elements before the first aligned one go the ordinary way.
+  if (!stream || in == out || n * sizeof(std::int64_t) < 2 * vec_bytes || addr % sizeof(std::int64_t) != 0)
+    return logistic_path<false>(in, out, n, kp);
+  const std::size_t head = (vec_bytes - addr % vec_bytes) % vec_bytes / sizeof(std::int64_t);
+  logistic_path<false>(in, out, head, kp);
+  logistic_path<true>(in + head, out + head, n - head, kp);
+  // Non-temporal stores are weakly ordered: make them visible before another thread reads them.
+  hwy::FlushStream();
 }
 
 const char* target_name() { return hwy::TargetName(HWY_TARGET); }
@@ -143,8 +166,8 @@ namespace kiln::detail {
 HWY_EXPORT(logistic_simd);
 HWY_EXPORT(target_name);
 
-void logistic_simd(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp) {
-  HWY_DYNAMIC_DISPATCH(logistic_simd)(in, out, n, kp);
+void logistic_simd(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp, bool stream) {
+  HWY_DYNAMIC_DISPATCH(logistic_simd)(in, out, n, kp, stream);
 }
 
 const char* simd_target_name() { return HWY_DYNAMIC_DISPATCH(target_name)(); }

@@ -250,7 +250,7 @@ class device_state {
         lanes + host_workers,
         [&](std::size_t l, lane_times& t, std::atomic<bool>& failed) -> status {
           if (l < lanes) return run_lane(group.at(l), chunk, work, share && job.staged(), job, t, failed);
-          host_worker(work, job.host_in, job.host_out, *job.kp, failed);
+          host_worker(work, job.host_in, job.host_out, *job.kp, stream_output(job.n), failed);
           return {};
         },
         st));
@@ -287,7 +287,9 @@ class device_state {
       if (job.host_in && !job.in_pinned) std::memcpy(s.in_host, job.host_in + r.begin, r.count * sizeof(i64));
       return dev.submit(s, job, r.begin, r.count);
     }
-    void compute_on_host(work_range r) { map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp); }
+    void compute_on_host(work_range r) {
+      map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp, stream_output(job.n));
+    }
   };
 
   // Carries chunks through one lane, on a pool thread; with `share` its thread computes host

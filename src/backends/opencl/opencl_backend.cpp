@@ -544,7 +544,7 @@ struct lane_ops {
     return submit(ds, ln, s, job, r.begin, r.count);
   }
   void compute_on_host(work_range r) const {
-    map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp);
+    map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp, stream_output(job.n));
   }
 };
 
@@ -608,7 +608,9 @@ struct driven_ops {
     // Non-temporal stores: the caller's array is far larger than the caches.
     if (job.host_out) copy_streaming(job.host_out + r.begin, all[i]->out_host.data(), r.count);
   }
-  void compute_on_host(work_range r) { map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp); }
+  void compute_on_host(work_range r) {
+    map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp, stream_output(job.n));
+  }
   template <class F>
   status in_driver_context(F&& body) {
     return body();
