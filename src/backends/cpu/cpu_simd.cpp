@@ -1,9 +1,5 @@
 // SIMD kernel of the `cpu` backend: core/modmath.h's arithmetic on Highway vectors, best ISA picked at run time.
 
-
-
-
-
 #undef HWY_TARGET_INCLUDE
 #define HWY_TARGET_INCLUDE "backends/cpu/cpu_simd.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
