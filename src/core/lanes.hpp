@@ -37,6 +37,11 @@ inline void map_on_host(const std::int64_t* in, std::int64_t* out, std::size_t c
   logistic_simd(in, out, count, kp, stream);
 }
 
+// One range of a job's elements: [begin, begin + count).
+struct work_range {
+  std::size_t begin = 0, count = 0;
+};
+
 // What a job of either GPU backend carries beside its backend's own fields: the host arrays, the
 // map and the caller's options. A job with a map runs it from host_in to host_out; jobs that only
 // move data to or from a resident buffer carry no map.
@@ -64,11 +69,12 @@ struct map_job {
   // Whether the host computes part of the job: only a map between two host arrays (the host has
   // both), and only when the caller allows it.
   bool shared_with_host() const { return host_share && kp && host_in && host_out; }
-};
 
-// One range of a job's elements: [begin, begin + count).
-struct work_range {
-  std::size_t begin = 0, count = 0;
+  // Maps range r of a shared job on the calling thread, straight from host_in to host_out (the
+  // host's share), streaming the stores when the whole output is large (stream_output).
+  void compute_on_host(work_range r) const {
+    map_on_host(host_in + r.begin, host_out + r.begin, r.count, *kp, stream_output(n));
+  }
 };
 
 // Elements per piece a host worker computes (beside a lane that needs no host copies): 256 KiB

@@ -287,9 +287,7 @@ class device_state {
       if (job.host_in && !job.in_pinned) std::memcpy(s.in_host, job.host_in + r.begin, r.count * sizeof(i64));
       return dev.submit(s, job, r.begin, r.count);
     }
-    void compute_on_host(work_range r) {
-      map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp, stream_output(job.n));
-    }
+    void compute_on_host(work_range r) const { job.compute_on_host(r); }
   };
 
   // Carries chunks through one lane, on a pool thread; with `share` its thread computes host

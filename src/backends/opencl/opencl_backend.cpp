@@ -543,9 +543,7 @@ struct lane_ops {
     if (job.host_in) std::memcpy(s.in_host.data(), job.host_in + r.begin, r.count * element_bytes);
     return submit(ds, ln, s, job, r.begin, r.count);
   }
-  void compute_on_host(work_range r) const {
-    map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp, stream_output(job.n));
-  }
+  void compute_on_host(work_range r) const { job.compute_on_host(r); }
 };
 
 // Runs one lane on a pool thread; on any failure (errors and exceptions alike) waits out its queues
@@ -608,9 +606,7 @@ struct driven_ops {
     // Non-temporal stores: the caller's array is far larger than the caches.
     if (job.host_out) copy_streaming(job.host_out + r.begin, all[i]->out_host.data(), r.count);
   }
-  void compute_on_host(work_range r) {
-    map_on_host(job.host_in + r.begin, job.host_out + r.begin, r.count, *job.kp, stream_output(job.n));
-  }
+  void compute_on_host(work_range r) const { job.compute_on_host(r); }
   template <class F>
   status in_driver_context(F&& body) {
     return body();
