@@ -82,6 +82,9 @@ struct slot {
   bool busy = false;  // a chunk was enqueued and not yet finished (drained, timed)
   std::size_t begin = 0;
   std::size_t count = 0;
+
+  // The event recorded after the chunk's last command: the fourth timing event, or `done`.
+  const event_handle& last(bool phase_times) const { return phase_times ? events[3] : done; }
 };
 
 // Slots fed by one host thread at a time.
@@ -274,7 +277,7 @@ class device_state {
     bool busy(std::size_t k) const { return ln.slots[k].busy; }
     result<bool> done(std::size_t k) {
       const slot& s = ln.slots[k];
-      const cudaError_t e = cudaEventQuery((job.phase_times ? s.events[3] : s.done).get());
+      const cudaError_t e = cudaEventQuery(s.last(job.phase_times).get());
       if (e == cudaErrorNotReady) return false;
       KILN_TRY(cuda_check(e, "cudaEventQuery"));
       return true;
@@ -361,8 +364,7 @@ class device_state {
   // sums are per chunk: phases of different chunks overlap, so together they can exceed total_s,
   // and each interval also holds any time the chunk queued behind another stream's work.
   status finish(slot& s, const transfer_job& job, lane_times& t) {
-    const event_handle& last = job.phase_times ? s.events[3] : s.done;
-    KILN_TRY(cuda_check(cudaEventSynchronize(last.get()), "cudaEventSynchronize"));
+    KILN_TRY(cuda_check(cudaEventSynchronize(s.last(job.phase_times).get()), "cudaEventSynchronize"));
     if (job.phase_times) KILN_TRY(add_phase_times(s, t));
     // Non-temporal stores: the caller's array is far larger than the caches.
     if (job.host_out && !job.out_pinned) copy_streaming(job.host_out + s.begin, s.out_host, s.count);
