@@ -509,11 +509,23 @@ status complete(slot& s, const transfer_job& job, lane_times& t) {
   return {};
 }
 
+// The caller's input range r into the slot's staging. A plain copy: the staging is read by the
+// device moments later, from the cache if it is still there (non-temporal stores would push it
+// out to memory first).
+void stage_input(slot& s, const transfer_job& job, work_range r) {
+  if (job.host_in) std::memcpy(s.in_host.data(), job.host_in + r.begin, r.count * element_bytes);
+}
+
+// The slot's output staging into the caller's range r, with non-temporal stores: the caller's
+// array is far larger than the caches.
+void drain_output(const slot& s, const transfer_job& job, work_range r) {
+  if (job.host_out) copy_streaming(job.host_out + r.begin, s.out_host.data(), r.count);
+}
+
 // Waits for the slot's chunk, adds its phase times and copies its output to the caller.
 status finish(slot& s, const transfer_job& job, lane_times& t) {
   KILN_TRY(complete(s, job, t));
-  // Non-temporal stores: the caller's array is far larger than the caches.
-  if (job.host_out) copy_streaming(job.host_out + s.begin, s.out_host.data(), s.count);
+  drain_output(s, job, {s.begin, s.count});
   s.busy = false;
   return {};
 }
@@ -538,9 +550,7 @@ struct lane_ops {
   status finish(std::size_t k) { return kiln::detail::finish(ln.slots[k], job, t); }
   status start(std::size_t k, work_range r) {
     slot& s = ln.slots[k];
-    // A plain copy: the staging is read by the device moments later, from the cache if it is
-    // still there (non-temporal stores would push it out to memory first).
-    if (job.host_in) std::memcpy(s.in_host.data(), job.host_in + r.begin, r.count * element_bytes);
+    stage_input(s, job, r);
     return submit(ds, ln, s, job, r.begin, r.count);
   }
   void compute_on_host(work_range r) const { job.compute_on_host(r); }
@@ -575,11 +585,7 @@ struct driven_ops {
   lane_times& t;
 
   std::size_t slots() const { return all.size(); }
-  void stage(std::size_t i, work_range r) {
-    // A plain copy: the staging is read by the device moments later, from the cache if it is
-    // still there (non-temporal stores would push it out to memory first).
-    if (job.host_in) std::memcpy(all[i]->in_host.data(), job.host_in + r.begin, r.count * element_bytes);
-  }
+  void stage(std::size_t i, work_range r) { stage_input(*all[i], job, r); }
   // Host allocation failures (event objects, messages) become errors here, on the driver's
   // thread, which may be a pool thread: the pipeline then stops as for any failed call.
   status submit(std::size_t i, work_range r) {
@@ -602,10 +608,7 @@ struct driven_ops {
     (void)(job.phase_times ? s.profiled : s.queue).finish();
     s.busy = false;
   }
-  void drain(std::size_t i, work_range r) {
-    // Non-temporal stores: the caller's array is far larger than the caches.
-    if (job.host_out) copy_streaming(job.host_out + r.begin, all[i]->out_host.data(), r.count);
-  }
+  void drain(std::size_t i, work_range r) { drain_output(*all[i], job, r); }
   void compute_on_host(work_range r) const { job.compute_on_host(r); }
   template <class F>
   status in_driver_context(F&& body) {
