@@ -23,6 +23,12 @@ namespace kiln::detail {
 // Phase times of the chunks one lane carried, summed.
 struct lane_times {
   double h2d = 0, kernel = 0, d2h = 0;
+
+  void add_to(run_stats& st) const {
+    st.host_to_device_s += h2d;
+    st.kernel_s += kernel;
+    st.device_to_host_s += d2h;
+  }
 };
 
 // Maps `count` elements on the calling thread with the cpu backend's SIMD kernel: a lane's own
@@ -385,11 +391,7 @@ status run_lanes(std::size_t lanes, Lane&& lane, run_stats& st) {
   });
   for (const auto& e : errors)
     if (e) return *e;
-  for (const auto& t : times) {
-    st.host_to_device_s += t.h2d;
-    st.kernel_s += t.kernel;
-    st.device_to_host_s += t.d2h;
-  }
+  for (const auto& t : times) t.add_to(st);
   return {};
 }
 

@@ -652,9 +652,7 @@ result<run_stats> transfer(device_state& ds, const transfer_job& job) {
       for (auto& sl : ds.lanes[l].slots) ops.all.push_back(&sl);
     driven_pipeline<driven_ops> pipeline(ops, work, chunk_got, job.shared_with_host());
     KILN_TRY(pipeline.run(lanes));
-    st.host_to_device_s += times.h2d;
-    st.kernel_s += times.kernel;
-    st.device_to_host_s += times.d2h;
+    times.add_to(st);
   } else {
     KILN_TRY(run_lanes(
         lanes,
