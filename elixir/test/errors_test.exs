@@ -105,8 +105,12 @@ defmodule Kiln.ErrorsTest do
       run([1], 61, 22, backend: :cpu, device: 7)
     end
 
-    assert_raise ArgumentError, ~r/device must be a non-negative integer, got -1/, fn ->
+    assert_raise ArgumentError, ~r/device must be a non-negative integer or :all, got -1/, fn ->
       run([1], 61, 22, device: -1)
+    end
+
+    assert_raise ArgumentError, ~r/device must be a non-negative integer or :all, got :every/, fn ->
+      run([1], 61, 22, device: :every)
     end
   end
 

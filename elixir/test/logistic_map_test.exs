@@ -78,6 +78,40 @@ defmodule Kiln.LogisticMapTest do
         end
       end
 
+      test "device: :all spreads a run over every usable device, or refuses with a reason",
+           %{backend: backend} do
+        binary = Kiln.Binary.from_list(random_int64s(300_007))
+        {p, mu} = {random_p(), random_mu()}
+        expected = LogisticMap.run(binary, p, mu, backend: :scalar)
+
+        usable =
+          Kiln.devices() |> Enum.filter(&(&1.backend == backend and &1.available)) |> Enum.map(& &1.name)
+
+        if backend == :opencl and length(usable) > 1 do
+          assert_raise ArgumentError, ~r/only the cuda backend spreads one run over several/, fn ->
+            LogisticMap.run(binary, p, mu, backend: backend, device: :all)
+          end
+        else
+          for chunk <- [0, 4096], host_share <- [true, false] do
+            {result, stats} =
+              LogisticMap.run_stats(binary, p, mu,
+                backend: backend,
+                device: :all,
+                chunk_size: chunk,
+                host_share: host_share
+              )
+
+            assert_same(result, expected, p: p, mu: mu, chunk_size: chunk, host_share: host_share)
+            # Several devices are named together, in index order.
+            assert stats.device == Enum.join(usable, " + ")
+          end
+        end
+
+        assert_raise ArgumentError, ~r/a device buffer lives on one device/, fn ->
+          Kiln.Buffer.upload(binary, backend: backend, device: :all)
+        end
+      end
+
       test "run_stats reports the backend that ran", %{backend: backend} do
         {result, stats} = LogisticMap.run_stats(1..3, 61, 22, backend: backend)
         assert result == [28, 25, 37]

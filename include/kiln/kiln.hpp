@@ -57,10 +57,17 @@ struct device_info {
 // unavailable, with the reason. Probing happens once per process; later calls are cheap.
 std::vector<device_info> devices();
 
+// run_options::device for a run spread over every usable device of its backend: the CUDA
+// backend feeds all its GPUs from one queue of chunks (each GPU, and the host's share, taking the
+// next elements as soon as it is free); a backend with one usable device runs on that one. Other
+// backends with several usable devices (OpenCL) return invalid_argument, as does
+// device_buffer::upload, whose buffer lives on one device.
+inline constexpr int all_devices = -1;
+
 // How to run: which backend and device, and how large a chunk a device processes at once.
 struct run_options {
   std::string backend = "auto";  // "auto" | "scalar" | "cpu" | "opencl" | "cuda"
-  int device = 0;                // index among that backend's devices
+  int device = 0;                // index among that backend's devices, or all_devices
   std::size_t chunk_elements = 0;// 0 = the backend's choice; otherwise at most this many per chunk
   // GPU backends: time every chunk's host->device, kernel and device->host phases with device
   // events and report their sums in run_stats. Off by default because the events cost: about
@@ -90,7 +97,8 @@ struct run_stats {
   std::size_t host_elements = 0;  // elements the host computed (run_options::host_share)
 };
 
-// Resolves "auto" and checks availability: the backend and device a run would use.
+// Resolves "auto" and checks availability: the backend and device a run would use (with
+// all_devices, the first usable one of the backend's devices).
 result<device_info> resolve(const run_options& options);
 
 // Runs the map over `in`, writing `out` (same size; may alias `in` exactly, not partially).

@@ -1,7 +1,10 @@
 // The `kiln` command: argument parsing for `kiln devices` and `kiln run`.
 #include <CLI/CLI.hpp>
 
+#include <string>
+
 #include "cli/commands.hpp"
+#include "kiln/kiln.hpp"
 
 int main(int argc, char** argv) {
   CLI::App app{"Kiln: the exact integer logistic map on CPU cores, OpenCL and CUDA devices"};
@@ -15,7 +18,12 @@ int main(int argc, char** argv) {
   auto* run = app.add_subcommand("run", "Run the map over 1..N and print the time and checksum");
   run->add_option("--backend,-b", ra.backend, "auto, scalar, cpu, opencl or cuda")
       ->check(CLI::IsMember({"auto", "scalar", "cpu", "opencl", "cuda"}));
-  run->add_option("--device,-d", ra.device, "Device index within the backend")->check(CLI::NonNegativeNumber);
+  std::string device = "0";
+  run->add_option("--device,-d", device, "Device index within the backend, or all (cuda: every GPU shares the run)")
+      ->check([](const std::string& v) {
+        const bool index = !v.empty() && v.size() < 10 && v.find_first_not_of("0123456789") == std::string::npos;
+        return v == "all" || index ? std::string() : "must be a device index (0, 1, ...) or all";
+      });
   run->add_option("--n,-n", ra.n, "Number of elements (inputs are 1..N)")->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 34));
   run->add_option("--iterations,-k", ra.iterations, "Iterations of the map (>= 0)")->check(CLI::NonNegativeNumber);
   run->add_option("--p", ra.p, "Modulus, 1..4294967295");
@@ -35,5 +43,6 @@ int main(int argc, char** argv) {
 
   CLI11_PARSE(app, argc, argv);
   if (*devices) return kiln::cli::devices(devices_json);
+  ra.device = device == "all" ? kiln::all_devices : std::stoi(device);
   return kiln::cli::run(ra);
 }

@@ -159,6 +159,12 @@ result<device_info> resolve(const run_options& options) {
   if (ds.size() == 1 && !ds.front().available)
     return make_error(errc::backend_unavailable,
                       std::string("backend ") + backend_name(*kind) + " is unavailable: " + ds.front().reason);
+  if (options.device == all_devices) {
+    for (const auto& d : ds)
+      if (d.available) return d;
+    return make_error(errc::backend_unavailable, std::string("backend ") + backend_name(*kind) +
+                                                     " has no usable device: " + ds.front().reason);
+  }
   if (options.device < 0 || static_cast<std::size_t>(options.device) >= ds.size())
     return make_error(errc::invalid_argument, std::string("backend ") + backend_name(*kind) + " has " +
                                                   std::to_string(ds.size()) + " device(s); device index " +
@@ -186,13 +192,28 @@ result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::
   run_stats stats;
   stats.backend = backend_name(dev->backend);
   stats.device = dev->name;
+  int index = dev->index;
+  if (options.device == all_devices) {
+    std::vector<device_info> usable;
+    for (auto& d : detail::registry::get().devices_of(dev->backend))
+      if (d.available) usable.push_back(std::move(d));
+    if (usable.size() > 1) {
+      if (dev->backend != backend_kind::cuda)
+        return make_error(errc::invalid_argument,
+                          std::string("backend ") + stats.backend + " has " + std::to_string(usable.size()) +
+                              " usable devices, and only the cuda backend spreads one run over several; "
+                              "choose a device index");
+      index = all_devices;
+      for (std::size_t i = 1; i < usable.size(); ++i) stats.device += " + " + usable[i].name;
+    }
+  }
   if (params.iterations == 0 || in.empty()) {
     auto t0 = std::chrono::steady_clock::now();
     if (ib != ob && bytes > 0) std::memcpy(out.data(), in.data(), bytes);
     stats.total_s = detail::seconds_since(t0);
     return stats;
   }
-  auto r = detail::registry::get().of(dev->backend).run(dev->index, in, out, detail::prepare(params), options);
+  auto r = detail::registry::get().of(dev->backend).run(index, in, out, detail::prepare(params), options);
   if (!r) return r.err();
   r->backend = stats.backend;
   r->device = stats.device;
@@ -213,6 +234,8 @@ device_buffer::device_buffer(device_buffer&&) noexcept = default;
 device_buffer& device_buffer::operator=(device_buffer&&) noexcept = default;
 
 result<device_buffer> device_buffer::upload(std::span<const std::int64_t> data, const run_options& options) {
+  if (options.device == all_devices)
+    return make_error(errc::invalid_argument, "a device buffer lives on one device: choose a device index");
   auto dev = resolve(options);
   if (!dev) return dev.err();
   auto buf = detail::registry::get().of(dev->backend).upload(dev->index, data);

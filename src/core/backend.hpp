@@ -42,7 +42,9 @@ class backend {
   // entry saying why).
   virtual const std::vector<device_info>& devices() = 0;
   // `in` and `out` have equal sizes (they may be the same memory); iterations >= 1 here. Of the
-  // options, the backend reads chunk_elements (0: its own choice) and phase_times.
+  // options, the backend reads chunk_elements (0: its own choice), phase_times and host_share.
+  // `device` is an available device's index, or all_devices for a backend that spreads a run
+  // over several (only where it has more than one usable device; today the cuda backend).
   virtual result<run_stats> run(int device, std::span<const std::int64_t> in, std::span<std::int64_t> out,
                                 const kernel_params& kp, const run_options& options) = 0;
   virtual result<std::unique_ptr<resident_buffer>> upload(int device, std::span<const std::int64_t> data) = 0;

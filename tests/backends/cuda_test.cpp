@@ -193,7 +193,7 @@ TEST_F(Cuda, EmptyResidentBuffer) {
 TEST_F(Cuda, OutOfRangeDeviceIsInvalidArgument) {
   const int count = static_cast<int>(cuda_devices().size());
   std::vector<i64> in = {1, 2, 3}, out(3);
-  for (int bad : {count, count + 5, -1}) {
+  for (int bad : {count, count + 5, -2}) {
     auto r = kiln::logistic_map(in, out, {61, 22, 10}, cuda_options(0, bad));
     ASSERT_FALSE(r.ok()) << "device " << bad;
     EXPECT_EQ(r.err().code, kiln::errc::invalid_argument) << r.err().message;
@@ -201,6 +201,48 @@ TEST_F(Cuda, OutOfRangeDeviceIsInvalidArgument) {
     ASSERT_FALSE(buf.ok()) << "device " << bad;
     EXPECT_EQ(buf.err().code, kiln::errc::invalid_argument) << buf.err().message;
   }
+}
+
+// Every usable GPU shares one run: ordinary and pinned memory, with and without the host's
+// share, chunks small enough that every device's lanes cycle. On a one-GPU machine this is the
+// one device; the same code path splits the lanes among several where there are more.
+TEST_F(Cuda, AllDevicesShareOneRun) {
+  std::vector<std::string> names;
+  for (const auto& d : cuda_devices())
+    if (d.available) names.push_back(d.name);
+  std::string joined;
+  for (const auto& name : names) joined += (joined.empty() ? "" : " + ") + name;
+  const std::size_t n = 3'000'017, chunk = (std::size_t{1} << 15) + 5;
+  const kiln::map_params prm{4'294'967'291, 987'654'321'987, 10};
+  auto in = random_inputs(n, 77);
+  auto want = expected(in, prm);
+  auto block_in = kiln::host_memory::allocate(n), block_out = kiln::host_memory::allocate(n);
+  ASSERT_TRUE(block_in.ok() && block_out.ok());
+  std::copy(in.begin(), in.end(), block_in->data());
+  for (bool pinned : {false, true})
+    for (bool share : {true, false}) {
+      auto o = cuda_options(chunk, kiln::all_devices);
+      o.host_share = share;
+      std::vector<i64> out(n, 0x5a5a5a5a);
+      std::fill(block_out->data(), block_out->data() + n, 0x5a5a5a5a);
+      auto r = pinned ? kiln::logistic_map(block_in->span(), block_out->span(), prm, o)
+                      : kiln::logistic_map(in, out, prm, o);
+      ASSERT_TRUE(r.ok()) << r.err().message;
+      if (pinned) out.assign(block_out->data(), block_out->data() + n);
+      EXPECT_TRUE(out == want) << "pinned " << pinned << ", share " << share << ": " << first_difference(out, want);
+      EXPECT_EQ(r->device, joined);
+      // Ranges are whole chunks, but for the pinned job's host workers, which take smaller pieces.
+      if (pinned && share) {
+        EXPECT_GE(r->chunks, (n + chunk - 1) / chunk);
+      } else {
+        EXPECT_EQ(r->chunks, (n + chunk - 1) / chunk) << "pinned " << pinned << ", share " << share;
+      }
+      if (!share) {
+        EXPECT_EQ(r->host_elements, 0u);
+      }
+      std::cout << "[ cuda all ] " << names.size() << " device(s), pinned " << pinned << ", share " << share
+                << ": " << r->total_s << " s, host " << r->host_elements << " of " << n << std::endl;
+    }
 }
 
 // Threads contend for one device's lanes with chunks small enough that each call cycles them.
@@ -218,7 +260,9 @@ TEST_F(Cuda, ManyThreadsShareTheLanes) {
   std::vector<std::thread> pool;
   for (int t = 0; t < threads; ++t)
     pool.emplace_back([&, t] {
-      auto r = kiln::logistic_map(ins[t], outs[t], prms[t], cuda_options(std::size_t{1} << 14));
+      // Every other thread spreads its run over all devices, so their locks interleave.
+      auto r = kiln::logistic_map(ins[t], outs[t], prms[t],
+                                  cuda_options(std::size_t{1} << 14, t % 2 ? kiln::all_devices : 0));
       ok[t] = r.ok() && outs[t] == wants[t];
     });
   for (auto& th : pool) th.join();

@@ -208,13 +208,33 @@ TEST_F(OpenCL, LargeResidentBufferThroughTheLanes) {
 TEST_F(OpenCL, InvalidDeviceIndexIsInvalidArgument) {
   std::vector<i64> in = {1, 2, 3}, out(3);
   const int count = static_cast<int>(opencl_devices().size());
-  for (int bad : {-1, count, count + 100}) {
+  for (int bad : {-2, count, count + 100}) {
     auto r = kiln::logistic_map(in, out, {61, 22, 10}, opencl(0, bad));
     ASSERT_FALSE(r.ok()) << "device " << bad;
     EXPECT_EQ(r.err().code, kiln::errc::invalid_argument) << r.err().message;
     auto b = kiln::device_buffer::upload(in, opencl(0, bad));
     ASSERT_FALSE(b.ok()) << "device " << bad;
     EXPECT_EQ(b.err().code, kiln::errc::invalid_argument) << b.err().message;
+  }
+}
+
+// all_devices runs on the one usable device, or is refused where there are several (only CUDA
+// spreads one run over several devices).
+TEST_F(OpenCL, AllDevicesRunsOnTheOnlyDeviceOrIsRefused) {
+  std::size_t usable = 0;
+  for (const auto& d : opencl_devices()) usable += d.available;
+  const kiln::map_params prm{6'700'417, 22, 10};
+  auto in = random_inputs(100'003, 17);
+  std::vector<i64> out(in.size());
+  auto r = kiln::logistic_map(in, out, prm, opencl(1000, kiln::all_devices));
+  if (usable > 1) {
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.err().code, kiln::errc::invalid_argument);
+    EXPECT_NE(r.err().message.find("only the cuda backend"), std::string::npos) << r.err().message;
+  } else {
+    ASSERT_TRUE(r.ok()) << r.err().message;
+    EXPECT_EQ(r->device, device_.name);
+    EXPECT_TRUE(out == reference(in, prm)) << first_difference(out, reference(in, prm));
   }
 }
 

@@ -27,7 +27,21 @@ for b in cpu opencl cuda auto; do
   [ "$(echo "$out" | field checksum)" = "$ref" ] && [ "$(echo "$out" | field host_elements)" = "0.0" ] &&
     [ "$(echo "$out" | field host_share)" = "False" ]
   check "$b --gpu-only: same checksum, nothing computed by the host" $?
+  [ "$b" = auto ] && continue
+  usable=$(echo "$devices" | python3 -c "import json,sys; print(sum(d['available'] for d in json.load(sys.stdin) if d['backend']=='$b'))")
+  out=$("$kiln" run --backend "$b" --device all --n 200000 --repeat 1 --json 2>&1); rc=$?
+  if [ "$b" = opencl ] && [ "$usable" -gt 1 ]; then
+    [ $rc -ne 0 ] && echo "$out" | grep -q "only the cuda backend spreads"
+    check "$b --device all with $usable devices is refused" $?
+  else
+    [ $rc -eq 0 ] && [ "$(echo "$out" | field checksum)" = "$ref" ]
+    check "$b --device all ($usable usable): checksum equals scalar" $?
+  fi
 done
+err=$("$kiln" run --backend cpu --device all --resident --n 10 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$err" | grep -q "lives on one device"; check "--resident --device all is refused" $?
+err=$("$kiln" run --device 1x --n 10 2>&1); rc=$?
+[ $rc -ne 0 ] && echo "$err" | grep -q "device index (0, 1, ...) or all"; check "a device that is neither an index nor all is rejected" $?
 
 echo "$devices" | python3 -c "import json,sys; ds=json.load(sys.stdin); sys.exit(0 if {'scalar','cpu','opencl','cuda'} <= {d['backend'] for d in ds} else 1)"
 check "devices --json lists every backend" $?

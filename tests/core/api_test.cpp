@@ -64,6 +64,45 @@ TEST(Run, DeviceIndexOutOfRange) {
   EXPECT_EQ(d.err().code, kiln::errc::invalid_argument);
 }
 
+TEST(Run, NegativeDeviceOtherThanAllDevicesIsInvalid) {
+  kiln::run_options o;
+  o.backend = "cpu";
+  o.device = -2;
+  auto d = kiln::resolve(o);
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.err().code, kiln::errc::invalid_argument);
+}
+
+// A backend with one device runs an all_devices job on it, with the same results and name.
+TEST(Run, AllDevicesOnAOneDeviceBackendRunsOnIt) {
+  std::vector<i64> in(10'001), want(in.size()), got(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<i64>(i * 2'654'435'761u) - 5'000'000'000;
+  for (const char* b : {"scalar", "cpu"}) {
+    kiln::run_options one, all;
+    one.backend = all.backend = b;
+    all.device = kiln::all_devices;
+    auto d = kiln::resolve(all);
+    ASSERT_TRUE(d.ok()) << d.err().message;
+    EXPECT_EQ(d->index, 0);
+    auto r1 = kiln::logistic_map(in, want, {6'700'417, -22, 10}, one);
+    auto r2 = kiln::logistic_map(in, got, {6'700'417, -22, 10}, all);
+    ASSERT_TRUE(r1.ok() && r2.ok()) << b;
+    EXPECT_EQ(got, want) << b;
+    EXPECT_EQ(r2->device, r1->device) << b;
+  }
+}
+
+TEST(DeviceBuffer, AllDevicesIsRefused) {
+  std::vector<i64> in{1, 2, 3};
+  kiln::run_options o;
+  o.backend = "cpu";
+  o.device = kiln::all_devices;
+  auto b = kiln::device_buffer::upload(in, o);
+  ASSERT_FALSE(b.ok());
+  EXPECT_EQ(b.err().code, kiln::errc::invalid_argument);
+  EXPECT_NE(b.err().message.find("one device"), std::string::npos) << b.err().message;
+}
+
 TEST(Run, ZeroIterationsCopies) {
   std::vector<i64> in{5, -7, std::numeric_limits<i64>::min()}, out(3);
   ASSERT_TRUE(kiln::logistic_map(in, out, {61, 22, 0}, {}).ok());

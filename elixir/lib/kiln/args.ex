@@ -41,10 +41,12 @@ defmodule Kiln.Args do
           "unknown backend #{inspect(b)} (expected :auto, :scalar, :cpu, :opencl or :cuda)"
   end
 
+  # :all is the engine's all_devices (-1): every usable device of the backend shares the run.
+  def device!(:all), do: -1
   def device!(d) when is_integer(d) and d >= 0 and d < 0x8000_0000, do: d
 
   def device!(d) do
-    raise ArgumentError, "device must be a non-negative integer, got #{inspect(d)}"
+    raise ArgumentError, "device must be a non-negative integer or :all, got #{inspect(d)}"
   end
 
   def chunk_size!(nil), do: 0

@@ -19,7 +19,10 @@ defmodule Kiln.LogisticMap do
 
     * `:backend` - `:auto` (default: a GPU if there is one, else `:cpu`), `:cpu` (all cores,
       SIMD), `:scalar` (one core, the reference loop), `:opencl` or `:cuda`.
-    * `:device` - the index among the backend's devices (default `0`), see `Kiln.devices/0`.
+    * `:device` - the index among the backend's devices (default `0`), see `Kiln.devices/0`;
+      or `:all`: every usable device of the backend shares the run (`:cuda` feeds all its GPUs
+      from one queue of chunks; a backend with one usable device runs on it; `:opencl` with
+      several raises `ArgumentError`).
     * `:iterations` - how many times the map is applied (default `10`).
     * `:chunk_size` - at most this many elements per device chunk (default `0`: the
       backend's choice).
@@ -134,7 +137,7 @@ defmodule Kiln.LogisticMap do
   defp validate!(p, mu, opts) do
     opts = Keyword.validate!(opts, @run_defaults)
     Args.backend!(opts[:backend])
-    Args.device!(opts[:device])
+    opts = Keyword.put(opts, :device, Args.device!(opts[:device]))
     Args.iterations!(opts[:iterations])
     Args.boolean!(:phase_times, opts[:phase_times])
     Args.boolean!(:host_share, opts[:host_share])

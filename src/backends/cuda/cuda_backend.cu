@@ -8,6 +8,7 @@
 #include <cstring>
 #include <memory>
 #include <mutex>
+#include <span>
 #include <string>
 #include <utility>
 #include <vector>
@@ -233,26 +234,56 @@ class device_state {
   // Streams one job through the lanes of its shape, with the host's share (see map_job).
   // The caller has made this device current.
   result<run_stats> transfer(const transfer_job& job) {
-    std::lock_guard<std::mutex> lock(m_);  // one job per device at a time: the lanes are shared
+    device_state* self = this;
+    return transfer(std::span<device_state* const>(&self, 1), job);
+  }
+
+  // The same over several devices (distinct, in ascending index order): one work counter feeds
+  // every device's lanes and the host's workers, so each GPU takes chunks as fast as it finishes
+  // them. A staged job divides the staging lanes (one per pool thread) among the devices.
+  static result<run_stats> transfer(std::span<device_state* const> devs, const transfer_job& job) {
+    // One job per device at a time: the lanes are shared. Always locked in index order.
+    std::vector<std::unique_lock<std::mutex>> locks;
+    locks.reserve(devs.size());
+    for (device_state* d : devs) locks.emplace_back(d->m_);
     const auto t0 = std::chrono::steady_clock::now();
     run_stats st;
     if (job.n == 0) return st;
-    lane_group& group = job.staged() ? staged_ : direct_;
-    auto got = group.ensure(job.chunk_elements, index_);
-    if (!got) return got.err();
-    const std::size_t chunk = std::min(*got, job.n);
+    struct part {
+      device_state* dev;
+      lane_group* group;
+      std::size_t chunk;
+      std::size_t lanes;
+    };
+    std::vector<part> parts;
+    std::size_t lanes = 0;
+    for (device_state* d : devs) {
+      lane_group& group = job.staged() ? d->staged_ : d->direct_;
+      device_scope scope;
+      KILN_TRY(scope.enter(d->index_));
+      auto got = group.ensure(job.chunk_elements, d->index_);
+      if (!got) return got.err();
+      const std::size_t chunk = std::min(*got, job.n);
+      const std::size_t share_of_lanes = std::max<std::size_t>(1, group.lane_count() / devs.size());
+      const std::size_t n_lanes = std::min(job.staged() ? share_of_lanes : group.lane_count(), (job.n + chunk - 1) / chunk);
+      parts.push_back({d, &group, chunk, n_lanes});
+      lanes += n_lanes;
+    }
     work_counter work(job.n, job.n);
-    const std::size_t lanes = std::min(group.lane_count(), (job.n + chunk - 1) / chunk);
     const bool share = job.shared_with_host();
-    // Pool threads without a lane compute pieces beside the lanes: a direct job's one lane only
-    // feeds the device, and a staged job has fewer lanes than threads when it has fewer chunks
-    // or the host more than 16 threads.
+    // Pool threads without a lane compute pieces beside the lanes: a direct job's one lane per
+    // device only feeds the device, and a staged job has fewer lanes than threads when it has
+    // fewer chunks or the host more than 16 threads.
     const std::size_t workers = worker_count();
     const std::size_t host_workers = share && workers > lanes ? workers - lanes : 0;
     KILN_TRY(run_lanes(
         lanes + host_workers,
         [&](std::size_t l, lane_times& t, std::atomic<bool>& failed) -> status {
-          if (l < lanes) return run_lane(group.at(l), chunk, work, share && job.staged(), job, t, failed);
+          for (const part& pt : parts) {
+            if (l < pt.lanes)
+              return pt.dev->run_lane(pt.group->at(l), pt.chunk, work, share && job.staged(), job, t, failed);
+            l -= pt.lanes;
+          }
           host_worker(work, job.host_in, job.host_out, *job.kp, stream_output(job.n), failed);
           return {};
         },
@@ -530,15 +561,26 @@ class cuda_backend final : public backend {
 
   result<run_stats> run(int device, std::span<const i64> in, std::span<i64> out, const kernel_params& kp,
                         const run_options& options) override {
-    auto ds = state_of(device);
-    if (!ds) return ds.err();
+    std::vector<device_state*> devs;
+    if (device == all_devices) {
+      probe();
+      for (const auto& st : states_)
+        if (st) devs.push_back(st.get());
+      if (devs.empty()) return make_error(errc::backend_unavailable, "no CUDA device is usable: " + devices_.front().reason);
+    } else {
+      auto ds = state_of(device);
+      if (!ds) return ds.err();
+      devs.push_back(*ds);
+    }
     device_scope scope;
-    KILN_TRY(scope.enter(device));
+    KILN_TRY(scope.enter(devs.front()->index()));
     transfer_job job;
     job.set_map(in, out, kp, options);
+    // Page-locked memory is portable under unified addressing (every platform this CUDA supports),
+    // so memory pinned for one device is pinned for all.
     job.in_pinned = is_pinned(in.data(), in.size_bytes());
     job.out_pinned = is_pinned(out.data(), out.size_bytes());
-    return (*ds)->transfer(job);
+    return device_state::transfer(devs, job);
   }
 
   // Portable page-locked memory (every device sees it as pinned), only where CUDA can run.
