@@ -6,6 +6,7 @@
 #include <cstdio>
 #include <iostream>
 #include <nlohmann/json.hpp>
+#include <string>
 #include <vector>
 
 #include "kiln/kiln.hpp"
@@ -107,9 +108,11 @@ int run(const run_args& a) {
 
   std::vector<double> wall, h2d, kernel, d2h, host_elements;
   std::size_t chunks = 0;
+  std::string device = dev->name;  // the run's own: with --device all, every device it used
   for (int i = 0; i < a.warmup + a.repeat; ++i) {
     auto r = timed_run(in, out, params, opts, a.resident);
     if (!r) return fail(r.err());
+    device = r->device;
     if (i < a.warmup) continue;
     wall.push_back(r->total_s);
     h2d.push_back(r->host_to_device_s);
@@ -132,7 +135,7 @@ int run(const run_args& a) {
   for (auto v : out) sum += v;
 
   if (a.json) {
-    nlohmann::json j = {{"backend", backend_name(dev->backend)}, {"device", dev->name}, {"n", a.n},
+    nlohmann::json j = {{"backend", backend_name(dev->backend)}, {"device", device}, {"n", a.n},
                         {"iterations", a.iterations}, {"p", a.p}, {"mu", a.mu}, {"repeat", a.repeat},
                         {"resident", a.resident}, {"pinned", a.pinned}, {"phases", a.phases},
                         {"seconds", median(wall)},
@@ -146,7 +149,7 @@ int run(const run_args& a) {
     text.insert(text.size() - 1, ",\"checksum\":" + to_decimal(sum));
     std::cout << text << "\n";
   } else {
-    std::printf("backend   %s (%s)\n", backend_name(dev->backend), dev->name.c_str());
+    std::printf("backend   %s (%s)\n", backend_name(dev->backend), device.c_str());
     std::printf("n         %lld, iterations %lld, p %lld, mu %lld%s\n", static_cast<long long>(a.n),
                 static_cast<long long>(a.iterations), static_cast<long long>(a.p), static_cast<long long>(a.mu),
                 a.resident ? ", resident (device time only)" : a.pinned ? ", pinned host memory" : "");

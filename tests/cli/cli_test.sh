@@ -36,6 +36,10 @@ for b in cpu opencl cuda auto; do
   else
     [ $rc -eq 0 ] && [ "$(echo "$out" | field checksum)" = "$ref" ]
     check "$b --device all ($usable usable): checksum equals scalar" $?
+    if [ "$usable" -gt 1 ]; then
+      [ "$(echo "$out" | field device | grep -o ' + ' | wc -l)" -eq $((usable - 1)) ]
+      check "$b --device all names its $usable devices" $?
+    fi
   fi
 done
 err=$("$kiln" run --backend cpu --device all --resident --n 10 2>&1); rc=$?
