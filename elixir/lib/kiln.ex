@@ -7,6 +7,7 @@ defmodule Kiln do
     * `Kiln.LogisticMap` - run the map through the engine (lists, ranges or int64 binaries).
     * `Kiln.LogisticMap.Pure` - the same map in plain Elixir: the definition and the baseline.
     * `Kiln.Buffer` - data kept on a device between runs.
+    * `Kiln.Cluster` - one map spread over several BEAM nodes, each with its own devices.
     * `Kiln.Binary` - build and read binaries of native-endian signed 64-bit integers.
 
   Every long call runs on a dirty scheduler, so the VM stays responsive during a run.

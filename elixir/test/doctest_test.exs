@@ -7,4 +7,5 @@ defmodule Kiln.DoctestTest do
   doctest Kiln.LogisticMap.Pure
   doctest Kiln.Binary
   doctest Kiln.Buffer
+  doctest Kiln.Cluster
 end

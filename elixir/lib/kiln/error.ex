@@ -3,7 +3,8 @@ defmodule Kiln.Error do
   @moduledoc """
   Raised when the engine fails for a reason other than a bad argument.
 
-  `kind` is the engine's error code: `:out_of_memory`, `:device_error` or `:internal`. Bad
+  `kind` is the engine's error code: `:out_of_memory`, `:device_error` or `:internal`; or
+  `:node_error` when `Kiln.Cluster` has no node left that can map the rest of its input. Bad
   arguments, unknown backends and unavailable backends raise `ArgumentError` instead.
   """
   defexception [:kind, :message]

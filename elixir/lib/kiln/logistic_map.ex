@@ -56,7 +56,14 @@ defmodule Kiln.LogisticMap do
           encode_s: float
         }
 
-  @run_defaults [backend: :auto, device: 0, iterations: 10, chunk_size: 0, phase_times: false, host_share: true]
+  @run_defaults [
+    backend: :auto,
+    device: 0,
+    iterations: 10,
+    chunk_size: 0,
+    phase_times: false,
+    host_share: true
+  ]
 
   @doc """
   Applies the map to every element of `data`; see the module doc for the options.
@@ -86,8 +93,18 @@ defmodule Kiln.LogisticMap do
     {nif_data, as_list} = Args.data!(data)
     nif = if Args.dirty_io?(opts[:backend]), do: &Native.run_io/10, else: &Native.run/10
 
-    case nif.(nif_data, as_list, p, mu, opts[:iterations], opts[:backend], opts[:device], opts[:chunk_size],
-           opts[:phase_times], opts[:host_share]) do
+    case nif.(
+           nif_data,
+           as_list,
+           p,
+           mu,
+           opts[:iterations],
+           opts[:backend],
+           opts[:device],
+           opts[:chunk_size],
+           opts[:phase_times],
+           opts[:host_share]
+         ) do
       {:ok, result, stats} -> {result, stats}
       {:error, reason} -> Args.raise_error!(reason)
     end
