@@ -30,13 +30,15 @@ MARKER = "@@KILNBENCH@@ "
 # Sample names per group: a --rows pattern that matches none of a group's names skips starting it.
 GROUP_SAMPLES = {
     "cpp": ["cpp.scalar", "cpp.cpu", "cpp.opencl0", "cpp.opencl0.gpu_only", "cpp.opencl0.resident", "cpp.cuda0",
-            "cpp.cuda0.gpu_only", "cpp.cuda0.resident", "cpp.cuda0.pinned"],
+            "cpp.cuda0.gpu_only", "cpp.cuda0.resident", "cpp.cuda0.pinned", "cpp.cuda.all", "cpp.cuda.all.gpu_only",
+            "cpp.cuda.all.pinned"],
     "python": ["python.numpy", "python.cupy", "python.cupy.resident", "python.jax", "python.jax.resident",
                "python.torch", "python.torch.resident"],
     "elixir": ["elixir.pure.loop", "elixir.pure.inlined", "elixir.nif.cpu.list", "elixir.nif.cpu.windows",
                "elixir.nif.cpu.binary", "elixir.nif.opencl0.list", "elixir.nif.opencl0.binary",
                "elixir.nif.opencl0.resident", "elixir.nif.cuda0.list", "elixir.nif.cuda0.binary",
-               "elixir.nif.cuda0.resident", "elixir.empty.list", "elixir.empty.binary"],
+               "elixir.nif.cuda0.resident", "elixir.nif.cuda.all.binary", "elixir.cluster.this_node.binary",
+               "elixir.cluster.two_nodes.binary", "elixir.empty.list", "elixir.empty.binary"],
 }
 
 
@@ -187,6 +189,18 @@ class Bench:
                 if backend == "cuda":
                     # Input and output in Kiln's pinned host blocks: transfers without staging copies.
                     plan.append((f"cpp.{backend}{i}.pinned", base + ["--pinned", "--phases"], dict(extra, pinned=True)))
+        # One run over every CUDA GPU, where there are several (--device all).
+        cuda = [d for d in devs if d.get("backend") == "cuda" and d.get("available")]
+        all_names = ["cpp.cuda.all", "cpp.cuda.all.gpu_only", "cpp.cuda.all.pinned"]
+        if len(cuda) > 1:
+            extra = {"device": " + ".join(d.get("name") or "?" for d in cuda), "gpu": True, "backend": "cuda",
+                     "platform": cuda[0].get("platform")}
+            base = ["--backend", "cuda", "--device", "all"]
+            plan += [("cpp.cuda.all", base + ["--phases"], extra),
+                     ("cpp.cuda.all.gpu_only", base + ["--gpu-only", "--phases"], extra),
+                     ("cpp.cuda.all.pinned", base + ["--pinned", "--phases"], dict(extra, pinned=True))]
+        else:
+            self.skip_all(all_names, "skipped", "fewer than two usable CUDA devices")
         for name, flags, extra in plan:
             if not self.wanted(name):
                 continue

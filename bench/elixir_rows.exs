@@ -136,7 +136,70 @@ defmodule KilnBench do
       {"elixir.empty.binary", nil, %{expected: "input"}, fn %{binary: b} -> {unwrap(Kiln.empty_call(b)), %{}} end}
     ]
 
-    pure ++ cpu ++ accel ++ empty
+    pure ++ cpu ++ accel ++ spread_rows(cfg, devices, devices_error) ++ empty
+  end
+
+  # One run over every CUDA device (where there are several), and Kiln.Cluster: on this node
+  # alone (what the spreading itself costs) and on this node and a peer started here, each
+  # node on its own GPU where there are two (parts cross the distribution channel both ways).
+  defp spread_rows(cfg, devices, devices_error) do
+    %{p: p, mu: mu, iterations: k} = cfg
+    cuda = if devices_error, do: [], else: Enum.filter(devices, &(get(&1, :backend) == :cuda and get(&1, :available)))
+
+    all_cuda =
+      if length(cuda) > 1 do
+        {"elixir.nif.cuda.all.binary", nil, %{device: Enum.map_join(cuda, " + ", &str(get(&1, :name))), backend: "cuda"},
+         fn %{binary: b} -> {unwrap(Kiln.LogisticMap.run(b, p, mu, backend: :cuda, device: :all, iterations: k)), %{}} end}
+      else
+        {"elixir.nif.cuda.all.binary", nil, %{}, fn _ -> throw({:skip, "fewer than two usable CUDA devices"}) end}
+      end
+
+    # The peer's device: a second CUDA GPU where there is one, else the same auto choice as here.
+    {here_opts, peer_opts} = if length(cuda) > 1, do: {[backend: :cuda, device: 0], [backend: :cuda, device: 1]}, else: {[], []}
+
+    [
+      all_cuda,
+      {"elixir.cluster.this_node.binary", nil, %{device: "this node (auto)"},
+       fn %{binary: b} -> {unwrap(Kiln.Cluster.run(b, p, mu, nodes: [node()], iterations: k)), %{}} end},
+      {"elixir.cluster.two_nodes.binary", nil, %{device: "this node and a peer on this machine"},
+       {:setup,
+        fn %{binary: b} ->
+          case peer() do
+            {:ok, peer} -> {b, [{node(), here_opts}, {peer, peer_opts}]}
+            {:error, reason} -> throw({:skip, reason})
+          end
+        end,
+        fn {b, nodes} -> {unwrap(Kiln.Cluster.run(b, p, mu, nodes: nodes, iterations: k)), %{}} end, & &1}}
+    ]
+  end
+
+  # A peer node with Kiln loaded, started once (this VM becomes a distributed node for it).
+  defp peer do
+    case :persistent_term.get({__MODULE__, :peer}, nil) do
+      nil ->
+        result = start_peer()
+        :persistent_term.put({__MODULE__, :peer}, result)
+        result
+
+      result ->
+        result
+    end
+  end
+
+  defp start_peer do
+    with epmd when is_binary(epmd) <- System.find_executable("epmd") || {:error, "no epmd on PATH"},
+         _ <- System.cmd(epmd, ["-daemon"]),
+         {:ok, _} <- (if Node.alive?(), do: {:ok, node()}, else: Node.start(:"kiln_bench@127.0.0.1", :longnames)),
+         paths = Enum.flat_map(:code.get_path(), &[~c"-pa", &1]),
+         {:ok, _pid, peer} <-
+           :peer.start(%{name: :peer.random_name(), host: ~c"127.0.0.1", longnames: true,
+             args: [~c"-setcookie", Atom.to_charlist(Node.get_cookie()), ~c"-connect_all", ~c"false" | paths]}),
+         {:ok, _} <- :erpc.call(peer, Application, :ensure_all_started, [:kiln]) do
+      {:ok, peer}
+    else
+      {:error, reason} when is_binary(reason) -> {:error, reason}
+      other -> {:error, "could not start a peer node: #{inspect(other, limit: 8)}"}
+    end
   end
 
   # OpenCL devices (GPUs first, then e.g. PoCL on the CPU) and CUDA devices, as the NIF sees them.

@@ -68,6 +68,16 @@ def describe(row):
         seed, fam, label = "benchmarks_empty", "elixir-empty", "empty NIF call, list (decode + return)"
     elif name == "elixir.empty.binary":
         fam, label = "elixir-empty", "empty NIF call, binary"
+    elif name == "elixir.nif.cuda.all.binary":
+        fam, label = "elixir-nif-accel", f"Elixir+NIF cuda, every GPU ({dev}), binary, end to end"
+    elif name.startswith("cpp.cuda.all"):
+        label = f"C++ kiln cuda, every GPU ({dev}), " + {
+            "cpp.cuda.all": "end to end (host shares)", "cpp.cuda.all.pinned": "end to end, pinned host memory",
+            "cpp.cuda.all.gpu_only": "end to end, devices only (no host sharing)"}.get(name, name)
+    elif name == "elixir.cluster.this_node.binary":
+        fam, label = "elixir-nif-accel", "Kiln.Cluster, this node only, binary"
+    elif name == "elixir.cluster.two_nodes.binary":
+        fam, label = "elixir-nif-accel", "Kiln.Cluster, this node and a peer node, binary"
     elif name.startswith("elixir.nif.accelerators"):
         fam, label = "elixir-nif-accel", "Elixir+NIF OpenCL/CUDA (device probe failed)"
     elif name == "cpp.scalar":
