@@ -355,6 +355,42 @@ ERL_NIF_TERM convert_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   return o.ok ? ok_tuple(env, o.term) : o.term;
 }
 
+// concat(binaries) -> {:ok, binary} | {:error, {kind, message}}: the parts' int64 elements one
+// after another in one binary, copied on every core into a host block (Kiln.Cluster joins its
+// nodes' results with it: a plain iolist_to_binary of 256 MiB takes one core 50 ms).
+ERL_NIF_TERM concat_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  unsigned count = 0;
+  if (!enif_get_list_length(env, argv[0], &count)) return enif_make_badarg(env);
+  std::vector<std::span<const std::int64_t>> parts;
+  std::vector<std::vector<std::int64_t>> copies;  // of parts not aligned for int64 (sub-binaries)
+  parts.reserve(count);
+  copies.reserve(count);  // never reallocated: the spans point into it
+  std::size_t total = 0;
+  ERL_NIF_TERM list = argv[0], head;
+  while (enif_get_list_cell(env, list, &head, &list)) {
+    ErlNifBinary b;
+    if (!enif_inspect_binary(env, head, &b) || b.size % sizeof(std::int64_t) != 0) return enif_make_badarg(env);
+    const std::size_t n = b.size / sizeof(std::int64_t);
+    if (reinterpret_cast<std::uintptr_t>(b.data) % alignof(std::int64_t) == 0) {
+      parts.emplace_back(reinterpret_cast<const std::int64_t*>(b.data), n);
+    } else {
+      copies.emplace_back(n);
+      std::memcpy(copies.back().data(), b.data, b.size);
+      parts.emplace_back(copies.back());
+    }
+    total += n;
+  }
+  if (total == 0) {
+    ERL_NIF_TERM empty;
+    enif_make_new_binary(env, 0, &empty);
+    return ok_tuple(env, empty);
+  }
+  new_binary out;
+  if (!out.alloc(total)) return error_tuple(env, kiln::errc::out_of_memory, "no host memory for the joined binary");
+  if (auto s = kiln::concatenate(parts, out.span()); !s) return error_tuple(env, s.err());
+  return ok_tuple(env, out.to_term(env));
+}
+
 // ---- devices -----------------------------------------------------------------------------------
 
 ERL_NIF_TERM devices_nif(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
@@ -512,6 +548,7 @@ ErlNifFunc nif_funcs[] = {
     {"run", 10, guarded<run_nif>, cpu},
     {"run_io", 10, guarded<run_nif>, io},
     {"convert", 2, guarded<convert_nif>, cpu},
+    {"concat", 1, guarded<concat_nif>, cpu},
     {"devices", 0, guarded<devices_nif>, cpu},
     {"buffer_upload", 3, guarded<buffer_upload_nif>, cpu},
     {"buffer_upload_io", 3, guarded<buffer_upload_nif>, io},

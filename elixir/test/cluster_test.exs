@@ -184,6 +184,17 @@ defmodule Kiln.ClusterTest do
     assert_raise ArgumentError, ~r/unknown keys/, fn -> Cluster.run([1], 61, 22, window: 3) end
   end
 
+  test "results are joined by the NIF, aligned or not" do
+    a = Kiln.Binary.from_list(Enum.to_list(1..300_000))
+    # A sub-binary one byte into its parent is not aligned for int64.
+    <<_, b::binary-size(16), _::binary>> = <<0, 7::64-native, -8::64-native, 0>>
+    assert {:ok, joined} = Kiln.Native.concat([a, <<>>, b, a])
+    assert Kiln.Binary.to_list(joined) == Enum.to_list(1..300_000) ++ [7, -8] ++ Enum.to_list(1..300_000)
+    assert Kiln.Native.concat([]) == {:ok, <<>>}
+    assert_raise ArgumentError, fn -> Kiln.Native.concat([<<1, 2, 3>>]) end
+    assert_raise ArgumentError, fn -> Kiln.Native.concat([a | :tail]) end
+  end
+
   test "empty inputs, and more parts than elements" do
     assert Cluster.run([], 61, 22) == []
     assert Cluster.run(<<>>, 61, 22) == <<>>

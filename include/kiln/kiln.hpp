@@ -132,6 +132,12 @@ class host_memory {
   bool pinned_ = false;
 };
 
+// Copies `parts`, one after another, into `out`, whose size must be their total
+// (invalid_argument otherwise); on every core, with non-temporal stores for large outputs. How
+// results computed apart (by several BEAM nodes, say) become one array. `out` must not overlap
+// any part.
+status concatenate(std::span<const std::span<const std::int64_t>> parts, std::span<std::int64_t> out);
+
 // Data kept on a device between calls, so that runs can be chained without copies.
 class device_buffer {
  public:

@@ -199,7 +199,7 @@ defmodule Kiln.Cluster do
 
   defp loop(%{results: results, parts: parts} = st) when map_size(results) == parts do
     end_workers(st)
-    result = Enum.map(0..(parts - 1), &Map.fetch!(results, &1)) |> IO.iodata_to_binary()
+    result = Enum.map(0..(parts - 1), &Map.fetch!(results, &1)) |> Kiln.Native.concat() |> Args.unwrap!()
     {result, %{parts: st.done_by, failures: Map.new(st.failures, fn {node, {_kind, msg}} -> {node, msg} end)}}
   end
 

@@ -17,6 +17,7 @@ defmodule Kiln.Native do
     do: :erlang.nif_error(:nif_not_loaded)
 
   def convert(_data, _as_list), do: :erlang.nif_error(:nif_not_loaded)
+  def concat(_binaries), do: :erlang.nif_error(:nif_not_loaded)
   def devices, do: :erlang.nif_error(:nif_not_loaded)
   def buffer_upload(_data, _backend, _device), do: :erlang.nif_error(:nif_not_loaded)
   def buffer_upload_io(_data, _backend, _device), do: :erlang.nif_error(:nif_not_loaded)
