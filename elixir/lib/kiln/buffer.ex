@@ -24,7 +24,8 @@ defmodule Kiln.Buffer do
   @doc """
   Copies `data` (a list of integers, a `Range` or a binary of native-endian int64) to a device.
 
-  Options: `:backend` (default `:auto`) and `:device` (default `0`), as in `Kiln.LogisticMap`.
+  Options: `:backend` (default `:auto`) and `:device` (default `0`), as in `Kiln.LogisticMap`,
+  except that `device: :all` raises `ArgumentError`: a buffer lives on one device.
   """
   @spec upload([integer] | Range.t() | binary, keyword) :: t
   def upload(data, opts \\ []) do
