@@ -47,6 +47,14 @@ defmodule KilnBench.JSON do
   end
 end
 
+defmodule KilnBench.Kernels do
+  @moduledoc false
+  import Kiln.Kernel
+
+  # The seed's map written in Elixir, for the kernel row.
+  defkernel logistic(x, p, mu), do: rem(mu * x * (x + 1), p)
+end
+
 defmodule KilnBench do
   @moduledoc false
   @marker "@@KILNBENCH@@ "
@@ -127,7 +135,10 @@ defmodule KilnBench do
            end}
         end ++
         [{"elixir.nif.cpu.binary", nil, %{device: "cpu"},
-          fn %{binary: b} -> {unwrap(m.run(b, p, mu, backend: :cpu, iterations: k)), %{}} end}]
+          fn %{binary: b} -> {unwrap(m.run(b, p, mu, backend: :cpu, iterations: k)), %{}} end},
+         # The same map as a kernel written in Elixir (defkernel), interpreted on every core.
+         {"elixir.kernel.cpu.binary", nil, %{device: "cpu"},
+          fn %{binary: b} -> {unwrap(KilnBench.Kernels.logistic(b, p, mu, iterations: k, backend: :cpu)), %{}} end}]
 
     accel = Enum.flat_map(accelerator_devices(devices, devices_error), &device_rows(&1, cfg))
 

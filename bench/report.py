@@ -68,6 +68,8 @@ def describe(row):
         seed, fam, label = "benchmarks_empty", "elixir-empty", "empty NIF call, list (decode + return)"
     elif name == "elixir.empty.binary":
         fam, label = "elixir-empty", "empty NIF call, binary"
+    elif name == "elixir.kernel.cpu.binary":
+        fam, label = "elixir-nif-cpu", "Elixir kernel (defkernel), cpu, passing a binary"
     elif name == "elixir.nif.cuda.all.binary":
         fam, label = "elixir-nif-accel", f"Elixir+NIF cuda, every GPU ({dev}), binary, end to end"
     elif name.startswith("cpp.cuda.all"):

@@ -355,6 +355,38 @@ ERL_NIF_TERM convert_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   return o.ok ? ok_tuple(env, o.term) : o.term;
 }
 
+// A proper list of int64 (a program's code or parameters: short).
+bool get_i64_list(ErlNifEnv* env, ERL_NIF_TERM list, std::vector<std::int64_t>& out) {
+  unsigned length = 0;
+  if (!enif_get_list_length(env, list, &length)) return false;
+  out.resize(length);
+  ERL_NIF_TERM head;
+  for (unsigned i = 0; i < length; ++i)
+    if (!enif_get_list_cell(env, list, &head, &list) || !get_i64(env, head, out[i])) return false;
+  return true;
+}
+
+// program_run(data, as_list, code, params, iterations, backend, device, chunk_elements)
+//   -> {:ok, result, stats} | {:error, {kind, message}}: a Kiln.Kernel's expression over data.
+ERL_NIF_TERM program_run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  bool as_list;
+  std::vector<std::int64_t> code, params;
+  kiln::program prog;
+  kiln::run_options options;
+  if (!get_bool(env, argv[1], as_list) || !get_i64_list(env, argv[2], code) || !get_i64_list(env, argv[3], params) ||
+      !get_i64(env, argv[4], prog.iterations) || !get_run_options(env, argv[5], argv[6], argv[7], options))
+    return enif_make_badarg(env);
+  prog.code = code;
+  prog.params = params;
+  if (auto s = kiln::validate(prog); !s) return error_tuple(env, s.err());
+  auto body = [&](std::span<const std::int64_t> in, std::span<std::int64_t> out) {
+    return kiln::run_program(prog, in, out, options);
+  };
+  outcome o = transform(env, argv[0], as_list, &body);
+  if (!o.ok) return o.term;
+  return enif_make_tuple3(env, atom(env, "ok"), o.term, stats_term(env, o.stats, o.decode_s, o.encode_s));
+}
+
 // concat(binaries) -> {:ok, binary} | {:error, {kind, message}}: the parts' int64 elements one
 // after another in one binary, copied on every core into a host block (Kiln.Cluster joins its
 // nodes' results with it: a plain iolist_to_binary of 256 MiB takes one core 50 ms).
@@ -549,6 +581,7 @@ ErlNifFunc nif_funcs[] = {
     {"run_io", 10, guarded<run_nif>, io},
     {"convert", 2, guarded<convert_nif>, cpu},
     {"concat", 1, guarded<concat_nif>, cpu},
+    {"program_run", 8, guarded<program_run_nif>, cpu},
     {"devices", 0, guarded<devices_nif>, cpu},
     {"buffer_upload", 3, guarded<buffer_upload_nif>, cpu},
     {"buffer_upload_io", 3, guarded<buffer_upload_nif>, io},

@@ -138,6 +138,33 @@ class host_memory {
 // any part.
 status concatenate(std::span<const std::span<const std::int64_t>> parts, std::span<std::int64_t> out);
 
+// ---- programs: integer expressions written elsewhere (Elixir's Kiln.Kernel) --------------------
+//
+// A program is an integer expression of the element x and of parameters, given as its operations
+// in postfix order: one int64 word each, two for `param` (then its index) and `literal` (then
+// its value). Programs run on the host backends (`cpu`: every core; `scalar`: one thread; `auto`
+// means `cpu`), interpreted a block of elements at a time.
+enum class program_op : std::int64_t { x = 0, param = 1, literal = 2, add = 3, sub = 4, mul = 5, div = 6, rem = 7, neg = 8 };
+
+struct program {
+  std::span<const std::int64_t> code;    // the operations, as above
+  std::span<const std::int64_t> params;  // the values `param` pushes, by index
+  std::int64_t iterations = 1;           // times the expression is applied to each element (>= 0)
+};
+
+// invalid_argument unless the code is well formed: known operations, parameter indices in range,
+// every operation finding its operands, exactly one value left, at most 64 values at once.
+status validate(const program& prog);
+
+// Applies the program to every element of `in`, writing `out` (same size; may alias `in`
+// exactly), with Elixir's integer semantics (div truncates toward zero, rem takes the sign of the
+// dividend) wherever every intermediate value fits in int64. Where one does not, Elixir would go
+// on with big integers and Kiln cannot: the run fails with invalid_argument; a zero divisor fails
+// it with arithmetic, as Elixir raises. Either message names the first such element and
+// iteration; `out` is then unspecified.
+result<run_stats> run_program(const program& prog, std::span<const std::int64_t> in, std::span<std::int64_t> out,
+                              const run_options& options = {});
+
 // Data kept on a device between calls, so that runs can be chained without copies.
 class device_buffer {
  public:

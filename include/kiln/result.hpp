@@ -15,6 +15,7 @@ enum class errc {
   backend_unavailable,  // known, but not usable here (no driver, no device, not built)
   out_of_memory,        // host or device allocation failed
   device_error,         // a CUDA/OpenCL call failed; the message names the call
+  arithmetic,           // a program divided by zero (the message names the element)
   internal,             // a broken invariant inside Kiln
 };
 

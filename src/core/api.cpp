@@ -18,6 +18,7 @@ const char* errc_name(errc code) noexcept {
     case errc::backend_unavailable: return "backend_unavailable";
     case errc::out_of_memory: return "out_of_memory";
     case errc::device_error: return "device_error";
+    case errc::arithmetic: return "arithmetic";
     case errc::internal: return "internal";
   }
   return "internal";

@@ -143,5 +143,7 @@ defmodule Kiln.Args do
     raise ArgumentError, message
   end
 
+  # A kernel that divides by zero raises what Elixir's div/rem raise.
+  def raise_error!({:arithmetic, message}), do: raise(ArithmeticError, message: message)
   def raise_error!({kind, message}), do: raise(Kiln.Error, kind: kind, message: message)
 end

@@ -1,0 +1,188 @@
+# Kernels written in Elixir: the engine's results against the kernels' own Elixir definitions, faults, compile errors.
+defmodule Kiln.KernelTest.Kernels do
+  @moduledoc false
+  import Kiln.Kernel
+
+  defkernel logistic(x, p, mu), do: rem(mu * x * (x + 1), p)
+  defkernel mixed(x, a, b), do: div(x * a - -x, b) + rem(x, 1_000_003) * -3
+  defkernel affine(x), do: +x * 3 + 1
+  defkernel halve(x, d), do: div(x, d)
+  defkernel inverse(x), do: div(1000, x)
+end
+
+defmodule Kiln.KernelTest do
+  use ExUnit.Case, async: true
+
+  import Kiln.TestHelper
+  alias Kiln.KernelTest.Kernels
+
+  setup do
+    seed()
+    :ok
+  end
+
+  @int64_min -0x8000_0000_0000_0000
+  @int64_max 0x7FFF_FFFF_FFFF_FFFF
+
+  # The kernels' bodies again, for the reference evaluator below.
+  @bodies %{
+    logistic: {quote(do: rem(mu * x * (x + 1), p)), [:p, :mu]},
+    mixed: {quote(do: div(x * a - -x, b) + rem(x, 1_000_003) * -3), [:a, :b]},
+    affine: {quote(do: +x * 3 + 1), []},
+    halve: {quote(do: div(x, d)), [:d]}
+  }
+
+  # Evaluates the compiled code with Elixir's big integers, noting the first value beyond int64
+  # or zero divisor: what the engine must report. Elements without a fault are also checked
+  # against the kernel's own Elixir function, which ties the compiler to Elixir's semantics.
+  defp reference(kernel, params, iterations, x) do
+    {body, names} = @bodies[kernel]
+    code = Kiln.Kernel.compile(body, :x, names)
+
+    Enum.reduce_while(1..iterations//1, {:ok, x}, fn it, {:ok, x} ->
+      case eval(code, List.to_tuple(params), x, []) do
+        {:ok, v} ->
+          assert v == apply(Kernels, :"#{kernel}_element", [x | params])
+          {:cont, {:ok, v}}
+
+        {:fault, kind} ->
+          {:halt, {:fault, kind, it}}
+      end
+    end)
+  end
+
+  defp eval([], _params, _x, [v]), do: {:ok, v}
+  defp eval([0 | rest], ps, x, st), do: push(rest, ps, x, st, x)
+  defp eval([1, i | rest], ps, x, st), do: push(rest, ps, x, st, elem(ps, i))
+  defp eval([2, n | rest], ps, x, st), do: push(rest, ps, x, st, n)
+  defp eval([8 | rest], ps, x, [a | st]), do: push(rest, ps, x, st, -a)
+
+  defp eval([op | rest], ps, x, [b, a | st]) do
+    cond do
+      op in [6, 7] and b == 0 -> {:fault, :zero}
+      op == 3 -> push(rest, ps, x, st, a + b)
+      op == 4 -> push(rest, ps, x, st, a - b)
+      op == 5 -> push(rest, ps, x, st, a * b)
+      op == 6 -> push(rest, ps, x, st, div(a, b))
+      op == 7 -> push(rest, ps, x, st, rem(a, b))
+    end
+  end
+
+  defp push(_rest, _ps, _x, _st, v) when v < @int64_min or v > @int64_max, do: {:fault, :overflow}
+  defp push(rest, ps, x, st, v), do: eval(rest, ps, x, [v | st])
+
+  defp check(kernel, data, params, iterations, backend) do
+    list = if is_binary(data), do: Kiln.Binary.to_list(data), else: Enum.to_list(data)
+    outcomes = Enum.map(list, &reference(kernel, params, iterations, &1))
+    run = fn -> apply(Kernels, kernel, [data | params] ++ [[iterations: iterations, backend: backend]]) end
+
+    case Enum.find_index(outcomes, &match?({:fault, _, _}, &1)) do
+      nil ->
+        expected = Enum.map(outcomes, fn {:ok, v} -> v end)
+        result = run.()
+        expected = if is_binary(data), do: Kiln.Binary.from_list(expected), else: expected
+
+        assert_same(result, expected, kernel: kernel, params: params, iterations: iterations, backend: backend)
+
+        :clean
+
+      i ->
+        {:fault, kind, it} = Enum.at(outcomes, i)
+        exception = if kind == :zero, do: ArithmeticError, else: ArgumentError
+        error = assert_raise exception, run
+        assert String.starts_with?(error.message, "element #{i} (#{Enum.at(list, i)}), iteration #{it}: ")
+        :fault
+    end
+  end
+
+  for backend <- [:cpu, :scalar] do
+    test "#{backend}: random data and parameters, exact or the first fault" do
+      backend = unquote(backend)
+
+      outcomes =
+        for round <- 1..40 do
+          kernel = Enum.random([:logistic, :mixed, :affine, :halve])
+          {_, names} = @bodies[kernel]
+
+          params =
+            Enum.map(names, fn _ -> Enum.random([random_mu(), :rand.uniform(100) - 50, random_p()]) end)
+
+          # Small values mostly, so that many rounds run clean; sometimes the whole int64 range.
+          list =
+            if rem(round, 3) == 0,
+              do: random_int64s(1 + :rand.uniform(600)),
+              else: Enum.map(1..(1 + :rand.uniform(3000)), fn _ -> :rand.uniform(20_001) - 10_001 end)
+
+          data = if rem(round, 2) == 0, do: Kiln.Binary.from_list(list), else: list
+          check(kernel, data, params, :rand.uniform(4) - 1, backend)
+        end
+
+      # Both outcomes were exercised.
+      assert Enum.count(outcomes, &(&1 == :clean)) >= 5
+      assert Enum.count(outcomes, &(&1 == :fault)) >= 5
+    end
+  end
+
+  test "the seed's map as a kernel equals Kiln.LogisticMap, on every shape" do
+    expected = Kiln.LogisticMap.run(1..100_000, 6_700_417, 22, backend: :cpu)
+    assert Kernels.logistic(1..100_000, 6_700_417, 22, iterations: 10) == expected
+    assert Kernels.logistic(Enum.to_list(1..100_000), 6_700_417, 22, iterations: 10) == expected
+
+    assert Kernels.logistic(Kiln.Binary.iota(1, 100_000), 6_700_417, 22, iterations: 10) ==
+             Kiln.Binary.from_list(expected)
+  end
+
+  test "a zero divisor raises ArithmeticError, as Elixir's div does" do
+    assert_raise ArithmeticError, "element 1 (0), iteration 1: division by zero", fn ->
+      Kernels.inverse([5, 0, 7])
+    end
+
+    # 1000 -> 1 -> 1000 -> 1 ...; 2000 -> 0, which the second iteration divides by.
+    assert Kernels.inverse([1000, 1], iterations: 3) == [1, 1000]
+
+    assert_raise ArithmeticError, "element 2 (2000), iteration 2: division by zero", fn ->
+      Kernels.inverse([1000, 1, 2000], iterations: 3)
+    end
+
+    assert_raise ArithmeticError, "element 0 (5), iteration 1: division by zero", fn ->
+      Kernels.halve([5, 0, 7], 0)
+    end
+  end
+
+  test "bad parameters and options raise ArgumentError" do
+    assert_raise ArgumentError, ~r/parameter mu must be an integer that fits in int64, got 1.5/, fn ->
+      Kernels.logistic([1], 61, 1.5)
+    end
+
+    assert_raise ArgumentError, ~r/parameter p must be an integer that fits in int64/, fn ->
+      Kernels.logistic([1], 0x8000_0000_0000_0000, 22)
+    end
+
+    assert_raise ArgumentError, ~r/programs run on the cpu and scalar backends, not on opencl/, fn ->
+      Kernels.affine([1], backend: :opencl)
+    end
+
+    assert_raise ArgumentError, ~r/iterations must be a non-negative integer/, fn ->
+      Kernels.affine([1], iterations: -1)
+    end
+
+    assert_raise ArgumentError, ~r/not an integer/, fn -> Kernels.affine([1, :two]) end
+  end
+
+  test "what defkernel cannot compile is a CompileError that says why" do
+    for {source, message} <- [
+          {"defkernel f(x), do: x ** 2",
+           "defkernel supports integers, its arguments, +, -, *, div and rem; got x ** 2"},
+          {"defkernel f(x), do: x + y", "unknown variable y (the kernel's arguments are x)"},
+          {"defkernel f(x), do: x + 0x8000_0000_0000_0000", "does not fit in int64"},
+          {"defkernel f(x, 3), do: x", "defkernel's arguments must be plain variables"},
+          {"defkernel f(x, x), do: x", "defkernel's arguments must differ"},
+          {"defkernel f(), do: 1", "defkernel needs the element as its first argument"}
+        ] do
+      module = "Elixir.KilnKernelCompileTest#{System.unique_integer([:positive])}"
+      code = "defmodule #{module} do\n import Kiln.Kernel\n #{source}\nend"
+      error = assert_raise CompileError, fn -> Code.compile_string(code) end
+      assert Exception.message(error) =~ message
+    end
+  end
+end

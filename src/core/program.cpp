@@ -1,0 +1,217 @@
+// kiln::run_program: integer expressions from elsewhere (Elixir's Kiln.Kernel), checked and interpreted on the host.
+#include <algorithm>
+#include <array>
+#include <chrono>
+#include <climits>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "core/thread_pool.hpp"
+#include "kiln/kiln.hpp"
+
+namespace kiln {
+namespace {
+
+using i64 = std::int64_t;
+using u64 = std::uint64_t;
+
+constexpr std::size_t max_depth = 64;
+// Elements interpreted together: each operation runs over a whole block, so its dispatch costs
+// once per block and its loop is a plain one the compiler can vectorise (add, sub, neg).
+constexpr std::size_t block = 256;
+
+struct instr {
+  program_op op;
+  i64 operand;  // the parameter's value (already looked up) or the literal
+};
+
+// What went wrong first in a block: the element's index in the block, its iteration and why.
+struct fault {
+  std::size_t index;
+  i64 iteration;
+  bool division_by_zero;
+};
+
+result<std::vector<instr>> decode(const program& prog) {
+  std::vector<instr> out;
+  std::size_t depth = 0;
+  auto bad = [](const std::string& what) { return make_error(errc::invalid_argument, "program: " + what); };
+  for (std::size_t i = 0; i < prog.code.size(); ++i) {
+    const i64 w = prog.code[i];
+    if (w < 0 || w > static_cast<i64>(program_op::neg)) return bad("unknown operation " + std::to_string(w) + " at word " + std::to_string(i));
+    const auto op = static_cast<program_op>(w);
+    i64 operand = 0;
+    if (op == program_op::param || op == program_op::literal) {
+      if (i + 1 >= prog.code.size()) return bad("operation at word " + std::to_string(i) + " lacks its operand");
+      operand = prog.code[++i];
+      if (op == program_op::param) {
+        if (operand < 0 || static_cast<u64>(operand) >= prog.params.size())
+          return bad("parameter " + std::to_string(operand) + " at word " + std::to_string(i) + ", but " +
+                     std::to_string(prog.params.size()) + " parameter(s) given");
+        operand = prog.params[static_cast<std::size_t>(operand)];
+      }
+    }
+    const std::size_t pops = op == program_op::x || op == program_op::param || op == program_op::literal ? 0
+                             : op == program_op::neg                                                        ? 1
+                                                                                                            : 2;
+    if (depth < pops) return bad("operation at word " + std::to_string(i) + " has too few operands");
+    depth = depth - pops + 1;
+    if (depth > max_depth) return bad("more than " + std::to_string(max_depth) + " values at once");
+    out.push_back({op, operand});
+  }
+  if (depth != 1) return bad(depth == 0 ? "no value" : std::to_string(depth) + " values left instead of one");
+  if (prog.iterations < 0) return bad("iterations must be >= 0, got " + std::to_string(prog.iterations));
+  return out;
+}
+
+// Interprets the program over n <= block elements; writes `out` only when none faults. Every
+// operation also marks the elements it could not compute (code 1: out of int64, 2: zero
+// divisor); a marked element keeps its first mark, and its later values, which no longer
+// matter, are computed without undefined behaviour.
+std::optional<fault> run_block(const std::vector<instr>& code, i64 iterations, const i64* in, i64* out, std::size_t n) {
+  std::array<std::array<i64, block>, max_depth> stack;
+  std::array<i64, block> x;
+  std::array<unsigned char, block> mark{};
+  std::array<i64, block> fault_iteration{};
+  std::copy(in, in + n, x.begin());
+  for (i64 it = 0; it < iterations; ++it) {
+    std::size_t sp = 0;
+    for (const instr& ins : code) {
+      switch (ins.op) {
+        case program_op::x: std::copy(x.begin(), x.begin() + n, stack[sp++].begin()); break;
+        case program_op::param:
+        case program_op::literal: std::fill(stack[sp].begin(), stack[sp].begin() + n, ins.operand), ++sp; break;
+        case program_op::neg: {
+          auto& a = stack[sp - 1];
+          for (std::size_t i = 0; i < n; ++i) {
+            if (a[i] == INT64_MIN && !mark[i]) mark[i] = 1;
+            a[i] = static_cast<i64>(u64{0} - static_cast<u64>(a[i]));
+          }
+          break;
+        }
+        default: {
+          auto& a = stack[sp - 2];
+          const auto& b = stack[sp - 1];
+          --sp;
+          switch (ins.op) {
+            case program_op::add:
+              for (std::size_t i = 0; i < n; ++i) {
+                const i64 r = static_cast<i64>(static_cast<u64>(a[i]) + static_cast<u64>(b[i]));
+                if (((a[i] ^ r) & (b[i] ^ r)) < 0 && !mark[i]) mark[i] = 1;
+                a[i] = r;
+              }
+              break;
+            case program_op::sub:
+              for (std::size_t i = 0; i < n; ++i) {
+                const i64 r = static_cast<i64>(static_cast<u64>(a[i]) - static_cast<u64>(b[i]));
+                if (((a[i] ^ b[i]) & (a[i] ^ r)) < 0 && !mark[i]) mark[i] = 1;
+                a[i] = r;
+              }
+              break;
+            case program_op::mul:
+              for (std::size_t i = 0; i < n; ++i) {
+                i64 r;
+                if (__builtin_mul_overflow(a[i], b[i], &r) && !mark[i]) mark[i] = 1;
+                a[i] = r;
+              }
+              break;
+            case program_op::div:
+            case program_op::rem:
+              for (std::size_t i = 0; i < n; ++i) {
+                if (b[i] == 0) {
+                  if (!mark[i]) mark[i] = 2;
+                  a[i] = 0;
+                } else if (b[i] == -1) {
+                  // div(INT64_MIN, -1) is 2^63; rem(x, -1) is always 0. Neither divides in C++.
+                  if (ins.op == program_op::div && a[i] == INT64_MIN && !mark[i]) mark[i] = 1;
+                  a[i] = ins.op == program_op::div ? static_cast<i64>(u64{0} - static_cast<u64>(a[i])) : 0;
+                } else {
+                  a[i] = ins.op == program_op::div ? a[i] / b[i] : a[i] % b[i];
+                }
+              }
+              break;
+            default: break;  // decode() admits no other operation
+          }
+        }
+      }
+    }
+    // Faulted elements go on (with values that no longer matter), so that a block reports its
+    // first faulting element by index, whichever iteration it faulted in.
+    for (std::size_t i = 0; i < n; ++i)
+      if (mark[i] && !fault_iteration[i]) fault_iteration[i] = it + 1;
+    std::copy(stack[0].begin(), stack[0].begin() + n, x.begin());
+  }
+  for (std::size_t i = 0; i < n; ++i)
+    if (mark[i]) return fault{i, fault_iteration[i], mark[i] == 2};
+  std::copy(x.begin(), x.begin() + n, out);
+  return std::nullopt;
+}
+
+}  // namespace
+
+status validate(const program& prog) {
+  auto code = decode(prog);
+  if (!code) return code.err();
+  return {};
+}
+
+result<run_stats> run_program(const program& prog, std::span<const i64> in, std::span<i64> out,
+                              const run_options& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto code = decode(prog);
+  if (!code) return code.err();
+  if (in.size() != out.size())
+    return make_error(errc::invalid_argument, "input and output sizes differ (" + std::to_string(in.size()) +
+                                                  " vs " + std::to_string(out.size()) + ")");
+  const auto* ib = reinterpret_cast<const char*>(in.data());
+  const auto* ob = reinterpret_cast<const char*>(out.data());
+  if (ib != ob && ib < ob + in.size_bytes() && ob < ib + in.size_bytes())
+    return make_error(errc::invalid_argument, "input and output overlap partially");
+  run_options host = options;
+  if (host.backend == "auto") host.backend = "cpu";
+  if (host.backend == "opencl" || host.backend == "cuda")
+    return make_error(errc::invalid_argument,
+                      "programs run on the cpu and scalar backends, not on " + host.backend + " (yet)");
+  auto dev = resolve(host);
+  if (!dev) return dev.err();
+
+  // The first fault by element index, whichever thread meets it.
+  std::mutex m;
+  std::optional<std::pair<std::size_t, fault>> first;
+  auto run_range = [&](std::size_t b, std::size_t e) {
+    for (std::size_t s = b; s < e; s += block) {
+      const std::size_t n = std::min(block, e - s);
+      if (auto f = run_block(*code, prog.iterations, in.data() + s, out.data() + s, n)) {
+        std::lock_guard<std::mutex> lock(m);
+        if (!first || s + f->index < first->first) first = std::make_pair(s + f->index, *f);
+        return;  // later blocks of this range come after the fault
+      }
+    }
+  };
+  if (dev->backend == backend_kind::scalar)
+    run_range(0, in.size());
+  else
+    detail::parallel_for(in.size(), std::size_t{1} << 14, run_range);
+
+  if (first) {
+    const auto& [index, f] = *first;
+    // A block that faults writes nothing, so even in place the element still holds its input.
+    const std::string at = "element " + std::to_string(index) + " (" + std::to_string(in[index]) + "), iteration " +
+                           std::to_string(f.iteration) + ": ";
+    if (f.division_by_zero) return make_error(errc::arithmetic, at + "division by zero");
+    return make_error(errc::invalid_argument,
+                      at + "an intermediate value does not fit in int64 (Elixir would go on with a big integer)");
+  }
+  run_stats st;
+  st.backend = backend_name(dev->backend);
+  st.device = dev->name;
+  st.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  st.kernel_s = st.total_s;
+  st.chunks = (in.size() + block - 1) / block;
+  return st;
+}
+
+}  // namespace kiln

@@ -1,0 +1,236 @@
+// kiln::run_program against a per-element evaluator in 128-bit integers: random programs, edge values, faults.
+#include <gtest/gtest.h>
+
+#include <cstdint>
+#include <limits>
+#include <optional>
+#include <random>
+#include <string>
+#include <vector>
+
+#include "kiln/kiln.hpp"
+
+namespace {
+
+using i64 = std::int64_t;
+using i128 = __int128;
+using op = kiln::program_op;
+
+constexpr i64 lo = std::numeric_limits<i64>::min(), hi = std::numeric_limits<i64>::max();
+
+i64 w(op o) { return static_cast<i64>(o); }
+
+// The expected outcome for one element: its value, or the first fault (1: beyond int64,
+// 2: division by zero) and the iteration it happened in.
+struct outcome {
+  i64 value = 0;
+  int fault = 0;
+  i64 iteration = 0;
+};
+
+// Evaluates in 128 bits, where no operation on int64 operands can overflow, and checks each
+// value against int64 afterwards: a different route from the interpreter's wrapping and flags.
+outcome reference(const std::vector<i64>& code, const std::vector<i64>& params, i64 iterations, i64 x) {
+  for (i64 it = 1; it <= iterations; ++it) {
+    std::vector<i128> st;
+    for (std::size_t i = 0; i < code.size(); ++i) {
+      const auto o = static_cast<op>(code[i]);
+      if (o == op::x) st.push_back(x);
+      else if (o == op::param) st.push_back(params[static_cast<std::size_t>(code[++i])]);
+      else if (o == op::literal) st.push_back(code[++i]);
+      else if (o == op::neg) st.back() = -st.back();
+      else {
+        const i128 b = st.back();
+        st.pop_back();
+        i128& a = st.back();
+        if ((o == op::div || o == op::rem) && b == 0) return {0, 2, it};
+        switch (o) {
+          case op::add: a = a + b; break;
+          case op::sub: a = a - b; break;
+          case op::mul: a = a * b; break;
+          case op::div: a = a / b; break;   // truncates, like Elixir's div
+          case op::rem: a = a % b; break;   // the dividend's sign, like Elixir's rem
+          default: break;
+        }
+      }
+      if (st.back() < lo || st.back() > hi) return {0, 1, it};
+    }
+    x = static_cast<i64>(st.back());
+  }
+  return {x, 0, 0};
+}
+
+// A random expression of depth <= d over x, two parameters and literals, in postfix order.
+void random_expr(std::mt19937_64& rng, int d, std::vector<i64>& code) {
+  const int pick = static_cast<int>(rng() % (d > 0 ? 9 : 3));
+  const i64 literals[] = {0, 1, -1, 2, 3, 22, 61, 6'700'417, 1LL << 31, -(1LL << 32), lo, hi, 1'000'000'007};
+  switch (pick) {
+    case 0: code.push_back(w(op::x)); return;
+    case 1: code.insert(code.end(), {w(op::param), static_cast<i64>(rng() % 2)}); return;
+    case 2: code.insert(code.end(), {w(op::literal), literals[rng() % std::size(literals)]}); return;
+    case 3: random_expr(rng, d - 1, code); code.push_back(w(op::neg)); return;
+    default:
+      random_expr(rng, d - 1, code);
+      random_expr(rng, d - 1, code);
+      code.push_back(w(op::add) + pick - 4);  // add, sub, mul, div, rem
+  }
+}
+
+std::vector<i64> inputs(std::size_t n, std::uint64_t seed) {
+  std::mt19937_64 rng(seed);
+  const i64 edges[] = {0, 1, -1, 2, -2, lo, hi, lo + 1, hi - 1, 1LL << 32, -(1LL << 32), 3'037'000'499, 3'037'000'500};
+  std::vector<i64> v(n);
+  for (auto& x : v) {
+    const auto r = rng() % 4;
+    x = r == 0 ? edges[rng() % std::size(edges)] : r == 1 ? static_cast<i64>(rng()) : static_cast<i64>(rng() % 2001) - 1000;
+  }
+  return v;
+}
+
+// Runs `code` on both host backends, out of place and in place, and checks every element against
+// the reference, or the error against the reference's first fault.
+void check(const std::vector<i64>& code, const std::vector<i64>& params, i64 iterations, const std::vector<i64>& in) {
+  std::optional<std::size_t> first;
+  std::vector<i64> want(in.size());
+  outcome first_fault;
+  for (std::size_t i = 0; i < in.size(); ++i) {
+    auto o = reference(code, params, iterations, in[i]);
+    if (o.fault && !first) first = i, first_fault = o;
+    want[i] = o.value;
+  }
+  const kiln::program prog{code, params, iterations};
+  for (const char* backend : {"cpu", "scalar"})
+    for (bool in_place : {false, true}) {
+      kiln::run_options opt;
+      opt.backend = backend;
+      std::vector<i64> out = in_place ? in : std::vector<i64>(in.size(), 0x5a5a);
+      auto r = in_place ? kiln::run_program(prog, out, out, opt) : kiln::run_program(prog, in, out, opt);
+      const std::string what = std::string(backend) + (in_place ? " in place" : "");
+      if (!first) {
+        ASSERT_TRUE(r.ok()) << what << ": " << r.err().message;
+        ASSERT_TRUE(out == want) << what;
+        EXPECT_EQ(r->backend, backend);
+      } else {
+        ASSERT_FALSE(r.ok()) << what << ": element " << *first << " should fault";
+        EXPECT_EQ(r.err().code, first_fault.fault == 2 ? kiln::errc::arithmetic : kiln::errc::invalid_argument) << what;
+        const std::string at = "element " + std::to_string(*first) + " (" + std::to_string(in[*first]) +
+                               "), iteration " + std::to_string(first_fault.iteration) + ": ";
+        EXPECT_EQ(r.err().message.rfind(at, 0), 0u) << what << ": " << r.err().message << " / expected " << at;
+      }
+    }
+}
+
+TEST(Program, RandomProgramsMatchThe128BitEvaluator) {
+  std::mt19937_64 rng(2026);
+  int faulted = 0, clean = 0;
+  for (int round = 0; round < 300; ++round) {
+    std::vector<i64> code;
+    random_expr(rng, 1 + round % 5, code);
+    const std::vector<i64> params{static_cast<i64>(rng() % 100) - 50, static_cast<i64>(rng())};
+    const i64 iterations = static_cast<i64>(rng() % 4);
+    auto in = inputs(1 + rng() % 700, static_cast<std::uint64_t>(round));
+    check(code, params, iterations, in);
+    if (HasFatalFailure()) return;
+    bool any = false;
+    for (i64 x : in) any |= reference(code, params, iterations, x).fault != 0;
+    (any ? faulted : clean)++;
+  }
+  // Both kinds of outcome were exercised.
+  EXPECT_GT(faulted, 30);
+  EXPECT_GT(clean, 30);
+}
+
+// The seed's map written as a program, over enough elements for every worker thread, equals the
+// engine's own logistic map.
+TEST(Program, TheLogisticMapAsAProgram) {
+  // rem(mu * x * (x + 1), p)
+  const std::vector<i64> code{w(op::param), 1, w(op::x), w(op::mul), w(op::x), w(op::literal), 1, w(op::add),
+                              w(op::mul), w(op::param), 0, w(op::rem)};
+  const std::vector<i64> params{6'700'417, 22};
+  std::vector<i64> in(1 << 18), want(in.size()), got(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<i64>(i) + 1;
+  ASSERT_TRUE(kiln::logistic_map(in, want, {6'700'417, 22, 10}).ok());
+  auto r = kiln::run_program({code, params, 10}, in, got);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(r->backend, "cpu");
+  // With a negative mu the map's values go negative, and rem keeps the dividend's sign.
+  const std::vector<i64> neg{6'700'417, -22};
+  ASSERT_TRUE(kiln::logistic_map(in, want, {6'700'417, -22, 3}).ok());
+  ASSERT_TRUE(kiln::run_program({code, neg, 3}, in, got).ok());
+  EXPECT_EQ(got, want);
+}
+
+// Faults far apart, met by different threads in any order: the lowest index is reported, and an
+// element that faults in a later iteration still comes first when its index is lower.
+TEST(Program, TheFirstFaultByIndexIsReported) {
+  // div(1000, x - 1): x = 1 divides by zero at once; x = 3 gives 500, then div(1000, 499) = 2;
+  // x = 1001 gives div(1000, 1000) = 1, and then divides by zero in iteration 2.
+  const std::vector<i64> code{w(op::literal), 1000, w(op::x), w(op::literal), 1, w(op::sub), w(op::div)};
+  std::vector<i64> in(200'000, 3);
+  in[150'000] = 1;  // faults in iteration 1
+  in[70'001] = 1;   // faults in iteration 1, lower index
+  in[9] = 1001;     // div(1000, 1000) = 1, then div(1000, 0): iteration 2, lowest index
+  for (const char* backend : {"cpu", "scalar"}) {
+    kiln::run_options o;
+    o.backend = backend;
+    std::vector<i64> out(in.size());
+    auto r = kiln::run_program({code, {}, 2}, in, out, o);
+    ASSERT_FALSE(r.ok()) << backend;
+    EXPECT_EQ(r.err().code, kiln::errc::arithmetic);
+    EXPECT_EQ(r.err().message, "element 9 (1001), iteration 2: division by zero") << backend;
+    in[9] = 3;
+    r = kiln::run_program({code, {}, 2}, in, out, o);
+    ASSERT_FALSE(r.ok()) << backend;
+    EXPECT_EQ(r.err().message, "element 70001 (1), iteration 1: division by zero") << backend;
+    in[9] = 1001;
+  }
+}
+
+TEST(Program, ZeroIterationsAndEmptyInputs) {
+  const std::vector<i64> code{w(op::x), w(op::literal), 0, w(op::div)};  // divides by zero when run
+  std::vector<i64> in{1, lo, hi}, out(3);
+  ASSERT_TRUE(kiln::run_program({code, {}, 0}, in, out).ok());
+  EXPECT_EQ(out, in);
+  std::vector<i64> none;
+  EXPECT_TRUE(kiln::run_program({code, {}, 5}, none, none).ok());
+}
+
+TEST(Program, MalformedCodeIsInvalid) {
+  const std::vector<std::vector<i64>> bad{
+      {},                                          // no value
+      {w(op::x), w(op::x)},                        // two values left
+      {w(op::add)},                                // too few operands
+      {w(op::param), 2},                           // parameter out of range (two given)
+      {w(op::param)},                              // operand missing
+      {w(op::x), 99, w(op::add)},                  // unknown operation
+  };
+  const std::vector<i64> params{1, 2};
+  for (const auto& code : bad) {
+    auto s = kiln::validate(kiln::program{code, params, 1});
+    ASSERT_FALSE(s.ok());
+    EXPECT_EQ(s.err().code, kiln::errc::invalid_argument);
+  }
+  std::vector<i64> deep;
+  for (int i = 0; i < 65; ++i) deep.push_back(w(op::x));
+  for (int i = 0; i < 64; ++i) deep.push_back(w(op::add));
+  EXPECT_FALSE(kiln::validate(kiln::program{deep, {}, 1}).ok()) << "65 values at once";
+  EXPECT_FALSE(kiln::validate(kiln::program{std::vector<i64>{w(op::x)}, {}, -1}).ok()) << "negative iterations";
+  EXPECT_TRUE(kiln::validate(kiln::program{std::vector<i64>{w(op::x)}, {}, 1}).ok());
+}
+
+TEST(Program, OnlyHostBackendsRunPrograms) {
+  const std::vector<i64> code{w(op::x)};
+  std::vector<i64> in{1}, out(1);
+  kiln::run_options o;
+  o.backend = "opencl";
+  auto r = kiln::run_program({code, {}, 1}, in, out, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, kiln::errc::invalid_argument);
+  o.backend = "tpu";
+  r = kiln::run_program({code, {}, 1}, in, out, o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, kiln::errc::unknown_backend);
+}
+
+}  // namespace
