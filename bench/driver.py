@@ -35,7 +35,7 @@ GROUP_SAMPLES = {
     "python": ["python.numpy", "python.cupy", "python.cupy.resident", "python.jax", "python.jax.resident",
                "python.torch", "python.torch.resident"],
     "elixir": ["elixir.pure.loop", "elixir.pure.inlined", "elixir.nif.cpu.list", "elixir.nif.cpu.windows",
-               "elixir.nif.cpu.binary", "elixir.kernel.cpu.binary", "elixir.nif.opencl0.list", "elixir.nif.opencl0.binary",
+               "elixir.nif.cpu.binary", "elixir.kernel.cpu.binary", "elixir.kernel.opencl0.binary", "elixir.nif.opencl0.list", "elixir.nif.opencl0.binary",
                "elixir.nif.opencl0.resident", "elixir.nif.cuda0.list", "elixir.nif.cuda0.binary",
                "elixir.nif.cuda0.resident", "elixir.nif.cuda.all.binary", "elixir.cluster.this_node.binary",
                "elixir.cluster.two_nodes.binary", "elixir.empty.list", "elixir.empty.binary"],

@@ -138,7 +138,8 @@ defmodule KilnBench do
           fn %{binary: b} -> {unwrap(m.run(b, p, mu, backend: :cpu, iterations: k)), %{}} end},
          # The same map as a kernel written in Elixir (defkernel), interpreted on every core.
          {"elixir.kernel.cpu.binary", nil, %{device: "cpu"},
-          fn %{binary: b} -> {unwrap(KilnBench.Kernels.logistic(b, p, mu, iterations: k, backend: :cpu)), %{}} end}]
+          fn %{binary: b} -> {unwrap(KilnBench.Kernels.logistic(b, p, mu, iterations: k, backend: :cpu)), %{}} end}] ++
+        kernel_opencl_rows(cfg, devices, devices_error)
 
     accel = Enum.flat_map(accelerator_devices(devices, devices_error), &device_rows(&1, cfg))
 
@@ -148,6 +149,22 @@ defmodule KilnBench do
     ]
 
     pure ++ cpu ++ accel ++ spread_rows(cfg, devices, devices_error) ++ empty
+  end
+
+  # The kernel written in Elixir, compiled into OpenCL C for OpenCL device 0 (a GPU where there
+  # is one); the warm-up run pays for the build.
+  defp kernel_opencl_rows(cfg, devices, devices_error) do
+    %{p: p, mu: mu, iterations: k} = cfg
+    dev = if devices_error, do: nil, else: Enum.find(devices, &(get(&1, :backend) == :opencl and get(&1, :index) == 0))
+
+    if dev && get(dev, :available) do
+      [{"elixir.kernel.opencl0.binary", nil, %{device: str(get(dev, :name)), backend: "opencl", gpu: get(dev, :gpu)},
+        fn %{binary: b} ->
+          {unwrap(KilnBench.Kernels.logistic(b, p, mu, iterations: k, backend: :opencl, device: 0)), %{}}
+        end}]
+    else
+      [{"elixir.kernel.opencl0.binary", nil, %{}, fn _ -> throw({:skip, "no usable OpenCL device 0"}) end}]
+    end
   end
 
   # One run over every CUDA device (where there are several), and Kiln.Cluster: on this node

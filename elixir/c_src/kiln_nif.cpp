@@ -4,6 +4,7 @@
 // (CPU-bound, or IO-bound for GPU waits), so nothing long runs on a normal scheduler. C++
 // exceptions never cross into the VM: `guarded` turns them into {:error, {kind, message}}.
 #include <erl_nif.h>
+#include <signal.h>
 
 #include <atomic>
 #include <chrono>
@@ -565,7 +566,25 @@ int open_types(ErlNifEnv* env, ErlNifResourceFlags flags) {
   return buffer_type && host_block_type ? 0 : 1;
 }
 
-int load(ErlNifEnv* env, void**, ERL_NIF_TERM) { return open_types(env, ERL_NIF_RT_CREATE); }
+// The VM ignores SIGCHLD, so the kernel reaps its children at once and waitpid() finds none.
+// OpenCL on the CPU (PoCL) links each kernel it has not cached by running the linker and waiting
+// for it: with SIGCHLD ignored that wait fails and PoCL aborts the whole VM. The default
+// disposition (discard the signal, keep the child until it is waited for) lets PoCL wait. The
+// VM's own port programs are children of its erl_child_setup process, not of this one, so none
+// is left unreaped by the change.
+void let_children_be_waited_for() {
+  struct sigaction sa {};
+  if (sigaction(SIGCHLD, nullptr, &sa) != 0) return;
+  if (sa.sa_handler != SIG_IGN && (sa.sa_flags & SA_NOCLDWAIT) == 0) return;
+  sa.sa_handler = SIG_DFL;
+  sa.sa_flags &= ~SA_NOCLDWAIT;
+  (void)sigaction(SIGCHLD, &sa, nullptr);
+}
+
+int load(ErlNifEnv* env, void**, ERL_NIF_TERM) {
+  let_children_be_waited_for();
+  return open_types(env, ERL_NIF_RT_CREATE);
+}
 
 int upgrade(ErlNifEnv* env, void**, void**, ERL_NIF_TERM) {
   return open_types(env, static_cast<ErlNifResourceFlags>(ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER));
@@ -582,6 +601,7 @@ ErlNifFunc nif_funcs[] = {
     {"convert", 2, guarded<convert_nif>, cpu},
     {"concat", 1, guarded<concat_nif>, cpu},
     {"program_run", 8, guarded<program_run_nif>, cpu},
+    {"program_run_io", 8, guarded<program_run_nif>, io},
     {"devices", 0, guarded<devices_nif>, cpu},
     {"buffer_upload", 3, guarded<buffer_upload_nif>, cpu},
     {"buffer_upload_io", 3, guarded<buffer_upload_nif>, io},

@@ -4,10 +4,12 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "kiln/kiln.hpp"
 #include "core/modmath.h"
+#include "core/program.hpp"
 
 namespace kiln::detail {
 
@@ -48,6 +50,14 @@ class backend {
   virtual result<run_stats> run(int device, std::span<const std::int64_t> in, std::span<std::int64_t> out,
                                 const kernel_params& kp, const run_options& options) = 0;
   virtual result<std::unique_ptr<resident_buffer>> upload(int device, std::span<const std::int64_t> data) = 0;
+  // Runs a checked program (core/program.hpp) over `in` on a backend that compiles programs for
+  // its devices; iterations >= 1 and `in` non-empty here. Faults are reported as
+  // program_fault() reports them. Host backends are interpreted in core, so the default refuses.
+  virtual result<run_stats> run_program(int /*device*/, const std::vector<program_instr>& /*code*/,
+                                        const program& /*prog*/, std::span<const std::int64_t> /*in*/,
+                                        std::span<std::int64_t> /*out*/, const run_options& /*options*/) {
+    return make_error(errc::invalid_argument, std::string("backend ") + backend_name(kind()) + " does not run programs");
+  }
   // Page-locked host memory that this backend's transfers use without staging; nullptr where the
   // backend has none (the default) or cannot allocate it now.
   virtual void* allocate_pinned(std::size_t /*bytes*/) { return nullptr; }

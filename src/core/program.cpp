@@ -9,24 +9,24 @@
 #include <string>
 #include <vector>
 
+#include "core/backend.hpp"
+#include "core/program.hpp"
 #include "core/thread_pool.hpp"
 #include "kiln/kiln.hpp"
 
 namespace kiln {
+namespace detail {
 namespace {
 
 using i64 = std::int64_t;
 using u64 = std::uint64_t;
 
-constexpr std::size_t max_depth = 64;
+constexpr std::size_t max_depth = program_max_depth;
 // Elements interpreted together: each operation runs over a whole block, so its dispatch costs
 // once per block and its loop is a plain one the compiler can vectorise (add, sub, neg).
 constexpr std::size_t block = 256;
 
-struct instr {
-  program_op op;
-  i64 operand;  // the parameter's value (already looked up) or the literal
-};
+using instr = program_instr;
 
 // What went wrong first in a block: the element's index in the block, its iteration and why.
 struct fault {
@@ -35,8 +35,10 @@ struct fault {
   bool division_by_zero;
 };
 
-result<std::vector<instr>> decode(const program& prog) {
-  std::vector<instr> out;
+}  // namespace
+
+result<std::vector<program_instr>> decode_program(const program& prog) {
+  std::vector<program_instr> out;
   std::size_t depth = 0;
   auto bad = [](const std::string& what) { return make_error(errc::invalid_argument, "program: " + what); };
   for (std::size_t i = 0; i < prog.code.size(); ++i) {
@@ -51,7 +53,6 @@ result<std::vector<instr>> decode(const program& prog) {
         if (operand < 0 || static_cast<u64>(operand) >= prog.params.size())
           return bad("parameter " + std::to_string(operand) + " at word " + std::to_string(i) + ", but " +
                      std::to_string(prog.params.size()) + " parameter(s) given");
-        operand = prog.params[static_cast<std::size_t>(operand)];
       }
     }
     const std::size_t pops = op == program_op::x || op == program_op::param || op == program_op::literal ? 0
@@ -67,11 +68,14 @@ result<std::vector<instr>> decode(const program& prog) {
   return out;
 }
 
+namespace {
+
 // Interprets the program over n <= block elements; writes `out` only when none faults. Every
 // operation also marks the elements it could not compute (code 1: out of int64, 2: zero
 // divisor); a marked element keeps its first mark, and its later values, which no longer
 // matter, are computed without undefined behaviour.
-std::optional<fault> run_block(const std::vector<instr>& code, i64 iterations, const i64* in, i64* out, std::size_t n) {
+std::optional<fault> run_block(const std::vector<instr>& code, std::span<const i64> params, i64 iterations,
+                               const i64* in, i64* out, std::size_t n) {
   std::array<std::array<i64, block>, max_depth> stack;
   std::array<i64, block> x;
   std::array<unsigned char, block> mark{};
@@ -83,6 +87,8 @@ std::optional<fault> run_block(const std::vector<instr>& code, i64 iterations, c
       switch (ins.op) {
         case program_op::x: std::copy(x.begin(), x.begin() + n, stack[sp++].begin()); break;
         case program_op::param:
+          std::fill(stack[sp].begin(), stack[sp].begin() + n, params[static_cast<std::size_t>(ins.operand)]), ++sp;
+          break;
         case program_op::literal: std::fill(stack[sp].begin(), stack[sp].begin() + n, ins.operand), ++sp; break;
         case program_op::neg: {
           auto& a = stack[sp - 1];
@@ -150,18 +156,37 @@ std::optional<fault> run_block(const std::vector<instr>& code, i64 iterations, c
   return std::nullopt;
 }
 
+// The error for a fault met at element `index`, iteration `iteration` (1-based).
+error fault_error(std::size_t index, i64 x, const fault& f) {
+  const std::string at =
+      "element " + std::to_string(index) + " (" + std::to_string(x) + "), iteration " + std::to_string(f.iteration) + ": ";
+  if (f.division_by_zero) return make_error(errc::arithmetic, at + "division by zero");
+  return make_error(errc::invalid_argument,
+                    at + "an intermediate value does not fit in int64 (Elixir would go on with a big integer)");
+}
+
 }  // namespace
 
+error program_fault(const std::vector<program_instr>& code, const program& prog, std::size_t index, i64 x) {
+  i64 out = 0;
+  if (auto f = run_block(code, prog.params, prog.iterations, &x, &out, 1)) return fault_error(index, x, *f);
+  return make_error(errc::internal, "a device reported a fault at element " + std::to_string(index) +
+                                        " that the host does not reproduce");
+}
+
+}  // namespace detail
+
 status validate(const program& prog) {
-  auto code = decode(prog);
+  auto code = detail::decode_program(prog);
   if (!code) return code.err();
   return {};
 }
 
-result<run_stats> run_program(const program& prog, std::span<const i64> in, std::span<i64> out,
+result<run_stats> run_program(const program& prog, std::span<const std::int64_t> in, std::span<std::int64_t> out,
                               const run_options& options) {
+  using detail::block;
   const auto t0 = std::chrono::steady_clock::now();
-  auto code = decode(prog);
+  auto code = detail::decode_program(prog);
   if (!code) return code.err();
   if (in.size() != out.size())
     return make_error(errc::invalid_argument, "input and output sizes differ (" + std::to_string(in.size()) +
@@ -172,19 +197,34 @@ result<run_stats> run_program(const program& prog, std::span<const i64> in, std:
     return make_error(errc::invalid_argument, "input and output overlap partially");
   run_options host = options;
   if (host.backend == "auto") host.backend = "cpu";
-  if (host.backend == "opencl" || host.backend == "cuda")
-    return make_error(errc::invalid_argument,
-                      "programs run on the cpu and scalar backends, not on " + host.backend + " (yet)");
+  if (host.backend == "cuda")
+    return make_error(errc::invalid_argument, "programs run on the cpu, scalar and opencl backends, not on cuda (yet)");
   auto dev = resolve(host);
   if (!dev) return dev.err();
+  run_stats st;
+  st.backend = backend_name(dev->backend);
+  st.device = dev->name;
+
+  if (dev->backend == backend_kind::opencl) {
+    // The OpenCL backend compiles the program for its device (and reports faults the same way).
+    if (in.empty() || prog.iterations == 0) {
+      if (ib != ob) std::copy(in.begin(), in.end(), out.begin());
+      return st;
+    }
+    auto r = detail::backend_of(backend_kind::opencl).run_program(dev->index, *code, prog, in, out, options);
+    if (!r) return r.err();
+    r->backend = st.backend;
+    r->device = st.device;
+    return r;
+  }
 
   // The first fault by element index, whichever thread meets it.
   std::mutex m;
-  std::optional<std::pair<std::size_t, fault>> first;
+  std::optional<std::pair<std::size_t, detail::fault>> first;
   auto run_range = [&](std::size_t b, std::size_t e) {
     for (std::size_t s = b; s < e; s += block) {
       const std::size_t n = std::min(block, e - s);
-      if (auto f = run_block(*code, prog.iterations, in.data() + s, out.data() + s, n)) {
+      if (auto f = detail::run_block(*code, prog.params, prog.iterations, in.data() + s, out.data() + s, n)) {
         std::lock_guard<std::mutex> lock(m);
         if (!first || s + f->index < first->first) first = std::make_pair(s + f->index, *f);
         return;  // later blocks of this range come after the fault
@@ -196,18 +236,8 @@ result<run_stats> run_program(const program& prog, std::span<const i64> in, std:
   else
     detail::parallel_for(in.size(), std::size_t{1} << 14, run_range);
 
-  if (first) {
-    const auto& [index, f] = *first;
-    // A block that faults writes nothing, so even in place the element still holds its input.
-    const std::string at = "element " + std::to_string(index) + " (" + std::to_string(in[index]) + "), iteration " +
-                           std::to_string(f.iteration) + ": ";
-    if (f.division_by_zero) return make_error(errc::arithmetic, at + "division by zero");
-    return make_error(errc::invalid_argument,
-                      at + "an intermediate value does not fit in int64 (Elixir would go on with a big integer)");
-  }
-  run_stats st;
-  st.backend = backend_name(dev->backend);
-  st.device = dev->name;
+  // A block that faults writes nothing, so even in place the element still holds its input.
+  if (first) return detail::fault_error(first->first, in[first->first], first->second);
   st.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   st.kernel_s = st.total_s;
   st.chunks = (in.size() + block - 1) / block;

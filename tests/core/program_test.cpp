@@ -89,7 +89,8 @@ std::vector<i64> inputs(std::size_t n, std::uint64_t seed) {
 
 // Runs `code` on both host backends, out of place and in place, and checks every element against
 // the reference, or the error against the reference's first fault.
-void check(const std::vector<i64>& code, const std::vector<i64>& params, i64 iterations, const std::vector<i64>& in) {
+void check(const std::vector<i64>& code, const std::vector<i64>& params, i64 iterations, const std::vector<i64>& in,
+           std::vector<const char*> backends = {"cpu", "scalar"}, std::size_t chunk = 0) {
   std::optional<std::size_t> first;
   std::vector<i64> want(in.size());
   outcome first_fault;
@@ -99,10 +100,11 @@ void check(const std::vector<i64>& code, const std::vector<i64>& params, i64 ite
     want[i] = o.value;
   }
   const kiln::program prog{code, params, iterations};
-  for (const char* backend : {"cpu", "scalar"})
+  for (const char* backend : backends)
     for (bool in_place : {false, true}) {
       kiln::run_options opt;
       opt.backend = backend;
+      opt.chunk_elements = chunk;
       std::vector<i64> out = in_place ? in : std::vector<i64>(in.size(), 0x5a5a);
       auto r = in_place ? kiln::run_program(prog, out, out, opt) : kiln::run_program(prog, in, out, opt);
       const std::string what = std::string(backend) + (in_place ? " in place" : "");
@@ -219,11 +221,38 @@ TEST(Program, MalformedCodeIsInvalid) {
   EXPECT_TRUE(kiln::validate(kiln::program{std::vector<i64>{w(op::x)}, {}, 1}).ok());
 }
 
-TEST(Program, OnlyHostBackendsRunPrograms) {
+// OpenCL compiles each program for its device (PoCL here and in CI): fewer programs than above,
+// since each costs a build, over chunks small enough that faults land in later chunks too.
+TEST(Program, OpenCLCompilesProgramsThatMatchThe128BitEvaluator) {
+  kiln::run_options probe;
+  probe.backend = "opencl";
+  if (auto d = kiln::resolve(probe); !d) GTEST_SKIP() << "opencl unavailable: " << d.err().message;
+  std::mt19937_64 rng(7);
+  for (int round = 0; round < 24; ++round) {
+    std::vector<i64> code;
+    random_expr(rng, 1 + round % 4, code);
+    const std::vector<i64> params{static_cast<i64>(rng() % 100) - 50, static_cast<i64>(rng())};
+    auto in = inputs(1 + rng() % 5000, static_cast<std::uint64_t>(round) + 1000);
+    check(code, params, static_cast<i64>(rng() % 4), in, {"opencl"}, 1 + rng() % 1500);
+    if (HasFatalFailure()) return;
+  }
+  // The seed's map, compiled: equal to the engine's own.
+  const std::vector<i64> logistic{w(op::param), 1, w(op::x), w(op::mul), w(op::x), w(op::literal), 1, w(op::add),
+                                  w(op::mul), w(op::param), 0, w(op::rem)};
+  std::vector<i64> in(100'003), want(in.size()), got(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<i64>(i) + 1;
+  ASSERT_TRUE(kiln::logistic_map(in, want, {6'700'417, 22, 10}).ok());
+  auto r = kiln::run_program({logistic, std::vector<i64>{6'700'417, 22}, 10}, in, got, probe);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_EQ(got, want);
+  EXPECT_EQ(r->backend, "opencl");
+}
+
+TEST(Program, CudaDoesNotRunProgramsYet) {
   const std::vector<i64> code{w(op::x)};
   std::vector<i64> in{1}, out(1);
   kiln::run_options o;
-  o.backend = "opencl";
+  o.backend = "cuda";
   auto r = kiln::run_program({code, {}, 1}, in, out, o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.err().code, kiln::errc::invalid_argument);

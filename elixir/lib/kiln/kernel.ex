@@ -30,8 +30,11 @@ defmodule Kiln.Kernel do
 
     * `:iterations` - times the expression is applied to each element (default `1`).
     * `:backend` - `:auto` (default, which is `:cpu`), `:cpu` (every core) or `:scalar` (one
-      thread): kernels are interpreted on the host, a block of elements at a time. GPUs do not
-      run them yet: `:opencl` and `:cuda` raise `ArgumentError`.
+      thread), where kernels are interpreted a block of elements at a time; or `:opencl`, which
+      compiles the kernel into OpenCL C for the device (once per device and kernel) and runs it
+      there, GPU or CPU. `:cuda` does not run kernels yet and raises `ArgumentError`.
+    * `:device` - the OpenCL device's index (default `0`).
+    * `:chunk_size` - OpenCL: at most this many elements a launch (default `0`: up to 2^24).
   """
 
   alias Kiln.Args
@@ -137,7 +140,9 @@ defmodule Kiln.Kernel do
     chunk = Args.chunk_size!(opts[:chunk_size])
     {nif_data, as_list} = Args.data!(data)
 
-    case Kiln.Native.program_run(nif_data, as_list, code, params, iterations, backend, device, chunk) do
+    nif = if Args.dirty_io?(backend), do: &Kiln.Native.program_run_io/8, else: &Kiln.Native.program_run/8
+
+    case nif.(nif_data, as_list, code, params, iterations, backend, device, chunk) do
       {:ok, result, _stats} -> result
       {:error, reason} -> Args.raise_error!(reason)
     end

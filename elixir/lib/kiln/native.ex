@@ -22,6 +22,9 @@ defmodule Kiln.Native do
   def program_run(_data, _as_list, _code, _params, _iterations, _backend, _device, _chunk),
     do: :erlang.nif_error(:nif_not_loaded)
 
+  def program_run_io(_data, _as_list, _code, _params, _iterations, _backend, _device, _chunk),
+    do: :erlang.nif_error(:nif_not_loaded)
+
   def devices, do: :erlang.nif_error(:nif_not_loaded)
   def buffer_upload(_data, _backend, _device), do: :erlang.nif_error(:nif_not_loaded)
   def buffer_upload_io(_data, _backend, _device), do: :erlang.nif_error(:nif_not_loaded)

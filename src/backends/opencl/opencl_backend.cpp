@@ -11,7 +11,9 @@
 #include <chrono>
 #include <cstdlib>
 #include <cstring>
+#include <climits>
 #include <initializer_list>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -304,6 +306,8 @@ struct device_state {
   std::vector<lane> lanes;
   std::size_t lane_capacity = 0;     // elements per slot buffer; 0 = not allocated
   std::size_t lane_clamped = 0;      // the chunk that an allocation failure cut down to lane_capacity, if any
+  // Programs (kernels written in Elixir), compiled once per device and kept by their source.
+  std::map<std::string, cl::Kernel> programs;
 };
 
 // Waits for the resident queue of a device on every way out of a run, so that nothing a call
@@ -747,6 +751,159 @@ struct probed_device {
   std::shared_ptr<device_state> state;  // null when !info.available
 };
 
+// ---- programs --------------------------------------------------------------------------------
+//
+// A program (core/program.hpp) becomes one OpenCL C kernel: its operations as straight-line code
+// over one element, in a loop over the iterations, each checked as the host interpreter checks
+// it. An element that faults goes on with values that no longer matter (every division is
+// guarded) and is not written; the kernel records the lowest faulting index of the chunk, and
+// the host interprets that element again to say why (program_fault).
+std::string program_source(const std::vector<program_instr>& code) {
+  std::ostringstream k;
+  k << "#define KILN_MIN (-9223372036854775807L - 1L)\n"
+       "__kernel void kiln_program(__global const long* in, __global long* out, __constant long* P,\n"
+       "                           const long n, const long iterations, __global int* fault) {\n"
+       "  const size_t i = get_global_id(0);\n"
+       "  if ((long)i >= n) return;\n"
+       "  long x = in[i];\n"
+       "  int bad = 0;\n"
+       "  for (long it = 0; it < iterations; ++it) {\n";
+  std::vector<std::string> stack;
+  int next = 0;
+  for (const program_instr& ins : code) {
+    const std::string r = "v" + std::to_string(next++);
+    auto pop = [&] {
+      std::string v = stack.back();
+      stack.pop_back();
+      return v;
+    };
+    switch (ins.op) {
+      case program_op::x: k << "    const long " << r << " = x;\n"; break;
+      case program_op::param: k << "    const long " << r << " = P[" << ins.operand << "];\n"; break;
+      case program_op::literal:
+        if (ins.operand == INT64_MIN)
+          k << "    const long " << r << " = KILN_MIN;\n";
+        else
+          k << "    const long " << r << " = " << ins.operand << "L;\n";
+        break;
+      case program_op::neg: {
+        const std::string a = pop();
+        k << "    const long " << r << " = (long)(0UL - (ulong)" << a << "); bad |= " << a << " == KILN_MIN;\n";
+        break;
+      }
+      default: {
+        const std::string b = pop(), a = pop();
+        k << "    long " << r << ";\n    { const long a = " << a << ", b = " << b << ";\n";
+        switch (ins.op) {
+          case program_op::add:
+            k << "      " << r << " = (long)((ulong)a + (ulong)b); bad |= ((a ^ " << r << ") & (b ^ " << r << ")) < 0;\n";
+            break;
+          case program_op::sub:
+            k << "      " << r << " = (long)((ulong)a - (ulong)b); bad |= ((a ^ b) & (a ^ " << r << ")) < 0;\n";
+            break;
+          case program_op::mul:
+            k << "      " << r << " = (long)((ulong)a * (ulong)b); bad |= mul_hi(a, b) != (" << r << " >> 63);\n";
+            break;
+          case program_op::div:
+            k << "      const long d = (b == 0 || b == -1) ? 1 : b;\n"
+              << "      " << r << " = b == -1 ? (long)(0UL - (ulong)a) : a / d; bad |= b == 0 || (b == -1 && a == KILN_MIN);\n";
+            break;
+          case program_op::rem:
+            k << "      const long d = (b == 0 || b == -1) ? 1 : b;\n"
+              << "      " << r << " = b == -1 ? 0 : a % d; bad |= b == 0;\n";
+            break;
+          default: break;
+        }
+        k << "    }\n";
+      }
+    }
+    stack.push_back(r);
+  }
+  k << "    x = " << stack.back() << ";\n"
+       "  }\n"
+       "  if (bad) atomic_min(fault, (int)i); else out[i] = x;\n"
+       "}\n";
+  return k.str();
+}
+
+// The device's kernel for this source, built on first use. The caller holds ds.m.
+result<cl::Kernel> program_kernel(device_state& ds, const std::string& source) {
+  if (auto it = ds.programs.find(source); it != ds.programs.end()) return it->second;
+  cl_int e = CL_SUCCESS;
+  cl::Program program(ds.context, source, false, &e);
+  if (e != CL_SUCCESS) return cl_error("clCreateProgramWithSource", e);
+  e = program.build(ds.device, "");
+  if (e != CL_SUCCESS) {
+    cl_int le = CL_SUCCESS;
+    const std::string log = program.getBuildInfo<CL_PROGRAM_BUILD_LOG>(ds.device, &le);
+    return make_error(errc::device_error, "program build failed, clBuildProgram: " + cl_code(e) +
+                                              "; build log: " + (le == CL_SUCCESS ? log_head(log) : "unavailable"));
+  }
+  cl::Kernel kernel(program, "kiln_program", &e);
+  if (e != CL_SUCCESS) return cl_error("clCreateKernel (kiln_program)", e);
+  ds.programs.emplace(source, kernel);
+  return kernel;
+}
+
+// Runs a program over in -> out in chunks through one pair of device buffers, on the device's
+// in-order queue: write, kernel, the chunk's fault index, then (only without a fault) the read.
+result<run_stats> run_program_on(device_state& ds, const std::vector<program_instr>& code, const program& prog,
+                                 std::span<const std::int64_t> in, std::span<std::int64_t> out,
+                                 const run_options& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::lock_guard<std::mutex> lock(ds.m);
+  drain_guard drained(ds);
+  auto kernel = program_kernel(ds, program_source(code));
+  if (!kernel) return kernel.err();
+  // At most 2^24 elements a chunk (128 MiB each way), so that a chunk's indices fit the fault's int.
+  std::size_t chunk = std::min({in.size(), std::size_t{1} << 24, ds.max_alloc_elements});
+  if (options.chunk_elements) chunk = std::min(chunk, options.chunk_elements);
+  const std::size_t bytes = chunk * element_bytes;
+  cl_int e = CL_SUCCESS;
+  cl::Buffer in_b(ds.context, CL_MEM_READ_ONLY, bytes, nullptr, &e);
+  if (e != CL_SUCCESS) return cl_error("clCreateBuffer (program input)", e);
+  cl::Buffer out_b(ds.context, CL_MEM_WRITE_ONLY, bytes, nullptr, &e);
+  if (e != CL_SUCCESS) return cl_error("clCreateBuffer (program output)", e);
+  // A parameterless program still gets a (one-element) parameter buffer.
+  std::vector<cl_long> params(prog.params.begin(), prog.params.end());
+  if (params.empty()) params.push_back(0);
+  cl::Buffer params_b(ds.context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, params.size() * sizeof(cl_long),
+                      params.data(), &e);
+  if (e != CL_SUCCESS) return cl_error("clCreateBuffer (program parameters)", e);
+  cl::Buffer fault_b(ds.context, CL_MEM_READ_WRITE, sizeof(cl_int), nullptr, &e);
+  if (e != CL_SUCCESS) return cl_error("clCreateBuffer (program fault)", e);
+  cl::Kernel& k = *kernel;
+  run_stats st;
+  for (std::size_t b = 0; b < in.size(); b += chunk) {
+    const std::size_t n = std::min(chunk, in.size() - b);
+    const cl_int none = INT_MAX;
+    cl_int fault = INT_MAX;
+    if ((e = ds.queue.enqueueWriteBuffer(fault_b, CL_FALSE, 0, sizeof(cl_int), &none)) != CL_SUCCESS)
+      return cl_error("clEnqueueWriteBuffer (program fault)", e);
+    if ((e = ds.queue.enqueueWriteBuffer(in_b, CL_FALSE, 0, n * element_bytes, in.data() + b)) != CL_SUCCESS)
+      return cl_error("clEnqueueWriteBuffer (program input)", e);
+    const cl_int args[] = {k.setArg(0, in_b), k.setArg(1, out_b), k.setArg(2, params_b),
+                           k.setArg(3, static_cast<cl_long>(n)), k.setArg(4, static_cast<cl_long>(prog.iterations)),
+                           k.setArg(5, fault_b)};
+    for (cl_int a : args)
+      if (a != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_program)", a);
+    if ((e = ds.queue.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(n), cl::NullRange)) != CL_SUCCESS)
+      return cl_error("clEnqueueNDRangeKernel (kiln_program)", e);
+    // The fault first: in place, reading the chunk back would overwrite the input it names.
+    if ((e = ds.queue.enqueueReadBuffer(fault_b, CL_TRUE, 0, sizeof(cl_int), &fault)) != CL_SUCCESS)
+      return cl_error("clEnqueueReadBuffer (program fault)", e);
+    if (fault != INT_MAX) {
+      const auto at = b + static_cast<std::size_t>(fault);
+      return program_fault(code, prog, at, in[at]);
+    }
+    if ((e = ds.queue.enqueueReadBuffer(out_b, CL_TRUE, 0, n * element_bytes, out.data() + b)) != CL_SUCCESS)
+      return cl_error("clEnqueueReadBuffer (program output)", e);
+    ++st.chunks;
+  }
+  st.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  return st;
+}
+
 // Reads one device property, remembering the first failure as the device's reason.
 template <cl_device_info Name>
 auto query(const cl::Device& dev, const char* what, std::string& failure) {
@@ -849,6 +1006,16 @@ class opencl_backend final : public backend {
       transfer_job job;
       job.set_map(in, out, kp, options);
       return transfer(**ds, job);
+    });
+  }
+
+  result<run_stats> run_program(int device, const std::vector<program_instr>& code, const program& prog,
+                                std::span<const std::int64_t> in, std::span<std::int64_t> out,
+                                const run_options& options) override {
+    return catching_bad_alloc([&]() -> result<run_stats> {
+      auto ds = state_of(device);
+      if (!ds) return ds.err();
+      return run_program_on(**ds, code, prog, in, out, options);
     });
   }
 

@@ -1,0 +1,26 @@
+// A program's checked operations, shared by the host interpreter and the backends that compile programs (OpenCL).
+#pragma once
+
+#include <cstdint>
+#include <span>
+#include <vector>
+
+#include "kiln/kiln.hpp"
+
+namespace kiln::detail {
+
+struct program_instr {
+  program_op op;
+  std::int64_t operand;  // param: its index; literal: its value
+};
+
+// The program's operations, checked (see kiln::validate); each pushes one value on a stack of at
+// most program_max_depth.
+constexpr std::size_t program_max_depth = 64;
+result<std::vector<program_instr>> decode_program(const program& prog);
+
+// The error a run reports when element `index` (whose input was `x`) faults: the host interprets
+// that element again to say in which iteration and why. internal if it does not fault here.
+error program_fault(const std::vector<program_instr>& code, const program& prog, std::size_t index, std::int64_t x);
+
+}  // namespace kiln::detail
