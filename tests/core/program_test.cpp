@@ -6,6 +6,7 @@
 #include <optional>
 #include <random>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "kiln/kiln.hpp"
@@ -246,6 +247,36 @@ TEST(Program, OpenCLCompilesProgramsThatMatchThe128BitEvaluator) {
   ASSERT_TRUE(r.ok()) << r.err().message;
   EXPECT_EQ(got, want);
   EXPECT_EQ(r->backend, "opencl");
+}
+
+// Many threads at once, each with its own program, on the host and (where usable) OpenCL, whose
+// programs share one cache per device.
+TEST(Program, ManyThreadsRunProgramsAtOnce) {
+  kiln::run_options probe;
+  probe.backend = "opencl";
+  const bool opencl = kiln::resolve(probe).ok();
+  constexpr int threads = 8;
+  std::vector<int> ok(threads, 0);
+  std::vector<std::string> why(threads);
+  std::vector<std::thread> pool;
+  for (int t = 0; t < threads; ++t)
+    pool.emplace_back([&, t] {
+      // x * (t + 2) + t, twice: two programs per backend, each used by several threads.
+      const std::vector<i64> code{w(op::x), w(op::param), 0, w(op::mul), w(op::param), 1, w(op::add)};
+      const std::vector<i64> params{t % 2 + 2, t};
+      const char* backend = opencl && t % 3 == 0 ? "opencl" : t % 3 == 1 ? "scalar" : "cpu";
+      auto in = inputs(20'000 + static_cast<std::size_t>(t), static_cast<std::uint64_t>(t));
+      for (auto& x : in) x %= 1'000'000;  // no overflow
+      std::vector<i64> out(in.size()), want(in.size());
+      for (std::size_t i = 0; i < in.size(); ++i) want[i] = (in[i] * params[0] + t) * params[0] + t;
+      kiln::run_options o;
+      o.backend = backend;
+      auto r = kiln::run_program({code, params, 2}, in, out, o);
+      ok[t] = r.ok() && out == want;
+      if (!r.ok()) why[t] = r.err().message;
+    });
+  for (auto& th : pool) th.join();
+  for (int t = 0; t < threads; ++t) EXPECT_TRUE(ok[t]) << "thread " << t << ": " << why[t];
 }
 
 TEST(Program, CudaDoesNotRunProgramsYet) {
