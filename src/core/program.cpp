@@ -74,9 +74,32 @@ namespace {
 // operation also marks the elements it could not compute (code 1: out of int64, 2: zero
 // divisor); a marked element keeps its first mark, and its later values, which no longer
 // matter, are computed without undefined behaviour.
+// Divides every a[i] by one divisor d (not 0 or -1) as Elixir's div and rem do, truncating, with
+// a multiplication instead of a 64-bit hardware division, which takes tens of cycles (the seed's
+// map as a kernel: 26.0 -> 22.9 ms for 2^20 elements on the 2-core machine): with m = 2^64 / |d|
+// rounded down, the high half of |a| * m is the quotient or one less, which one comparison
+// corrects (|a| < 2^64 makes the error of m below one step).
+void divide_by_one(std::array<i64, block>& a, i64 d, bool quotient, std::size_t n) {
+  const u64 ud = d < 0 ? u64{0} - static_cast<u64>(d) : static_cast<u64>(d);
+  const u64 m = ud == 1 ? 0 : static_cast<u64>((static_cast<unsigned __int128>(1) << 64) / ud);
+  for (std::size_t i = 0; i < n; ++i) {
+    const u64 ua = a[i] < 0 ? u64{0} - static_cast<u64>(a[i]) : static_cast<u64>(a[i]);
+    u64 q = ud == 1 ? ua : static_cast<u64>((static_cast<unsigned __int128>(ua) * m) >> 64);
+    u64 r = ua - q * ud;
+    if (r >= ud) ++q, r -= ud;
+    // The quotient's sign is the product of the signs; the remainder's the dividend's.
+    const bool negative = quotient ? (a[i] < 0) != (d < 0) : a[i] < 0;
+    const u64 v = quotient ? q : r;
+    a[i] = static_cast<i64>(negative ? u64{0} - v : v);
+  }
+}
+
 std::optional<fault> run_block(const std::vector<instr>& code, std::span<const i64> params, i64 iterations,
                                const i64* in, i64* out, std::size_t n) {
   std::array<std::array<i64, block>, max_depth> stack;
+  // Whether a stack slot holds one value in every element (a parameter or a literal): a
+  // division by it can skip the per-element divisions.
+  std::array<bool, max_depth> uniform{};
   std::array<i64, block> x;
   std::array<unsigned char, block> mark{};
   std::array<i64, block> fault_iteration{};
@@ -85,11 +108,14 @@ std::optional<fault> run_block(const std::vector<instr>& code, std::span<const i
     std::size_t sp = 0;
     for (const instr& ins : code) {
       switch (ins.op) {
-        case program_op::x: std::copy(x.begin(), x.begin() + n, stack[sp++].begin()); break;
+        case program_op::x: uniform[sp] = false, std::copy(x.begin(), x.begin() + n, stack[sp++].begin()); break;
         case program_op::param:
+          uniform[sp] = true;
           std::fill(stack[sp].begin(), stack[sp].begin() + n, params[static_cast<std::size_t>(ins.operand)]), ++sp;
           break;
-        case program_op::literal: std::fill(stack[sp].begin(), stack[sp].begin() + n, ins.operand), ++sp; break;
+        case program_op::literal:
+          uniform[sp] = true, std::fill(stack[sp].begin(), stack[sp].begin() + n, ins.operand), ++sp;
+          break;
         case program_op::neg: {
           auto& a = stack[sp - 1];
           for (std::size_t i = 0; i < n; ++i) {
@@ -101,6 +127,8 @@ std::optional<fault> run_block(const std::vector<instr>& code, std::span<const i
         default: {
           auto& a = stack[sp - 2];
           const auto& b = stack[sp - 1];
+          const bool b_uniform = uniform[sp - 1];
+          uniform[sp - 2] = uniform[sp - 2] && b_uniform;
           --sp;
           switch (ins.op) {
             case program_op::add:
@@ -126,6 +154,10 @@ std::optional<fault> run_block(const std::vector<instr>& code, std::span<const i
               break;
             case program_op::div:
             case program_op::rem:
+              if (b_uniform && n > 0 && b[0] != 0 && b[0] != -1) {
+                divide_by_one(a, b[0], ins.op == program_op::div, n);
+                break;
+              }
               for (std::size_t i = 0; i < n; ++i) {
                 if (b[i] == 0) {
                   if (!mark[i]) mark[i] = 2;

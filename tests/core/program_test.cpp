@@ -143,6 +143,23 @@ TEST(Program, RandomProgramsMatchThe128BitEvaluator) {
   EXPECT_GT(clean, 30);
 }
 
+// Division by a parameter (one divisor for the whole block, done by multiplication) against
+// the 128-bit evaluator: divisors of every size and sign, powers of two and their neighbours.
+TEST(Program, DivisionByOneDivisorIsExact) {
+  std::mt19937_64 rng(11);
+  std::vector<i64> divisors{1, 2, 3, 7, -2, -3, lo, hi, lo + 1, 1'000'000'007, -6'700'417};
+  for (int k = 1; k < 63; ++k) divisors.insert(divisors.end(), {i64{1} << k, (i64{1} << k) - 1, (i64{1} << k) + 1, -(i64{1} << k)});
+  for (int k = 0; k < 40; ++k) divisors.push_back(static_cast<i64>(rng()) >> (rng() % 63));
+  auto in = inputs(2'000, 5);
+  for (i64 d : divisors) {
+    if (d == 0 || d == -1) continue;  // the per-element path, tested above
+    for (kiln::program_op o : {op::div, op::rem}) {
+      check({w(op::x), w(op::param), 0, w(o)}, {d}, 1, in, {"cpu"});
+      if (HasFatalFailure()) return;
+    }
+  }
+}
+
 // The seed's map written as a program, over enough elements for every worker thread, equals the
 // engine's own logistic map.
 TEST(Program, TheLogisticMapAsAProgram) {
