@@ -125,6 +125,51 @@ defmodule Kiln.ClusterPeersTest do
     assert Map.has_key?(stats.failures, node)
   end
 
+  test "a kernel written in Elixir, mapped by the nodes that have it", %{peers: [a, b]} do
+    module = :"Elixir.ClusterKernels#{System.unique_integer([:positive])}"
+
+    source = """
+    defmodule #{inspect(module)} do
+      import Kiln.Kernel
+      defkernel step(x, a, m), do: rem(a * x + 1, m)
+    end
+    """
+
+    # Compiled here and on one peer only: the other has no such kernel.
+    Code.compile_string(source)
+    :erpc.call(a, Code, :compile_string, [source])
+    data = Kiln.Binary.from_list(random_int64s(30_000) |> Enum.map(&rem(&1, 1_000_000)))
+    expected = apply(module, :step, [data, 7, 1_000_003, [iterations: 3]])
+
+    {result, stats} =
+      Cluster.map_kernel_stats(data, {module, :step, [7, 1_000_003]}, nodes: [a, b], parts: 8, iterations: 3)
+
+    assert result == expected
+    assert stats.parts[a] == 8 and stats.parts[b] == 0
+    assert stats.failures[b] =~ "#{inspect(module)}.step/4 is not loaded there"
+
+    # A fault in the data is raised as on one node, with the input's first faulting element.
+    list = Enum.to_list(1..20_000) |> List.replace_at(15_000, 0) |> List.replace_at(9_001, 0)
+
+    :erpc.call(b, Code, :compile_string, [
+      "defmodule #{inspect(module)}.Inv do\n import Kiln.Kernel\n defkernel inv(x), do: div(1, x)\nend"
+    ])
+
+    Code.compile_string(
+      "defmodule #{inspect(module)}.Inv do\n import Kiln.Kernel\n defkernel inv(x), do: div(1, x)\nend"
+    )
+
+    :erpc.call(a, Code, :compile_string, [
+      "defmodule #{inspect(module)}.Inv do\n import Kiln.Kernel\n defkernel inv(x), do: div(1, x)\nend"
+    ])
+
+    assert_raise ArithmeticError, "element 9001 (0), iteration 1: division by zero", fn ->
+      Cluster.map_kernel(list, {Module.concat(module, Inv), :inv, []}, nodes: [a, b], parts: 10)
+    end
+
+    assert mailbox_is_empty()
+  end
+
   test "options per node override the shared ones", %{peers: [a, b]} do
     data = Kiln.Binary.from_list(random_int64s(4_000))
     expected = LogisticMap.run(data, 6_700_417, 22, backend: :scalar)
@@ -193,6 +238,45 @@ defmodule Kiln.ClusterTest do
     assert Kiln.Native.concat([]) == {:ok, <<>>}
     assert_raise ArgumentError, fn -> Kiln.Native.concat([<<1, 2, 3>>]) end
     assert_raise ArgumentError, fn -> Kiln.Native.concat([a | :tail]) end
+  end
+
+  test "kernels on this node: results, the input's first fault across parts, bad arguments" do
+    [{module, _}] =
+      Code.compile_string("""
+      defmodule ClusterLocalKernels#{System.unique_integer([:positive])} do
+        import Kiln.Kernel
+        defkernel inv(x, a), do: div(a, x)
+      end
+      """)
+
+    assert Cluster.map_kernel([1, 2, 4, -8], {module, :inv, [8]}, nodes: [node()], parts: 4) == [8, 4, 2, -1]
+    list = Enum.to_list(1..50_000) |> List.replace_at(40_000, 0) |> List.replace_at(12_345, 0)
+
+    for parts <- [1, 7, 50] do
+      assert_raise ArithmeticError, "element 12345 (0), iteration 1: division by zero", fn ->
+        Cluster.map_kernel(list, {module, :inv, [1]}, nodes: [node()], parts: parts)
+      end
+    end
+
+    assert_raise ArgumentError,
+                 ~r/element 3 \(-1\), iteration 1: an intermediate value does not fit in int64/,
+                 fn ->
+                   Cluster.map_kernel([1, 1, 1, -1], {module, :inv, [-0x8000_0000_0000_0000]},
+                     nodes: [node()],
+                     parts: 2,
+                     iterations: 1
+                   )
+                 end
+
+    assert_raise ArgumentError, ~r/is not a kernel defined with Kiln.Kernel.defkernel/, fn ->
+      Cluster.map_kernel([1], {module, :nope, [1]})
+    end
+
+    assert_raise ArgumentError, ~r/kernel parameters must be integers that fit in int64/, fn ->
+      Cluster.map_kernel([1], {module, :inv, [1.5]})
+    end
+
+    assert Process.info(self(), :message_queue_len) == {:message_queue_len, 0}
   end
 
   test "empty inputs, and more parts than elements" do

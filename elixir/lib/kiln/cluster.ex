@@ -1,7 +1,8 @@
 # One map spread over several BEAM nodes, each running Kiln on its own devices.
 defmodule Kiln.Cluster do
   @moduledoc """
-  Runs the logistic map over several BEAM nodes: the input is cut into parts, every node maps
+  Runs the logistic map, or a kernel written in Elixir (`map_kernel/3`), over several BEAM
+  nodes: the input is cut into parts, every node maps
   the parts it takes with its own Kiln (its own CPU cores and GPUs), and the results come back
   in order, exactly what `Kiln.LogisticMap.run/4` gives on one node.
 
@@ -34,8 +35,11 @@ defmodule Kiln.Cluster do
   """
 
   alias Kiln.Args
+  require Kiln.Args
 
-  @run_keys [:backend, :device, :iterations, :chunk_size, :host_share]
+  @spread_defaults [nodes: nil, parts: nil, in_flight: 2, timeout: :infinity]
+  @run_defaults [backend: :auto, device: 0, iterations: 10, chunk_size: 0, host_share: true]
+  @kernel_defaults [backend: :auto, device: 0, iterations: 1, chunk_size: 0]
 
   @doc """
   Applies the map to every element of `data` on the given nodes; see the module doc.
@@ -63,23 +67,63 @@ defmodule Kiln.Cluster do
   @spec run_stats([integer] | Range.t() | binary, pos_integer, integer, keyword) ::
           {[integer] | binary, stats}
   def run_stats(data, p, mu, opts \\ []) do
-    opts =
-      Keyword.validate!(opts,
-        nodes: nil,
-        parts: nil,
-        in_flight: 2,
-        timeout: :infinity,
-        backend: :auto,
-        device: 0,
-        iterations: 10,
-        chunk_size: 0,
-        host_share: true
-      )
-
+    opts = Keyword.validate!(opts, @spread_defaults ++ @run_defaults)
     p = Args.p!(p)
     mu = Args.mu!(mu)
-    run_opts = run_options!(Keyword.take(opts, @run_keys))
-    nodes = nodes!(opts[:nodes] || [node() | Node.list()], run_opts)
+    spread_run(data, {Kiln.LogisticMap, :run, [p, mu]}, opts, Keyword.keys(@run_defaults))
+  end
+
+  @doc """
+  Applies a kernel written in Elixir (`Kiln.Kernel.defkernel`) to every element of `data` on the
+  given nodes: `kernel` is `{module, name, params}`, and every node calls
+  `module.name(part, params..., opts)`, so the module must be loaded there too. Options: those
+  of `run/4` for the spreading (`:nodes`, `:parts`, `:in_flight`, `:timeout`) and the kernel's
+  own (`:iterations`, default `1`, `:backend`, `:device`, `:chunk_size`), which `{node, opts}`
+  may override per node.
+
+  A fault in the data (an intermediate value beyond int64, a zero divisor) is no node's failure:
+  it raises what the kernel raises on one node, naming the element by its index in the whole
+  input, and the lowest such index, as one node would.
+
+      iex> defmodule ClusterDocKernels do
+      ...>   import Kiln.Kernel
+      ...>   defkernel affine(x, a, b), do: a * x + b
+      ...> end
+      iex> Kiln.Cluster.map_kernel(1..4, {ClusterDocKernels, :affine, [3, 1]}, nodes: [node()], parts: 2)
+      [4, 7, 10, 13]
+  """
+  @spec map_kernel([integer] | Range.t() | binary, {module, atom, [integer]}, keyword) :: [integer] | binary
+  def map_kernel(data, kernel, opts \\ []) do
+    {result, _stats} = map_kernel_stats(data, kernel, opts)
+    result
+  end
+
+  @doc "Like `map_kernel/3`, with the statistics of `run_stats/4`."
+  @spec map_kernel_stats([integer] | Range.t() | binary, {module, atom, [integer]}, keyword) ::
+          {[integer] | binary, stats}
+  def map_kernel_stats(data, {module, name, params}, opts \\ [])
+      when is_atom(module) and is_atom(name) and is_list(params) do
+    opts = Keyword.validate!(opts, @spread_defaults ++ @kernel_defaults)
+
+    for value <- params, not Args.is_int64(value) do
+      raise ArgumentError, "kernel parameters must be integers that fit in int64, got #{inspect(value)}"
+    end
+
+    arity = length(params) + 2
+
+    unless Code.ensure_loaded?(module) and function_exported?(module, name, arity) and
+             function_exported?(module, :"#{name}_element", arity - 1) do
+      raise ArgumentError,
+            "#{inspect(module)}.#{name}/#{arity} is not a kernel defined with Kiln.Kernel.defkernel"
+    end
+
+    spread_run(data, {module, name, params}, opts, Keyword.keys(@kernel_defaults))
+  end
+
+  # Checks the spreading options and the input once, here, then spreads `job` over the nodes.
+  defp spread_run(data, job, opts, run_keys) do
+    run_opts = run_options!(Keyword.take(opts, run_keys))
+    nodes = nodes!(opts[:nodes] || [node() | Node.list()], run_opts, run_keys)
     in_flight = positive!(:in_flight, opts[:in_flight])
     timeout = timeout!(opts[:timeout])
     {nif_data, as_list} = Args.data!(data)
@@ -90,7 +134,7 @@ defmodule Kiln.Cluster do
     {result, stats} =
       if count == 0,
         do: {<<>>, %{parts: Map.new(nodes, &{elem(&1, 0), 0}), failures: %{}}},
-        else: spread(binary, count, parts, p, mu, nodes, in_flight, timeout)
+        else: spread(binary, count, parts, job, nodes, in_flight, timeout)
 
     {if(as_list, do: Kiln.Binary.to_list(result), else: result), stats}
   end
@@ -104,21 +148,21 @@ defmodule Kiln.Cluster do
     Args.device!(run_opts[:device])
     Args.iterations!(run_opts[:iterations])
     Args.chunk_size!(run_opts[:chunk_size])
-    Args.boolean!(:host_share, run_opts[:host_share])
+    if Keyword.has_key?(run_opts, :host_share), do: Args.boolean!(:host_share, run_opts[:host_share])
     run_opts
   end
 
-  defp nodes!(nodes, run_opts) when is_list(nodes) and nodes != [] do
+  defp nodes!(nodes, run_opts, run_keys) when is_list(nodes) and nodes != [] do
     nodes =
       Enum.map(nodes, fn
         node when is_atom(node) ->
           {node, run_opts}
 
         {node, opts} when is_atom(node) and is_list(opts) ->
-          unless Keyword.keyword?(opts) and Enum.all?(Keyword.keys(opts), &(&1 in @run_keys)) do
+          unless Keyword.keyword?(opts) and Enum.all?(Keyword.keys(opts), &(&1 in run_keys)) do
             raise ArgumentError,
                   "options for node #{inspect(node)} must be a keyword list of " <>
-                    "#{inspect(@run_keys)}, got #{inspect(opts)}"
+                    "#{inspect(run_keys)}, got #{inspect(opts)}"
           end
 
           {node, run_options!(Keyword.merge(run_opts, opts))}
@@ -133,7 +177,7 @@ defmodule Kiln.Cluster do
     end
   end
 
-  defp nodes!(nodes, _run_opts) do
+  defp nodes!(nodes, _run_opts, _run_keys) do
     raise ArgumentError, "nodes must be a non-empty list of nodes, got #{inspect(nodes)}"
   end
 
@@ -156,13 +200,12 @@ defmodule Kiln.Cluster do
   # parts; the caller hands them out in order, puts back the part of a worker whose node failed,
   # and collects the results. Whatever happens, no worker outlives the call and none of their
   # messages is left in the caller's mailbox.
-  defp spread(binary, count, parts, p, mu, nodes, in_flight, timeout) do
+  defp spread(binary, count, parts, job, nodes, in_flight, timeout) do
     caller = self()
 
     monitored =
       for {node, opts} <- nodes, _slot <- 1..in_flight, into: %{} do
-        {pid, ref} =
-          spawn_monitor(fn -> work(caller, Process.monitor(caller), node, p, mu, opts, timeout) end)
+        {pid, ref} = spawn_monitor(fn -> work(caller, Process.monitor(caller), node, job, opts, timeout) end)
 
         {pid, {ref, node}}
       end
@@ -180,7 +223,9 @@ defmodule Kiln.Cluster do
       waiting: MapSet.new(),
       holding: %{},
       failures: %{},
-      done_by: Map.new(nodes, &{elem(&1, 0), 0})
+      done_by: Map.new(nodes, &{elem(&1, 0), 0}),
+      # The data's lowest fault so far: {part, exception naming the element's index in the input}.
+      fault: nil
     }
 
     try do
@@ -203,9 +248,23 @@ defmodule Kiln.Cluster do
     {result, %{parts: st.done_by, failures: Map.new(st.failures, fn {node, {_kind, msg}} -> {node, msg} end)}}
   end
 
+  defp loop(%{fault: {i, exception}} = st) do
+    # Once every part before the faulting one has its result, the fault is the input's first.
+    if Enum.all?(0..(i - 1)//1, &is_map_key(st.results, &1)) do
+      end_workers(st)
+      raise exception
+    else
+      if MapSet.size(st.workers) == 0, do: no_node_left!(st)
+      loop_receive(st)
+    end
+  end
+
   defp loop(st) do
     if MapSet.size(st.workers) == 0, do: no_node_left!(st)
+    loop_receive(st)
+  end
 
+  defp loop_receive(st) do
     receive do
       {:ready, worker} ->
         case st.queue do
@@ -233,6 +292,19 @@ defmodule Kiln.Cluster do
       {:failed, worker, reason} ->
         loop(fail(st, worker, reason))
 
+      {:data_fault, worker, i, exception} ->
+        st = %{st | holding: Map.delete(st.holding, worker)}
+
+        case st.fault do
+          {j, _} when j < i ->
+            loop(st)
+
+          _ ->
+            # Later parts no longer matter; earlier ones may still hold an earlier fault.
+            {b, _} = elem(st.bounds, i)
+            loop(%{st | fault: {i, shift_index(exception, b)}, queue: Enum.filter(st.queue, &(&1 < i))})
+        end
+
       {:DOWN, _ref, :process, worker, reason} when is_map_key(st.monitored, worker) ->
         st = %{st | monitored: Map.delete(st.monitored, worker)}
 
@@ -256,6 +328,16 @@ defmodule Kiln.Cluster do
         workers: MapSet.delete(st.workers, worker),
         failures: Map.put(st.failures, Map.fetch!(st.node_of, worker), reason)
     }
+  end
+
+  # The exception with its element's index counted from the start of the whole input.
+  defp shift_index(exception, offset) do
+    message =
+      Regex.replace(~r/^element (\d+) /, exception.message, fn _, n ->
+        "element #{String.to_integer(n) + offset} "
+      end)
+
+    %{exception | message: message}
   end
 
   defp no_node_left!(st) do
@@ -287,20 +369,26 @@ defmodule Kiln.Cluster do
       {:ready, ^pid} -> flush(pid)
       {:result, ^pid, _, _} -> flush(pid)
       {:failed, ^pid, _} -> flush(pid)
+      {:data_fault, ^pid, _, _} -> flush(pid)
     after
       0 -> :ok
     end
   end
 
-  defp work(caller, caller_ref, node, p, mu, opts, timeout) do
+  defp work(caller, caller_ref, node, job, opts, timeout) do
     send(caller, {:ready, self()})
 
     receive do
       {:part, i, part} ->
-        case call(node, part, p, mu, opts, timeout) do
+        case call(node, job, part, opts, timeout) do
           {:ok, result} ->
             send(caller, {:result, self(), i, result})
-            work(caller, caller_ref, node, p, mu, opts, timeout)
+            work(caller, caller_ref, node, job, opts, timeout)
+
+          {:error, {:data, exception}} ->
+            # The data's fault, not the node's: it goes on taking parts.
+            send(caller, {:data_fault, self(), i, exception})
+            work(caller, caller_ref, node, job, opts, timeout)
 
           {:error, reason} ->
             send(caller, {:failed, self(), reason})
@@ -308,7 +396,7 @@ defmodule Kiln.Cluster do
 
       :wait ->
         receive do
-          :wake -> work(caller, caller_ref, node, p, mu, opts, timeout)
+          :wake -> work(caller, caller_ref, node, job, opts, timeout)
           {:DOWN, ^caller_ref, _, _, _} -> :ok
         end
 
@@ -317,8 +405,8 @@ defmodule Kiln.Cluster do
     end
   end
 
-  defp call(node, part, p, mu, opts, timeout) do
-    {:ok, :erpc.call(node, Kiln.LogisticMap, :run, [part, p, mu, opts], timeout)}
+  defp call(node, {module, name, args}, part, opts, timeout) do
+    {:ok, :erpc.call(node, module, name, [part | args] ++ [opts], timeout)}
   rescue
     e in ErlangError -> {:error, classify(e.original)}
   catch
@@ -327,11 +415,17 @@ defmodule Kiln.Cluster do
 
   # :erpc raises what went wrong there as {:exception, reason, stacktrace}, and its own failures
   # as {:erpc, why}.
+  # A kernel's fault names an element ("element N (x), iteration K: ..."): the data's, not the node's.
+  defp classify({:exception, %ArithmeticError{} = e, _}), do: {:data, e}
+  defp classify({:exception, %ArgumentError{message: "element " <> _} = e, _}), do: {:data, e}
   defp classify({:exception, %ArgumentError{} = e, _}), do: {:argument, Exception.message(e)}
   defp classify({:exception, %Kiln.Error{} = e, _}), do: {:engine, Exception.message(e)}
 
   defp classify({:exception, :undef, [{Kiln.LogisticMap, :run, _, _} | _]}),
     do: {:node, "Kiln is not loaded there"}
+
+  defp classify({:exception, :undef, [{module, name, args, _} | _]}) when is_list(args),
+    do: {:node, "#{inspect(module)}.#{name}/#{length(args)} is not loaded there"}
 
   defp classify({:exception, e, _}) when is_exception(e), do: {:node, Exception.message(e)}
   defp classify({:erpc, :noconnection}), do: {:node, "not connected (down, or never reached)"}
