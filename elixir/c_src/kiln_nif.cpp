@@ -324,6 +324,14 @@ ERL_NIF_TERM stats_term(ErlNifEnv* env, const kiln::run_stats& s, double decode_
 
 // ---- logistic map ----------------------------------------------------------------------------
 
+// {:ok, result, stats} from running `body` over the decoded data, or the error tuple.
+template <class Body>
+ERL_NIF_TERM run_reply(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Body& body) {
+  outcome o = transform(env, data, as_list, &body);
+  if (!o.ok) return o.term;
+  return enif_make_tuple3(env, atom(env, "ok"), o.term, stats_term(env, o.stats, o.decode_s, o.encode_s));
+}
+
 // run(data, as_list, p, mu, iterations, backend, device, chunk_elements, phase_times, host_share)
 //   -> {:ok, result, stats} | {:error, {kind, message}}
 ERL_NIF_TERM run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
@@ -338,12 +346,9 @@ ERL_NIF_TERM run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   if (auto s = kiln::validate(params); !s) return error_tuple(env, s.err());
   if (auto d = kiln::resolve(options); !d) return error_tuple(env, d.err());
 
-  auto body = [&](std::span<const std::int64_t> in, std::span<std::int64_t> out) {
+  return run_reply(env, argv[0], as_list, [&](std::span<const std::int64_t> in, std::span<std::int64_t> out) {
     return kiln::logistic_map(in, out, params, options);
-  };
-  outcome o = transform(env, argv[0], as_list, &body);
-  if (!o.ok) return o.term;
-  return enif_make_tuple3(env, atom(env, "ok"), o.term, stats_term(env, o.stats, o.decode_s, o.encode_s));
+  });
 }
 
 // convert(data, as_list) -> {:ok, same elements as a list or a binary}: empty_call, the
@@ -380,12 +385,9 @@ ERL_NIF_TERM program_run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   prog.code = code;
   prog.params = params;
   if (auto s = kiln::validate(prog); !s) return error_tuple(env, s.err());
-  auto body = [&](std::span<const std::int64_t> in, std::span<std::int64_t> out) {
+  return run_reply(env, argv[0], as_list, [&](std::span<const std::int64_t> in, std::span<std::int64_t> out) {
     return kiln::run_program(prog, in, out, options);
-  };
-  outcome o = transform(env, argv[0], as_list, &body);
-  if (!o.ok) return o.term;
-  return enif_make_tuple3(env, atom(env, "ok"), o.term, stats_term(env, o.stats, o.decode_s, o.encode_s));
+  });
 }
 
 // concat(binaries) -> {:ok, binary} | {:error, {kind, message}}: the parts' int64 elements one

@@ -177,9 +177,9 @@ result<device_info> resolve(const run_options& options) {
   return d;
 }
 
-result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::int64_t> out,
-                               const map_params& params, const run_options& options) {
-  KILN_TRY(validate(params));
+namespace detail {
+
+status check_in_out(std::span<const std::int64_t> in, std::span<const std::int64_t> out) {
   if (in.size() != out.size())
     return make_error(errc::invalid_argument, "input and output sizes differ (" + std::to_string(in.size()) +
                                                   " vs " + std::to_string(out.size()) + ")");
@@ -188,6 +188,18 @@ result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::
   const std::size_t bytes = in.size_bytes();
   if (ib != ob && ib < ob + bytes && ob < ib + bytes)
     return make_error(errc::invalid_argument, "input and output overlap partially");
+  return {};
+}
+
+}  // namespace detail
+
+result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::int64_t> out,
+                               const map_params& params, const run_options& options) {
+  KILN_TRY(validate(params));
+  KILN_TRY(detail::check_in_out(in, out));
+  const auto* ib = reinterpret_cast<const char*>(in.data());
+  const auto* ob = reinterpret_cast<const char*>(out.data());
+  const std::size_t bytes = in.size_bytes();
   auto dev = resolve(options);
   if (!dev) return dev.err();
   run_stats stats;

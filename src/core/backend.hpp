@@ -64,6 +64,10 @@ class backend {
   virtual void free_pinned(void* /*p*/) {}
 };
 
+// invalid_argument unless `in` and `out` have one size and are the same memory or apart: what
+// every run over two host arrays requires.
+status check_in_out(std::span<const std::int64_t> in, std::span<const std::int64_t> out);
+
 // The registry's instance of a backend (created on first use).
 backend& backend_of(backend_kind kind);
 

@@ -220,13 +220,7 @@ result<run_stats> run_program(const program& prog, std::span<const std::int64_t>
   const auto t0 = std::chrono::steady_clock::now();
   auto code = detail::decode_program(prog);
   if (!code) return code.err();
-  if (in.size() != out.size())
-    return make_error(errc::invalid_argument, "input and output sizes differ (" + std::to_string(in.size()) +
-                                                  " vs " + std::to_string(out.size()) + ")");
-  const auto* ib = reinterpret_cast<const char*>(in.data());
-  const auto* ob = reinterpret_cast<const char*>(out.data());
-  if (ib != ob && ib < ob + in.size_bytes() && ob < ib + in.size_bytes())
-    return make_error(errc::invalid_argument, "input and output overlap partially");
+  KILN_TRY(detail::check_in_out(in, out));
   run_options host = options;
   if (host.backend == "auto") host.backend = "cpu";
   if (host.backend == "cuda")
@@ -240,7 +234,7 @@ result<run_stats> run_program(const program& prog, std::span<const std::int64_t>
   if (dev->backend == backend_kind::opencl) {
     // The OpenCL backend compiles the program for its device (and reports faults the same way).
     if (in.empty() || prog.iterations == 0) {
-      if (ib != ob) std::copy(in.begin(), in.end(), out.begin());
+      if (in.data() != out.data()) std::copy(in.begin(), in.end(), out.begin());
       return st;
     }
     auto r = detail::backend_of(backend_kind::opencl).run_program(dev->index, *code, prog, in, out, options);
