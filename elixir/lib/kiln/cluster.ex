@@ -25,7 +25,7 @@ defmodule Kiln.Cluster do
     * `:nodes` - the nodes to use, each an atom or `{node, opts}` whose `opts` override the run
       options on that node (e.g. `{:"b@host", device: 1}`); default `[node() | Node.list()]`.
     * `:parts` - how many parts to cut the input into (default: four per node and in-flight
-      slot); never more than the elements.
+      slot, or one when the only node is this one); never more than the elements.
     * `:in_flight` - parts each node holds at once (default `2`: one mapping while the next
       crosses the network).
     * `:timeout` - milliseconds one part may take on a node before that node counts as failed
@@ -129,7 +129,9 @@ defmodule Kiln.Cluster do
     {nif_data, as_list} = Args.data!(data)
     binary = if is_binary(nif_data), do: nif_data, else: Args.unwrap!(Kiln.Native.convert(nif_data, false))
     count = div(byte_size(binary), 8)
-    parts = min(positive!(:parts, opts[:parts] || 4 * length(nodes) * in_flight), max(count, 1))
+    # This node alone has nothing to balance and no network to overlap: one part, no copies.
+    default_parts = if match?([{n, _}] when n == node(), nodes), do: 1, else: 4 * length(nodes) * in_flight
+    parts = min(positive!(:parts, opts[:parts] || default_parts), max(count, 1))
 
     {result, stats} =
       if count == 0,
@@ -244,7 +246,13 @@ defmodule Kiln.Cluster do
 
   defp loop(%{results: results, parts: parts} = st) when map_size(results) == parts do
     end_workers(st)
-    result = Enum.map(0..(parts - 1), &Map.fetch!(results, &1)) |> Kiln.Native.concat() |> Args.unwrap!()
+
+    result =
+      case parts do
+        1 -> Map.fetch!(results, 0)
+        _ -> Enum.map(0..(parts - 1), &Map.fetch!(results, &1)) |> Kiln.Native.concat() |> Args.unwrap!()
+      end
+
     {result, %{parts: st.done_by, failures: Map.new(st.failures, fn {node, {_kind, msg}} -> {node, msg} end)}}
   end
 
