@@ -170,6 +170,25 @@ defmodule Kiln.ClusterPeersTest do
     assert mailbox_is_empty()
   end
 
+  test "a node whose part outlasts the timeout takes no more parts", %{peers: [a, b]} do
+    module = :"Elixir.ClusterSlow#{System.unique_integer([:positive])}"
+    # The same module everywhere but on `a`, where it sleeps far past the timeout.
+    quick = "defmodule #{inspect(module)} do\n def f(part, _opts), do: part\n def f_element(x), do: x\nend"
+    slow = String.replace(quick, "do: part", "do: Process.sleep(5_000) && part")
+    Code.compile_string(quick)
+    :erpc.call(b, Code, :compile_string, [quick])
+    :erpc.call(a, Code, :compile_string, [slow])
+    data = Kiln.Binary.from_list(random_int64s(1_000))
+
+    {result, stats} =
+      Cluster.map_kernel_stats(data, {module, :f, []}, nodes: [a, b], parts: 4, in_flight: 1, timeout: 300)
+
+    assert result == data
+    assert stats.parts == %{a => 0, b => 4}
+    assert stats.failures == %{a => "timed out"}
+    assert mailbox_is_empty()
+  end
+
   test "options per node override the shared ones", %{peers: [a, b]} do
     data = Kiln.Binary.from_list(random_int64s(4_000))
     expected = LogisticMap.run(data, 6_700_417, 22, backend: :scalar)
