@@ -70,10 +70,6 @@ result<std::vector<program_instr>> decode_program(const program& prog) {
 
 namespace {
 
-// Interprets the program over n <= block elements; writes `out` only when none faults. Every
-// operation also marks the elements it could not compute (code 1: out of int64, 2: zero
-// divisor); a marked element keeps its first mark, and its later values, which no longer
-// matter, are computed without undefined behaviour.
 // Divides every a[i] by one divisor d (not 0 or -1) as Elixir's div and rem do, truncating, with
 // a multiplication instead of a 64-bit hardware division, which takes tens of cycles (the seed's
 // map as a kernel: 26.0 -> 22.9 ms for 2^20 elements on the 2-core machine): with m = 2^64 / |d|
@@ -94,6 +90,10 @@ void divide_by_one(std::array<i64, block>& a, i64 d, bool quotient, std::size_t 
   }
 }
 
+// Interprets the program over n <= block elements; writes `out` only when none faults. Every
+// operation also marks the elements it could not compute (code 1: out of int64, 2: zero
+// divisor); a marked element keeps its first mark, and its later values, which no longer
+// matter, are computed without undefined behaviour.
 std::optional<fault> run_block(const std::vector<instr>& code, std::span<const i64> params, i64 iterations,
                                const i64* in, i64* out, std::size_t n) {
   std::array<std::array<i64, block>, max_depth> stack;
