@@ -8,6 +8,7 @@ defmodule Kiln.KernelTest.Kernels do
   defkernel affine(x), do: +x * 3 + 1
   defkernel halve(x, d), do: div(x, d)
   defkernel inverse(x), do: div(1000, x)
+  defkernel shift_to_min(x), do: x + -9_223_372_036_854_775_808
 end
 
 defmodule Kiln.KernelTest do
@@ -188,6 +189,14 @@ defmodule Kiln.KernelTest do
              Kiln.Binary.from_list(expected)
   end
 
+  test "negative literals, down to the int64 minimum" do
+    assert Kernels.shift_to_min([0, 5, @int64_max]) == [@int64_min, @int64_min + 5, -1]
+
+    assert_raise ArgumentError, ~r/^element 1 \(-1\), iteration 1: an intermediate value does not fit/, fn ->
+      Kernels.shift_to_min([0, -1])
+    end
+  end
+
   test "a zero divisor raises ArithmeticError, as Elixir's div does" do
     assert_raise ArithmeticError, "element 1 (0), iteration 1: division by zero", fn ->
       Kernels.inverse([5, 0, 7])
@@ -231,6 +240,8 @@ defmodule Kiln.KernelTest do
            "defkernel supports integers, its arguments, +, -, *, div and rem; got x ** 2"},
           {"defkernel f(x), do: x + y", "unknown variable y (the kernel's arguments are x)"},
           {"defkernel f(x), do: x + 0x8000_0000_0000_0000", "does not fit in int64"},
+          {"defkernel f(x), do: x - -9_223_372_036_854_775_809",
+           "the literal -9223372036854775809 does not fit"},
           {"defkernel f(x, 3), do: x", "defkernel's arguments must be plain variables"},
           {"defkernel f(x, x), do: x", "defkernel's arguments must differ"},
           {"defkernel f(), do: 1", "defkernel needs the element as its first argument"}

@@ -83,9 +83,11 @@ defmodule Kiln.Kernel do
     expr |> emit(element, params) |> List.flatten()
   end
 
-  defp emit(n, _element, _params) when is_integer(n) do
+  defp emit(n, element, params) when is_integer(n), do: emit_literal(n, n, element, params)
+
+  defp emit_literal(n, ast, _element, _params) do
     unless Args.int64_min() <= n and n <= Args.int64_max(),
-      do: compile_error!(n, "the literal #{n} does not fit in int64")
+      do: compile_error!(ast, "the literal #{n} does not fit in int64")
 
     [@ops.literal, n]
   end
@@ -105,6 +107,11 @@ defmodule Kiln.Kernel do
         )
     end
   end
+
+  # A negative literal is the negation of a positive one in the AST; folded, so that
+  # -9223372036854775808 is the literal it reads as (its positive part does not fit in int64).
+  defp emit({:-, meta, [n]}, element, params) when is_integer(n),
+    do: emit_literal(-n, {:-, meta, [n]}, element, params)
 
   defp emit({:-, _, [a]}, element, params), do: [emit(a, element, params), @ops.neg]
   defp emit({:+, _, [a]}, element, params), do: emit(a, element, params)
