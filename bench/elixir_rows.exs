@@ -139,7 +139,7 @@ defmodule KilnBench do
          # The same map as a kernel written in Elixir (defkernel), interpreted on every core.
          {"elixir.kernel.cpu.binary", nil, %{device: "cpu"},
           fn %{binary: b} -> {unwrap(KilnBench.Kernels.logistic(b, p, mu, iterations: k, backend: :cpu)), %{}} end}] ++
-        kernel_opencl_rows(cfg, devices, devices_error)
+        kernel_gpu_rows(cfg, devices, devices_error)
 
     accel = Enum.flat_map(accelerator_devices(devices, devices_error), &device_rows(&1, cfg))
 
@@ -151,19 +151,23 @@ defmodule KilnBench do
     pure ++ cpu ++ accel ++ spread_rows(cfg, devices, devices_error) ++ empty
   end
 
-  # The kernel written in Elixir, compiled into OpenCL C for OpenCL device 0 (a GPU where there
-  # is one); the warm-up run pays for the build.
-  defp kernel_opencl_rows(cfg, devices, devices_error) do
+  # The kernel written in Elixir, compiled for device 0 of each GPU backend: into OpenCL C (a GPU
+  # where there is one, else PoCL) and into CUDA C with NVRTC; the warm-up run pays for the build.
+  defp kernel_gpu_rows(cfg, devices, devices_error) do
     %{p: p, mu: mu, iterations: k} = cfg
-    dev = if devices_error, do: nil, else: Enum.find(devices, &(get(&1, :backend) == :opencl and get(&1, :index) == 0))
 
-    if dev && get(dev, :available) do
-      [{"elixir.kernel.opencl0.binary", nil, %{device: str(get(dev, :name)), backend: "opencl", gpu: get(dev, :gpu)},
-        fn %{binary: b} ->
-          {unwrap(KilnBench.Kernels.logistic(b, p, mu, iterations: k, backend: :opencl, device: 0)), %{}}
-        end}]
-    else
-      [{"elixir.kernel.opencl0.binary", nil, %{}, fn _ -> throw({:skip, "no usable OpenCL device 0"}) end}]
+    for backend <- [:opencl, :cuda] do
+      name = "elixir.kernel.#{backend}0.binary"
+      dev = if devices_error, do: nil, else: Enum.find(devices, &(get(&1, :backend) == backend and get(&1, :index) == 0))
+
+      if dev && get(dev, :available) do
+        {name, nil, %{device: str(get(dev, :name)), backend: "#{backend}", gpu: get(dev, :gpu)},
+         fn %{binary: b} ->
+           {unwrap(KilnBench.Kernels.logistic(b, p, mu, iterations: k, backend: backend, device: 0)), %{}}
+         end}
+      else
+        {name, nil, %{}, fn _ -> throw({:skip, "no usable #{backend} device 0"}) end}
+      end
     end
   end
 

@@ -70,8 +70,9 @@ def describe(row):
         fam, label = "elixir-empty", "empty NIF call, binary"
     elif name == "elixir.kernel.cpu.binary":
         fam, label = "elixir-nif-cpu", "Elixir kernel (defkernel), cpu, passing a binary"
-    elif name == "elixir.kernel.opencl0.binary":
-        fam, label = "elixir-nif-accel", f"Elixir kernel (defkernel) compiled for opencl0 {dev}, passing a binary"
+    elif name in ("elixir.kernel.opencl0.binary", "elixir.kernel.cuda0.binary"):
+        where = name.split(".")[2]
+        fam, label = "elixir-nif-accel", f"Elixir kernel (defkernel) compiled for {where} {dev}, passing a binary"
     elif name == "elixir.nif.cuda.all.binary":
         fam, label = "elixir-nif-accel", f"Elixir+NIF cuda, every GPU ({dev}), binary, end to end"
     elif name.startswith("cpp.cuda.all"):

@@ -125,27 +125,43 @@ defmodule Kiln.KernelTest do
     end
   end
 
-  describe "opencl" do
-    @describetag skip: Kiln.TestHelper.unavailable_reason(:opencl)
+  # The GPU backends compile each kernel once (per device for OpenCL, per GPU architecture for
+  # CUDA, with NVRTC) and reuse it; the rounds reuse four kernels.
+  for backend <- [:opencl, :cuda] do
+    describe "#{backend}" do
+      @describetag skip: Kiln.TestHelper.unavailable_reason(backend)
 
-    # Each kernel compiles once per device; the rounds reuse the four.
-    test "compiled kernels: exact or the first fault, across launches" do
-      outcomes =
-        for round <- 1..16 do
-          kernel = Enum.at([:logistic, :mixed, :affine, :halve], rem(round, 4))
-          {_, names} = @bodies[kernel]
+      test "compiled kernels: exact or the first fault, across launches" do
+        backend = unquote(backend)
 
-          params =
-            Enum.map(names, fn _ -> Enum.random([random_mu(), :rand.uniform(100) - 50, random_p()]) end)
+        outcomes =
+          for round <- 1..16 do
+            kernel = Enum.at([:logistic, :mixed, :affine, :halve], rem(round, 4))
+            {_, names} = @bodies[kernel]
 
-          list = Enum.map(1..(1 + :rand.uniform(3000)), fn _ -> :rand.uniform(20_001) - 10_001 end)
-          list = if rem(round, 3) == 0, do: list ++ random_int64s(50), else: list
-          data = if rem(round, 2) == 0, do: Kiln.Binary.from_list(list), else: list
-          check(kernel, data, params, :rand.uniform(4) - 1, :opencl, 700)
-        end
+            params =
+              Enum.map(names, fn _ -> Enum.random([random_mu(), :rand.uniform(100) - 50, random_p()]) end)
 
-      assert :clean in outcomes and :fault in outcomes
+            list = Enum.map(1..(1 + :rand.uniform(3000)), fn _ -> :rand.uniform(20_001) - 10_001 end)
+            list = if rem(round, 3) == 0, do: list ++ random_int64s(50), else: list
+            data = if rem(round, 2) == 0, do: Kiln.Binary.from_list(list), else: list
+            check(kernel, data, params, :rand.uniform(4) - 1, backend, 700)
+          end
+
+        assert :clean in outcomes and :fault in outcomes
+      end
+
+      test "the seed's map compiled for the device equals the engine's own" do
+        expected = Kiln.LogisticMap.run(1..100_000, 6_700_417, 22, backend: :cpu)
+
+        assert Kernels.logistic(1..100_000, 6_700_417, 22, iterations: 10, backend: unquote(backend)) ==
+                 expected
+      end
     end
+  end
+
+  describe "opencl, in a child VM" do
+    @describetag skip: Kiln.TestHelper.unavailable_reason(:opencl)
 
     # With the VM's SIGCHLD ignored, PoCL's wait for the linker of an uncached kernel failed and
     # it aborted the VM; a child VM with an empty kernel cache shows that it no longer does.
@@ -173,10 +189,21 @@ defmodule Kiln.KernelTest do
       assert status == 0, output
       assert output =~ "[28, 25, 37]\n[9, 11, 13]"
     end
+  end
 
-    test "the seed's map compiled for the device equals the engine's own" do
-      expected = Kiln.LogisticMap.run(1..100_000, 6_700_417, 22, backend: :cpu)
-      assert Kernels.logistic(1..100_000, 6_700_417, 22, iterations: 10, backend: :opencl) == expected
+  describe "cuda, every device" do
+    @describetag skip: Kiln.TestHelper.unavailable_reason(:cuda)
+
+    test "device: :all spreads a kernel over every GPU, with the first fault by index" do
+      expected = Kiln.LogisticMap.run(1..300_000, 6_700_417, 22, backend: :cpu)
+      opts = [iterations: 10, backend: :cuda, device: :all, chunk_size: 4096]
+      assert Kernels.logistic(1..300_000, 6_700_417, 22, opts) == expected
+
+      data = List.duplicate(1000, 300_000) |> List.replace_at(250_000, 0) |> List.replace_at(123_457, 0)
+
+      assert_raise ArithmeticError, "element 123457 (0), iteration 1: division by zero", fn ->
+        Kernels.inverse(Kiln.Binary.from_list(data), backend: :cuda, device: :all, chunk_size: 4096)
+      end
     end
   end
 
@@ -223,8 +250,13 @@ defmodule Kiln.KernelTest do
       Kernels.logistic([1], 0x8000_0000_0000_0000, 22)
     end
 
-    assert_raise ArgumentError, ~r/programs run on the cpu, scalar and opencl backends, not on cuda/, fn ->
-      Kernels.affine([1], backend: :cuda)
+    # Where CUDA cannot run, a kernel asked of it says why (where it can, the cuda tests above run).
+    if reason = Kiln.TestHelper.unavailable_reason(:cuda) do
+      assert reason =~ "cuda unavailable"
+
+      assert_raise ArgumentError, ~r/backend cuda is unavailable/, fn ->
+        Kernels.affine([1], backend: :cuda)
+      end
     end
 
     assert_raise ArgumentError, ~r/iterations must be a non-negative integer/, fn ->

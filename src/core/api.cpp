@@ -191,6 +191,21 @@ status check_in_out(std::span<const std::int64_t> in, std::span<const std::int64
   return {};
 }
 
+result<int> run_index(const run_options& options, const device_info& dev, run_stats& stats) {
+  if (options.device != all_devices) return dev.index;
+  std::vector<device_info> usable;
+  for (auto& d : registry::get().devices_of(dev.backend))
+    if (d.available) usable.push_back(std::move(d));
+  if (usable.size() <= 1) return dev.index;
+  if (dev.backend != backend_kind::cuda)
+    return make_error(errc::invalid_argument,
+                      std::string("backend ") + backend_name(dev.backend) + " has " + std::to_string(usable.size()) +
+                          " usable devices, and only the cuda backend spreads one run over several; "
+                          "choose a device index");
+  for (std::size_t i = 1; i < usable.size(); ++i) stats.device += " + " + usable[i].name;
+  return all_devices;
+}
+
 }  // namespace detail
 
 result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::int64_t> out,
@@ -205,28 +220,15 @@ result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::
   run_stats stats;
   stats.backend = backend_name(dev->backend);
   stats.device = dev->name;
-  int index = dev->index;
-  if (options.device == all_devices) {
-    std::vector<device_info> usable;
-    for (auto& d : detail::registry::get().devices_of(dev->backend))
-      if (d.available) usable.push_back(std::move(d));
-    if (usable.size() > 1) {
-      if (dev->backend != backend_kind::cuda)
-        return make_error(errc::invalid_argument,
-                          std::string("backend ") + stats.backend + " has " + std::to_string(usable.size()) +
-                              " usable devices, and only the cuda backend spreads one run over several; "
-                              "choose a device index");
-      index = all_devices;
-      for (std::size_t i = 1; i < usable.size(); ++i) stats.device += " + " + usable[i].name;
-    }
-  }
+  auto index = detail::run_index(options, *dev, stats);
+  if (!index) return index.err();
   if (params.iterations == 0 || in.empty()) {
     auto t0 = std::chrono::steady_clock::now();
     if (ib != ob && bytes > 0) std::memcpy(out.data(), in.data(), bytes);
     stats.total_s = detail::seconds_since(t0);
     return stats;
   }
-  auto r = detail::registry::get().of(dev->backend).run(index, in, out, detail::prepare(params), options);
+  auto r = detail::registry::get().of(dev->backend).run(*index, in, out, detail::prepare(params), options);
   if (!r) return r.err();
   r->backend = stats.backend;
   r->device = stats.device;

@@ -50,9 +50,14 @@ class backend {
   virtual result<run_stats> run(int device, std::span<const std::int64_t> in, std::span<std::int64_t> out,
                                 const kernel_params& kp, const run_options& options) = 0;
   virtual result<std::unique_ptr<resident_buffer>> upload(int device, std::span<const std::int64_t> data) = 0;
+  // Whether this backend compiles programs for its devices (the GPU backends; CUDA only where
+  // NVRTC loads), else why not. Host backends' programs are interpreted in core.
+  virtual status program_support() {
+    return make_error(errc::invalid_argument, std::string("backend ") + backend_name(kind()) + " does not run programs");
+  }
   // Runs a checked program (core/program.hpp) over `in` on a backend that compiles programs for
-  // its devices; iterations >= 1 and `in` non-empty here. Faults are reported as
-  // program_fault() reports them. Host backends are interpreted in core, so the default refuses.
+  // its devices; iterations >= 1 and `in` non-empty here; `device` as for run(). Faults are
+  // reported as program_fault() reports them. The default refuses, as program_support() says.
   virtual result<run_stats> run_program(int /*device*/, const std::vector<program_instr>& /*code*/,
                                         const program& /*prog*/, std::span<const std::int64_t> /*in*/,
                                         std::span<std::int64_t> /*out*/, const run_options& /*options*/) {
@@ -63,6 +68,11 @@ class backend {
   virtual void* allocate_pinned(std::size_t /*bytes*/) { return nullptr; }
   virtual void free_pinned(void* /*p*/) {}
 };
+
+// The device index a run passes to its backend: the resolved device's, or all_devices when the
+// caller asked for every device and the cuda backend has several usable ones (their names are
+// then joined into stats.device); invalid_argument for another backend with several.
+result<int> run_index(const run_options& options, const device_info& dev, run_stats& stats);
 
 // invalid_argument unless `in` and `out` have one size and are the same memory or apart: what
 // every run over two host arrays requires.

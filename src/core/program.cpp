@@ -206,6 +206,23 @@ error program_fault(const std::vector<program_instr>& code, const program& prog,
                                         " that the host does not reproduce");
 }
 
+// Where "auto" runs a program of n elements: on a GPU whose backend compiles programs (CUDA
+// first, as logistic_map's auto), unless n is below gpu_program_min, where a launch and the copies
+// (and a compile, on the first call) cost more than the host takes; else the cpu backend.
+constexpr std::size_t gpu_program_min = std::size_t{1} << 16;
+
+result<device_info> resolve_program_device(const run_options& options, std::size_t n) {
+  if (options.backend != "auto") return resolve(options);
+  const auto all = devices();
+  if (n >= gpu_program_min)
+    for (auto k : {backend_kind::cuda, backend_kind::opencl})
+      for (const auto& d : all)
+        if (d.backend == k && d.available && d.gpu && backend_of(k).program_support().ok()) return d;
+  run_options cpu = options;
+  cpu.backend = "cpu";
+  return resolve(cpu);
+}
+
 }  // namespace detail
 
 status validate(const program& prog) {
@@ -221,15 +238,13 @@ result<run_stats> run_program(const program& prog, std::span<const std::int64_t>
   auto code = detail::decode_program(prog);
   if (!code) return code.err();
   KILN_TRY(detail::check_in_out(in, out));
-  run_options host = options;
-  if (host.backend == "auto") host.backend = "cpu";
-  if (host.backend == "cuda")
-    return make_error(errc::invalid_argument, "programs run on the cpu, scalar and opencl backends, not on cuda (yet)");
-  auto dev = resolve(host);
+  auto dev = detail::resolve_program_device(options, in.size());
   if (!dev) return dev.err();
   run_stats st;
   st.backend = backend_name(dev->backend);
   st.device = dev->name;
+  auto index = detail::run_index(options, *dev, st);
+  if (!index) return index.err();
   // Nothing to compute: a copy on every backend, as logistic_map does (and backends that compile
   // programs are asked only for real work).
   if (in.empty() || prog.iterations == 0) {
@@ -238,9 +253,9 @@ result<run_stats> run_program(const program& prog, std::span<const std::int64_t>
     return st;
   }
 
-  if (dev->backend == backend_kind::opencl) {
-    // The OpenCL backend compiles the program for its device (and reports faults the same way).
-    auto r = detail::backend_of(backend_kind::opencl).run_program(dev->index, *code, prog, in, out, options);
+  if (dev->backend == backend_kind::opencl || dev->backend == backend_kind::cuda) {
+    // The GPU backends compile the program for their devices (and report faults the same way).
+    auto r = detail::backend_of(dev->backend).run_program(*index, *code, prog, in, out, options);
     if (!r) return r.err();
     r->backend = st.backend;
     r->device = st.device;

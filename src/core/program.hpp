@@ -1,8 +1,9 @@
-// A program's checked operations, shared by the host interpreter and the backends that compile programs (OpenCL).
+// A program's checked operations, shared by the host interpreter and the backends that compile programs (OpenCL, CUDA).
 #pragma once
 
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "kiln/kiln.hpp"
@@ -22,5 +23,10 @@ result<std::vector<program_instr>> decode_program(const program& prog);
 // The error a run reports when element `index` (whose input was `x`) faults: the host interprets
 // that element again to say in which iteration and why. internal if it does not fault here.
 error program_fault(const std::vector<program_instr>& code, const program& prog, std::size_t index, std::int64_t x);
+
+// The source of one kernel named kiln_program that applies the program, checked, to every
+// element (core/program_source.cpp describes both dialects' signatures and fault reports).
+enum class program_dialect { opencl, cuda };
+std::string program_source(const std::vector<program_instr>& code, program_dialect dialect);
 
 }  // namespace kiln::detail

@@ -1,14 +1,17 @@
-// The CUDA backend: its unavailable path (no driver or GPU), the chunked pipeline, resident buffers and device indices.
+// The CUDA backend: its unavailable path (no driver or GPU), the chunked pipeline, resident buffers, device indices, and NVRTC.
 #include <gtest/gtest.h>
 
 #include <algorithm>
 #include <cstdint>
 #include <iostream>
+#include <limits>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "backend_test_support.hpp"
+#include "backends/cuda/nvrtc.hpp"
+#include "core/program.hpp"
 #include "kiln/kiln.hpp"
 
 namespace {
@@ -267,6 +270,38 @@ TEST_F(Cuda, ManyThreadsShareTheLanes) {
     });
   for (auto& th : pool) th.join();
   for (int t = 0; t < threads; ++t) EXPECT_TRUE(ok[t]) << "thread " << t << ": " << first_difference(outs[t], wants[t]);
+}
+
+// Programs compile with NVRTC, which needs no GPU: every operation of the CUDA dialect, with
+// edge literals, compiles for the oldest and newest architectures this build targets (so here
+// and in CI, where the GPU tests skip, the generated CUDA C is still checked by the compiler).
+TEST(CudaNvrtc, CompilesEveryOperationForEachArchitecture) {
+  if (auto s = kiln::detail::nvrtc_available(); !s.ok()) GTEST_SKIP() << s.err().message;
+  using op = kiln::program_op;
+  auto w = [](op o) { return static_cast<i64>(o); };
+  // neg(rem(div(x * p0 + p1 - INT64_MIN, p1), x)) - 7
+  const std::vector<i64> code{w(op::x), w(op::param), 0, w(op::mul), w(op::param), 1, w(op::add), w(op::literal),
+                              std::numeric_limits<i64>::min(), w(op::sub), w(op::param), 1, w(op::div), w(op::x),
+                              w(op::rem), w(op::neg), w(op::literal), 7, w(op::sub)};
+  const std::vector<i64> params{3, 5};
+  auto decoded = kiln::detail::decode_program({code, params, 1});
+  ASSERT_TRUE(decoded.ok()) << decoded.err().message;
+  const std::string source = kiln::detail::program_source(*decoded, kiln::detail::program_dialect::cuda);
+  for (int arch : {75, 90}) {
+    auto cubin = kiln::detail::compile_cubin(source, arch);
+    ASSERT_TRUE(cubin.ok()) << "sm_" << arch << ": " << cubin.err().message << "\n" << source;
+    ASSERT_GT(cubin->size(), 4u);
+    EXPECT_EQ(cubin->substr(0, 4), "\x7f" "ELF") << "sm_" << arch << ": a cubin is an ELF image";
+  }
+}
+
+TEST(CudaNvrtc, ACompileErrorCarriesTheLog) {
+  if (auto s = kiln::detail::nvrtc_available(); !s.ok()) GTEST_SKIP() << s.err().message;
+  auto r = kiln::detail::compile_cubin("extern \"C\" __global__ void kiln_program() { undeclared_name = 1; }", 90);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, kiln::errc::device_error);
+  EXPECT_NE(r.err().message.find("nvrtcCompileProgram failed"), std::string::npos) << r.err().message;
+  EXPECT_NE(r.err().message.find("undeclared_name"), std::string::npos) << r.err().message;
 }
 
 }  // namespace

@@ -2,6 +2,7 @@
 #include <gtest/gtest.h>
 
 #include <cstdint>
+#include <iostream>
 #include <limits>
 #include <optional>
 #include <random>
@@ -239,20 +240,22 @@ TEST(Program, MalformedCodeIsInvalid) {
   EXPECT_TRUE(kiln::validate(kiln::program{std::vector<i64>{w(op::x)}, {}, 1}).ok());
 }
 
-// OpenCL compiles each program for its device (PoCL here and in CI): fewer programs than above,
-// since each costs a build, over chunks small enough that faults land in later chunks too.
-TEST(Program, OpenCLCompilesProgramsThatMatchThe128BitEvaluator) {
+// The GPU backends compile each program for their devices (OpenCL: PoCL here and in CI; CUDA on
+// a GPU machine): fewer programs than above, since each costs a build, over chunks small enough
+// that faults land in later chunks (and, with `device`, on other devices) too.
+void check_compiled_programs(const char* backend, int device = 0) {
   kiln::run_options probe;
-  probe.backend = "opencl";
-  if (auto d = kiln::resolve(probe); !d) GTEST_SKIP() << "opencl unavailable: " << d.err().message;
+  probe.backend = backend;
+  probe.device = device;
+  if (auto d = kiln::resolve(probe); !d) GTEST_SKIP() << backend << " unavailable: " << d.err().message;
   std::mt19937_64 rng(7);
   for (int round = 0; round < 24; ++round) {
     std::vector<i64> code;
     random_expr(rng, 1 + round % 4, code);
     const std::vector<i64> params{static_cast<i64>(rng() % 100) - 50, static_cast<i64>(rng())};
     auto in = inputs(1 + rng() % 5000, static_cast<std::uint64_t>(round) + 1000);
-    check(code, params, static_cast<i64>(rng() % 4), in, {"opencl"}, 1 + rng() % 1500);
-    if (HasFatalFailure()) return;
+    check(code, params, static_cast<i64>(rng() % 4), in, {backend}, 1 + rng() % 1500);
+    if (::testing::Test::HasFatalFailure()) return;
   }
   // The seed's map, compiled: equal to the engine's own.
   const std::vector<i64> logistic{w(op::param), 1, w(op::x), w(op::mul), w(op::x), w(op::literal), 1, w(op::add),
@@ -263,15 +266,63 @@ TEST(Program, OpenCLCompilesProgramsThatMatchThe128BitEvaluator) {
   auto r = kiln::run_program({logistic, std::vector<i64>{6'700'417, 22}, 10}, in, got, probe);
   ASSERT_TRUE(r.ok()) << r.err().message;
   EXPECT_EQ(got, want);
-  EXPECT_EQ(r->backend, "opencl");
+  EXPECT_EQ(r->backend, backend);
+  // The first fault by index, over many chunks: element 9 faults in iteration 2, two others in 1.
+  const std::vector<i64> code{w(op::literal), 1000, w(op::x), w(op::literal), 1, w(op::sub), w(op::div)};
+  std::vector<i64> f(300'000, 3);
+  f[250'000] = 1, f[70'001] = 1, f[9] = 1001;
+  kiln::run_options small = probe;
+  small.chunk_elements = 4096;
+  for (bool in_place : {false, true}) {
+    std::vector<i64> data = f, out(f.size());
+    r = in_place ? kiln::run_program({code, {}, 2}, data, data, small) : kiln::run_program({code, {}, 2}, f, out, small);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.err().code, kiln::errc::arithmetic);
+    EXPECT_EQ(r.err().message, "element 9 (1001), iteration 2: division by zero") << (in_place ? "in place" : "");
+  }
 }
 
-// Many threads at once, each with its own program, on the host and (where usable) OpenCL, whose
-// programs share one cache per device.
+TEST(Program, OpenCLCompilesProgramsThatMatchThe128BitEvaluator) { check_compiled_programs("opencl"); }
+
+TEST(Program, CudaCompilesProgramsThatMatchThe128BitEvaluator) { check_compiled_programs("cuda"); }
+
+// Every usable CUDA device at once, one work counter feeding them all (one device where there is one).
+TEST(Program, CudaSpreadsAProgramOverEveryDevice) { check_compiled_programs("cuda", kiln::all_devices); }
+
+// From page-locked memory (kiln::host_memory) the CUDA lanes copy straight from the caller's
+// arrays, without staging: the same results and faults.
+TEST(Program, CudaRunsProgramsFromPinnedMemory) {
+  kiln::run_options o;
+  o.backend = "cuda";
+  if (auto d = kiln::resolve(o); !d) GTEST_SKIP() << "cuda unavailable: " << d.err().message;
+  const std::vector<i64> code{w(op::x), w(op::x), w(op::mul), w(op::param), 0, w(op::rem)};  // rem(x * x, p)
+  const std::vector<i64> params{1'000'000'007};
+  const std::size_t n = 3'000'001;
+  auto in = kiln::host_memory::allocate(n);
+  auto out = kiln::host_memory::allocate(n);
+  ASSERT_TRUE(in.ok() && out.ok());
+  EXPECT_TRUE(in->pinned());
+  for (std::size_t i = 0; i < n; ++i) in->data()[i] = static_cast<i64>(i) - 1'000'000;
+  auto r = kiln::run_program({code, params, 3}, in->span(), out->span(), o);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  for (std::size_t i = 0; i < n; i += 997) {
+    ASSERT_EQ(out->data()[i], reference(code, params, 3, in->data()[i]).value) << i;
+  }
+  in->data()[2'500'000] = 4'000'000'000;  // x * x overflows int64 in iteration 1
+  r = kiln::run_program({code, params, 3}, in->span(), in->span(), o);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, kiln::errc::invalid_argument);
+  EXPECT_EQ(r.err().message.rfind("element 2500000 (4000000000), iteration 1: ", 0), 0u) << r.err().message;
+}
+
+// Many threads at once, each with its own program, on the host and (where usable) the GPU
+// backends, whose programs share one cache per device (OpenCL) or per process (CUDA).
 TEST(Program, ManyThreadsRunProgramsAtOnce) {
   kiln::run_options probe;
   probe.backend = "opencl";
   const bool opencl = kiln::resolve(probe).ok();
+  probe.backend = "cuda";
+  const bool cuda = kiln::resolve(probe).ok();
   constexpr int threads = 8;
   std::vector<int> ok(threads, 0);
   std::vector<std::string> why(threads);
@@ -281,7 +332,7 @@ TEST(Program, ManyThreadsRunProgramsAtOnce) {
       // x * (t + 2) + t, twice: two programs per backend, each used by several threads.
       const std::vector<i64> code{w(op::x), w(op::param), 0, w(op::mul), w(op::param), 1, w(op::add)};
       const std::vector<i64> params{t % 2 + 2, t};
-      const char* backend = opencl && t % 3 == 0 ? "opencl" : t % 3 == 1 ? "scalar" : "cpu";
+      const char* backend = opencl && t % 4 == 0 ? "opencl" : cuda && t % 4 == 3 ? "cuda" : t % 4 == 1 ? "scalar" : "cpu";
       auto in = inputs(20'000 + static_cast<std::size_t>(t), static_cast<std::uint64_t>(t));
       for (auto& x : in) x %= 1'000'000;  // no overflow
       std::vector<i64> out(in.size()), want(in.size());
@@ -296,16 +347,33 @@ TEST(Program, ManyThreadsRunProgramsAtOnce) {
   for (int t = 0; t < threads; ++t) EXPECT_TRUE(ok[t]) << "thread " << t << ": " << why[t];
 }
 
-TEST(Program, CudaDoesNotRunProgramsYet) {
+// "auto" runs small inputs on the host and large ones on a GPU whose backend compiles programs
+// (the cpu backend where there is none, as here and in CI).
+TEST(Program, AutoPicksTheHostForSmallInputs) {
+  const std::vector<i64> code{w(op::x), w(op::literal), 3, w(op::mul)};
+  std::vector<i64> small(1000, 5), out(1000);
+  auto r = kiln::run_program({code, {}, 1}, small, out);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_EQ(r->backend, "cpu");
+  EXPECT_EQ(out, std::vector<i64>(1000, 15));
+  std::vector<i64> large(1 << 17, 5), large_out(large.size());
+  r = kiln::run_program({code, {}, 1}, large, large_out);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_EQ(large_out, std::vector<i64>(large.size(), 15));
+  bool gpu = false;
+  for (const auto& d : kiln::devices()) gpu = gpu || (d.available && d.gpu);
+  if (!gpu) {
+    EXPECT_EQ(r->backend, "cpu");
+  }
+  std::cout << "[ auto     ] 2^17 elements ran on " << r->backend << " (" << r->device << ")" << std::endl;
+}
+
+TEST(Program, UnknownBackendsAreRefused) {
   const std::vector<i64> code{w(op::x)};
   std::vector<i64> in{1}, out(1);
   kiln::run_options o;
-  o.backend = "cuda";
-  auto r = kiln::run_program({code, {}, 1}, in, out, o);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.err().code, kiln::errc::invalid_argument);
   o.backend = "tpu";
-  r = kiln::run_program({code, {}, 1}, in, out, o);
+  auto r = kiln::run_program({code, {}, 1}, in, out, o);
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.err().code, kiln::errc::unknown_backend);
 }

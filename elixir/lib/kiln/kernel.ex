@@ -29,12 +29,16 @@ defmodule Kiln.Kernel do
   ## Options
 
     * `:iterations` - times the expression is applied to each element (default `1`).
-    * `:backend` - `:auto` (default, which is `:cpu`), `:cpu` (every core) or `:scalar` (one
-      thread), where kernels are interpreted a block of elements at a time; or `:opencl`, which
-      compiles the kernel into OpenCL C for the device (once per device and kernel) and runs it
-      there, GPU or CPU. `:cuda` does not run kernels yet and raises `ArgumentError`.
-    * `:device` - the OpenCL device's index (default `0`).
-    * `:chunk_size` - OpenCL: at most this many elements a launch (default `0`: up to 2^24).
+    * `:backend` - `:cpu` (every core) or `:scalar` (one thread), where kernels are interpreted
+      a block of elements at a time; `:cuda`, which compiles the kernel into CUDA C with NVRTC
+      (once per kernel and GPU architecture) and streams the data through the GPU as
+      `Kiln.LogisticMap` does; `:opencl`, which compiles it into OpenCL C for the device (once per
+      device and kernel), GPU or CPU; or `:auto` (default): a GPU that compiles kernels (CUDA
+      first) for 65,536 elements or more, else `:cpu`.
+    * `:device` - the device's index (default `0`), or `:all` with `:cuda`: every GPU shares the
+      run.
+    * `:chunk_size` - GPU backends: at most this many elements a launch (default `0`: the
+      backend's own).
   """
 
   alias Kiln.Args
@@ -85,13 +89,6 @@ defmodule Kiln.Kernel do
 
   defp emit(n, element, params) when is_integer(n), do: emit_literal(n, n, element, params)
 
-  defp emit_literal(n, ast, _element, _params) do
-    unless Args.int64_min() <= n and n <= Args.int64_max(),
-      do: compile_error!(ast, "the literal #{n} does not fit in int64")
-
-    [@ops.literal, n]
-  end
-
   defp emit({var, _, ctx} = ast, element, params) when is_atom(var) and is_atom(ctx) do
     cond do
       var == element ->
@@ -125,6 +122,13 @@ defmodule Kiln.Kernel do
       ast,
       "defkernel supports integers, its arguments, +, -, *, div and rem; got #{Macro.to_string(ast)}"
     )
+  end
+
+  defp emit_literal(n, ast, _element, _params) do
+    unless Args.int64_min() <= n and n <= Args.int64_max(),
+      do: compile_error!(ast, "the literal #{n} does not fit in int64")
+
+    [@ops.literal, n]
   end
 
   defp compile_error!(ast, message) do

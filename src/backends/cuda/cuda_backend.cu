@@ -1,4 +1,4 @@
-// The `cuda` backend: device probing, the chunked pinned-memory transfer pipeline, and device-resident buffers.
+// The `cuda` backend: device probing, the chunked pinned-memory transfer pipeline, device-resident buffers and compiled programs.
 #include <cuda_runtime.h>
 
 #include <algorithm>
@@ -6,6 +6,8 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
+#include <limits>
+#include <map>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -15,8 +17,10 @@
 
 #include "backends/cuda/cuda_resources.cuh"
 #include "backends/cuda/logistic_kernel.cuh"
+#include "backends/cuda/nvrtc.hpp"
 #include "core/backend.hpp"
 #include "core/lanes.hpp"
+#include "core/program.hpp"
 #include "core/thread_pool.hpp"
 
 namespace kiln::detail {
@@ -93,10 +97,26 @@ struct lane {
   std::vector<slot> slots;
 };
 
+// A compiled program (core/program_source.cpp, CUDA dialect) as one job runs it: its kernel for
+// each device (by index; compiled for that device's compute capability), its parameters and
+// iteration count. The host does not share a program's work: the host interpreter takes 20-30
+// times as long per element as the map's SIMD kernel, so its pieces would finish long after the
+// device's chunks.
+struct program_launch {
+  std::vector<cudaKernel_t> kernels;
+  std::span<const i64> params;
+  i64 iterations = 0;
+  std::uint64_t first_fault = std::numeric_limits<std::uint64_t>::max();  // set by transfer()
+};
+
+using library_handle = cuda_handle<cudaLibrary_t, cudaLibraryUnload>;
+
 // What one pass through the pipeline does to n elements. A run maps host_in to host_out through
-// the slots' device buffers; an upload (host_in and resident) and a download (host_out and
-// resident) move data between the host and a resident device buffer.
+// the slots' device buffers, with the map (kp) or a compiled program; an upload (host_in and
+// resident) and a download (host_out and resident) move data between the host and a resident
+// device buffer.
 struct transfer_job : map_job {
+  program_launch* program = nullptr;   // instead of kp: the program's kernel on every chunk
   i64* resident = nullptr;             // device memory the chunks go to / come from, instead of the slots'
   // The caller's memory is page-locked: DMA reaches it directly, no staging copy on that side.
   bool in_pinned = false;
@@ -212,9 +232,10 @@ class lane_group {
 // Everything Kiln keeps per CUDA device: the two lane groups (see the shapes at the top).
 class device_state {
  public:
-  device_state(int index, int sm_count)
+  device_state(int index, int sm_count, int arch)
       : index_(index),
         sm_count_(sm_count),
+        arch_(arch),
         direct_([] { return std::size_t{1}; }, direct_slots, direct_chunk, max_chunk),
         staged_(staging_lanes, staged_slots, staged_chunk, staged_chunk) {}
   device_state(const device_state&) = delete;
@@ -226,10 +247,13 @@ class device_state {
     (void)scope.enter(index_);
     direct_.clear();
     staged_.clear();
+    program_mem_.reset();
+    aux_.reset();
   }
 
   int index() const { return index_; }
   int sm_count() const { return sm_count_; }
+  int arch() const { return arch_; }
 
   // Streams one job through the lanes of its shape, with the host's share (see map_job).
   // The caller has made this device current.
@@ -263,6 +287,7 @@ class device_state {
       KILN_TRY(scope.enter(d->index_));
       auto got = group.ensure(job.chunk_elements, d->index_);
       if (!got) return got.err();
+      if (job.program) KILN_TRY(d->begin_program(*job.program));
       const std::size_t chunk = std::min(*got, job.n);
       const std::size_t share_of_lanes = std::max<std::size_t>(1, group.lane_count() / devs.size());
       const std::size_t n_lanes = std::min(job.staged() ? share_of_lanes : group.lane_count(), (job.n + chunk - 1) / chunk);
@@ -288,6 +313,16 @@ class device_state {
           return {};
         },
         st));
+    if (job.program) {
+      // Every chunk has finished (run_lanes drained the lanes), so the fault words are final.
+      for (device_state* d : devs) {
+        device_scope scope;
+        KILN_TRY(scope.enter(d->index_));
+        auto f = d->program_fault();
+        if (!f) return f.err();
+        job.program->first_fault = std::min(job.program->first_fault, *f);
+      }
+    }
     st.chunks = work.ranges();
     st.host_elements = work.host_elements();
     st.total_s = seconds_since(t0);
@@ -295,6 +330,58 @@ class device_state {
   }
 
  private:
+  // Before a program's job (device current, device locked): its parameters, after one word that
+  // the kernels lower to the first faulting element's index, set to "none".
+  status begin_program(const program_launch& p) {
+    std::vector<std::uint64_t> words(1 + p.params.size(), std::numeric_limits<std::uint64_t>::max());
+    std::copy(p.params.begin(), p.params.end(), words.begin() + 1);
+    const std::size_t bytes = words.size() * sizeof(std::uint64_t);
+    if (bytes > program_bytes_) {
+      program_mem_.reset();
+      program_bytes_ = 0;
+      auto mem = allocate_device(bytes, "cudaMalloc (program parameters)");
+      if (!mem) return mem.err();
+      program_mem_ = std::move(mem).value();
+      program_bytes_ = bytes;
+    }
+    if (!aux_) {
+      auto stream = create_stream();
+      if (!stream) return stream.err();
+      aux_ = std::move(stream).value();
+    }
+    // Waited for here, so every lane's stream sees the words (and no older job's).
+    KILN_TRY(cuda_check(cudaMemcpyAsync(program_mem_.get(), words.data(), bytes, cudaMemcpyHostToDevice, aux_.get()),
+                        "cudaMemcpyAsync (program parameters)"));
+    return cuda_check(cudaStreamSynchronize(aux_.get()), "cudaStreamSynchronize");
+  }
+
+  // After a program's job: the lowest faulting element index its kernels recorded here.
+  result<std::uint64_t> program_fault() {
+    std::uint64_t first = 0;
+    KILN_TRY(cuda_check(cudaMemcpyAsync(&first, program_mem_.get(), sizeof first, cudaMemcpyDeviceToHost, aux_.get()),
+                        "cudaMemcpyAsync (program fault)"));
+    KILN_TRY(cuda_check(cudaStreamSynchronize(aux_.get()), "cudaStreamSynchronize"));
+    return first;
+  }
+
+  // Enqueues the program's kernel over one chunk: 256 threads a block, one element a thread.
+  status launch_program(const slot& s, const program_launch& p, std::size_t begin, std::size_t count,
+                        cudaStream_t stream) {
+    const i64* in = s.in_dev;
+    i64* out = s.out_dev;
+    auto* fault = static_cast<unsigned long long*>(program_mem_.get());
+    const i64* params = reinterpret_cast<const i64*>(fault + 1);
+    long long n = static_cast<long long>(count), iterations = p.iterations;
+    unsigned long long base = begin;
+    void* args[] = {&in, &out, &params, &n, &iterations, &fault, &base};
+    constexpr unsigned threads = 256;
+    const dim3 blocks(static_cast<unsigned>((count + threads - 1) / threads));
+    // A cudaKernel_t is launched as is, in place of a __global__ function's address.
+    return cuda_check(cudaLaunchKernel(reinterpret_cast<const void*>(p.kernels[static_cast<std::size_t>(index_)]), blocks,
+                                       dim3(threads), args, 0, stream),
+                      "cudaLaunchKernel (kiln_program)");
+  }
+
   // feed_lane's view of one lane (see core/lanes.hpp).
   struct lane_ops {
     device_state& dev;
@@ -365,6 +452,8 @@ class device_state {
     if (job.kp)
       KILN_TRY(cuda_check(launch_logistic(s.in_dev, s.out_dev, count, *job.kp, sm_count_, stream),
                           "logistic_kernel launch"));
+    else if (job.program)
+      KILN_TRY(launch_program(s, *job.program, begin, count, stream));
     KILN_TRY(mark(2));
     if (job.host_out) {
       const i64* src = job.resident ? job.resident + begin : s.out_dev;
@@ -405,9 +494,14 @@ class device_state {
 
   int index_;
   int sm_count_;
+  int arch_;  // compute capability, major * 10 + minor
   std::mutex m_;
   lane_group direct_;
   lane_group staged_;
+  // A program's fault word and parameters (begin_program), and the stream that moves them.
+  device_memory program_mem_;
+  std::size_t program_bytes_ = 0;
+  stream_handle aux_;
 };
 
 // A buffer in device memory: runs in place on its own stream, timed by events around the kernel
@@ -544,7 +638,8 @@ std::vector<device_info> probe_devices(std::vector<std::unique_ptr<device_state>
       else
         d.available = true;
     }
-    states.push_back(d.available ? std::make_unique<device_state>(i, d.compute_units) : nullptr);
+    states.push_back(d.available ? std::make_unique<device_state>(i, d.compute_units, prop.major * 10 + prop.minor)
+                                 : nullptr);
     list.push_back(std::move(d));
   }
   return list;
@@ -561,26 +656,56 @@ class cuda_backend final : public backend {
 
   result<run_stats> run(int device, std::span<const i64> in, std::span<i64> out, const kernel_params& kp,
                         const run_options& options) override {
-    std::vector<device_state*> devs;
-    if (device == all_devices) {
-      probe();
-      for (const auto& st : states_)
-        if (st) devs.push_back(st.get());
-      if (devs.empty()) return make_error(errc::backend_unavailable, "no CUDA device is usable: " + devices_.front().reason);
-    } else {
-      auto ds = state_of(device);
-      if (!ds) return ds.err();
-      devs.push_back(*ds);
-    }
+    auto devs = states_for(device);
+    if (!devs) return devs.err();
     device_scope scope;
-    KILN_TRY(scope.enter(devs.front()->index()));
+    KILN_TRY(scope.enter(devs->front()->index()));
     transfer_job job;
     job.set_map(in, out, kp, options);
-    // Page-locked memory is portable under unified addressing (every platform this CUDA supports),
-    // so memory pinned for one device is pinned for all.
-    job.in_pinned = is_pinned(in.data(), in.size_bytes());
-    job.out_pinned = is_pinned(out.data(), out.size_bytes());
-    return device_state::transfer(devs, job);
+    set_pinned(job, in, out);
+    return device_state::transfer(*devs, job);
+  }
+
+  status program_support() override { return nvrtc_available(); }
+
+  // A program runs as the map does (the same lanes, staging and devices), its kernel compiled
+  // with NVRTC for each device's compute capability on first use.
+  result<run_stats> run_program(int device, const std::vector<program_instr>& code, const program& prog,
+                                std::span<const i64> in, std::span<i64> out, const run_options& options) override {
+    KILN_TRY(nvrtc_available());
+    auto devs = states_for(device);
+    if (!devs) return devs.err();
+    const std::string source = program_source(code, program_dialect::cuda);
+    program_launch launch;
+    launch.kernels.resize(states_.size());
+    for (device_state* d : *devs) {
+      auto k = kernel_for(source, d->arch());
+      if (!k) return k.err();
+      launch.kernels[static_cast<std::size_t>(d->index())] = *k;
+    }
+    launch.params = prog.params;
+    launch.iterations = prog.iterations;
+    device_scope scope;
+    KILN_TRY(scope.enter(devs->front()->index()));
+    transfer_job job;
+    job.host_in = in.data();
+    job.host_out = out.data();
+    job.n = in.size();
+    job.chunk_elements = options.chunk_elements;
+    job.phase_times = options.phase_times;
+    job.program = &launch;
+    set_pinned(job, in, out);
+    auto r = device_state::transfer(*devs, job);
+    if (!r) return r.err();
+    // A faulting element was written back with its input, so in place too in[at] is the input.
+    if (launch.first_fault < in.size()) {
+      const auto at = static_cast<std::size_t>(launch.first_fault);
+      return program_fault(code, prog, at, in[at]);
+    }
+    if (launch.first_fault != std::numeric_limits<std::uint64_t>::max())
+      return make_error(errc::internal, "a CUDA device reported a fault at element " +
+                                            std::to_string(launch.first_fault) + ", past the input's end");
+    return r;
   }
 
   // Portable page-locked memory (every device sees it as pinned), only where CUDA can run.
@@ -622,6 +747,49 @@ class cuda_backend final : public backend {
     std::call_once(probed_, [this] { devices_ = probe_devices(states_); });
   }
 
+  // The states a run uses: one device's, or every usable one's for all_devices.
+  result<std::vector<device_state*>> states_for(int device) {
+    std::vector<device_state*> devs;
+    if (device == all_devices) {
+      probe();
+      for (const auto& st : states_)
+        if (st) devs.push_back(st.get());
+      if (devs.empty()) return make_error(errc::backend_unavailable, "no CUDA device is usable: " + devices_.front().reason);
+    } else {
+      auto ds = state_of(device);
+      if (!ds) return ds.err();
+      devs.push_back(*ds);
+    }
+    return devs;
+  }
+
+  // Page-locked memory is portable under unified addressing (every platform this CUDA supports),
+  // so memory pinned for one device is pinned for all.
+  static void set_pinned(transfer_job& job, std::span<const i64> in, std::span<i64> out) {
+    job.in_pinned = is_pinned(in.data(), in.size_bytes());
+    job.out_pinned = is_pinned(out.data(), out.size_bytes());
+  }
+
+  // The program's kernel for one compute capability: compiled and loaded once, then kept for the
+  // life of the process (a library is context-independent: one serves every device of its
+  // capability).
+  result<cudaKernel_t> kernel_for(const std::string& source, int arch) {
+    std::lock_guard<std::mutex> lock(programs_m_);
+    auto key = std::make_pair(source, arch);
+    if (auto it = kernels_.find(key); it != kernels_.end()) return it->second;
+    auto cubin = compile_cubin(source, arch);
+    if (!cubin) return cubin.err();
+    cudaLibrary_t lib = nullptr;
+    KILN_TRY(cuda_check(cudaLibraryLoadData(&lib, cubin->data(), nullptr, nullptr, 0, nullptr, nullptr, 0),
+                        "cudaLibraryLoadData (kiln_program)"));
+    library_handle owner(lib);
+    cudaKernel_t kernel = nullptr;
+    KILN_TRY(cuda_check(cudaLibraryGetKernel(&kernel, lib, "kiln_program"), "cudaLibraryGetKernel (kiln_program)"));
+    libraries_.push_back(std::move(owner));
+    kernels_.emplace(std::move(key), kernel);
+    return kernel;
+  }
+
   result<device_state*> state_of(int device) {
     probe();
     if (device < 0 || static_cast<std::size_t>(device) >= states_.size())
@@ -635,6 +803,9 @@ class cuda_backend final : public backend {
   std::once_flag probed_;
   std::vector<device_info> devices_;
   std::vector<std::unique_ptr<device_state>> states_;  // per entry of devices_; null where unavailable
+  std::mutex programs_m_;
+  std::map<std::pair<std::string, int>, cudaKernel_t> kernels_;  // by source and compute capability
+  std::vector<library_handle> libraries_;                       // the kernels' libraries
 };
 
 }  // namespace

@@ -752,79 +752,6 @@ struct probed_device {
 };
 
 // ---- programs --------------------------------------------------------------------------------
-//
-// A program (core/program.hpp) becomes one OpenCL C kernel: its operations as straight-line code
-// over one element, in a loop over the iterations, each checked as the host interpreter checks
-// it. An element that faults goes on with values that no longer matter (every division is
-// guarded) and is not written; the kernel records the lowest faulting index of the chunk, and
-// the host interprets that element again to say why (program_fault).
-std::string program_source(const std::vector<program_instr>& code) {
-  std::ostringstream k;
-  k << "#define KILN_MIN (-9223372036854775807L - 1L)\n"
-       "__kernel void kiln_program(__global const long* in, __global long* out, __constant long* P,\n"
-       "                           const long n, const long iterations, __global int* fault) {\n"
-       "  const size_t i = get_global_id(0);\n"
-       "  if ((long)i >= n) return;\n"
-       "  long x = in[i];\n"
-       "  int bad = 0;\n"
-       "  for (long it = 0; it < iterations; ++it) {\n";
-  std::vector<std::string> stack;
-  int next = 0;
-  for (const program_instr& ins : code) {
-    const std::string r = "v" + std::to_string(next++);
-    auto pop = [&] {
-      std::string v = stack.back();
-      stack.pop_back();
-      return v;
-    };
-    switch (ins.op) {
-      case program_op::x: k << "    const long " << r << " = x;\n"; break;
-      case program_op::param: k << "    const long " << r << " = P[" << ins.operand << "];\n"; break;
-      case program_op::literal:
-        if (ins.operand == INT64_MIN)
-          k << "    const long " << r << " = KILN_MIN;\n";
-        else
-          k << "    const long " << r << " = " << ins.operand << "L;\n";
-        break;
-      case program_op::neg: {
-        const std::string a = pop();
-        k << "    const long " << r << " = (long)(0UL - (ulong)" << a << "); bad |= " << a << " == KILN_MIN;\n";
-        break;
-      }
-      default: {
-        const std::string b = pop(), a = pop();
-        k << "    long " << r << ";\n    { const long a = " << a << ", b = " << b << ";\n";
-        switch (ins.op) {
-          case program_op::add:
-            k << "      " << r << " = (long)((ulong)a + (ulong)b); bad |= ((a ^ " << r << ") & (b ^ " << r << ")) < 0;\n";
-            break;
-          case program_op::sub:
-            k << "      " << r << " = (long)((ulong)a - (ulong)b); bad |= ((a ^ b) & (a ^ " << r << ")) < 0;\n";
-            break;
-          case program_op::mul:
-            k << "      " << r << " = (long)((ulong)a * (ulong)b); bad |= mul_hi(a, b) != (" << r << " >> 63);\n";
-            break;
-          case program_op::div:
-            k << "      const long d = (b == 0 || b == -1) ? 1 : b;\n"
-              << "      " << r << " = b == -1 ? (long)(0UL - (ulong)a) : a / d; bad |= b == 0 || (b == -1 && a == KILN_MIN);\n";
-            break;
-          case program_op::rem:
-            k << "      const long d = (b == 0 || b == -1) ? 1 : b;\n"
-              << "      " << r << " = b == -1 ? 0 : a % d; bad |= b == 0;\n";
-            break;
-          default: break;
-        }
-        k << "    }\n";
-      }
-    }
-    stack.push_back(r);
-  }
-  k << "    x = " << stack.back() << ";\n"
-       "  }\n"
-       "  if (bad) atomic_min(fault, (int)i); else out[i] = x;\n"
-       "}\n";
-  return k.str();
-}
 
 // The device's kernel for this source, built on first use. The caller holds ds.m.
 result<cl::Kernel> program_kernel(device_state& ds, const std::string& source) {
@@ -853,7 +780,7 @@ result<run_stats> run_program_on(device_state& ds, const std::vector<program_ins
   const auto t0 = std::chrono::steady_clock::now();
   std::lock_guard<std::mutex> lock(ds.m);
   drain_guard drained(ds);
-  auto kernel = program_kernel(ds, program_source(code));
+  auto kernel = program_kernel(ds, program_source(code, program_dialect::opencl));
   if (!kernel) return kernel.err();
   // At most 2^24 elements a chunk (128 MiB each way), so that a chunk's indices fit the fault's int.
   std::size_t chunk = std::min({in.size(), std::size_t{1} << 24, ds.max_alloc_elements});
@@ -1008,6 +935,8 @@ class opencl_backend final : public backend {
       return transfer(**ds, job);
     });
   }
+
+  status program_support() override { return {}; }
 
   result<run_stats> run_program(int device, const std::vector<program_instr>& code, const program& prog,
                                 std::span<const std::int64_t> in, std::span<std::int64_t> out,

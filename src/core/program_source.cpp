@@ -1,0 +1,113 @@
+// A program's checked operations as the source of one GPU kernel, in OpenCL C or CUDA C.
+#include <climits>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "core/program.hpp"
+
+namespace kiln::detail {
+
+// The kernel applies the operations as straight-line code over one element, in a loop over the
+// iterations, each checked as the host interpreter checks it (core/program.cpp). An element that
+// faults goes on with values that no longer matter (every division is guarded), and the kernel
+// records the lowest faulting index; the host interprets that element again to say why
+// (program_fault). The two dialects differ only in names, in the kernel's signature and in how
+// a fault is recorded:
+// - OpenCL C: `fault` is the chunk's lowest faulting index (an int), and a faulting element is
+//   not written;
+// - CUDA C: `fault` is the lowest faulting index of the whole run (base + i, atomicMin on 64
+//   bits), and a faulting element is written with its input, so that staged copies back to the
+//   caller leave the input that the host reinterprets in place, even when `out` is `in`.
+std::string program_source(const std::vector<program_instr>& code, program_dialect dialect) {
+  const bool cuda = dialect == program_dialect::cuda;
+  const std::string i64 = cuda ? "long long" : "long";
+  const std::string u64 = cuda ? "unsigned long long" : "ulong";
+  const std::string suffix = cuda ? "LL" : "L";
+  const std::string mul_hi = cuda ? "__mul64hi" : "mul_hi";
+  std::ostringstream k;
+  k << "#define KILN_MIN (-9223372036854775807" << suffix << " - 1" << suffix << ")\n";
+  if (cuda)
+    k << "extern \"C\" __global__ void kiln_program(const long long* __restrict__ in, long long* __restrict__ out,\n"
+         "    const long long* __restrict__ P, const long long n, const long long iterations,\n"
+         "    unsigned long long* fault, const unsigned long long base) {\n"
+         "  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
+         "  if (i >= n) return;\n";
+  else
+    k << "__kernel void kiln_program(__global const long* in, __global long* out, __constant long* P,\n"
+         "                           const long n, const long iterations, __global int* fault) {\n"
+         "  const size_t i = get_global_id(0);\n"
+         "  if ((long)i >= n) return;\n";
+  k << "  " << i64 << " x = in[i];\n";
+  if (cuda) k << "  const long long x0 = x;\n";
+  k << "  int bad = 0;\n"
+    << "  for (" << i64 << " it = 0; it < iterations; ++it) {\n";
+  std::vector<std::string> stack;
+  int next = 0;
+  for (const program_instr& ins : code) {
+    std::string r = "v";
+    r += std::to_string(next++);
+    auto pop = [&] {
+      std::string v = stack.back();
+      stack.pop_back();
+      return v;
+    };
+    switch (ins.op) {
+      case program_op::x: k << "    const " << i64 << " " << r << " = x;\n"; break;
+      case program_op::param: k << "    const " << i64 << " " << r << " = P[" << ins.operand << "];\n"; break;
+      case program_op::literal:
+        if (ins.operand == INT64_MIN)
+          k << "    const " << i64 << " " << r << " = KILN_MIN;\n";
+        else
+          k << "    const " << i64 << " " << r << " = " << ins.operand << suffix << ";\n";
+        break;
+      case program_op::neg: {
+        const std::string a = pop();
+        k << "    const " << i64 << " " << r << " = (" << i64 << ")((" << u64 << ")0 - (" << u64 << ")" << a
+          << "); bad |= " << a << " == KILN_MIN;\n";
+        break;
+      }
+      default: {
+        const std::string b = pop(), a = pop();
+        k << "    " << i64 << " " << r << ";\n    { const " << i64 << " a = " << a << ", b = " << b << ";\n";
+        const std::string wrap = "(" + i64 + ")((" + u64 + ")a ";
+        switch (ins.op) {
+          case program_op::add:
+            k << "      " << r << " = " << wrap << "+ (" << u64 << ")b); bad |= ((a ^ " << r << ") & (b ^ " << r
+              << ")) < 0;\n";
+            break;
+          case program_op::sub:
+            k << "      " << r << " = " << wrap << "- (" << u64 << ")b); bad |= ((a ^ b) & (a ^ " << r << ")) < 0;\n";
+            break;
+          case program_op::mul:
+            k << "      " << r << " = " << wrap << "* (" << u64 << ")b); bad |= " << mul_hi << "(a, b) != (" << r
+              << " >> 63);\n";
+            break;
+          case program_op::div:
+            k << "      const " << i64 << " d = (b == 0 || b == -1) ? 1 : b;\n"
+              << "      " << r << " = b == -1 ? (" << i64 << ")((" << u64 << ")0 - (" << u64
+              << ")a) : a / d; bad |= b == 0 || (b == -1 && a == KILN_MIN);\n";
+            break;
+          case program_op::rem:
+            k << "      const " << i64 << " d = (b == 0 || b == -1) ? 1 : b;\n"
+              << "      " << r << " = b == -1 ? 0 : a % d; bad |= b == 0;\n";
+            break;
+          default: break;
+        }
+        k << "    }\n";
+      }
+    }
+    stack.push_back(r);
+  }
+  k << "    x = " << stack.back() << ";\n"
+    << "  }\n";
+  if (cuda)
+    k << "  if (bad) atomicMin(fault, base + (unsigned long long)i);\n"
+         "  out[i] = bad ? x0 : x;\n";
+  else
+    k << "  if (bad) atomic_min(fault, (int)i); else out[i] = x;\n";
+  k << "}\n";
+  return k.str();
+}
+
+}  // namespace kiln::detail
