@@ -171,14 +171,16 @@ TEST(Program, TheLogisticMapAsAProgram) {
   std::vector<i64> in(1 << 18), want(in.size()), got(in.size());
   for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<i64>(i) + 1;
   ASSERT_TRUE(kiln::logistic_map(in, want, {6'700'417, 22, 10}).ok());
-  auto r = kiln::run_program({code, params, 10}, in, got);
+  kiln::run_options cpu;
+  cpu.backend = "cpu";  // the interpreter (auto would pick a GPU for this many elements)
+  auto r = kiln::run_program({code, params, 10}, in, got, cpu);
   ASSERT_TRUE(r.ok()) << r.err().message;
   EXPECT_EQ(got, want);
   EXPECT_EQ(r->backend, "cpu");
   // With a negative mu the map's values go negative, and rem keeps the dividend's sign.
   const std::vector<i64> neg{6'700'417, -22};
   ASSERT_TRUE(kiln::logistic_map(in, want, {6'700'417, -22, 3}).ok());
-  ASSERT_TRUE(kiln::run_program({code, neg, 3}, in, got).ok());
+  ASSERT_TRUE(kiln::run_program({code, neg, 3}, in, got, cpu).ok());
   EXPECT_EQ(got, want);
 }
 
