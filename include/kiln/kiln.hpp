@@ -142,8 +142,11 @@ status concatenate(std::span<const std::span<const std::int64_t>> parts, std::sp
 //
 // A program is an integer expression of the element x and of parameters, given as its operations
 // in postfix order: one int64 word each, two for `param` (then its index) and `literal` (then
-// its value). Programs run on the host backends (`cpu`: every core; `scalar`: one thread; `auto`
-// means `cpu`), interpreted a block of elements at a time.
+// its value). Programs run on the host backends (`cpu`: every core; `scalar`: one thread),
+// interpreted a block of elements at a time, or compiled for the GPU backends (`cuda`, with NVRTC
+// loaded at run time, over one device or all_devices; `opencl`), which stream them through their
+// pipelines without the host's share. `auto`: a GPU whose backend compiles programs (CUDA first)
+// for 65,536 elements or more, else `cpu`.
 enum class program_op : std::int64_t { x = 0, param = 1, literal = 2, add = 3, sub = 4, mul = 5, div = 6, rem = 7, neg = 8 };
 
 struct program {

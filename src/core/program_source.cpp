@@ -14,11 +14,12 @@ namespace kiln::detail {
 // records the lowest faulting index; the host interprets that element again to say why
 // (program_fault). The two dialects differ only in names, in the kernel's signature and in how
 // a fault is recorded:
-// - OpenCL C: `fault` is the chunk's lowest faulting index (an int), and a faulting element is
-//   not written;
+// - OpenCL C: `fault` is the chunk's lowest faulting index (an int: 64-bit atomics are an
+//   extension);
 // - CUDA C: `fault` is the lowest faulting index of the whole run (base + i, atomicMin on 64
-//   bits), and a faulting element is written with its input, so that staged copies back to the
-//   caller leave the input that the host reinterprets in place, even when `out` is `in`.
+//   bits).
+// Either way a faulting element is written with its input, so that staged copies back to the
+// caller leave the input that the host reinterprets in place, even when `out` is `in`.
 std::string program_source(const std::vector<program_instr>& code, program_dialect dialect) {
   const bool cuda = dialect == program_dialect::cuda;
   const std::string i64 = cuda ? "long long" : "long";
@@ -34,12 +35,12 @@ std::string program_source(const std::vector<program_instr>& code, program_diale
          "  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
          "  if (i >= n) return;\n";
   else
-    k << "__kernel void kiln_program(__global const long* in, __global long* out, __constant long* P,\n"
+    k << "__kernel void kiln_program(__global const long* in, __global long* out, __global const long* P,\n"
          "                           const long n, const long iterations, __global int* fault) {\n"
          "  const size_t i = get_global_id(0);\n"
          "  if ((long)i >= n) return;\n";
   k << "  " << i64 << " x = in[i];\n";
-  if (cuda) k << "  const long long x0 = x;\n";
+  k << "  const " << i64 << " x0 = x;\n";
   k << "  int bad = 0;\n"
     << "  for (" << i64 << " it = 0; it < iterations; ++it) {\n";
   std::vector<std::string> stack;
@@ -102,10 +103,10 @@ std::string program_source(const std::vector<program_instr>& code, program_diale
   k << "    x = " << stack.back() << ";\n"
     << "  }\n";
   if (cuda)
-    k << "  if (bad) atomicMin(fault, base + (unsigned long long)i);\n"
-         "  out[i] = bad ? x0 : x;\n";
+    k << "  if (bad) atomicMin(fault, base + (unsigned long long)i);\n";
   else
-    k << "  if (bad) atomic_min(fault, (int)i); else out[i] = x;\n";
+    k << "  if (bad) atomic_min(fault, (int)i);\n";
+  k << "  out[i] = bad ? x0 : x;\n";
   k << "}\n";
   return k.str();
 }

@@ -259,8 +259,12 @@ struct slot {
   mapped_staging out_host;
   cl::Buffer in_dev;
   cl::Buffer out_dev;
+  // A program's chunk: the lowest faulting index in it (INT_MAX for none), on the device and, once
+  // the chunk has ended, here (program jobs only; see submit).
+  cl::Buffer fault_dev;
+  cl_int fault_host = INT_MAX;
   // The chunk's commands; an unused phase holds a null event (skipped when waiting and timing).
-  cl::Event write, kernel, read;
+  cl::Event write, kernel, read, fault_read;
   bool busy = false;  // a chunk was enqueued and not yet finished (waited for, timed, drained)
   std::size_t begin = 0;
   std::size_t count = 0;
@@ -271,7 +275,8 @@ struct slot {
     out_host.reset();
     in_dev = cl::Buffer();
     out_dev = cl::Buffer();
-    write = kernel = read = cl::Event();
+    fault_dev = cl::Buffer();
+    write = kernel = read = fault_read = cl::Event();
     busy = false;
   }
 };
@@ -280,7 +285,15 @@ struct slot {
 // per object, and lanes set theirs concurrently).
 struct lane {
   cl::Kernel kernel;
+  cl::Kernel program;  // the running program job's kernel object for this lane, if any
   std::array<slot, lane_slots> slots;
+};
+
+// A program (core/program_source.cpp, OpenCL dialect) built for one device, with one kernel object
+// per lane, created with the lanes' count on first use.
+struct built_program {
+  cl::Program program;
+  std::vector<cl::Kernel> lane_kernels;
 };
 
 // Everything one device needs. Context, queue and kernel are created once at probe time; the lanes
@@ -307,7 +320,7 @@ struct device_state {
   std::size_t lane_capacity = 0;     // elements per slot buffer; 0 = not allocated
   std::size_t lane_clamped = 0;      // the chunk that an allocation failure cut down to lane_capacity, if any
   // Programs (kernels written in Elixir), compiled once per device and kept by their source.
-  std::map<std::string, cl::Kernel> programs;
+  std::map<std::string, built_program> programs;
 };
 
 // Waits for the resident queue of a device on every way out of a run, so that nothing a call
@@ -350,6 +363,26 @@ status enqueue_map(const device_state& ds, cl::Kernel& k, const cl::CommandQueue
   return {};
 }
 
+// A program's chunk, after its upload: the fault index reset, the kernel over `count` elements
+// (faulting ones written with their input, so in-place runs keep it for the fault's report), and
+// the fault index read back into the slot. The kernel's fixed arguments are set (transfer).
+status enqueue_program(const device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, slot& s, std::size_t count) {
+  static const cl_int none = INT_MAX;
+  s.fault_host = INT_MAX;
+  cl_int e = q.enqueueWriteBuffer(s.fault_dev, CL_FALSE, 0, sizeof(cl_int), &none);
+  if (e != CL_SUCCESS) return cl_error("clEnqueueWriteBuffer (program fault)", e);
+  const cl_int errs[] = {k.setArg(0, s.in_dev), k.setArg(1, s.out_dev), k.setArg(3, static_cast<cl_long>(count)),
+                         k.setArg(5, s.fault_dev)};
+  for (cl_int a : errs)
+    if (a != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_program)", a);
+  const std::size_t global = (count + ds.local_size - 1) / ds.local_size * ds.local_size;
+  e = q.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(global), cl::NDRange(ds.local_size), nullptr, &s.kernel);
+  if (e != CL_SUCCESS) return cl_error("clEnqueueNDRangeKernel (kiln_program)", e);
+  e = q.enqueueReadBuffer(s.fault_dev, CL_FALSE, 0, sizeof(cl_int), &s.fault_host, nullptr, &s.fault_read);
+  if (e != CL_SUCCESS) return cl_error("clEnqueueReadBuffer (program fault)", e);
+  return {};
+}
+
 struct named_event {
   const cl::Event* event;
   const char* call;
@@ -383,7 +416,25 @@ auto catching_bad_alloc(F&& f) -> decltype(f()) {
 // What one pass through the lanes does to n elements. A run maps host_in to host_out through the
 // slots' device buffers; an upload (host_in and resident) and a download (host_out and resident)
 // move data between the host and a resident buffer through the same pinned staging.
+// A program as one job runs it: the kernel object of each lane is set up by transfer(); the
+// chunks' faults meet in first_fault (the lowest faulting element index; SIZE_MAX for none). The
+// host does not share a program's work (the interpreter is 20-30 times slower per element than
+// the map's SIMD kernel).
+struct program_job {
+  const built_program* built = nullptr;
+  cl::Buffer params;
+  std::int64_t iterations = 0;
+  std::atomic<std::size_t> first_fault{SIZE_MAX};
+
+  void note_fault(std::size_t index) {
+    std::size_t cur = first_fault.load(std::memory_order_relaxed);
+    while (index < cur && !first_fault.compare_exchange_weak(cur, index, std::memory_order_relaxed)) {
+    }
+  }
+};
+
 struct transfer_job : map_job {
+  program_job* program = nullptr;                    // instead of kp: the program's kernel on every chunk
   const std::vector<cl::Buffer>* resident = nullptr;  // the buffers chunks go to / come from, instead of the slots'
   std::size_t segment = 0;                      // elements per resident buffer (the last may be shorter)
 };
@@ -406,6 +457,8 @@ status allocate_lane(device_state& ds, lane& ln, std::size_t capacity) {
     if (e != CL_SUCCESS) return cl_error("clCreateBuffer (device staging)", e);
     s.out_dev = cl::Buffer(ds.context, CL_MEM_READ_WRITE, bytes, nullptr, &e);
     if (e != CL_SUCCESS) return cl_error("clCreateBuffer (device staging)", e);
+    s.fault_dev = cl::Buffer(ds.context, CL_MEM_READ_WRITE, sizeof(cl_int), nullptr, &e);
+    if (e != CL_SUCCESS) return cl_error("clCreateBuffer (program fault)", e);
   }
   return {};
 }
@@ -475,7 +528,7 @@ status submit(const device_state& ds, lane& ln, slot& s, const transfer_job& job
   s.busy = true;  // from here on something may be in flight
   s.begin = begin;
   s.count = count;
-  s.write = s.kernel = s.read = cl::Event();
+  s.write = s.kernel = s.read = s.fault_read = cl::Event();
   // A slot's chunks are drained before it takes the next, so switching queues between runs keeps
   // the order every chunk needs.
   const cl::CommandQueue& q = job.phase_times ? s.profiled : s.queue;
@@ -485,6 +538,7 @@ status submit(const device_state& ds, lane& ln, slot& s, const transfer_job& job
     if (e != CL_SUCCESS) return cl_error("clEnqueueWriteBuffer", e);
   }
   if (job.kp) KILN_TRY(enqueue_map(ds, ln.kernel, q, s.in_dev, s.out_dev, count, &s.kernel));
+  if (job.program) KILN_TRY(enqueue_program(ds, ln.program, q, s, count));
   if (job.host_out) {
     const cl_int e = q.enqueueReadBuffer(resident ? *resident : s.out_dev, CL_FALSE, offset, bytes,
                                                 s.out_host.data(), nullptr, &s.read);
@@ -496,7 +550,8 @@ status submit(const device_state& ds, lane& ln, slot& s, const transfer_job& job
   return {};
 }
 
-// The slot's chunk's last command: it completes after every earlier one on its in-order queue.
+// The slot's chunk's last command: it completes after every earlier one on its in-order queue
+// (a program's fault read comes before the chunk's read).
 const cl::Event& last_event(const slot& s) { return s.read() ? s.read : s.kernel() ? s.kernel : s.write; }
 
 // Waits for the slot's chunk (at once if it has ended) and adds its phase times. The sums are per
@@ -504,7 +559,9 @@ const cl::Event& last_event(const slot& s) { return s.read() ? s.read : s.kernel
 status complete(slot& s, const transfer_job& job, lane_times& t) {
   KILN_TRY(wait_for(last_event(s), {{&s.write, "clEnqueueWriteBuffer"},
                                     {&s.kernel, "clEnqueueNDRangeKernel"},
+                                    {&s.fault_read, "clEnqueueReadBuffer (program fault)"},
                                     {&s.read, "clEnqueueReadBuffer"}}));
+  if (job.program && s.fault_host != INT_MAX) job.program->note_fault(s.begin + static_cast<std::size_t>(s.fault_host));
   if (job.phase_times) {
     if (s.write()) t.h2d += event_seconds(s.write);
     if (s.kernel()) t.kernel += event_seconds(s.kernel);
@@ -647,6 +704,14 @@ result<run_stats> transfer(device_state& ds, const transfer_job& job) {
       }
   if (job.kp)
     for (std::size_t l = 0; l < lanes; ++l) KILN_TRY(set_param_args(ds.lanes[l].kernel, *job.kp));
+  if (job.program)
+    for (std::size_t l = 0; l < lanes; ++l) {
+      cl::Kernel& k = ds.lanes[l].program = job.program->built->lane_kernels[l];
+      const cl_int errs[] = {k.setArg(2, job.program->params),
+                             k.setArg(4, static_cast<cl_long>(job.program->iterations))};
+      for (cl_int e : errs)
+        if (e != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_program)", e);
+    }
   work_counter work(job.n, segment);
   if (ds.driven) {
     // Every slot of the used lanes; the pool's threads copy, one of them drives.
@@ -753,82 +818,65 @@ struct probed_device {
 
 // ---- programs --------------------------------------------------------------------------------
 
-// The device's kernel for this source, built on first use. The caller holds ds.m.
-result<cl::Kernel> program_kernel(device_state& ds, const std::string& source) {
-  if (auto it = ds.programs.find(source); it != ds.programs.end()) return it->second;
+// The device's build of this source, with a kernel object per lane, made on first use. The caller
+// holds ds.m.
+result<const built_program*> build_program(device_state& ds, const std::string& source) {
+  if (auto it = ds.programs.find(source); it != ds.programs.end()) return &it->second;
+  KILN_TRY(create_lanes(ds));
   cl_int e = CL_SUCCESS;
-  cl::Program program(ds.context, source, false, &e);
+  built_program built;
+  built.program = cl::Program(ds.context, source, false, &e);
   if (e != CL_SUCCESS) return cl_error("clCreateProgramWithSource", e);
-  e = program.build(ds.device, "");
+  e = built.program.build(ds.device, "");
   if (e != CL_SUCCESS) {
     cl_int le = CL_SUCCESS;
-    const std::string log = program.getBuildInfo<CL_PROGRAM_BUILD_LOG>(ds.device, &le);
+    const std::string log = built.program.getBuildInfo<CL_PROGRAM_BUILD_LOG>(ds.device, &le);
     return make_error(errc::device_error, "program build failed, clBuildProgram: " + cl_code(e) +
                                               "; build log: " + (le == CL_SUCCESS ? log_head(log) : "unavailable"));
   }
-  cl::Kernel kernel(program, "kiln_program", &e);
-  if (e != CL_SUCCESS) return cl_error("clCreateKernel (kiln_program)", e);
-  ds.programs.emplace(source, kernel);
-  return kernel;
+  for (std::size_t l = 0; l < ds.lanes.size(); ++l) {
+    built.lane_kernels.emplace_back(built.program, "kiln_program", &e);
+    if (e != CL_SUCCESS) return cl_error("clCreateKernel (kiln_program)", e);
+  }
+  return &ds.programs.emplace(source, std::move(built)).first->second;
 }
 
-// Runs a program over in -> out in chunks through one pair of device buffers, on the device's
-// in-order queue: write, kernel, the chunk's fault index, then (only without a fault) the read.
+// Runs a program over in -> out through the device's pipeline, as the map runs (the same staging,
+// lanes or driven slots, chunk sizes), without the host's share; then reports the first fault.
 result<run_stats> run_program_on(device_state& ds, const std::vector<program_instr>& code, const program& prog,
                                  std::span<const std::int64_t> in, std::span<std::int64_t> out,
                                  const run_options& options) {
-  const auto t0 = std::chrono::steady_clock::now();
-  std::lock_guard<std::mutex> lock(ds.m);
-  drain_guard drained(ds);
-  auto kernel = program_kernel(ds, program_source(code, program_dialect::opencl));
-  if (!kernel) return kernel.err();
-  // At most 2^24 elements a chunk (128 MiB each way), so that a chunk's indices fit the fault's int.
-  std::size_t chunk = std::min({in.size(), std::size_t{1} << 24, ds.max_alloc_elements});
-  if (options.chunk_elements) chunk = std::min(chunk, options.chunk_elements);
-  const std::size_t bytes = chunk * element_bytes;
-  cl_int e = CL_SUCCESS;
-  cl::Buffer in_b(ds.context, CL_MEM_READ_ONLY, bytes, nullptr, &e);
-  if (e != CL_SUCCESS) return cl_error("clCreateBuffer (program input)", e);
-  cl::Buffer out_b(ds.context, CL_MEM_WRITE_ONLY, bytes, nullptr, &e);
-  if (e != CL_SUCCESS) return cl_error("clCreateBuffer (program output)", e);
+  program_job pj;
+  {
+    std::lock_guard<std::mutex> lock(ds.m);
+    auto built = build_program(ds, program_source(code, program_dialect::opencl));
+    if (!built) return built.err();
+    pj.built = *built;
+  }
   // A parameterless program still gets a (one-element) parameter buffer.
   std::vector<cl_long> params(prog.params.begin(), prog.params.end());
   if (params.empty()) params.push_back(0);
-  cl::Buffer params_b(ds.context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, params.size() * sizeof(cl_long),
-                      params.data(), &e);
+  cl_int e = CL_SUCCESS;
+  pj.params = cl::Buffer(ds.context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, params.size() * sizeof(cl_long),
+                         params.data(), &e);
   if (e != CL_SUCCESS) return cl_error("clCreateBuffer (program parameters)", e);
-  cl::Buffer fault_b(ds.context, CL_MEM_READ_WRITE, sizeof(cl_int), nullptr, &e);
-  if (e != CL_SUCCESS) return cl_error("clCreateBuffer (program fault)", e);
-  cl::Kernel& k = *kernel;
-  run_stats st;
-  for (std::size_t b = 0; b < in.size(); b += chunk) {
-    const std::size_t n = std::min(chunk, in.size() - b);
-    const cl_int none = INT_MAX;
-    cl_int fault = INT_MAX;
-    if ((e = ds.queue.enqueueWriteBuffer(fault_b, CL_FALSE, 0, sizeof(cl_int), &none)) != CL_SUCCESS)
-      return cl_error("clEnqueueWriteBuffer (program fault)", e);
-    if ((e = ds.queue.enqueueWriteBuffer(in_b, CL_FALSE, 0, n * element_bytes, in.data() + b)) != CL_SUCCESS)
-      return cl_error("clEnqueueWriteBuffer (program input)", e);
-    const cl_int args[] = {k.setArg(0, in_b), k.setArg(1, out_b), k.setArg(2, params_b),
-                           k.setArg(3, static_cast<cl_long>(n)), k.setArg(4, static_cast<cl_long>(prog.iterations)),
-                           k.setArg(5, fault_b)};
-    for (cl_int a : args)
-      if (a != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_program)", a);
-    if ((e = ds.queue.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(n), cl::NullRange)) != CL_SUCCESS)
-      return cl_error("clEnqueueNDRangeKernel (kiln_program)", e);
-    // The fault first: in place, reading the chunk back would overwrite the input it names.
-    if ((e = ds.queue.enqueueReadBuffer(fault_b, CL_TRUE, 0, sizeof(cl_int), &fault)) != CL_SUCCESS)
-      return cl_error("clEnqueueReadBuffer (program fault)", e);
-    if (fault != INT_MAX) {
-      const auto at = b + static_cast<std::size_t>(fault);
-      return program_fault(code, prog, at, in[at]);
-    }
-    if ((e = ds.queue.enqueueReadBuffer(out_b, CL_TRUE, 0, n * element_bytes, out.data() + b)) != CL_SUCCESS)
-      return cl_error("clEnqueueReadBuffer (program output)", e);
-    ++st.chunks;
+  pj.iterations = prog.iterations;
+  transfer_job job;
+  job.host_in = in.data();
+  job.host_out = out.data();
+  job.n = in.size();
+  job.chunk_elements = options.chunk_elements;
+  job.phase_times = options.phase_times;
+  job.program = &pj;
+  auto r = transfer(ds, job);
+  if (!r) return r.err();
+  if (const std::size_t at = pj.first_fault.load(); at != SIZE_MAX) {
+    if (at >= in.size())
+      return make_error(errc::internal, "an OpenCL device reported a fault at element " + std::to_string(at) +
+                                            ", past the input's end");
+    return program_fault(code, prog, at, in[at]);
   }
-  st.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-  return st;
+  return r;
 }
 
 // Reads one device property, remembering the first failure as the device's reason.
