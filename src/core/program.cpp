@@ -220,6 +220,7 @@ result<device_info> resolve_program_device(const run_options& options, std::size
         if (d.backend == k && d.available && d.gpu && backend_of(k).program_support().ok()) return d;
   run_options cpu = options;
   cpu.backend = "cpu";
+  cpu.device = 0;  // as resolve's "auto", which picks its device itself
   return resolve(cpu);
 }
 

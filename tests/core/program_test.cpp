@@ -358,6 +358,12 @@ TEST(Program, AutoPicksTheHostForSmallInputs) {
   ASSERT_TRUE(r.ok()) << r.err().message;
   EXPECT_EQ(r->backend, "cpu");
   EXPECT_EQ(out, std::vector<i64>(1000, 15));
+  // "auto" picks its device itself, as logistic_map's does: a device index does not bind it.
+  kiln::run_options any;
+  any.device = 3;
+  r = kiln::run_program({code, {}, 1}, small, out, any);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_EQ(r->backend, "cpu");
   std::vector<i64> large(1 << 17, 5), large_out(large.size());
   r = kiln::run_program({code, {}, 1}, large, large_out);
   ASSERT_TRUE(r.ok()) << r.err().message;
