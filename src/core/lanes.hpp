@@ -60,16 +60,22 @@ struct map_job {
   bool phase_times = false;               // time each chunk's phases with device events
   bool host_share = false;                // run_options::host_share
 
-  // The map of `in` into `out` that logistic_map asks of a backend.
-  void set_map(std::span<const std::int64_t> in, std::span<std::int64_t> out, const kernel_params& params,
-               const run_options& options) {
+  // A run from `in` into `out` with the caller's options; what it applies (the map, or a backend's
+  // own, such as a program) is set apart.
+  void set_arrays(std::span<const std::int64_t> in, std::span<std::int64_t> out, const run_options& options) {
     host_in = in.data();
     host_out = out.data();
-    kp = &params;
     n = std::min(in.size(), out.size());
     chunk_elements = options.chunk_elements;
     phase_times = options.phase_times;
     host_share = options.host_share;
+  }
+
+  // The map of `in` into `out` that logistic_map asks of a backend.
+  void set_map(std::span<const std::int64_t> in, std::span<std::int64_t> out, const kernel_params& params,
+               const run_options& options) {
+    set_arrays(in, out, options);
+    kp = &params;
   }
 
   // Whether the host computes part of the job: only a map between two host arrays (the host has

@@ -224,6 +224,17 @@ result<device_info> resolve_program_device(const run_options& options, std::size
   return resolve(cpu);
 }
 
+status device_program_outcome(const std::vector<program_instr>& code, const program& prog, std::span<const i64> in,
+                              std::uint64_t first, const char* device) {
+  if (first == no_fault) return {};
+  if (first >= in.size())
+    return make_error(errc::internal, std::string("a ") + device + " device reported a fault at element " +
+                                          std::to_string(first) + ", past the input's end");
+  // Device kernels write a faulting element back with its input, so in place too in[first] is it.
+  const auto at = static_cast<std::size_t>(first);
+  return program_fault(code, prog, at, in[at]);
+}
+
 }  // namespace detail
 
 status validate(const program& prog) {

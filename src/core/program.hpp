@@ -24,6 +24,13 @@ result<std::vector<program_instr>> decode_program(const program& prog);
 // that element again to say in which iteration and why. internal if it does not fault here.
 error program_fault(const std::vector<program_instr>& code, const program& prog, std::size_t index, std::int64_t x);
 
+// How a device's run of a program ended, from the lowest faulting element index its chunks
+// recorded (`first`; `none` where no element faulted): ok, the fault's error (program_fault), or
+// internal when the device names an element past the input's end. `device` names the backend.
+constexpr std::uint64_t no_fault = ~std::uint64_t{0};
+status device_program_outcome(const std::vector<program_instr>& code, const program& prog,
+                              std::span<const std::int64_t> in, std::uint64_t first, const char* device);
+
 // The source of one kernel named kiln_program that applies the program, checked, to every
 // element (core/program_source.cpp describes both dialects' signatures and fault reports).
 enum class program_dialect { opencl, cuda };

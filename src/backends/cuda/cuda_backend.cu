@@ -6,7 +6,6 @@
 #include <atomic>
 #include <chrono>
 #include <cstring>
-#include <limits>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -106,7 +105,7 @@ struct program_launch {
   std::vector<cudaKernel_t> kernels;
   std::span<const i64> params;
   i64 iterations = 0;
-  std::uint64_t first_fault = std::numeric_limits<std::uint64_t>::max();  // set by transfer()
+  std::uint64_t first_fault = no_fault;  // set by transfer()
 };
 
 using library_handle = cuda_handle<cudaLibrary_t, cudaLibraryUnload>;
@@ -333,7 +332,7 @@ class device_state {
   // Before a program's job (device current, device locked): its parameters, after one word that
   // the kernels lower to the first faulting element's index, set to "none".
   status begin_program(const program_launch& p) {
-    std::vector<std::uint64_t> words(1 + p.params.size(), std::numeric_limits<std::uint64_t>::max());
+    std::vector<std::uint64_t> words(1 + p.params.size(), no_fault);
     std::copy(p.params.begin(), p.params.end(), words.begin() + 1);
     const std::size_t bytes = words.size() * sizeof(std::uint64_t);
     if (bytes > program_bytes_) {
@@ -688,23 +687,12 @@ class cuda_backend final : public backend {
     device_scope scope;
     KILN_TRY(scope.enter(devs->front()->index()));
     transfer_job job;
-    job.host_in = in.data();
-    job.host_out = out.data();
-    job.n = in.size();
-    job.chunk_elements = options.chunk_elements;
-    job.phase_times = options.phase_times;
+    job.set_arrays(in, out, options);
     job.program = &launch;
     set_pinned(job, in, out);
     auto r = device_state::transfer(*devs, job);
     if (!r) return r.err();
-    // A faulting element was written back with its input, so in place too in[at] is the input.
-    if (launch.first_fault < in.size()) {
-      const auto at = static_cast<std::size_t>(launch.first_fault);
-      return program_fault(code, prog, at, in[at]);
-    }
-    if (launch.first_fault != std::numeric_limits<std::uint64_t>::max())
-      return make_error(errc::internal, "a CUDA device reported a fault at element " +
-                                            std::to_string(launch.first_fault) + ", past the input's end");
+    KILN_TRY(device_program_outcome(code, prog, in, launch.first_fault, "CUDA"));
     return r;
   }
 

@@ -417,17 +417,17 @@ auto catching_bad_alloc(F&& f) -> decltype(f()) {
 // slots' device buffers; an upload (host_in and resident) and a download (host_out and resident)
 // move data between the host and a resident buffer through the same pinned staging.
 // A program as one job runs it: the kernel object of each lane is set up by transfer(); the
-// chunks' faults meet in first_fault (the lowest faulting element index; SIZE_MAX for none). The
+// chunks' faults meet in first_fault (the lowest faulting element index; no_fault for none). The
 // host does not share a program's work (the interpreter is 20-30 times slower per element than
 // the map's SIMD kernel).
 struct program_job {
   const built_program* built = nullptr;
   cl::Buffer params;
   std::int64_t iterations = 0;
-  std::atomic<std::size_t> first_fault{SIZE_MAX};
+  std::atomic<std::uint64_t> first_fault{no_fault};
 
-  void note_fault(std::size_t index) {
-    std::size_t cur = first_fault.load(std::memory_order_relaxed);
+  void note_fault(std::uint64_t index) {
+    std::uint64_t cur = first_fault.load(std::memory_order_relaxed);
     while (index < cur && !first_fault.compare_exchange_weak(cur, index, std::memory_order_relaxed)) {
     }
   }
@@ -862,20 +862,11 @@ result<run_stats> run_program_on(device_state& ds, const std::vector<program_ins
   if (e != CL_SUCCESS) return cl_error("clCreateBuffer (program parameters)", e);
   pj.iterations = prog.iterations;
   transfer_job job;
-  job.host_in = in.data();
-  job.host_out = out.data();
-  job.n = in.size();
-  job.chunk_elements = options.chunk_elements;
-  job.phase_times = options.phase_times;
+  job.set_arrays(in, out, options);
   job.program = &pj;
   auto r = transfer(ds, job);
   if (!r) return r.err();
-  if (const std::size_t at = pj.first_fault.load(); at != SIZE_MAX) {
-    if (at >= in.size())
-      return make_error(errc::internal, "an OpenCL device reported a fault at element " + std::to_string(at) +
-                                            ", past the input's end");
-    return program_fault(code, prog, at, in[at]);
-  }
+  KILN_TRY(device_program_outcome(code, prog, in, pj.first_fault.load(), "OpenCL"));
   return r;
 }
 
