@@ -141,13 +141,29 @@ status concatenate(std::span<const std::span<const std::int64_t>> parts, std::sp
 // ---- programs: integer expressions written elsewhere (Elixir's Kiln.Kernel) --------------------
 //
 // A program is an integer expression of the element x and of parameters, given as its operations
-// in postfix order: one int64 word each, two for `param` (then its index) and `literal` (then
-// its value). Programs run on the host backends (`cpu`: every core; `scalar`: one thread),
+// in postfix order: one int64 word each, two for `param` (then its index), `literal` (then its
+// value) and `boolean` (then 0 or 1). Values are integers (int64) or booleans:
+//   x, param, literal                  push an integer
+//   add sub mul div rem min max        two integers -> integer (div truncates; rem takes the
+//                                      dividend's sign; as Elixir's div/2, rem/2, min/2, max/2)
+//   neg abs                            integer -> integer
+//   eq ne lt le gt ge                  two integers -> boolean
+//   boolean                            push a boolean;  logical_not: boolean -> boolean
+//   <cond> if_then <a> if_else <b> if_end
+//                                      a where cond is true, else b (both integers or both
+//                                      booleans). Only the branch taken is evaluated: a fault in
+//                                      the other one does not count, as in Elixir's `if`, which
+//                                      is also how `and` and `or` short-circuit.
+// The whole expression is an integer. Programs run on the host backends (`cpu`: every core; `scalar`: one thread),
 // interpreted a block of elements at a time, or compiled for the GPU backends (`cuda`, with NVRTC
 // loaded at run time, over one device or all_devices; `opencl`), which stream them through their
 // pipelines without the host's share. `auto`: a GPU whose backend compiles programs (CUDA first)
 // for 65,536 elements or more, else `cpu`.
-enum class program_op : std::int64_t { x = 0, param = 1, literal = 2, add = 3, sub = 4, mul = 5, div = 6, rem = 7, neg = 8 };
+enum class program_op : std::int64_t {
+  x = 0, param = 1, literal = 2, add = 3, sub = 4, mul = 5, div = 6, rem = 7, neg = 8,
+  eq = 9, ne = 10, lt = 11, le = 12, gt = 13, ge = 14, logical_not = 15,
+  if_then = 16, if_else = 17, if_end = 18, abs = 19, min = 20, max = 21, boolean = 22
+};
 
 struct program {
   std::span<const std::int64_t> code;    // the operations, as above
@@ -156,7 +172,8 @@ struct program {
 };
 
 // invalid_argument unless the code is well formed: known operations, parameter indices in range,
-// every operation finding its operands, exactly one value left, at most 64 values at once.
+// every operation finding operands of its types, branches that each leave one value of one type,
+// exactly one integer left, at most 64 values and 32 nested branches at once.
 status validate(const program& prog);
 
 // Applies the program to every element of `in`, writing `out` (same size; may alias `in`

@@ -39,31 +39,89 @@ struct fault {
 
 result<std::vector<program_instr>> decode_program(const program& prog) {
   std::vector<program_instr> out;
-  std::size_t depth = 0;
+  // The type of every value on the stack (true: boolean), and for every open branch the stack
+  // depth at its start, the instruction that opened it and the type its first half left.
+  std::vector<bool> types;
+  struct open_branch {
+    std::size_t depth, instr;
+    int then_type;  // -1 until its if_else
+  };
+  std::vector<open_branch> branches;
   auto bad = [](const std::string& what) { return make_error(errc::invalid_argument, "program: " + what); };
   for (std::size_t i = 0; i < prog.code.size(); ++i) {
     const i64 w = prog.code[i];
-    if (w < 0 || w > static_cast<i64>(program_op::neg)) return bad("unknown operation " + std::to_string(w) + " at word " + std::to_string(i));
+    if (w < 0 || w > static_cast<i64>(program_op::boolean))
+      return bad("unknown operation " + std::to_string(w) + " at word " + std::to_string(i));
     const auto op = static_cast<program_op>(w);
+    const std::string at = " at word " + std::to_string(i);
     i64 operand = 0;
-    if (op == program_op::param || op == program_op::literal) {
-      if (i + 1 >= prog.code.size()) return bad("operation at word " + std::to_string(i) + " lacks its operand");
+    if (op == program_op::param || op == program_op::literal || op == program_op::boolean) {
+      if (i + 1 >= prog.code.size()) return bad("operation" + at + " lacks its operand");
       operand = prog.code[++i];
-      if (op == program_op::param) {
-        if (operand < 0 || static_cast<u64>(operand) >= prog.params.size())
-          return bad("parameter " + std::to_string(operand) + " at word " + std::to_string(i) + ", but " +
-                     std::to_string(prog.params.size()) + " parameter(s) given");
-      }
+      if (op == program_op::param && (operand < 0 || static_cast<u64>(operand) >= prog.params.size()))
+        return bad("parameter " + std::to_string(operand) + " at word " + std::to_string(i) + ", but " +
+                   std::to_string(prog.params.size()) + " parameter(s) given");
+      if (op == program_op::boolean && operand != 0 && operand != 1)
+        return bad("boolean " + std::to_string(operand) + " at word " + std::to_string(i) + " is neither 0 nor 1");
     }
-    const std::size_t pops = op == program_op::x || op == program_op::param || op == program_op::literal ? 0
-                             : op == program_op::neg                                                        ? 1
-                                                                                                            : 2;
-    if (depth < pops) return bad("operation at word " + std::to_string(i) + " has too few operands");
-    depth = depth - pops + 1;
-    if (depth > max_depth) return bad("more than " + std::to_string(max_depth) + " values at once");
+    // Pops `n` values of type `boolean` (false: integers).
+    auto pop = [&](std::size_t n, bool boolean) -> status {
+      const std::size_t floor = branches.empty() ? 0 : branches.back().depth + (branches.back().then_type >= 0 ? 1 : 0);
+      if (types.size() < floor + n) return bad("operation" + at + " has too few operands");
+      for (std::size_t k = 0; k < n; ++k) {
+        if (types.back() != boolean)
+          return bad("operation" + at + " takes " + (boolean ? "a boolean" : "an integer") + " but finds " +
+                     (boolean ? "an integer" : "a boolean"));
+        types.pop_back();
+      }
+      return {};
+    };
+    switch (op) {
+      case program_op::x:
+      case program_op::param:
+      case program_op::literal: types.push_back(false); break;
+      case program_op::boolean: types.push_back(true); break;
+      case program_op::neg:
+      case program_op::abs: KILN_TRY(pop(1, false)); types.push_back(false); break;
+      case program_op::logical_not: KILN_TRY(pop(1, true)); types.push_back(true); break;
+      case program_op::eq: case program_op::ne: case program_op::lt:
+      case program_op::le: case program_op::gt: case program_op::ge:
+        KILN_TRY(pop(2, false));
+        types.push_back(true);
+        break;
+      case program_op::if_then:
+        KILN_TRY(pop(1, true));
+        if (branches.size() >= program_max_nesting)
+          return bad("more than " + std::to_string(program_max_nesting) + " nested branches");
+        branches.push_back({types.size(), out.size(), -1});
+        break;
+      case program_op::if_else: {
+        if (branches.empty() || branches.back().then_type >= 0) return bad("if_else" + at + " without its if_then");
+        open_branch& b = branches.back();
+        if (types.size() != b.depth + 1) return bad("the branch before if_else" + at + " does not leave one value");
+        b.then_type = types.back() ? 1 : 0;
+        out[b.instr].operand = static_cast<i64>(out.size());
+        break;
+      }
+      case program_op::if_end: {
+        if (branches.empty() || branches.back().then_type < 0) return bad("if_end" + at + " without its if_else");
+        const open_branch b = branches.back();
+        if (types.size() != b.depth + 2) return bad("the branch before if_end" + at + " does not leave one value");
+        if (types.back() != (b.then_type == 1)) return bad("the branches closed" + at + " leave values of two types");
+        types.pop_back();  // the two halves' values become one
+        const std::size_t else_at = static_cast<std::size_t>(out[b.instr].operand);
+        out[else_at].operand = static_cast<i64>(out.size());
+        branches.pop_back();
+        break;
+      }
+      default: KILN_TRY(pop(2, false)); types.push_back(false); break;  // add sub mul div rem min max
+    }
+    if (types.size() > max_depth) return bad("more than " + std::to_string(max_depth) + " values at once");
     out.push_back({op, operand});
   }
-  if (depth != 1) return bad(depth == 0 ? "no value" : std::to_string(depth) + " values left instead of one");
+  if (!branches.empty()) return bad("a branch is not closed");
+  if (types.size() != 1) return bad(types.empty() ? "no value" : std::to_string(types.size()) + " values left instead of one");
+  if (types.back()) return bad("the expression is a boolean, not an integer");
   if (prog.iterations < 0) return bad("iterations must be >= 0, got " + std::to_string(prog.iterations));
   return out;
 }
@@ -93,20 +151,46 @@ void divide_by_one(std::array<i64, block>& a, i64 d, bool quotient, std::size_t 
 // Interprets the program over n <= block elements; writes `out` only when none faults. Every
 // operation also marks the elements it could not compute (code 1: out of int64, 2: zero
 // divisor); a marked element keeps its first mark, and its later values, which no longer
-// matter, are computed without undefined behaviour.
+// matter, are computed without undefined behaviour. Branches run over the whole block with a
+// mask of the elements that take them: only those can fault there, and a branch no element of
+// the block takes is skipped. Booleans are 0 and 1.
 std::optional<fault> run_block(const std::vector<instr>& code, std::span<const i64> params, i64 iterations,
                                const i64* in, i64* out, std::size_t n) {
+  using mask = std::array<unsigned char, block>;
   std::array<std::array<i64, block>, max_depth> stack;
   // Whether a stack slot holds one value in every element (a parameter or a literal): a
   // division by it can skip the per-element divisions.
   std::array<bool, max_depth> uniform{};
   std::array<i64, block> x;
-  std::array<unsigned char, block> mark{};
+  mask mark{};
   std::array<i64, block> fault_iteration{};
+  // The elements the current branch computes, and for every open branch the mask outside it and
+  // its condition.
+  mask active;
+  struct open_branch {
+    mask outside, cond;
+  };
+  std::array<open_branch, program_max_nesting> branches;
+  std::size_t depth = 0;
+  bool all_active = true;  // active is all ones: no branch is open
+  auto flag = [&](std::size_t i, unsigned char why) {
+    if (!mark[i] && (all_active || active[i])) mark[i] = why;
+  };
+  // Enters a branch taken where `take` is set; false if no element takes it.
+  auto enter = [&](const mask& take) {
+    bool any = false;
+    for (std::size_t i = 0; i < n; ++i) any |= (active[i] = take[i]) != 0;
+    all_active = false;
+    return any;
+  };
   std::copy(in, in + n, x.begin());
   for (i64 it = 0; it < iterations; ++it) {
     std::size_t sp = 0;
-    for (const instr& ins : code) {
+    std::fill(active.begin(), active.end(), 1);
+    all_active = true;
+    depth = 0;
+    for (std::size_t pc = 0; pc < code.size(); ++pc) {
+      const instr& ins = code[pc];
       switch (ins.op) {
         case program_op::x: uniform[sp] = false, std::copy(x.begin(), x.begin() + n, stack[sp++].begin()); break;
         case program_op::param:
@@ -114,14 +198,56 @@ std::optional<fault> run_block(const std::vector<instr>& code, std::span<const i
           std::fill(stack[sp].begin(), stack[sp].begin() + n, params[static_cast<std::size_t>(ins.operand)]), ++sp;
           break;
         case program_op::literal:
+        case program_op::boolean:
           uniform[sp] = true, std::fill(stack[sp].begin(), stack[sp].begin() + n, ins.operand), ++sp;
           break;
-        case program_op::neg: {
+        case program_op::neg:
+        case program_op::abs: {
           auto& a = stack[sp - 1];
+          const bool abs = ins.op == program_op::abs;
           for (std::size_t i = 0; i < n; ++i) {
-            if (a[i] == INT64_MIN && !mark[i]) mark[i] = 1;
-            a[i] = static_cast<i64>(u64{0} - static_cast<u64>(a[i]));
+            if (a[i] == INT64_MIN) flag(i, 1);
+            if (!abs || a[i] < 0) a[i] = static_cast<i64>(u64{0} - static_cast<u64>(a[i]));
           }
+          break;
+        }
+        case program_op::logical_not: {
+          auto& a = stack[sp - 1];
+          for (std::size_t i = 0; i < n; ++i) a[i] = !a[i];
+          break;
+        }
+        case program_op::if_then: {
+          // The condition leaves the stack; the branch runs where it holds (within the outer mask).
+          open_branch& b = branches[depth++];
+          const auto& c = stack[--sp];
+          b.outside = active;
+          for (std::size_t i = 0; i < n; ++i) b.cond[i] = c[i] != 0, b.cond[i] &= active[i];
+          if (!enter(b.cond)) {
+            // No element takes it: its value, which no element will select, is a placeholder.
+            uniform[sp] = true, std::fill(stack[sp].begin(), stack[sp].begin() + n, 0), ++sp;
+            pc = static_cast<std::size_t>(ins.operand) - 1;  // on to the if_else
+          }
+          break;
+        }
+        case program_op::if_else: {
+          const open_branch& b = branches[depth - 1];
+          mask other;
+          for (std::size_t i = 0; i < n; ++i) other[i] = b.outside[i] && !b.cond[i];
+          if (!enter(other)) {
+            uniform[sp] = true, std::fill(stack[sp].begin(), stack[sp].begin() + n, 0), ++sp;
+            pc = static_cast<std::size_t>(ins.operand) - 1;  // on to the if_end
+          }
+          break;
+        }
+        case program_op::if_end: {
+          const open_branch& b = branches[--depth];
+          auto& then_v = stack[sp - 2];
+          const auto& else_v = stack[sp - 1];
+          for (std::size_t i = 0; i < n; ++i) then_v[i] = b.cond[i] ? then_v[i] : else_v[i];
+          uniform[sp - 2] = false;
+          --sp;
+          active = b.outside;
+          all_active = depth == 0;
           break;
         }
         default: {
@@ -134,21 +260,21 @@ std::optional<fault> run_block(const std::vector<instr>& code, std::span<const i
             case program_op::add:
               for (std::size_t i = 0; i < n; ++i) {
                 const i64 r = static_cast<i64>(static_cast<u64>(a[i]) + static_cast<u64>(b[i]));
-                if (((a[i] ^ r) & (b[i] ^ r)) < 0 && !mark[i]) mark[i] = 1;
+                if (((a[i] ^ r) & (b[i] ^ r)) < 0) flag(i, 1);
                 a[i] = r;
               }
               break;
             case program_op::sub:
               for (std::size_t i = 0; i < n; ++i) {
                 const i64 r = static_cast<i64>(static_cast<u64>(a[i]) - static_cast<u64>(b[i]));
-                if (((a[i] ^ b[i]) & (a[i] ^ r)) < 0 && !mark[i]) mark[i] = 1;
+                if (((a[i] ^ b[i]) & (a[i] ^ r)) < 0) flag(i, 1);
                 a[i] = r;
               }
               break;
             case program_op::mul:
               for (std::size_t i = 0; i < n; ++i) {
                 i64 r;
-                if (__builtin_mul_overflow(a[i], b[i], &r) && !mark[i]) mark[i] = 1;
+                if (__builtin_mul_overflow(a[i], b[i], &r)) flag(i, 1);
                 a[i] = r;
               }
               break;
@@ -160,17 +286,29 @@ std::optional<fault> run_block(const std::vector<instr>& code, std::span<const i
               }
               for (std::size_t i = 0; i < n; ++i) {
                 if (b[i] == 0) {
-                  if (!mark[i]) mark[i] = 2;
+                  flag(i, 2);
                   a[i] = 0;
                 } else if (b[i] == -1) {
                   // div(INT64_MIN, -1) is 2^63; rem(x, -1) is always 0. Neither divides in C++.
-                  if (ins.op == program_op::div && a[i] == INT64_MIN && !mark[i]) mark[i] = 1;
+                  if (ins.op == program_op::div && a[i] == INT64_MIN) flag(i, 1);
                   a[i] = ins.op == program_op::div ? static_cast<i64>(u64{0} - static_cast<u64>(a[i])) : 0;
                 } else {
                   a[i] = ins.op == program_op::div ? a[i] / b[i] : a[i] % b[i];
                 }
               }
               break;
+            case program_op::min:
+              for (std::size_t i = 0; i < n; ++i) a[i] = std::min(a[i], b[i]);
+              break;
+            case program_op::max:
+              for (std::size_t i = 0; i < n; ++i) a[i] = std::max(a[i], b[i]);
+              break;
+            case program_op::eq: for (std::size_t i = 0; i < n; ++i) a[i] = a[i] == b[i]; break;
+            case program_op::ne: for (std::size_t i = 0; i < n; ++i) a[i] = a[i] != b[i]; break;
+            case program_op::lt: for (std::size_t i = 0; i < n; ++i) a[i] = a[i] < b[i]; break;
+            case program_op::le: for (std::size_t i = 0; i < n; ++i) a[i] = a[i] <= b[i]; break;
+            case program_op::gt: for (std::size_t i = 0; i < n; ++i) a[i] = a[i] > b[i]; break;
+            case program_op::ge: for (std::size_t i = 0; i < n; ++i) a[i] = a[i] >= b[i]; break;
             default: break;  // decode() admits no other operation
           }
         }

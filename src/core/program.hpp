@@ -12,12 +12,15 @@ namespace kiln::detail {
 
 struct program_instr {
   program_op op;
-  std::int64_t operand;  // param: its index; literal: its value
+  // param: its index; literal: its value; boolean: 0 or 1; if_then: the index of its if_else;
+  // if_else: the index of its if_end (so that a branch no element takes can be skipped).
+  std::int64_t operand;
 };
 
 // The program's operations, checked (see kiln::validate); each pushes one value on a stack of at
-// most program_max_depth.
+// most program_max_depth, inside at most program_max_nesting branches.
 constexpr std::size_t program_max_depth = 64;
+constexpr std::size_t program_max_nesting = 32;
 result<std::vector<program_instr>> decode_program(const program& prog);
 
 // The error a run reports when element `index` (whose input was `x`) faults: the host interprets

@@ -44,6 +44,9 @@ std::string program_source(const std::vector<program_instr>& code, program_diale
   k << "  int bad = 0;\n"
     << "  for (" << i64 << " it = 0; it < iterations; ++it) {\n";
   std::vector<std::string> stack;
+  // The variable each open branch assigns its value to: branches become C blocks, so only the
+  // branch taken runs (and only its faults count), and the values computed inside one stay in it.
+  std::vector<std::string> branches;
   int next = 0;
   for (const program_instr& ins : code) {
     std::string r = "v";
@@ -54,6 +57,26 @@ std::string program_source(const std::vector<program_instr>& code, program_diale
       return v;
     };
     switch (ins.op) {
+      case program_op::if_then:
+        k << "    " << i64 << " " << r << ";\n    if (" << pop() << ") {\n";
+        branches.push_back(r);
+        continue;
+      case program_op::if_else:
+        k << "    " << branches.back() << " = " << pop() << ";\n    } else {\n";
+        continue;
+      case program_op::if_end:
+        k << "    " << branches.back() << " = " << pop() << ";\n    }\n";
+        stack.push_back(branches.back());
+        branches.pop_back();
+        continue;
+      case program_op::boolean: k << "    const " << i64 << " " << r << " = " << ins.operand << ";\n"; break;
+      case program_op::logical_not: k << "    const " << i64 << " " << r << " = !" << pop() << ";\n"; break;
+      case program_op::abs: {
+        const std::string a = pop();
+        k << "    const " << i64 << " " << r << " = " << a << " < 0 ? (" << i64 << ")((" << u64 << ")0 - (" << u64
+          << ")" << a << ") : " << a << "; bad |= " << a << " == KILN_MIN;\n";
+        break;
+      }
       case program_op::x: k << "    const " << i64 << " " << r << " = x;\n"; break;
       case program_op::param: k << "    const " << i64 << " " << r << " = P[" << ins.operand << "];\n"; break;
       case program_op::literal:
@@ -93,6 +116,14 @@ std::string program_source(const std::vector<program_instr>& code, program_diale
             k << "      const " << i64 << " d = (b == 0 || b == -1) ? 1 : b;\n"
               << "      " << r << " = b == -1 ? 0 : a % d; bad |= b == 0;\n";
             break;
+          case program_op::min: k << "      " << r << " = a < b ? a : b;\n"; break;
+          case program_op::max: k << "      " << r << " = a < b ? b : a;\n"; break;
+          case program_op::eq: k << "      " << r << " = a == b;\n"; break;
+          case program_op::ne: k << "      " << r << " = a != b;\n"; break;
+          case program_op::lt: k << "      " << r << " = a < b;\n"; break;
+          case program_op::le: k << "      " << r << " = a <= b;\n"; break;
+          case program_op::gt: k << "      " << r << " = a > b;\n"; break;
+          case program_op::ge: k << "      " << r << " = a >= b;\n"; break;
           default: break;
         }
         k << "    }\n";

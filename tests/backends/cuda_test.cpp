@@ -272,17 +272,23 @@ TEST_F(Cuda, ManyThreadsShareTheLanes) {
   for (int t = 0; t < threads; ++t) EXPECT_TRUE(ok[t]) << "thread " << t << ": " << first_difference(outs[t], wants[t]);
 }
 
-// Programs compile with NVRTC, which needs no GPU: every operation of the CUDA dialect, with
-// edge literals, compiles for the oldest and newest architectures this build targets (so here
+// Programs compile with NVRTC, which needs no GPU: every operation of the CUDA dialect (nested
+// branches included), with edge literals, compiles for the oldest and newest architectures this build targets (so here
 // and in CI, where the GPU tests skip, the generated CUDA C is still checked by the compiler).
 TEST(CudaNvrtc, CompilesEveryOperationForEachArchitecture) {
   if (auto s = kiln::detail::nvrtc_available(); !s.ok()) GTEST_SKIP() << s.err().message;
   using op = kiln::program_op;
   auto w = [](op o) { return static_cast<i64>(o); };
-  // neg(rem(div(x * p0 + p1 - INT64_MIN, p1), x)) - 7
-  const std::vector<i64> code{w(op::x), w(op::param), 0, w(op::mul), w(op::param), 1, w(op::add), w(op::literal),
-                              std::numeric_limits<i64>::min(), w(op::sub), w(op::param), 1, w(op::div), w(op::x),
-                              w(op::rem), w(op::neg), w(op::literal), 7, w(op::sub)};
+  // if not(x < p0) and x != 3, do: neg(rem(div(x * p0 + p1 - INT64_MIN, p1), x)) - 7,
+  // else: max(abs(x), min(x, p1)); the `and` as a branch, as Kiln.Kernel emits it.
+  const i64 t = w(op::if_then), e = w(op::if_else), end = w(op::if_end);
+  const std::vector<i64> code{
+      w(op::x), w(op::param), 0, w(op::lt), w(op::logical_not), t, w(op::x), w(op::literal), 3, w(op::ne), e,
+      w(op::boolean), 0, end, t,
+      w(op::x), w(op::param), 0, w(op::mul), w(op::param), 1, w(op::add), w(op::literal),
+      std::numeric_limits<i64>::min(), w(op::sub), w(op::param), 1, w(op::div), w(op::x),
+      w(op::rem), w(op::neg), w(op::literal), 7, w(op::sub), e,
+      w(op::x), w(op::abs), w(op::x), w(op::param), 1, w(op::min), w(op::max), end};
   const std::vector<i64> params{3, 5};
   auto decoded = kiln::detail::decode_program({code, params, 1});
   ASSERT_TRUE(decoded.ok()) << decoded.err().message;

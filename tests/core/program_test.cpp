@@ -30,51 +30,154 @@ struct outcome {
   i64 iteration = 0;
 };
 
-// Evaluates in 128 bits, where no operation on int64 operands can overflow, and checks each
-// value against int64 afterwards: a different route from the interpreter's wrapping and flags.
-outcome reference(const std::vector<i64>& code, const std::vector<i64>& params, i64 iterations, i64 x) {
-  for (i64 it = 1; it <= iterations; ++it) {
-    std::vector<i128> st;
-    for (std::size_t i = 0; i < code.size(); ++i) {
-      const auto o = static_cast<op>(code[i]);
-      if (o == op::x) st.push_back(x);
-      else if (o == op::param) st.push_back(params[static_cast<std::size_t>(code[++i])]);
-      else if (o == op::literal) st.push_back(code[++i]);
-      else if (o == op::neg) st.back() = -st.back();
-      else {
-        const i128 b = st.back();
-        st.pop_back();
-        i128& a = st.back();
-        if ((o == op::div || o == op::rem) && b == 0) return {0, 2, it};
-        switch (o) {
-          case op::add: a = a + b; break;
-          case op::sub: a = a - b; break;
-          case op::mul: a = a * b; break;
-          case op::div: a = a / b; break;   // truncates, like Elixir's div
-          case op::rem: a = a % b; break;   // the dividend's sign, like Elixir's rem
-          default: break;
-        }
-      }
-      if (st.back() < lo || st.back() > hi) return {0, 1, it};
+// The program as a tree, built from its postfix code: a branch's node has its condition, its
+// first and its second half as children.
+struct node {
+  op o;
+  i64 operand = 0;
+  std::vector<std::size_t> kids;
+};
+
+std::vector<node> tree(const std::vector<i64>& code, std::size_t& root) {
+  std::vector<node> nodes;
+  std::vector<std::size_t> st, conds, thens;
+  for (std::size_t i = 0; i < code.size(); ++i) {
+    const auto o = static_cast<op>(code[i]);
+    node nd{o, 0, {}};
+    switch (o) {
+      case op::x: break;
+      case op::param: case op::literal: case op::boolean: nd.operand = code[++i]; break;
+      case op::if_then: conds.push_back(st.back()), st.pop_back(); continue;
+      case op::if_else: thens.push_back(st.back()), st.pop_back(); continue;
+      case op::if_end:
+        nd.kids = {conds.back(), thens.back(), st.back()};
+        conds.pop_back(), thens.pop_back(), st.pop_back();
+        break;
+      case op::neg: case op::abs: case op::logical_not: nd.kids = {st.back()}, st.pop_back(); break;
+      default:
+        nd.kids = {st[st.size() - 2], st.back()};
+        st.resize(st.size() - 2);
     }
-    x = static_cast<i64>(st.back());
+    nodes.push_back(nd);
+    st.push_back(nodes.size() - 1);
+  }
+  root = st.back();
+  return nodes;
+}
+
+// One node's value for one element, evaluated as Elixir does (left to right; only the branch
+// taken), in 128 bits, where no operation on int64 operands can overflow, with each integer
+// checked against int64 afterwards: a different route from the interpreter's wrapping and flags.
+// fault: 0 none, 1 beyond int64, 2 division by zero.
+struct value {
+  i128 v = 0;
+  int fault = 0;
+};
+
+value eval(const std::vector<node>& t, std::size_t at, i64 x, const std::vector<i64>& params) {
+  const node& nd = t[at];
+  auto kid = [&](std::size_t k) { return eval(t, nd.kids[k], x, params); };
+  auto checked = [](i128 v) { return value{v, v < lo || v > hi ? 1 : 0}; };
+  switch (nd.o) {
+    case op::x: return {x, 0};
+    case op::param: return {params[static_cast<std::size_t>(nd.operand)], 0};
+    case op::literal: case op::boolean: return {nd.operand, 0};
+    case op::if_end: {
+      const value c = kid(0);
+      if (c.fault) return c;
+      return kid(c.v ? 1 : 2);
+    }
+    default: break;
+  }
+  const value a = kid(0);
+  if (a.fault) return a;
+  switch (nd.o) {
+    case op::neg: return checked(-a.v);
+    case op::abs: return checked(a.v < 0 ? -a.v : a.v);
+    case op::logical_not: return {!a.v, 0};
+    default: break;
+  }
+  const value b = kid(1);
+  if (b.fault) return b;
+  switch (nd.o) {
+    case op::add: return checked(a.v + b.v);
+    case op::sub: return checked(a.v - b.v);
+    case op::mul: return checked(a.v * b.v);
+    case op::div: return b.v == 0 ? value{0, 2} : checked(a.v / b.v);  // truncates, like Elixir's div
+    case op::rem: return b.v == 0 ? value{0, 2} : checked(a.v % b.v);  // the dividend's sign, like rem
+    case op::min: return {a.v < b.v ? a.v : b.v, 0};
+    case op::max: return {a.v < b.v ? b.v : a.v, 0};
+    case op::eq: return {a.v == b.v, 0};
+    case op::ne: return {a.v != b.v, 0};
+    case op::lt: return {a.v < b.v, 0};
+    case op::le: return {a.v <= b.v, 0};
+    case op::gt: return {a.v > b.v, 0};
+    case op::ge: return {a.v >= b.v, 0};
+    default: return {0, 0};
+  }
+}
+
+outcome reference(const std::vector<i64>& code, const std::vector<i64>& params, i64 iterations, i64 x) {
+  std::size_t root = 0;
+  const auto t = tree(code, root);
+  for (i64 it = 1; it <= iterations; ++it) {
+    const value v = eval(t, root, x, params);
+    if (v.fault) return {0, v.fault, it};
+    x = static_cast<i64>(v.v);
   }
   return {x, 0, 0};
 }
 
-// A random expression of depth <= d over x, two parameters and literals, in postfix order.
+void random_bool(std::mt19937_64& rng, int d, std::vector<i64>& code);
+
+// A random integer expression of depth <= d over x, two parameters and literals, in postfix order.
 void random_expr(std::mt19937_64& rng, int d, std::vector<i64>& code) {
-  const int pick = static_cast<int>(rng() % (d > 0 ? 9 : 3));
+  const int pick = static_cast<int>(rng() % (d > 0 ? 13 : 3));
   const i64 literals[] = {0, 1, -1, 2, 3, 22, 61, 6'700'417, 1LL << 31, -(1LL << 32), lo, hi, 1'000'000'007};
   switch (pick) {
     case 0: code.push_back(w(op::x)); return;
     case 1: code.insert(code.end(), {w(op::param), static_cast<i64>(rng() % 2)}); return;
     case 2: code.insert(code.end(), {w(op::literal), literals[rng() % std::size(literals)]}); return;
     case 3: random_expr(rng, d - 1, code); code.push_back(w(op::neg)); return;
+    case 9: random_expr(rng, d - 1, code); code.push_back(w(op::abs)); return;
+    case 10: case 11:
+      random_expr(rng, d - 1, code), random_expr(rng, d - 1, code);
+      code.push_back(w(pick == 10 ? op::min : op::max));
+      return;
+    case 12:  // if <bool>, do: <int>, else: <int>
+      random_bool(rng, d - 1, code);
+      code.push_back(w(op::if_then));
+      random_expr(rng, d - 1, code);
+      code.push_back(w(op::if_else));
+      random_expr(rng, d - 1, code);
+      code.push_back(w(op::if_end));
+      return;
     default:
       random_expr(rng, d - 1, code);
       random_expr(rng, d - 1, code);
       code.push_back(w(op::add) + pick - 4);  // add, sub, mul, div, rem
+  }
+}
+
+// A random boolean expression: comparisons, not, and/or (as branches that short-circuit), literals.
+void random_bool(std::mt19937_64& rng, int d, std::vector<i64>& code) {
+  const int pick = static_cast<int>(rng() % (d > 0 ? 5 : 2));
+  switch (pick) {
+    case 0: code.insert(code.end(), {w(op::boolean), static_cast<i64>(rng() % 2)}); return;
+    case 1: case 2:
+      random_expr(rng, d > 0 ? d - 1 : 0, code), random_expr(rng, d > 0 ? d - 1 : 0, code);
+      code.push_back(w(op::eq) + static_cast<i64>(rng() % 6));  // eq ne lt le gt ge
+      return;
+    case 3: random_bool(rng, d - 1, code); code.push_back(w(op::logical_not)); return;
+    default: {  // a and b: if a, do: b, else: false;  a or b: if a, do: true, else: b
+      const bool is_and = rng() % 2;
+      random_bool(rng, d - 1, code);
+      code.push_back(w(op::if_then));
+      if (is_and) random_bool(rng, d - 1, code); else code.insert(code.end(), {w(op::boolean), 1});
+      code.push_back(w(op::if_else));
+      if (is_and) code.insert(code.end(), {w(op::boolean), 0}); else random_bool(rng, d - 1, code);
+      code.push_back(w(op::if_end));
+    }
   }
 }
 
@@ -219,21 +322,76 @@ TEST(Program, ZeroIterationsAndEmptyInputs) {
   EXPECT_TRUE(kiln::run_program({code, {}, 5}, none, none).ok());
 }
 
+// Only the branch taken is evaluated, as in Elixir's `if`: a division by zero in the other one
+// does not fault, and and/or short-circuit the same way. Branches nest; min, max and abs too.
+TEST(Program, OnlyTheBranchTakenCounts) {
+  const i64 t = w(op::if_then), e = w(op::if_else), end = w(op::if_end);
+  // if x == 0, do: -1, else: div(1000, x)
+  const std::vector<i64> guarded{w(op::x), w(op::literal), 0, w(op::eq), t, w(op::literal), -1, e,
+                                 w(op::literal), 1000, w(op::x), w(op::div), end};
+  std::vector<i64> in(100'000);
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<i64>(i % 7) - 3;
+  check(guarded, {}, 1, in);
+  // x != 0 and div(1000, x) > 100, as if x != 0, do: div(1000, x) > 100, else: false; then
+  // max(x, p0) when it holds, else abs(min(x, p1)); and collatz: if rem(x, 2) == 0, do: div(x, 2),
+  // else: 3 * x + 1, nested in a branch on x's sign.
+  const std::vector<i64> both{w(op::x), w(op::literal), 0, w(op::ne), t, w(op::literal), 1000, w(op::x), w(op::div),
+                              w(op::literal), 100, w(op::gt), e, w(op::boolean), 0, end, t, w(op::x), w(op::param), 0,
+                              w(op::max), e, w(op::x), w(op::param), 1, w(op::min), w(op::abs), end};
+  check(both, {5, -20}, 3, inputs(20'000, 77));
+  const std::vector<i64> collatz{w(op::x), w(op::literal), 0, w(op::gt), t,
+                                 w(op::x), w(op::literal), 2, w(op::rem), w(op::literal), 0, w(op::eq), t,
+                                 w(op::x), w(op::literal), 2, w(op::div), e,
+                                 w(op::literal), 3, w(op::x), w(op::mul), w(op::literal), 1, w(op::add), end,
+                                 e, w(op::x), end};
+  std::vector<i64> seeds(10'000);
+  for (std::size_t i = 0; i < seeds.size(); ++i) seeds[i] = static_cast<i64>(i) - 100;
+  check(collatz, {}, 50, seeds);
+  // 27 takes 111 steps to reach 1, then cycles 4, 2, 1: after 112 steps it is at 4.
+  std::vector<i64> x27{27}, out(1);
+  ASSERT_TRUE(kiln::run_program({collatz, {}, 112}, x27, out).ok());
+  EXPECT_EQ(out[0], 4);
+  // A fault in the branch taken still counts: abs(INT64_MIN) where x < 0.
+  check({w(op::x), w(op::literal), 0, w(op::lt), t, w(op::x), w(op::abs), e, w(op::x), end}, {}, 1,
+        {5, 0, -7, lo, hi});
+}
+
 TEST(Program, MalformedCodeIsInvalid) {
-  const std::vector<std::vector<i64>> bad{
-      {},                                          // no value
-      {w(op::x), w(op::x)},                        // two values left
-      {w(op::add)},                                // too few operands
-      {w(op::param), 2},                           // parameter out of range (two given)
-      {w(op::param)},                              // operand missing
-      {w(op::x), 99, w(op::add)},                  // unknown operation
+  const i64 t = w(op::if_then), e = w(op::if_else), end = w(op::if_end);
+  const std::vector<std::pair<std::vector<i64>, const char*>> bad{
+      {{}, "no value"},
+      {{w(op::x), w(op::x)}, "2 values left instead of one"},
+      {{w(op::add)}, "too few operands"},
+      {{w(op::param), 2}, "parameter 2 at word 1, but 2 parameter(s) given"},
+      {{w(op::param)}, "lacks its operand"},
+      {{w(op::x), 99, w(op::add)}, "unknown operation 99"},
+      {{w(op::boolean), 2}, "neither 0 nor 1"},
+      {{w(op::x), w(op::x), w(op::lt)}, "the expression is a boolean"},
+      {{w(op::x), w(op::boolean), 1, w(op::add)}, "takes an integer but finds a boolean"},
+      {{w(op::x), w(op::logical_not)}, "takes a boolean but finds an integer"},
+      {{w(op::x), t, w(op::x), e, w(op::x), end}, "takes a boolean but finds an integer"},
+      {{w(op::x), e}, "if_else at word 1 without its if_then"},
+      {{w(op::boolean), 1, t, w(op::x), end}, "without its if_else"},
+      {{w(op::boolean), 1, t, w(op::x), w(op::x), e, w(op::x), end}, "does not leave one value"},
+      {{w(op::boolean), 1, t, w(op::x), e, w(op::boolean), 0, end}, "values of two types"},
+      {{w(op::boolean), 1, t, w(op::x), e, w(op::x)}, "a branch is not closed"},
+      // A branch cannot take the values outside it: this `add` would reach below its if_then.
+      {{w(op::x), w(op::boolean), 1, t, w(op::add), e, w(op::x), end}, "too few operands"},
   };
   const std::vector<i64> params{1, 2};
-  for (const auto& code : bad) {
+  for (const auto& [code, why] : bad) {
     auto s = kiln::validate(kiln::program{code, params, 1});
-    ASSERT_FALSE(s.ok());
+    ASSERT_FALSE(s.ok()) << why;
     EXPECT_EQ(s.err().code, kiln::errc::invalid_argument);
+    EXPECT_NE(s.err().message.find(why), std::string::npos) << s.err().message;
   }
+  std::vector<i64> nested;  // 33 nested branches: if true, do: (if true, do: ... x ...), else: x
+  for (int i = 0; i < 33; ++i) nested.insert(nested.end(), {w(op::boolean), 1, t});
+  nested.push_back(w(op::x));
+  for (int i = 0; i < 33; ++i) nested.insert(nested.end(), {e, w(op::x), end});
+  auto s33 = kiln::validate(kiln::program{nested, {}, 1});
+  ASSERT_FALSE(s33.ok());
+  EXPECT_NE(s33.err().message.find("more than 32 nested branches"), std::string::npos) << s33.err().message;
   std::vector<i64> deep;
   for (int i = 0; i < 65; ++i) deep.push_back(w(op::x));
   for (int i = 0; i < 64; ++i) deep.push_back(w(op::add));
