@@ -9,6 +9,16 @@ defmodule Kiln.KernelTest.Kernels do
   defkernel halve(x, d), do: div(x, d)
   defkernel inverse(x), do: div(1000, x)
   defkernel shift_to_min(x), do: x + -9_223_372_036_854_775_808
+  defkernel collatz(x), do: if(rem(x, 2) == 0, do: div(x, 2), else: 3 * x + 1)
+  defkernel guarded(x, n), do: if(x != 0 and div(n, x) > 1, do: max(x, n), else: abs(min(x, -n)))
+
+  defkernel shaped(x, lo, hi) do
+    unless x < lo or not (x <= hi) do
+      if x == 0 || x == 1, do: -x, else: div(hi, x) - rem(lo, x)
+    else
+      x * 2
+    end
+  end
 end
 
 defmodule Kiln.KernelTest do
@@ -30,18 +40,30 @@ defmodule Kiln.KernelTest do
     logistic: {quote(do: rem(mu * x * (x + 1), p)), [:p, :mu]},
     mixed: {quote(do: div(x * a - -x, b) + rem(x, 1_000_003) * -3), [:a, :b]},
     affine: {quote(do: +x * 3 + 1), []},
-    halve: {quote(do: div(x, d)), [:d]}
+    halve: {quote(do: div(x, d)), [:d]},
+    collatz: {quote(do: if(rem(x, 2) == 0, do: div(x, 2), else: 3 * x + 1)), []},
+    guarded: {quote(do: if(x != 0 and div(n, x) > 1, do: max(x, n), else: abs(min(x, -n)))), [:n]},
+    shaped:
+      {quote do
+         unless x < lo or not (x <= hi) do
+           if x == 0 || x == 1, do: -x, else: div(hi, x) - rem(lo, x)
+         else
+           x * 2
+         end
+       end, [:lo, :hi]}
   }
 
-  # Evaluates the compiled code with Elixir's big integers, noting the first value beyond int64
-  # or zero divisor: what the engine must report. Elements without a fault are also checked
-  # against the kernel's own Elixir function, which ties the compiler to Elixir's semantics.
+  # Evaluates a kernel's body as Elixir does (left to right, only the branch taken) with big
+  # integers, noting the first integer beyond int64 or zero divisor: what the engine must report.
+  # Elements without a fault are also checked against the kernel's own Elixir function, which
+  # ties the evaluator (and so the engine) to Elixir's semantics.
   defp reference(kernel, params, iterations, x) do
     {body, names} = @bodies[kernel]
-    code = Kiln.Kernel.compile(body, :x, names)
 
     Enum.reduce_while(1..iterations//1, {:ok, x}, fn it, {:ok, x} ->
-      case eval(code, List.to_tuple(params), x, []) do
+      env = Map.new(Enum.zip([:x | names], [x | params]))
+
+      case catch_fault(fn -> eval(body, env) end) do
         {:ok, v} ->
           assert v == apply(Kernels, :"#{kernel}_element", [x | params])
           {:cont, {:ok, v}}
@@ -52,25 +74,32 @@ defmodule Kiln.KernelTest do
     end)
   end
 
-  defp eval([], _params, _x, [v]), do: {:ok, v}
-  defp eval([0 | rest], ps, x, st), do: push(rest, ps, x, st, x)
-  defp eval([1, i | rest], ps, x, st), do: push(rest, ps, x, st, elem(ps, i))
-  defp eval([2, n | rest], ps, x, st), do: push(rest, ps, x, st, n)
-  defp eval([8 | rest], ps, x, [a | st]), do: push(rest, ps, x, st, -a)
-
-  defp eval([op | rest], ps, x, [b, a | st]) do
-    cond do
-      op in [6, 7] and b == 0 -> {:fault, :zero}
-      op == 3 -> push(rest, ps, x, st, a + b)
-      op == 4 -> push(rest, ps, x, st, a - b)
-      op == 5 -> push(rest, ps, x, st, a * b)
-      op == 6 -> push(rest, ps, x, st, div(a, b))
-      op == 7 -> push(rest, ps, x, st, rem(a, b))
-    end
+  defp catch_fault(f) do
+    {:ok, f.()}
+  catch
+    {:fault, kind} -> {:fault, kind}
   end
 
-  defp push(_rest, _ps, _x, _st, v) when v < @int64_min or v > @int64_max, do: {:fault, :overflow}
-  defp push(rest, ps, x, st, v), do: eval(rest, ps, x, [v | st])
+  defp eval(n, _env) when is_integer(n) or is_boolean(n), do: n
+  defp eval({var, _, ctx}, env) when is_atom(var) and is_atom(ctx), do: Map.fetch!(env, var)
+  defp eval({:-, _, [a]}, env), do: int64!(-eval(a, env))
+  defp eval({:+, _, [a]}, env), do: eval(a, env)
+  defp eval({:abs, _, [a]}, env), do: int64!(abs(eval(a, env)))
+  defp eval({op, _, [a]}, env) when op in [:not, :!], do: not eval(a, env)
+  defp eval({op, _, [a, b]}, env) when op in [:and, :&&], do: eval(a, env) and eval(b, env)
+  defp eval({op, _, [a, b]}, env) when op in [:or, :||], do: eval(a, env) or eval(b, env)
+
+  defp eval({:if, _, [c, [do: a, else: b]]}, env), do: if(eval(c, env), do: eval(a, env), else: eval(b, env))
+  defp eval({:unless, _, [c, [do: a, else: b]]}, env), do: eval({:if, [], [c, [do: b, else: a]]}, env)
+
+  defp eval({op, _, [a, b]}, env) do
+    {a, b} = {eval(a, env), eval(b, env)}
+    if op in [:div, :rem] and b == 0, do: throw({:fault, :zero})
+    int64!(apply(Kernel, op, [a, b]))
+  end
+
+  defp int64!(v) when is_integer(v) and (v < @int64_min or v > @int64_max), do: throw({:fault, :overflow})
+  defp int64!(v), do: v
 
   defp check(kernel, data, params, iterations, backend, chunk \\ 0) do
     list = if is_binary(data), do: Kiln.Binary.to_list(data), else: Enum.to_list(data)
@@ -103,7 +132,7 @@ defmodule Kiln.KernelTest do
 
       outcomes =
         for round <- 1..40 do
-          kernel = Enum.random([:logistic, :mixed, :affine, :halve])
+          kernel = Enum.random([:logistic, :mixed, :affine, :halve, :collatz, :guarded, :shaped])
           {_, names} = @bodies[kernel]
 
           params =
@@ -126,7 +155,7 @@ defmodule Kiln.KernelTest do
   end
 
   # The GPU backends compile each kernel once (per device for OpenCL, per GPU architecture for
-  # CUDA, with NVRTC) and reuse it; the rounds reuse four kernels.
+  # CUDA, with NVRTC) and reuse it; the rounds reuse seven kernels.
   for backend <- [:opencl, :cuda] do
     describe "#{backend}" do
       @describetag skip: Kiln.TestHelper.unavailable_reason(backend)
@@ -136,7 +165,7 @@ defmodule Kiln.KernelTest do
 
         outcomes =
           for round <- 1..16 do
-            kernel = Enum.at([:logistic, :mixed, :affine, :halve], rem(round, 4))
+            kernel = Enum.at([:logistic, :mixed, :affine, :halve, :collatz, :guarded, :shaped], rem(round, 7))
             {_, names} = @bodies[kernel]
 
             params =
@@ -268,8 +297,16 @@ defmodule Kiln.KernelTest do
 
   test "what defkernel cannot compile is a CompileError that says why" do
     for {source, message} <- [
-          {"defkernel f(x), do: x ** 2",
-           "defkernel supports integers, its arguments, +, -, *, div and rem; got x ** 2"},
+          {"defkernel f(x), do: x ** 2", "defkernel supports integers, its arguments, + - * div rem"},
+          {"defkernel f(x), do: x > 1", "a kernel's value must be an integer, and x > 1 is a boolean"},
+          {"defkernel f(x), do: x + (x > 1)", "x > 1 is a boolean where x + (x > 1) needs an integer"},
+          {"defkernel f(x), do: if(x, do: 1, else: 2)",
+           "x is an integer where if's condition needs a boolean"},
+          {"defkernel f(x), do: if(x > 0, do: 1)", "a kernel's if needs both do: and else:"},
+          {"defkernel f(x), do: if(x > 0, do: 1, else: true)",
+           "if's branches must both be integers or both booleans"},
+          {"defkernel f(x), do: x and true", "x is an integer where x and true needs a boolean"},
+          {"defkernel f(x), do: case(x, do: (_ -> 1))", "got case x do"},
           {"defkernel f(x), do: x + y", "unknown variable y (the kernel's arguments are x)"},
           {"defkernel f(x), do: x + 0x8000_0000_0000_0000", "does not fit in int64"},
           {"defkernel f(x), do: x - -9_223_372_036_854_775_809",

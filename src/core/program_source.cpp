@@ -1,5 +1,6 @@
 // A program's checked operations as the source of one GPU kernel, in OpenCL C or CUDA C.
 #include <climits>
+#include <map>
 #include <sstream>
 #include <string>
 #include <vector>
@@ -47,6 +48,7 @@ std::string program_source(const std::vector<program_instr>& code, program_diale
   // The variable each open branch assigns its value to: branches become C blocks, so only the
   // branch taken runs (and only its faults count), and the values computed inside one stay in it.
   std::vector<std::string> branches;
+  std::map<std::string, std::int64_t> literals;  // the variables that hold a literal, and its value
   int next = 0;
   for (const program_instr& ins : code) {
     std::string r = "v";
@@ -80,6 +82,7 @@ std::string program_source(const std::vector<program_instr>& code, program_diale
       case program_op::x: k << "    const " << i64 << " " << r << " = x;\n"; break;
       case program_op::param: k << "    const " << i64 << " " << r << " = P[" << ins.operand << "];\n"; break;
       case program_op::literal:
+        literals[r] = ins.operand;
         if (ins.operand == INT64_MIN)
           k << "    const " << i64 << " " << r << " = KILN_MIN;\n";
         else
@@ -108,14 +111,32 @@ std::string program_source(const std::vector<program_instr>& code, program_diale
               << " >> 63);\n";
             break;
           case program_op::div:
-            k << "      const " << i64 << " d = (b == 0 || b == -1) ? 1 : b;\n"
-              << "      " << r << " = b == -1 ? (" << i64 << ")((" << u64 << ")0 - (" << u64
-              << ")a) : a / d; bad |= b == 0 || (b == -1 && a == KILN_MIN);\n";
+          case program_op::rem: {
+            const bool div = ins.op == program_op::div;
+            const std::string negated = "(" + i64 + ")((" + u64 + ")0 - (" + u64 + ")a)";
+            if (auto lit = literals.find(b); lit != literals.end()) {
+              // A literal divisor: its cases are known here (and tests on a constant would draw
+              // compiler warnings).
+              if (lit->second == 0)
+                k << "      " << r << " = 0; bad = 1;\n";
+              else if (lit->second == -1)
+                k << "      " << r << " = " << (div ? negated + "; bad |= a == KILN_MIN" : "0") << ";\n";
+              else
+                k << "      " << r << " = a " << (div ? "/" : "%") << " b;\n";
+              break;
+            }
+            k << "      const " << i64 << " d = (b == 0 || b == -1) ? 1 : b;\n";
+            // div(INT64_MIN, -1) overflows; with a literal dividend, whether it is INT64_MIN is known.
+            const auto dividend = literals.find(a);
+            const std::string min_by_minus_one = dividend == literals.end() ? " || (b == -1 && a == KILN_MIN)"
+                                                 : dividend->second == INT64_MIN ? " || b == -1"
+                                                                                : "";
+            if (div)
+              k << "      " << r << " = b == -1 ? " << negated << " : a / d; bad |= b == 0" << min_by_minus_one << ";\n";
+            else
+              k << "      " << r << " = b == -1 ? 0 : a % d; bad |= b == 0;\n";
             break;
-          case program_op::rem:
-            k << "      const " << i64 << " d = (b == 0 || b == -1) ? 1 : b;\n"
-              << "      " << r << " = b == -1 ? 0 : a % d; bad |= b == 0;\n";
-            break;
+          }
           case program_op::min: k << "      " << r << " = a < b ? a : b;\n"; break;
           case program_op::max: k << "      " << r << " = a < b ? b : a;\n"; break;
           case program_op::eq: k << "      " << r << " = a == b;\n"; break;

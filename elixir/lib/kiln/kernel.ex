@@ -14,8 +14,15 @@ defmodule Kiln.Kernel do
       MyKernels.logistic(1..3, 61, 22, iterations: 10)  #=> [28, 25, 37]
 
   The expression may use the element (the first argument), the parameters (the others), integer
-  literals that fit in int64, `+`, `-` (binary and unary), `*`, `div/2` and `rem/2`. Anything else
-  is a `CompileError` naming what is not supported.
+  literals that fit in int64, `+`, `-` (binary and unary), `*`, `div/2`, `rem/2`, `abs/1`,
+  `min/2`, `max/2`, the comparisons (`==`, `!=`, `<`, `<=`, `>`, `>=`), `true`, `false`, `not`,
+  `and`, `or` (`!`, `&&`, `||` alike) and `if`/`unless` with both `do:` and `else:`. Every value
+  is an integer or a boolean, as in Elixir: conditions and the operands of `not`/`and`/`or` must
+  be booleans, arithmetic takes integers, and the kernel's value is an integer. Only the branch
+  taken is evaluated, and `and`/`or` short-circuit, so `if x == 0, do: 0, else: div(1000, x)`
+  never divides by zero. Anything else is a `CompileError` naming what is not supported.
+
+      defkernel collatz(x), do: if(rem(x, 2) == 0, do: div(x, 2), else: 3 * x + 1)
 
   `defkernel name(x, p1, ...)` defines `name(data, p1, ..., opts \\\\ [])`, which runs the
   expression on the engine, and `name_element(x, p1, ...)`, the same expression as plain Elixir:
@@ -44,8 +51,36 @@ defmodule Kiln.Kernel do
   alias Kiln.Args
   require Kiln.Args
 
-  @ops %{x: 0, param: 1, literal: 2, add: 3, sub: 4, mul: 5, div: 6, rem: 7, neg: 8}
-  @binary %{+: :add, -: :sub, *: :mul, div: :div, rem: :rem}
+  # The engine's operations (kiln::program_op).
+  @ops %{
+    x: 0,
+    param: 1,
+    literal: 2,
+    add: 3,
+    sub: 4,
+    mul: 5,
+    div: 6,
+    rem: 7,
+    neg: 8,
+    eq: 9,
+    ne: 10,
+    lt: 11,
+    le: 12,
+    gt: 13,
+    ge: 14,
+    not: 15,
+    if_then: 16,
+    if_else: 17,
+    if_end: 18,
+    abs: 19,
+    min: 20,
+    max: 21,
+    boolean: 22
+  }
+  @arithmetic %{+: :add, -: :sub, *: :mul, div: :div, rem: :rem, min: :min, max: :max}
+  @comparison %{==: :eq, ===: :eq, !=: :ne, !==: :ne, <: :lt, <=: :le, >: :gt, >=: :ge}
+  @supported "integers, its arguments, + - * div rem abs min max, comparisons, true, false, " <>
+               "not, and, or, if/unless with else"
 
   @doc "Defines a kernel; see the module doc."
   defmacro defkernel(call, do: body) do
@@ -82,20 +117,29 @@ defmodule Kiln.Kernel do
   end
 
   @doc false
-  # The postfix code of `expr` (a flat list of int64 words), or a CompileError.
+  # The postfix code of `expr` (a flat list of int64 words), or a CompileError. Every
+  # subexpression is an integer or a boolean, checked here, so that the engine is never given an
+  # expression Elixir would reject (a boolean in arithmetic, an integer as a condition).
   def compile(expr, element, params) do
-    expr |> emit(element, params) |> List.flatten()
+    case emit(expr, {element, params}) do
+      {code, :int} ->
+        List.flatten(code)
+
+      {_, :bool} ->
+        compile_error!(expr, "a kernel's value must be an integer, and #{show(expr)} is a boolean")
+    end
   end
 
-  defp emit(n, element, params) when is_integer(n), do: emit_literal(n, n, element, params)
+  defp emit(n, _vars) when is_integer(n), do: literal(n, n)
+  defp emit(b, _vars) when is_boolean(b), do: {[@ops.boolean, if(b, do: 1, else: 0)], :bool}
 
-  defp emit({var, _, ctx} = ast, element, params) when is_atom(var) and is_atom(ctx) do
+  defp emit({var, _, ctx} = ast, {element, params}) when is_atom(var) and is_atom(ctx) do
     cond do
       var == element ->
-        [@ops.x]
+        {[@ops.x], :int}
 
       index = Enum.find_index(params, &(&1 == var)) ->
-        [@ops.param, index]
+        {[@ops.param, index], :int}
 
       true ->
         compile_error!(
@@ -107,28 +151,71 @@ defmodule Kiln.Kernel do
 
   # A negative literal is the negation of a positive one in the AST; folded, so that
   # -9223372036854775808 is the literal it reads as (its positive part does not fit in int64).
-  defp emit({:-, meta, [n]}, element, params) when is_integer(n),
-    do: emit_literal(-n, {:-, meta, [n]}, element, params)
+  defp emit({:-, meta, [n]}, _vars) when is_integer(n), do: literal(-n, {:-, meta, [n]})
+  defp emit({:-, _, [a]} = ast, vars), do: {[int!(a, vars, ast), @ops.neg], :int}
+  defp emit({:+, _, [a]} = ast, vars), do: {int!(a, vars, ast), :int}
+  defp emit({:abs, _, [a]} = ast, vars), do: {[int!(a, vars, ast), @ops.abs], :int}
 
-  defp emit({:-, _, [a]}, element, params), do: [emit(a, element, params), @ops.neg]
-  defp emit({:+, _, [a]}, element, params), do: emit(a, element, params)
+  defp emit({op, _, [a, b]} = ast, vars) when is_map_key(@arithmetic, op),
+    do: {[int!(a, vars, ast), int!(b, vars, ast), Map.fetch!(@ops, @arithmetic[op])], :int}
 
-  defp emit({op, _, [a, b]}, element, params) when is_map_key(@binary, op) do
-    [emit(a, element, params), emit(b, element, params), Map.fetch!(@ops, Map.fetch!(@binary, op))]
+  defp emit({op, _, [a, b]} = ast, vars) when is_map_key(@comparison, op),
+    do: {[int!(a, vars, ast), int!(b, vars, ast), Map.fetch!(@ops, @comparison[op])], :bool}
+
+  defp emit({op, _, [a]} = ast, vars) when op in [:not, :!], do: {[bool!(a, vars, ast), @ops.not], :bool}
+
+  # and/or (&&/||) short-circuit: branches, so that the right side runs only where Elixir runs it.
+  defp emit({op, _, [a, b]} = ast, vars) when op in [:and, :&&],
+    do: branch(bool!(a, vars, ast), bool!(b, vars, ast), [@ops.boolean, 0], :bool)
+
+  defp emit({op, _, [a, b]} = ast, vars) when op in [:or, :||],
+    do: branch(bool!(a, vars, ast), [@ops.boolean, 1], bool!(b, vars, ast), :bool)
+
+  defp emit({op, _, [condition, clauses]} = ast, vars) when op in [:if, :unless] and is_list(clauses) do
+    with [do: yes, else: no] <- Enum.sort(clauses) do
+      {yes, no} = if op == :if, do: {yes, no}, else: {no, yes}
+      {yes_code, yes_type} = emit(yes, vars)
+      {no_code, no_type} = emit(no, vars)
+
+      unless yes_type == no_type,
+        do: compile_error!(ast, "#{op}'s branches must both be integers or both booleans in #{show(ast)}")
+
+      branch(bool!(condition, vars, "#{op}'s condition"), yes_code, no_code, yes_type)
+    else
+      _ -> compile_error!(ast, "a kernel's #{op} needs both do: and else: (every element needs a value)")
+    end
   end
 
-  defp emit(ast, _element, _params) do
-    compile_error!(
-      ast,
-      "defkernel supports integers, its arguments, +, -, *, div and rem; got #{Macro.to_string(ast)}"
-    )
+  defp emit(ast, _vars),
+    do: compile_error!(ast, "defkernel supports #{@supported}; got #{show(ast)}")
+
+  defp branch(condition, yes, no, type),
+    do: {[condition, @ops.if_then, yes, @ops.if_else, no, @ops.if_end], type}
+
+  # The code of an operand that must be an integer (or a boolean); `context` (the expression
+  # around it, or words for it) is for the error.
+  defp int!(ast, vars, context), do: typed!(ast, vars, context, :int)
+  defp bool!(ast, vars, context), do: typed!(ast, vars, context, :bool)
+
+  defp typed!(ast, vars, context, want) do
+    case emit(ast, vars) do
+      {code, ^want} ->
+        code
+
+      _ ->
+        {expected, got} = if want == :int, do: {"an integer", "a boolean"}, else: {"a boolean", "an integer"}
+        where = if is_binary(context), do: context, else: show(context)
+        compile_error!(ast, "#{show(ast)} is #{got} where #{where} needs #{expected}")
+    end
   end
 
-  defp emit_literal(n, ast, _element, _params) do
+  defp show(ast), do: Macro.to_string(ast)
+
+  defp literal(n, ast) do
     unless Args.int64_min() <= n and n <= Args.int64_max(),
       do: compile_error!(ast, "the literal #{n} does not fit in int64")
 
-    [@ops.literal, n]
+    {[@ops.literal, n], :int}
   end
 
   defp compile_error!(ast, message) do
