@@ -132,8 +132,10 @@ namespace {
 // a multiplication instead of a 64-bit hardware division, which takes tens of cycles (the seed's
 // map as a kernel: 26.0 -> 22.9 ms for 2^20 elements on the 2-core machine): with m = 2^64 / |d|
 // rounded down, the high half of |a| * m is the quotient or one less, which one comparison
-// corrects (|a| < 2^64 makes the error of m below one step).
-void divide_by_one(std::array<i64, block>& a, i64 d, bool quotient, std::size_t n) {
+// corrects (|a| < 2^64 makes the error of m below one step). One instance per result, so that
+// neither pays a per-element choice.
+template <bool quotient>
+void divide_by_one(std::array<i64, block>& a, i64 d, std::size_t n) {
   const u64 ud = d < 0 ? u64{0} - static_cast<u64>(d) : static_cast<u64>(d);
   const u64 m = ud == 1 ? 0 : static_cast<u64>((static_cast<unsigned __int128>(1) << 64) / ud);
   for (std::size_t i = 0; i < n; ++i) {
@@ -172,23 +174,21 @@ std::optional<fault> run_block(const std::vector<instr>& code, std::span<const i
   };
   std::array<open_branch, program_max_nesting> branches;
   std::size_t depth = 0;
-  bool all_active = true;  // active is all ones: no branch is open
-  auto flag = [&](std::size_t i, unsigned char why) {
-    if (!mark[i] && (all_active || active[i])) mark[i] = why;
+  bool marked = false;  // some element was marked in this iteration (rare: a fault)
+  auto flag = [&mark, &active, &marked](std::size_t i, unsigned char why) {
+    if (!mark[i] && active[i]) mark[i] = why, marked = true;
   };
   // Enters a branch taken where `take` is set; false if no element takes it.
   auto enter = [&](const mask& take) {
     bool any = false;
     for (std::size_t i = 0; i < n; ++i) any |= (active[i] = take[i]) != 0;
-    all_active = false;
     return any;
   };
   std::copy(in, in + n, x.begin());
+  // Every element takes part outside branches (each if_end restores the mask its if_then found).
+  std::fill(active.begin(), active.end(), 1);
   for (i64 it = 0; it < iterations; ++it) {
     std::size_t sp = 0;
-    std::fill(active.begin(), active.end(), 1);
-    all_active = true;
-    depth = 0;
     for (std::size_t pc = 0; pc < code.size(); ++pc) {
       const instr& ins = code[pc];
       switch (ins.op) {
@@ -247,7 +247,6 @@ std::optional<fault> run_block(const std::vector<instr>& code, std::span<const i
           uniform[sp - 2] = false;
           --sp;
           active = b.outside;
-          all_active = depth == 0;
           break;
         }
         default: {
@@ -281,7 +280,10 @@ std::optional<fault> run_block(const std::vector<instr>& code, std::span<const i
             case program_op::div:
             case program_op::rem:
               if (b_uniform && n > 0 && b[0] != 0 && b[0] != -1) {
-                divide_by_one(a, b[0], ins.op == program_op::div, n);
+                if (ins.op == program_op::div)
+                  divide_by_one<true>(a, b[0], n);
+                else
+                  divide_by_one<false>(a, b[0], n);
                 break;
               }
               for (std::size_t i = 0; i < n; ++i) {
@@ -316,8 +318,10 @@ std::optional<fault> run_block(const std::vector<instr>& code, std::span<const i
     }
     // Faulted elements go on (with values that no longer matter), so that a block reports its
     // first faulting element by index, whichever iteration it faulted in.
-    for (std::size_t i = 0; i < n; ++i)
-      if (mark[i] && !fault_iteration[i]) fault_iteration[i] = it + 1;
+    if (marked)
+      for (std::size_t i = 0; i < n; ++i)
+        if (mark[i] && !fault_iteration[i]) fault_iteration[i] = it + 1;
+    marked = false;
     std::copy(stack[0].begin(), stack[0].begin() + n, x.begin());
   }
   for (std::size_t i = 0; i < n; ++i)
