@@ -38,7 +38,7 @@ GROUP_SAMPLES = {
                "elixir.nif.cpu.binary", "elixir.kernel.cpu.binary", "elixir.kernel.opencl0.binary",
                "elixir.kernel.cuda0.binary", "elixir.nif.opencl0.list", "elixir.nif.opencl0.binary",
                "elixir.nif.opencl0.resident", "elixir.nif.cuda0.list", "elixir.nif.cuda0.binary",
-               "elixir.nif.cuda0.resident", "elixir.nif.cuda.all.binary", "elixir.cluster.this_node.binary",
+               "elixir.nif.cuda0.resident", "elixir.nif.cuda.all.binary", "elixir.kernel.cuda.all.binary", "elixir.cluster.this_node.binary",
                "elixir.cluster.two_nodes.binary", "elixir.empty.list", "elixir.empty.binary"],
 }
 

@@ -178,19 +178,25 @@ defmodule KilnBench do
     %{p: p, mu: mu, iterations: k} = cfg
     cuda = if devices_error, do: [], else: Enum.filter(devices, &(get(&1, :backend) == :cuda and get(&1, :available)))
 
+    # The built-in map and the kernel written in Elixir, each over every GPU.
     all_cuda =
-      if length(cuda) > 1 do
-        {"elixir.nif.cuda.all.binary", nil, %{device: Enum.map_join(cuda, " + ", &str(get(&1, :name))), backend: "cuda"},
-         fn %{binary: b} -> {unwrap(Kiln.LogisticMap.run(b, p, mu, backend: :cuda, device: :all, iterations: k)), %{}} end}
-      else
-        {"elixir.nif.cuda.all.binary", nil, %{}, fn _ -> throw({:skip, "fewer than two usable CUDA devices"}) end}
+      for {name, run} <- [
+            {"elixir.nif.cuda.all.binary", &Kiln.LogisticMap.run(&1, p, mu, backend: :cuda, device: :all, iterations: k)},
+            {"elixir.kernel.cuda.all.binary", &KilnBench.Kernels.logistic(&1, p, mu, backend: :cuda, device: :all, iterations: k)}
+          ] do
+        if length(cuda) > 1 do
+          {name, nil, %{device: Enum.map_join(cuda, " + ", &str(get(&1, :name))), backend: "cuda"},
+           fn %{binary: b} -> {unwrap(run.(b)), %{}} end}
+        else
+          {name, nil, %{}, fn _ -> throw({:skip, "fewer than two usable CUDA devices"}) end}
+        end
       end
 
     # The peer's device: a second CUDA GPU where there is one, else the same auto choice as here.
     {here_opts, peer_opts} = if length(cuda) > 1, do: {[backend: :cuda, device: 0], [backend: :cuda, device: 1]}, else: {[], []}
 
+    all_cuda ++
     [
-      all_cuda,
       {"elixir.cluster.this_node.binary", nil, %{device: "this node (auto)"},
        fn %{binary: b} -> {unwrap(Kiln.Cluster.run(b, p, mu, nodes: [node()], iterations: k)), %{}} end},
       {"elixir.cluster.two_nodes.binary", nil, %{device: "this node and a peer on this machine"},

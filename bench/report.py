@@ -75,6 +75,8 @@ def describe(row):
         fam, label = "elixir-nif-accel", f"Elixir kernel (defkernel) compiled for {where} {dev}, passing a binary"
     elif name == "elixir.nif.cuda.all.binary":
         fam, label = "elixir-nif-accel", f"Elixir+NIF cuda, every GPU ({dev}), binary, end to end"
+    elif name == "elixir.kernel.cuda.all.binary":
+        fam, label = "elixir-nif-accel", f"Elixir kernel (defkernel) compiled for cuda, every GPU ({dev}), binary"
     elif name.startswith("cpp.cuda.all"):
         label = f"C++ kiln cuda, every GPU ({dev}), " + {
             "cpp.cuda.all": "end to end (host shares)", "cpp.cuda.all.pinned": "end to end, pinned host memory",
