@@ -245,6 +245,19 @@ defmodule Kiln.KernelTest do
              Kiln.Binary.from_list(expected)
   end
 
+  test "name_stats returns the result and where it ran" do
+    assert {[3, 22], %{backend: :cpu, chunks: 1} = stats} = Kernels.collatz_stats([6, 7], backend: :cpu)
+    assert stats.total_s >= 0 and is_binary(stats.device)
+
+    # :auto keeps small inputs on the host; large ones go to a GPU that compiles kernels, if any.
+    assert {_, %{backend: :cpu}} = Kernels.collatz_stats(1..1000)
+    {result, stats} = Kernels.collatz_stats(Kiln.Binary.iota(1, 70_000))
+    assert result == Kiln.Binary.from_list(Enum.map(1..70_000, &Kernels.collatz_element/1))
+    gpus = for d <- Kiln.devices(), d.available and d.gpu, do: d.backend
+    expected = Enum.find([:cuda, :opencl], :cpu, &(&1 in gpus))
+    assert stats.backend == expected
+  end
+
   test "negative literals, down to the int64 minimum" do
     assert Kernels.shift_to_min([0, 5, @int64_max]) == [@int64_min, @int64_min + 5, -1]
 

@@ -25,8 +25,10 @@ defmodule Kiln.Kernel do
       defkernel collatz(x), do: if(rem(x, 2) == 0, do: div(x, 2), else: 3 * x + 1)
 
   `defkernel name(x, p1, ...)` defines `name(data, p1, ..., opts \\\\ [])`, which runs the
-  expression on the engine, and `name_element(x, p1, ...)`, the same expression as plain Elixir:
-  the definition its results are checked against.
+  expression on the engine; `name_stats/n`, which also returns the engine's stats (as
+  `Kiln.LogisticMap.run_stats/4` does: `:backend` and `:device` say where it ran); and
+  `name_element(x, p1, ...)`, the same expression as plain Elixir: the definition its results are
+  checked against.
 
   Results are exactly Elixir's (`div` truncates, `rem` takes the dividend's sign) wherever every
   intermediate value fits in int64. Where one does not, Elixir goes on with a big integer and
@@ -99,19 +101,22 @@ defmodule Kiln.Kernel do
     code = compile(body, element, params)
     param_args = tl(args)
     element_name = :"#{name}_element"
+    stats_name = :"#{name}_stats"
+    names = Enum.map(params, &Atom.to_string/1)
 
     quote do
       @doc false
       def unquote(element_name)(unquote_splicing(args)), do: unquote(body)
 
       def unquote(name)(data, unquote_splicing(param_args), opts \\ []) do
-        Kiln.Kernel.run(
-          data,
-          unquote(code),
-          unquote(Enum.map(params, &Atom.to_string/1)),
-          [unquote_splicing(param_args)],
-          opts
-        )
+        {result, _stats} =
+          Kiln.Kernel.run_stats(data, unquote(code), unquote(names), [unquote_splicing(param_args)], opts)
+
+        result
+      end
+
+      def unquote(stats_name)(data, unquote_splicing(param_args), opts \\ []) do
+        Kiln.Kernel.run_stats(data, unquote(code), unquote(names), [unquote_splicing(param_args)], opts)
       end
     end
   end
@@ -225,7 +230,7 @@ defmodule Kiln.Kernel do
 
   @doc false
   # Runs a compiled kernel: what the functions defkernel defines call.
-  def run(data, code, names, params, opts) do
+  def run_stats(data, code, names, params, opts) do
     opts = Keyword.validate!(opts, iterations: 1, backend: :auto, device: 0, chunk_size: 0)
 
     for {name, value} <- Enum.zip(names, params), not Args.is_int64(value) do
@@ -241,7 +246,7 @@ defmodule Kiln.Kernel do
     nif = if Args.dirty_io?(backend), do: &Kiln.Native.program_run_io/8, else: &Kiln.Native.program_run/8
 
     case nif.(nif_data, as_list, code, params, iterations, backend, device, chunk) do
-      {:ok, result, _stats} -> result
+      {:ok, result, stats} -> {result, stats}
       {:error, reason} -> Args.raise_error!(reason)
     end
   end
