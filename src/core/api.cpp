@@ -191,7 +191,9 @@ status check_in_out(std::span<const std::int64_t> in, std::span<const std::int64
   return {};
 }
 
-result<int> run_index(const run_options& options, const device_info& dev, run_stats& stats) {
+result<int> run_target(const run_options& options, const device_info& dev, run_stats& stats) {
+  stats.backend = backend_name(dev.backend);
+  stats.device = dev.name;
   if (options.device != all_devices) return dev.index;
   std::vector<device_info> usable;
   for (auto& d : registry::get().devices_of(dev.backend))
@@ -218,9 +220,7 @@ result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::
   auto dev = resolve(options);
   if (!dev) return dev.err();
   run_stats stats;
-  stats.backend = backend_name(dev->backend);
-  stats.device = dev->name;
-  auto index = detail::run_index(options, *dev, stats);
+  auto index = detail::run_target(options, *dev, stats);
   if (!index) return index.err();
   if (params.iterations == 0 || in.empty()) {
     auto t0 = std::chrono::steady_clock::now();

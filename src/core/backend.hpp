@@ -69,10 +69,11 @@ class backend {
   virtual void free_pinned(void* /*p*/) {}
 };
 
-// The device index a run passes to its backend: the resolved device's, or all_devices when the
-// caller asked for every device and the cuda backend has several usable ones (their names are
-// then joined into stats.device); invalid_argument for another backend with several.
-result<int> run_index(const run_options& options, const device_info& dev, run_stats& stats);
+// Where a run goes: the device index it passes to its backend (the resolved device's, or
+// all_devices when the caller asked for every device and the cuda backend has several usable
+// ones; invalid_argument for another backend with several), and the backend and device(s)
+// named in `stats` (every usable device's name, joined, for all_devices).
+result<int> run_target(const run_options& options, const device_info& dev, run_stats& stats);
 
 // invalid_argument unless `in` and `out` have one size and are the same memory or apart: what
 // every run over two host arrays requires.

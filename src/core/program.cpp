@@ -395,9 +395,7 @@ result<run_stats> run_program(const program& prog, std::span<const std::int64_t>
   auto dev = detail::resolve_program_device(options, in.size());
   if (!dev) return dev.err();
   run_stats st;
-  st.backend = backend_name(dev->backend);
-  st.device = dev->name;
-  auto index = detail::run_index(options, *dev, st);
+  auto index = detail::run_target(options, *dev, st);
   if (!index) return index.err();
   // Nothing to compute: a copy on every backend, as logistic_map does (and backends that compile
   // programs are asked only for real work).
