@@ -23,6 +23,7 @@
 #include "backends/cpu/cpu_simd.hpp"
 #include "backends/cuda/logistic_kernel.cuh"
 #include "core/backend.hpp"
+#include "core/stream_copy.hpp"
 #include "core/thread_pool.hpp"
 #include "kiln/kiln.hpp"
 #include "limits_common.hpp"

@@ -5,6 +5,7 @@
 #include <chrono>
 #include <cstdio>
 #include <iostream>
+#include <limits>
 #include <nlohmann/json.hpp>
 #include <string>
 #include <vector>
@@ -85,6 +86,9 @@ int run(const run_args& a) {
   opts.device = a.device;
   opts.chunk_elements = a.chunk;
   opts.host_share = !a.gpu_only;
+  if (a.n > 0 && a.first > std::numeric_limits<std::int64_t>::max() - (a.n - 1))
+    return fail(error{errc::invalid_argument, "--first " + std::to_string(a.first) + " with --n " + std::to_string(a.n) +
+                                                  " runs past the largest int64"});
   auto dev = resolve(opts);
   if (!dev) return fail(dev.err());
 
@@ -104,7 +108,7 @@ int run(const run_args& a) {
   }
   std::span<std::int64_t> in = a.pinned ? in_mem.span() : std::span<std::int64_t>(in_vec);
   std::span<std::int64_t> out = a.pinned ? out_mem.span() : std::span<std::int64_t>(out_vec);
-  for (std::size_t i = 0; i < n; ++i) in[i] = static_cast<std::int64_t>(i) + 1;
+  for (std::size_t i = 0; i < n; ++i) in[i] = a.first + static_cast<std::int64_t>(i);
 
   std::vector<double> wall, h2d, kernel, d2h, host_elements;
   std::size_t chunks = 0;
@@ -135,7 +139,7 @@ int run(const run_args& a) {
   for (auto v : out) sum += v;
 
   if (a.json) {
-    nlohmann::json j = {{"backend", backend_name(dev->backend)}, {"device", device}, {"n", a.n},
+    nlohmann::json j = {{"backend", backend_name(dev->backend)}, {"device", device}, {"n", a.n}, {"first", a.first},
                         {"iterations", a.iterations}, {"p", a.p}, {"mu", a.mu}, {"repeat", a.repeat},
                         {"resident", a.resident}, {"pinned", a.pinned}, {"phases", a.phases},
                         {"seconds", median(wall)},
@@ -150,8 +154,8 @@ int run(const run_args& a) {
     std::cout << text << "\n";
   } else {
     std::printf("backend   %s (%s)\n", backend_name(dev->backend), device.c_str());
-    std::printf("n         %lld, iterations %lld, p %lld, mu %lld%s\n", static_cast<long long>(a.n),
-                static_cast<long long>(a.iterations), static_cast<long long>(a.p), static_cast<long long>(a.mu),
+    std::printf("n         %lld from %lld, iterations %lld, p %lld, mu %lld%s\n", static_cast<long long>(a.n),
+                static_cast<long long>(a.first), static_cast<long long>(a.iterations), static_cast<long long>(a.p), static_cast<long long>(a.mu),
                 a.resident ? ", resident (device time only)" : a.pinned ? ", pinned host memory" : "");
     std::printf("time      %.6f s median of %d (min %.6f, max %.6f)\n", median(wall), a.repeat,
                 *std::min_element(wall.begin(), wall.end()), *std::max_element(wall.begin(), wall.end()));

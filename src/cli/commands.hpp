@@ -10,6 +10,7 @@ struct run_args {
   std::string backend = "auto";
   int device = 0;
   std::int64_t n = 1 << 20;
+  std::int64_t first = 1;  // the inputs are first .. first + n - 1
   std::int64_t iterations = 10;
   std::int64_t p = 6'700'417;
   std::int64_t mu = 22;

@@ -5,6 +5,7 @@
 #include <vector>
 
 #include "backends/cpu/cpu_simd.hpp"
+#include "core/stream_copy.hpp"
 #include "core/thread_pool.hpp"
 #include "kiln/kiln.hpp"
 

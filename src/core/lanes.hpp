@@ -5,6 +5,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <cstdlib>
 #include <cstring>
 #include <memory>
 #include <optional>
@@ -14,6 +15,7 @@
 
 #include "backends/cpu/cpu_simd.hpp"
 #include "core/backend.hpp"
+#include "core/stream_copy.hpp"
 #include "core/thread_pool.hpp"
 #include "kiln/kiln.hpp"
 #include "kiln/result.hpp"
@@ -41,6 +43,26 @@ inline void map_on_host(const std::int64_t* in, std::int64_t* out, std::size_t c
     return;
   }
   logistic_simd(in, out, count, kp, stream);
+}
+
+// Narrow chunks. Values that fit in 32 bits cross the bus in 4 bytes instead of 8: a lane packs a
+// staged chunk whose inputs all fit while copying it into staging (pack_narrow; a chunk with one
+// wide value goes at full width), and when every result of the map fits, which it does once the
+// map has run an iteration with p <= 2^31 (results then lie in (-p, p)), the device returns int32
+// that the lane widens on its way into the caller's array (widen_streaming). Staged runs move
+// every element through the host twice and over PCIe both ways, so halving the bytes shortens
+// both. KILN_NARROW_TRANSFERS=0 turns it off (to measure what it saves).
+inline bool narrow_transfers() {
+  static const bool on = [] {
+    const char* v = std::getenv("KILN_NARROW_TRANSFERS");
+    return !(v && v[0] == '0' && v[1] == '\0');
+  }();
+  return on;
+}
+
+// Whether every result of the map fits in 32 bits (see narrow_transfers).
+inline bool narrow_results(const kernel_params& kp) {
+  return narrow_transfers() && kp.iterations >= 1 && kp.p <= (std::int64_t{1} << 31);
 }
 
 // One range of a job's elements: [begin, begin + count).

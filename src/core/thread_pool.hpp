@@ -19,9 +19,4 @@ std::size_t staging_lanes();
 // Safe to call concurrently from many threads (their tasks interleave on the same workers).
 void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body);
 
-// Copies n int64 on this thread with non-temporal stores (core/stream_copy.cpp): for a
-// destination no cache should keep, such as a GPU lane's chunk going back into the caller's
-// array.
-void copy_streaming(std::int64_t* dst, const std::int64_t* src, std::size_t n);
-
 }  // namespace kiln::detail

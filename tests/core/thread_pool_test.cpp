@@ -7,6 +7,7 @@
 #include <thread>
 #include <vector>
 
+#include "core/stream_copy.hpp"
 #include "core/thread_pool.hpp"
 
 namespace {

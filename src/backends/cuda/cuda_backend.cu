@@ -20,6 +20,7 @@
 #include "core/backend.hpp"
 #include "core/lanes.hpp"
 #include "core/program.hpp"
+#include "core/stream_copy.hpp"
 #include "core/thread_pool.hpp"
 
 namespace kiln::detail {
@@ -84,6 +85,8 @@ struct slot {
   std::array<event_handle, 4> events;
   event_handle done;  // recorded after the chunk's last command when phases are not timed
   bool busy = false;  // a chunk was enqueued and not yet finished (drained, timed)
+  bool in32 = false;   // the chunk's staged input was packed to int32 (narrow_transfers)
+  bool out32 = false;  // the chunk's results come back as int32 into out_host
   std::size_t begin = 0;
   std::size_t count = 0;
 
@@ -403,8 +406,14 @@ class device_state {
     status start(std::size_t k, work_range r) {
       slot& s = ln.slots[k];
       // A plain copy: the staging is read by the DMA engine moments later, from the cache if it
-      // is still there (non-temporal stores would push it out to memory first).
-      if (job.host_in && !job.in_pinned) std::memcpy(s.in_host, job.host_in + r.begin, r.count * sizeof(i64));
+      // is still there (non-temporal stores would push it out to memory first). A map's chunk
+      // crosses the bus narrowed when its values allow (narrow_transfers).
+      s.in32 = false;
+      if (job.host_in && !job.in_pinned) {
+        const i64* src = job.host_in + r.begin;
+        s.in32 = job.kp && narrow_transfers() && pack_narrow(reinterpret_cast<std::int32_t*>(s.in_host), src, r.count);
+        if (!s.in32) std::memcpy(s.in_host, src, r.count * sizeof(i64));
+      }
       return dev.submit(s, job, r.begin, r.count);
     }
     void compute_on_host(work_range r) const { job.compute_on_host(r); }
@@ -430,10 +439,13 @@ class device_state {
   }
 
   // Enqueues one chunk on the slot's stream. Stream order makes device-buffer reuse safe; host
-  // staging is reused only after finish() has seen the slot's last event.
+  // staging is reused only after finish() has seen the slot's last event. The caller has set
+  // s.in32 (a staged map input packed to int32); results of a staged map come back as int32
+  // when they all fit (narrow_results).
   status submit(slot& s, const transfer_job& job, std::size_t begin, std::size_t count) {
     cudaStream_t stream = s.stream.get();
-    const std::size_t bytes = count * sizeof(i64);
+    const bool staged_out = job.host_out && !job.out_pinned && !job.resident;
+    s.out32 = job.kp && staged_out && narrow_results(*job.kp);
     s.busy = true;  // from here on something may be in flight
     s.begin = begin;
     s.count = count;
@@ -444,12 +456,12 @@ class device_state {
     if (job.host_in) {
       i64* dst = job.resident ? job.resident + begin : s.in_dev;
       const i64* src = job.in_pinned ? job.host_in + begin : s.in_host;
-      KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyHostToDevice, stream),
+      KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, count * (s.in32 ? 4 : 8), cudaMemcpyHostToDevice, stream),
                           "cudaMemcpyAsync (host to device)"));
     }
     KILN_TRY(mark(1));
     if (job.kp)
-      KILN_TRY(cuda_check(launch_logistic(s.in_dev, s.out_dev, count, *job.kp, sm_count_, stream),
+      KILN_TRY(cuda_check(launch_logistic(s.in_dev, s.in32, s.out_dev, s.out32, count, *job.kp, sm_count_, stream),
                           "logistic_kernel launch"));
     else if (job.program)
       KILN_TRY(launch_program(s, *job.program, begin, count, stream));
@@ -457,7 +469,7 @@ class device_state {
     if (job.host_out) {
       const i64* src = job.resident ? job.resident + begin : s.out_dev;
       i64* dst = job.out_pinned ? job.host_out + begin : s.out_host;
-      KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, bytes, cudaMemcpyDeviceToHost, stream),
+      KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, count * (s.out32 ? 4 : 8), cudaMemcpyDeviceToHost, stream),
                           "cudaMemcpyAsync (device to host)"));
     }
     KILN_TRY(mark(3));
@@ -486,7 +498,10 @@ class device_state {
     KILN_TRY(cuda_check(cudaEventSynchronize(s.last(job.phase_times).get()), "cudaEventSynchronize"));
     if (job.phase_times) KILN_TRY(add_phase_times(s, t));
     // Non-temporal stores: the caller's array is far larger than the caches.
-    if (job.host_out && !job.out_pinned) copy_streaming(job.host_out + s.begin, s.out_host, s.count);
+    if (s.out32)
+      widen_streaming(job.host_out + s.begin, reinterpret_cast<const std::int32_t*>(s.out_host), s.count);
+    else if (job.host_out && !job.out_pinned)
+      copy_streaming(job.host_out + s.begin, s.out_host, s.count);
     s.busy = false;
     return {};
   }

@@ -34,13 +34,15 @@ inline cuda_map_params to_cuda_params(const kernel_params& kp) {
 inline constexpr int logistic_block_threads = 256;
 
 // Grid-stride loop, so one launch shape serves any n; the arithmetic is modmath.h's, shared with
-// every other backend so the results are bit-identical.
+// every other backend so the results are bit-identical. In and Out are int64_t or, for chunks
+// that cross the bus narrowed (core/lanes.hpp, narrow_chunks), int32_t.
+template <class In, class Out>
 __global__ void __launch_bounds__(logistic_block_threads)
-    logistic_kernel(const std::int64_t* __restrict__ in, std::int64_t* __restrict__ out, std::size_t n,
-                    cuda_map_params prm) {
+    logistic_kernel(const In* __restrict__ in, Out* __restrict__ out, std::size_t n, cuda_map_params prm) {
   const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
   for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    out[i] = kiln_logistic(in[i], prm.iterations, prm.p, prm.pinv, prm.mu_res, prm.two32, prm.negative);
+    out[i] = static_cast<Out>(kiln_logistic(static_cast<std::int64_t>(in[i]), prm.iterations, prm.p, prm.pinv,
+                                            prm.mu_res, prm.two32, prm.negative));
 }
 
 // The same loop over one buffer: without __restrict__, because input and output are the same memory.
@@ -70,7 +72,27 @@ inline cudaError_t launch_logistic(const std::int64_t* in, std::int64_t* out, st
   if (in == out)
     logistic_kernel_inplace<<<blocks, logistic_block_threads, 0, stream>>>(out, n, prm);
   else
-    logistic_kernel<<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
+    logistic_kernel<std::int64_t, std::int64_t><<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
+  return cudaGetLastError();
+}
+
+// The same between distinct buffers whose elements are 32 bits wide where in32 / out32 say so.
+inline cudaError_t launch_logistic(const void* in, bool in32, void* out, bool out32, std::size_t n,
+                                   const kernel_params& kp, int sm_count, cudaStream_t stream) {
+  using i32 = std::int32_t;
+  using i64 = std::int64_t;
+  if (n == 0) return cudaSuccess;
+  const cuda_map_params prm = to_cuda_params(kp);
+  const unsigned blocks = logistic_grid_blocks(n, sm_count);
+  const int b = logistic_block_threads;
+  if (in32 && out32)
+    logistic_kernel<<<blocks, b, 0, stream>>>(static_cast<const i32*>(in), static_cast<i32*>(out), n, prm);
+  else if (in32)
+    logistic_kernel<<<blocks, b, 0, stream>>>(static_cast<const i32*>(in), static_cast<i64*>(out), n, prm);
+  else if (out32)
+    logistic_kernel<<<blocks, b, 0, stream>>>(static_cast<const i64*>(in), static_cast<i32*>(out), n, prm);
+  else
+    logistic_kernel<<<blocks, b, 0, stream>>>(static_cast<const i64*>(in), static_cast<i64*>(out), n, prm);
   return cudaGetLastError();
 }
 

@@ -25,6 +25,7 @@
 
 #include "core/backend.hpp"
 #include "core/lanes.hpp"
+#include "core/stream_copy.hpp"
 #include "core/thread_pool.hpp"
 
 namespace kiln::detail {
@@ -266,6 +267,8 @@ struct slot {
   // The chunk's commands; an unused phase holds a null event (skipped when waiting and timing).
   cl::Event write, kernel, read, fault_read;
   bool busy = false;  // a chunk was enqueued and not yet finished (waited for, timed, drained)
+  bool in32 = false;   // the chunk's input was packed to int32 in in_host (narrow_transfers)
+  bool out32 = false;  // its results come back as int32 into out_host
   std::size_t begin = 0;
   std::size_t count = 0;
 
@@ -350,10 +353,11 @@ status set_param_args(cl::Kernel& k, const kernel_params& kp) {
 }
 
 // Maps the first `len` elements of `in` into `out` (the same buffer for in-place runs) with kernel
-// object `k`, whose fixed arguments are set.
+// object `k`, whose fixed arguments are set; in32 / out32: the chunk's input / output is int32.
 status enqueue_map(const device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, const cl::Buffer& in,
-                   const cl::Buffer& out, std::size_t len, cl::Event* done) {
-  const cl_int errs[] = {k.setArg(0, in), k.setArg(1, out), k.setArg(2, static_cast<cl_ulong>(len))};
+                   const cl::Buffer& out, std::size_t len, cl::Event* done, bool in32 = false, bool out32 = false) {
+  const cl_int errs[] = {k.setArg(0, in), k.setArg(1, out), k.setArg(2, static_cast<cl_ulong>(len)),
+                         k.setArg(9, static_cast<cl_int>(in32)), k.setArg(10, static_cast<cl_int>(out32))};
   for (cl_int e : errs)
     if (e != CL_SUCCESS) return cl_error("clSetKernelArg", e);
   const std::size_t global = (len + ds.local_size - 1) / ds.local_size * ds.local_size;
@@ -518,10 +522,11 @@ result<std::size_t> ensure_lanes(device_state& ds, std::size_t chunk) {
   return std::min(chunk, capacity);
 }
 
-// Enqueues one chunk on the slot's queue and submits it.
+// Enqueues one chunk on the slot's queue and submits it. stage_input has set s.in32; a map's
+// results come back as int32 when they all fit (narrow_results).
 status submit(const device_state& ds, lane& ln, slot& s, const transfer_job& job, std::size_t begin,
               std::size_t count) {
-  const std::size_t bytes = count * element_bytes;
+  s.out32 = job.kp && job.host_out && !job.resident && narrow_results(*job.kp);
   // The chunk's place in its resident buffer, if it has one (chunks never straddle two).
   const cl::Buffer* resident = job.resident ? &(*job.resident)[begin / job.segment] : nullptr;
   const std::size_t offset = job.resident ? begin % job.segment * element_bytes : 0;
@@ -533,15 +538,15 @@ status submit(const device_state& ds, lane& ln, slot& s, const transfer_job& job
   // the order every chunk needs.
   const cl::CommandQueue& q = job.phase_times ? s.profiled : s.queue;
   if (job.host_in) {
-    const cl_int e = q.enqueueWriteBuffer(resident ? *resident : s.in_dev, CL_FALSE, offset, bytes,
-                                                 s.in_host.data(), nullptr, &s.write);
+    const cl_int e = q.enqueueWriteBuffer(resident ? *resident : s.in_dev, CL_FALSE, offset,
+                                          count * (s.in32 ? 4 : element_bytes), s.in_host.data(), nullptr, &s.write);
     if (e != CL_SUCCESS) return cl_error("clEnqueueWriteBuffer", e);
   }
-  if (job.kp) KILN_TRY(enqueue_map(ds, ln.kernel, q, s.in_dev, s.out_dev, count, &s.kernel));
+  if (job.kp) KILN_TRY(enqueue_map(ds, ln.kernel, q, s.in_dev, s.out_dev, count, &s.kernel, s.in32, s.out32));
   if (job.program) KILN_TRY(enqueue_program(ds, ln.program, q, s, count));
   if (job.host_out) {
-    const cl_int e = q.enqueueReadBuffer(resident ? *resident : s.out_dev, CL_FALSE, offset, bytes,
-                                                s.out_host.data(), nullptr, &s.read);
+    const cl_int e = q.enqueueReadBuffer(resident ? *resident : s.out_dev, CL_FALSE, offset,
+                                         count * (s.out32 ? 4 : element_bytes), s.out_host.data(), nullptr, &s.read);
     if (e != CL_SUCCESS) return cl_error("clEnqueueReadBuffer", e);
   }
   // Submit now: some platforms hold commands back until a flush or a wait.
@@ -572,15 +577,23 @@ status complete(slot& s, const transfer_job& job, lane_times& t) {
 
 // The caller's input range r into the slot's staging. A plain copy: the staging is read by the
 // device moments later, from the cache if it is still there (non-temporal stores would push it
-// out to memory first).
+// out to memory first). A map's chunk is packed to int32 when its values allow (narrow_transfers).
 void stage_input(slot& s, const transfer_job& job, work_range r) {
-  if (job.host_in) std::memcpy(s.in_host.data(), job.host_in + r.begin, r.count * element_bytes);
+  s.in32 = false;
+  if (!job.host_in) return;
+  const std::int64_t* src = job.host_in + r.begin;
+  s.in32 = job.kp && narrow_transfers() && pack_narrow(reinterpret_cast<std::int32_t*>(s.in_host.data()), src, r.count);
+  if (!s.in32) std::memcpy(s.in_host.data(), src, r.count * element_bytes);
 }
 
 // The slot's output staging into the caller's range r, with non-temporal stores: the caller's
 // array is far larger than the caches.
 void drain_output(const slot& s, const transfer_job& job, work_range r) {
-  if (job.host_out) copy_streaming(job.host_out + r.begin, s.out_host.data(), r.count);
+  if (!job.host_out) return;
+  if (s.out32)
+    widen_streaming(job.host_out + r.begin, reinterpret_cast<const std::int32_t*>(s.out_host.data()), r.count);
+  else
+    copy_streaming(job.host_out + r.begin, s.out_host.data(), r.count);
 }
 
 // Waits for the slot's chunk, adds its phase times and copies its output to the caller.
