@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cstdint>
+#include <limits>
 #include <random>
 #include <thread>
 #include <vector>
@@ -83,6 +84,55 @@ TEST_P(Conformance, TinyChunksGiveTheSameResult) {
   auto want = reference(in, prm);
   EXPECT_EQ(run(in, prm, 1), std::vector<i64>(want.begin(), want.end()));
   EXPECT_EQ(run(in, prm, 333), want);
+}
+
+// GPU backends send a staged chunk as int32 when all its inputs fit, and return a map's results as
+// int32 when p <= 2^31 (narrow_transfers): chunks that fit, chunks with one wide value anywhere,
+// and the moduli on either side of that limit must all give the reference's results.
+TEST_P(Conformance, ChunksOfNarrowAndWideValues) {
+  constexpr std::size_t chunk = 1000, chunks = 48;
+  constexpr i64 lo32 = std::numeric_limits<std::int32_t>::min(), hi32 = std::numeric_limits<std::int32_t>::max();
+  std::mt19937_64 rng(31);
+  std::vector<i64> in(chunk * chunks + 17);
+  for (auto& x : in) x = lo32 + static_cast<i64>(rng() % (std::uint64_t{1} << 32));  // every int32
+  for (std::size_t c = 0; c < chunks; ++c) {
+    const std::size_t at = c * chunk;
+    switch (c % 6) {
+      case 0: in[at] = lo32, in[at + chunk - 1] = hi32; break;        // narrow, at both limits
+      case 1: in[at + (c * 37) % chunk] = hi32 + 1; break;            // one value just too wide
+      case 2: in[at + chunk - 1] = lo32 - 1; break;                   // ... in a chunk's last place
+      case 3: in[at] = kMin; break;                                   // ... in its first
+      case 4: in[at + 500] = kMax; in[at + 501] = i64{1} << 40; break;
+      default: break;                                                 // narrow
+    }
+  }
+  in.back() = hi32 + 1;  // the short last chunk is wide
+  const kiln::map_params cases[] = {{6700417, 22, 10}, {i64{1} << 31, kMax, 3}, {(i64{1} << 31) + 1, i64{1} << 30, 1},
+                                    {kiln::max_p, -5, 2}, {61, 22, 0}, {i64{1} << 31, kMin, 1}};
+  for (const auto& prm : cases) {
+    const auto want = reference(in, prm);
+    ASSERT_EQ(run(in, prm, chunk), want) << "p=" << prm.p << " mu=" << prm.mu << " k=" << prm.iterations;
+    ASSERT_EQ(run(in, prm), want) << "p=" << prm.p << " mu=" << prm.mu << " k=" << prm.iterations;
+    std::vector<i64> data = in;
+    ASSERT_TRUE(kiln::logistic_map(data, data, prm, options(chunk)).ok());
+    ASSERT_EQ(data, want) << "in place, p=" << prm.p;
+  }
+}
+
+// Results that need 32 bits and a sign, so cannot come back as int32: with p = 2^31 + 1 and
+// mu = +-2^30, one iteration maps 1 and -2 to +-2^31 and 2 to +-(2^31 - 2) (by hand: 2^30 * 2 =
+// 2^31 < p; 2^30 * 6 = 3p - 3). Repeated over many chunks, so GPUs stage them.
+TEST_P(Conformance, ResultsBeyondThirtyTwoBits) {
+  const i64 p = (i64{1} << 31) + 1, two31 = i64{1} << 31;
+  std::vector<i64> in, up, down;
+  for (int i = 0; i < 50000; ++i) {
+    in.insert(in.end(), {1, -2, 2, 0});
+    up.insert(up.end(), {two31, two31, two31 - 2, 0});
+    down.insert(down.end(), {-two31, -two31, -(two31 - 2), 0});
+  }
+  EXPECT_EQ(run(in, {p, i64{1} << 30, 1}), up);
+  EXPECT_EQ(run(in, {p, -(i64{1} << 30), 1}), down);
+  EXPECT_EQ(run(in, {p, i64{1} << 30, 1}, 4096), up);
 }
 
 TEST_P(Conformance, InPlace) {

@@ -42,6 +42,19 @@ for b in cpu opencl cuda auto; do
     fi
   fi
 done
+# --first: inputs beyond 32 bits (they cross a GPU's bus at full width); every backend agrees.
+wide_ref=$("$kiln" run --backend scalar --n 70000 --first 4294967000 --repeat 1 --warmup 0 --json | field checksum)
+[ "$wide_ref" != "$ref" ]; check "--first changes the inputs" $?
+for b in cpu opencl cuda; do
+  avail=$(echo "$devices" | python3 -c "import json,sys; print(any(d['available'] for d in json.load(sys.stdin) if d['backend']=='$b'))")
+  [ "$avail" = "True" ] || continue
+  got=$("$kiln" run --backend "$b" --n 70000 --first 4294967000 --repeat 1 --json | field checksum)
+  [ "$got" = "$wide_ref" ]; check "$b --first 4294967000 checksum equals scalar" $?
+done
+out=$("$kiln" run --backend scalar --n 2 --first -3 --p 61 --repeat 1 --warmup 0 --json)
+[ "$(echo "$out" | field first)" = "-3" ]; check "run --json has first" $?
+err=$("$kiln" run --backend scalar --n 10 --first 9223372036854775800 2>&1); rc=$?
+[ $rc -eq 2 ] && echo "$err" | grep -q "past the largest int64"; check "--first whose inputs overflow int64 is rejected" $?
 err=$("$kiln" run --backend cpu --device all --resident --n 10 2>&1); rc=$?
 [ $rc -ne 0 ] && echo "$err" | grep -q "lives on one device"; check "--resident --device all is refused" $?
 err=$("$kiln" run --device 1x --n 10 2>&1); rc=$?

@@ -7,7 +7,6 @@
 #include <thread>
 #include <vector>
 
-#include "core/stream_copy.hpp"
 #include "core/thread_pool.hpp"
 
 namespace {
@@ -39,20 +38,6 @@ TEST(ThreadPool, ConcurrentCallers) {
     });
   for (auto& t : ts) t.join();
   for (long s : sums) EXPECT_EQ(s, 10000L * 9999 / 2);
-}
-
-// Non-temporal copies: unaligned heads and short tails must come out exactly as plain copies.
-TEST(ThreadPool, StreamingCopyAnySizeAndOffset) {
-  std::vector<std::int64_t> src(300000), dst(300016);
-  for (std::size_t i = 0; i < src.size(); ++i) src[i] = static_cast<std::int64_t>(i * 2654435761u) - 7;
-  for (std::size_t offset : {0u, 1u, 3u, 7u})
-    for (std::size_t n : {0u, 1u, 5u, 9u, 4096u, 100003u, 300000u - 8}) {
-      std::fill(dst.begin(), dst.end(), -1);
-      kiln::detail::copy_streaming(dst.data() + offset, src.data() + 1, n);
-      for (std::size_t i = 0; i < offset; ++i) ASSERT_EQ(dst[i], -1);
-      for (std::size_t i = 0; i < n; ++i) ASSERT_EQ(dst[offset + i], src[1 + i]) << "n=" << n << " offset=" << offset;
-      ASSERT_EQ(dst[offset + n], -1) << "wrote past the end";
-    }
 }
 
 TEST(ThreadPool, HasAtLeastOneWorker) { EXPECT_GE(kiln::detail::worker_count(), 1u); }
