@@ -46,12 +46,13 @@ inline void map_on_host(const std::int64_t* in, std::int64_t* out, std::size_t c
 }
 
 // Narrow chunks. Values that fit in 32 bits cross the bus in 4 bytes instead of 8: a lane packs a
-// staged chunk whose inputs all fit while copying it into staging (pack_narrow; a chunk with one
-// wide value goes at full width), and when every result of the map fits, which it does once the
-// map has run an iteration with p <= 2^31 (results then lie in (-p, p)), the device returns int32
-// that the lane widens on its way into the caller's array (widen_streaming). Staged runs move
-// every element through the host twice and over PCIe both ways, so halving the bytes shortens
-// both. KILN_NARROW_TRANSFERS=0 turns it off (to measure what it saves).
+// staged chunk (of a map or a program) whose inputs all fit while copying it into staging
+// (pack_narrow; a chunk with one wide value goes at full width), and when every result of the map
+// fits, which it does once the map has run an iteration with p <= 2^31 (results then lie in
+// (-p, p)), the device returns int32 that the lane widens on its way into the caller's array
+// (widen_streaming). Staged runs move every element through the host twice and over PCIe both
+// ways, so halving the bytes shortens both. KILN_NARROW_TRANSFERS=0 turns it off (to measure what
+// it saves).
 inline bool narrow_transfers() {
   static const bool on = [] {
     const char* v = std::getenv("KILN_NARROW_TRANSFERS");

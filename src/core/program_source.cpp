@@ -32,15 +32,17 @@ std::string program_source(const std::vector<program_instr>& code, program_diale
   if (cuda)
     k << "extern \"C\" __global__ void kiln_program(const long long* __restrict__ in, long long* __restrict__ out,\n"
          "    const long long* __restrict__ P, const long long n, const long long iterations,\n"
-         "    unsigned long long* fault, const unsigned long long base) {\n"
+         "    unsigned long long* fault, const unsigned long long base, const int in32) {\n"
          "  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
          "  if (i >= n) return;\n";
   else
     k << "__kernel void kiln_program(__global const long* in, __global long* out, __global const long* P,\n"
-         "                           const long n, const long iterations, __global int* fault) {\n"
+         "                           const long n, const long iterations, __global int* fault, const int in32) {\n"
          "  const size_t i = get_global_id(0);\n"
          "  if ((long)i >= n) return;\n";
-  k << "  " << i64 << " x = in[i];\n";
+  // A chunk that crossed the bus narrowed (core/lanes.hpp, narrow_transfers) holds int32.
+  const std::string narrow_in = cuda ? "(const int*)in" : "(__global const int*)in";
+  k << "  " << i64 << " x = in32 ? (" << i64 << ")(" << narrow_in << ")[i] : in[i];\n";
   k << "  const " << i64 << " x0 = x;\n";
   k << "  int bad = 0;\n"
     << "  for (" << i64 << " it = 0; it < iterations; ++it) {\n";

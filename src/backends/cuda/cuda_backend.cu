@@ -375,7 +375,8 @@ class device_state {
     const i64* params = reinterpret_cast<const i64*>(fault + 1);
     long long n = static_cast<long long>(count), iterations = p.iterations;
     unsigned long long base = begin;
-    void* args[] = {&in, &out, &params, &n, &iterations, &fault, &base};
+    int in32 = s.in32;
+    void* args[] = {&in, &out, &params, &n, &iterations, &fault, &base, &in32};
     constexpr unsigned threads = 256;
     const dim3 blocks(static_cast<unsigned>((count + threads - 1) / threads));
     // A cudaKernel_t is launched as is, in place of a __global__ function's address.
@@ -406,12 +407,13 @@ class device_state {
     status start(std::size_t k, work_range r) {
       slot& s = ln.slots[k];
       // A plain copy: the staging is read by the DMA engine moments later, from the cache if it
-      // is still there (non-temporal stores would push it out to memory first). A map's chunk
-      // crosses the bus narrowed when its values allow (narrow_transfers).
+      // is still there (non-temporal stores would push it out to memory first). A chunk of a map
+      // or program crosses the bus narrowed when its values allow (narrow_transfers).
       s.in32 = false;
       if (job.host_in && !job.in_pinned) {
         const i64* src = job.host_in + r.begin;
-        s.in32 = job.kp && narrow_transfers() && pack_narrow(reinterpret_cast<std::int32_t*>(s.in_host), src, r.count);
+        s.in32 = (job.kp || job.program) && narrow_transfers() &&
+                 pack_narrow(reinterpret_cast<std::int32_t*>(s.in_host), src, r.count);
         if (!s.in32) std::memcpy(s.in_host, src, r.count * sizeof(i64));
       }
       return dev.submit(s, job, r.begin, r.count);
@@ -440,7 +442,7 @@ class device_state {
 
   // Enqueues one chunk on the slot's stream. Stream order makes device-buffer reuse safe; host
   // staging is reused only after finish() has seen the slot's last event. The caller has set
-  // s.in32 (a staged map input packed to int32); results of a staged map come back as int32
+  // s.in32 (a staged input packed to int32); results of a staged map come back as int32
   // when they all fit (narrow_results).
   status submit(slot& s, const transfer_job& job, std::size_t begin, std::size_t count) {
     cudaStream_t stream = s.stream.get();

@@ -376,7 +376,7 @@ status enqueue_program(const device_state& ds, cl::Kernel& k, const cl::CommandQ
   cl_int e = q.enqueueWriteBuffer(s.fault_dev, CL_FALSE, 0, sizeof(cl_int), &none);
   if (e != CL_SUCCESS) return cl_error("clEnqueueWriteBuffer (program fault)", e);
   const cl_int errs[] = {k.setArg(0, s.in_dev), k.setArg(1, s.out_dev), k.setArg(3, static_cast<cl_long>(count)),
-                         k.setArg(5, s.fault_dev)};
+                         k.setArg(5, s.fault_dev), k.setArg(6, static_cast<cl_int>(s.in32))};
   for (cl_int a : errs)
     if (a != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_program)", a);
   const std::size_t global = (count + ds.local_size - 1) / ds.local_size * ds.local_size;
@@ -577,12 +577,14 @@ status complete(slot& s, const transfer_job& job, lane_times& t) {
 
 // The caller's input range r into the slot's staging. A plain copy: the staging is read by the
 // device moments later, from the cache if it is still there (non-temporal stores would push it
-// out to memory first). A map's chunk is packed to int32 when its values allow (narrow_transfers).
+// out to memory first). A chunk of a map or program is packed to int32 when its values allow
+// (narrow_transfers).
 void stage_input(slot& s, const transfer_job& job, work_range r) {
   s.in32 = false;
   if (!job.host_in) return;
   const std::int64_t* src = job.host_in + r.begin;
-  s.in32 = job.kp && narrow_transfers() && pack_narrow(reinterpret_cast<std::int32_t*>(s.in_host.data()), src, r.count);
+  s.in32 = (job.kp || job.program) && narrow_transfers() &&
+           pack_narrow(reinterpret_cast<std::int32_t*>(s.in_host.data()), src, r.count);
   if (!s.in32) std::memcpy(s.in_host.data(), src, r.count * element_bytes);
 }
 
