@@ -48,7 +48,9 @@ constexpr std::size_t max_chunk = std::size_t{1} << 23;
 // (feed_lane): 6.6-8.0 ms on the H100 host against 8.0-8.7 ms with the device computing
 // everything, and 7.8-10.0 ms for the cpu backend alone. One thread making every CUDA call while
 // the others copy (driven_pipeline, which OpenCL needs) measured no better here (8.0-8.4 ms
-// device-only), so CUDA keeps a thread per lane.
+// device-only), so CUDA keeps a thread per lane. All of these at full width: chunks of values that
+// fit in 32 bits now cross narrowed (narrow_transfers), which halves the copies and the bus
+// traffic: 4.9-5.7 ms with host sharing, 5.1-5.4 ms device-only (docs/BENCHMARKS.md, BC-BE).
 constexpr std::size_t staged_slots = 3;
 constexpr std::size_t staged_chunk = std::size_t{1} << 17;
 // Slot buffers grow in steps of 64 Ki elements so that slightly different sizes reuse them.
