@@ -65,6 +65,9 @@ std::vector<device_info> devices();
 inline constexpr int all_devices = -1;
 
 // How to run: which backend and device, and how large a chunk a device processes at once.
+// GPU backends copy ordinary (pageable) host memory through pinned staging; a staged chunk whose
+// values all fit in 32 bits crosses the bus as int32, and a map's results come back as int32
+// whenever p <= 2^31 (KILN_NARROW_TRANSFERS=0 turns this off). Results are the same either way.
 struct run_options {
   std::string backend = "auto";  // "auto" | "scalar" | "cpu" | "opencl" | "cuda"
   int device = 0;                // index among that backend's devices, or all_devices
