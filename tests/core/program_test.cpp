@@ -447,6 +447,42 @@ void check_compiled_programs(const char* backend, int device = 0) {
   }
 }
 
+// Division and remainder in compiled kernels, where neither operand is a literal: dividends and
+// divisors at the edges of every path a kernel may take (around 0, +-2^52, multiples of the
+// divisor and their neighbours, the ends of int64), divisor fixed (a parameter) and per element.
+void check_compiled_division(const char* backend) {
+  kiln::run_options probe;
+  probe.backend = backend;
+  if (auto d = kiln::resolve(probe); !d) GTEST_SKIP() << backend << " unavailable: " << d.err().message;
+  const i64 e52 = i64{1} << 52;
+  std::vector<i64> divisors{1, 2, 3, -2, -3, 7, 10, 6'700'417, -6'700'417, (i64{1} << 32) - 1, e52 - 1, e52, e52 + 1,
+                            -e52 + 1, -e52, -e52 - 1, lo, hi, lo + 1, i64{1} << 40, -(i64{1} << 40) - 3};
+  std::vector<i64> in{0, 1, -1, e52 - 1, e52, e52 + 1, -e52, -e52 + 1, -e52 - 1, lo, hi, lo + 1, hi - 1};
+  std::mt19937_64 rng(52);
+  for (i64 d : divisors)
+    for (i64 m : {i64{1}, i64{3}, (e52 - 1) / (d == lo ? hi : d < 0 ? -d : d)}) {
+      const i64 base = d == lo ? lo : d * m;  // a multiple of d (in range: |d * m| < 2^52 or m = 1)
+      in.insert(in.end(), {base, base - 1, base + 1, -base, -base + 1, -base - 1});
+    }
+  for (int i = 0; i < 3000; ++i) in.push_back(static_cast<i64>(rng()) >> (rng() % 64));
+  // As divisors the same values, less those that fault (0; -1 under INT64_MIN), which would end
+  // the run at its first element and leave the others unchecked (faults are tested elsewhere).
+  std::vector<i64> nonzero;
+  for (i64 x : in)
+    if (x != 0 && x != -1) nonzero.push_back(x);
+  for (i64 d : divisors)
+    for (kiln::program_op o : {op::div, op::rem}) {
+      check({w(op::x), w(op::param), 0, w(o)}, {d}, 1, in, {backend});        // x op d
+      if (::testing::Test::HasFatalFailure()) return;
+      check({w(op::param), 0, w(op::x), w(o)}, {d}, 1, nonzero, {backend});   // d op x
+      if (::testing::Test::HasFatalFailure()) return;
+    }
+}
+
+TEST(Program, OpenCLDividesExactlyAtTheEdges) { check_compiled_division("opencl"); }
+
+TEST(Program, CudaDividesExactlyAtTheEdges) { check_compiled_division("cuda"); }
+
 TEST(Program, OpenCLCompilesProgramsThatMatchThe128BitEvaluator) { check_compiled_programs("opencl"); }
 
 TEST(Program, CudaCompilesProgramsThatMatchThe128BitEvaluator) { check_compiled_programs("cuda"); }
