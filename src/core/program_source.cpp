@@ -1,6 +1,5 @@
 // A program's checked operations as the source of one GPU kernel, in OpenCL C or CUDA C.
 #include <climits>
-#include <cstdlib>
 #include <map>
 #include <sstream>
 #include <string>
@@ -22,14 +21,6 @@ namespace kiln::detail {
 //   bits).
 // Either way a faulting element is written with its input, so that staged copies back to the
 // caller leave the input that the host reinterprets in place, even when `out` is `in`.
-bool fast_division() {
-  static const bool on = [] {
-    const char* v = std::getenv("KILN_EXP_FASTDIV");
-    return v && v[0] == '1';
-  }();
-  return on;
-}
-
 std::string program_source(const std::vector<program_instr>& code, program_dialect dialect) {
   const bool cuda = dialect == program_dialect::cuda;
   const std::string i64 = cuda ? "long long" : "long";
@@ -142,24 +133,6 @@ std::string program_source(const std::vector<program_instr>& code, program_diale
             const std::string min_by_minus_one = dividend == literals.end() ? " || (b == -1 && a == KILN_MIN)"
                                                  : dividend->second == INT64_MIN ? " || b == -1"
                                                                                 : "";
-            if (fast_division()) {
-              // Both operands in (-2^52, 2^52): the double quotient, truncated, is the integer one
-              // (see fast_division), and far cheaper on a GPU than 64-bit integer division.
-              k << "      " << i64 << " q, m;\n";
-              k << "      if ((" << u64 << ")(a + 4503599627370495" << suffix << ") < 9007199254740991UL && (" << u64
-                << ")(d + 4503599627370495" << suffix << ") < 9007199254740991UL) {\n"
-                << "        q = (" << i64 << ")((double)a / (double)d);\n"
-                << "        m = a - q * d;\n"
-                << "      } else {\n"
-                << "        q = a / d;\n"
-                << "        m = a % d;\n"
-                << "      }\n";
-              if (div)
-                k << "      " << r << " = b == -1 ? " << negated << " : q; bad |= b == 0" << min_by_minus_one << ";\n";
-              else
-                k << "      " << r << " = b == -1 ? 0 : m; bad |= b == 0;\n";
-              break;
-            }
             if (div)
               k << "      " << r << " = b == -1 ? " << negated << " : a / d; bad |= b == 0" << min_by_minus_one << ";\n";
             else
