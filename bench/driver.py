@@ -22,6 +22,9 @@ import report  # noqa: E402  (bench/report.py: tables, summary, SVG)
 HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 P, MU, ITERATIONS = 6_700_417, 22, 10
+# The wide rows' first input: every input needs more than 32 bits, so no chunk crosses a GPU's bus
+# narrowed (only the results do), unlike the seed's 1..n.
+WIDE_FIRST = 1 << 32
 FULL_N = 0x2000000
 DEFAULT_N = 1 << 20  # measured: a whole default run takes about 1 min on the 2-core dev machine (see README)
 ALL_STAGES = [1, 2, 4, 8, 16, 32, 64, 128]
@@ -30,7 +33,7 @@ MARKER = "@@KILNBENCH@@ "
 # Sample names per group: a --rows pattern that matches none of a group's names skips starting it.
 GROUP_SAMPLES = {
     "cpp": ["cpp.scalar", "cpp.cpu", "cpp.opencl0", "cpp.opencl0.gpu_only", "cpp.opencl0.resident", "cpp.cuda0",
-            "cpp.cuda0.gpu_only", "cpp.cuda0.resident", "cpp.cuda0.pinned", "cpp.cuda.all", "cpp.cuda.all.gpu_only",
+            "cpp.cuda0.gpu_only", "cpp.cuda0.resident", "cpp.cuda0.pinned", "cpp.opencl0.wide", "cpp.cuda0.wide", "cpp.cuda.all", "cpp.cuda.all.gpu_only",
             "cpp.cuda.all.pinned"],
     "python": ["python.numpy", "python.cupy", "python.cupy.resident", "python.jax", "python.jax.resident",
                "python.torch", "python.torch.resident"],
@@ -65,6 +68,7 @@ class Bench:
         self.versions = {}      # collected from the row processes
         self.kiln_devices = None
         self.reference = None
+        self.reference_wide = None  # for the inputs WIDE_FIRST.., computed when a wide row first needs it
 
     # ---- plumbing ---------------------------------------------------------------------------------
 
@@ -95,6 +99,14 @@ class Bench:
     def expected_checksum(self, row):
         if row.get("expected") == "input":  # empty NIF call: returns its input unchanged
             return self.args.n * (self.args.n + 1) // 2
+        if row.get("first") == WIDE_FIRST:
+            if self.reference_wide is None:
+                out = self.run_python(self.find_python("numpy") or sys.executable, "reference",
+                                      timeout=3600, extra=["--first", str(WIDE_FIRST)])
+                self.reference_wide = out if out.get("checksum") is not None else {"checksum": None}
+                log(f"reference checksum for inputs from {WIDE_FIRST}: {self.reference_wide['checksum']} "
+                    f"({out.get('source') or out.get('reason') or out.get('error')})")
+            return self.reference_wide["checksum"]
         return self.reference["checksum"] if self.reference else None
 
     def progress_line(self, row):
@@ -176,7 +188,8 @@ class Bench:
                 extra = {"device": d.get("name"), "gpu": d.get("gpu"), "backend": backend, "device_index": i,
                          "platform": d.get("platform")}
                 if not d.get("available"):
-                    self.skip_all([f"cpp.{backend}{i}", f"cpp.{backend}{i}.gpu_only", f"cpp.{backend}{i}.resident"]
+                    self.skip_all([f"cpp.{backend}{i}", f"cpp.{backend}{i}.gpu_only", f"cpp.{backend}{i}.resident",
+                                   f"cpp.{backend}{i}.wide"]
                                   + ([f"cpp.{backend}{i}.pinned"] if backend == "cuda" else []), "skipped",
                                   f"{backend} device {i} unavailable: {d.get('reason') or 'no reason given'}")
                     continue
@@ -187,6 +200,9 @@ class Bench:
                 # The device computing every element (no host sharing): what compares devices.
                 plan.append((f"cpp.{backend}{i}.gpu_only", base + ["--gpu-only", "--phases"], extra))
                 plan.append((f"cpp.{backend}{i}.resident", base + ["--resident"], dict(extra, resident=True)))
+                # Inputs beyond 32 bits: what the run costs data that cannot cross the bus narrowed.
+                plan.append((f"cpp.{backend}{i}.wide", base + ["--first", str(WIDE_FIRST), "--phases"],
+                             dict(extra, first=WIDE_FIRST)))
                 if backend == "cuda":
                     # Input and output in Kiln's pinned host blocks: transfers without staging copies.
                     plan.append((f"cpp.{backend}{i}.pinned", base + ["--pinned", "--phases"], dict(extra, pinned=True)))
@@ -217,7 +233,7 @@ class Bench:
             row["resident"] = bool(k.get("resident", extra.get("resident", False)))
             if k.get("device"):
                 row["device"] = k["device"]
-            row["kiln"] = {key: k.get(key) for key in ("backend", "device", "n", "iterations", "p", "mu")}
+            row["kiln"] = {key: k.get(key) for key in ("backend", "device", "n", "first", "iterations", "p", "mu")}
             if k.get("n") not in (None, a.n):
                 row.update(status="error", reason=f"kiln ran n={k.get('n')}, asked {a.n}")
             self.add(row)
@@ -248,10 +264,10 @@ class Bench:
         self.python_env[module] = found
         return found
 
-    def run_python(self, py, family, timeout=None):
+    def run_python(self, py, family, timeout=None, extra=()):
         a = self.args
         cmd = [py, os.path.join(HERE, "python_rows.py"), family, "--n", str(a.n), "--p", str(P), "--mu", str(MU),
-               "--iterations", str(ITERATIONS), "--repeat", str(a.repeat), "--budget", str(a.budget)]
+               "--iterations", str(ITERATIONS), "--repeat", str(a.repeat), "--budget", str(a.budget), *extra]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or a.row_timeout)
         except subprocess.TimeoutExpired:

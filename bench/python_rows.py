@@ -2,7 +2,9 @@
 """Run one Python row family and print its result rows as one JSON object on stdout.
 
 Usage: python_rows.py (numpy|cupy|jax|torch|reference) --n N [--p P] [--mu MU]
-                      [--iterations K] [--repeat R] [--budget S]
+                      [--iterations K] [--repeat R] [--budget S] [--first F]
+
+The inputs are 1..N; for the reference, F..F+N-1 with --first (F >= 0).
 
 Each family is run in its own process by bench/driver.py: JAX and PyTorch both grab GPU
 memory and CUDA state at import, and a crash in one framework must not take the others down.
@@ -145,6 +147,8 @@ def row_numpy(args):
 
 def reference(args):
     """The reference checksum, from NumPy in chunks (independent of Kiln's own code)."""
+    if args.first != 1:
+        return reference_from(args)
     why = overflow_reason(args.n, args.p, args.mu) or sign_reason(args.mu)
     try:
         import numpy as np
@@ -168,6 +172,40 @@ def reference(args):
         total += exact_sum(np, numpy_map(np, a, args.p, args.mu, args.iterations))
     return {"checksum": total, "source": f"NumPy {np.__version__} int64 (chunked)",
             "note": bound_note(args.n, args.p, args.mu)}
+
+
+def reference_from(args):
+    """The reference checksum for the inputs first..first+n-1 (first >= 0, mu >= 0, k >= 1).
+
+    With every operand >= 0, rem(mu*x*(x+1), p) = rem(mu*r*(r+1), p) for r = rem(x, p): the
+    first iteration of the map from r is the map's from x. So inputs of any size reduce first,
+    and every product stays within int64 (r < p).
+    """
+    first, last = args.first, args.first + args.n - 1
+    why = ("first < 0: the reduction needs inputs >= 0" if first < 0 else
+           "last input beyond int64" if last > INT64_MAX else
+           "iterations < 1: the reduction needs one" if args.iterations < 1 else
+           overflow_reason(1, args.p, args.mu) or sign_reason(args.mu))
+    if why:
+        return {"checksum": None, "reason": why}
+    try:
+        import numpy as np
+    except ImportError:
+        if args.n > (1 << 21):
+            return {"checksum": None, "reason": "numpy missing and n too large for pure Python"}
+        total = 0
+        for x in range(first, last + 1):
+            for _ in range(args.iterations):
+                x = args.mu * x * (x + 1) % args.p  # every operand >= 0: % is rem
+            total += x
+        return {"checksum": total, "source": "pure Python (unbounded ints)", "first": first}
+    total = 0
+    chunk = 1 << 22
+    for start in range(first, last + 1, chunk):
+        a = np.arange(start, min(last, start + chunk - 1) + 1, dtype=np.int64)
+        total += exact_sum(np, numpy_map(np, np.remainder(a, args.p), args.p, args.mu, args.iterations))
+    return {"checksum": total, "source": f"NumPy {np.__version__} int64 (chunked, inputs reduced mod p first)",
+            "first": first}
 
 
 # ---- GPU frameworks ----------------------------------------------------------------------------
@@ -341,6 +379,7 @@ def main():
     ap.add_argument("--iterations", type=int, default=10)
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--budget", type=float, default=60.0)
+    ap.add_argument("--first", type=int, default=1)
     args = ap.parse_args()
     if args.family == "reference":
         out = reference(args)

@@ -52,7 +52,7 @@ def describe(row):
     dev = row.get("device") or ""
     gpu = row.get("gpu")
     seed, fam, label = None, "cpp", name
-    m = re.match(r"^(elixir\.nif|cpp|python)\.(opencl|cuda|cupy|jax|torch)(\d*)(?:\.(list|binary|resident|pinned|gpu_only))?$", name)
+    m = re.match(r"^(elixir\.nif|cpp|python)\.(opencl|cuda|cupy|jax|torch)(\d*)(?:\.(list|binary|resident|pinned|gpu_only|wide))?$", name)
     if name == "elixir.pure.loop":
         seed, fam, label = "benchmarks1", "elixir-pure", "pure Elixir, loop"
     elif name == "elixir.pure.inlined":
@@ -107,7 +107,8 @@ def describe(row):
             fam = "cpp"
             label = f"C++ kiln {where}, " + {"resident": "resident, kernel only",
                                              "pinned": "end to end, pinned host memory",
-                                             "gpu_only": "end to end, device only (no host sharing)"}.get(
+                                             "gpu_only": "end to end, device only (no host sharing)",
+                                             "wide": "end to end, inputs beyond 32 bits (host shares)"}.get(
                 variant, "end to end (host shares)")
             if backend == "opencl" and variant is None and gpu:
                 seed = "Rust OpenCL"
