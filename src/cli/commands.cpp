@@ -87,8 +87,8 @@ int run(const run_args& a) {
   opts.chunk_elements = a.chunk;
   opts.host_share = !a.gpu_only;
   if (a.n > 0 && a.first > std::numeric_limits<std::int64_t>::max() - (a.n - 1))
-    return fail(error{errc::invalid_argument, "--first " + std::to_string(a.first) + " with --n " + std::to_string(a.n) +
-                                                  " runs past the largest int64"});
+    return fail(error{errc::invalid_argument, "--first " + std::to_string(a.first) + " with --n " +
+                                                  std::to_string(a.n) + " runs past the largest int64"});
   auto dev = resolve(opts);
   if (!dev) return fail(dev.err());
 
@@ -155,8 +155,8 @@ int run(const run_args& a) {
   } else {
     std::printf("backend   %s (%s)\n", backend_name(dev->backend), device.c_str());
     std::printf("n         %lld from %lld, iterations %lld, p %lld, mu %lld%s\n", static_cast<long long>(a.n),
-                static_cast<long long>(a.first), static_cast<long long>(a.iterations), static_cast<long long>(a.p), static_cast<long long>(a.mu),
-                a.resident ? ", resident (device time only)" : a.pinned ? ", pinned host memory" : "");
+                static_cast<long long>(a.first), static_cast<long long>(a.iterations), static_cast<long long>(a.p),
+                static_cast<long long>(a.mu), a.resident ? ", resident (device time only)" : a.pinned ? ", pinned host memory" : "");
     std::printf("time      %.6f s median of %d (min %.6f, max %.6f)\n", median(wall), a.repeat,
                 *std::min_element(wall.begin(), wall.end()), *std::max_element(wall.begin(), wall.end()));
     if (median(h2d) > 0 || median(d2h) > 0)

@@ -24,7 +24,8 @@ int main(int argc, char** argv) {
         const bool index = !v.empty() && v.size() < 10 && v.find_first_not_of("0123456789") == std::string::npos;
         return v == "all" || index ? std::string() : "must be a device index (0, 1, ...) or all";
       });
-  run->add_option("--n,-n", ra.n, "Number of elements (inputs are 1..N, or FIRST..FIRST+N-1)")->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 34));
+  run->add_option("--n,-n", ra.n, "Number of elements (inputs are 1..N, or FIRST..FIRST+N-1)")
+      ->check(CLI::Range(std::int64_t{0}, std::int64_t{1} << 34));
   run->add_option("--first", ra.first, "First input (default 1); e.g. 4294967296 for inputs wider than 32 bits");
   run->add_option("--iterations,-k", ra.iterations, "Iterations of the map (>= 0)")->check(CLI::NonNegativeNumber);
   run->add_option("--p", ra.p, "Modulus, 1..4294967295");

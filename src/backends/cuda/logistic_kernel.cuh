@@ -35,7 +35,7 @@ inline constexpr int logistic_block_threads = 256;
 
 // Grid-stride loop, so one launch shape serves any n; the arithmetic is modmath.h's, shared with
 // every other backend so the results are bit-identical. In and Out are int64_t or, for chunks
-// that cross the bus narrowed (core/lanes.hpp, narrow_chunks), int32_t.
+// that cross the bus narrowed (core/lanes.hpp, narrow_transfers), int32_t.
 template <class In, class Out>
 __global__ void __launch_bounds__(logistic_block_threads)
     logistic_kernel(const In* __restrict__ in, Out* __restrict__ out, std::size_t n, cuda_map_params prm) {
