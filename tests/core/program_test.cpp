@@ -459,10 +459,13 @@ void check_compiled_division(const char* backend) {
                             -e52 + 1, -e52, -e52 - 1, lo, hi, lo + 1, i64{1} << 40, -(i64{1} << 40) - 3};
   std::vector<i64> in{0, 1, -1, e52 - 1, e52, e52 + 1, -e52, -e52 + 1, -e52 - 1, lo, hi, lo + 1, hi - 1};
   std::mt19937_64 rng(52);
+  // Multiples of each divisor and their neighbours, in two's complement (a product or neighbour
+  // beyond int64 wraps, which only makes it another value near an edge).
+  auto wrap = [](std::uint64_t v) { return static_cast<i64>(v); };
   for (i64 d : divisors)
     for (i64 m : {i64{1}, i64{3}, (e52 - 1) / (d == lo ? hi : d < 0 ? -d : d)}) {
-      const i64 base = d == lo ? lo : d * m;  // a multiple of d (in range: |d * m| < 2^52 or m = 1)
-      in.insert(in.end(), {base, base - 1, base + 1, -base, -base + 1, -base - 1});
+      const auto base = static_cast<std::uint64_t>(d) * static_cast<std::uint64_t>(m);
+      in.insert(in.end(), {wrap(base), wrap(base - 1), wrap(base + 1), wrap(0 - base), wrap(1 - base), wrap(0 - base - 1)});
     }
   for (int i = 0; i < 3000; ++i) in.push_back(static_cast<i64>(rng()) >> (rng() % 64));
   // As divisors the same values, less those that fault (0; -1 under INT64_MIN), which would end
