@@ -66,6 +66,31 @@ inline bool narrow_results(const kernel_params& kp) {
   return narrow_transfers() && kp.iterations >= 1 && kp.p <= (std::int64_t{1} << 31);
 }
 
+// The bytes `count` elements take in staging and on the bus: 4 each narrowed, else 8.
+inline std::size_t chunk_bytes(std::size_t count, bool narrow) {
+  return count * (narrow ? sizeof(std::int32_t) : sizeof(std::int64_t));
+}
+
+// Copies `count` of the caller's elements into a slot's input staging, and says whether it packed
+// them to int32: only where a kernel reads the chunk (`computed`: a map's or a program's, which
+// take either width; an upload to a resident buffer stays int64) and every value fits. A plain
+// copy: the staging is read by the device moments later, from the cache if it is still there
+// (non-temporal stores would push it out to memory first).
+inline bool stage_chunk(void* staging, const std::int64_t* src, std::size_t count, bool computed) {
+  if (computed && narrow_transfers() && pack_narrow(static_cast<std::int32_t*>(staging), src, count)) return true;
+  std::memcpy(staging, src, chunk_bytes(count, false));
+  return false;
+}
+
+// A slot's output staging into the caller's array, widened from int32 where the chunk came back
+// narrowed, with non-temporal stores: the caller's array is far larger than the caches.
+inline void drain_chunk(std::int64_t* dst, const void* staging, std::size_t count, bool narrow) {
+  if (narrow)
+    widen_streaming(dst, static_cast<const std::int32_t*>(staging), count);
+  else
+    copy_streaming(dst, static_cast<const std::int64_t*>(staging), count);
+}
+
 // One range of a job's elements: [begin, begin + count).
 struct work_range {
   std::size_t begin = 0, count = 0;

@@ -5,7 +5,6 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <cstring>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -20,7 +19,6 @@
 #include "core/backend.hpp"
 #include "core/lanes.hpp"
 #include "core/program.hpp"
-#include "core/stream_copy.hpp"
 #include "core/thread_pool.hpp"
 
 namespace kiln::detail {
@@ -408,16 +406,8 @@ class device_state {
     status finish(std::size_t k) { return dev.finish(ln.slots[k], job, t); }
     status start(std::size_t k, work_range r) {
       slot& s = ln.slots[k];
-      // A plain copy: the staging is read by the DMA engine moments later, from the cache if it
-      // is still there (non-temporal stores would push it out to memory first). A chunk of a map
-      // or program crosses the bus narrowed when its values allow (narrow_transfers).
-      s.in32 = false;
-      if (job.host_in && !job.in_pinned) {
-        const i64* src = job.host_in + r.begin;
-        s.in32 = (job.kp || job.program) && narrow_transfers() &&
-                 pack_narrow(reinterpret_cast<std::int32_t*>(s.in_host), src, r.count);
-        if (!s.in32) std::memcpy(s.in_host, src, r.count * sizeof(i64));
-      }
+      s.in32 = job.host_in && !job.in_pinned &&
+               stage_chunk(s.in_host, job.host_in + r.begin, r.count, job.kp || job.program);
       return dev.submit(s, job, r.begin, r.count);
     }
     void compute_on_host(work_range r) const { job.compute_on_host(r); }
@@ -460,7 +450,7 @@ class device_state {
     if (job.host_in) {
       i64* dst = job.resident ? job.resident + begin : s.in_dev;
       const i64* src = job.in_pinned ? job.host_in + begin : s.in_host;
-      KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, count * (s.in32 ? 4 : 8), cudaMemcpyHostToDevice, stream),
+      KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, chunk_bytes(count, s.in32), cudaMemcpyHostToDevice, stream),
                           "cudaMemcpyAsync (host to device)"));
     }
     KILN_TRY(mark(1));
@@ -473,7 +463,7 @@ class device_state {
     if (job.host_out) {
       const i64* src = job.resident ? job.resident + begin : s.out_dev;
       i64* dst = job.out_pinned ? job.host_out + begin : s.out_host;
-      KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, count * (s.out32 ? 4 : 8), cudaMemcpyDeviceToHost, stream),
+      KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, chunk_bytes(count, s.out32), cudaMemcpyDeviceToHost, stream),
                           "cudaMemcpyAsync (device to host)"));
     }
     KILN_TRY(mark(3));
@@ -501,11 +491,7 @@ class device_state {
   status finish(slot& s, const transfer_job& job, lane_times& t) {
     KILN_TRY(cuda_check(cudaEventSynchronize(s.last(job.phase_times).get()), "cudaEventSynchronize"));
     if (job.phase_times) KILN_TRY(add_phase_times(s, t));
-    // Non-temporal stores: the caller's array is far larger than the caches.
-    if (s.out32)
-      widen_streaming(job.host_out + s.begin, reinterpret_cast<const std::int32_t*>(s.out_host), s.count);
-    else if (job.host_out && !job.out_pinned)
-      copy_streaming(job.host_out + s.begin, s.out_host, s.count);
+    if (job.host_out && !job.out_pinned) drain_chunk(job.host_out + s.begin, s.out_host, s.count, s.out32);
     s.busy = false;
     return {};
   }

@@ -25,7 +25,6 @@
 
 #include "core/backend.hpp"
 #include "core/lanes.hpp"
-#include "core/stream_copy.hpp"
 #include "core/thread_pool.hpp"
 
 namespace kiln::detail {
@@ -539,14 +538,14 @@ status submit(const device_state& ds, lane& ln, slot& s, const transfer_job& job
   const cl::CommandQueue& q = job.phase_times ? s.profiled : s.queue;
   if (job.host_in) {
     const cl_int e = q.enqueueWriteBuffer(resident ? *resident : s.in_dev, CL_FALSE, offset,
-                                          count * (s.in32 ? 4 : element_bytes), s.in_host.data(), nullptr, &s.write);
+                                          chunk_bytes(count, s.in32), s.in_host.data(), nullptr, &s.write);
     if (e != CL_SUCCESS) return cl_error("clEnqueueWriteBuffer", e);
   }
   if (job.kp) KILN_TRY(enqueue_map(ds, ln.kernel, q, s.in_dev, s.out_dev, count, &s.kernel, s.in32, s.out32));
   if (job.program) KILN_TRY(enqueue_program(ds, ln.program, q, s, count));
   if (job.host_out) {
     const cl_int e = q.enqueueReadBuffer(resident ? *resident : s.out_dev, CL_FALSE, offset,
-                                         count * (s.out32 ? 4 : element_bytes), s.out_host.data(), nullptr, &s.read);
+                                         chunk_bytes(count, s.out32), s.out_host.data(), nullptr, &s.read);
     if (e != CL_SUCCESS) return cl_error("clEnqueueReadBuffer", e);
   }
   // Submit now: some platforms hold commands back until a flush or a wait.
@@ -575,27 +574,14 @@ status complete(slot& s, const transfer_job& job, lane_times& t) {
   return {};
 }
 
-// The caller's input range r into the slot's staging. A plain copy: the staging is read by the
-// device moments later, from the cache if it is still there (non-temporal stores would push it
-// out to memory first). A chunk of a map or program is packed to int32 when its values allow
-// (narrow_transfers).
+// The caller's input range r into the slot's staging, narrowed where it can be (stage_chunk).
 void stage_input(slot& s, const transfer_job& job, work_range r) {
-  s.in32 = false;
-  if (!job.host_in) return;
-  const std::int64_t* src = job.host_in + r.begin;
-  s.in32 = (job.kp || job.program) && narrow_transfers() &&
-           pack_narrow(reinterpret_cast<std::int32_t*>(s.in_host.data()), src, r.count);
-  if (!s.in32) std::memcpy(s.in_host.data(), src, r.count * element_bytes);
+  s.in32 = job.host_in && stage_chunk(s.in_host.data(), job.host_in + r.begin, r.count, job.kp || job.program);
 }
 
-// The slot's output staging into the caller's range r, with non-temporal stores: the caller's
-// array is far larger than the caches.
+// The slot's output staging into the caller's range r (drain_chunk).
 void drain_output(const slot& s, const transfer_job& job, work_range r) {
-  if (!job.host_out) return;
-  if (s.out32)
-    widen_streaming(job.host_out + r.begin, reinterpret_cast<const std::int32_t*>(s.out_host.data()), r.count);
-  else
-    copy_streaming(job.host_out + r.begin, s.out_host.data(), r.count);
+  if (job.host_out) drain_chunk(job.host_out + r.begin, s.out_host.data(), r.count, s.out32);
 }
 
 // Waits for the slot's chunk, adds its phase times and copies its output to the caller.
