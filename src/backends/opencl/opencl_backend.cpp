@@ -177,6 +177,17 @@ std::string log_head(const std::string& log) {
   return head.empty() ? "(empty build log)" : head;
 }
 
+// Builds `program` for `dev`; on failure the error carries the head of the build log. `what`
+// ("kernel", "program") begins its message.
+status build(cl::Program& program, const cl::Device& dev, const char* what) {
+  const cl_int e = program.build(dev, "");
+  if (e == CL_SUCCESS) return {};
+  cl_int le = CL_SUCCESS;
+  const std::string log = program.getBuildInfo<CL_PROGRAM_BUILD_LOG>(dev, &le);
+  return make_error(errc::device_error, std::string(what) + " build failed, clBuildProgram: " + cl_code(e) +
+                                            "; build log: " + (le == CL_SUCCESS ? log_head(log) : "unavailable"));
+}
+
 bool has_extension(const std::string& extensions, const std::string& name) {
   std::istringstream words(extensions);
   std::string w;
@@ -351,6 +362,16 @@ status set_param_args(cl::Kernel& k, const kernel_params& kp) {
   return {};
 }
 
+// Launches kernel object `k` (its arguments set) over `n` elements: the global size rounded up to
+// the device's work-group size (the kernels guard their last group); `call` names it in errors.
+status enqueue_over(const device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, std::size_t n, cl::Event* done,
+                    const char* call) {
+  const std::size_t global = (n + ds.local_size - 1) / ds.local_size * ds.local_size;
+  const cl_int e = q.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(global), cl::NDRange(ds.local_size), nullptr, done);
+  if (e != CL_SUCCESS) return cl_error(call, e);
+  return {};
+}
+
 // Maps the first `len` elements of `in` into `out` (the same buffer for in-place runs) with kernel
 // object `k`, whose fixed arguments are set; in32 / out32: the chunk's input / output is int32.
 status enqueue_map(const device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, const cl::Buffer& in,
@@ -359,11 +380,7 @@ status enqueue_map(const device_state& ds, cl::Kernel& k, const cl::CommandQueue
                          k.setArg(9, static_cast<cl_int>(in32)), k.setArg(10, static_cast<cl_int>(out32))};
   for (cl_int e : errs)
     if (e != CL_SUCCESS) return cl_error("clSetKernelArg", e);
-  const std::size_t global = (len + ds.local_size - 1) / ds.local_size * ds.local_size;
-  const cl_int e = q.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(global), cl::NDRange(ds.local_size),
-                                          nullptr, done);
-  if (e != CL_SUCCESS) return cl_error("clEnqueueNDRangeKernel", e);
-  return {};
+  return enqueue_over(ds, k, q, len, done, "clEnqueueNDRangeKernel");
 }
 
 // A program's chunk, after its upload: the fault index reset, the kernel over `count` elements
@@ -378,9 +395,7 @@ status enqueue_program(const device_state& ds, cl::Kernel& k, const cl::CommandQ
                          k.setArg(5, s.fault_dev), k.setArg(6, static_cast<cl_int>(s.in32))};
   for (cl_int a : errs)
     if (a != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_program)", a);
-  const std::size_t global = (count + ds.local_size - 1) / ds.local_size * ds.local_size;
-  e = q.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(global), cl::NDRange(ds.local_size), nullptr, &s.kernel);
-  if (e != CL_SUCCESS) return cl_error("clEnqueueNDRangeKernel (kiln_program)", e);
+  KILN_TRY(enqueue_over(ds, k, q, count, &s.kernel, "clEnqueueNDRangeKernel (kiln_program)"));
   e = q.enqueueReadBuffer(s.fault_dev, CL_FALSE, 0, sizeof(cl_int), &s.fault_host, nullptr, &s.fault_read);
   if (e != CL_SUCCESS) return cl_error("clEnqueueReadBuffer (program fault)", e);
   return {};
@@ -828,13 +843,7 @@ result<const built_program*> build_program(device_state& ds, const std::string& 
   built_program built;
   built.program = cl::Program(ds.context, source, false, &e);
   if (e != CL_SUCCESS) return cl_error("clCreateProgramWithSource", e);
-  e = built.program.build(ds.device, "");
-  if (e != CL_SUCCESS) {
-    cl_int le = CL_SUCCESS;
-    const std::string log = built.program.getBuildInfo<CL_PROGRAM_BUILD_LOG>(ds.device, &le);
-    return make_error(errc::device_error, "program build failed, clBuildProgram: " + cl_code(e) +
-                                              "; build log: " + (le == CL_SUCCESS ? log_head(log) : "unavailable"));
-  }
+  KILN_TRY(build(built.program, ds.device, "program"));
   for (std::size_t l = 0; l < ds.lanes.size(); ++l) {
     built.lane_kernels.emplace_back(built.program, "kiln_program", &e);
     if (e != CL_SUCCESS) return cl_error("clCreateKernel (kiln_program)", e);
@@ -898,13 +907,7 @@ result<std::shared_ptr<device_state>> set_up(const cl::Device& dev, std::size_t 
   if (e != CL_SUCCESS) return cl_error("clCreateCommandQueue", e);
   ds->program = cl::Program(ds->context, cl::Program::Sources{kernel_prelude, opencl_kernel_source}, &e);
   if (e != CL_SUCCESS) return cl_error("clCreateProgramWithSource", e);
-  e = ds->program.build(dev, "");
-  if (e != CL_SUCCESS) {
-    cl_int le = CL_SUCCESS;
-    const std::string log = ds->program.getBuildInfo<CL_PROGRAM_BUILD_LOG>(dev, &le);
-    return make_error(errc::device_error, "kernel build failed, clBuildProgram: " + cl_code(e) +
-                                              "; build log: " + (le == CL_SUCCESS ? log_head(log) : "unavailable"));
-  }
+  KILN_TRY(build(ds->program, dev, "kernel"));
   ds->kernel = cl::Kernel(ds->program, kernel_name, &e);
   if (e == CL_INVALID_KERNEL_NAME)  // the program built, so the embedded source lacks logistic.cl
     return make_error(errc::device_error, "clCreateKernel failed: " + cl_code(e) + ": the embedded source has no " +
