@@ -126,10 +126,6 @@ result<backend_kind> parse_backend(const std::string& name) {
                     "unknown backend \"" + name + "\" (expected auto, scalar, cpu, opencl or cuda)");
 }
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 }  // namespace
 
 backend& backend_of(backend_kind kind) { return registry::get().of(kind); }

@@ -1,6 +1,7 @@
 // The interface every backend implements, and the factory functions the registry calls.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -78,6 +79,11 @@ result<int> run_target(const run_options& options, const device_info& dev, run_s
 // invalid_argument unless `in` and `out` have one size and are the same memory or apart: what
 // every run over two host arrays requires.
 status check_in_out(std::span<const std::int64_t> in, std::span<const std::int64_t> out);
+
+// Seconds from t0 until now, for run_stats.
+inline double seconds_since(std::chrono::steady_clock::time_point t0) {
+  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+}
 
 // The registry's instance of a backend (created on first use).
 backend& backend_of(backend_kind kind);

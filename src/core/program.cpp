@@ -401,7 +401,7 @@ result<run_stats> run_program(const program& prog, std::span<const std::int64_t>
   // programs are asked only for real work).
   if (in.empty() || prog.iterations == 0) {
     if (in.data() != out.data()) std::copy(in.begin(), in.end(), out.begin());
-    st.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    st.total_s = detail::seconds_since(t0);
     return st;
   }
 
@@ -434,7 +434,7 @@ result<run_stats> run_program(const program& prog, std::span<const std::int64_t>
 
   // A block that faults writes nothing, so even in place the element still holds its input.
   if (first) return detail::fault_error(first->first, in[first->first], first->second);
-  st.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  st.total_s = detail::seconds_since(t0);
   st.kernel_s = st.total_s;
   st.chunks = (in.size() + block - 1) / block;
   return st;

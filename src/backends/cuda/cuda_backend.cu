@@ -66,10 +66,6 @@ constexpr int oldest_supported_arch() {
 #endif
 }
 
-double seconds_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
-}
-
 // One stage of a lane: pointers into its group's staging blocks (both sides of the bus), its own
 // stream (so one chunk's upload overlaps another's download: the copy engines run both directions
 // at once only for different streams), four timing events that bracket the phases of the chunk

@@ -205,10 +205,6 @@ double event_seconds(const cl::Event& e) {
   return static_cast<double>(end - start) * 1e-9;
 }
 
-double seconds_since(clock_type::time_point t0) {
-  return std::chrono::duration<double>(clock_type::now() - t0).count();
-}
-
 // Host memory the device reaches by DMA: a CL_MEM_ALLOC_HOST_PTR buffer, mapped once and kept
 // mapped for its whole life (NVIDIA's documented way to get pinned memory in OpenCL). Transfers
 // then use the mapped pointer as their host pointer, so the driver needs no staging of its own.
@@ -367,7 +363,8 @@ status set_param_args(cl::Kernel& k, const kernel_params& kp) {
 status enqueue_over(const device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, std::size_t n, cl::Event* done,
                     const char* call) {
   const std::size_t global = (n + ds.local_size - 1) / ds.local_size * ds.local_size;
-  const cl_int e = q.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(global), cl::NDRange(ds.local_size), nullptr, done);
+  const cl_int e =
+      q.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(global), cl::NDRange(ds.local_size), nullptr, done);
   if (e != CL_SUCCESS) return cl_error(call, e);
   return {};
 }
