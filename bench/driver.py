@@ -33,8 +33,8 @@ MARKER = "@@KILNBENCH@@ "
 # Sample names per group: a --rows pattern that matches none of a group's names skips starting it.
 GROUP_SAMPLES = {
     "cpp": ["cpp.scalar", "cpp.cpu", "cpp.opencl0", "cpp.opencl0.gpu_only", "cpp.opencl0.resident", "cpp.cuda0",
-            "cpp.cuda0.gpu_only", "cpp.cuda0.resident", "cpp.cuda0.pinned", "cpp.opencl0.wide", "cpp.cuda0.wide", "cpp.cuda.all", "cpp.cuda.all.gpu_only",
-            "cpp.cuda.all.pinned"],
+            "cpp.cuda0.gpu_only", "cpp.cuda0.resident", "cpp.cuda0.pinned", "cpp.opencl0.wide", "cpp.cuda0.wide",
+            "cpp.cuda.all", "cpp.cuda.all.gpu_only", "cpp.cuda.all.pinned"],
     "python": ["python.numpy", "python.cupy", "python.cupy.resident", "python.jax", "python.jax.resident",
                "python.torch", "python.torch.resident"],
     "elixir": ["elixir.pure.loop", "elixir.pure.inlined", "elixir.nif.cpu.list", "elixir.nif.cpu.windows",

@@ -145,6 +145,28 @@ def row_numpy(args):
     return [measure("python.numpy", one_run, args.repeat, args.budget, lambda r: exact_sum(np, r), extra)]
 
 
+def pure_sum(args, first, last):
+    """The map's exact checksum over first..last in pure Python: unbounded ints, rem semantics."""
+    total = 0
+    for x in range(first, last + 1):
+        for _ in range(args.iterations):
+            v = args.mu * x * (x + 1)
+            x = abs(v) % args.p * (1 if v >= 0 else -1)
+        total += x
+    return total
+
+
+def numpy_sum(np, args, first, last, reduce):
+    """The same with NumPy in chunks; with `reduce`, each input taken mod p first (see reference_from)."""
+    total = 0
+    chunk = 1 << 22
+    for start in range(first, last + 1, chunk):
+        a = np.arange(start, min(last, start + chunk - 1) + 1, dtype=np.int64)
+        total += exact_sum(np, numpy_map(np, np.remainder(a, args.p) if reduce else a, args.p, args.mu,
+                                         args.iterations))
+    return total
+
+
 def reference(args):
     """The reference checksum, from NumPy in chunks (independent of Kiln's own code)."""
     if args.first != 1:
@@ -157,20 +179,9 @@ def reference(args):
     if np is None or why:
         if args.n > (1 << 21):
             return {"checksum": None, "reason": why or "numpy missing and n too large for pure Python"}
-        # Pure Python: exact with unbounded ints and rem semantics (math.fmod-free integer rem).
-        total = 0
-        for x in range(1, args.n + 1):
-            for _ in range(args.iterations):
-                v = args.mu * x * (x + 1)
-                x = abs(v) % args.p * (1 if v >= 0 else -1)
-            total += x
-        return {"checksum": total, "source": "pure Python (unbounded ints)"}
-    total = 0
-    chunk = 1 << 22
-    for start in range(1, args.n + 1, chunk):
-        a = np.arange(start, min(args.n, start + chunk - 1) + 1, dtype=np.int64)
-        total += exact_sum(np, numpy_map(np, a, args.p, args.mu, args.iterations))
-    return {"checksum": total, "source": f"NumPy {np.__version__} int64 (chunked)",
+        return {"checksum": pure_sum(args, 1, args.n), "source": "pure Python (unbounded ints)"}
+    return {"checksum": numpy_sum(np, args, 1, args.n, reduce=False),
+            "source": f"NumPy {np.__version__} int64 (chunked)",
             "note": bound_note(args.n, args.p, args.mu)}
 
 
@@ -193,18 +204,9 @@ def reference_from(args):
     except ImportError:
         if args.n > (1 << 21):
             return {"checksum": None, "reason": "numpy missing and n too large for pure Python"}
-        total = 0
-        for x in range(first, last + 1):
-            for _ in range(args.iterations):
-                x = args.mu * x * (x + 1) % args.p  # every operand >= 0: % is rem
-            total += x
-        return {"checksum": total, "source": "pure Python (unbounded ints)", "first": first}
-    total = 0
-    chunk = 1 << 22
-    for start in range(first, last + 1, chunk):
-        a = np.arange(start, min(last, start + chunk - 1) + 1, dtype=np.int64)
-        total += exact_sum(np, numpy_map(np, np.remainder(a, args.p), args.p, args.mu, args.iterations))
-    return {"checksum": total, "source": f"NumPy {np.__version__} int64 (chunked, inputs reduced mod p first)",
+        return {"checksum": pure_sum(args, first, last), "source": "pure Python (unbounded ints)", "first": first}
+    return {"checksum": numpy_sum(np, args, first, last, reduce=True),
+            "source": f"NumPy {np.__version__} int64 (chunked, inputs reduced mod p first)",
             "first": first}
 
 
