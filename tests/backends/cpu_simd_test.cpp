@@ -5,6 +5,7 @@
 #include <random>
 #include <vector>
 
+#include "../hwy_target_override.hpp"
 #include "backend_test_support.hpp"
 #include "backends/cpu/cpu_simd.hpp"
 #include "hwy/targets.h"
@@ -30,12 +31,6 @@ std::vector<i64> mixed_inputs(i64 p, std::uint64_t seed) {
   }
   return in;
 }
-
-// Restores the run-time choice of instruction set however a test ends.
-struct target_override {
-  explicit target_override(std::int64_t target) { hwy::SetSupportedTargetsForTest(target); }
-  ~target_override() { hwy::SetSupportedTargetsForTest(0); }
-};
 
 TEST(CpuSimd, EveryCompiledTargetMatchesTheReference) {
   // One (p, mu) per arithmetic path of core/modmath.h (fused, small p, split), both signs of mu.

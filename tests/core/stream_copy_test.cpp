@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/stream_copy.hpp"
+#include "../hwy_target_override.hpp"
 #include "hwy/targets.h"
 
 namespace {
@@ -16,17 +17,11 @@ using i64 = std::int64_t;
 using i32 = std::int32_t;
 constexpr i64 lo32 = std::numeric_limits<i32>::min(), hi32 = std::numeric_limits<i32>::max();
 
-// Restores the run-time choice of instruction set however a test ends.
-struct target_override {
-  explicit target_override(std::int64_t target) { hwy::SetSupportedTargetsForTest(target); }
-  ~target_override() { hwy::SetSupportedTargetsForTest(0); }
-};
-
 // Calls body() once per instruction set, naming it in failures.
 template <class F>
 void on_every_target(F&& body) {
   for (std::int64_t target : hwy::SupportedAndGeneratedTargets()) {
-    target_override use(target);
+    kiln_test::target_override use(target);
     SCOPED_TRACE(hwy::TargetName(target));
     body();
   }
