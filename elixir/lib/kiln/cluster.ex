@@ -262,17 +262,16 @@ defmodule Kiln.Cluster do
       end_workers(st)
       raise exception
     else
-      if MapSet.size(st.workers) == 0, do: no_node_left!(st)
       loop_receive(st)
     end
   end
 
-  defp loop(st) do
-    if MapSet.size(st.workers) == 0, do: no_node_left!(st)
-    loop_receive(st)
-  end
+  defp loop(st), do: loop_receive(st)
 
+  # Waits for the next message, unless no node is left to send one.
   defp loop_receive(st) do
+    if MapSet.size(st.workers) == 0, do: no_node_left!(st)
+
     receive do
       {:ready, worker} ->
         case st.queue do
