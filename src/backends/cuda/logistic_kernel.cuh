@@ -62,21 +62,9 @@ inline unsigned logistic_grid_blocks(std::size_t n, int sm_count) {
   return static_cast<unsigned>(std::max<std::size_t>(1, std::min(cover, cap)));
 }
 
-// Enqueues the map over n elements on `stream`; in == out selects the in-place kernel. Returns the
-// launch error (a bad configuration or missing kernel image), not errors of the running kernel.
-inline cudaError_t launch_logistic(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp,
-                                   int sm_count, cudaStream_t stream) {
-  if (n == 0) return cudaSuccess;
-  const cuda_map_params prm = to_cuda_params(kp);
-  const unsigned blocks = logistic_grid_blocks(n, sm_count);
-  if (in == out)
-    logistic_kernel_inplace<<<blocks, logistic_block_threads, 0, stream>>>(out, n, prm);
-  else
-    logistic_kernel<std::int64_t, std::int64_t><<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
-  return cudaGetLastError();
-}
-
-// The same between distinct buffers whose elements are 32 bits wide where in32 / out32 say so.
+// Enqueues the map over n elements on `stream`, between distinct buffers whose elements are 32
+// bits wide where in32 / out32 say so (narrow chunks), else 64. Returns the launch error (a bad
+// configuration or missing kernel image), not errors of the running kernel.
 inline cudaError_t launch_logistic(const void* in, bool in32, void* out, bool out32, std::size_t n,
                                    const kernel_params& kp, int sm_count, cudaStream_t stream) {
   using i32 = std::int32_t;
@@ -93,6 +81,16 @@ inline cudaError_t launch_logistic(const void* in, bool in32, void* out, bool ou
     logistic_kernel<<<blocks, b, 0, stream>>>(static_cast<const i64*>(in), static_cast<i32*>(out), n, prm);
   else
     logistic_kernel<<<blocks, b, 0, stream>>>(static_cast<const i64*>(in), static_cast<i64*>(out), n, prm);
+  return cudaGetLastError();
+}
+
+// The same over int64 buffers; in == out selects the in-place kernel.
+inline cudaError_t launch_logistic(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp,
+                                   int sm_count, cudaStream_t stream) {
+  if (in != out) return launch_logistic(in, false, out, false, n, kp, sm_count, stream);
+  if (n == 0) return cudaSuccess;
+  logistic_kernel_inplace<<<logistic_grid_blocks(n, sm_count), logistic_block_threads, 0, stream>>>(
+      out, n, to_cuda_params(kp));
   return cudaGetLastError();
 }
 
