@@ -358,11 +358,17 @@ status set_param_args(cl::Kernel& k, const kernel_params& kp) {
   return {};
 }
 
-// Launches kernel object `k` (its arguments set) over `n` elements: the global size rounded up to
-// the device's work-group size (the kernels guard their last group); `call` names it in errors.
-status enqueue_over(const device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, std::size_t n, cl::Event* done,
-                    const char* call) {
-  const std::size_t global = (n + ds.local_size - 1) / ds.local_size * ds.local_size;
+// Launches kernel object `k` (its arguments set) over `n` elements with a global size of `width`
+// (at least n) rounded up to the device's work-group size (the kernels guard their last group);
+// `call` names it in errors. Every launch of one job takes the same width, the job's chunk, even
+// over a short last chunk: PoCL (3.1) keeps a compiled version of a kernel per grid width and
+// releases a finished launch against the newest version that matches, not the one it ran, so a
+// narrower launch still running when a wider one first appears corrupts its counts and aborts the
+// process. Jobs run one at a time per device, so one width per job keeps every launch on one version.
+status enqueue_over(const device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, std::size_t n,
+                    std::size_t width, cl::Event* done, const char* call) {
+  const std::size_t items = std::max(n, width);
+  const std::size_t global = (items + ds.local_size - 1) / ds.local_size * ds.local_size;
   const cl_int e =
       q.enqueueNDRangeKernel(k, cl::NullRange, cl::NDRange(global), cl::NDRange(ds.local_size), nullptr, done);
   if (e != CL_SUCCESS) return cl_error(call, e);
@@ -370,20 +376,23 @@ status enqueue_over(const device_state& ds, cl::Kernel& k, const cl::CommandQueu
 }
 
 // Maps the first `len` elements of `in` into `out` (the same buffer for in-place runs) with kernel
-// object `k`, whose fixed arguments are set; in32 / out32: the chunk's input / output is int32.
+// object `k`, whose fixed arguments are set, launched `width` wide (enqueue_over); in32 / out32:
+// the chunk's input / output is int32.
 status enqueue_map(const device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, const cl::Buffer& in,
-                   const cl::Buffer& out, std::size_t len, cl::Event* done, bool in32 = false, bool out32 = false) {
+                   const cl::Buffer& out, std::size_t len, std::size_t width, cl::Event* done, bool in32 = false,
+                   bool out32 = false) {
   const cl_int errs[] = {k.setArg(0, in), k.setArg(1, out), k.setArg(2, static_cast<cl_ulong>(len)),
                          k.setArg(9, static_cast<cl_int>(in32)), k.setArg(10, static_cast<cl_int>(out32))};
   for (cl_int e : errs)
     if (e != CL_SUCCESS) return cl_error("clSetKernelArg", e);
-  return enqueue_over(ds, k, q, len, done, "clEnqueueNDRangeKernel");
+  return enqueue_over(ds, k, q, len, width, done, "clEnqueueNDRangeKernel");
 }
 
 // A program's chunk, after its upload: the fault index reset, the kernel over `count` elements
 // (faulting ones written with their input, so in-place runs keep it for the fault's report), and
 // the fault index read back into the slot. The kernel's fixed arguments are set (transfer).
-status enqueue_program(const device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, slot& s, std::size_t count) {
+status enqueue_program(const device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, slot& s, std::size_t count,
+                       std::size_t width) {
   static const cl_int none = INT_MAX;
   s.fault_host = INT_MAX;
   cl_int e = q.enqueueWriteBuffer(s.fault_dev, CL_FALSE, 0, sizeof(cl_int), &none);
@@ -392,7 +401,7 @@ status enqueue_program(const device_state& ds, cl::Kernel& k, const cl::CommandQ
                          k.setArg(5, s.fault_dev), k.setArg(6, static_cast<cl_int>(s.in32))};
   for (cl_int a : errs)
     if (a != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_program)", a);
-  KILN_TRY(enqueue_over(ds, k, q, count, &s.kernel, "clEnqueueNDRangeKernel (kiln_program)"));
+  KILN_TRY(enqueue_over(ds, k, q, count, width, &s.kernel, "clEnqueueNDRangeKernel (kiln_program)"));
   e = q.enqueueReadBuffer(s.fault_dev, CL_FALSE, 0, sizeof(cl_int), &s.fault_host, nullptr, &s.fault_read);
   if (e != CL_SUCCESS) return cl_error("clEnqueueReadBuffer (program fault)", e);
   return {};
@@ -452,6 +461,7 @@ struct transfer_job : map_job {
   program_job* program = nullptr;                    // instead of kp: the program's kernel on every chunk
   const std::vector<cl::Buffer>* resident = nullptr;  // the buffers chunks go to / come from, instead of the slots'
   std::size_t segment = 0;                      // elements per resident buffer (the last may be shorter)
+  std::size_t width = 0;                        // every kernel launch's width (enqueue_over); transfer sets it
 };
 
 // How many chunks of at most `chunk` elements n elements make when no chunk may straddle a multiple
@@ -553,8 +563,9 @@ status submit(const device_state& ds, lane& ln, slot& s, const transfer_job& job
                                           chunk_bytes(count, s.in32), s.in_host.data(), nullptr, &s.write);
     if (e != CL_SUCCESS) return cl_error("clEnqueueWriteBuffer", e);
   }
-  if (job.kp) KILN_TRY(enqueue_map(ds, ln.kernel, q, s.in_dev, s.out_dev, count, &s.kernel, s.in32, s.out32));
-  if (job.program) KILN_TRY(enqueue_program(ds, ln.program, q, s, count));
+  if (job.kp)
+    KILN_TRY(enqueue_map(ds, ln.kernel, q, s.in_dev, s.out_dev, count, job.width, &s.kernel, s.in32, s.out32));
+  if (job.program) KILN_TRY(enqueue_program(ds, ln.program, q, s, count, job.width));
   if (job.host_out) {
     const cl_int e = q.enqueueReadBuffer(resident ? *resident : s.out_dev, CL_FALSE, offset,
                                          chunk_bytes(count, s.out32), s.out_host.data(), nullptr, &s.read);
@@ -692,8 +703,8 @@ struct driven_ops {
 
 // Streams one job through the device's slots, one job per device at a time, fed by the driven
 // pipeline or by the lanes (see lane_slots); either way the work comes from one counter and runs
-// on the worker pool.
-result<run_stats> transfer(device_state& ds, const transfer_job& job) {
+// on the worker pool. Sets the job's launch width to its chunk.
+result<run_stats> transfer(device_state& ds, transfer_job job) {
   std::lock_guard<std::mutex> lock(ds.m);
   const auto t0 = clock_type::now();
   run_stats st;
@@ -705,6 +716,7 @@ result<run_stats> transfer(device_state& ds, const transfer_job& job) {
   auto got = ensure_lanes(ds, chunk);
   if (!got) return got.err();
   const std::size_t chunk_got = *got;
+  job.width = chunk_got;
   const std::size_t segment = job.resident ? job.segment : job.n;
   const std::size_t lanes = std::min(ds.lanes.size(), chunk_count(job.n, segment, chunk_got));
   if (job.phase_times)
@@ -772,7 +784,8 @@ class opencl_buffer final : public resident_buffer {
       drain_guard drain(*ds_);
       std::vector<cl::Event> done(segments_.size());
       for (std::size_t i = 0; i < segments_.size(); ++i)
-        KILN_TRY(enqueue_map(*ds_, ds_->kernel, ds_->queue, segments_[i], segments_[i], segment_length(i), &done[i]));
+        KILN_TRY(enqueue_map(*ds_, ds_->kernel, ds_->queue, segments_[i], segments_[i], segment_length(i), segment_,
+                             &done[i]));
       for (const auto& ev : done) {
         KILN_TRY(wait_for(ev, {{&ev, "clEnqueueNDRangeKernel"}}));
         s.kernel_s += event_seconds(ev);
