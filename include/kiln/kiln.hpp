@@ -88,7 +88,8 @@ struct run_options {
 
 // Where the time went in one call (seconds; 0 where a phase does not exist or was not measured:
 // a GPU backend measures the phases only with run_options::phase_times; host backends report
-// their whole run as kernel_s).
+// their whole run as kernel_s; CUDA's chunks from ordinary (pageable) memory have no copies, their
+// kernel reading and writing pinned host staging itself, so their whole time is kernel_s).
 struct run_stats {
   std::string backend;
   std::string device;

@@ -82,7 +82,9 @@ defmodule Kiln.LogisticMap do
 
   The stats hold `:backend` (the one that ran, `:auto` resolved), `:device` (its name),
   `:host_to_device_s`, `:kernel_s`, `:device_to_host_s` (on GPU backends only with
-  `phase_times: true`; host backends report their whole run as `:kernel_s`), `:total_s` (the
+  `phase_times: true`; host backends report their whole run as `:kernel_s`, and so does CUDA
+  for data outside page-locked memory, whose kernel reads and writes the pinned staging itself
+  instead of copying it), `:total_s` (the
   engine's whole call), `:chunks` (device chunks and host pieces), `:host_elements` (how many
   elements the host computed, see `:host_share`), and the NIF's own `:decode_s` / `:encode_s` (terms to native
   arrays and back).

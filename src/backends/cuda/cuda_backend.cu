@@ -5,6 +5,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -48,7 +49,9 @@ constexpr std::size_t max_chunk = std::size_t{1} << 23;
 // the others copy (driven_pipeline, which OpenCL needs) measured no better here (8.0-8.4 ms
 // device-only), so CUDA keeps a thread per lane. All of these at full width: chunks of values that
 // fit in 32 bits now cross narrowed (narrow_transfers), which halves the copies and the bus
-// traffic: 4.9-5.7 ms with host sharing, 5.1-5.4 ms device-only (docs/BENCHMARKS.md, BC-BE).
+// traffic: 4.9-5.7 ms with host sharing, 5.1-5.4 ms device-only (docs/BENCHMARKS.md, BC-BE). Since
+// then the kernel of a staged chunk works on the pinned staging itself (zero_copy), so a staged
+// slot's device buffers serve only when that is turned off.
 constexpr std::size_t staged_slots = 3;
 constexpr std::size_t staged_chunk = std::size_t{1} << 17;
 // Slot buffers grow in steps of 64 Ki elements so that slightly different sizes reuse them.
@@ -83,6 +86,11 @@ struct slot {
   bool busy = false;  // a chunk was enqueued and not yet finished (drained, timed)
   bool in32 = false;   // the chunk's staged input was packed to int32 (narrow_transfers)
   bool out32 = false;  // the chunk's results come back as int32 into out_host
+  bool zero_copy = false;  // the chunk's kernel reads and writes host memory itself (zero_copy)
+  // done() saw the chunk complete, so finish() need not wait for it: every CUDA call takes a
+  // lock that the lanes contend for, and a query then a synchronise cost two per chunk (with
+  // zero copy, 4.50-5.83 ms against 5.82-6.84 ms re-synchronising; BQ).
+  bool completed = false;
   std::size_t begin = 0;
   std::size_t count = 0;
 
@@ -122,6 +130,31 @@ struct transfer_job : map_job {
 
   bool staged() const { return (host_in && !in_pinned) || (host_out && !out_pinned); }
 };
+
+// Zero copy. The host copies a staged job's elements through pinned staging anyway, and the GPU
+// reaches pinned host memory by the same address (unified addressing), so the kernel of a staged
+// map or program reads its chunk from the staging and writes its results there itself, over the
+// bus, instead of two copy commands around it: one launch per chunk instead of three commands,
+// Measured on H200 instances (docs/BENCHMARKS.md, BN-BQ), 2^25 elements from pageable memory:
+// the benchmark's cpp.cuda0 4.69 ms against 5.13 with the copies, device alone 4.34 against
+// 5.32, inputs beyond 32 bits 4.91 against 5.67 (BP); per-chunk CUDA calls, which the lanes
+// contend for, were much of what the copies cost (each extra chunk added about 6.5 us to a
+// device-only run, BM). Direct jobs (page-locked caller memory) keep the copy engines: they move
+// full-width bytes, where the engines use the bus better (pinned in and out at once: 5.29 ms for
+// 256 MiB each way, a kernel on pinned memory 6.40 ms; BN-limits.txt). Uploads to and downloads
+// from resident buffers are copies. KILN_ZERO_COPY=0 turns it off (to measure what it saves).
+bool zero_copy() {
+  static const bool on = [] {
+    const char* v = std::getenv("KILN_ZERO_COPY");
+    return !(v && v[0] == '0' && v[1] == '\0');
+  }();
+  return on;
+}
+
+// Whether the job's chunks run zero copy (see zero_copy).
+bool zero_copy_chunk(const transfer_job& job) {
+  return zero_copy() && job.staged() && !job.resident && (job.kp || job.program) && job.host_in && job.host_out;
+}
 
 // Whether [p, p + bytes) is page-locked host memory (checked at both ends: Kiln's pinned blocks
 // are single allocations). Costs a microsecond; saves a copy of the whole array.
@@ -363,15 +396,15 @@ class device_state {
   }
 
   // Enqueues the program's kernel over one chunk: 256 threads a block, one element a thread.
-  status launch_program(const slot& s, const program_launch& p, std::size_t begin, std::size_t count,
-                        cudaStream_t stream) {
-    const i64* in = s.in_dev;
-    i64* out = s.out_dev;
+  status launch_program(const void* in_elements, void* out_elements, bool narrow_in, const program_launch& p,
+                        std::size_t begin, std::size_t count, cudaStream_t stream) {
+    const i64* in = static_cast<const i64*>(in_elements);
+    i64* out = static_cast<i64*>(out_elements);
     auto* fault = static_cast<unsigned long long*>(program_mem_.get());
     const i64* params = reinterpret_cast<const i64*>(fault + 1);
     long long n = static_cast<long long>(count), iterations = p.iterations;
     unsigned long long base = begin;
-    int in32 = s.in32;
+    int in32 = narrow_in;
     void* args[] = {&in, &out, &params, &n, &iterations, &fault, &base, &in32};
     constexpr unsigned threads = 256;
     const dim3 blocks(static_cast<unsigned>((count + threads - 1) / threads));
@@ -393,10 +426,11 @@ class device_state {
     std::size_t chunk() const { return chunk_elements; }
     bool busy(std::size_t k) const { return ln.slots[k].busy; }
     result<bool> done(std::size_t k) {
-      const slot& s = ln.slots[k];
+      slot& s = ln.slots[k];
       const cudaError_t e = cudaEventQuery(s.last(job.phase_times).get());
       if (e == cudaErrorNotReady) return false;
       KILN_TRY(cuda_check(e, "cudaEventQuery"));
+      s.completed = true;
       return true;
     }
     status finish(std::size_t k) { return dev.finish(ln.slots[k], job, t); }
@@ -431,19 +465,30 @@ class device_state {
   // Enqueues one chunk on the slot's stream. Stream order makes device-buffer reuse safe; host
   // staging is reused only after finish() has seen the slot's last event. The caller has set
   // s.in32 (a staged input packed to int32); results of a staged map come back as int32
-  // when they all fit (narrow_results).
+  // when they all fit (narrow_results). A zero-copy chunk (see zero_copy) has no copy commands:
+  // its kernel reads and writes host memory itself, so its phase times put everything in the kernel.
   status submit(slot& s, const transfer_job& job, std::size_t begin, std::size_t count) {
     cudaStream_t stream = s.stream.get();
     const bool staged_out = job.host_out && !job.out_pinned && !job.resident;
     s.out32 = job.kp && staged_out && narrow_results(*job.kp);
     s.busy = true;  // from here on something may be in flight
+    s.completed = false;
     s.begin = begin;
     s.count = count;
     auto mark = [&](int phase) {
       return job.phase_times ? cuda_check(cudaEventRecord(s.events[phase].get(), stream), "cudaEventRecord") : status{};
     };
+    // Where the kernel reads and writes: the host side itself (staging, or the caller's pinned
+    // memory) for a zero-copy chunk, else the slot's device buffers.
+    const bool direct_host = s.zero_copy = zero_copy_chunk(job);
+    const void* kernel_in = s.in_dev;
+    void* kernel_out = s.out_dev;
+    if (direct_host) {
+      kernel_in = job.in_pinned ? job.host_in + begin : s.in_host;
+      kernel_out = job.out_pinned ? job.host_out + begin : s.out_host;
+    }
     KILN_TRY(mark(0));
-    if (job.host_in) {
+    if (job.host_in && !direct_host) {
       i64* dst = job.resident ? job.resident + begin : s.in_dev;
       const i64* src = job.in_pinned ? job.host_in + begin : s.in_host;
       KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, chunk_bytes(count, s.in32), cudaMemcpyHostToDevice, stream),
@@ -451,12 +496,12 @@ class device_state {
     }
     KILN_TRY(mark(1));
     if (job.kp)
-      KILN_TRY(cuda_check(launch_logistic(s.in_dev, s.in32, s.out_dev, s.out32, count, *job.kp, sm_count_, stream),
+      KILN_TRY(cuda_check(launch_logistic(kernel_in, s.in32, kernel_out, s.out32, count, *job.kp, sm_count_, stream),
                           "logistic_kernel launch"));
     else if (job.program)
-      KILN_TRY(launch_program(s, *job.program, begin, count, stream));
+      KILN_TRY(launch_program(kernel_in, kernel_out, s.in32, *job.program, begin, count, stream));
     KILN_TRY(mark(2));
-    if (job.host_out) {
+    if (job.host_out && !direct_host) {
       const i64* src = job.resident ? job.resident + begin : s.out_dev;
       i64* dst = job.out_pinned ? job.host_out + begin : s.out_host;
       KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, chunk_bytes(count, s.out32), cudaMemcpyDeviceToHost, stream),
@@ -467,8 +512,15 @@ class device_state {
     return {};
   }
 
-  // Adds the phases of a slot's completed chunk, timed by its four events.
+  // Adds the phases of a slot's completed chunk, timed by its four events. A zero-copy chunk has
+  // no copies: its whole time, transfers included, is the kernel's.
   static status add_phase_times(const slot& s, lane_times& t) {
+    if (s.zero_copy) {
+      auto whole = elapsed_seconds(s.events[0], s.events[3]);
+      if (!whole) return whole.err();
+      t.kernel += *whole;
+      return {};
+    }
     auto h2d = elapsed_seconds(s.events[0], s.events[1]);
     auto kernel = elapsed_seconds(s.events[1], s.events[2]);
     auto d2h = elapsed_seconds(s.events[2], s.events[3]);
@@ -485,7 +537,8 @@ class device_state {
   // sums are per chunk: phases of different chunks overlap, so together they can exceed total_s,
   // and each interval also holds any time the chunk queued behind another stream's work.
   status finish(slot& s, const transfer_job& job, lane_times& t) {
-    KILN_TRY(cuda_check(cudaEventSynchronize(s.last(job.phase_times).get()), "cudaEventSynchronize"));
+    if (!s.completed)
+      KILN_TRY(cuda_check(cudaEventSynchronize(s.last(job.phase_times).get()), "cudaEventSynchronize"));
     if (job.phase_times) KILN_TRY(add_phase_times(s, t));
     if (job.host_out && !job.out_pinned) drain_chunk(job.host_out + s.begin, s.out_host, s.count, s.out32);
     s.busy = false;
