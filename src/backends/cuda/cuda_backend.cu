@@ -134,7 +134,7 @@ struct transfer_job : map_job {
 // Zero copy. The host copies a staged job's elements through pinned staging anyway, and the GPU
 // reaches pinned host memory by the same address (unified addressing), so the kernel of a staged
 // map or program reads its chunk from the staging and writes its results there itself, over the
-// bus, instead of two copy commands around it: one launch per chunk instead of three commands,
+// bus, instead of two copy commands around it: one launch per chunk instead of three commands.
 // Measured on H200 instances (docs/BENCHMARKS.md, BN-BQ), 2^25 elements from pageable memory:
 // the benchmark's cpp.cuda0 4.69 ms against 5.13 with the copies, device alone 4.34 against
 // 5.32, inputs beyond 32 bits 4.91 against 5.67 (BP); per-chunk CUDA calls, which the lanes
@@ -480,7 +480,8 @@ class device_state {
     };
     // Where the kernel reads and writes: the host side itself (staging, or the caller's pinned
     // memory) for a zero-copy chunk, else the slot's device buffers.
-    const bool direct_host = s.zero_copy = zero_copy_chunk(job);
+    s.zero_copy = zero_copy_chunk(job);
+    const bool direct_host = s.zero_copy;
     const void* kernel_in = s.in_dev;
     void* kernel_out = s.out_dev;
     if (direct_host) {
