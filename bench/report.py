@@ -376,7 +376,9 @@ def markdown(doc):
     out += ["## All rows (best stage for staged rows)", "",
             f"× columns: how many times faster than pure Elixir's best ({where(pure) if pure else 'not run'}) "
             f"and than NumPy ({'python.numpy' if numpy else 'not run'}). H→D / kernel / D→H: for GPU end-to-end rows from "
-            "one extra run timed with device events (the timed runs go without them), summed over chunks; "
+            "one extra run timed with device events (the timed runs go without them), summed over chunks "
+            "(CUDA's chunks from ordinary memory have no copies: their kernel reads and writes the pinned "
+            "staging itself, so all their time is kernel time); "
             "for resident rows the kernel's median by events; for host rows the medians.", "",
             "| row | seed | what | device | median s | min s | max s | runs | H→D s | kernel s | D→H s "
             "| × pure Elixir | × NumPy | checksum |",
