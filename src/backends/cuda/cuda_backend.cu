@@ -5,7 +5,6 @@
 #include <array>
 #include <atomic>
 #include <chrono>
-#include <cstdlib>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -144,10 +143,7 @@ struct transfer_job : map_job {
 // 256 MiB each way, a kernel on pinned memory 6.40 ms; BN-limits.txt). Uploads to and downloads
 // from resident buffers are copies. KILN_ZERO_COPY=0 turns it off (to measure what it saves).
 bool zero_copy() {
-  static const bool on = [] {
-    const char* v = std::getenv("KILN_ZERO_COPY");
-    return !(v && v[0] == '0' && v[1] == '\0');
-  }();
+  static const bool on = env_switch("KILN_ZERO_COPY");
   return on;
 }
 
