@@ -16,8 +16,10 @@ namespace hn = hwy::HWY_NAMESPACE;
 // Non-temporal stores write whole cache lines without first reading them (a plain memcpy's
 // stores read each destination line before overwriting it), and leave the caches to others:
 // the destination is an array far larger than any cache. glibc switches to such stores only for
-// single copies of several MiB, and a lane's chunks are smaller than that.
-void copy_streaming(std::int64_t* dst, const std::int64_t* src, std::size_t n) {
+// single copies of several MiB, and a lane's chunks are smaller than that. Writes n int64 to dst,
+// each vector from load(d, src + i) and each single element as src[i] converts to int64.
+template <class Src, class Load>
+HWY_INLINE void store_streaming(std::int64_t* dst, const Src* src, std::size_t n, Load load) {
   const hn::ScalableTag<std::int64_t> d;
   const std::size_t N = hn::Lanes(d);
   std::size_t i = 0;
@@ -26,9 +28,13 @@ void copy_streaming(std::int64_t* dst, const std::int64_t* src, std::size_t n) {
     dst[i] = src[i];
     ++i;
   }
-  for (; i + N <= n; i += N) hn::Stream(hn::LoadU(d, src + i), d, dst + i);
+  for (; i + N <= n; i += N) hn::Stream(load(d, src + i), d, dst + i);
   for (; i < n; ++i) dst[i] = src[i];
   hwy::FlushStream();  // make the stores visible before the caller hands the memory on
+}
+
+void copy_streaming(std::int64_t* dst, const std::int64_t* src, std::size_t n) {
+  store_streaming(dst, src, n, [](auto d, const std::int64_t* p) HWY_ATTR { return hn::LoadU(d, p); });
 }
 
 // Plain stores: the staging is read by the DMA engine moments later, from the cache if it is
@@ -61,17 +67,9 @@ bool pack_narrow(std::int32_t* dst, const std::int64_t* src, std::size_t n) {
 }
 
 void widen_streaming(std::int64_t* dst, const std::int32_t* src, std::size_t n) {
-  const hn::ScalableTag<std::int64_t> d;
-  const hn::Rebind<std::int32_t, decltype(d)> d32;
-  const std::size_t N = hn::Lanes(d);
-  std::size_t i = 0;
-  while (i < n && reinterpret_cast<std::uintptr_t>(dst + i) % (N * sizeof(std::int64_t)) != 0) {
-    dst[i] = src[i];
-    ++i;
-  }
-  for (; i + N <= n; i += N) hn::Stream(hn::PromoteTo(d, hn::LoadU(d32, src + i)), d, dst + i);
-  for (; i < n; ++i) dst[i] = src[i];
-  hwy::FlushStream();
+  store_streaming(dst, src, n, [](auto d, const std::int32_t* p) HWY_ATTR {
+    return hn::PromoteTo(d, hn::LoadU(hn::Rebind<std::int32_t, decltype(d)>(), p));
+  });
 }
 
 }  // namespace kiln::detail::HWY_NAMESPACE
