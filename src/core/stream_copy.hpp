@@ -12,7 +12,7 @@ void copy_streaming(std::int64_t* dst, const std::int64_t* src, std::size_t n);
 
 // Copies n int64 into n int32 if every one of them fits in 32 bits, and says whether they did
 // (when not, dst holds an unspecified prefix and the caller copies the chunk at full width). A
-// chunk of small values then crosses the bus in half the bytes (see narrow_chunks).
+// chunk of small values then crosses the bus in half the bytes (see narrow_transfers in core/lanes.hpp).
 bool pack_narrow(std::int32_t* dst, const std::int64_t* src, std::size_t n);
 
 // Sign-extends n int32 into n int64 with non-temporal stores, like copy_streaming.

@@ -477,15 +477,14 @@ class device_state {
     // Where the kernel reads and writes: the host side itself (staging, or the caller's pinned
     // memory) for a zero-copy chunk, else the slot's device buffers.
     s.zero_copy = zero_copy_chunk(job);
-    const bool direct_host = s.zero_copy;
     const void* kernel_in = s.in_dev;
     void* kernel_out = s.out_dev;
-    if (direct_host) {
+    if (s.zero_copy) {
       kernel_in = job.in_pinned ? job.host_in + begin : s.in_host;
       kernel_out = job.out_pinned ? job.host_out + begin : s.out_host;
     }
     KILN_TRY(mark(0));
-    if (job.host_in && !direct_host) {
+    if (job.host_in && !s.zero_copy) {
       i64* dst = job.resident ? job.resident + begin : s.in_dev;
       const i64* src = job.in_pinned ? job.host_in + begin : s.in_host;
       KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, chunk_bytes(count, s.in32), cudaMemcpyHostToDevice, stream),
@@ -498,7 +497,7 @@ class device_state {
     else if (job.program)
       KILN_TRY(launch_program(kernel_in, kernel_out, s.in32, *job.program, begin, count, stream));
     KILN_TRY(mark(2));
-    if (job.host_out && !direct_host) {
+    if (job.host_out && !s.zero_copy) {
       const i64* src = job.resident ? job.resident + begin : s.out_dev;
       i64* dst = job.out_pinned ? job.host_out + begin : s.out_host;
       KILN_TRY(cuda_check(cudaMemcpyAsync(dst, src, chunk_bytes(count, s.out32), cudaMemcpyDeviceToHost, stream),

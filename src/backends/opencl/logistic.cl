@@ -7,9 +7,10 @@
  */
 
 /* `in` and `out` may be the same buffer (the backend runs every chunk in place), so neither is
- * restrict. The global size is n rounded up to the work-group size, hence the guard. A chunk that
- * crossed the bus narrowed (core/lanes.hpp, narrow_transfers) holds int32 where in32 / out32 say
- * so; the flags are the same for every work-item, so the branches cost nothing. */
+ * restrict. The global size is the job's chunk (at least n) rounded up to the work-group size,
+ * hence the guard. A chunk that crossed the bus narrowed (core/lanes.hpp, narrow_transfers) holds
+ * int32 where in32 / out32 say so; the flags are the same for every work-item, so the branches
+ * cost nothing. */
 __kernel void kiln_logistic_map(__global const long* in, __global long* out, ulong n, long iterations, double p,
                                 double pinv, double mu_res, double two32, int negative, int in32, int out32) {
   size_t i = get_global_id(0);
