@@ -1,0 +1,117 @@
+// A kernel's checked, lowered operations: what the host interpreter runs and the GPU code generators translate.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "kiln/kernel.hpp"
+#include "kiln/kiln.hpp"
+
+namespace kiln::detail {
+
+// Operations of the decoded form beyond the public ones (kiln::op): lowerings the decoder proves
+// exact for the run's arguments. Never accepted in a caller's code.
+enum class lowered_op : std::int64_t {
+  // rem(f1 * f2 * ... * fn, m) for a divisor m with |m| in 1..2^32-1, exact for every int64
+  // factor: the sign is the product of the factors' signs and the residue the product of their
+  // residues, so no intermediate value is ever wider than 64 bits. A factor is one value, or the
+  // exact sum or difference of two (as `x + 1`, which may exceed int64 by one). Pops the factors'
+  // values in order, then m. The operand describes the factors (rem_prod_layout).
+  rem_prod = 100,
+};
+
+// rem_prod's operand: n factors (n <= 16); factor i takes two values when bit i of `sum` or
+// `diff` is set (a + b or a - b), else one.
+struct rem_prod_layout {
+  unsigned factors = 0;
+  unsigned sum = 0;
+  unsigned diff = 0;
+
+  std::int64_t encode() const {
+    return static_cast<std::int64_t>(factors | (sum << 8) | (static_cast<std::uint64_t>(diff) << 24));
+  }
+  static rem_prod_layout decode(std::int64_t w) {
+    const auto u = static_cast<std::uint64_t>(w);
+    return {static_cast<unsigned>(u & 0xff), static_cast<unsigned>((u >> 8) & 0xffff),
+            static_cast<unsigned>((u >> 24) & 0xffff)};
+  }
+  unsigned values_of(unsigned i) const { return ((sum | diff) >> i & 1u) ? 2u : 1u; }
+};
+
+inline constexpr unsigned rem_prod_max_factors = 16;
+
+struct kernel_instr {
+  std::int64_t op;               // a kiln::op or a lowered_op
+  std::int64_t operand = 0;      // as the op says (arg/local index, literal, fail_reason, layout)
+  std::size_t jump = 0;          // if_then: its if_else; if_else: its if_end; loop_begin: its
+                                 // loop_end; loop_end: its loop_begin
+  dtype type = dtype::s64;       // the type of the value it pushes (if any)
+};
+
+// How each argument of a run is bound: an array (its index among the run's arrays) or a scalar
+// (its index among the scalars). Kernels are decoded per binding: whether a divisor is a scalar
+// in range decides a lowering, so a GPU backend keys its compiled code by the decoded form.
+struct arg_binding {
+  bool array = false;
+  std::size_t index = 0;
+};
+
+// The built-in map's shape, where the decoder recognised it: the whole kernel is
+// rem(mu * x * (x + 1), p) of one array argument, iterated `iterations` times (by the kernel's
+// own loop with uniform bounds, and by kernel::iterations), so backends run their hand-tuned map.
+struct builtin_map {
+  std::size_t array = 0;  // the argument that is x
+  map_params params;
+};
+
+struct decoded_kernel {
+  std::vector<kernel_instr> code;
+  std::vector<arg_binding> bindings;   // one per argument
+  std::vector<std::int64_t> scalars;   // the scalar arguments' values, by binding index
+  std::size_t arrays = 0;              // array arguments
+  std::size_t outputs = 1;
+  std::size_t locals = 0;
+  std::int64_t iterations = 1;         // kernel::iterations
+  std::optional<builtin_map> builtin;  // set where the kernel is the built-in map
+};
+
+// Checks `k` against `args` (kiln::validate) and lowers it: rem of a product by a divisor whose
+// magnitude the run's arguments put in 1..2^32-1 becomes rem_prod; a kernel that is the built-in
+// map is recognised. invalid_argument with the reason otherwise.
+result<decoded_kernel> decode_kernel(const kernel& k, std::span<const arg> args);
+
+// The elements of a run (the arrays' common length), or invalid_argument.
+result<std::size_t> run_length(std::span<const arg> args, std::span<const std::span<std::int64_t>> outputs);
+
+// Interprets the kernel over elements [begin, begin + n) of the run's arrays (`arrays[j]` is
+// array argument j's data, indexed from the run's element 0), writing `outputs[j][i]` for each
+// element i. Faults: the lowest faulting element's index and why, and nothing written for the
+// block it lies in and those after it in this range. `application` counts kernel::iterations.
+struct kernel_fault {
+  std::size_t index;       // element index in the whole run
+  std::int64_t application;// 1-based application of the kernel (kernel::iterations)
+  bool arithmetic;         // zero divisor, negative exponent, no clause (else: beyond int64)
+  std::int64_t reason = 0; // for arithmetic: 0 division by zero, 1 negative exponent, 2 no cond
+                           // clause, 3 no case clause
+};
+std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const std::int64_t* const> arrays,
+                                      std::span<std::int64_t* const> outputs, std::size_t begin, std::size_t n);
+
+// The error a run reports for a fault.
+error fault_error(const decoded_kernel& k, const kernel_fault& f, std::span<const std::int64_t* const> arrays);
+
+// The host's verdict on element `index` that a device reported faulting: the fault's error, or
+// internal if the host computes it without a fault.
+error device_fault(const decoded_kernel& k, std::span<const std::int64_t* const> arrays, std::size_t index,
+                   const char* device);
+
+// The source of one GPU kernel named kiln_kernel (core/kernel_source.cpp describes both
+// dialects' signatures and fault reports). Only for kernels of one array argument and one output
+// (the pipelines' streamed shape).
+enum class kernel_dialect { opencl, cuda };
+std::string kernel_source(const decoded_kernel& k, kernel_dialect dialect);
+
+}  // namespace kiln::detail
