@@ -53,31 +53,30 @@ defmodule Kiln.Kernel do
   alias Kiln.Args
   require Kiln.Args
 
-  # The engine's operations (kiln::program_op).
+  # The engine's operations (kiln::op, include/kiln/kernel.hpp).
   @ops %{
-    x: 0,
-    param: 1,
-    literal: 2,
-    add: 3,
-    sub: 4,
-    mul: 5,
-    div: 6,
-    rem: 7,
-    neg: 8,
-    eq: 9,
-    ne: 10,
-    lt: 11,
-    le: 12,
-    gt: 13,
-    ge: 14,
-    not: 15,
-    if_then: 16,
-    if_else: 17,
-    if_end: 18,
-    abs: 19,
-    min: 20,
-    max: 21,
-    boolean: 22
+    arg: 0,
+    literal: 1,
+    boolean: 2,
+    add: 6,
+    sub: 7,
+    mul: 8,
+    div: 9,
+    rem: 10,
+    neg: 11,
+    abs: 12,
+    min: 13,
+    max: 14,
+    eq: 22,
+    ne: 23,
+    lt: 24,
+    le: 25,
+    gt: 26,
+    ge: 27,
+    not: 28,
+    if_then: 29,
+    if_else: 30,
+    if_end: 31
   }
   @arithmetic %{+: :add, -: :sub, *: :mul, div: :div, rem: :rem, min: :min, max: :max}
   @comparison %{==: :eq, ===: :eq, !=: :ne, !==: :ne, <: :lt, <=: :le, >: :gt, >=: :ge}
@@ -128,7 +127,7 @@ defmodule Kiln.Kernel do
   def compile(expr, element, params) do
     case emit(expr, {element, params}) do
       {code, :int} ->
-        List.flatten(code)
+        for word <- List.flatten(code), into: <<>>, do: <<word::signed-native-64>>
 
       {_, :bool} ->
         compile_error!(expr, "a kernel's value must be an integer, and #{show(expr)} is a boolean")
@@ -141,10 +140,10 @@ defmodule Kiln.Kernel do
   defp emit({var, _, ctx} = ast, {element, params}) when is_atom(var) and is_atom(ctx) do
     cond do
       var == element ->
-        {[@ops.x], :int}
+        {[@ops.arg, 0], :int}
 
       index = Enum.find_index(params, &(&1 == var)) ->
-        {[@ops.param, index], :int}
+        {[@ops.arg, index + 1], :int}
 
       true ->
         compile_error!(
@@ -243,10 +242,20 @@ defmodule Kiln.Kernel do
     chunk = Args.chunk_size!(opts[:chunk_size])
     {nif_data, as_list} = Args.data!(data)
 
-    nif = if Args.dirty_io?(backend), do: &Kiln.Native.program_run_io/8, else: &Kiln.Native.program_run/8
+    nif = if Args.dirty_io?(backend), do: &Kiln.Native.kernel_run_io/3, else: &Kiln.Native.kernel_run/3
+    kernel = {code, 1 + length(params), 1, 0, iterations}
 
-    case nif.(nif_data, as_list, code, params, iterations, backend, device, chunk) do
-      {:ok, result, stats} -> {result, stats}
+    options = %{
+      backend: backend,
+      device: device,
+      chunk_size: chunk,
+      phase_times: false,
+      host_share: true,
+      as_list: as_list
+    }
+
+    case nif.(kernel, [nif_data | params], options) do
+      {:ok, [result], stats} -> {result, stats}
       {:error, reason} -> Args.raise_error!(reason)
     end
   end
