@@ -11,6 +11,7 @@ namespace kiln {
 
 struct run_options;
 struct run_stats;
+class device_buffer;
 
 // ---- types -------------------------------------------------------------------------------------
 //
@@ -114,14 +115,18 @@ inline constexpr std::size_t kernel_max_outputs = 16;
 
 // One argument of a run: an array of elements (every array of a run has one length), or one
 // scalar, which every element sees.
+// A device buffer (kiln::device_buffer) is an array that lives on a device: a run over buffers
+// reads and writes them there, with no copies (run over buffers, below).
 struct arg {
-  enum class kind { array, scalar } what = kind::scalar;
+  enum class kind { array, scalar, buffer } what = kind::scalar;
   dtype type = dtype::s64;
   std::span<const std::int64_t> array;  // what == array
   std::int64_t scalar = 0;              // what == scalar
+  const device_buffer* buffer = nullptr;// what == buffer
 
-  static arg of_array(std::span<const std::int64_t> a) { return {kind::array, dtype::s64, a, 0}; }
-  static arg of_scalar(std::int64_t v) { return {kind::scalar, dtype::s64, {}, v}; }
+  static arg of_array(std::span<const std::int64_t> a) { return {kind::array, dtype::s64, a, 0, nullptr}; }
+  static arg of_scalar(std::int64_t v) { return {kind::scalar, dtype::s64, {}, v, nullptr}; }
+  static arg of_buffer(const device_buffer& b) { return {kind::buffer, dtype::s64, {}, 0, &b}; }
 };
 
 // invalid_argument unless the code is well formed for these arguments: known operations,
@@ -143,5 +148,12 @@ status validate(const kernel& k, std::span<const arg> args);
 // share included. `auto` picks a GPU for large inputs (CUDA first), else `cpu`.
 result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<const std::span<std::int64_t>> outputs,
                       const run_options& options);
+
+// Runs the kernel over device buffers, on their device, without copies: every array argument a
+// buffer (arg::of_buffer), all on one device and of one length; `outputs` buffers of that length
+// on the same device (device_buffer::allocate; an output may be an argument's buffer, so a chain
+// of kernels can work in place). The same exactness and faults as the run over host arrays; on a
+// fault the outputs are unspecified and the arguments not written by it unchanged.
+result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<device_buffer* const> outputs);
 
 }  // namespace kiln

@@ -158,11 +158,13 @@ class device_buffer {
 
   // Copies `data` to the device chosen by `options`.
   static result<device_buffer> upload(std::span<const std::int64_t> data, const run_options& options = {});
+  // `elements` on the device chosen by `options`, with unspecified contents (a kernel's output).
+  static result<device_buffer> allocate(std::size_t elements, const run_options& options = {});
 
   std::size_t size() const noexcept;
   const device_info& device() const noexcept;
 
-  // Applies the map in place on the device.
+  // Applies the map in place on the device (kiln::run over buffers with logistic_kernel()).
   result<run_stats> run(const map_params& params);
   // Copies the current contents back; `out.size()` must equal size().
   status download(std::span<std::int64_t> out) const;
@@ -170,6 +172,7 @@ class device_buffer {
  private:
   explicit device_buffer(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
+  friend result<run_stats> run(const kernel&, std::span<const arg>, std::span<device_buffer* const>);
 };
 
 }  // namespace kiln

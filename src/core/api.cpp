@@ -225,12 +225,6 @@ result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::
 
 // ---- device_buffer -------------------------------------------------------------------------
 
-class device_buffer::impl {
- public:
-  device_info device;
-  std::unique_ptr<detail::resident_buffer> buffer;
-};
-
 device_buffer::device_buffer(std::unique_ptr<impl> p) : impl_(std::move(p)) {}
 device_buffer::~device_buffer() = default;
 device_buffer::device_buffer(device_buffer&&) noexcept = default;
@@ -249,20 +243,27 @@ result<device_buffer> device_buffer::upload(std::span<const std::int64_t> data, 
   return device_buffer(std::move(p));
 }
 
+result<device_buffer> device_buffer::allocate(std::size_t elements, const run_options& options) {
+  if (options.device == all_devices)
+    return make_error(errc::invalid_argument, "a device buffer lives on one device: choose a device index");
+  auto dev = resolve(options);
+  if (!dev) return dev.err();
+  auto buf = detail::registry::get().of(dev->backend).allocate(dev->index, elements);
+  if (!buf) return buf.err();
+  auto p = std::make_unique<impl>();
+  p->device = std::move(dev).value();
+  p->buffer = std::move(buf).value();
+  return device_buffer(std::move(p));
+}
+
 std::size_t device_buffer::size() const noexcept { return impl_->buffer->size(); }
 const device_info& device_buffer::device() const noexcept { return impl_->device; }
 
 result<run_stats> device_buffer::run(const map_params& params) {
   KILN_TRY(validate(params));
-  run_stats stats;
-  if (params.iterations > 0 && size() > 0) {
-    auto r = impl_->buffer->run(detail::prepare(params));
-    if (!r) return r.err();
-    stats = std::move(r).value();
-  }
-  stats.backend = backend_name(impl_->device.backend);
-  stats.device = impl_->device.name;
-  return stats;
+  const arg args[] = {arg::of_buffer(*this), arg::of_scalar(params.p), arg::of_scalar(params.mu)};
+  device_buffer* const outs[] = {this};
+  return kiln::run(logistic_kernel(params.iterations), args, outs);
 }
 
 status device_buffer::download(std::span<std::int64_t> out) const {

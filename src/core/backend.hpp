@@ -33,7 +33,6 @@ class resident_buffer {
  public:
   virtual ~resident_buffer() = default;
   virtual std::size_t size() const = 0;
-  virtual result<run_stats> run(const kernel_params& kp) = 0;
   virtual status download(std::span<std::int64_t> out) const = 0;
 };
 
@@ -51,6 +50,13 @@ class backend {
   virtual result<run_stats> run(int device, std::span<const std::int64_t> in, std::span<std::int64_t> out,
                                 const kernel_params& kp, const run_options& options) = 0;
   virtual result<std::unique_ptr<resident_buffer>> upload(int device, std::span<const std::int64_t> data) = 0;
+  // `n` elements on the device, contents unspecified.
+  virtual result<std::unique_ptr<resident_buffer>> allocate(int device, std::size_t n) = 0;
+  // Runs a decoded kernel over this backend's resident buffers of one device (`arrays`: the array
+  // arguments' buffers in order; `outputs`: one per output, possibly among `arrays`), all of one
+  // non-zero length; iterations >= 1.
+  virtual result<run_stats> run_resident(int device, const decoded_kernel& k, std::span<resident_buffer* const> arrays,
+                                         std::span<resident_buffer* const> outputs) = 0;
   // Whether this backend compiles kernels for its devices (the GPU backends; CUDA only where
   // NVRTC loads), else why not. Host backends' kernels are interpreted in core.
   virtual status kernel_support() {
@@ -96,6 +102,24 @@ std::unique_ptr<backend> make_cuda_backend();
 
 // A host-memory resident buffer shared by the scalar and cpu backends.
 std::unique_ptr<resident_buffer> make_host_buffer(backend& owner, int device, std::span<const std::int64_t> data);
+// Their run over resident buffers: the map's own code where it is the map, else the interpreter
+// (on every core where `parallel`).
+result<run_stats> run_host_resident(backend& owner, int device, const decoded_kernel& k,
+                                    std::span<resident_buffer* const> arrays, std::span<resident_buffer* const> outputs,
+                                    bool parallel);
+
+}  // namespace kiln::detail
+
+namespace kiln {
+// What a device_buffer holds: the device it lives on and the backend's buffer there.
+class device_buffer::impl {
+ public:
+  device_info device;
+  std::unique_ptr<detail::resident_buffer> buffer;
+};
+}  // namespace kiln
+
+namespace kiln::detail {
 
 // A device entry saying the backend cannot be used, and why.
 device_info unavailable_device(backend_kind kind, std::string reason);

@@ -496,7 +496,7 @@ result<decoded_kernel> decode_kernel(const kernel& k, std::span<const arg> args)
     if (args[a].type != dtype::s64)
       return bad("argument " + std::to_string(a) + " is of type " + dtype_name(args[a].type) +
                  "; only s64 arrays and scalars are supported so far");
-    if (args[a].what == arg::kind::array) {
+    if (args[a].what != arg::kind::scalar) {
       dk.bindings.push_back({true, dk.arrays++});
     } else {
       dk.bindings.push_back({false, dk.scalars.size()});

@@ -1,5 +1,7 @@
 // The host's kernel interpreter: every operation over a block of elements at once, with Elixir's integer semantics.
 #include <algorithm>
+#include <chrono>
+#include <mutex>
 #include <array>
 #include <climits>
 #include <cstring>
@@ -7,6 +9,7 @@
 #include <vector>
 
 #include "core/kernel_ir.hpp"
+#include "core/thread_pool.hpp"
 
 namespace kiln::detail {
 namespace {
@@ -111,7 +114,8 @@ scratch& thread_scratch(std::size_t locals) {
 }  // namespace
 
 std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i64* const> arrays,
-                                      std::span<i64* const> outputs, std::size_t begin, std::size_t count) {
+                                      std::span<i64* const> outputs, std::size_t begin, std::size_t count,
+                                      std::size_t origin) {
   scratch& sc = thread_scratch(k.locals);
   auto& stack = sc.stack;
   auto& locals = sc.locals;
@@ -137,7 +141,7 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
       for (std::size_t i = 0; i < n; ++i) any |= (active[i] = take[i]) != 0;
       return any;
     };
-    if (repeated) std::copy(arrays[0] + s, arrays[0] + s + n, x.begin());
+    if (repeated) std::copy(arrays[0] + (s - origin), arrays[0] + (s - origin) + n, x.begin());
     for (i64 app = 0; app < k.iterations || (!repeated && app == 0); ++app) {
       std::size_t sp = 0, depth = 0, loop_depth = 0;
       for (std::size_t pc = 0; pc < code.size(); ++pc) {
@@ -183,7 +187,7 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
             const arg_binding& b = k.bindings[static_cast<std::size_t>(ins.operand)];
             if (b.array) {
               if (repeated) std::copy(x.begin(), x.begin() + n, stack[sp].begin());
-              else std::copy(arrays[b.index] + s, arrays[b.index] + s + n, stack[sp].begin());
+              else std::copy(arrays[b.index] + (s - origin), arrays[b.index] + (s - origin) + n, stack[sp].begin());
               ++sp;
             } else {
               std::fill(stack[sp].begin(), stack[sp].begin() + n, k.scalars[b.index]);
@@ -205,10 +209,17 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
                       locals[static_cast<std::size_t>(ins.operand)].begin() + n, stack[sp].begin());
             ++sp;
             break;
-          case op::local_set:
+          case op::local_set: {
+            // Inside a branch only the elements that take it set the local: the other branch may
+            // set the same local for the others (a tuple-valued if, say).
             --sp;
-            std::copy(stack[sp].begin(), stack[sp].begin() + n, locals[static_cast<std::size_t>(ins.operand)].begin());
+            auto& local = locals[static_cast<std::size_t>(ins.operand)];
+            if (depth == 0)
+              std::copy(stack[sp].begin(), stack[sp].begin() + n, local.begin());
+            else
+              for (std::size_t i = 0; i < n; ++i) local[i] = active[i] ? stack[sp][i] : local[i];
             break;
+          }
           case op::fail:
             for (std::size_t i = 0; i < n; ++i)
               flag(i, ins.operand == static_cast<i64>(fail_reason::no_cond_clause) ? no_cond_clause : no_case_clause);
@@ -386,17 +397,20 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
         return kernel_fault{s + i, fault_application[i], static_cast<fault_kind>(mark[i])};
       }
     if (repeated) {
-      std::copy(x.begin(), x.begin() + n, outputs[0] + s);
+      std::copy(x.begin(), x.begin() + n, outputs[0] + (s - origin));
     } else {
-      for (std::size_t j = 0; j < k.outputs; ++j) std::copy(stack[j].begin(), stack[j].begin() + n, outputs[j] + s);
+      for (std::size_t j = 0; j < k.outputs; ++j)
+        std::copy(stack[j].begin(), stack[j].begin() + n, outputs[j] + (s - origin));
     }
   }
   return std::nullopt;
 }
 
-error fault_error(const decoded_kernel& k, const kernel_fault& f, std::span<const i64* const> arrays) {
+namespace {
+error fault_error_at(const decoded_kernel& k, const kernel_fault& f, std::span<const i64* const> arrays,
+                     std::size_t origin) {
   std::string at = "element " + std::to_string(f.index);
-  if (k.arrays == 1) at += " (" + std::to_string(arrays[0][f.index]) + ")";
+  if (k.arrays == 1) at += " (" + std::to_string(arrays[0][f.index - origin]) + ")";
   // The element's application of the kernel: the old single-array shape always names it.
   if (k.arrays == 1) at += ", iteration " + std::to_string(f.application);
   at += ": ";
@@ -414,15 +428,50 @@ error fault_error(const decoded_kernel& k, const kernel_fault& f, std::span<cons
   }
   return make_error(errc::internal, at + "unknown fault");
 }
+}  // namespace
 
-error device_fault(const decoded_kernel& k, std::span<const i64* const> arrays, std::size_t index, const char* device) {
-  // One element, interpreted again on the host, says in which application and why.
-  std::vector<i64> out(k.outputs);
+error fault_error(const decoded_kernel& k, const kernel_fault& f, std::span<const i64* const> arrays) {
+  return fault_error_at(k, f, arrays, 0);
+}
+
+error device_fault(const decoded_kernel& k, std::span<const i64* const> arrays, std::size_t index, const char* device,
+                   std::size_t origin) {
+  // The element alone, interpreted again on the host, says in which application and why.
+  std::vector<i64> element(k.arrays), out(k.outputs);
+  std::vector<const i64*> ins;
   std::vector<i64*> outs;
+  for (std::size_t j = 0; j < k.arrays; ++j) element[j] = arrays[j][index - origin], ins.push_back(&element[j]);
   for (auto& o : out) outs.push_back(&o);
-  if (auto f = interpret(k, arrays, outs, index, 1)) return fault_error(k, *f, arrays);
+  if (auto f = interpret(k, ins, outs, index, 1, index)) return fault_error_at(k, *f, ins, index);
   return make_error(errc::internal, std::string("a ") + device + " device reported a fault at element " +
                                         std::to_string(index) + " that the host does not reproduce");
+}
+
+result<run_stats> interpret_all(const decoded_kernel& k, std::span<const i64* const> arrays,
+                                std::span<i64* const> outputs, std::size_t n, bool parallel) {
+  const auto t0 = std::chrono::steady_clock::now();
+  // With outputs that alias an array, a block reads its inputs before it writes (interpret), and
+  // ranges are disjoint, so every element reads its own input.
+  std::mutex m;
+  std::optional<kernel_fault> first;
+  auto run_range = [&](std::size_t b, std::size_t e) {
+    if (auto f = interpret(k, arrays, outputs, b, e - b)) {
+      std::lock_guard<std::mutex> lock(m);
+      if (!first || f->index < first->index) first = f;
+    }
+  };
+  constexpr std::size_t grain = std::size_t{1} << 14;
+  if (parallel)
+    parallel_for(n, grain, run_range);
+  else
+    run_range(0, n);
+  // A block that faults writes nothing, so even in place the element still holds its input.
+  if (first) return fault_error(k, *first, arrays);
+  run_stats st;
+  st.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  st.kernel_s = st.total_s;
+  st.chunks = parallel ? (n + grain - 1) / grain : 1;
+  return st;
 }
 
 status device_outcome(const decoded_kernel& k, std::span<const i64> in, std::uint64_t first, const char* device) {

@@ -103,8 +103,16 @@ struct kernel_fault {
   std::int64_t application;  // 1-based application of the kernel (kernel::iterations)
   fault_kind why;
 };
+// `origin`: the element that arrays[j][0] holds (0 for whole arrays; a single element's index
+// when only that element's inputs are at hand).
 std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const std::int64_t* const> arrays,
-                                      std::span<std::int64_t* const> outputs, std::size_t begin, std::size_t n);
+                                      std::span<std::int64_t* const> outputs, std::size_t begin, std::size_t n,
+                                      std::size_t origin = 0);
+
+// Interprets the kernel over all n elements on the host (every core where `parallel`), the
+// lowest faulting element reported as fault_error says; run_stats with the whole time as kernel_s.
+result<run_stats> interpret_all(const decoded_kernel& k, std::span<const std::int64_t* const> arrays,
+                                std::span<std::int64_t* const> outputs, std::size_t n, bool parallel);
 
 // The error a run reports for a fault.
 error fault_error(const decoded_kernel& k, const kernel_fault& f, std::span<const std::int64_t* const> arrays);
@@ -112,7 +120,7 @@ error fault_error(const decoded_kernel& k, const kernel_fault& f, std::span<cons
 // The host's verdict on element `index` that a device reported faulting: the fault's error, or
 // internal if the host computes it without a fault.
 error device_fault(const decoded_kernel& k, std::span<const std::int64_t* const> arrays, std::size_t index,
-                   const char* device);
+                   const char* device, std::size_t origin = 0);
 
 // How a device's run of a kernel ended, from the lowest faulting element index its chunks
 // recorded (`first`; no_fault where no element faulted): ok, the fault's error (device_fault), or
@@ -125,10 +133,10 @@ status device_outcome(const decoded_kernel& k, std::span<const std::int64_t> in,
 result<run_stats> run_decoded(const decoded_kernel& k, std::span<const arg> args,
                               std::span<const std::span<std::int64_t>> outputs, const run_options& options);
 
-// The source of one GPU kernel named kiln_kernel (core/kernel_source.cpp describes both
-// dialects' signatures and fault reports). Only for kernels of one array argument and one output
-// (the pipelines' streamed shape).
+// The source of one GPU kernel (core/kernel_source.cpp describes both dialects' signatures and
+// fault reports): kiln_program, the pipelines' streamed shape (one array argument, one output,
+// chunk by chunk), or with `resident`, kiln_resident over device buffers (any arrays and outputs).
 enum class kernel_dialect { opencl, cuda };
-std::string kernel_source(const decoded_kernel& k, kernel_dialect dialect);
+std::string kernel_source(const decoded_kernel& k, kernel_dialect dialect, bool resident = false);
 
 }  // namespace kiln::detail

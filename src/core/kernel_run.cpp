@@ -54,39 +54,6 @@ status check_aliasing(std::span<const arg> args, std::span<const std::span<i64>>
   return {};
 }
 
-// Interprets the kernel on the host: every core (cpu) or one thread (scalar).
-result<run_stats> interpret_on_host(const decoded_kernel& dk, std::span<const arg> args,
-                                    std::span<const std::span<i64>> outputs, std::size_t n, bool parallel,
-                                    run_stats st) {
-  const auto t0 = std::chrono::steady_clock::now();
-  std::vector<const i64*> arrays;
-  for (const auto& a : args)
-    if (a.what == arg::kind::array) arrays.push_back(a.array.data());
-  std::vector<i64*> outs;
-  for (const auto& o : outputs) outs.push_back(o.data());
-  // With outputs that alias an array, a block reads its inputs before it writes (interpret), and
-  // ranges are disjoint, so every element reads its own input.
-  std::mutex m;
-  std::optional<kernel_fault> first;
-  auto run_range = [&](std::size_t b, std::size_t e) {
-    if (auto f = interpret(dk, arrays, outs, b, e - b)) {
-      std::lock_guard<std::mutex> lock(m);
-      if (!first || f->index < first->index) first = f;
-    }
-  };
-  constexpr std::size_t grain = std::size_t{1} << 14;
-  if (parallel)
-    parallel_for(n, grain, run_range);
-  else
-    run_range(0, n);
-  // A block that faults writes nothing, so even in place the element still holds its input.
-  if (first) return fault_error(dk, *first, arrays);
-  st.total_s = seconds_since(t0);
-  st.kernel_s = st.total_s;
-  st.chunks = parallel ? (n + grain - 1) / grain : 1;
-  return st;
-}
-
 }  // namespace
 
 result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> args,
@@ -121,7 +88,12 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
     const auto& a = args[dk.builtin->array].array;
     r = be.run(*index, a, outputs[0], prepare(dk.builtin->params), options);
   } else if (dev->backend == backend_kind::scalar || dev->backend == backend_kind::cpu) {
-    r = interpret_on_host(dk, args, outputs, *n, dev->backend == backend_kind::cpu, st);
+    std::vector<const i64*> arrays;
+    for (const auto& a : args)
+      if (a.what == arg::kind::array) arrays.push_back(a.array.data());
+    std::vector<i64*> outs;
+    for (const auto& o : outputs) outs.push_back(o.data());
+    r = interpret_all(dk, arrays, outs, *n, dev->backend == backend_kind::cpu);
   } else {
     KILN_TRY(be.kernel_support());
     if (dk.arrays != 1 || dk.outputs != 1)
@@ -138,6 +110,64 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
 }
 
 }  // namespace detail
+
+result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<device_buffer* const> outputs) {
+  const auto t0 = std::chrono::steady_clock::now();
+  auto dk = detail::decode_kernel(k, args);
+  if (!dk) return dk.err();
+  if (outputs.size() != dk->outputs)
+    return make_error(errc::invalid_argument, "the kernel has " + std::to_string(dk->outputs) + " output(s), " +
+                                                  std::to_string(outputs.size()) + " buffer(s) given for them");
+  // Every array a buffer, every buffer on one device and of one length.
+  const device_buffer* first = nullptr;
+  std::vector<detail::resident_buffer*> arrays, outs;
+  auto same_place = [&](const device_buffer& b, const std::string& what) -> status {
+    if (!first) first = &b;
+    const auto& d = b.impl_->device;
+    const auto& f = first->impl_->device;
+    if (d.backend != f.backend || d.index != f.index)
+      return make_error(errc::invalid_argument, what + " lives on " + backend_name(d.backend) + " device " +
+                                                    std::to_string(d.index) + ", the others on " +
+                                                    backend_name(f.backend) + " device " + std::to_string(f.index));
+    if (b.size() != first->size())
+      return make_error(errc::invalid_argument, what + " has " + std::to_string(b.size()) + " elements, the others " +
+                                                    std::to_string(first->size()));
+    return {};
+  };
+  for (std::size_t a = 0; a < args.size(); ++a) {
+    if (args[a].what == arg::kind::scalar) continue;
+    if (args[a].what != arg::kind::buffer || !args[a].buffer)
+      return make_error(errc::invalid_argument, "argument " + std::to_string(a) +
+                                                    " is a host array; a run over buffers takes every array as a buffer");
+    KILN_TRY(same_place(*args[a].buffer, "argument " + std::to_string(a)));
+    arrays.push_back(args[a].buffer->impl_->buffer.get());
+  }
+  for (std::size_t j = 0; j < outputs.size(); ++j) {
+    if (!outputs[j]) return make_error(errc::invalid_argument, "output " + std::to_string(j) + " is no buffer");
+    KILN_TRY(same_place(*outputs[j], "output " + std::to_string(j)));
+    for (std::size_t o = 0; o < j; ++o)
+      if (outputs[o] == outputs[j])
+        return make_error(errc::invalid_argument, "outputs " + std::to_string(o) + " and " + std::to_string(j) +
+                                                      " are the same buffer");
+    outs.push_back(outputs[j]->impl_->buffer.get());
+  }
+  const device_info& dev = first->impl_->device;
+  run_stats st;
+  const bool nothing = first->size() == 0 || dk->iterations == 0 || (dk->builtin && dk->builtin->params.iterations == 0);
+  if (nothing) {
+    if (first->size() > 0 && outs[0] != arrays[0])
+      return make_error(errc::invalid_argument,
+                        "no iterations over buffers leaves the argument as it is: give its buffer as the output");
+  } else {
+    auto r = detail::backend_of(dev.backend).run_resident(dev.index, *dk, arrays, outs);
+    if (!r) return r.err();
+    st = std::move(r).value();
+  }
+  st.backend = backend_name(dev.backend);
+  st.device = dev.name;
+  if (st.total_s == 0) st.total_s = detail::seconds_since(t0);
+  return st;
+}
 
 status validate(const kernel& k, std::span<const arg> args) {
   auto dk = detail::decode_kernel(k, args);

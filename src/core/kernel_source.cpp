@@ -22,7 +22,7 @@ namespace kiln::detail {
 // Either way a faulting element is written with its input, so that staged copies back to the
 // caller leave the input that the host reinterprets in place, even when `out` is `in`. The entry
 // keeps the name kiln_program and the argument order of the pipelines' program launches.
-std::string kernel_source(const decoded_kernel& dk, kernel_dialect dialect) {
+std::string kernel_source(const decoded_kernel& dk, kernel_dialect dialect, bool resident) {
   const bool cuda = dialect == kernel_dialect::cuda;
   const std::string i64 = cuda ? "long long" : "long";
   const std::string u64 = cuda ? "unsigned long long" : "ulong";
@@ -58,25 +58,43 @@ std::string kernel_source(const decoded_kernel& dk, kernel_dialect dialect) {
     << "  if (b >= 63) { if (b == 63 && a == -1) return KILN_MIN; *bad = 1; return 0; }\n"
     << "  " << i64 << " r = (" << i64 << ")((" << u64 << ")a << b);\n"
     << "  if ((r >> b) != a) *bad = 1;\n  return r;\n}\n";
-  if (cuda)
+  const bool streamed = !resident;
+  if (streamed && cuda)
     k << "extern \"C\" __global__ void kiln_program(const long long* __restrict__ in, long long* __restrict__ out,\n"
          "    const long long* __restrict__ P, const long long n, const long long iterations,\n"
          "    unsigned long long* fault, const unsigned long long base, const int in32) {\n"
          "  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n"
          "  if (i >= n) return;\n"
          "  const long long element = (long long)(base + (unsigned long long)i);\n";
-  else
+  else if (streamed)
     k << "__kernel void kiln_program(__global const long* in, __global long* out, __global const long* P,\n"
          "                           const long n, const long iterations, __global int* fault, const int in32,\n"
          "                           const long base) {\n"
          "  const size_t i = get_global_id(0);\n"
          "  if ((long)i >= n) return;\n"
          "  const long element = base + (long)i;\n";
-  // A chunk that crossed the bus narrowed (core/lanes.hpp, narrow_transfers) holds int32.
-  const std::string narrow_in = cuda ? "(const int*)in" : "(__global const int*)in";
-  k << "  " << i64 << " x = in32 ? (" << i64 << ")(" << narrow_in << ")[i] : in[i];\n";
-  k << "  const " << i64 << " x0 = x;\n";
+  if (streamed) {
+    // A chunk that crossed the bus narrowed (core/lanes.hpp, narrow_transfers) holds int32.
+    const std::string narrow_in = cuda ? "(const int*)in" : "(__global const int*)in";
+    k << "  " << i64 << " a0 = in32 ? (" << i64 << ")(" << narrow_in << ")[i] : in[i];\n";
+  } else {
+    // Resident buffers: one pointer per array argument and per output (an output may be an
+    // argument's buffer, so none is restrict), the scalars, and the lowest faulting index.
+    const std::string global = cuda ? "" : "__global ";
+    k << (cuda ? "extern \"C\" __global__ void" : "__kernel void") << " kiln_resident(";
+    for (std::size_t j = 0; j < dk.arrays; ++j) k << global << "const " << i64 << "* A" << j << ", ";
+    for (std::size_t j = 0; j < dk.outputs; ++j) k << global << i64 << "* O" << j << ", ";
+    k << global << "const " << i64 << "* P, const " << i64 << " n, const " << i64 << " iterations, " << global
+      << (cuda ? "unsigned long long" : "int") << "* fault, const " << i64 << " base) {\n";
+    if (cuda)
+      k << "  const long long i = (long long)blockIdx.x * blockDim.x + threadIdx.x;\n";
+    else
+      k << "  const long i = (long)get_global_id(0);\n";
+    k << "  if (i >= n) return;\n  const " << i64 << " element = base + i;\n";
+    for (std::size_t j = 0; j < dk.arrays; ++j) k << "  " << i64 << " a" << j << " = A" << j << "[i];\n";
+  }
   k << "  int bad = 0;\n";
+  for (std::size_t j = 0; j < dk.outputs; ++j) k << "  " << i64 << " r" << j << " = 0;\n";
   for (std::size_t l = 0; l < dk.locals; ++l) k << "  " << i64 << " L" << l << " = 0;\n";
   k << "  for (" << i64 << " it = 0; it < iterations; ++it) {\n";
   std::vector<std::string> stack;
@@ -175,7 +193,7 @@ std::string kernel_source(const decoded_kernel& dk, kernel_dialect dialect) {
       case op::arg: {
         const arg_binding& b = dk.bindings[static_cast<std::size_t>(ins.operand)];
         if (b.array)
-          k << "    const " << i64 << " " << r << " = x;\n";
+          k << "    const " << i64 << " " << r << " = a" << b.index << ";\n";
         else
           k << "    const " << i64 << " " << r << " = P[" << b.index << "];\n";
         break;
@@ -257,13 +275,25 @@ std::string kernel_source(const decoded_kernel& dk, kernel_dialect dialect) {
     }
     stack.push_back(r);
   }
-  k << "    x = " << stack.back() << ";\n"
-    << "  }\n";
-  if (cuda)
-    k << "  if (bad) atomicMin(fault, base + (unsigned long long)i);\n";
-  else
-    k << "  if (bad) atomic_min(fault, (int)i);\n";
-  k << "  out[i] = bad ? x0 : x;\n";
+  for (std::size_t j = 0; j < dk.outputs; ++j) k << "    r" << j << " = " << stack[j] << ";\n";
+  // Applied again (kernel::iterations), the one output becomes the one array argument.
+  if (dk.arrays == 1 && dk.outputs == 1) k << "    a0 = r0;\n";
+  k << "  }\n";
+  if (streamed) {
+    if (cuda)
+      k << "  if (bad) atomicMin(fault, base + (unsigned long long)i);\n";
+    else
+      k << "  if (bad) atomic_min(fault, (int)i);\n";
+    k << "  out[i] = bad ? (in32 ? (" << i64 << ")(" << (cuda ? "(const int*)in" : "(__global const int*)in")
+      << ")[i] : in[i]) : r0;\n";
+  } else {
+    // A faulting element writes nothing, so its inputs stay for the host to interpret again.
+    if (cuda)
+      k << "  if (bad) { atomicMin(fault, (unsigned long long)element); return; }\n";
+    else
+      k << "  if (bad) { atomic_min(fault, (int)i); return; }\n";
+    for (std::size_t j = 0; j < dk.outputs; ++j) k << "  O" << j << "[i] = r" << j << ";\n";
+  }
   k << "}\n";
   return k.str();
 }

@@ -18,6 +18,13 @@ class unavailable_backend final : public backend {
   result<std::unique_ptr<resident_buffer>> upload(int, std::span<const std::int64_t>) override {
     return make_error(errc::backend_unavailable, devices_.front().reason);
   }
+  result<std::unique_ptr<resident_buffer>> allocate(int, std::size_t) override {
+    return make_error(errc::backend_unavailable, devices_.front().reason);
+  }
+  result<run_stats> run_resident(int, const decoded_kernel&, std::span<resident_buffer* const>,
+                                 std::span<resident_buffer* const>) override {
+    return make_error(errc::backend_unavailable, devices_.front().reason);
+  }
 
  private:
   backend_kind kind_;

@@ -185,6 +185,73 @@ TEST_P(Conformance, ResidentBufferChainsRuns) {
   EXPECT_EQ(buf->download(wrong).err().code, kiln::errc::invalid_argument);
 }
 
+// Kernels over buffers: three arrays and a scalar in, two outputs, then a chain in place through
+// one of them, and a fault named by its element with the buffers' inputs left for it.
+TEST_P(Conformance, KernelsOverBuffersOfSeveralArrays) {
+  using kiln::op;
+  auto w = [](op o) { return static_cast<i64>(o); };
+  const std::size_t n = 70'000;  // beyond one OpenCL segment's launch width on small devices too
+  std::vector<i64> a(n), b(n), c(n);
+  for (std::size_t i = 0; i < n; ++i) {
+    a[i] = static_cast<i64>(i) * 7 - 3;
+    b[i] = (static_cast<i64>(i) % 1000) - 500;
+    c[i] = kMax - static_cast<i64>(i);
+  }
+  kiln::run_options o = options();
+  auto ab = kiln::device_buffer::upload(a, o);
+  auto bb = kiln::device_buffer::upload(b, o);
+  auto cb = kiln::device_buffer::upload(c, o);
+  auto s = kiln::device_buffer::allocate(n, o);
+  auto m = kiln::device_buffer::allocate(n, o);
+  ASSERT_TRUE(ab.ok() && bb.ok() && cb.ok() && s.ok() && m.ok());
+  // {a * k + b, rem(c * (c - 1) * a, 4294967291) + index}: the rem is exact for every int64.
+  const std::vector<i64> code{w(op::arg), 0, w(op::arg), 3, w(op::mul), w(op::arg), 1, w(op::add),
+                              w(op::arg), 2, w(op::arg), 2, w(op::literal), 1, w(op::sub), w(op::mul), w(op::arg), 0,
+                              w(op::mul), w(op::literal), 4'294'967'291, w(op::rem), w(op::index), w(op::add)};
+  const kiln::arg args[] = {kiln::arg::of_buffer(*ab), kiln::arg::of_buffer(*bb), kiln::arg::of_buffer(*cb),
+                            kiln::arg::of_scalar(3)};
+  kiln::device_buffer* const outs[] = {&*s, &*m};
+  auto r = kiln::run(kiln::kernel{code, 4, 2, 0, 1}, args, outs);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  std::vector<i64> got_s(n), got_m(n);
+  ASSERT_TRUE(s->download(got_s).ok());
+  ASSERT_TRUE(m->download(got_m).ok());
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(got_s[i], a[i] * 3 + b[i]) << "element " << i;
+    // |c (c - 1) a| mod p from 128-bit pieces; the sign is the product's.
+    const i64 p = 4'294'967'291;
+    const __int128 cc = static_cast<__int128>(c[i]) * (static_cast<__int128>(c[i]) - 1);
+    const unsigned __int128 mc = cc < 0 ? -static_cast<unsigned __int128>(cc) : cc;
+    const unsigned __int128 ma = a[i] < 0 ? -static_cast<unsigned __int128>(a[i]) : static_cast<unsigned __int128>(a[i]);
+    const i64 res = static_cast<i64>(mc % p * (ma % p) % p);
+    const bool negative = cc != 0 && a[i] != 0 && ((cc < 0) != (a[i] < 0));
+    ASSERT_EQ(got_m[i], (negative ? -res : res) + static_cast<i64>(i)) << "element " << i;
+  }
+  // The map in place on the sum, as a kernel over one buffer, twice: 3 then 7 iterations.
+  ASSERT_TRUE(s->run({6700417, 22, 3}).ok());
+  ASSERT_TRUE(s->run({6700417, 22, 7}).ok());
+  ASSERT_TRUE(s->download(got_s).ok());
+  std::vector<i64> sums(n);
+  for (std::size_t i = 0; i < n; ++i) sums[i] = a[i] * 3 + b[i];
+  EXPECT_EQ(got_s, reference(sums, {6700417, 22, 10}));
+  // div(1000, b - 7) faults first where b == 7, at element 507; b is left as it was.
+  const std::vector<i64> faulting{w(op::literal), 1000, w(op::arg), 0, w(op::literal), 7, w(op::sub), w(op::div)};
+  const kiln::arg one[] = {kiln::arg::of_buffer(*bb)};
+  kiln::device_buffer* const into[] = {&*bb};
+  auto f = kiln::run(kiln::kernel{faulting, 1, 1, 0, 1}, one, into);
+  ASSERT_FALSE(f.ok());
+  EXPECT_EQ(f.err().code, kiln::errc::arithmetic);
+  EXPECT_NE(f.err().message.find("element 507 (7)"), std::string::npos) << f.err().message;
+  // Buffers of different lengths, or a host array among buffers, are refused.
+  auto small = kiln::device_buffer::allocate(5, o);
+  ASSERT_TRUE(small.ok());
+  kiln::device_buffer* const wrong[] = {&*small, &*m};
+  EXPECT_EQ(kiln::run(kiln::kernel{code, 4, 2, 0, 1}, args, wrong).err().code, kiln::errc::invalid_argument);
+  const kiln::arg mixed[] = {kiln::arg::of_array(a), kiln::arg::of_buffer(*bb), kiln::arg::of_buffer(*cb),
+                             kiln::arg::of_scalar(3)};
+  EXPECT_EQ(kiln::run(kiln::kernel{code, 4, 2, 0, 1}, mixed, outs).err().code, kiln::errc::invalid_argument);
+}
+
 TEST_P(Conformance, ManyThreadsAtOnce) {
   std::vector<std::thread> threads;
   std::vector<int> ok(16, 0);

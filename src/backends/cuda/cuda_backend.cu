@@ -588,16 +588,15 @@ class cuda_buffer final : public resident_buffer {
   i64* data() const { return static_cast<i64*>(data_.get()); }
   std::size_t size() const override { return n_; }
 
-  result<run_stats> run(const kernel_params& kp) override {
+  // Runs `launch(stream)` on the buffer's stream, timed by events around it alone (the
+  // benchmark's kernel-only number); the caller has made the device current.
+  template <class Launch>
+  result<run_stats> timed(Launch&& launch) {
     const auto t0 = std::chrono::steady_clock::now();
     run_stats st;
-    if (n_ == 0) return st;
-    device_scope scope;
-    KILN_TRY(scope.enter(dev_.index()));
     cudaStream_t stream = stream_.get();
     KILN_TRY(cuda_check(cudaEventRecord(start_.get(), stream), "cudaEventRecord"));
-    status launched = cuda_check(launch_logistic(data(), data(), n_, kp, dev_.sm_count(), stream),
-                                 "logistic_kernel launch");
+    status launched = launch(stream);
     status recorded = cuda_check(cudaEventRecord(stop_.get(), stream), "cudaEventRecord");
     // Whatever was enqueued must finish before we return, even on failure.
     status synced = cuda_check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
@@ -761,6 +760,90 @@ class cuda_backend final : public backend {
 
   void free_pinned(void* p) override { (void)cudaFreeHost(p); }
 
+  result<std::unique_ptr<resident_buffer>> allocate(int device, std::size_t n) override {
+    auto ds = state_of(device);
+    if (!ds) return ds.err();
+    device_scope scope;
+    KILN_TRY(scope.enter(device));
+    auto buf = std::make_unique<cuda_buffer>(**ds, n);
+    KILN_TRY(buf->init());
+    return std::unique_ptr<resident_buffer>(std::move(buf));
+  }
+
+  // A kernel over resident buffers: the map's own kernel where it is the map, else the kernel
+  // compiled for buffers (kiln_resident), one launch over all elements. A fault is reported by the
+  // element's index; its inputs, which a faulting element never overwrites, are read back to say why.
+  result<run_stats> run_resident(int device, const decoded_kernel& dk, std::span<resident_buffer* const> arrays,
+                                 std::span<resident_buffer* const> outputs) override {
+    auto ds = state_of(device);
+    if (!ds) return ds.err();
+    device_scope scope;
+    KILN_TRY(scope.enter(device));
+    auto* first = static_cast<cuda_buffer*>(arrays.front());
+    const std::size_t n = first->size();
+    if (dk.builtin) {
+      auto* in = static_cast<cuda_buffer*>(arrays[0]);
+      auto* out = static_cast<cuda_buffer*>(outputs[0]);
+      const kernel_params kp = prepare(dk.builtin->params);
+      return out->timed([&](cudaStream_t stream) {
+        return cuda_check(launch_logistic(in->data(), out->data(), n, kp, (*ds)->sm_count(), stream),
+                          "logistic_kernel launch");
+      });
+    }
+    KILN_TRY(nvrtc_available());
+    auto kernel = kernel_for(kernel_source(dk, kernel_dialect::cuda, true), (*ds)->arch(), "kiln_resident");
+    if (!kernel) return kernel.err();
+    // The fault word, then the scalars.
+    std::vector<i64> words(1 + std::max<std::size_t>(dk.scalars.size(), 1), 0);
+    words[0] = -1;  // no_fault, as unsigned
+    std::copy(dk.scalars.begin(), dk.scalars.end(), words.begin() + 1);
+    auto mem = allocate_device(words.size() * sizeof(i64), "cudaMalloc (kernel parameters)");
+    if (!mem) return mem.err();
+    auto* fault = static_cast<unsigned long long*>(mem->get());
+    const i64* params = reinterpret_cast<const i64*>(fault + 1);
+    std::vector<const i64*> ins;
+    std::vector<i64*> outs;
+    for (auto* a : arrays) ins.push_back(static_cast<cuda_buffer*>(a)->data());
+    for (auto* o : outputs) outs.push_back(static_cast<cuda_buffer*>(o)->data());
+    long long count = static_cast<long long>(n), iterations = dk.iterations, base = 0;
+    std::vector<void*> launch_args;
+    for (auto& p : ins) launch_args.push_back(&p);
+    for (auto& p : outs) launch_args.push_back(&p);
+    launch_args.push_back(&params);
+    launch_args.push_back(&count);
+    launch_args.push_back(&iterations);
+    launch_args.push_back(&fault);
+    launch_args.push_back(&base);
+    constexpr unsigned threads = 256;
+    const dim3 blocks(static_cast<unsigned>((n + threads - 1) / threads));
+    auto* out0 = static_cast<cuda_buffer*>(outputs[0]);
+    std::uint64_t first_fault = no_fault;
+    auto r = out0->timed([&](cudaStream_t stream) -> status {
+      KILN_TRY(cuda_check(cudaMemcpyAsync(mem->get(), words.data(), words.size() * sizeof(i64), cudaMemcpyHostToDevice,
+                                          stream),
+                          "cudaMemcpyAsync (kernel parameters)"));
+      KILN_TRY(cuda_check(cudaLaunchKernel(reinterpret_cast<const void*>(*kernel), blocks, dim3(threads),
+                                           launch_args.data(), 0, stream),
+                          "cudaLaunchKernel (kiln_resident)"));
+      return cuda_check(cudaMemcpyAsync(&first_fault, fault, sizeof first_fault, cudaMemcpyDeviceToHost, stream),
+                        "cudaMemcpyAsync (kernel fault)");
+    });
+    if (!r) return r.err();
+    if (first_fault != no_fault) {
+      if (first_fault >= n)
+        return make_error(errc::internal, "a CUDA device reported a fault at element " + std::to_string(first_fault) +
+                                              ", past the buffers' end");
+      std::vector<i64> element(ins.size());
+      for (std::size_t j = 0; j < ins.size(); ++j)
+        KILN_TRY(cuda_check(cudaMemcpy(&element[j], ins[j] + first_fault, sizeof(i64), cudaMemcpyDeviceToHost),
+                            "cudaMemcpy (faulting element)"));
+      std::vector<const i64*> at;
+      for (auto& v : element) at.push_back(&v);
+      return device_fault(dk, at, static_cast<std::size_t>(first_fault), "CUDA", static_cast<std::size_t>(first_fault));
+    }
+    return r;
+  }
+
   result<std::unique_ptr<resident_buffer>> upload(int device, std::span<const i64> data) override {
     auto ds = state_of(device);
     if (!ds) return ds.err();
@@ -811,7 +894,7 @@ class cuda_backend final : public backend {
   // The program's kernel for one compute capability: compiled and loaded once, then kept for the
   // life of the process (a library is context-independent: one serves every device of its
   // capability).
-  result<cudaKernel_t> kernel_for(const std::string& source, int arch) {
+  result<cudaKernel_t> kernel_for(const std::string& source, int arch, const char* name = "kiln_program") {
     std::lock_guard<std::mutex> lock(programs_m_);
     auto key = std::make_pair(source, arch);
     if (auto it = kernels_.find(key); it != kernels_.end()) return it->second;
@@ -822,7 +905,7 @@ class cuda_backend final : public backend {
                         "cudaLibraryLoadData (kiln_program)"));
     library_handle owner(lib);
     cudaKernel_t kernel = nullptr;
-    KILN_TRY(cuda_check(cudaLibraryGetKernel(&kernel, lib, "kiln_program"), "cudaLibraryGetKernel (kiln_program)"));
+    KILN_TRY(cuda_check(cudaLibraryGetKernel(&kernel, lib, name), (std::string("cudaLibraryGetKernel (") + name + ")").c_str()));
     libraries_.push_back(std::move(owner));
     kernels_.emplace(std::move(key), kernel);
     return kernel;

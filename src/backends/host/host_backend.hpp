@@ -28,6 +28,13 @@ class host_backend : public backend {
   result<std::unique_ptr<resident_buffer>> upload(int device, std::span<const std::int64_t> data) final {
     return make_host_buffer(*this, device, data);
   }
+  result<std::unique_ptr<resident_buffer>> allocate(int device, std::size_t n) final {
+    return make_host_buffer(*this, device, std::vector<std::int64_t>(n));
+  }
+  result<run_stats> run_resident(int device, const decoded_kernel& k, std::span<resident_buffer* const> arrays,
+                                 std::span<resident_buffer* const> outputs) final {
+    return run_host_resident(*this, device, k, arrays, outputs, kind() == backend_kind::cpu);
+  }
 
  protected:
   // Maps `in` to `out` (same size, possibly the same memory); returns how many chunks it used.

@@ -330,6 +330,8 @@ struct device_state {
   std::size_t lane_clamped = 0;      // the chunk that an allocation failure cut down to lane_capacity, if any
   // Programs (kernels written in Elixir), compiled once per device and kept by their source.
   std::map<std::string, built_program> programs;
+  // The same kernels compiled for resident buffers (kiln_resident), one kernel object each.
+  std::map<std::string, std::pair<cl::Program, cl::Kernel>> resident_programs;
 };
 
 // Waits for the resident queue of a device on every way out of a run, so that nothing a call
@@ -775,26 +777,16 @@ class opencl_buffer final : public resident_buffer {
 
   std::size_t size() const override { return size_; }
 
-  result<run_stats> run(const kernel_params& kp) override {
-    return catching_bad_alloc([&]() -> result<run_stats> {
-      std::lock_guard<std::mutex> lock(ds_->m);
-      const auto t0 = clock_type::now();
-      run_stats s;
-      s.chunks = segments_.size();
-      KILN_TRY(set_param_args(ds_->kernel, kp));
-      drain_guard drain(*ds_);
-      std::vector<cl::Event> done(segments_.size());
-      for (std::size_t i = 0; i < segments_.size(); ++i)
-        KILN_TRY(enqueue_map(*ds_, ds_->kernel, ds_->queue, segments_[i], segments_[i], segment_length(i), segment_,
-                             &done[i]));
-      for (const auto& ev : done) {
-        KILN_TRY(wait_for(ev, {{&ev, "clEnqueueNDRangeKernel"}}));
-        s.kernel_s += event_seconds(ev);
-      }
-      s.total_s = seconds_since(t0);
-      return s;
-    });
+  // `n` elements, contents unspecified.
+  static result<std::unique_ptr<resident_buffer>> allocate(std::shared_ptr<device_state> ds, std::size_t n) {
+    auto buf = std::unique_ptr<opencl_buffer>(new opencl_buffer(std::move(ds), n));
+    KILN_TRY(buf->create_segments());
+    return std::unique_ptr<resident_buffer>(std::move(buf));
   }
+
+  const std::vector<cl::Buffer>& segments() const { return segments_; }
+  std::size_t segment() const { return segment_; }
+  std::size_t segment_length(std::size_t i) const { return std::min(segment_, size_ - i * segment_); }
 
   status download(std::span<std::int64_t> out) const override {
     return catching_bad_alloc([&]() -> status { return move_through_lanes(nullptr, out.data()); });
@@ -804,9 +796,7 @@ class opencl_buffer final : public resident_buffer {
   opencl_buffer(std::shared_ptr<device_state> ds, std::size_t size)
       : ds_(std::move(ds)), size_(size), segment_(ds_->max_alloc_elements) {}
 
-  std::size_t segment_length(std::size_t i) const { return std::min(segment_, size_ - i * segment_); }
-
-  status fill(std::span<const std::int64_t> data) {
+  status create_segments() {
     const std::size_t count = (size_ + segment_ - 1) / segment_;
     segments_.reserve(count);
     for (std::size_t i = 0; i < count; ++i) {
@@ -815,6 +805,11 @@ class opencl_buffer final : public resident_buffer {
       if (e != CL_SUCCESS) return cl_error("clCreateBuffer", e);
       segments_.push_back(std::move(b));
     }
+    return {};
+  }
+
+  status fill(std::span<const std::int64_t> data) {
+    KILN_TRY(create_segments());
     // The lanes wait for every chunk: the caller's span may go away as soon as upload returns.
     return move_through_lanes(data.data(), nullptr);
   }
@@ -888,6 +883,101 @@ result<run_stats> run_kernel_on(device_state& ds, const decoded_kernel& dk, std:
   if (!r) return r.err();
   KILN_TRY(device_outcome(dk, in, pj.first_fault.load(), "OpenCL"));
   return r;
+}
+
+// A kernel over resident buffers, segment by segment (buffers of one length share their
+// segmentation): the map's own kernel where it is the map, else the kernel compiled for buffers
+// (kiln_resident). A faulting element writes nothing, so its inputs are read back to say why.
+result<run_stats> run_resident_on(device_state& ds, const decoded_kernel& dk, std::span<resident_buffer* const> arrays,
+                                  std::span<resident_buffer* const> outputs) {
+  std::lock_guard<std::mutex> lock(ds.m);
+  const auto t0 = clock_type::now();
+  run_stats st;
+  std::vector<const opencl_buffer*> ins;
+  std::vector<const opencl_buffer*> outs;
+  for (auto* a : arrays) ins.push_back(static_cast<const opencl_buffer*>(a));
+  for (auto* o : outputs) outs.push_back(static_cast<const opencl_buffer*>(o));
+  const opencl_buffer& shape = *ins.front();
+  const std::size_t segments = shape.segments().size();
+  st.chunks = segments;
+  drain_guard drain(ds);
+  std::vector<cl::Event> done(segments);
+  if (dk.builtin) {
+    const kernel_params kp = prepare(dk.builtin->params);
+    KILN_TRY(set_param_args(ds.kernel, kp));
+    for (std::size_t i = 0; i < segments; ++i)
+      KILN_TRY(enqueue_map(ds, ds.kernel, ds.queue, ins[0]->segments()[i], outs[0]->segments()[i],
+                           shape.segment_length(i), shape.segment(), &done[i]));
+    for (const auto& ev : done) {
+      KILN_TRY(wait_for(ev, {{&ev, "clEnqueueNDRangeKernel"}}));
+      st.kernel_s += event_seconds(ev);
+    }
+    st.total_s = seconds_since(t0);
+    return st;
+  }
+  const std::string source = kernel_source(dk, kernel_dialect::opencl, true);
+  auto it = ds.resident_programs.find(source);
+  if (it == ds.resident_programs.end()) {
+    cl_int e = CL_SUCCESS;
+    cl::Program program(ds.context, source, false, &e);
+    if (e != CL_SUCCESS) return cl_error("clCreateProgramWithSource", e);
+    KILN_TRY(build(program, ds.device, "kernel"));
+    cl::Kernel kernel(program, "kiln_resident", &e);
+    if (e != CL_SUCCESS) return cl_error("clCreateKernel (kiln_resident)", e);
+    it = ds.resident_programs.emplace(source, std::make_pair(std::move(program), std::move(kernel))).first;
+  }
+  cl::Kernel& k = it->second.second;
+  std::vector<cl_long> params(dk.scalars.begin(), dk.scalars.end());
+  if (params.empty()) params.push_back(0);
+  cl_int e = CL_SUCCESS;
+  cl::Buffer param_buf(ds.context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, params.size() * sizeof(cl_long),
+                       params.data(), &e);
+  if (e != CL_SUCCESS) return cl_error("clCreateBuffer (kernel parameters)", e);
+  // One fault word per segment, in a buffer of its own (sub-buffers need aligned offsets).
+  std::vector<cl_int> faults(segments, INT_MAX);
+  std::vector<cl::Buffer> fault_words;
+  for (std::size_t i = 0; i < segments; ++i) {
+    fault_words.emplace_back(ds.context, CL_MEM_READ_WRITE | CL_MEM_COPY_HOST_PTR, sizeof(cl_int), &faults[i], &e);
+    if (e != CL_SUCCESS) return cl_error("clCreateBuffer (kernel faults)", e);
+  }
+  const cl_uint fixed = static_cast<cl_uint>(ins.size() + outs.size());
+  for (std::size_t i = 0; i < segments; ++i) {
+    cl_uint a = 0;
+    for (const auto* b : ins)
+      if (cl_int r = k.setArg(a++, b->segments()[i]); r != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_resident)", r);
+    for (const auto* b : outs)
+      if (cl_int r = k.setArg(a++, b->segments()[i]); r != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_resident)", r);
+    const cl_int errs[] = {k.setArg(fixed, param_buf), k.setArg(fixed + 1, static_cast<cl_long>(shape.segment_length(i))),
+                           k.setArg(fixed + 2, static_cast<cl_long>(dk.iterations)), k.setArg(fixed + 3, fault_words[i]),
+                           k.setArg(fixed + 4, static_cast<cl_long>(i * shape.segment()))};
+    for (cl_int r : errs)
+      if (r != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_resident)", r);
+    KILN_TRY(enqueue_over(ds, k, ds.queue, shape.segment_length(i), shape.segment(), &done[i],
+                          "clEnqueueNDRangeKernel (kiln_resident)"));
+  }
+  for (const auto& ev : done) {
+    KILN_TRY(wait_for(ev, {{&ev, "clEnqueueNDRangeKernel (kiln_resident)"}}));
+    st.kernel_s += event_seconds(ev);
+  }
+  for (std::size_t i = 0; i < segments; ++i) {
+    e = ds.queue.enqueueReadBuffer(fault_words[i], CL_TRUE, 0, sizeof(cl_int), &faults[i]);
+    if (e != CL_SUCCESS) return cl_error("clEnqueueReadBuffer (kernel faults)", e);
+  }
+  for (std::size_t i = 0; i < segments; ++i) {
+    if (faults[i] == INT_MAX) continue;
+    const std::size_t index = i * shape.segment() + static_cast<std::size_t>(faults[i]);
+    std::vector<std::int64_t> element(ins.size());
+    std::vector<const std::int64_t*> at;
+    for (std::size_t j = 0; j < ins.size(); ++j) {
+      e = ds.queue.enqueueReadBuffer(ins[j]->segments()[i], CL_TRUE, static_cast<std::size_t>(faults[i]) * element_bytes,
+                                     element_bytes, &element[j]);
+      if (e != CL_SUCCESS) return cl_error("clEnqueueReadBuffer (faulting element)", e);
+      at.push_back(&element[j]);
+    }
+    return device_fault(dk, at, index, "OpenCL", index);
+  }
+  st.total_s = seconds_since(t0);
+  return st;
 }
 
 // Reads one device property, remembering the first failure as the device's reason.
@@ -1005,6 +1095,23 @@ class opencl_backend final : public backend {
       auto ds = state_of(device);
       if (!ds) return ds.err();
       return opencl_buffer::create(*ds, data);
+    });
+  }
+
+  result<std::unique_ptr<resident_buffer>> allocate(int device, std::size_t n) override {
+    return catching_bad_alloc([&]() -> result<std::unique_ptr<resident_buffer>> {
+      auto ds = state_of(device);
+      if (!ds) return ds.err();
+      return opencl_buffer::allocate(*ds, n);
+    });
+  }
+
+  result<run_stats> run_resident(int device, const decoded_kernel& dk, std::span<resident_buffer* const> arrays,
+                                 std::span<resident_buffer* const> outputs) override {
+    return catching_bad_alloc([&]() -> result<run_stats> {
+      auto ds = state_of(device);
+      if (!ds) return ds.err();
+      return run_resident_on(**ds, dk, arrays, outputs);
     });
   }
 
