@@ -158,9 +158,6 @@ done
 out=$("$kiln" run --backend scalar --n +3 --p +61 --mu +22 --repeat 1 --json)
 [ "$(echo "$out" | field checksum)" = 90 ] && [ "$(echo "$out" | field n)" = 3 ]
 check "a leading + is accepted (--n +3 --p +61 --mu +22: 90)" $?
-out=$("$kiln" run --backend scalar --n 0 --repeat 1 --warmup 0 --json)
-[ "$(echo "$out" | field checksum)" = 0 ] && [ "$(echo "$out" | field n)" = 0 ]
-check "--n 0 runs over nothing (checksum 0)" $?
 out=$("$kiln" run --backend scalar --n 4 --iterations 0 --first 7 --repeat 1 --warmup 0 --json)
 [ "$(echo "$out" | field checksum)" = 34 ]; check "--iterations 0 returns the inputs (7+8+9+10 = 34)" $?
 
@@ -219,6 +216,18 @@ refused "auto --device $auto_count is checked against $auto_backend, the backend
 out=$("$kiln" run --backend auto --device 0 --n 3 --p 61 --repeat 1 --json)
 [ "$(echo "$out" | field backend)" = "$auto_backend" ] && [ "$(echo "$out" | field checksum)" = 90 ]
 check "auto --device 0 runs on $auto_backend's device 0" $?
+out=$("$kiln" run --backend auto --device all --n 200000 --repeat 1 --json)
+[ "$(echo "$out" | field backend)" = "$auto_backend" ] && [ "$(echo "$out" | field checksum)" = "$ref" ]
+check "auto --device all runs on $auto_backend, same checksum" $?
+for b in scalar cpu opencl cuda; do
+  avail=$(echo "$devices" | python3 -c "import json,sys; print(any(d['available'] for d in json.load(sys.stdin) if d['backend']=='$b'))")
+  [ "$avail" = "True" ] || continue
+  for mode in "" --resident; do
+    out=$("$kiln" run --backend $b --n 0 $mode --repeat 1 --json)
+    [ $? -eq 0 ] && [ "$(echo "$out" | field checksum)" = 0 ] && [ "$(echo "$out" | field n)" = 0 ]
+    check "$b --n 0 ${mode:-end to end} runs over nothing" $?
+  done
+done
 cuda_avail=$(echo "$devices" | python3 -c "import json,sys; print(any(d['available'] for d in json.load(sys.stdin) if d['backend']=='cuda'))")
 if [ "$cuda_avail" != True ]; then
   out=$("$kiln" run --backend cuda --device 7 --n 3 2>"$errfile"); rc=$?
