@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "backends/opencl/opencl_library.hpp"
 #include "core/backend.hpp"
 #include "core/lanes.hpp"
 #include "core/thread_pool.hpp"
@@ -1024,6 +1025,7 @@ class opencl_backend final : public backend {
   }
 
   static std::vector<probed_device> probe_all() {
+    if (status library = opencl_library_available(); !library) return {unavailable(library.err().message)};
     std::vector<probed_device> found;
     std::vector<cl::Platform> platforms;
     const cl_int e = cl::Platform::get(&platforms);
