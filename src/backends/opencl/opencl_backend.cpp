@@ -23,6 +23,7 @@
 #include <utility>
 #include <vector>
 
+#include "backends/opencl/build_thread.hpp"
 #include "backends/opencl/opencl_library.hpp"
 #include "core/backend.hpp"
 #include "core/lanes.hpp"
@@ -179,9 +180,12 @@ std::string log_head(const std::string& log) {
 }
 
 // Builds `program` for `dev`; on failure the error carries the head of the build log. `what`
-// ("kernel", "program") begins its message.
+// ("kernel", "program") begins its message. The build runs on a thread with a deep stack
+// (build_thread.hpp): an in-process compiler recurses with the program's length, and the caller
+// may be a VM's dirty scheduler with a small stack.
 status build(cl::Program& program, const cl::Device& dev, const char* what) {
-  const cl_int e = program.build(dev, "");
+  cl_int e = CL_SUCCESS;
+  KILN_TRY(run_on_build_thread([&] { e = program.build(dev, ""); }));
   if (e == CL_SUCCESS) return {};
   cl_int le = CL_SUCCESS;
   const std::string log = program.getBuildInfo<CL_PROGRAM_BUILD_LOG>(dev, &le);
