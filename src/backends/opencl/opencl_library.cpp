@@ -36,8 +36,8 @@ opencl_api load() {
   const std::string name = from_env ? env : opencl_library_default;
   const std::string which = from_env ? "the OpenCL library " + name + " (KILN_OPENCL_LIBRARY)"
                                      : "OpenCL's ICD loader " + name;
-  const std::string hint = std::string("the OpenCL ICD loader comes with Debian's ") + debian_package +
-                           ", plus an ICD such as pocl-opencl-icd or the GPU vendor's driver";
+  const std::string hint = std::string("install Debian's ") + debian_package +
+                           ", and an ICD such as pocl-opencl-icd or a GPU vendor's driver";
   // RTLD_LOCAL: the library's symbols serve only the lookups below, never other code in the process.
   void* h = dlopen(name.c_str(), RTLD_NOW | RTLD_LOCAL);
   if (!h) {
@@ -56,7 +56,8 @@ opencl_api load() {
   if (!missing.empty()) {
     // All or nothing: a partial table would fail at some later call instead of here, with the reason.
     opencl_api none;
-    none.failure = which + " lacks " + missing + ", an OpenCL 1.2 function (" + hint + ")";
+    none.failure = which + " lacks " + missing + ", an OpenCL 1.2 function: it is no ICD loader for OpenCL 1.2 (" +
+                   hint + ")";
     return none;
   }
   return r;  // the library stays loaded for the life of the process
