@@ -1,6 +1,9 @@
 // A machine without a usable OpenCL library (KILN_OPENCL_LIBRARY naming a missing or wrong one): opencl unavailable with the reason, the cpu backend unaffected.
 #include <gtest/gtest.h>
 
+#define CL_TARGET_OPENCL_VERSION 120
+#include <CL/cl.h>
+
 #include <cstdint>
 #include <cstdlib>
 #include <string>
@@ -60,6 +63,24 @@ TEST_F(OpenCLWithoutLibrary, BackendIsUnavailableNamingTheLibraryAndPackage) {
   auto buf = kiln::device_buffer::upload(in, options_for("opencl"));
   ASSERT_FALSE(buf);
   EXPECT_EQ(buf.err().code, kiln::errc::backend_unavailable);
+}
+
+// Kiln's own cl* functions, called directly: they fail without calling anything.
+TEST_F(OpenCLWithoutLibrary, OpenCLFunctionsFailWithoutTheLibrary) {
+  cl_uint count = 7;
+  EXPECT_EQ(clGetPlatformIDs(0, nullptr, &count), CL_INVALID_OPERATION);
+  EXPECT_EQ(count, 7u) << "nothing was written";
+  cl_int e = CL_SUCCESS;
+  EXPECT_EQ(clCreateContextFromType(nullptr, CL_DEVICE_TYPE_ALL, nullptr, nullptr, &e), nullptr);
+  EXPECT_EQ(e, CL_INVALID_OPERATION);
+  // Two cl_int* parameters: the error goes to the last one, errcode_ret, not to binary_status.
+  cl_int binary_status = CL_SUCCESS;
+  e = CL_SUCCESS;
+  EXPECT_EQ(clCreateProgramWithBinary(nullptr, 0, nullptr, nullptr, nullptr, &binary_status, &e), nullptr);
+  EXPECT_EQ(e, CL_INVALID_OPERATION);
+  EXPECT_EQ(binary_status, CL_SUCCESS);
+  EXPECT_EQ(clCreateBuffer(nullptr, CL_MEM_READ_WRITE, 8, nullptr, nullptr), nullptr) << "a null errcode_ret is allowed";
+  EXPECT_EQ(clGetExtensionFunctionAddressForPlatform(nullptr, "clIcdGetPlatformIDsKHR"), nullptr);
 }
 
 TEST_F(OpenCLWithoutLibrary, CpuBackendAndAutoStillRunTheMap) {

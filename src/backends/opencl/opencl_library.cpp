@@ -55,6 +55,7 @@ opencl_api load() {
 #undef KILN_CL_FUNCTION
   if (!missing.empty()) {
     // All or nothing: a partial table would fail at some later call instead of here, with the reason.
+    dlclose(h);
     opencl_api none;
     none.failure = which + " lacks " + missing + ", an OpenCL 1.2 function: it is no ICD loader for OpenCL 1.2 (" +
                    hint + ")";
