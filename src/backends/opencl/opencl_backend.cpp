@@ -23,6 +23,8 @@
 #include <utility>
 #include <vector>
 
+#include "backends/opencl/build_thread.hpp"
+#include "backends/opencl/opencl_library.hpp"
 #include "core/backend.hpp"
 #include "core/lanes.hpp"
 #include "core/thread_pool.hpp"
@@ -178,9 +180,12 @@ std::string log_head(const std::string& log) {
 }
 
 // Builds `program` for `dev`; on failure the error carries the head of the build log. `what`
-// ("kernel", "program") begins its message.
+// ("kernel", "program") begins its message. The build runs on a thread with a deep stack
+// (build_thread.hpp): an in-process compiler recurses with the program's length, and the caller
+// may be a VM's dirty scheduler with a small stack.
 status build(cl::Program& program, const cl::Device& dev, const char* what) {
-  const cl_int e = program.build(dev, "");
+  cl_int e = CL_SUCCESS;
+  KILN_TRY(run_on_build_thread([&] { e = program.build(dev, ""); }));
   if (e == CL_SUCCESS) return {};
   cl_int le = CL_SUCCESS;
   const std::string log = program.getBuildInfo<CL_PROGRAM_BUILD_LOG>(dev, &le);
@@ -1130,6 +1135,7 @@ class opencl_backend final : public backend {
   }
 
   static std::vector<probed_device> probe_all() {
+    if (status library = opencl_library_available(); !library) return {unavailable(library.err().message)};
     std::vector<probed_device> found;
     std::vector<cl::Platform> platforms;
     const cl_int e = cl::Platform::get(&platforms);
