@@ -44,12 +44,12 @@ int run_on_small_stack(std::size_t bytes, const std::function<void()>& fn) {
 // x + c1 + c2 + ... + c_ops, in postfix: one long chain, each addition depending on the one before.
 std::vector<i64> addition_chain(int ops, std::uint64_t seed, i64& sum) {
   std::mt19937_64 rng(seed);
-  std::vector<i64> code = {static_cast<i64>(kiln::program_op::x)};
+  std::vector<i64> code = {static_cast<i64>(kiln::op::arg), 0};
   sum = 0;
   for (int i = 0; i < ops; ++i) {
     const i64 c = static_cast<i64>(rng() % 1000) + 1;
     sum += c;
-    code.insert(code.end(), {static_cast<i64>(kiln::program_op::literal), c, static_cast<i64>(kiln::program_op::add)});
+    code.insert(code.end(), {static_cast<i64>(kiln::op::literal), c, static_cast<i64>(kiln::op::add)});
   }
   return code;
 }
@@ -66,7 +66,8 @@ TEST(OpenCLCompile, LongChainBuildsFromASmallStack) {
   const std::vector<i64> code = addition_chain(ops, 2026, sum);
   std::vector<i64> in(1000);
   for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<i64>(i * i) - 300000;
-  const kiln::program prog{code, {}, 3};
+  const kiln::kernel prog{code, 1, 1, 0, 3};
+  const kiln::arg args[] = {kiln::arg::of_array(in)};
   std::vector<i64> want(in.size());
   for (std::size_t i = 0; i < in.size(); ++i) want[i] = in[i] + 3 * sum;
 
@@ -75,7 +76,8 @@ TEST(OpenCLCompile, LongChainBuildsFromASmallStack) {
   double seconds = 0;
   const int e = run_on_small_stack(small_stack_bytes, [&] {
     const auto t0 = std::chrono::steady_clock::now();
-    auto r = kiln::run_program(prog, in, out, options_for("opencl"));
+    const std::span<i64> outs[] = {out};
+    auto r = kiln::run(prog, args, outs, options_for("opencl"));
     seconds = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     if (!r) status = r.err();
   });
@@ -88,7 +90,8 @@ TEST(OpenCLCompile, LongChainBuildsFromASmallStack) {
   // The same program again: built once per device, so the second call only runs it.
   std::vector<i64> again(in.size());
   const int e2 = run_on_small_stack(small_stack_bytes, [&] {
-    auto r = kiln::run_program(prog, in, again, options_for("opencl"));
+    const std::span<i64> outs[] = {again};
+    auto r = kiln::run(prog, args, outs, options_for("opencl"));
     if (!r) status = r.err();
   });
   ASSERT_EQ(e2, 0) << std::strerror(e2);

@@ -56,8 +56,10 @@ TEST_F(OpenCLWithoutLibrary, BackendIsUnavailableNamingTheLibraryAndPackage) {
   ASSERT_FALSE(r);
   EXPECT_EQ(r.err().code, kiln::errc::backend_unavailable);
   EXPECT_TRUE(contains(r.err().message, d.reason)) << r.err().message;
-  const std::vector<i64> code = {static_cast<i64>(kiln::program_op::x)};
-  auto pr = kiln::run_program({code, {}, 1}, in, out, options_for("opencl"));
+  const std::vector<i64> code = {static_cast<i64>(kiln::op::arg), 0};
+  const kiln::arg args[] = {kiln::arg::of_array(in)};
+  const std::span<i64> outs[] = {out};
+  auto pr = kiln::run({code, 1, 1, 0, 1}, args, outs, options_for("opencl"));
   ASSERT_FALSE(pr);
   EXPECT_EQ(pr.err().code, kiln::errc::backend_unavailable);
   auto buf = kiln::device_buffer::upload(in, options_for("opencl"));
@@ -102,12 +104,14 @@ TEST_F(OpenCLWithoutLibrary, CpuBackendAndAutoStillRunTheMap) {
   EXPECT_EQ(auto_out, want) << first_difference(auto_out, want);
 
   // A program on the cores: x * 3 - 7, twice.
-  const std::vector<i64> code = {static_cast<i64>(kiln::program_op::x),       static_cast<i64>(kiln::program_op::literal),
-                                 3, static_cast<i64>(kiln::program_op::mul), static_cast<i64>(kiln::program_op::literal),
-                                 7, static_cast<i64>(kiln::program_op::sub)};
+  const std::vector<i64> code = {static_cast<i64>(kiln::op::arg), 0, static_cast<i64>(kiln::op::literal), 3,
+                                 static_cast<i64>(kiln::op::mul),    static_cast<i64>(kiln::op::literal), 7,
+                                 static_cast<i64>(kiln::op::sub)};
   std::vector<i64> small(1000), small_out(small.size());
   for (std::size_t i = 0; i < small.size(); ++i) small[i] = static_cast<i64>(i) - 500;
-  auto p = kiln::run_program({code, {}, 2}, small, small_out, options_for("cpu"));
+  const kiln::arg small_args[] = {kiln::arg::of_array(small)};
+  const std::span<i64> small_outs[] = {small_out};
+  auto p = kiln::run({code, 1, 1, 0, 2}, small_args, small_outs, options_for("cpu"));
   ASSERT_TRUE(p) << p.err().message;
   for (std::size_t i = 0; i < small.size(); ++i) ASSERT_EQ(small_out[i], (small[i] * 3 - 7) * 3 - 7) << "element " << i;
 }
