@@ -49,7 +49,7 @@ defmodule Kiln.Native do
       case Regex.run(~r/([^\s'"():]+\.so[^\s'"():]*): cannot open shared object file/, text) do
         [_, library] ->
           if Path.basename(library) == Path.basename(file) do
-            "#{file} does not exist: Kiln's NIF was not built or not installed there (mix compile builds it)"
+            "it does not exist: Kiln's NIF was not built or not installed there (mix compile builds it)"
           else
             "the shared library #{library} it needs was not found" <> package_hint(library)
           end
@@ -72,7 +72,7 @@ defmodule Kiln.Native do
   defp package_hint(library) do
     case Path.basename(library) do
       "libOpenCL.so" <> _ -> "; apt-get install ocl-icd-libopencl1 (or rebuild with -DKILN_WITH_OPENCL=OFF)"
-      "libhwy.so" <> _ -> "; apt-get install libhwy1"
+      "libhwy.so." <> soversion -> "; apt-get install libhwy#{soversion}"
       "libnvrtc" <> _ -> "; it comes with the CUDA toolkit (or rebuild with -DKILN_WITH_CUDA=OFF)"
       "libcuda" <> _ -> "; it comes with the NVIDIA driver (or rebuild with -DKILN_WITH_CUDA=OFF)"
       "libcudart" <> _ -> "; it comes with the CUDA toolkit (or rebuild with -DKILN_WITH_CUDA=OFF)"
