@@ -117,13 +117,18 @@ defmodule Mix.Tasks.Compile.KilnNif do
         "-DERL_INCLUDE_DIR=#{erl_include_dir()}"
       ] ++ extra
 
-    # Reconfigure only when the arguments change; otherwise `cmake --build` re-runs CMake by
+    # Configure only when the arguments change; otherwise `cmake --build` re-runs CMake by
     # itself whenever a CMakeLists.txt changed.
     stamp = Path.join(build_dir, "kiln_mix_configure_args")
     cache = Path.join(build_dir, "CMakeCache.txt")
     wanted = Enum.join(args, "\n")
 
-    if opts[:force] || !File.exists?(cache) || File.read(stamp) != {:ok, wanted} do
+    changed = File.read(stamp) != {:ok, wanted}
+
+    if opts[:force] || !File.exists?(cache) || changed do
+      # A -D option dropped from KILN_CMAKE_ARGS would stay in CMake's cache; a fresh cache makes
+      # the build what the arguments say (the objects stay: only what changed is compiled again).
+      if changed, do: File.rm(cache)
       # The generator can only be chosen for a fresh tree; Ninja when there is one.
       generator = if !File.exists?(cache) && System.find_executable("ninja"), do: ["-G", "Ninja"], else: []
       extra_note = if extra == [], do: "", else: " with #{Enum.join(extra, " ")}"
