@@ -60,7 +60,10 @@ defmodule Kiln.BuildTest do
 
   # Runs mix in the scratch app under `env`, clear of the MIX_* settings of this test run.
   defp mix!(app, env, args) do
-    clean = for var <- ~w(MIX_BUILD_PATH MIX_BUILD_ROOT MIX_DEPS_PATH MIX_EXS MIX_TARGET MIX_LOCKFILE), do: {var, nil}
+    clean =
+      for var <- ~w(MIX_BUILD_PATH MIX_BUILD_ROOT MIX_DEPS_PATH MIX_EXS MIX_TARGET MIX_LOCKFILE),
+          do: {var, nil}
+
     run!("mix", args, app, [{"MIX_ENV", env}, {"KILN_CMAKE_ARGS", @cmake_args[env]} | clean])
   end
 
@@ -108,13 +111,19 @@ defmodule Kiln.BuildTest do
     assert dev.priv == Path.dirname(nif(app, "dev"))
     assert dev.reasons.cuda == "Kiln was built without CUDA (turned off with -DKILN_WITH_CUDA=OFF)"
     assert dev.reasons.opencl == "Kiln was built without OpenCL (turned off with -DKILN_WITH_OPENCL=OFF)"
-    assert File.read!(Path.join([app, "_build/dev/lib/kiln/cmake/CMakeCache.txt"])) =~ "CMAKE_BUILD_TYPE:STRING=Debug"
+
+    assert File.read!(Path.join([app, "_build/dev/lib/kiln/cmake/CMakeCache.txt"])) =~
+             "CMAKE_BUILD_TYPE:STRING=Debug"
+
     dev_nif = File.read!(nif(app, "dev"))
 
     # prod: its own build, then a release that carries the NIF and loads it from there.
     prod_out = mix!(app, "prod", ["release", "--overwrite"])
     assert prod_out =~ "==> kiln: NIF installed in #{nif(app, "prod")}"
-    assert File.read!(Path.join([app, "_build/prod/lib/kiln/cmake/CMakeCache.txt"])) =~ "CMAKE_BUILD_TYPE:STRING=Release"
+
+    assert File.read!(Path.join([app, "_build/prod/lib/kiln/cmake/CMakeCache.txt"])) =~
+             "CMAKE_BUILD_TYPE:STRING=Release"
+
     assert File.read!(nif(app, "prod")) != dev_nif
 
     release = Path.join([app, "_build", "prod", "rel", "scratch_app"])
@@ -123,7 +132,12 @@ defmodule Kiln.BuildTest do
     refute File.exists?(Path.join(kiln_lib, "cmake"))
 
     rel_out =
-      run!(Path.join(release, "bin/scratch_app"), ["eval", "{:ok, _} = Application.ensure_all_started(:scratch_app)\n" <> @probe], app, [])
+      run!(
+        Path.join(release, "bin/scratch_app"),
+        ["eval", "{:ok, _} = Application.ensure_all_started(:scratch_app)\n" <> @probe],
+        app,
+        []
+      )
 
     rel = probe(rel_out)
     assert rel.result == @expected

@@ -21,11 +21,25 @@ defmodule Kiln.NativeLoadTest do
   defp nif_needing_absent_library(dir) do
     cc = System.find_executable("cc") || System.find_executable("gcc")
     File.write!(Path.join(dir, "absent.c"), "int kiln_absent(void) { return 1; }\n")
-    File.write!(Path.join(dir, "nif.c"), "int kiln_absent(void);\nint kiln_uses(void) { return kiln_absent(); }\n")
+
+    File.write!(
+      Path.join(dir, "nif.c"),
+      "int kiln_absent(void);\nint kiln_uses(void) { return kiln_absent(); }\n"
+    )
+
     absent = Path.join(dir, "libkiln_absent.so.1")
     nif = Path.join(dir, "kiln_nif.so")
 
-    {_, 0} = System.cmd(cc, ["-shared", "-fPIC", "-Wl,-soname,libkiln_absent.so.1", "-o", absent, Path.join(dir, "absent.c")])
+    {_, 0} =
+      System.cmd(cc, [
+        "-shared",
+        "-fPIC",
+        "-Wl,-soname,libkiln_absent.so.1",
+        "-o",
+        absent,
+        Path.join(dir, "absent.c")
+      ])
+
     {_, 0} = System.cmd(cc, ["-shared", "-fPIC", "-o", nif, Path.join(dir, "nif.c"), absent])
     File.rm!(absent)
     nif
@@ -79,7 +93,9 @@ defmodule Kiln.NativeLoadTest do
   end
 
   # A fresh VM with Kiln's compiled modules and, in its priv dir, a NIF that cannot load.
-  test "with a NIF that cannot load, Kiln.Native loads and every NIF function raises the reason", %{tmp_dir: dir} do
+  test "with a NIF that cannot load, Kiln.Native loads and every NIF function raises the reason", %{
+    tmp_dir: dir
+  } do
     ebin = Path.join([dir, "lib", "kiln", "ebin"])
     priv = Path.join([dir, "lib", "kiln", "priv"])
     File.mkdir_p!(ebin)
