@@ -18,7 +18,9 @@ defmodule Kiln.MixProject do
       start_permanent: Mix.env() == :prod,
       compilers: [:kiln_nif] ++ Mix.compilers(),
       elixirc_paths: ["lib/kiln.ex", "lib/kiln"],
-      deps: []
+      deps: [],
+      # test/build_test.exs builds the NIF in scratch applications (minutes): `mix test --include build`.
+      aliases: [test: "test --exclude build"]
     ]
   end
 
