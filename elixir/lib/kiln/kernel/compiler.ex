@@ -243,8 +243,8 @@ defmodule Kiln.Kernel.Compiler do
     {vb, st} = int!(b, ast, ctx, st)
 
     with :pow <- op, {:ok, e} when e < 0 <- literal_value(vb) do
-      error!(ast, ctx, "#{show(ast)} has the negative exponent #{e}, for which Elixir's " <>
-        "Integer.pow/2 and ** raise ArithmeticError; the exponent must be >= 0")
+      error!(ast, ctx, "#{show(ast)} has the negative exponent #{e} (Integer.pow/2 raises " <>
+        "ArithmeticError, ** gives a float); a kernel's exponent must be >= 0")
     end
 
     {scalar(va.code ++ vb.code ++ [{op}], :s64, uniform?(va) and uniform?(vb)), st}
@@ -300,9 +300,11 @@ defmodule Kiln.Kernel.Compiler do
         inline(definition, args, ast, ctx, st)
 
       :error ->
-        error!(ast, ctx, "#{name}/#{length(args)} is not a kernel: #{show(ast)}; a kernel may call " <>
-          "the operators and functions listed in Kiln.Kernel, and kernels defined before it with " <>
-          "defkernel or defkernelp")
+        hint = if name == :/, do: " (/ gives a float: use div/2)", else: ""
+
+        error!(ast, ctx, "#{show(ast)} is not supported in a kernel#{hint}: #{name}/#{length(args)} is " <>
+          "neither one of the operators and functions listed in Kiln.Kernel nor a kernel defined " <>
+          "before this one with defkernel or defkernelp")
     end
   end
 
@@ -533,8 +535,8 @@ defmodule Kiln.Kernel.Compiler do
       clauses
       |> Enum.with_index()
       |> Enum.map_reduce(st, fn
-        {{:->, _, [[condition], body]}, i}, st ->
-          inner = if i == 0, do: ctx, else: branch_ctx(ctx)
+        {{:->, meta, [[condition], body]}, i}, st ->
+          inner = at({:->, meta, []}, if(i == 0, do: ctx, else: branch_ctx(ctx)))
 
           if condition == true do
             {vb, st} = compile(body, branch_ctx(ctx), st)
@@ -578,10 +580,10 @@ defmodule Kiln.Kernel.Compiler do
       clauses
       |> Enum.with_index()
       |> Enum.map_reduce(st, fn
-        {{:->, _, [[clause_head], body]}, i}, st ->
+        {{:->, meta, [[clause_head], body]}, i}, st ->
           inner = if i == 0, do: ctx, else: branch_ctx(ctx)
           {pattern, guard} = split_guard(clause_head)
-          ctx_clause = at(clause_head, inner)
+          ctx_clause = at(clause_head, at({:->, meta, []}, inner))
           {test, clause_ctx} = case_pattern(pattern, binding, type, ctx_clause)
           {test, st} = add_guard(test, guard, clause_ctx, st)
           {vb, st} = compile(body, branch_ctx(clause_ctx), st)
