@@ -124,6 +124,7 @@ defmodule Kiln.KernelLanguageTest do
   use ExUnit.Case, async: true
 
   import Kiln.TestHelper
+  import Bitwise
   alias Kiln.KernelLanguageTest.Kernels
 
   @int64_min -0x8000_0000_0000_0000
@@ -360,6 +361,81 @@ defmodule Kiln.KernelLanguageTest do
     assert definition(:add).compiled.words == [0, 0, 0, 1, Kiln.Kernel.Ops.number!(:add)]
     assert function_exported?(Kernels, :with_index_element, 2)
     assert function_exported?(Kernels, :add_element, 2) and function_exported?(Kernels, :add_stats, 3)
+  end
+
+  # ---- the engine -------------------------------------------------------------------------------
+
+  @engine_skip (if not function_exported?(Kiln.Native, :kernel_run, 3), do: "the NIF has no kernel_run yet")
+
+  # Arguments that are loop bounds must be scalars at the call.
+  @scalar_only %{iterate: [1, 2, 3], stepped: [1, 2, 3], fib: [1], nested: [1]}
+
+  # One run of `name` over n elements, each argument an array or a scalar, against Elixir.
+  defp engine_check(name, n, backend) do
+    gen = Map.fetch!(cases(), name)
+    rows = for _ <- 1..n, do: gen.()
+    count = length(hd(rows))
+    only = Map.get(@scalar_only, name, [])
+    scalar? = for k <- 0..(count - 1), do: k in only or (k > 0 and :rand.uniform(3) == 1)
+    first = hd(rows)
+
+    columns =
+      for {k, s?} <- Enum.with_index(scalar?) |> Enum.map(fn {s?, k} -> {k, s?} end) do
+        if s?, do: Enum.at(first, k), else: Enum.map(rows, &Enum.at(&1, k))
+      end
+
+    element_args = fn i -> Enum.map(Enum.with_index(columns), fn {c, _} -> if is_list(c), do: Enum.at(c, i), else: c end) end
+    binary? = :rand.uniform(2) == 1
+    call_args = Enum.map(columns, fn c -> if is_list(c) and binary?, do: Kiln.Binary.from_list(c), else: c end)
+    outcomes = for i <- 0..(n - 1), do: elixir(name, element_args.(i), i)
+    run = fn -> apply(Kernels, name, call_args ++ [[backend: backend]]) end
+
+    case Enum.find_index(outcomes, &match?({:fault, _}, &1)) do
+      nil ->
+        outputs = outcomes |> Enum.map(fn {:ok, o} -> o end) |> Enum.zip() |> Enum.map(&Tuple.to_list/1)
+        outputs = if binary?, do: Enum.map(outputs, &Kiln.Binary.from_list/1), else: outputs
+        expected = if length(outputs) == 1, do: hd(outputs), else: List.to_tuple(outputs)
+        assert run.() == expected, "#{name} on #{backend}"
+        :ok
+
+      i ->
+        exception = if Enum.at(outcomes, i) == {:fault, :arithmetic}, do: ArithmeticError, else: ArgumentError
+        error = assert_raise exception, run
+        assert error.message =~ ~r/\b#{i}\b/, "#{name} on #{backend}: #{error.message}"
+        :fault
+    end
+  end
+
+  backends = [:cpu, :scalar] ++ if(Kiln.TestHelper.available?(:opencl), do: [:opencl], else: [])
+
+  for backend <- backends do
+    @tag skip: @engine_skip
+    test "#{backend}: every construct, arrays and scalars, against its Elixir definition" do
+      outcomes = for name <- Map.keys(cases()), _ <- 1..3, do: engine_check(name, 1 + :rand.uniform(300), unquote(backend))
+      assert :ok in outcomes and :fault in outcomes
+    end
+  end
+
+  @tag skip: @engine_skip
+  test "the old API: one array, scalars and iterations" do
+    assert Kernels.logistic(1..3, 61, 22, iterations: 10) == [28, 25, 37]
+    assert Kernels.iterate(1..3, 61, 22, 10) == [28, 25, 37]
+    assert Kernels.logistic(Kiln.Binary.iota(1, 1000), 6_700_417, 22, iterations: 5) ==
+             Kiln.Binary.from_list(Kiln.LogisticMap.run(1..1000, 6_700_417, 22, iterations: 5, backend: :cpu))
+
+    assert Kernels.three([1, 2], [3, 4], 5) == {[4, 6], [15, 20], [5, 5]}
+    assert Kernels.with_index(Kiln.Binary.from_list([10, 20, 30])) == Kiln.Binary.from_list([30, 61, 92])
+    assert {[3], %{backend: :cpu}} = Kernels.add_stats([1], 2, backend: :cpu)
+  end
+
+  test "bad arguments raise ArgumentError before the engine" do
+    assert_raise ArgumentError, ~r/at least one array argument/, fn -> Kernels.add(1, 2) end
+    assert_raise ArgumentError, ~r/parameter b must be an integer that fits in int64/, fn -> Kernels.add([1], 1 <<< 64) end
+    assert_raise ArgumentError, ~r/parameter b must be an integer .* or an array/, fn -> Kernels.add([1], 1.5) end
+    assert_raise ArgumentError, ~r/iterations: applies a kernel of one array argument/, fn -> Kernels.add([1], [2], iterations: 2) end
+    assert_raise ArgumentError, ~r/iterations: applies/, fn -> Kernels.minmax([1], 2, iterations: 2) end
+    assert_raise ArgumentError, ~r/iterations must be a non-negative integer/, fn -> Kernels.add([1], 2, iterations: -1) end
+    assert_raise ArgumentError, ~r/unknown keys \[:bogus\]/, fn -> Kernels.add([1], 2, bogus: 1) end
   end
 
   # ---- compile errors ---------------------------------------------------------------------------
