@@ -118,6 +118,27 @@ defmodule Kiln.KernelLanguageTest.Kernels do
   end
 
   defkernel three(x, y, z), do: {x + y, y * z, if(x > z, do: x, else: z)}
+
+  defkernelp pick(c, a, b), do: if(c, do: a, else: b)
+
+  defkernel shapes(a, b) do
+    t =
+      case rem(a, 3) do
+        0 -> {a, b}
+        1 -> {b, a}
+        n when n < 0 -> {n, -n}
+      end
+
+    u =
+      cond do
+        a > b -> {elem(t, 0) - 1, Kiln.Kernel.index()}
+        a < b -> {elem(t, 1), pick(a > 0, a, b)}
+      end
+
+    _ = div(100, b)
+    {x, y} = u
+    {x + elem(t, 0), y}
+  end
 end
 
 defmodule Kiln.KernelLanguageTest do
@@ -320,7 +341,8 @@ defmodule Kiln.KernelLanguageTest do
     attribute_range: fn -> [medium()] end,
     fib: fn -> [medium(), :rand.uniform(30) - 3] end,
     nested: fn -> [medium(), :rand.uniform(8) - 3] end,
-    three: fn -> [medium(), medium(), medium()] end
+    three: fn -> [medium(), medium(), medium()] end,
+    shapes: fn -> [medium(), Enum.random([medium(), 0, small()])] end
     }
   end
 
@@ -474,7 +496,13 @@ defmodule Kiln.KernelLanguageTest do
     {"defkernel f(x), do: later(x)\ndefkernel later(x), do: x", "calls a kernel defined after this one", 4},
     {"defkernel f(x), do: x\ndefkernel f(y), do: y", "kernel f/1 is already defined", 5},
     {"defkernel f(x) do\n  {a, b} = x\n  a + b\nend", "the pattern {a, b} does not match the value's shape", 5},
-    {"defkernel f(x), do: {x, {x, x}}", "tuples hold integers and booleans, not tuples", 4}
+    {"defkernel f(x), do: {x, {x, x}}", "tuples hold integers and booleans, not tuples", 4},
+    {"defkernel f(x, k) do\n  n = if x > 0, do: k, else: k + 1\n  m = if(k > 0, do: (j = k + 1; Enum.reduce(1..j, 0, fn i, a -> a + i end)), else: n)\n  m + n\nend",
+     "a loop's bounds must be the same for every element", 6},
+    {"defkernel f(x) do\n  case x > 0 do\n    1 -> 1\n    _ -> 0\n  end\nend", "for a boolean", 6},
+    {"defkernel f(x), do: x == true", "true is a boolean where x == true needs an integer", 4},
+    {"defkernel f(x), do: fn -> x end", "a kernel cannot make functions", 4},
+    {"defkernel f(x), do: div(x, 0.5)", "0.5 is a float", 4}
   ]
 
   defp compile_kernel_source(source) do
