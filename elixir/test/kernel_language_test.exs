@@ -24,7 +24,10 @@ defmodule Kiln.KernelLanguageTest.Kernels do
   defkernel neg(a), do: -a
   defkernel absolute(a), do: abs(a)
   defkernel minmax(a, b), do: {min(a, b), Kernel.max(a, b)}
-  defkernel bits(a, b), do: {band(a, b), bor(a, b), bxor(a, b), bnot(a), a &&& b, a ||| b, Bitwise.bxor(a, b), ~~~a}
+
+  defkernel bits(a, b),
+    do: {band(a, b), bor(a, b), bxor(a, b), bnot(a), a &&& b, a ||| b, Bitwise.bxor(a, b), ~~~a}
+
   defkernel shift_left(a, b), do: a <<< b
   defkernel shift_right(a, b), do: Bitwise.bsr(a, b)
   defkernel shifts(a, b), do: {bsl(a, b), a >>> b}
@@ -33,26 +36,24 @@ defmodule Kiln.KernelLanguageTest.Kernels do
   defkernel square(a), do: a ** 2
 
   defkernel compare(a, b) do
-    {if(a == b, do: 1, else: 0),
-     if(a != b, do: 1, else: 0),
-     if(a < b, do: 1, else: 0),
-     if(a <= b, do: 1, else: 0),
-     if(a > b, do: 1, else: 0),
-     if(a >= b, do: 1, else: 0),
-     if(a === b, do: 1, else: 0),
-     if(a !== b, do: 1, else: 0)}
+    {if(a == b, do: 1, else: 0), if(a != b, do: 1, else: 0), if(a < b, do: 1, else: 0),
+     if(a <= b, do: 1, else: 0), if(a > b, do: 1, else: 0), if(a >= b, do: 1, else: 0),
+     if(a === b, do: 1, else: 0), if(a !== b, do: 1, else: 0)}
   end
 
   defkernel logic(a, b) do
     p = a > 0
     q = b > 0
+
     {if(p and q, do: 1, else: 0), if(p or q, do: 1, else: 0), if(not p, do: 1, else: 0),
      if(p && !q, do: 1, else: 0), if(p || not q, do: 1, else: 0)}
   end
 
-  defkernel short_circuit(a, b), do: if(b != 0 and div(a, b) > 1, do: 1, else: if(b == 0 or rem(a, b) == 0, do: 2, else: 3))
+  defkernel short_circuit(a, b),
+    do: if(b != 0 and div(a, b) > 1, do: 1, else: if(b == 0 or rem(a, b) == 0, do: 2, else: 3))
+
   defkernel guarded_div(a, b), do: if(b == 0, do: 0, else: div(a, b))
-  defkernel unless_k(a, b), do: (unless a < b, do: a - b, else: b - a)
+  defkernel unless_k(a, b), do: unless(a < b, do: a - b, else: b - a)
 
   defkernel sign(a) do
     cond do
@@ -167,7 +168,10 @@ defmodule Kiln.KernelLanguageTest do
 
     def run(words, args, index) do
       code = decode(words)
-      {stack, _} = exec(code, 0, tuple_size(code), [], %{args: List.to_tuple(args), index: index, locals: %{}})
+
+      {stack, _} =
+        exec(code, 0, tuple_size(code), [], %{args: List.to_tuple(args), index: index, locals: %{}})
+
       {:ok, Enum.reverse(stack)}
     catch
       {:fault, kind} -> {:fault, kind}
@@ -176,6 +180,7 @@ defmodule Kiln.KernelLanguageTest do
     # {op, operand, jump}: if_then -> its if_else, if_else -> its if_end, loop_begin -> loop_end.
     defp decode(words) do
       instrs = split(words)
+
       {jumps, []} =
         instrs
         |> Enum.with_index()
@@ -186,7 +191,10 @@ defmodule Kiln.KernelLanguageTest do
           _, acc -> acc
         end)
 
-      instrs |> Enum.with_index() |> Enum.map(fn {{op, x}, i} -> {op, x, Map.get(jumps, i)} end) |> List.to_tuple()
+      instrs
+      |> Enum.with_index()
+      |> Enum.map(fn {{op, x}, i} -> {op, x, Map.get(jumps, i)} end)
+      |> List.to_tuple()
     end
 
     defp split([]), do: []
@@ -220,9 +228,15 @@ defmodule Kiln.KernelLanguageTest do
 
           exec(code, end_at + 1, stop, s, env)
 
-        {{:if_end, _, _}, _} -> exec(code, pc + 1, stop, stack, env)
-        {{:local_set, k, _}, [v | s]} -> exec(code, pc + 1, stop, s, put_in(env.locals[k], v))
-        {{op, x, _}, _} -> {s, v} = step(op, x, stack, env); exec(code, pc + 1, stop, [v | s], env)
+        {{:if_end, _, _}, _} ->
+          exec(code, pc + 1, stop, stack, env)
+
+        {{:local_set, k, _}, [v | s]} ->
+          exec(code, pc + 1, stop, s, put_in(env.locals[k], v))
+
+        {{op, x, _}, _} ->
+          {s, v} = step(op, x, stack, env)
+          exec(code, pc + 1, stop, [v | s], env)
       end
     end
 
@@ -292,7 +306,10 @@ defmodule Kiln.KernelLanguageTest do
     element_args = if d.uses_index, do: args ++ [index], else: args
     value = apply(Kernels, :"#{name}_element", element_args)
     outputs = if is_tuple(value), do: Tuple.to_list(value), else: [value]
-    if Enum.all?(outputs, &(&1 >= @int64_min and &1 <= @int64_max)), do: {:ok, outputs}, else: {:fault, :beyond}
+
+    if Enum.all?(outputs, &(&1 >= @int64_min and &1 <= @int64_max)),
+      do: {:ok, outputs},
+      else: {:fault, :beyond}
   rescue
     _ in [ArithmeticError, CondClauseError, CaseClauseError] -> {:fault, :arithmetic}
     # A range of step 0.
@@ -301,48 +318,50 @@ defmodule Kiln.KernelLanguageTest do
 
   defp small, do: :rand.uniform(41) - 21
   defp medium, do: :rand.uniform(20_001) - 10_001
-  defp edge, do: Enum.random([0, -1, 1, @int64_min, @int64_max, @int64_min + 1, @int64_max - 1, random_int64()])
+
+  defp edge,
+    do: Enum.random([0, -1, 1, @int64_min, @int64_max, @int64_min + 1, @int64_max - 1, random_int64()])
 
   # name => generator of one element's arguments. Edge values only where no intermediate value
   # can go beyond int64 unless the result does (a fault Elixir would not have).
   defp cases do
     %{
-    add: fn -> [edge(), edge()] end,
-    sub: fn -> [edge(), edge()] end,
-    mul: fn -> [edge(), Enum.random([edge(), small()])] end,
-    divide: fn -> [edge(), Enum.random([edge(), small(), 0, -1])] end,
-    remainder: fn -> [edge(), Enum.random([edge(), small(), 0, -1])] end,
-    neg: fn -> [edge()] end,
-    absolute: fn -> [edge()] end,
-    minmax: fn -> [edge(), edge()] end,
-    bits: fn -> [edge(), edge()] end,
-    shift_left: fn -> [Enum.random([edge(), small()]), Enum.random([small(), :rand.uniform(140) - 70])] end,
-    shift_right: fn -> [Enum.random([edge(), small()]), Enum.random([small(), :rand.uniform(140) - 70])] end,
-    shifts: fn -> [small(), small()] end,
-    power: fn -> [Enum.random([small(), edge(), -1, 0, 1]), Enum.random([:rand.uniform(70) - 3, 0])] end,
-    power_op: fn -> [small(), :rand.uniform(20) - 1] end,
-    square: fn -> [Enum.random([edge(), 3_037_000_499, -3_037_000_500, medium()])] end,
-    compare: fn -> [edge(), edge()] end,
-    logic: fn -> [small(), small()] end,
-    short_circuit: fn -> [medium(), Enum.random([0, small()])] end,
-    guarded_div: fn -> [medium(), Enum.random([0, small()])] end,
-    unless_k: fn -> [medium(), medium()] end,
-    sign: fn -> [edge()] end,
-    partial_cond: fn -> [small()] end,
-    classify: fn -> [medium(), small()] end,
-    with_index: fn -> [medium()] end,
-    locals: fn -> [medium(), medium()] end,
-    piped: fn -> [Enum.random([medium(), @int64_max - 30, @int64_min + 30]), small()] end,
-    attribute: fn -> [edge()] end,
-    helpers: fn -> [medium(), medium()] end,
-    logistic: fn -> [medium(), Enum.random([61, 6_700_417, 0xFFFF_FFFF, small()]), medium()] end,
-    iterate: fn -> [small(), 61, 22, :rand.uniform(8) - 3] end,
-    stepped: fn -> [small(), small(), small(), Enum.random([1, 2, -1, -3, 0])] end,
-    attribute_range: fn -> [medium()] end,
-    fib: fn -> [medium(), :rand.uniform(30) - 3] end,
-    nested: fn -> [medium(), :rand.uniform(8) - 3] end,
-    three: fn -> [medium(), medium(), medium()] end,
-    shapes: fn -> [medium(), Enum.random([medium(), 0, small()])] end
+      add: fn -> [edge(), edge()] end,
+      sub: fn -> [edge(), edge()] end,
+      mul: fn -> [edge(), Enum.random([edge(), small()])] end,
+      divide: fn -> [edge(), Enum.random([edge(), small(), 0, -1])] end,
+      remainder: fn -> [edge(), Enum.random([edge(), small(), 0, -1])] end,
+      neg: fn -> [edge()] end,
+      absolute: fn -> [edge()] end,
+      minmax: fn -> [edge(), edge()] end,
+      bits: fn -> [edge(), edge()] end,
+      shift_left: fn -> [Enum.random([edge(), small()]), Enum.random([small(), :rand.uniform(140) - 70])] end,
+      shift_right: fn -> [Enum.random([edge(), small()]), Enum.random([small(), :rand.uniform(140) - 70])] end,
+      shifts: fn -> [small(), small()] end,
+      power: fn -> [Enum.random([small(), edge(), -1, 0, 1]), Enum.random([:rand.uniform(70) - 3, 0])] end,
+      power_op: fn -> [small(), :rand.uniform(20) - 1] end,
+      square: fn -> [Enum.random([edge(), 3_037_000_499, -3_037_000_500, medium()])] end,
+      compare: fn -> [edge(), edge()] end,
+      logic: fn -> [small(), small()] end,
+      short_circuit: fn -> [medium(), Enum.random([0, small()])] end,
+      guarded_div: fn -> [medium(), Enum.random([0, small()])] end,
+      unless_k: fn -> [medium(), medium()] end,
+      sign: fn -> [edge()] end,
+      partial_cond: fn -> [small()] end,
+      classify: fn -> [medium(), small()] end,
+      with_index: fn -> [medium()] end,
+      locals: fn -> [medium(), medium()] end,
+      piped: fn -> [Enum.random([medium(), @int64_max - 30, @int64_min + 30]), small()] end,
+      attribute: fn -> [edge()] end,
+      helpers: fn -> [medium(), medium()] end,
+      logistic: fn -> [medium(), Enum.random([61, 6_700_417, 0xFFFF_FFFF, small()]), medium()] end,
+      iterate: fn -> [small(), 61, 22, :rand.uniform(8) - 3] end,
+      stepped: fn -> [small(), small(), small(), Enum.random([1, 2, -1, -3, 0])] end,
+      attribute_range: fn -> [medium()] end,
+      fib: fn -> [medium(), :rand.uniform(30) - 3] end,
+      nested: fn -> [medium(), :rand.uniform(8) - 3] end,
+      three: fn -> [medium(), medium(), medium()] end,
+      shapes: fn -> [medium(), Enum.random([medium(), 0, small()])] end
     }
   end
 
@@ -363,12 +382,23 @@ defmodule Kiln.KernelLanguageTest do
   end
 
   test "faults that Elixir raises are exercised" do
-    for {name, args} <- [divide: [1, 0], remainder: [@int64_min, 0], power: [2, -1], partial_cond: [3], classify: [12, -3]] do
+    for {name, args} <- [
+          divide: [1, 0],
+          remainder: [@int64_min, 0],
+          power: [2, -1],
+          partial_cond: [3],
+          classify: [12, -3]
+        ] do
       assert elixir(name, args, 0) == {:fault, :arithmetic}
       assert Model.run(definition(name).compiled.words, args, 0) == {:fault, :arithmetic}
     end
 
-    for {name, args} <- [add: [@int64_max, 1], neg: [@int64_min], divide: [@int64_min, -1], square: [3_037_000_500]] do
+    for {name, args} <- [
+          add: [@int64_max, 1],
+          neg: [@int64_min],
+          divide: [@int64_min, -1],
+          square: [3_037_000_500]
+        ] do
       assert elixir(name, args, 0) == {:fault, :beyond}
       assert Model.run(definition(name).compiled.words, args, 0) == {:fault, :beyond}
     end
@@ -387,7 +417,7 @@ defmodule Kiln.KernelLanguageTest do
 
   # ---- the engine -------------------------------------------------------------------------------
 
-  @engine_skip (if not function_exported?(Kiln.Native, :kernel_run, 3), do: "the NIF has no kernel_run yet")
+  @engine_skip if not function_exported?(Kiln.Native, :kernel_run, 3), do: "the NIF has no kernel_run yet"
 
   # Arguments that are loop bounds must be scalars at the call.
   @scalar_only %{iterate: [1, 2, 3], stepped: [1, 2, 3], fib: [1], nested: [1]}
@@ -406,9 +436,15 @@ defmodule Kiln.KernelLanguageTest do
         if s?, do: Enum.at(first, k), else: Enum.map(rows, &Enum.at(&1, k))
       end
 
-    element_args = fn i -> Enum.map(Enum.with_index(columns), fn {c, _} -> if is_list(c), do: Enum.at(c, i), else: c end) end
+    element_args = fn i ->
+      Enum.map(Enum.with_index(columns), fn {c, _} -> if is_list(c), do: Enum.at(c, i), else: c end)
+    end
+
     binary? = :rand.uniform(2) == 1
-    call_args = Enum.map(columns, fn c -> if is_list(c) and binary?, do: Kiln.Binary.from_list(c), else: c end)
+
+    call_args =
+      Enum.map(columns, fn c -> if is_list(c) and binary?, do: Kiln.Binary.from_list(c), else: c end)
+
     outcomes = for i <- 0..(n - 1), do: elixir(name, element_args.(i), i)
     run = fn -> apply(Kernels, name, call_args ++ [[backend: backend]]) end
 
@@ -433,7 +469,11 @@ defmodule Kiln.KernelLanguageTest do
   for backend <- backends do
     @tag skip: @engine_skip
     test "#{backend}: every construct, arrays and scalars, against its Elixir definition" do
-      outcomes = for name <- Map.keys(cases()), _ <- 1..3, do: engine_check(name, 1 + :rand.uniform(300), unquote(backend))
+      outcomes =
+        for name <- Map.keys(cases()),
+            _ <- 1..3,
+            do: engine_check(name, 1 + :rand.uniform(300), unquote(backend))
+
       assert :ok in outcomes and :fault in outcomes
     end
   end
@@ -442,6 +482,7 @@ defmodule Kiln.KernelLanguageTest do
   test "the old API: one array, scalars and iterations" do
     assert Kernels.logistic(1..3, 61, 22, iterations: 10) == [28, 25, 37]
     assert Kernels.iterate(1..3, 61, 22, 10) == [28, 25, 37]
+
     assert Kernels.logistic(Kiln.Binary.iota(1, 1000), 6_700_417, 22, iterations: 5) ==
              Kiln.Binary.from_list(Kiln.LogisticMap.run(1..1000, 6_700_417, 22, iterations: 5, backend: :cpu))
 
@@ -452,11 +493,25 @@ defmodule Kiln.KernelLanguageTest do
 
   test "bad arguments raise ArgumentError before the engine" do
     assert_raise ArgumentError, ~r/at least one array argument/, fn -> Kernels.add(1, 2) end
-    assert_raise ArgumentError, ~r/parameter b must be an integer that fits in int64/, fn -> Kernels.add([1], 1 <<< 64) end
-    assert_raise ArgumentError, ~r/parameter b must be an integer .* or an array/, fn -> Kernels.add([1], 1.5) end
-    assert_raise ArgumentError, ~r/iterations: applies a kernel of one array argument/, fn -> Kernels.add([1], [2], iterations: 2) end
+
+    assert_raise ArgumentError, ~r/parameter b must be an integer that fits in int64/, fn ->
+      Kernels.add([1], 1 <<< 64)
+    end
+
+    assert_raise ArgumentError, ~r/parameter b must be an integer .* or an array/, fn ->
+      Kernels.add([1], 1.5)
+    end
+
+    assert_raise ArgumentError, ~r/iterations: applies a kernel of one array argument/, fn ->
+      Kernels.add([1], [2], iterations: 2)
+    end
+
     assert_raise ArgumentError, ~r/iterations: applies/, fn -> Kernels.minmax([1], 2, iterations: 2) end
-    assert_raise ArgumentError, ~r/iterations must be a non-negative integer/, fn -> Kernels.add([1], 2, iterations: -1) end
+
+    assert_raise ArgumentError, ~r/iterations must be a non-negative integer/, fn ->
+      Kernels.add([1], 2, iterations: -1)
+    end
+
     assert_raise ArgumentError, ~r/unknown keys \[:bogus\]/, fn -> Kernels.add([1], 2, bogus: 1) end
   end
 
@@ -468,25 +523,34 @@ defmodule Kiln.KernelLanguageTest do
   @errors [
     {"defkernel f(x), do: x / 2", "x / 2 is not supported in a kernel (/ gives a float: use div/2)", 4},
     {"defkernel f(x), do: x > 1", "kernel f's value must be an integer or a tuple of integers", 4},
-    {"defkernel f(x) do\n  y = x + 1\n  y + (y > 1)\nend", "y > 1 is a boolean where y + (y > 1) needs an integer", 6},
+    {"defkernel f(x) do\n  y = x + 1\n  y + (y > 1)\nend",
+     "y > 1 is a boolean where y + (y > 1) needs an integer", 6},
     {"defkernel f(x), do: if(x, do: 1, else: 2)", "x is an integer where if's condition needs a boolean", 4},
     {"defkernel f(x) do\n  if x > 0 do\n    1\n  end\nend", "a kernel's if needs both do: and else:", 5},
     {"defkernel f(x), do: if(x > 0, do: 1, else: true)", "the branches of if must have one shape", 4},
     {"defkernel f(x), do: x and true", "x is an integer where x and true needs a boolean", 4},
     {"defkernel f(x), do: x + y", "unknown variable y (the variables here are x)", 4},
-    {"defkernel f(x), do: x + 0x8000_0000_0000_0000", "the literal 9223372036854775808 does not fit in int64", 4},
+    {"defkernel f(x), do: x + 0x8000_0000_0000_0000", "the literal 9223372036854775808 does not fit in int64",
+     4},
     {"defkernel f(x), do: x ** -1", "has the negative exponent -1", 4},
     {"defkernel f(x), do: Integer.pow(x, -2)", "negative exponent -2", 4},
     {"defkernel f(x), do: Enum.map(x, & &1)", "Enum.map/2 is not a kernel defined with defkernel", 4},
     {"defkernel f(x), do: g(x)", "g(x) is not supported in a kernel: g/1 is neither", 4},
-    {"defkernel f(x) do\n  Enum.reduce(1..index(), x, fn i, acc -> acc + i end)\nend", "depends on the element (index())", 5},
-    {"defkernel f(x) do\n  k = x * 0 + index()\n  Enum.reduce(0..k, x, fn i, acc -> acc + i end)\nend", "a loop's bounds must be the same for every element", 6},
+    {"defkernel f(x) do\n  Enum.reduce(1..index(), x, fn i, acc -> acc + i end)\nend",
+     "depends on the element (index())", 5},
+    {"defkernel f(x) do\n  k = x * 0 + index()\n  Enum.reduce(0..k, x, fn i, acc -> acc + i end)\nend",
+     "a loop's bounds must be the same for every element", 6},
     {"defkernel f(x), do: Enum.reduce(1..3//0, x, fn i, acc -> acc + i end)", "has step 0", 4},
-    {"defkernel f(x), do: Enum.reduce(1..3, x, fn _, acc -> acc > 0 end)", "accumulator must keep its shape", 4},
-    {"defkernel f(x), do: Enum.reduce(1..3, {x, x}, fn _, {a, b, c} -> {a, b, c} end)", "the accumulator pattern {a, b, c}", 4},
-    {"defkernel f(x), do: Enum.reduce([1, 2], x, fn i, acc -> acc + i end)", "runs over a range written first..last", 4},
-    {"defkernel f(x) do\n  case x do\n    {a, b} -> a + b\n  end\nend", "a kernel's case matches integer literals", 6},
-    {"defkernel f(x) do\n  case x do\n    y when div(10, y) > 1 -> y\n    _ -> 0\n  end\nend", "in a guard: Elixir treats a division by zero", 6},
+    {"defkernel f(x), do: Enum.reduce(1..3, x, fn _, acc -> acc > 0 end)", "accumulator must keep its shape",
+     4},
+    {"defkernel f(x), do: Enum.reduce(1..3, {x, x}, fn _, {a, b, c} -> {a, b, c} end)",
+     "the accumulator pattern {a, b, c}", 4},
+    {"defkernel f(x), do: Enum.reduce([1, 2], x, fn i, acc -> acc + i end)",
+     "runs over a range written first..last", 4},
+    {"defkernel f(x) do\n  case x do\n    {a, b} -> a + b\n  end\nend",
+     "a kernel's case matches integer literals", 6},
+    {"defkernel f(x) do\n  case x do\n    y when div(10, y) > 1 -> y\n    _ -> 0\n  end\nend",
+     "in a guard: Elixir treats a division by zero", 6},
     {"defkernel f(x), do: @q + x", "@q is nil; a kernel reads module attributes that are integers", 4},
     {"defkernel f(x), do: 1.5 * x", "1.5 is a float", 4},
     {"defkernel f(x, 3), do: x", "defkernel's arguments must be plain variables", 4},
@@ -495,7 +559,8 @@ defmodule Kiln.KernelLanguageTest do
     {"defkernel f(x) when x > 0, do: x", "a kernel's head takes no guard", 4},
     {"defkernel f(x), do: later(x)\ndefkernel later(x), do: x", "calls a kernel defined after this one", 4},
     {"defkernel f(x), do: x\ndefkernel f(y), do: y", "kernel f/1 is already defined", 5},
-    {"defkernel f(x) do\n  {a, b} = x\n  a + b\nend", "the pattern {a, b} does not match the value's shape", 5},
+    {"defkernel f(x) do\n  {a, b} = x\n  a + b\nend", "the pattern {a, b} does not match the value's shape",
+     5},
     {"defkernel f(x), do: {x, {x, x}}", "tuples hold integers and booleans, not tuples", 4},
     {"defkernel f(x, k) do\n  n = if x > 0, do: k, else: k + 1\n  m = if(k > 0, do: (j = k + 1; Enum.reduce(1..j, 0, fn i, a -> a + i end)), else: n)\n  m + n\nend",
      "a loop's bounds must be the same for every element", 6},
@@ -507,7 +572,11 @@ defmodule Kiln.KernelLanguageTest do
 
   defp compile_kernel_source(source) do
     module = "KilnKernelLanguageErrors#{System.unique_integer([:positive])}"
-    code = "defmodule #{module} do\n  import Kiln.Kernel\n  import Bitwise, warn: false\n" <> indent(source) <> "\nend\n"
+
+    code =
+      "defmodule #{module} do\n  import Kiln.Kernel\n  import Bitwise, warn: false\n" <>
+        indent(source) <> "\nend\n"
+
     Code.compile_string(code, @file_name)
   end
 
@@ -532,7 +601,10 @@ defmodule Kiln.KernelLanguageTest do
     assert error.description =~ "(kernel_max_nesting)"
 
     bindings = Enum.map_join(1..257, "\n", &"  x = x + #{&1}")
-    error = assert_raise CompileError, fn -> compile_kernel_source("defkernel f(x) do\n#{bindings}\n  x\nend") end
+
+    error =
+      assert_raise CompileError, fn -> compile_kernel_source("defkernel f(x) do\n#{bindings}\n  x\nend") end
+
     assert error.description =~ "257 local slots" and error.description =~ "(kernel_max_locals)"
 
     long = Enum.map_join(1..1400, " + ", fn _ -> "x" end)

@@ -36,7 +36,7 @@ defmodule Kiln.KernelTest do
   @int64_max 0x7FFF_FFFF_FFFF_FFFF
 
   # Until the NIF runs kernels of the new format, only the compiler can be tested.
-  @engine_skip (if not function_exported?(Kiln.Native, :kernel_run, 3), do: "the NIF has no kernel_run yet")
+  @engine_skip if not function_exported?(Kiln.Native, :kernel_run, 3), do: "the NIF has no kernel_run yet"
 
   # The kernels' bodies again, for the reference evaluator below.
   @bodies %{
@@ -325,8 +325,7 @@ defmodule Kiln.KernelTest do
           {"defkernel f(x), do: if(x, do: 1, else: 2)",
            "x is an integer where if's condition needs a boolean"},
           {"defkernel f(x), do: if(x > 0, do: 1)", "a kernel's if needs both do: and else:"},
-          {"defkernel f(x), do: if(x > 0, do: 1, else: true)",
-           "the branches of if must have one shape"},
+          {"defkernel f(x), do: if(x > 0, do: 1, else: true)", "the branches of if must have one shape"},
           {"defkernel f(x), do: x and true", "x is an integer where x and true needs a boolean"},
           {"defkernel f(x), do: case(x, do: ({a, _} -> a))", "a kernel's case matches integer literals"},
           {"defkernel f(x), do: x + y", "unknown variable y (the variables here are x)"},

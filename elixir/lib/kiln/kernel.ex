@@ -152,26 +152,46 @@ defmodule Kiln.Kernel do
   defp define(kind, call, body, env) do
     ctx = %{file: env.file, line: env.line, module: env.module}
     {call, guard} = split_head(call)
-    if guard, do: Compiler.error!(guard, ctx, "a kernel's head takes no guard; test the condition in its body with if")
+
+    if guard,
+      do:
+        Compiler.error!(guard, ctx, "a kernel's head takes no guard; test the condition in its body with if")
 
     body =
       case body do
-        [do: body] -> body
-        _ -> Compiler.error!(call, ctx, "#{kind}kernel takes a body: `#{kind}kernel name(args), do: ...` or a do block")
+        [do: body] ->
+          body
+
+        _ ->
+          Compiler.error!(
+            call,
+            ctx,
+            "#{kind}kernel takes a body: `#{kind}kernel name(args), do: ...` or a do block"
+          )
       end
 
     {name, args} =
       case Macro.decompose_call(call) do
-        {name, args} when is_atom(name) -> {name, args}
-        _ -> Compiler.error!(call, ctx, "#{kind}kernel expects name(arguments...), got #{Macro.to_string(call)}")
+        {name, args} when is_atom(name) ->
+          {name, args}
+
+        _ ->
+          Compiler.error!(call, ctx, "#{kind}kernel expects name(arguments...), got #{Macro.to_string(call)}")
       end
 
     ctx = %{ctx | line: line_of(call, env.line)}
 
     params =
       Enum.map(args, fn
-        {var, _, atom} when is_atom(var) and is_atom(atom) -> {var, atom}
-        other -> Compiler.error!(other, ctx, "#{kind}kernel's arguments must be plain variables, got #{Macro.to_string(other)}")
+        {var, _, atom} when is_atom(var) and is_atom(atom) ->
+          {var, atom}
+
+        other ->
+          Compiler.error!(
+            other,
+            ctx,
+            "#{kind}kernel's arguments must be plain variables, got #{Macro.to_string(other)}"
+          )
       end)
 
     if kind == :def and params == [],
@@ -249,7 +269,13 @@ defmodule Kiln.Kernel do
       if definition.public do
         compiled = Compiler.compile_kernel(name, definition.params, definition.body, ctx)
         code = for w <- compiled.words, into: <<>>, do: <<w::signed-native-64>>
-        Module.put_attribute(module, :kiln_kernel, {code, length(definition.params), compiled.outputs, compiled.locals})
+
+        Module.put_attribute(
+          module,
+          :kiln_kernel,
+          {code, length(definition.params), compiled.outputs, compiled.locals}
+        )
+
         Map.put(definition, :compiled, compiled)
       else
         definition
@@ -305,9 +331,15 @@ defmodule Kiln.Kernel do
   defp uses_index?(body, module) do
     {_, found} =
       Macro.prewalk(expand_pipes(body), false, fn
-        {:index, _, []} = ast, _ -> {ast, true}
-        {{:., _, [Kiln.Kernel, :index]}, _, []} = ast, _ -> {ast, true}
-        {name, _, args} = ast, acc when is_atom(name) and is_list(args) -> {ast, acc or callee_uses_index(module, module, name, args)}
+        {:index, _, []} = ast, _ ->
+          {ast, true}
+
+        {{:., _, [Kiln.Kernel, :index]}, _, []} = ast, _ ->
+          {ast, true}
+
+        {name, _, args} = ast, acc when is_atom(name) and is_list(args) ->
+          {ast, acc or callee_uses_index(module, module, name, args)}
+
         {{:., _, [m, name]}, _, args} = ast, acc when is_atom(m) and is_atom(name) and is_list(args) ->
           {ast, acc or callee_uses_index(module, m, name, args)}
 
@@ -372,7 +404,14 @@ defmodule Kiln.Kernel do
   defp element_args(args, %{uses_index: true}, index_var), do: args ++ [index_var]
   defp element_args(args, _, _), do: args
 
-  @run_defaults [iterations: 1, backend: :auto, device: 0, chunk_size: 0, phase_times: false, host_share: true]
+  @run_defaults [
+    iterations: 1,
+    backend: :auto,
+    device: 0,
+    chunk_size: 0,
+    phase_times: false,
+    host_share: true
+  ]
 
   @doc false
   # Runs a compiled kernel: what the functions defkernel defines call.

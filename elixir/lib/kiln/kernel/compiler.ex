@@ -27,7 +27,7 @@ defmodule Kiln.Kernel.Compiler do
     bor: :bor,
     |||: :bor,
     bxor: :bxor,
-    ^^^: :bxor,
+    "^^^": :bxor,
     bsl: :bsl,
     <<<: :bsl,
     bsr: :bsr,
@@ -54,32 +54,57 @@ defmodule Kiln.Kernel.Compiler do
     for {type, i} <- Enum.with_index(value.types), type != :s64 and type != :any do
       what = if value.tuple, do: "element #{i} of its value", else: "its value"
 
-      error!(body, ctx, "kernel #{name}'s value must be an integer or a tuple of integers, " <>
-        "and #{what} (#{show(body)}) is a boolean; convert it, e.g. `if condition, do: 1, else: 0`")
+      error!(
+        body,
+        ctx,
+        "kernel #{name}'s value must be an integer or a tuple of integers, " <>
+          "and #{what} (#{show(body)}) is a boolean; convert it, e.g. `if condition, do: 1, else: 0`"
+      )
     end
 
     outputs = length(value.types)
-    limit!(outputs <= Ops.limit(:outputs), body, ctx,
-      "kernel #{name} has #{outputs} outputs; the engine allows #{Ops.limit(:outputs)} (kernel_max_outputs)")
+
+    limit!(
+      outputs <= Ops.limit(:outputs),
+      body,
+      ctx,
+      "kernel #{name} has #{outputs} outputs; the engine allows #{Ops.limit(:outputs)} (kernel_max_outputs)"
+    )
 
     words = words(value.code)
     {depth, nesting} = measure(words)
 
-    limit!(depth <= Ops.limit(:depth), body, ctx,
+    limit!(
+      depth <= Ops.limit(:depth),
+      body,
+      ctx,
       "kernel #{name} needs #{depth} values on its stack at once; the engine allows " <>
-        "#{Ops.limit(:depth)} (kernel_max_depth): bind parts of the expression to variables")
+        "#{Ops.limit(:depth)} (kernel_max_depth): bind parts of the expression to variables"
+    )
 
-    limit!(nesting <= Ops.limit(:nesting), body, ctx,
+    limit!(
+      nesting <= Ops.limit(:nesting),
+      body,
+      ctx,
       "kernel #{name} nests #{nesting} branches and loops; the engine allows " <>
-        "#{Ops.limit(:nesting)} (kernel_max_nesting)")
+        "#{Ops.limit(:nesting)} (kernel_max_nesting)"
+    )
 
-    limit!(st.next <= Ops.limit(:locals), body, ctx,
+    limit!(
+      st.next <= Ops.limit(:locals),
+      body,
+      ctx,
       "kernel #{name} needs #{st.next} local slots (one per binding, loop variable and " <>
-        "accumulator); the engine allows #{Ops.limit(:locals)} (kernel_max_locals)")
+        "accumulator); the engine allows #{Ops.limit(:locals)} (kernel_max_locals)"
+    )
 
-    limit!(length(words) <= @max_words, body, ctx,
+    limit!(
+      length(words) <= @max_words,
+      body,
+      ctx,
       "kernel #{name} compiles to #{length(words)} words of code; Kiln allows #{@max_words} " <>
-        "(longer kernels break OpenCL compilers): split it, or use a loop (Enum.reduce)")
+        "(longer kernels break OpenCL compilers): split it, or use a loop (Enum.reduce)"
+    )
 
     %{words: words, outputs: outputs, locals: st.next, depth: depth, nesting: nesting}
   end
@@ -107,13 +132,26 @@ defmodule Kiln.Kernel.Compiler do
     nesting = max(max_nesting, length(frames))
 
     case name do
-      :if_then -> measure(rest, depth - 1, [depth - 1 | frames], max_depth, max(nesting, length(frames) + 1))
-      :if_else -> measure(rest, hd(frames), frames, max(depth, max_depth), nesting)
-      :if_end -> measure(rest, hd(frames) + 1, tl(frames), max(depth, max_depth), nesting)
-      :loop_begin -> measure(rest, depth - 3, [depth - 3 | frames], max_depth, max(nesting, length(frames) + 1))
-      :loop_end -> measure(rest, depth, tl(frames), max_depth, nesting)
-      :local_set -> measure(rest, depth - 1, frames, max_depth, nesting)
-      _ -> measure(rest, depth - Ops.pops(name) + 1, frames, max(depth - Ops.pops(name) + 1, max_depth), nesting)
+      :if_then ->
+        measure(rest, depth - 1, [depth - 1 | frames], max_depth, max(nesting, length(frames) + 1))
+
+      :if_else ->
+        measure(rest, hd(frames), frames, max(depth, max_depth), nesting)
+
+      :if_end ->
+        measure(rest, hd(frames) + 1, tl(frames), max(depth, max_depth), nesting)
+
+      :loop_begin ->
+        measure(rest, depth - 3, [depth - 3 | frames], max_depth, max(nesting, length(frames) + 1))
+
+      :loop_end ->
+        measure(rest, depth, tl(frames), max_depth, nesting)
+
+      :local_set ->
+        measure(rest, depth - 1, frames, max_depth, nesting)
+
+      _ ->
+        measure(rest, depth - Ops.pops(name) + 1, frames, max(depth - Ops.pops(name) + 1, max_depth), nesting)
     end
   end
 
@@ -151,13 +189,16 @@ defmodule Kiln.Kernel.Compiler do
   defp at(_, ctx), do: ctx
 
   defp node(n, ctx, st) when is_integer(n), do: {literal!(n, n, ctx), st}
-  defp node(b, _ctx, st) when is_boolean(b), do: {scalar([{:boolean, if(b, do: 1, else: 0)}], :boolean, true), st}
+
+  defp node(b, _ctx, st) when is_boolean(b),
+    do: {scalar([{:boolean, if(b, do: 1, else: 0)}], :boolean, true), st}
 
   defp node(n, ctx, _st) when is_float(n),
     do: error!(n, ctx, "#{show(n)} is a float; kernels compute on integers (int64) and booleans")
 
   defp node(%Range{} = r, ctx, _st),
-    do: error!(r, ctx, "the range #{inspect(r)} is not a value a kernel computes with; use it in Enum.reduce/3")
+    do:
+      error!(r, ctx, "the range #{inspect(r)} is not a value a kernel computes with; use it in Enum.reduce/3")
 
   defp node({:_, _, ctx_atom} = ast, ctx, _st) when is_atom(ctx_atom),
     do: error!(ast, ctx, "_ cannot be read: it only ignores a value in a pattern")
@@ -170,15 +211,26 @@ defmodule Kiln.Kernel.Compiler do
       :error ->
         known = ctx.vars |> Map.keys() |> Enum.map(&elem(&1, 0)) |> Enum.uniq() |> Enum.sort()
 
-        error!(ast, ctx, "unknown variable #{name} (the variables here are #{Enum.join(known, ", ")}); " <>
-          "a kernel sees its arguments and the variables it binds")
+        error!(
+          ast,
+          ctx,
+          "unknown variable #{name} (the variables here are #{Enum.join(known, ", ")}); " <>
+            "a kernel sees its arguments and the variables it binds"
+        )
     end
   end
 
   defp node({:@, _, [{name, _, atom}]} = ast, ctx, st) when is_atom(name) and is_atom(atom) do
     case attribute(ast, ctx) do
-      n when is_integer(n) -> {literal!(n, ast, ctx), st}
-      other -> error!(ast, ctx, "@#{name} is #{inspect(other, limit: 5)}; a kernel reads module attributes that are integers")
+      n when is_integer(n) ->
+        {literal!(n, ast, ctx), st}
+
+      other ->
+        error!(
+          ast,
+          ctx,
+          "@#{name} is #{inspect(other, limit: 5)}; a kernel reads module attributes that are integers"
+        )
     end
   end
 
@@ -192,10 +244,17 @@ defmodule Kiln.Kernel.Compiler do
   defp node({:{}, _, elems} = ast, ctx, st), do: tuple(elems, ast, ctx, st)
   defp node({a, b}, ctx, st), do: tuple([a, b], {a, b}, ctx, st)
 
-  defp node({:if, _, [condition, clauses]} = ast, ctx, st) when is_list(clauses), do: if_(:if, condition, clauses, ast, ctx, st)
-  defp node({:unless, _, [condition, clauses]} = ast, ctx, st) when is_list(clauses), do: if_(:unless, condition, clauses, ast, ctx, st)
-  defp node({:cond, _, [[do: clauses]]} = ast, ctx, st) when is_list(clauses), do: cond_(clauses, ast, ctx, st)
-  defp node({:case, _, [subject, [do: clauses]]} = ast, ctx, st) when is_list(clauses), do: case_(subject, clauses, ast, ctx, st)
+  defp node({:if, _, [condition, clauses]} = ast, ctx, st) when is_list(clauses),
+    do: if_(:if, condition, clauses, ast, ctx, st)
+
+  defp node({:unless, _, [condition, clauses]} = ast, ctx, st) when is_list(clauses),
+    do: if_(:unless, condition, clauses, ast, ctx, st)
+
+  defp node({:cond, _, [[do: clauses]]} = ast, ctx, st) when is_list(clauses),
+    do: cond_(clauses, ast, ctx, st)
+
+  defp node({:case, _, [subject, [do: clauses]]} = ast, ctx, st) when is_list(clauses),
+    do: case_(subject, clauses, ast, ctx, st)
 
   defp node({:fn, _, _} = ast, ctx, _st),
     do: error!(ast, ctx, "a kernel cannot make functions; an fn is only the body of Enum.reduce/3")
@@ -217,14 +276,21 @@ defmodule Kiln.Kernel.Compiler do
   defp callee({:., _, [Integer, :pow]}, _meta), do: {:local, :pow}
   defp callee({:., _, [Enum, :reduce]}, _meta), do: {:local, :__enum_reduce__}
   defp callee({:., _, [Kiln.Kernel, :index]}, _meta), do: {:local, :index}
-  defp callee({:., _, [module, name]}, _meta) when is_atom(module) and is_atom(name), do: {:remote, module, name}
+
+  defp callee({:., _, [module, name]}, _meta) when is_atom(module) and is_atom(name),
+    do: {:remote, module, name}
+
   defp callee(_, _), do: :unknown
 
   defp unsupported!(ast, ctx) do
-    error!(ast, ctx, "#{show(ast)} is not supported in a kernel; a kernel is written with integers, " <>
-      "true/false, its arguments, variables, + - * div rem abs min max, comparisons, not and or, " <>
-      "if/unless/cond/case, Bitwise, Integer.pow/**, index(), Enum.reduce over a range, |>, " <>
-      "module attributes and calls to other kernels (see Kiln.Kernel)")
+    error!(
+      ast,
+      ctx,
+      "#{show(ast)} is not supported in a kernel; a kernel is written with integers, " <>
+        "true/false, its arguments, variables, + - * div rem abs min max, comparisons, not and or, " <>
+        "if/unless/cond/case, Bitwise, Integer.pow/**, index(), Enum.reduce over a range, |>, " <>
+        "module attributes and calls to other kernels (see Kiln.Kernel)"
+    )
   end
 
   # ---- operators --------------------------------------------------------------------------------
@@ -233,9 +299,9 @@ defmodule Kiln.Kernel.Compiler do
   # -9223372036854775808 is the literal it reads as (its positive part does not fit in int64).
   defp call(:-, [n], ast, ctx, st) when is_integer(n), do: {literal!(-n, ast, ctx), st}
   defp call(:-, [a], ast, ctx, st), do: unary(:neg, a, ast, ctx, st)
-  defp call(:+, [a], ast, ctx, st), do: int_operand(a, ast, ctx, st)
+  defp call(:+, [a], ast, ctx, st), do: int!(a, ast, ctx, st)
   defp call(:abs, [a], ast, ctx, st), do: unary(:abs, a, ast, ctx, st)
-  defp call(name, [a], ast, ctx, st) when name in [:bnot, :~~~], do: unary(:bnot, a, ast, ctx, st)
+  defp call(name, [a], ast, ctx, st) when name in [:bnot, :"~~~"], do: unary(:bnot, a, ast, ctx, st)
 
   defp call(name, [a, b], ast, ctx, st) when is_map_key(@int_binary, name) do
     op = Map.fetch!(@int_binary, name)
@@ -243,8 +309,12 @@ defmodule Kiln.Kernel.Compiler do
     {vb, st} = int!(b, ast, ctx, st)
 
     with :pow <- op, {:ok, e} when e < 0 <- literal_value(vb) do
-      error!(ast, ctx, "#{show(ast)} has the negative exponent #{e} (Integer.pow/2 raises " <>
-        "ArithmeticError, ** gives a float); a kernel's exponent must be >= 0")
+      error!(
+        ast,
+        ctx,
+        "#{show(ast)} has the negative exponent #{e} (Integer.pow/2 raises " <>
+          "ArithmeticError, ** gives a float); a kernel's exponent must be >= 0"
+      )
     end
 
     {scalar(va.code ++ vb.code ++ [{op}], :s64, uniform?(va) and uniform?(vb)), st}
@@ -253,7 +323,9 @@ defmodule Kiln.Kernel.Compiler do
   defp call(name, [a, b], ast, ctx, st) when is_map_key(@comparison, name) do
     {va, st} = int!(a, ast, ctx, st)
     {vb, st} = int!(b, ast, ctx, st)
-    {scalar(va.code ++ vb.code ++ [{Map.fetch!(@comparison, name)}], :boolean, uniform?(va) and uniform?(vb)), st}
+
+    {scalar(va.code ++ vb.code ++ [{Map.fetch!(@comparison, name)}], :boolean, uniform?(va) and uniform?(vb)),
+     st}
   end
 
   defp call(name, [a], ast, ctx, st) when name in [:not, :!] do
@@ -302,9 +374,13 @@ defmodule Kiln.Kernel.Compiler do
       :error ->
         hint = if name == :/, do: " (/ gives a float: use div/2)", else: ""
 
-        error!(ast, ctx, "#{show(ast)} is not supported in a kernel#{hint}: #{name}/#{length(args)} is " <>
-          "neither one of the operators and functions listed in Kiln.Kernel nor a kernel defined " <>
-          "before this one with defkernel or defkernelp")
+        error!(
+          ast,
+          ctx,
+          "#{show(ast)} is not supported in a kernel#{hint}: #{name}/#{length(args)} is " <>
+            "neither one of the operators and functions listed in Kiln.Kernel nor a kernel defined " <>
+            "before this one with defkernel or defkernelp"
+        )
     end
   end
 
@@ -312,8 +388,6 @@ defmodule Kiln.Kernel.Compiler do
     {va, st} = int!(a, ast, ctx, st)
     {scalar(va.code ++ [{op}], :s64, uniform?(va)), st}
   end
-
-  defp int_operand(a, ast, ctx, st), do: int!(a, ast, ctx, st)
 
   defp int!(ast, context, ctx, st), do: typed!(ast, context, ctx, st, :s64)
   defp bool!(ast, context, ctx, st), do: typed!(ast, context, ctx, st, :boolean)
@@ -331,7 +405,11 @@ defmodule Kiln.Kernel.Compiler do
         error!(ast, ctx, "#{show(ast)} is a tuple where #{where(context)} needs #{type_name(want)}")
 
       _ ->
-        error!(ast, ctx, "#{show(ast)} is #{type_name(other(want))} where #{where(context)} needs #{type_name(want)}")
+        error!(
+          ast,
+          ctx,
+          "#{show(ast)} is #{type_name(other(want))} where #{where(context)} needs #{type_name(want)}"
+        )
     end
   end
 
@@ -347,14 +425,21 @@ defmodule Kiln.Kernel.Compiler do
     {values, st} =
       Enum.map_reduce(elems, st, fn e, st ->
         {v, st} = compile(e, ctx, st)
-        if v.tuple, do: error!(e, ctx, "#{show(ast)}: a kernel's tuples hold integers and booleans, not tuples")
+
+        if v.tuple,
+          do: error!(e, ctx, "#{show(ast)}: a kernel's tuples hold integers and booleans, not tuples")
+
         {v, st}
       end)
 
     if values == [], do: error!(ast, ctx, "a kernel's tuple needs at least one element")
 
-    {%{code: Enum.flat_map(values, & &1.code), types: Enum.flat_map(values, & &1.types),
-       uni: Enum.flat_map(values, & &1.uni), tuple: true}, st}
+    {%{
+       code: Enum.flat_map(values, & &1.code),
+       types: Enum.flat_map(values, & &1.types),
+       uni: Enum.flat_map(values, & &1.uni),
+       tuple: true
+     }, st}
   end
 
   defp literal!(n, ast, ctx) do
@@ -378,8 +463,13 @@ defmodule Kiln.Kernel.Compiler do
 
   defp read({:tuple, parts}) do
     values = Enum.map(parts, &read/1)
-    %{code: Enum.flat_map(values, & &1.code), types: Enum.flat_map(values, & &1.types),
-      uni: Enum.flat_map(values, & &1.uni), tuple: true}
+
+    %{
+      code: Enum.flat_map(values, & &1.code),
+      types: Enum.flat_map(values, & &1.types),
+      uni: Enum.flat_map(values, & &1.uni),
+      tuple: true
+    }
   end
 
   # Stores a value into fresh locals: {binding, state, code that stores it}. A local set inside a
@@ -407,14 +497,23 @@ defmodule Kiln.Kernel.Compiler do
     elems = tuple_elems(pattern)
 
     if elems == nil or length(elems) != length(parts),
-      do: error!(pattern, ctx, "the pattern #{show(pattern)} does not match a tuple of #{length(parts)} elements")
+      do:
+        error!(
+          pattern,
+          ctx,
+          "the pattern #{show(pattern)} does not match a tuple of #{length(parts)} elements"
+        )
 
     elems |> Enum.zip(parts) |> Enum.reduce(ctx, fn {p, b}, ctx -> bind_pattern(p, b, ctx) end)
   end
 
   defp bind_pattern(pattern, _binding, ctx) do
-    error!(pattern, ctx, "a kernel matches only variables, _ and tuples of them (#{show(pattern)}); " <>
-      "compare with == or use case for other patterns")
+    error!(
+      pattern,
+      ctx,
+      "a kernel matches only variables, _ and tuples of them (#{show(pattern)}); " <>
+        "compare with == or use case for other patterns"
+    )
   end
 
   defp tuple_elems({:{}, _, elems}), do: elems
@@ -488,14 +587,21 @@ defmodule Kiln.Kernel.Compiler do
 
     case types do
       [type] ->
-        {scalar(condition.code ++ [{:if_then}] ++ yes.code ++ [{:if_else}] ++ no.code ++ [{:if_end}], type, uni), st}
+        {scalar(
+           condition.code ++ [{:if_then}] ++ yes.code ++ [{:if_else}] ++ no.code ++ [{:if_end}],
+           type,
+           uni
+         ), st}
 
       [_ | rest] ->
         {slots, st} = Enum.map_reduce(rest, st, fn _, st -> fresh(st) end)
         stores = slots |> Enum.reverse() |> Enum.map(&{:local_set, &1})
         side = fn v -> if v.tuple == :any, do: v.code, else: v.code ++ stores end
         reads = Enum.map(slots, &{:local_get, &1})
-        code = condition.code ++ [{:if_then}] ++ side.(yes) ++ [{:if_else}] ++ side.(no) ++ [{:if_end}] ++ reads
+
+        code =
+          condition.code ++ [{:if_then}] ++ side.(yes) ++ [{:if_else}] ++ side.(no) ++ [{:if_end}] ++ reads
+
         {%{code: code, types: types, uni: Enum.map(types, fn _ -> uni end), tuple: tuple}, st}
     end
   end
@@ -505,8 +611,12 @@ defmodule Kiln.Kernel.Compiler do
 
   defp unify!(yes, no, ast, ctx) do
     if yes.tuple != no.tuple or yes.types != no.types do
-      error!(ast, ctx, "the branches of #{show_head(ast)} must have one shape (both integers, both " <>
-        "booleans, or tuples alike), and they are #{shape(yes)} and #{shape(no)}")
+      error!(
+        ast,
+        ctx,
+        "the branches of #{show_head(ast)} must have one shape (both integers, both " <>
+          "booleans, or tuples alike), and they are #{shape(yes)} and #{shape(no)}"
+      )
     end
 
     {yes.types, yes.tuple}
@@ -519,8 +629,12 @@ defmodule Kiln.Kernel.Compiler do
     keys = Keyword.keys(clauses)
 
     unless Enum.sort(keys) == [:do, :else] do
-      error!(ast, ctx, "a kernel's #{op} needs both do: and else: (every element needs a value); " <>
-        "add an else branch")
+      error!(
+        ast,
+        ctx,
+        "a kernel's #{op} needs both do: and else: (every element needs a value); " <>
+          "add an else branch"
+      )
     end
 
     {yes, no} = if op == :if, do: {clauses[:do], clauses[:else]}, else: {clauses[:else], clauses[:do]}
@@ -558,10 +672,12 @@ defmodule Kiln.Kernel.Compiler do
   # matches ends the chain, and without one the element fails as Elixir raises.
   defp chain(clauses, reason, ast, ctx, st) do
     {until_always, rest} = Enum.split_while(clauses, &(not match?({:always, _}, &1)))
-    last = case rest do
-      [{:always, v} | _] -> v
-      [] -> fail(reason)
-    end
+
+    last =
+      case rest do
+        [{:always, v} | _] -> v
+        [] -> fail(reason)
+      end
 
     until_always
     |> Enum.reverse()
@@ -630,8 +746,12 @@ defmodule Kiln.Kernel.Compiler do
         {scalar(test, :boolean, elem(binding, 3)), ctx}
 
       _ ->
-        error!(pattern, ctx, "a kernel's case matches integer literals, true/false (on a boolean), " <>
-          "variables and _ (with guards), and #{show(pattern)} is not one of those for #{type_name(type)}")
+        error!(
+          pattern,
+          ctx,
+          "a kernel's case matches integer literals, true/false (on a boolean), " <>
+            "variables and _ (with guards), and #{show(pattern)} is not one of those for #{type_name(type)}"
+        )
     end
   end
 
@@ -653,8 +773,12 @@ defmodule Kiln.Kernel.Compiler do
     Macro.prewalk(guard, fn
       {op, _, [_, d]} = ast when op in [:div, :rem] ->
         unless is_integer(d) and d != 0 do
-          error!(ast, ctx, "#{show(ast)} in a guard: Elixir treats a division by zero in a guard as " <>
-            "a failed match, which a kernel cannot; divide in the clause's body, or test the divisor first")
+          error!(
+            ast,
+            ctx,
+            "#{show(ast)} in a guard: Elixir treats a division by zero in a guard as " <>
+              "a failed match, which a kernel cannot; divide in the clause's body, or test the divisor first"
+          )
         end
 
         ast
@@ -672,8 +796,15 @@ defmodule Kiln.Kernel.Compiler do
   defp reduce(range, init, fun, _ast, ctx, st) do
     {index_pattern, acc_pattern, body} =
       case fun do
-        {:fn, _, [{:->, _, [[i, acc], body]}]} -> {i, acc, body}
-        _ -> error!(fun, ctx, "a kernel's Enum.reduce takes `fn i, acc -> ... end` (one clause, no guard), got #{show(fun)}")
+        {:fn, _, [{:->, _, [[i, acc], body]}]} ->
+          {i, acc, body}
+
+        _ ->
+          error!(
+            fun,
+            ctx,
+            "a kernel's Enum.reduce takes `fn i, acc -> ... end` (one clause, no guard), got #{show(fun)}"
+          )
       end
 
     {bounds_code, st} = bounds(range, ctx, st)
@@ -703,8 +834,12 @@ defmodule Kiln.Kernel.Compiler do
     {vb, st1} = compile(body, ctx1, st)
 
     if vb.tuple != vi.tuple or (vb.types != vi.types and vb.types != [:any]) do
-      error!(body, ctx, "Enum.reduce's accumulator must keep its shape: it starts as #{shape(vi)} and " <>
-        "the function returns #{shape(vb)}")
+      error!(
+        body,
+        ctx,
+        "Enum.reduce's accumulator must keep its shape: it starts as #{shape(vi)} and " <>
+          "the function returns #{shape(vb)}"
+      )
     end
 
     uni = Enum.zip_with(binding_uni(acc_binding), vb.uni, &(&1 and &2))
@@ -733,8 +868,12 @@ defmodule Kiln.Kernel.Compiler do
     elems = tuple_elems(pattern)
 
     unless elems != nil and vi.tuple and length(elems) == length(vi.types) do
-      error!(pattern, ctx, "the accumulator pattern #{show(pattern)} must be a variable, or a tuple " <>
-        "of variables the size of the initial value (#{shape(vi)})")
+      error!(
+        pattern,
+        ctx,
+        "the accumulator pattern #{show(pattern)} must be a variable, or a tuple " <>
+          "of variables the size of the initial value (#{shape(vi)})"
+      )
     end
   end
 
@@ -744,7 +883,11 @@ defmodule Kiln.Kernel.Compiler do
         bind_pattern(pattern, {:value, [{:local_get, slot}], :s64, not ctx.in_branch}, ctx)
 
       _ ->
-        error!(pattern, ctx, "Enum.reduce's function takes the range's value as a variable or _, got #{show(pattern)}")
+        error!(
+          pattern,
+          ctx,
+          "Enum.reduce's function takes the range's value as a variable or _, got #{show(pattern)}"
+        )
     end
   end
 
@@ -790,17 +933,25 @@ defmodule Kiln.Kernel.Compiler do
   end
 
   defp bounds(ast, ctx, _st) do
-    error!(ast, ctx, "a kernel's Enum.reduce runs over a range written first..last or " <>
-      "first..last//step (or a module attribute holding one), got #{show(ast)}")
+    error!(
+      ast,
+      ctx,
+      "a kernel's Enum.reduce runs over a range written first..last or " <>
+        "first..last//step (or a module attribute holding one), got #{show(ast)}"
+    )
   end
 
   defp bound!(ast, range, ctx, st) do
     {v, st} = int!(ast, range, ctx, st)
 
     unless uniform?(v) do
-      error!(ast, ctx, "the range #{show(range)} depends on the element (#{show(ast)}): a loop's bounds " <>
-        "must be the same for every element; use literals, arguments, module attributes and " <>
-        "variables bound from them (not index(), nor values bound inside a branch)")
+      error!(
+        ast,
+        ctx,
+        "the range #{show(range)} depends on the element (#{show(ast)}): a loop's bounds " <>
+          "must be the same for every element; use literals, arguments, module attributes and " <>
+          "variables bound from them (not index(), nor values bound inside a branch)"
+      )
     end
 
     {v, st}
@@ -834,9 +985,13 @@ defmodule Kiln.Kernel.Compiler do
       end
 
     if definition == nil do
-      error!(ast, ctx, "#{show(ast)} is not supported in a kernel: #{inspect(module)}.#{name}/#{arity} " <>
-        "is not a kernel defined with defkernel (a kernel calls the operators and functions listed " <>
-        "in Kiln.Kernel, and other kernels)")
+      error!(
+        ast,
+        ctx,
+        "#{show(ast)} is not supported in a kernel: #{inspect(module)}.#{name}/#{arity} " <>
+          "is not a kernel defined with defkernel (a kernel calls the operators and functions listed " <>
+          "in Kiln.Kernel, and other kernels)"
+      )
     end
 
     inline(definition, args, ast, ctx, st)
@@ -887,8 +1042,12 @@ defmodule Kiln.Kernel.Compiler do
   # the callee's body is compiled with its parameters bound to them, where it was written.
   defp inline(definition, args, ast, ctx, st) do
     unless definition.ready do
-      error!(ast, ctx, "#{show(ast)} calls a kernel defined after this one (or this one itself); " <>
-        "kernels are inlined, so define the callee first (and no kernel can call itself)")
+      error!(
+        ast,
+        ctx,
+        "#{show(ast)} calls a kernel defined after this one (or this one itself); " <>
+          "kernels are inlined, so define the callee first (and no kernel can call itself)"
+      )
     end
 
     {bindings, code, st} =

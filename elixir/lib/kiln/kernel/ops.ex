@@ -14,7 +14,8 @@ defmodule Kiln.Kernel.Ops do
   ops =
     for [_, name, number, pops, operand] <- Regex.scan(~r/X\((\w+),\s*(\d+),\s*(\d+),\s*(\d+)\)/, table),
         into: %{} do
-      {String.to_atom(name), %{number: String.to_integer(number), pops: String.to_integer(pops), operand: operand == "1"}}
+      {String.to_atom(name),
+       %{number: String.to_integer(number), pops: String.to_integer(pops), operand: operand == "1"}}
     end
 
   if map_size(ops) == 0, do: raise("no operations found in KILN_KERNEL_OPS of #{@header}")
@@ -27,7 +28,8 @@ defmodule Kiln.Kernel.Ops do
     end
 
   limits =
-    for [_, name, value] <- Regex.scan(~r/inline constexpr std::size_t kernel_max_(\w+)\s*=\s*(\d+);/, source),
+    for [_, name, value] <-
+          Regex.scan(~r/inline constexpr std::size_t kernel_max_(\w+)\s*=\s*(\d+);/, source),
         into: %{} do
       {String.to_atom(name), String.to_integer(value)}
     end
