@@ -120,6 +120,12 @@ defmodule Kiln.KernelLanguageTest.Kernels do
 
   defkernel three(x, y, z), do: {x + y, y * z, if(x > z, do: x, else: z)}
 
+  # A bound computed by a loop from a scalar is still the same for every element.
+  defkernel acc_bound(x, k) do
+    n = Enum.reduce(1..3, k, fn _, acc -> acc + 1 end)
+    Enum.reduce(0..n//1, x, fn i, a -> a + i end)
+  end
+
   defkernelp pick(c, a, b), do: if(c, do: a, else: b)
 
   defkernel shapes(a, b) do
@@ -361,7 +367,8 @@ defmodule Kiln.KernelLanguageTest do
       fib: fn -> [medium(), :rand.uniform(30) - 3] end,
       nested: fn -> [medium(), :rand.uniform(8) - 3] end,
       three: fn -> [medium(), medium(), medium()] end,
-      shapes: fn -> [medium(), Enum.random([medium(), 0, small()])] end
+      shapes: fn -> [medium(), Enum.random([medium(), 0, small()])] end,
+      acc_bound: fn -> [medium(), small()] end
     }
   end
 
@@ -420,7 +427,7 @@ defmodule Kiln.KernelLanguageTest do
   @engine_skip if not function_exported?(Kiln.Native, :kernel_run, 3), do: "the NIF has no kernel_run yet"
 
   # Arguments that are loop bounds must be scalars at the call.
-  @scalar_only %{iterate: [1, 2, 3], stepped: [1, 2, 3], fib: [1], nested: [1]}
+  @scalar_only %{iterate: [1, 2, 3], stepped: [1, 2, 3], fib: [1], nested: [1], acc_bound: [1]}
 
   # One run of `name` over n elements, each argument an array or a scalar, against Elixir.
   defp engine_check(name, n, backend) do
@@ -541,6 +548,8 @@ defmodule Kiln.KernelLanguageTest do
     {"defkernel f(x) do\n  k = x * 0 + index()\n  Enum.reduce(0..k, x, fn i, acc -> acc + i end)\nend",
      "a loop's bounds must be the same for every element", 6},
     {"defkernel f(x), do: Enum.reduce(1..3//0, x, fn i, acc -> acc + i end)", "has step 0", 4},
+    {"defkernel f(x, k) do\n  n = Enum.reduce(1..3, k, fn _, acc -> acc + index() end)\n  Enum.reduce(0..n//1, x, fn i, a -> a + i end)\nend",
+     "the range 0..n//1 depends on the element (n)", 6},
     {"defkernel f(x), do: Enum.reduce(1..3, x, fn _, acc -> acc > 0 end)", "accumulator must keep its shape",
      4},
     {"defkernel f(x), do: Enum.reduce(1..3, {x, x}, fn _, {a, b, c} -> {a, b, c} end)",

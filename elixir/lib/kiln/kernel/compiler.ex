@@ -821,7 +821,7 @@ defmodule Kiln.Kernel.Compiler do
 
     # The accumulator counts as the same for every element only where its start and every step
     # keep it so: compile the body assuming that, and again with less until it holds.
-    {vb, st} = loop_body(body, acc_pattern, acc_binding, vi, loop_ctx, st)
+    {vb, acc_binding, st} = loop_body(body, acc_pattern, acc_binding, vi, loop_ctx, st)
 
     stores = slots |> Enum.reverse() |> Enum.map(&{:local_set, &1})
     code = init_code ++ bounds_code ++ [{:loop_begin, loop_slot}] ++ vb.code ++ stores ++ [{:loop_end}]
@@ -845,7 +845,7 @@ defmodule Kiln.Kernel.Compiler do
     uni = Enum.zip_with(binding_uni(acc_binding), vb.uni, &(&1 and &2))
 
     if uni == binding_uni(acc_binding) do
-      {vb, st1}
+      {vb, acc_binding, st1}
     else
       loop_body(body, acc_pattern, with_uni(acc_binding, uni), vi, ctx, st)
     end
