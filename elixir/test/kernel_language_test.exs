@@ -98,7 +98,7 @@ defmodule Kiln.KernelLanguageTest.Kernels do
 
   defkernel helpers(a, b) do
     {u, v} = both(a)
-    poly(u - v, b) + Remote.offset(b, 1)
+    poly(u - v, b) + Remote.offset(b, 1) + __MODULE__.add(a, 1)
   end
 
   defkernel logistic(x, p, mu), do: rem(mu * x * (x + 1), p)

@@ -103,7 +103,17 @@ defmodule Kiln.Kernel do
   int64, a negative literal exponent, unknown variables or functions, loop bounds that depend on
   the element, an accumulator that changes shape, and a kernel beyond the engine's limits (stack
   depth, nesting, locals, arguments and outputs of `include/kiln/kernel.hpp`, or more than 4096
-  words of code).
+  words of code). For example:
+
+      defkernel bad(x), do: if(x, do: 1, else: 0)
+      # ** (CompileError) lib/my_kernels.ex:4: x is an integer where if's condition needs a boolean
+
+      defkernel ratio(x), do: x / 2
+      # ** (CompileError) lib/my_kernels.ex:5: x / 2 is not supported in a kernel (/ gives a
+      #    float: use div/2): ...
+
+  Note that Elixir's `**` gives a float for a negative exponent where a kernel (like
+  `Integer.pow/2`) raises `ArithmeticError`.
 
   ## Options
 
@@ -387,9 +397,15 @@ defmodule Kiln.Kernel do
         end
 
       {{:., dot_meta, [alias, name]}, meta, args} = ast when is_atom(name) and is_list(args) ->
-        target = if match?({:__aliases__, _, _}, alias), do: Macro.expand(alias, env), else: alias
+        target =
+          case alias do
+            {:__aliases__, _, _} -> Macro.expand(alias, env)
+            {:__MODULE__, _, atom} when is_atom(atom) -> module
+            _ -> alias
+          end
 
-        with true <- is_atom(target) and match?({:module, _}, Code.ensure_compiled(target)),
+        with true <- is_atom(target),
+             true <- target == module or match?({:module, _}, Code.ensure_compiled(target)),
              {:ok, d} <- Compiler.lookup(target, name, length(args)) do
           {{:., dot_meta, [alias, :"#{name}_element"]}, meta, element_args(args, d, index_var)}
         else
