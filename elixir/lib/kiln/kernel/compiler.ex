@@ -114,10 +114,14 @@ defmodule Kiln.Kernel.Compiler do
 
   # ---- words ------------------------------------------------------------------------------------
 
+  # An instruction with an operand word exactly where the header's table says so.
   defp words(code) do
     Enum.flat_map(code, fn
-      {op} -> [Ops.number!(op)]
-      {op, operand} -> [Ops.number!(op), operand]
+      {op} ->
+        if Ops.operand?(op), do: raise("#{op} needs an operand"), else: [Ops.number!(op)]
+
+      {op, operand} ->
+        if Ops.operand?(op), do: [Ops.number!(op), operand], else: raise("#{op} takes no operand")
     end)
   end
 
