@@ -496,6 +496,14 @@ defmodule Kiln.KernelLanguageTest do
     assert Kernels.three([1, 2], [3, 4], 5) == {[4, 6], [15, 20], [5, 5]}
     assert Kernels.with_index(Kiln.Binary.from_list([10, 20, 30])) == Kiln.Binary.from_list([30, 61, 92])
     assert {[3], %{backend: :cpu}} = Kernels.add_stats([1], 2, backend: :cpu)
+
+    # index() counts in the whole array, across the blocks and threads that share it.
+    n = 100_000
+    expected = Kiln.Binary.from_list(for i <- 0..(n - 1), do: Kernels.with_index_element(i - 7, i))
+
+    for backend <- Kiln.TestHelper.available_backends() do
+      assert Kernels.with_index(Kiln.Binary.iota(-7, n - 8), backend: backend) == expected, "#{backend}"
+    end
   end
 
   test "bad arguments raise ArgumentError before the engine" do
