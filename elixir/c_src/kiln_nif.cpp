@@ -361,33 +361,91 @@ ERL_NIF_TERM convert_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   return o.ok ? ok_tuple(env, o.term) : o.term;
 }
 
-// A proper list of int64 (a program's code or parameters: short).
-bool get_i64_list(ErlNifEnv* env, ERL_NIF_TERM list, std::vector<std::int64_t>& out) {
-  unsigned length = 0;
-  if (!enif_get_list_length(env, list, &length)) return false;
-  out.resize(length);
-  ERL_NIF_TERM head;
-  for (unsigned i = 0; i < length; ++i)
-    if (!enif_get_list_cell(env, list, &head, &list) || !get_i64(env, head, out[i])) return false;
-  return true;
+// Reads a map's atom-keyed field; false when it is missing.
+bool map_field(ErlNifEnv* env, ERL_NIF_TERM map, const char* key, ERL_NIF_TERM& out) {
+  return enif_get_map_value(env, map, atom(env, key), &out);
 }
 
-// program_run(data, as_list, code, params, iterations, backend, device, chunk_elements)
-//   -> {:ok, result, stats} | {:error, {kind, message}}: a Kiln.Kernel's expression over data.
-ERL_NIF_TERM program_run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  bool as_list;
-  std::vector<std::int64_t> code, params;
-  kiln::program prog;
+// The options map of kernel_run: %{backend:, device:, chunk_size:, phase_times:, host_share:, as_list:}.
+bool get_kernel_options(ErlNifEnv* env, ERL_NIF_TERM map, kiln::run_options& options, bool& as_list) {
+  ERL_NIF_TERM backend, device, chunk, phases, share, list;
+  if (!enif_is_map(env, map) || !map_field(env, map, "backend", backend) || !map_field(env, map, "device", device) ||
+      !map_field(env, map, "chunk_size", chunk) || !map_field(env, map, "phase_times", phases) ||
+      !map_field(env, map, "host_share", share) || !map_field(env, map, "as_list", list))
+    return false;
+  return get_run_options(env, backend, device, chunk, options) && get_bool(env, phases, options.phase_times) &&
+         get_bool(env, share, options.host_share) && get_bool(env, list, as_list);
+}
+
+// kernel_run({code, arity, outputs, locals, iterations}, args, options)
+//   -> {:ok, [result, ...], stats} | {:error, reason}: the one entry every kernel takes. `code` is
+// a binary of native-endian int64 words (kiln/kernel.hpp); each argument is an integer (a scalar)
+// or data as decode() takes it (an array). Results are lists or binaries (options.as_list).
+ERL_NIF_TERM kernel_run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  int arity = 0;
+  const ERL_NIF_TERM* k = nullptr;
+  ErlNifBinary code_bin;
+  kiln::kernel kern;
+  ErlNifUInt64 args_n, outputs_n, locals_n;
   kiln::run_options options;
-  if (!get_bool(env, argv[1], as_list) || !get_i64_list(env, argv[2], code) || !get_i64_list(env, argv[3], params) ||
-      !get_i64(env, argv[4], prog.iterations) || !get_run_options(env, argv[5], argv[6], argv[7], options))
+  bool as_list = false;
+  if (!enif_get_tuple(env, argv[0], &arity, &k) || arity != 5 || !enif_inspect_binary(env, k[0], &code_bin) ||
+      code_bin.size % sizeof(std::int64_t) != 0 || !enif_get_uint64(env, k[1], &args_n) ||
+      !enif_get_uint64(env, k[2], &outputs_n) || !enif_get_uint64(env, k[3], &locals_n) ||
+      !get_i64(env, k[4], kern.iterations) || !get_kernel_options(env, argv[2], options, as_list))
     return enif_make_badarg(env);
-  prog.code = code;
-  prog.params = params;
-  if (auto s = kiln::validate(prog); !s) return error_tuple(env, s.err());
-  return run_reply(env, argv[0], as_list, [&](std::span<const std::int64_t> in, std::span<std::int64_t> out) {
-    return kiln::run_program(prog, in, out, options);
-  });
+  // The code binary may be a sub-binary at any byte: copy it into aligned words.
+  std::vector<std::int64_t> code(code_bin.size / sizeof(std::int64_t));
+  if (!code.empty()) std::memcpy(code.data(), code_bin.data, code_bin.size);
+  kern.code = code;
+  kern.arity = static_cast<std::size_t>(args_n);
+  kern.outputs = static_cast<std::size_t>(outputs_n);
+  kern.locals = static_cast<std::size_t>(locals_n);
+
+  unsigned count = 0;
+  if (!enif_get_list_length(env, argv[1], &count)) return enif_make_badarg(env);
+  if (count > kiln::kernel_max_args) return error_tuple(env, invalid("too many kernel arguments"));
+  auto t0 = steady::now();
+  std::vector<int64_data> data(count);
+  std::vector<kiln::arg> args(count);
+  ERL_NIF_TERM list = argv[1], head;
+  for (unsigned i = 0; enif_get_list_cell(env, list, &head, &list); ++i) {
+    if (enif_is_number(env, head)) {
+      std::int64_t v;
+      if (!get_i64(env, head, v)) return error_tuple(env, invalid("argument " + std::to_string(i) + " does not fit in int64"));
+      args[i] = kiln::arg::of_scalar(v);
+      continue;
+    }
+    if (auto s = decode(env, head, data[i]); !s) return decode_error(env, s, data[i]);
+    args[i] = kiln::arg::of_array(data[i].view);
+  }
+  // Fail before allocating results when the kernel is wrong for these arguments or the backend is.
+  if (auto s = kiln::validate(kern, args); !s) return error_tuple(env, s.err());
+  if (auto d = kiln::resolve(options); !d) return error_tuple(env, d.err());
+  std::size_t n = 0;
+  for (const auto& a : args)
+    if (a.what == kiln::arg::kind::array) n = a.array.size();
+  const double decode_s = seconds_since(t0);
+
+  // Results: binaries in host blocks (a list is encoded from them afterwards).
+  std::vector<new_binary> bins(kern.outputs);
+  std::vector<std::span<std::int64_t>> outs;
+  for (auto& b : bins) {
+    if (!b.alloc(n))
+      return error_tuple(env, kiln::errc::out_of_memory,
+                         "cannot allocate a " + std::to_string(n * sizeof(std::int64_t)) + "-byte result");
+    outs.push_back(b.span());
+  }
+  auto r = kiln::run(kern, args, outs, options);
+  if (!r) return error_tuple(env, r.err());
+  auto t1 = steady::now();
+  std::vector<ERL_NIF_TERM> results;
+  for (std::size_t j = 0; j < bins.size(); ++j)
+    results.push_back(as_list ? list_term(env, outs[j]) : bins[j].to_term(env));
+  const double encode_s = seconds_since(t1);
+  return enif_make_tuple3(env, atom(env, "ok"),
+                          enif_make_list_from_array(env, results.data(), static_cast<unsigned>(results.size())),
+                          stats_term(env, *r, decode_s, encode_s));
 }
 
 // concat(binaries) -> {:ok, binary} | {:error, {kind, message}}: the parts' int64 elements one
@@ -602,8 +660,8 @@ ErlNifFunc nif_funcs[] = {
     {"run_io", 10, guarded<run_nif>, io},
     {"convert", 2, guarded<convert_nif>, cpu},
     {"concat", 1, guarded<concat_nif>, cpu},
-    {"program_run", 8, guarded<program_run_nif>, cpu},
-    {"program_run_io", 8, guarded<program_run_nif>, io},
+    {"kernel_run", 3, guarded<kernel_run_nif>, cpu},
+    {"kernel_run_io", 3, guarded<kernel_run_nif>, io},
     {"devices", 0, guarded<devices_nif>, cpu},
     {"buffer_upload", 3, guarded<buffer_upload_nif>, cpu},
     {"buffer_upload_io", 3, guarded<buffer_upload_nif>, io},

@@ -95,7 +95,32 @@ defmodule Kiln.KernelTest do
   defp eval({:if, _, [c, [do: a, else: b]]}, env), do: if(eval(c, env), do: eval(a, env), else: eval(b, env))
   defp eval({:unless, _, [c, [do: a, else: b]]}, env), do: eval({:if, [], [c, [do: b, else: a]]}, env)
 
-  defp eval({op, _, [a, b]}, env) do
+  # rem of a product (or a sum or difference) by a literal or parameter whose magnitude is in
+  # 1..2^32-1 is exact in the engine, as Elixir's big integers give it: the product's
+  # multiplications and its factors' sums never fault, only their operands can.
+  defp eval({:rem, _, [e, {m, _, ctx} = divisor]}, env) when is_atom(m) and is_atom(ctx) and m != :x do
+    rem_exact(e, divisor, env)
+  end
+
+  defp eval({:rem, _, [e, divisor]}, env) when is_integer(divisor), do: rem_exact(e, divisor, env)
+
+  defp eval({op, _, [a, b]}, env), do: checked(op, a, b, env)
+
+  defp rem_exact({op, _, [_, _]} = e, divisor, env) when op in [:*, :+, :-] do
+    m = eval(divisor, env)
+
+    if m != 0 and abs(m) <= 0xFFFF_FFFF,
+      do: rem(product(e, env), m),
+      else: checked(:rem, e, divisor, env)
+  end
+
+  defp rem_exact(e, divisor, env), do: checked(:rem, e, divisor, env)
+
+  defp product({:*, _, [a, b]}, env), do: product(a, env) * product(b, env)
+  defp product({op, _, [a, b]}, env) when op in [:+, :-], do: apply(Kernel, op, [eval(a, env), eval(b, env)])
+  defp product(factor, env), do: eval(factor, env)
+
+  defp checked(op, a, b, env) do
     {a, b} = {eval(a, env), eval(b, env)}
     if op in [:div, :rem] and b == 0, do: throw({:fault, :zero})
     int64!(apply(Kernel, op, [a, b]))

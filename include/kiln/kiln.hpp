@@ -1,4 +1,4 @@
-// Public API of Kiln: the exact integer logistic map on scalar, multicore SIMD, OpenCL and CUDA backends.
+// Public API of Kiln: devices, options, the exact integer logistic map, host memory and device buffers (kernels: kiln/kernel.hpp).
 #pragma once
 
 #include <cstddef>
@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "kiln/kernel.hpp"
 #include "kiln/result.hpp"
 
 namespace kiln {
@@ -106,9 +107,14 @@ struct run_stats {
 result<device_info> resolve(const run_options& options);
 
 // Runs the map over `in`, writing `out` (same size; may alias `in` exactly, not partially).
-// Safe to call from many threads at once.
+// Safe to call from many threads at once. The map is a kernel like any other (kiln::run with
+// logistic_kernel()), which every backend recognises and runs with its hand-tuned code.
 result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::int64_t> out,
                                const map_params& params, const run_options& options = {});
+
+// The built-in map as a kernel of three arguments (x, p, mu): rem(mu * x * (x + 1), p), applied
+// `iterations` times. Its code lives for the whole process.
+kernel logistic_kernel(std::int64_t iterations);
 
 // Host memory that devices reach fastest: page-locked (pinned) when a CUDA device is usable, so
 // transfers skip the staging copy, else ordinary memory with transparent huge pages. Blocks are
@@ -141,53 +147,6 @@ class host_memory {
 // results computed apart (by several BEAM nodes, say) become one array. `out` must not overlap
 // any part.
 status concatenate(std::span<const std::span<const std::int64_t>> parts, std::span<std::int64_t> out);
-
-// ---- programs: integer expressions written elsewhere (Elixir's Kiln.Kernel) --------------------
-//
-// A program is an integer expression of the element x and of parameters, given as its operations
-// in postfix order: one int64 word each, two for `param` (then its index), `literal` (then its
-// value) and `boolean` (then 0 or 1). Values are integers (int64) or booleans:
-//   x, param, literal                  push an integer
-//   add sub mul div rem min max        two integers -> integer (div truncates; rem takes the
-//                                      dividend's sign; as Elixir's div/2, rem/2, min/2, max/2)
-//   neg abs                            integer -> integer
-//   eq ne lt le gt ge                  two integers -> boolean
-//   boolean                            push a boolean;  logical_not: boolean -> boolean
-//   <cond> if_then <a> if_else <b> if_end
-//                                      a where cond is true, else b (both integers or both
-//                                      booleans). Only the branch taken is evaluated: a fault in
-//                                      the other one does not count, as in Elixir's `if`, which
-//                                      is also how `and` and `or` short-circuit.
-// The whole expression is an integer. Programs run on the host backends (`cpu`: every core; `scalar`: one thread),
-// interpreted a block of elements at a time, or compiled for the GPU backends (`cuda`, with NVRTC
-// loaded at run time, over one device or all_devices; `opencl`), which stream them through their
-// pipelines without the host's share. `auto`: a GPU whose backend compiles programs (CUDA first)
-// for 65,536 elements or more, else `cpu`.
-enum class program_op : std::int64_t {
-  x = 0, param = 1, literal = 2, add = 3, sub = 4, mul = 5, div = 6, rem = 7, neg = 8,
-  eq = 9, ne = 10, lt = 11, le = 12, gt = 13, ge = 14, logical_not = 15,
-  if_then = 16, if_else = 17, if_end = 18, abs = 19, min = 20, max = 21, boolean = 22
-};
-
-struct program {
-  std::span<const std::int64_t> code;    // the operations, as above
-  std::span<const std::int64_t> params;  // the values `param` pushes, by index
-  std::int64_t iterations = 1;           // times the expression is applied to each element (>= 0)
-};
-
-// invalid_argument unless the code is well formed: known operations, parameter indices in range,
-// every operation finding operands of its types, branches that each leave one value of one type,
-// exactly one integer left, at most 64 values and 32 nested branches at once.
-status validate(const program& prog);
-
-// Applies the program to every element of `in`, writing `out` (same size; may alias `in`
-// exactly), with Elixir's integer semantics (div truncates toward zero, rem takes the sign of the
-// dividend) wherever every intermediate value fits in int64. Where one does not, Elixir would go
-// on with big integers and Kiln cannot: the run fails with invalid_argument; a zero divisor fails
-// it with arithmetic, as Elixir raises. Either message names the first such element and
-// iteration; `out` is then unspecified.
-result<run_stats> run_program(const program& prog, std::span<const std::int64_t> in, std::span<std::int64_t> out,
-                              const run_options& options = {});
 
 // Data kept on a device between calls, so that runs can be chained without copies.
 class device_buffer {

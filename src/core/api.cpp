@@ -206,29 +206,21 @@ result<int> run_target(const run_options& options, const device_info& dev, run_s
 
 }  // namespace detail
 
+kernel logistic_kernel(std::int64_t iterations) {
+  auto w = [](op o) { return static_cast<std::int64_t>(o); };
+  // rem(mu * x * (x + 1), p) of the arguments (x, p, mu).
+  static const std::int64_t code[] = {w(op::arg), 2, w(op::arg), 0, w(op::mul),  w(op::arg), 0,
+                                      w(op::literal), 1, w(op::add), w(op::mul), w(op::arg), 1, w(op::rem)};
+  return kernel{code, 3, 1, 0, iterations};
+}
+
 result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::int64_t> out,
                                const map_params& params, const run_options& options) {
   KILN_TRY(validate(params));
   KILN_TRY(detail::check_in_out(in, out));
-  const auto* ib = reinterpret_cast<const char*>(in.data());
-  const auto* ob = reinterpret_cast<const char*>(out.data());
-  const std::size_t bytes = in.size_bytes();
-  auto dev = resolve(options);
-  if (!dev) return dev.err();
-  run_stats stats;
-  auto index = detail::run_target(options, *dev, stats);
-  if (!index) return index.err();
-  if (params.iterations == 0 || in.empty()) {
-    auto t0 = std::chrono::steady_clock::now();
-    if (ib != ob && bytes > 0) std::memcpy(out.data(), in.data(), bytes);
-    stats.total_s = detail::seconds_since(t0);
-    return stats;
-  }
-  auto r = detail::registry::get().of(dev->backend).run(*index, in, out, detail::prepare(params), options);
-  if (!r) return r.err();
-  r->backend = stats.backend;
-  r->device = stats.device;
-  return r;
+  const arg args[] = {arg::of_array(in), arg::of_scalar(params.p), arg::of_scalar(params.mu)};
+  const std::span<std::int64_t> outs[] = {out};
+  return run(logistic_kernel(params.iterations), args, outs, options);
 }
 
 // ---- device_buffer -------------------------------------------------------------------------

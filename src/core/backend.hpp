@@ -10,7 +10,7 @@
 
 #include "kiln/kiln.hpp"
 #include "core/modmath.h"
-#include "core/program.hpp"
+#include "core/kernel_ir.hpp"
 
 namespace kiln::detail {
 
@@ -51,18 +51,18 @@ class backend {
   virtual result<run_stats> run(int device, std::span<const std::int64_t> in, std::span<std::int64_t> out,
                                 const kernel_params& kp, const run_options& options) = 0;
   virtual result<std::unique_ptr<resident_buffer>> upload(int device, std::span<const std::int64_t> data) = 0;
-  // Whether this backend compiles programs for its devices (the GPU backends; CUDA only where
-  // NVRTC loads), else why not. Host backends' programs are interpreted in core.
-  virtual status program_support() {
-    return make_error(errc::invalid_argument, std::string("backend ") + backend_name(kind()) + " does not run programs");
+  // Whether this backend compiles kernels for its devices (the GPU backends; CUDA only where
+  // NVRTC loads), else why not. Host backends' kernels are interpreted in core.
+  virtual status kernel_support() {
+    return make_error(errc::invalid_argument, std::string("backend ") + backend_name(kind()) + " does not compile kernels");
   }
-  // Runs a checked program (core/program.hpp) over `in` on a backend that compiles programs for
-  // its devices; iterations >= 1 and `in` non-empty here; `device` as for run(). Faults are
-  // reported as program_fault() reports them. The default refuses, as program_support() says.
-  virtual result<run_stats> run_program(int /*device*/, const std::vector<program_instr>& /*code*/,
-                                        const program& /*prog*/, std::span<const std::int64_t> /*in*/,
-                                        std::span<std::int64_t> /*out*/, const run_options& /*options*/) {
-    return make_error(errc::invalid_argument, std::string("backend ") + backend_name(kind()) + " does not run programs");
+  // Runs a decoded kernel of one array argument and one output (core/kernel_ir.hpp) over `in` on
+  // a backend that compiles kernels for its devices; iterations >= 1 and `in` non-empty here;
+  // `device` as for run(). Faults are reported as device_fault() reports them. The default
+  // refuses, as kernel_support() says.
+  virtual result<run_stats> run_kernel(int /*device*/, const decoded_kernel& /*k*/, std::span<const std::int64_t> /*in*/,
+                                       std::span<std::int64_t> /*out*/, const run_options& /*options*/) {
+    return kernel_support().ok() ? make_error(errc::internal, "run_kernel is not implemented") : kernel_support().err();
   }
   // Page-locked host memory that this backend's transfers use without staging; nullptr where the
   // backend has none (the default) or cannot allocate it now.

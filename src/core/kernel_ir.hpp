@@ -90,12 +90,18 @@ result<std::size_t> run_length(std::span<const arg> args, std::span<const std::s
 // array argument j's data, indexed from the run's element 0), writing `outputs[j][i]` for each
 // element i. Faults: the lowest faulting element's index and why, and nothing written for the
 // block it lies in and those after it in this range. `application` counts kernel::iterations.
+enum class fault_kind : unsigned char {
+  beyond_int64 = 1,      // invalid_argument: Elixir would go on with a big integer
+  division_by_zero,      // arithmetic, as Elixir's div/rem raise
+  negative_exponent,     // arithmetic, as Integer.pow raises
+  no_cond_clause,        // arithmetic (Elixir: CondClauseError)
+  no_case_clause,        // arithmetic (Elixir: CaseClauseError)
+  zero_step,             // invalid_argument: a range's step is 0 (Elixir: ArgumentError)
+};
 struct kernel_fault {
-  std::size_t index;       // element index in the whole run
-  std::int64_t application;// 1-based application of the kernel (kernel::iterations)
-  bool arithmetic;         // zero divisor, negative exponent, no clause (else: beyond int64)
-  std::int64_t reason = 0; // for arithmetic: 0 division by zero, 1 negative exponent, 2 no cond
-                           // clause, 3 no case clause
+  std::size_t index;         // element index in the whole run
+  std::int64_t application;  // 1-based application of the kernel (kernel::iterations)
+  fault_kind why;
 };
 std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const std::int64_t* const> arrays,
                                       std::span<std::int64_t* const> outputs, std::size_t begin, std::size_t n);
@@ -107,6 +113,17 @@ error fault_error(const decoded_kernel& k, const kernel_fault& f, std::span<cons
 // internal if the host computes it without a fault.
 error device_fault(const decoded_kernel& k, std::span<const std::int64_t* const> arrays, std::size_t index,
                    const char* device);
+
+// How a device's run of a kernel ended, from the lowest faulting element index its chunks
+// recorded (`first`; no_fault where no element faulted): ok, the fault's error (device_fault), or
+// internal when the device names an element past the input's end. `device` names the backend.
+constexpr std::uint64_t no_fault = ~std::uint64_t{0};
+status device_outcome(const decoded_kernel& k, std::span<const std::int64_t> in, std::uint64_t first,
+                      const char* device);
+
+// Runs a decoded kernel (kiln::run after decode_kernel): for callers that decode once.
+result<run_stats> run_decoded(const decoded_kernel& k, std::span<const arg> args,
+                              std::span<const std::span<std::int64_t>> outputs, const run_options& options);
 
 // The source of one GPU kernel named kiln_kernel (core/kernel_source.cpp describes both
 // dialects' signatures and fault reports). Only for kernels of one array argument and one output

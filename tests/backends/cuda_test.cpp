@@ -12,7 +12,7 @@
 
 #include "backend_test_support.hpp"
 #include "backends/cuda/nvrtc.hpp"
-#include "core/program.hpp"
+#include "core/kernel_ir.hpp"
 #include "kiln/kiln.hpp"
 
 namespace {
@@ -325,27 +325,46 @@ TEST_F(Cuda, ManyThreadsShareTheLanes) {
   for (int t = 0; t < threads; ++t) EXPECT_TRUE(ok[t]) << "thread " << t << ": " << first_difference(outs[t], wants[t]);
 }
 
-// Programs compile with NVRTC, which needs no GPU: every operation of the CUDA dialect (nested
-// branches included), with edge literals, compiles for the oldest and newest architectures this build targets (so here
-// and in CI, where the GPU tests skip, the generated CUDA C is still checked by the compiler).
+// Kernels compile with NVRTC, which needs no GPU: every operation of the CUDA dialect (nested
+// branches and loops, the lowered rem of a product, edge literals) compiles for the oldest and
+// newest architectures this build targets (so here and in CI, where the GPU tests skip, the
+// generated CUDA C is still checked by the compiler).
 TEST(CudaNvrtc, CompilesEveryOperationForEachArchitecture) {
   if (auto s = kiln::detail::nvrtc_available(); !s.ok()) GTEST_SKIP() << s.err().message;
-  using op = kiln::program_op;
+  using kiln::op;
   auto w = [](op o) { return static_cast<i64>(o); };
-  // if not(x < p0) and x != 3, do: neg(rem(div(x * p0 + p1 - INT64_MIN, p1), x)) - 7,
-  // else: max(abs(x), min(x, p1)); the `and` as a branch, as Kiln.Kernel emits it.
+  // Arguments (x, p0, p1), scalars p0 = 3 and p1 = 5:
+  //   if not(x < p0) and x != 3, do: neg(rem(div(x * p0 + p1 - INT64_MIN, p1), x)) - 7,
+  //   else: max(abs(x), min(x, p1))
+  // then, with that as y: Enum.reduce(1..p1, y, fn i, acc -> rem(acc * (acc + 1) * p1, p0) + band(i, 3)
+  //   + bsl(1, i) - bsr(acc, 2) + bxor(bor(acc, i), bnot(i)) + Integer.pow(2, i) + index end),
+  // the first rem lowered (a product by a small scalar divisor), and a fail in a dead branch.
   const i64 t = w(op::if_then), e = w(op::if_else), end = w(op::if_end);
   const std::vector<i64> code{
-      w(op::x), w(op::param), 0, w(op::lt), w(op::logical_not), t, w(op::x), w(op::literal), 3, w(op::ne), e,
+      w(op::arg), 0, w(op::arg), 1, w(op::lt), w(op::logical_not), t, w(op::arg), 0, w(op::literal), 3, w(op::ne), e,
       w(op::boolean), 0, end, t,
-      w(op::x), w(op::param), 0, w(op::mul), w(op::param), 1, w(op::add), w(op::literal),
-      std::numeric_limits<i64>::min(), w(op::sub), w(op::param), 1, w(op::div), w(op::x),
+      w(op::arg), 0, w(op::arg), 1, w(op::mul), w(op::arg), 2, w(op::add), w(op::literal),
+      std::numeric_limits<i64>::min(), w(op::sub), w(op::arg), 2, w(op::div), w(op::arg), 0,
       w(op::rem), w(op::neg), w(op::literal), 7, w(op::sub), e,
-      w(op::x), w(op::abs), w(op::x), w(op::param), 1, w(op::min), w(op::max), end};
-  const std::vector<i64> params{3, 5};
-  auto decoded = kiln::detail::decode_program({code, params, 1});
+      w(op::arg), 0, w(op::abs), w(op::arg), 0, w(op::arg), 2, w(op::min), w(op::max), end,
+      w(op::local_set), 0,
+      w(op::literal), 1, w(op::arg), 2, w(op::literal), 1, w(op::loop_begin), 1,
+      w(op::local_get), 0, w(op::local_get), 0, w(op::literal), 1, w(op::add), w(op::mul), w(op::arg), 2, w(op::mul),
+      w(op::arg), 1, w(op::rem),
+      w(op::local_get), 1, w(op::literal), 3, w(op::band), w(op::add),
+      w(op::literal), 1, w(op::local_get), 1, w(op::bsl), w(op::add),
+      w(op::local_get), 0, w(op::literal), 2, w(op::bsr), w(op::sub),
+      w(op::local_get), 0, w(op::local_get), 1, w(op::bor), w(op::local_get), 1, w(op::bnot), w(op::bxor), w(op::add),
+      w(op::literal), 2, w(op::local_get), 1, w(op::pow), w(op::add), w(op::index), w(op::add),
+      w(op::local_set), 0, w(op::loop_end),
+      w(op::boolean), 1, t, w(op::local_get), 0, e, w(op::fail), 0, end};
+  const kiln::arg args[] = {kiln::arg::of_array({}), kiln::arg::of_scalar(3), kiln::arg::of_scalar(5)};
+  auto decoded = kiln::detail::decode_kernel(kiln::kernel{code, 3, 1, 2, 1}, args);
   ASSERT_TRUE(decoded.ok()) << decoded.err().message;
-  const std::string source = kiln::detail::program_source(*decoded, kiln::detail::program_dialect::cuda);
+  bool lowered = false;
+  for (const auto& ins : decoded->code) lowered |= ins.op == static_cast<i64>(kiln::detail::lowered_op::rem_prod);
+  EXPECT_TRUE(lowered) << "rem of a product by a small scalar is lowered";
+  const std::string source = kiln::detail::kernel_source(*decoded, kiln::detail::kernel_dialect::cuda);
   for (int arch : {75, 90}) {
     auto cubin = kiln::detail::compile_cubin(source, arch);
     ASSERT_TRUE(cubin.ok()) << "sm_" << arch << ": " << cubin.err().message << "\n" << source;

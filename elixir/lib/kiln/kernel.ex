@@ -472,9 +472,12 @@ defmodule Kiln.Kernel do
     }
 
     kernel = {code, arity, outputs, locals, iterations}
-    function = if Args.dirty_io?(backend), do: :kernel_run_io, else: :kernel_run
+    reply =
+      if Args.dirty_io?(backend),
+        do: Kiln.Native.kernel_run_io(kernel, args, nif_opts),
+        else: Kiln.Native.kernel_run(kernel, args, nif_opts)
 
-    case apply(Kiln.Native, function, [kernel, args, nif_opts]) do
+    case reply do
       {:ok, [result], stats} when outputs == 1 -> {result, stats}
       {:ok, results, stats} -> {List.to_tuple(results), stats}
       {:error, reason} -> Args.raise_error!(reason)

@@ -19,11 +19,9 @@ defmodule Kiln.Native do
   def convert(_data, _as_list), do: :erlang.nif_error(:nif_not_loaded)
   def concat(_binaries), do: :erlang.nif_error(:nif_not_loaded)
 
-  def program_run(_data, _as_list, _code, _params, _iterations, _backend, _device, _chunk),
-    do: :erlang.nif_error(:nif_not_loaded)
-
-  def program_run_io(_data, _as_list, _code, _params, _iterations, _backend, _device, _chunk),
-    do: :erlang.nif_error(:nif_not_loaded)
+  # The one entry every kernel takes (see c_src/kiln_nif.cpp, kernel_run).
+  def kernel_run(_kernel, _args, _opts), do: :erlang.nif_error(:nif_not_loaded)
+  def kernel_run_io(_kernel, _args, _opts), do: :erlang.nif_error(:nif_not_loaded)
 
   def devices, do: :erlang.nif_error(:nif_not_loaded)
   def buffer_upload(_data, _backend, _device), do: :erlang.nif_error(:nif_not_loaded)

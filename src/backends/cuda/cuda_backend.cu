@@ -18,7 +18,7 @@
 #include "backends/cuda/nvrtc.hpp"
 #include "core/backend.hpp"
 #include "core/lanes.hpp"
-#include "core/program.hpp"
+#include "core/kernel_ir.hpp"
 #include "core/thread_pool.hpp"
 
 namespace kiln::detail {
@@ -102,7 +102,7 @@ struct lane {
   std::vector<slot> slots;
 };
 
-// A compiled program (core/program_source.cpp, CUDA dialect) as one job runs it: its kernel for
+// A compiled kernel (core/kernel_source.cpp, CUDA dialect) as one job runs it: its kernel for
 // each device (by index; compiled for that device's compute capability), its parameters and
 // iteration count. The host does not share a program's work: the host interpreter takes 20-30
 // times as long per element as the map's SIMD kernel, so its pieces would finish long after the
@@ -715,16 +715,16 @@ class cuda_backend final : public backend {
     return device_state::transfer(*devs, job);
   }
 
-  status program_support() override { return nvrtc_available(); }
+  status kernel_support() override { return nvrtc_available(); }
 
-  // A program runs as the map does (the same lanes, staging and devices), its kernel compiled
-  // with NVRTC for each device's compute capability on first use.
-  result<run_stats> run_program(int device, const std::vector<program_instr>& code, const program& prog,
-                                std::span<const i64> in, std::span<i64> out, const run_options& options) override {
+  // A kernel runs as the map does (the same lanes, staging and devices), compiled with NVRTC for
+  // each device's compute capability on first use.
+  result<run_stats> run_kernel(int device, const decoded_kernel& dk, std::span<const i64> in, std::span<i64> out,
+                               const run_options& options) override {
     KILN_TRY(nvrtc_available());
     auto devs = states_for(device);
     if (!devs) return devs.err();
-    const std::string source = program_source(code, program_dialect::cuda);
+    const std::string source = kernel_source(dk, kernel_dialect::cuda);
     program_launch launch;
     launch.kernels.resize(states_.size());
     for (device_state* d : *devs) {
@@ -732,8 +732,8 @@ class cuda_backend final : public backend {
       if (!k) return k.err();
       launch.kernels[static_cast<std::size_t>(d->index())] = *k;
     }
-    launch.params = prog.params;
-    launch.iterations = prog.iterations;
+    launch.params = dk.scalars;
+    launch.iterations = dk.iterations;
     device_scope scope;
     KILN_TRY(scope.enter(devs->front()->index()));
     transfer_job job;
@@ -742,7 +742,7 @@ class cuda_backend final : public backend {
     set_pinned(job, in, out);
     auto r = device_state::transfer(*devs, job);
     if (!r) return r.err();
-    KILN_TRY(device_program_outcome(code, prog, in, launch.first_fault, "CUDA"));
+    KILN_TRY(device_outcome(dk, in, launch.first_fault, "CUDA"));
     return r;
   }
 

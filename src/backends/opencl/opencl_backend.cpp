@@ -298,7 +298,7 @@ struct lane {
   std::array<slot, lane_slots> slots;
 };
 
-// A program (core/program_source.cpp, OpenCL dialect) built for one device, with one kernel object
+// A kernel (core/kernel_source.cpp, OpenCL dialect) built for one device, with one kernel object
 // per lane, created with the lanes' count on first use.
 struct built_program {
   cl::Program program;
@@ -398,7 +398,8 @@ status enqueue_program(const device_state& ds, cl::Kernel& k, const cl::CommandQ
   cl_int e = q.enqueueWriteBuffer(s.fault_dev, CL_FALSE, 0, sizeof(cl_int), &none);
   if (e != CL_SUCCESS) return cl_error("clEnqueueWriteBuffer (program fault)", e);
   const cl_int errs[] = {k.setArg(0, s.in_dev), k.setArg(1, s.out_dev), k.setArg(3, static_cast<cl_long>(count)),
-                         k.setArg(5, s.fault_dev), k.setArg(6, static_cast<cl_int>(s.in32))};
+                         k.setArg(5, s.fault_dev), k.setArg(6, static_cast<cl_int>(s.in32)),
+                         k.setArg(7, static_cast<cl_long>(s.begin))};
   for (cl_int a : errs)
     if (a != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_program)", a);
   KILN_TRY(enqueue_over(ds, k, q, count, width, &s.kernel, "clEnqueueNDRangeKernel (kiln_program)"));
@@ -863,30 +864,29 @@ result<const built_program*> build_program(device_state& ds, const std::string& 
 
 // Runs a program over in -> out through the device's pipeline, as the map runs (the same staging,
 // lanes or driven slots, chunk sizes), without the host's share; then reports the first fault.
-result<run_stats> run_program_on(device_state& ds, const std::vector<program_instr>& code, const program& prog,
-                                 std::span<const std::int64_t> in, std::span<std::int64_t> out,
-                                 const run_options& options) {
+result<run_stats> run_kernel_on(device_state& ds, const decoded_kernel& dk, std::span<const std::int64_t> in,
+                                std::span<std::int64_t> out, const run_options& options) {
   program_job pj;
   {
     std::lock_guard<std::mutex> lock(ds.m);
-    auto built = build_program(ds, program_source(code, program_dialect::opencl));
+    auto built = build_program(ds, kernel_source(dk, kernel_dialect::opencl));
     if (!built) return built.err();
     pj.built = *built;
   }
   // A parameterless program still gets a (one-element) parameter buffer.
-  std::vector<cl_long> params(prog.params.begin(), prog.params.end());
+  std::vector<cl_long> params(dk.scalars.begin(), dk.scalars.end());
   if (params.empty()) params.push_back(0);
   cl_int e = CL_SUCCESS;
   pj.params = cl::Buffer(ds.context, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, params.size() * sizeof(cl_long),
                          params.data(), &e);
   if (e != CL_SUCCESS) return cl_error("clCreateBuffer (program parameters)", e);
-  pj.iterations = prog.iterations;
+  pj.iterations = dk.iterations;
   transfer_job job;
   job.set_arrays(in, out, options);
   job.program = &pj;
   auto r = transfer(ds, job);
   if (!r) return r.err();
-  KILN_TRY(device_program_outcome(code, prog, in, pj.first_fault.load(), "OpenCL"));
+  KILN_TRY(device_outcome(dk, in, pj.first_fault.load(), "OpenCL"));
   return r;
 }
 
@@ -989,15 +989,14 @@ class opencl_backend final : public backend {
     });
   }
 
-  status program_support() override { return {}; }
+  status kernel_support() override { return {}; }
 
-  result<run_stats> run_program(int device, const std::vector<program_instr>& code, const program& prog,
-                                std::span<const std::int64_t> in, std::span<std::int64_t> out,
-                                const run_options& options) override {
+  result<run_stats> run_kernel(int device, const decoded_kernel& dk, std::span<const std::int64_t> in,
+                               std::span<std::int64_t> out, const run_options& options) override {
     return catching_bad_alloc([&]() -> result<run_stats> {
       auto ds = state_of(device);
       if (!ds) return ds.err();
-      return run_program_on(**ds, code, prog, in, out, options);
+      return run_kernel_on(**ds, dk, in, out, options);
     });
   }
 

@@ -1,0 +1,155 @@
+// kiln::run: the one entry every kernel takes, the built-in map included: checks, picks the device, dispatches.
+#include <algorithm>
+#include <chrono>
+#include <cstring>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "core/backend.hpp"
+#include "core/kernel_ir.hpp"
+#include "core/thread_pool.hpp"
+#include "kiln/kernel.hpp"
+#include "kiln/kiln.hpp"
+
+namespace kiln {
+namespace detail {
+namespace {
+
+using i64 = std::int64_t;
+
+// Where "auto" runs a kernel the GPU backends stream (one array, one output) of n elements: on a
+// GPU whose backend compiles kernels (CUDA first), unless n is below gpu_kernel_min, where a
+// launch and the copies (and a compile, on the first call) cost more than the host takes; else
+// the cpu backend. Kernels of several arrays run on the host backends.
+constexpr std::size_t gpu_kernel_min = std::size_t{1} << 16;
+
+result<device_info> resolve_kernel_device(const run_options& options, const decoded_kernel& dk, std::size_t n) {
+  if (options.backend != "auto") return resolve(options);
+  if (dk.builtin) return resolve(options);  // the map: as logistic_map always chose
+  const auto all = devices();
+  if (n >= gpu_kernel_min && dk.arrays == 1 && dk.outputs == 1)
+    for (auto k : {backend_kind::cuda, backend_kind::opencl})
+      for (const auto& d : all)
+        if (d.backend == k && d.available && d.gpu && backend_of(k).kernel_support().ok()) return d;
+  run_options cpu = options;
+  cpu.backend = "cpu";
+  cpu.device = 0;  // as resolve's "auto", which picks its device itself
+  return resolve(cpu);
+}
+
+// Every output is the same memory as an array argument or apart from all of them, and outputs are
+// apart from each other.
+status check_aliasing(std::span<const arg> args, std::span<const std::span<i64>> outputs) {
+  for (std::size_t j = 0; j < outputs.size(); ++j) {
+    for (const auto& a : args)
+      if (a.what == arg::kind::array) KILN_TRY(check_in_out(a.array, outputs[j]));
+    for (std::size_t o = 0; o < j; ++o) {
+      const auto* p = outputs[j].data();
+      const auto* q = outputs[o].data();
+      if (!outputs[j].empty() && p < q + outputs[o].size() && q < p + outputs[j].size())
+        return make_error(errc::invalid_argument, "outputs " + std::to_string(o) + " and " + std::to_string(j) + " overlap");
+    }
+  }
+  return {};
+}
+
+// Interprets the kernel on the host: every core (cpu) or one thread (scalar).
+result<run_stats> interpret_on_host(const decoded_kernel& dk, std::span<const arg> args,
+                                    std::span<const std::span<i64>> outputs, std::size_t n, bool parallel,
+                                    run_stats st) {
+  const auto t0 = std::chrono::steady_clock::now();
+  std::vector<const i64*> arrays;
+  for (const auto& a : args)
+    if (a.what == arg::kind::array) arrays.push_back(a.array.data());
+  std::vector<i64*> outs;
+  for (const auto& o : outputs) outs.push_back(o.data());
+  // With outputs that alias an array, a block reads its inputs before it writes (interpret), and
+  // ranges are disjoint, so every element reads its own input.
+  std::mutex m;
+  std::optional<kernel_fault> first;
+  auto run_range = [&](std::size_t b, std::size_t e) {
+    if (auto f = interpret(dk, arrays, outs, b, e - b)) {
+      std::lock_guard<std::mutex> lock(m);
+      if (!first || f->index < first->index) first = f;
+    }
+  };
+  constexpr std::size_t grain = std::size_t{1} << 14;
+  if (parallel)
+    parallel_for(n, grain, run_range);
+  else
+    run_range(0, n);
+  // A block that faults writes nothing, so even in place the element still holds its input.
+  if (first) return fault_error(dk, *first, arrays);
+  st.total_s = seconds_since(t0);
+  st.kernel_s = st.total_s;
+  st.chunks = parallel ? (n + grain - 1) / grain : 1;
+  return st;
+}
+
+}  // namespace
+
+result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> args,
+                              std::span<const std::span<i64>> outputs, const run_options& options) {
+  const auto t0 = std::chrono::steady_clock::now();
+  if (outputs.size() != dk.outputs)
+    return make_error(errc::invalid_argument, "the kernel has " + std::to_string(dk.outputs) + " output(s), " +
+                                                  std::to_string(outputs.size()) + " array(s) given for them");
+  auto n = run_length(args, outputs);
+  if (!n) return n.err();
+  KILN_TRY(check_aliasing(args, outputs));
+  auto dev = resolve_kernel_device(options, dk, *n);
+  if (!dev) return dev.err();
+  run_stats st;
+  auto index = run_target(options, *dev, st);
+  if (!index) return index.err();
+  backend& be = backend_of(dev->backend);
+
+  std::span<const i64> single;
+  for (const auto& a : args)
+    if (a.what == arg::kind::array) single = a.array;
+  // Nothing to compute: the single array copied (kernel::iterations == 0), or no elements.
+  if (*n == 0 || dk.iterations == 0 || (dk.builtin && dk.builtin->params.iterations == 0)) {
+    if (*n > 0 && single.data() != outputs[0].data()) std::memcpy(outputs[0].data(), single.data(), single.size_bytes());
+    st.total_s = seconds_since(t0);
+    return st;
+  }
+
+  result<run_stats> r = make_error(errc::internal, "no path ran the kernel");
+  if (dk.builtin) {
+    // The built-in map: every backend's hand-tuned code, the host's share included.
+    const auto& a = args[dk.builtin->array].array;
+    r = be.run(*index, a, outputs[0], prepare(dk.builtin->params), options);
+  } else if (dev->backend == backend_kind::scalar || dev->backend == backend_kind::cpu) {
+    r = interpret_on_host(dk, args, outputs, *n, dev->backend == backend_kind::cpu, st);
+  } else {
+    KILN_TRY(be.kernel_support());
+    if (dk.arrays != 1 || dk.outputs != 1)
+      return make_error(errc::invalid_argument,
+                        std::string("backend ") + backend_name(dev->backend) +
+                            " runs kernels of one array argument and one output so far; kernels of several arrays "
+                            "run on the cpu and scalar backends (or backend auto)");
+    r = be.run_kernel(*index, dk, single, outputs[0], options);
+  }
+  if (!r) return r.err();
+  r->backend = st.backend;
+  r->device = st.device;
+  return r;
+}
+
+}  // namespace detail
+
+status validate(const kernel& k, std::span<const arg> args) {
+  auto dk = detail::decode_kernel(k, args);
+  if (!dk) return dk.err();
+  return {};
+}
+
+result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<const std::span<std::int64_t>> outputs,
+                      const run_options& options) {
+  auto dk = detail::decode_kernel(k, args);
+  if (!dk) return dk.err();
+  return detail::run_decoded(*dk, args, outputs, options);
+}
+
+}  // namespace kiln
