@@ -435,7 +435,9 @@ defmodule Kiln.KernelLanguageTest do
     rows = for _ <- 1..n, do: gen.()
     count = length(hd(rows))
     only = Map.get(@scalar_only, name, [])
-    scalar? = for k <- 0..(count - 1), do: k in only or (k > 0 and :rand.uniform(3) == 1)
+    # The GPU backends stream kernels of one array argument (the first) for now.
+    gpu = backend in [:opencl, :cuda]
+    scalar? = for k <- 0..(count - 1), do: k in only or (k > 0 and (gpu or :rand.uniform(3) == 1))
     first = hd(rows)
 
     columns =
@@ -471,14 +473,26 @@ defmodule Kiln.KernelLanguageTest do
     end
   end
 
-  backends = [:cpu, :scalar] ++ if(Kiln.TestHelper.available?(:opencl), do: [:opencl], else: [])
-
-  for backend <- backends do
+  for backend <- [:cpu, :scalar] do
     @tag skip: @engine_skip
     test "#{backend}: every construct, arrays and scalars, against its Elixir definition" do
       outcomes =
         for name <- Map.keys(cases()),
             _ <- 1..3,
+            do: engine_check(name, 1 + :rand.uniform(300), unquote(backend))
+
+      assert :ok in outcomes and :fault in outcomes
+    end
+  end
+
+  # Compiled for the device: the kernels of one output, with one array (the GPU pipelines' shape).
+  for backend <- [:opencl, :cuda] do
+    @tag :slow
+    @tag skip: @engine_skip || Kiln.TestHelper.unavailable_reason(backend)
+    test "#{backend}: every construct of one output, compiled for the device, against Elixir" do
+      outcomes =
+        for name <- Map.keys(cases()),
+            definition(name).compiled.outputs == 1,
             do: engine_check(name, 1 + :rand.uniform(300), unquote(backend))
 
       assert :ok in outcomes and :fault in outcomes

@@ -583,8 +583,10 @@ defmodule Kiln.Kernel.Compiler do
 
   defp fail(reason), do: %{code: [{:fail, Ops.fail_reason!(reason)}], types: [:any], uni: [true], tuple: :any}
 
-  # <cond> if_then <yes> if_else <no> if_end, for values of one shape. A tuple's components after
-  # the first are stored into locals in each branch (a branch leaves one value), then read back.
+  # <cond> if_then <yes> if_else <no> if_end, for values of one shape. A branch leaves one value:
+  # a tuple's first component; each branch stores the others into locals of its own, which the
+  # condition then selects again after the branch. (No local is written by both branches, so the
+  # selection is right whether or not a branch not taken writes its locals.)
   defp branch(condition, yes, no, ast, ctx, st) do
     {types, tuple} = unify!(yes, no, ast, ctx)
     uni = uniform?(condition) and uniform?(yes) and uniform?(no)
@@ -598,13 +600,30 @@ defmodule Kiln.Kernel.Compiler do
          ), st}
 
       [_ | rest] ->
-        {slots, st} = Enum.map_reduce(rest, st, fn _, st -> fresh(st) end)
-        stores = slots |> Enum.reverse() |> Enum.map(&{:local_set, &1})
-        side = fn v -> if v.tuple == :any, do: v.code, else: v.code ++ stores end
-        reads = Enum.map(slots, &{:local_get, &1})
+        {c_binding, st, c_store} = reusable_binding(condition, ctx, st)
+        c_read = read(c_binding).code
+        {yes_slots, st} = Enum.map_reduce(rest, st, fn _, st -> fresh(st) end)
+        {no_slots, st} = Enum.map_reduce(rest, st, fn _, st -> fresh(st) end)
+        stores = fn slots -> slots |> Enum.reverse() |> Enum.map(&{:local_set, &1}) end
+        # A side that fails still sets its locals (with placeholders), so that none is read unset.
+        placeholders = Enum.map(rest, fn t -> if t == :boolean, do: {:boolean, 0}, else: {:literal, 0} end)
+
+        side = fn
+          %{tuple: :any} = v, slots -> v.code ++ placeholders ++ stores.(slots)
+          v, slots -> v.code ++ stores.(slots)
+        end
+
+        others =
+          Enum.zip_with(yes_slots, no_slots, fn y, n ->
+            c_read ++ [{:if_then}, {:local_get, y}, {:if_else}, {:local_get, n}, {:if_end}]
+          end)
 
         code =
-          condition.code ++ [{:if_then}] ++ side.(yes) ++ [{:if_else}] ++ side.(no) ++ [{:if_end}] ++ reads
+          c_store ++
+            c_read ++
+            [{:if_then}] ++
+            side.(yes, yes_slots) ++
+            [{:if_else}] ++ side.(no, no_slots) ++ [{:if_end}] ++ List.flatten(others)
 
         {%{code: code, types: types, uni: Enum.map(types, fn _ -> uni end), tuple: tuple}, st}
     end
@@ -959,6 +978,13 @@ defmodule Kiln.Kernel.Compiler do
     end
 
     {v, st}
+  end
+
+  # A binding of the value (itself, when it only reads) and the code that stores it.
+  defp reusable_binding(v, ctx, st) do
+    if simple?(v),
+      do: {{:value, v.code, hd(v.types), hd(v.uni)}, st, []},
+      else: bind_value(v, ctx, st)
   end
 
   # Code that reads the value again (itself, when it only reads), and the code that stores it.
