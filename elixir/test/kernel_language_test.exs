@@ -424,8 +424,6 @@ defmodule Kiln.KernelLanguageTest do
 
   # ---- the engine -------------------------------------------------------------------------------
 
-  @engine_skip if not function_exported?(Kiln.Native, :kernel_run, 3), do: "the NIF has no kernel_run yet"
-
   # Arguments that are loop bounds must be scalars at the call.
   @scalar_only %{iterate: [1, 2, 3], stepped: [1, 2, 3], fib: [1], nested: [1], acc_bound: [1]}
 
@@ -474,7 +472,6 @@ defmodule Kiln.KernelLanguageTest do
   end
 
   for backend <- [:cpu, :scalar] do
-    @tag skip: @engine_skip
     test "#{backend}: every construct, arrays and scalars, against its Elixir definition" do
       outcomes =
         for name <- Map.keys(cases()),
@@ -488,7 +485,7 @@ defmodule Kiln.KernelLanguageTest do
   # Compiled for the device: the kernels of one output, with one array (the GPU pipelines' shape).
   for backend <- [:opencl, :cuda] do
     @tag :slow
-    @tag skip: @engine_skip || Kiln.TestHelper.unavailable_reason(backend)
+    @tag skip: Kiln.TestHelper.unavailable_reason(backend)
     test "#{backend}: every construct of one output, compiled for the device, against Elixir" do
       outcomes =
         for name <- Map.keys(cases()),
@@ -499,7 +496,6 @@ defmodule Kiln.KernelLanguageTest do
     end
   end
 
-  @tag skip: @engine_skip
   test "the old API: one array, scalars and iterations" do
     assert Kernels.logistic(1..3, 61, 22, iterations: 10) == [28, 25, 37]
     assert Kernels.iterate(1..3, 61, 22, 10) == [28, 25, 37]
