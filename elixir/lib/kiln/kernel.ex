@@ -123,7 +123,9 @@ defmodule Kiln.Kernel do
       a block of elements at a time; `:cuda`, which compiles the kernel into CUDA C with NVRTC
       and streams the data through the GPU as `Kiln.LogisticMap` does; `:opencl`, which compiles
       it into OpenCL C for the device; or `:auto` (default): a GPU that compiles kernels (CUDA
-      first) for large inputs, else `:cpu`.
+      first) for large inputs, else `:cpu`. The GPU backends run kernels of one array argument
+      (and any scalars) and one output so far; others raise `ArgumentError` there and run on
+      `:cpu`, `:scalar` and `:auto`.
     * `:device` - the device's index (default `0`), or `:all` with `:cuda`: every GPU shares the
       run.
     * `:chunk_size` - GPU backends: at most this many elements a launch (default `0`: the
