@@ -309,7 +309,7 @@ defmodule Kiln.KernelTest do
   end
 
   test "bad parameters and options raise ArgumentError" do
-    assert_raise ArgumentError, ~r/parameter mu must be an integer that fits in int64, got 1.5/, fn ->
+    assert_raise ArgumentError, ~r/parameter mu must be an integer that fits in int64 or an .*1.5/, fn ->
       Kernels.logistic([1], 61, 1.5)
     end
 
@@ -335,23 +335,22 @@ defmodule Kiln.KernelTest do
 
   test "what defkernel cannot compile is a CompileError that says why" do
     for {source, message} <- [
-          {"defkernel f(x), do: x ** 2", "defkernel supports integers, its arguments, + - * div rem"},
-          {"defkernel f(x), do: x > 1", "a kernel's value must be an integer, and x > 1 is a boolean"},
+          {"defkernel f(x), do: x / 2", "x / 2 is not supported in a kernel (/ gives a float: use div/2)"},
+          {"defkernel f(x), do: x > 1", "kernel f's value must be an integer or a tuple of integers"},
           {"defkernel f(x), do: x + (x > 1)", "x > 1 is a boolean where x + (x > 1) needs an integer"},
           {"defkernel f(x), do: if(x, do: 1, else: 2)",
            "x is an integer where if's condition needs a boolean"},
           {"defkernel f(x), do: if(x > 0, do: 1)", "a kernel's if needs both do: and else:"},
-          {"defkernel f(x), do: if(x > 0, do: 1, else: true)",
-           "if's branches must both be integers or both booleans"},
+          {"defkernel f(x), do: if(x > 0, do: 1, else: true)", "the branches of if must have one shape"},
           {"defkernel f(x), do: x and true", "x is an integer where x and true needs a boolean"},
-          {"defkernel f(x), do: case(x, do: (_ -> 1))", "got case x do"},
-          {"defkernel f(x), do: x + y", "unknown variable y (the kernel's arguments are x)"},
+          {"defkernel f(x), do: case(x, do: ({a, _} -> a))", "a kernel's case matches integer literals"},
+          {"defkernel f(x), do: x + y", "unknown variable y (the variables here are x)"},
           {"defkernel f(x), do: x + 0x8000_0000_0000_0000", "does not fit in int64"},
           {"defkernel f(x), do: x - -9_223_372_036_854_775_809",
            "the literal -9223372036854775809 does not fit"},
           {"defkernel f(x, 3), do: x", "defkernel's arguments must be plain variables"},
           {"defkernel f(x, x), do: x", "defkernel's arguments must differ"},
-          {"defkernel f(), do: 1", "defkernel needs the element as its first argument"}
+          {"defkernel f(), do: 1", "defkernel needs at least one argument"}
         ] do
       module = "Elixir.KilnKernelCompileTest#{System.unique_integer([:positive])}"
       code = "defmodule #{module} do\n import Kiln.Kernel\n #{source}\nend"

@@ -1,262 +1,504 @@
-# Kernels written in Elixir: integer expressions compiled at build time into programs the engine runs.
+# Kernels written in Elixir: defkernel compiles a function of arrays and scalars into the engine's kernel format.
 defmodule Kiln.Kernel do
   @moduledoc """
-  Kernels written in Elixir itself: `defkernel` takes an integer expression of the element and of
-  parameters, checks at compile time that Kiln can run it, and defines a function that applies it
-  to every element of a list, range or int64 binary in the native engine.
+  Kernels written in Elixir: `defkernel` takes a function of arrays and scalars written in a
+  subset of Elixir, checks at compile time that Kiln can run it exactly as Elixir would, compiles
+  it into the engine's kernel format (`include/kiln/kernel.hpp`) and defines functions that apply
+  it to every element of the arrays, on every core or on a GPU.
 
       defmodule MyKernels do
         import Kiln.Kernel
 
         defkernel logistic(x, p, mu), do: rem(mu * x * (x + 1), p)
+
+        @doc "x * y + c, and its sign."
+        defkernel fma_sign(x, y, c) do
+          v = x * y + c
+          {v, cond do
+            v > 0 -> 1
+            v < 0 -> -1
+            true -> 0
+          end}
+        end
       end
 
-      MyKernels.logistic(1..3, 61, 22, iterations: 10)  #=> [28, 25, 37]
+      MyKernels.logistic(1..3, 61, 22, iterations: 10)   #=> [28, 25, 37]
+      MyKernels.fma_sign([1, 2, 3], [-5, 0, 5], 1)       #=> {[-4, 1, 16], [-1, 1, 1]}
 
-  The expression may use the element (the first argument), the parameters (the others), integer
-  literals that fit in int64, `+`, `-` (binary and unary), `*`, `div/2`, `rem/2`, `abs/1`,
-  `min/2`, `max/2`, the comparisons (`==`, `!=`, `<`, `<=`, `>`, `>=`), `true`, `false`, `not`,
-  `and`, `or` (`!`, `&&`, `||` alike) and `if`/`unless` with both `do:` and `else:`. Every value
-  is an integer or a boolean, as in Elixir: conditions and the operands of `not`/`and`/`or` must
-  be booleans, arithmetic takes integers, and the kernel's value is an integer. Only the branch
-  taken is evaluated, and `and`/`or` short-circuit, so `if x == 0, do: 0, else: div(1000, x)`
-  never divides by zero. Anything else is a `CompileError` naming what is not supported.
+  ## Arguments and results
 
-      defkernel collatz(x), do: if(rem(x, 2) == 0, do: div(x, 2), else: 3 * x + 1)
+  `defkernel name(a, b, ...)` defines:
 
-  `defkernel name(x, p1, ...)` defines `name(data, p1, ..., opts \\\\ [])`, which runs the
-  expression on the engine; `name_stats/n`, which also returns the engine's stats (as
-  `Kiln.LogisticMap.run_stats/4` does: `:backend` and `:device` say where it ran); and
-  `name_element(x, p1, ...)`, the same expression as plain Elixir: the definition its results are
-  checked against.
+    * `name(a, b, ..., opts \\\\ [])`, which runs the kernel on the engine. Each argument is bound
+      per call to an array (a list of integers, a `Range`, or a binary of native-endian int64, as
+      `Kiln.Binary` makes) or to an integer (a scalar: every element sees it). At least one
+      argument must be an array, and all arrays must have one length. Element `i` of the result
+      is the kernel's value for element `i` of every array. The result has the shape of the
+      first array argument (a list for lists and ranges, a binary for binaries); a kernel whose
+      value is a tuple `{a, b}` has two outputs, and the call returns a tuple of two results.
+    * `name_stats(a, b, ..., opts \\\\ [])`: `{result, stats}`, with the engine's stats (as
+      `Kiln.LogisticMap.run_stats/4`: `:backend` and `:device` say where it ran).
+    * `name_element(a, b, ...)`: the same code as plain Elixir, on integers: the definition the
+      engine is checked against. A kernel that uses `index()` takes the index as an extra last
+      argument: `name_element(a, b, ..., index)`.
 
-  Results are exactly Elixir's (`div` truncates, `rem` takes the dividend's sign) wherever every
-  intermediate value fits in int64. Where one does not, Elixir goes on with a big integer and
-  Kiln cannot: the call raises `ArgumentError` naming the first such element and iteration; a
-  zero divisor raises `ArithmeticError`, as Elixir does. Parameters must fit in int64.
+  `@doc` before `defkernel` documents `name/n`. `defkernelp` defines a private kernel: a helper
+  that other kernels of the module call (it is inlined into them), with a private
+  `name_element`. A kernel may also call the public kernels of other modules (`Other.kernel(x)`),
+  compiled before it.
+
+  ## What a kernel may contain
+
+  | Construct | Notes |
+  |-----------|-------|
+  | integer literals, `true`, `false` | integers must fit in int64 |
+  | the arguments, `index()` | `index()` is the element's index, from 0 |
+  | `+ - * div rem abs min max` | Elixir's: `div` truncates, `rem` takes the dividend's sign |
+  | `== != === !== < <= > >=` | on integers; give booleans |
+  | `not and or ! && \\|\\|` | on booleans; `and`/`or`/`&&`/`\\|\\|` short-circuit |
+  | `if`/`unless` | with both `do` and `else` |
+  | `cond` | no true clause: the element fails (Elixir's `CondClauseError`) |
+  | `case` | patterns: integer literals, `true`/`false`, variables, `_`, with guards; no match fails |
+  | `band bor bxor bnot bsl bsr`, `&&& \\|\\|\\| ^^^ ~~~ <<< >>>` | `import Bitwise` as in Elixir |
+  | `Integer.pow/2`, `**` | exponent >= 0 (else `ArithmeticError`) |
+  | `x = expr` in a block, `{a, b} = expr` | rebinding too; bindings inside a branch stay there |
+  | `\\|>` | pipes into any of these, or into kernels |
+  | `@attr` | a module attribute that is an integer (a range for loops), read at compile time |
+  | `other_kernel(args)`, `Module.kernel(args)` | kernels defined before, inlined |
+  | `Enum.reduce(first..last, acc, fn i, acc -> ... end)` | also `first..last//step`; bounds from literals, arguments and attributes |
+  | tuples `{a, b}` | as a kernel's value (several outputs), accumulators, bindings, branch values; `elem(t, i)` |
+
+  `Kernel.`- and `Bitwise.`-qualified forms work too. Every value is an integer or a boolean
+  (or a tuple of them), as Elixir would have it: conditions and `not`/`and`/`or` take booleans,
+  arithmetic takes integers, and a kernel's value is an integer or a tuple of integers. Only the
+  branch taken is evaluated, so `if x == 0, do: 0, else: div(1000, x)` never divides by zero.
+
+  A loop's bounds must be the same for every element: they may use literals, arguments,
+  attributes and variables bound from them, but not `index()` or anything bound from an array
+  element (where such an argument is an array at the call, the engine refuses the run with an
+  `ArgumentError`). `a..b` without a step counts down when `a > b`, as in Elixir 1.14.
+
+      defkernel iterate(x, p, mu, k), do: Enum.reduce(1..k//1, x, fn _, x -> rem(mu * x * (x + 1), p) end)
+
+      defkernel fib(n) do
+        {a, _} = Enum.reduce(1..n//1, {0, 1}, fn _, {a, b} -> {b, a + b} end)
+        a
+      end
+
+  ## Results and faults
+
+  Results are exactly Elixir's wherever every intermediate value fits in int64. Where one does
+  not, Elixir goes on with a big integer and Kiln cannot: the call raises `ArgumentError` naming
+  the first such element. A zero divisor or a negative exponent raises `ArithmeticError`, as
+  Elixir does; a `cond` without a true clause or a `case` without a matching clause also raises
+  `ArithmeticError` (where Elixir raises `CondClauseError` / `CaseClauseError`), naming the
+  element. Guards may not divide by anything but a non-zero literal, nor raise to a power: Elixir
+  treats a guard that raises as a failed match, which the engine cannot.
+
+  ## Compile errors
+
+  Whatever a kernel cannot run is a `CompileError` at the offending expression's file and line,
+  saying what is not supported and what to write instead: a construct outside the table, a
+  boolean in arithmetic or an integer as a condition, an `if` without `else`, a literal beyond
+  int64, a negative literal exponent, unknown variables or functions, loop bounds that depend on
+  the element, an accumulator that changes shape, and a kernel beyond the engine's limits (stack
+  depth, nesting, locals, arguments and outputs of `include/kiln/kernel.hpp`, or more than 4096
+  words of code). For example:
+
+      defkernel bad(x), do: if(x, do: 1, else: 0)
+      # ** (CompileError) lib/my_kernels.ex:4: x is an integer where if's condition needs a boolean
+
+      defkernel ratio(x), do: x / 2
+      # ** (CompileError) lib/my_kernels.ex:5: x / 2 is not supported in a kernel (/ gives a
+      #    float: use div/2): ...
+
+  Note that Elixir's `**` gives a float for a negative exponent where a kernel (like
+  `Integer.pow/2`) raises `ArithmeticError`.
 
   ## Options
 
-    * `:iterations` - times the expression is applied to each element (default `1`).
+    * `:iterations` - times the kernel is applied to each element, its result becoming the next
+      application's array (default `1`); only for kernels of one array argument and one output.
     * `:backend` - `:cpu` (every core) or `:scalar` (one thread), where kernels are interpreted
       a block of elements at a time; `:cuda`, which compiles the kernel into CUDA C with NVRTC
-      (once per kernel and GPU architecture) and streams the data through the GPU as
-      `Kiln.LogisticMap` does; `:opencl`, which compiles it into OpenCL C for the device (once per
-      device and kernel), GPU or CPU; or `:auto` (default): a GPU that compiles kernels (CUDA
-      first) for 65,536 elements or more, else `:cpu`.
+      and streams the data through the GPU as `Kiln.LogisticMap` does; `:opencl`, which compiles
+      it into OpenCL C for the device; or `:auto` (default): a GPU that compiles kernels (CUDA
+      first) for large inputs, else `:cpu`. The GPU backends run kernels of one array argument
+      (and any scalars) and one output so far; others raise `ArgumentError` there and run on
+      `:cpu`, `:scalar` and `:auto`.
     * `:device` - the device's index (default `0`), or `:all` with `:cuda`: every GPU shares the
       run.
     * `:chunk_size` - GPU backends: at most this many elements a launch (default `0`: the
       backend's own).
+    * `:phase_times`, `:host_share` - as for `Kiln.LogisticMap`.
   """
 
   alias Kiln.Args
+  alias Kiln.Kernel.Compiler
   require Kiln.Args
 
-  # The engine's operations (kiln::op, include/kiln/kernel.hpp).
-  @ops %{
-    arg: 0,
-    literal: 1,
-    boolean: 2,
-    add: 6,
-    sub: 7,
-    mul: 8,
-    div: 9,
-    rem: 10,
-    neg: 11,
-    abs: 12,
-    min: 13,
-    max: 14,
-    eq: 22,
-    ne: 23,
-    lt: 24,
-    le: 25,
-    gt: 26,
-    ge: 27,
-    not: 28,
-    if_then: 29,
-    if_else: 30,
-    if_end: 31
-  }
-  @arithmetic %{+: :add, -: :sub, *: :mul, div: :div, rem: :rem, min: :min, max: :max}
-  @comparison %{==: :eq, ===: :eq, !=: :ne, !==: :ne, <: :lt, <=: :le, >: :gt, >=: :ge}
-  @supported "integers, its arguments, + - * div rem abs min max, comparisons, true, false, " <>
-               "not, and, or, if/unless with else"
-
   @doc "Defines a kernel; see the module doc."
-  defmacro defkernel(call, do: body) do
-    {name, args} = Macro.decompose_call(call) || compile_error!(call, "defkernel expects name(x, params...)")
+  defmacro defkernel(call, body), do: define(:def, call, body, __CALLER__)
 
-    vars =
-      Enum.map(args, fn
-        {var, _, ctx} when is_atom(var) and is_atom(ctx) -> var
-        other -> compile_error!(other, "defkernel's arguments must be plain variables")
-      end)
+  @doc "Defines a private kernel: a helper for the module's other kernels, inlined where called."
+  defmacro defkernelp(call, body), do: define(:defp, call, body, __CALLER__)
 
-    if vars == [], do: compile_error!(call, "defkernel needs the element as its first argument")
-    if length(Enum.uniq(vars)) != length(vars), do: compile_error!(call, "defkernel's arguments must differ")
+  @doc "The element's index in the whole array (from 0), inside a kernel."
+  defmacro index do
+    raise CompileError,
+      file: __CALLER__.file,
+      line: __CALLER__.line,
+      description: "index() is only defined inside defkernel and defkernelp"
+  end
 
-    [element | params] = vars
-    code = compile(body, element, params)
-    param_args = tl(args)
-    element_name = :"#{name}_element"
-    stats_name = :"#{name}_stats"
-    names = Enum.map(params, &Atom.to_string/1)
+  @doc false
+  defmacro __before_compile__(env) do
+    kernels = Module.get_attribute(env.module, :kiln_kernels) || %{}
 
     quote do
       @doc false
-      def unquote(element_name)(unquote_splicing(args)), do: unquote(body)
+      def __kiln_kernel__(key), do: Map.get(unquote(Macro.escape(kernels)), key)
+    end
+  end
 
-      def unquote(name)(data, unquote_splicing(param_args), opts \\ []) do
-        {result, _stats} =
-          Kiln.Kernel.run_stats(data, unquote(code), unquote(names), [unquote_splicing(param_args)], opts)
+  defp define(kind, call, body, env) do
+    ctx = %{file: env.file, line: env.line, module: env.module}
+    {call, guard} = split_head(call)
 
+    if guard,
+      do:
+        Compiler.error!(guard, ctx, "a kernel's head takes no guard; test the condition in its body with if")
+
+    body =
+      case body do
+        [do: body] ->
+          body
+
+        _ ->
+          Compiler.error!(
+            call,
+            ctx,
+            "#{kind}kernel takes a body: `#{kind}kernel name(args), do: ...` or a do block"
+          )
+      end
+
+    {name, args} =
+      case Macro.decompose_call(call) do
+        {name, args} when is_atom(name) ->
+          {name, args}
+
+        _ ->
+          Compiler.error!(call, ctx, "#{kind}kernel expects name(arguments...), got #{Macro.to_string(call)}")
+      end
+
+    ctx = %{ctx | line: line_of(call, env.line)}
+
+    params =
+      Enum.map(args, fn
+        {var, _, atom} when is_atom(var) and is_atom(atom) ->
+          {var, atom}
+
+        other ->
+          Compiler.error!(
+            other,
+            ctx,
+            "#{kind}kernel's arguments must be plain variables, got #{Macro.to_string(other)}"
+          )
+      end)
+
+    if kind == :def and params == [],
+      do: Compiler.error!(call, ctx, "defkernel needs at least one argument (an array at the call)")
+
+    if length(Enum.uniq(params)) != length(params),
+      do: Compiler.error!(call, ctx, "#{kind}kernel's arguments must differ")
+
+    max_args = Kiln.Kernel.Ops.limit(:args)
+
+    if length(params) > max_args,
+      do: Compiler.error!(call, ctx, "a kernel takes at most #{max_args} arguments (kernel_max_args)")
+
+    module = env.module
+    registry = Module.get_attribute(module, :kiln_kernels) || %{}
+    key = {name, length(params)}
+
+    if Map.has_key?(registry, key),
+      do: Compiler.error!(call, ctx, "kernel #{name}/#{length(params)} is already defined")
+
+    unless Module.get_attribute(module, :kiln_kernels) do
+      Module.register_attribute(module, :kiln_kernels, [])
+      Module.register_attribute(module, :kiln_kernel, [])
+      Module.put_attribute(module, :before_compile, Kiln.Kernel)
+    end
+
+    # The module body is expanded before it runs: what calls need (parameters, whether index() is
+    # read) is registered now, and the kernel is compiled when the module body runs (__register__),
+    # once the module attributes before it have their values.
+    prepared = Compiler.prepare(body, env)
+    uses_index = uses_index?(prepared, module)
+
+    definition = %{
+      params: params,
+      body: prepared,
+      module: module,
+      file: env.file,
+      line: ctx.line,
+      public: kind == :def,
+      uses_index: uses_index,
+      ready: false
+    }
+
+    Module.put_attribute(module, :kiln_kernels, Map.put(registry, key, definition))
+    index_var = Macro.var(:index, Kiln.Kernel)
+    element_body = element_body(body, env, index_var)
+    element_args = if uses_index, do: args ++ [index_var], else: args
+    element_name = :"#{name}_element"
+
+    case kind do
+      :defp ->
+        quote do
+          Kiln.Kernel.__register__(__MODULE__, unquote(key))
+          defp unquote(element_name)(unquote_splicing(element_args)), do: unquote(element_body)
+        end
+
+      :def ->
+        quote do
+          Kiln.Kernel.__register__(__MODULE__, unquote(key))
+          unquote(runtime(name, params, element_name, element_args, element_body))
+        end
+    end
+  end
+
+  @doc false
+  # Compiles kernel `key` of `module` as the module body runs: its module attributes read, then
+  # (a public kernel) the code, which @kiln_kernel holds for the functions defined next.
+  def __register__(module, {name, _} = key) do
+    registry = Module.get_attribute(module, :kiln_kernels)
+    definition = Map.fetch!(registry, key)
+    definition = %{definition | body: Compiler.resolve_attributes(definition.body, module), ready: true}
+    ctx = %{file: definition.file, line: definition.line, module: module}
+
+    definition =
+      if definition.public do
+        compiled = Compiler.compile_kernel(name, definition.params, definition.body, ctx)
+        code = for w <- compiled.words, into: <<>>, do: <<w::signed-native-64>>
+
+        Module.put_attribute(
+          module,
+          :kiln_kernel,
+          {code, length(definition.params), compiled.outputs, compiled.locals}
+        )
+
+        Map.put(definition, :compiled, compiled)
+      else
+        definition
+      end
+
+    Module.put_attribute(module, :kiln_kernels, Map.put(registry, key, definition))
+  end
+
+  defp split_head({:when, _, [call, guard]}), do: {call, guard}
+  defp split_head(call), do: {call, nil}
+
+  defp line_of({_, meta, _}, default) when is_list(meta), do: Keyword.get(meta, :line, default)
+  defp line_of(_, default), do: default
+
+  # The functions of a public kernel. name/n comes first, so that a @doc written before
+  # defkernel is its own.
+  defp runtime(name, params, element_name, element_args, element_body) do
+    arity = length(params)
+    vars = runtime_vars(params)
+    names = Enum.map(vars, fn {var, _, _} -> Atom.to_string(var) end)
+    stats_name = :"#{name}_stats"
+
+    quote do
+      def unquote(name)(unquote_splicing(vars), opts \\ []) do
+        {result, _stats} = Kiln.Kernel.__run__(@kiln_kernel, unquote(names), [unquote_splicing(vars)], opts)
         result
       end
 
-      def unquote(stats_name)(data, unquote_splicing(param_args), opts \\ []) do
-        Kiln.Kernel.run_stats(data, unquote(code), unquote(names), [unquote_splicing(param_args)], opts)
+      @doc "Like `#{unquote(name)}/#{unquote(arity + 1)}`, returning `{result, stats}`."
+      def unquote(stats_name)(unquote_splicing(vars), opts \\ []) do
+        Kiln.Kernel.__run__(@kiln_kernel, unquote(names), [unquote_splicing(vars)], opts)
+      end
+
+      @doc false
+      def unquote(element_name)(unquote_splicing(element_args)), do: unquote(element_body)
+    end
+  end
+
+  # The runtime functions' own variables, named after the parameters without their leading
+  # underscores (a parameter `_i` is not unused there: it goes to the engine).
+  defp runtime_vars(params) do
+    params
+    |> Enum.with_index()
+    |> Enum.map_reduce(MapSet.new(["opts"]), fn {{var, _}, k}, taken ->
+      name = var |> Atom.to_string() |> String.trim_leading("_")
+      name = if name == "" or MapSet.member?(taken, name), do: "arg#{k}", else: name
+      {Macro.var(String.to_atom(name), Kiln.Kernel), MapSet.put(taken, name)}
+    end)
+    |> elem(0)
+  end
+
+  # Whether the kernel reads index(), itself or through the kernels it calls.
+  defp uses_index?(body, module) do
+    {_, found} =
+      Macro.prewalk(expand_pipes(body), false, fn
+        {:index, _, []} = ast, _ ->
+          {ast, true}
+
+        {{:., _, [Kiln.Kernel, :index]}, _, []} = ast, _ ->
+          {ast, true}
+
+        {name, _, args} = ast, acc when is_atom(name) and is_list(args) ->
+          {ast, acc or callee_uses_index(module, module, name, args)}
+
+        {{:., _, [m, name]}, _, args} = ast, acc when is_atom(m) and is_atom(name) and is_list(args) ->
+          {ast, acc or callee_uses_index(module, m, name, args)}
+
+        ast, acc ->
+          {ast, acc}
+      end)
+
+    found
+  end
+
+  defp callee_uses_index(self, module, name, args) do
+    if module != self and not match?({:module, _}, Code.ensure_compiled(module)) do
+      false
+    else
+      case Compiler.lookup(module, name, length(args)) do
+        {:ok, %{uses_index: true}} -> true
+        _ -> false
       end
     end
   end
 
-  @doc false
-  # The postfix code of `expr` (a flat list of int64 words), or a CompileError. Every
-  # subexpression is an integer or a boolean, checked here, so that the engine is never given an
-  # expression Elixir would reject (a boolean in arithmetic, an integer as a condition).
-  def compile(expr, element, params) do
-    case emit(expr, {element, params}) do
-      {code, :int} ->
-        for word <- List.flatten(code), into: <<>>, do: <<word::signed-native-64>>
-
-      {_, :bool} ->
-        compile_error!(expr, "a kernel's value must be an integer, and #{show(expr)} is a boolean")
-    end
+  defp expand_pipes(ast) do
+    Macro.prewalk(ast, fn
+      {:|>, _, [left, right]} -> Macro.pipe(left, right, 0)
+      other -> other
+    end)
   end
 
-  defp emit(n, _vars) when is_integer(n), do: literal(n, n)
-  defp emit(b, _vars) when is_boolean(b), do: {[@ops.boolean, if(b, do: 1, else: 0)], :bool}
+  # The body as plain Elixir: index() reads the extra argument, and calls to kernels call their
+  # _element functions (with the index where the callee reads it).
+  defp element_body(body, env, index_var) do
+    module = env.module
 
-  defp emit({var, _, ctx} = ast, {element, params}) when is_atom(var) and is_atom(ctx) do
-    cond do
-      var == element ->
-        {[@ops.arg, 0], :int}
+    Macro.prewalk(expand_pipes(body), fn
+      {:index, _, []} ->
+        index_var
 
-      index = Enum.find_index(params, &(&1 == var)) ->
-        {[@ops.arg, index + 1], :int}
+      {{:., _, [{:__aliases__, _, [:Kiln, :Kernel]}, :index]}, _, []} ->
+        index_var
 
-      true ->
-        compile_error!(
-          ast,
-          "unknown variable #{var} (the kernel's arguments are #{Enum.join([element | params], ", ")})"
-        )
-    end
+      {name, meta, args} = ast when is_atom(name) and is_list(args) ->
+        case Compiler.lookup(module, name, length(args)) do
+          {:ok, d} -> {:"#{name}_element", meta, element_args(args, d, index_var)}
+          :error -> ast
+        end
+
+      {{:., dot_meta, [alias, name]}, meta, args} = ast when is_atom(name) and is_list(args) ->
+        target =
+          case alias do
+            {:__aliases__, _, _} -> Macro.expand(alias, env)
+            {:__MODULE__, _, atom} when is_atom(atom) -> module
+            _ -> alias
+          end
+
+        with true <- is_atom(target),
+             true <- target == module or match?({:module, _}, Code.ensure_compiled(target)),
+             {:ok, d} <- Compiler.lookup(target, name, length(args)) do
+          {{:., dot_meta, [alias, :"#{name}_element"]}, meta, element_args(args, d, index_var)}
+        else
+          _ -> ast
+        end
+
+      other ->
+        other
+    end)
   end
 
-  # A negative literal is the negation of a positive one in the AST; folded, so that
-  # -9223372036854775808 is the literal it reads as (its positive part does not fit in int64).
-  defp emit({:-, meta, [n]}, _vars) when is_integer(n), do: literal(-n, {:-, meta, [n]})
-  defp emit({:-, _, [a]} = ast, vars), do: {[int!(a, vars, ast), @ops.neg], :int}
-  defp emit({:+, _, [a]} = ast, vars), do: {int!(a, vars, ast), :int}
-  defp emit({:abs, _, [a]} = ast, vars), do: {[int!(a, vars, ast), @ops.abs], :int}
+  defp element_args(args, %{uses_index: true}, index_var), do: args ++ [index_var]
+  defp element_args(args, _, _), do: args
 
-  defp emit({op, _, [a, b]} = ast, vars) when is_map_key(@arithmetic, op),
-    do: {[int!(a, vars, ast), int!(b, vars, ast), Map.fetch!(@ops, @arithmetic[op])], :int}
-
-  defp emit({op, _, [a, b]} = ast, vars) when is_map_key(@comparison, op),
-    do: {[int!(a, vars, ast), int!(b, vars, ast), Map.fetch!(@ops, @comparison[op])], :bool}
-
-  defp emit({op, _, [a]} = ast, vars) when op in [:not, :!], do: {[bool!(a, vars, ast), @ops.not], :bool}
-
-  # and/or (&&/||) short-circuit: branches, so that the right side runs only where Elixir runs it.
-  defp emit({op, _, [a, b]} = ast, vars) when op in [:and, :&&],
-    do: branch(bool!(a, vars, ast), bool!(b, vars, ast), [@ops.boolean, 0], :bool)
-
-  defp emit({op, _, [a, b]} = ast, vars) when op in [:or, :||],
-    do: branch(bool!(a, vars, ast), [@ops.boolean, 1], bool!(b, vars, ast), :bool)
-
-  defp emit({op, _, [condition, clauses]} = ast, vars) when op in [:if, :unless] and is_list(clauses) do
-    with [do: yes, else: no] <- Enum.sort(clauses) do
-      {yes, no} = if op == :if, do: {yes, no}, else: {no, yes}
-      {yes_code, yes_type} = emit(yes, vars)
-      {no_code, no_type} = emit(no, vars)
-
-      unless yes_type == no_type,
-        do: compile_error!(ast, "#{op}'s branches must both be integers or both booleans in #{show(ast)}")
-
-      branch(bool!(condition, vars, "#{op}'s condition"), yes_code, no_code, yes_type)
-    else
-      _ -> compile_error!(ast, "a kernel's #{op} needs both do: and else: (every element needs a value)")
-    end
-  end
-
-  defp emit(ast, _vars),
-    do: compile_error!(ast, "defkernel supports #{@supported}; got #{show(ast)}")
-
-  defp branch(condition, yes, no, type),
-    do: {[condition, @ops.if_then, yes, @ops.if_else, no, @ops.if_end], type}
-
-  # The code of an operand that must be an integer (or a boolean); `context` (the expression
-  # around it, or words for it) is for the error.
-  defp int!(ast, vars, context), do: typed!(ast, vars, context, :int)
-  defp bool!(ast, vars, context), do: typed!(ast, vars, context, :bool)
-
-  defp typed!(ast, vars, context, want) do
-    case emit(ast, vars) do
-      {code, ^want} ->
-        code
-
-      _ ->
-        {expected, got} = if want == :int, do: {"an integer", "a boolean"}, else: {"a boolean", "an integer"}
-        where = if is_binary(context), do: context, else: show(context)
-        compile_error!(ast, "#{show(ast)} is #{got} where #{where} needs #{expected}")
-    end
-  end
-
-  defp show(ast), do: Macro.to_string(ast)
-
-  defp literal(n, ast) do
-    unless Args.int64_min() <= n and n <= Args.int64_max(),
-      do: compile_error!(ast, "the literal #{n} does not fit in int64")
-
-    {[@ops.literal, n], :int}
-  end
-
-  defp compile_error!(ast, message) do
-    meta = if is_tuple(ast) and tuple_size(ast) == 3 and is_list(elem(ast, 1)), do: elem(ast, 1), else: []
-    raise CompileError, description: message, line: Keyword.get(meta, :line, 0)
-  end
+  @run_defaults [
+    iterations: 1,
+    backend: :auto,
+    device: 0,
+    chunk_size: 0,
+    phase_times: false,
+    host_share: true
+  ]
 
   @doc false
   # Runs a compiled kernel: what the functions defkernel defines call.
-  def run_stats(data, code, names, params, opts) do
-    opts = Keyword.validate!(opts, iterations: 1, backend: :auto, device: 0, chunk_size: 0)
+  def __run__({code, arity, outputs, locals}, names, values, opts) do
+    opts = Keyword.validate!(opts, @run_defaults)
+    iterations = Args.iterations!(opts[:iterations])
 
-    for {name, value} <- Enum.zip(names, params), not Args.is_int64(value) do
-      raise ArgumentError, "parameter #{name} must be an integer that fits in int64, got #{inspect(value)}"
+    {args, shapes} =
+      names
+      |> Enum.zip(values)
+      |> Enum.map(fn {name, value} -> argument!(name, value) end)
+      |> Enum.unzip()
+
+    as_list =
+      case Enum.find(shapes, &(&1 != :scalar)) do
+        nil ->
+          raise ArgumentError,
+                "a kernel needs at least one array argument (a list, a Range or a binary of " <>
+                  "native-endian int64); #{Enum.join(names, ", ")} are all integers"
+
+        shape ->
+          shape == :list
+      end
+
+    arrays = Enum.count(shapes, &(&1 != :scalar))
+
+    if iterations != 1 and (arrays != 1 or outputs != 1) do
+      raise ArgumentError,
+            "iterations: applies a kernel of one array argument and one output again to its " <>
+              "result; this call has #{arrays} array arguments and the kernel #{outputs} outputs"
     end
 
-    iterations = Args.iterations!(opts[:iterations])
     backend = Args.backend!(opts[:backend])
-    device = Args.device!(opts[:device])
-    chunk = Args.chunk_size!(opts[:chunk_size])
-    {nif_data, as_list} = Args.data!(data)
 
-    nif = if Args.dirty_io?(backend), do: &Kiln.Native.kernel_run_io/3, else: &Kiln.Native.kernel_run/3
-    kernel = {code, 1 + length(params), 1, 0, iterations}
-
-    options = %{
+    nif_opts = %{
       backend: backend,
-      device: device,
-      chunk_size: chunk,
-      phase_times: false,
-      host_share: true,
+      device: Args.device!(opts[:device]),
+      chunk_size: Args.chunk_size!(opts[:chunk_size]),
+      phase_times: Args.boolean!("phase_times", opts[:phase_times]),
+      host_share: Args.boolean!("host_share", opts[:host_share]),
       as_list: as_list
     }
 
-    case nif.(kernel, [nif_data | params], options) do
-      {:ok, [result], stats} -> {result, stats}
+    kernel = {code, arity, outputs, locals, iterations}
+    reply =
+      if Args.dirty_io?(backend),
+        do: Kiln.Native.kernel_run_io(kernel, args, nif_opts),
+        else: Kiln.Native.kernel_run(kernel, args, nif_opts)
+
+    case reply do
+      {:ok, [result], stats} when outputs == 1 -> {result, stats}
+      {:ok, results, stats} -> {List.to_tuple(results), stats}
       {:error, reason} -> Args.raise_error!(reason)
     end
+  end
+
+  defp argument!(_name, value) when Args.is_int64(value), do: {value, :scalar}
+
+  defp argument!(name, value) when is_integer(value),
+    do: raise(ArgumentError, "parameter #{name} must be an integer that fits in int64, got #{value}")
+
+  defp argument!(_name, value) when is_list(value) or is_binary(value) or is_struct(value, Range) do
+    {data, as_list} = Args.data!(value)
+    {data, if(as_list, do: :list, else: :binary)}
+  end
+
+  defp argument!(name, value) do
+    raise ArgumentError,
+          "parameter #{name} must be an integer that fits in int64 or an array (a list of " <>
+            "integers, a Range or a binary of native-endian int64), got #{inspect(value, limit: 5)}"
   end
 end
