@@ -91,7 +91,11 @@ defmodule Kiln.Buffer do
   @spec to_list(t) :: [integer]
   def to_list(buffer), do: fetch(buffer!(buffer), true)
 
-  @doc "The number of elements."
+  @doc """
+  The number of elements, as the struct holds it: no call crosses into the NIF, so a struct whose
+  fields are well formed is taken at its word here (its reference is checked by the functions
+  that use it); any other term raises `ArgumentError`.
+  """
   @spec size(t) :: non_neg_integer
   def size(buffer), do: buffer!(buffer).size
 

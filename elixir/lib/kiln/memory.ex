@@ -39,7 +39,7 @@ defmodule Kiln.Memory do
           what = if is_function(what, 0), do: what.(), else: what
 
           raise ArgumentError,
-                "#{what} needs about #{bytes} bytes of memory (#{human(bytes)}), more than the " <>
+                "the data of #{what} needs about #{bytes} bytes of memory (#{human(bytes)}), more than the " <>
                   "#{avail} bytes (#{human(avail)}) available (#{source})"
 
         _ ->
