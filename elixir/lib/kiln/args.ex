@@ -144,12 +144,13 @@ defmodule Kiln.Args do
         nil -> nil
       end
 
-    {:done, {reversed, _count}} =
+    # A stream that takes a part of another ends :halted, its elements all given.
+    {_done_or_halted, {reversed, _count}} =
       Enumerable.reduce(enum, {:cont, {[], 0}}, fn x, {acc, count} ->
         count = count + 1
 
         if budget && Bitwise.band(count, 0xFFFFF) == 0 do
-          Kiln.Memory.check!(min(Kiln.Memory.list_bytes(count), budget + 1), fn ->
+          Kiln.Memory.check!(Kiln.Memory.list_bytes(count), fn ->
             "#{name} (an Enumerable of more than #{count} elements, listed)"
           end)
         end

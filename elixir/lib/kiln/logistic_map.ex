@@ -183,9 +183,11 @@ defmodule Kiln.LogisticMap do
   stream of many small chunks would otherwise spend its time crossing. `batch: 1` gives each
   chunk its own call.
 
-  At most two calls are in flight (`Task.async_stream/3` with `max_concurrency: 2`, results in
-  order): the next batch is mapped while the current one's results are consumed, and memory
-  stays bounded by two batches whatever the stream's length. Takes the options of `run/4` and
+  At most two calls are in flight, each in a `Task`: a batch's call starts as soon as it is
+  gathered, while the previous batch's call finishes and its results are emitted, in order; so
+  the next batch is mapped while the current one's results are consumed, and memory stays
+  bounded by a few batches whatever the stream's length. A consumer that stops early (say,
+  `Enum.take/2`) ends the call still in flight. Takes the options of `run/4` and
   `:batch`. Arguments are checked when `stream/4` is called; a bad chunk raises `ArgumentError`
   when the stream reaches it, naming its index in the stream.
 
@@ -204,11 +206,8 @@ defmodule Kiln.LogisticMap do
     chunks
     |> Stream.with_index()
     |> Stream.chunk_while(nil, &gather(&1, &2, batch), &flush_batch/1)
-    |> Task.async_stream(&batch_run(&1, p, mu, opts), max_concurrency: 2, ordered: true, timeout: :infinity)
-    |> Stream.flat_map(fn
-      {:ok, {:ok, results}} -> results
-      {:ok, {:raise, exception, stacktrace}} -> reraise exception, stacktrace
-    end)
+    |> Stream.concat([:end])
+    |> Stream.transform(fn -> nil end, &overlap(&1, &2, p, mu, opts), &shutdown/1)
   end
 
   # ---- engine calls -------------------------------------------------------------------------------
@@ -297,17 +296,21 @@ defmodule Kiln.LogisticMap do
 
   # Chunks become {data, n, index}; consecutive ones of one shape gather into a batch of at most
   # `batch` elements (a larger chunk is a batch of its own). A batch is {shape, count, chunks in
-  # reverse}; it is emitted when the next chunk does not fit in it, or at the end.
+  # reverse}; it is emitted when full, when the next chunk does not fit in it, or at the end.
   defp gather({chunk, index}, acc, batch) do
     {shape, data, n} = chunk!(chunk, index, batch)
     item = {data, n, index}
 
     case acc do
-      nil -> {:cont, {shape, n, [item]}}
-      {^shape, count, items} when count + n <= batch -> {:cont, {shape, count + n, [item | items]}}
-      full -> {:cont, full, {shape, n, [item]}}
+      nil -> emit_full({shape, n, [item]}, batch)
+      {^shape, count, items} when count + n <= batch -> emit_full({shape, count + n, [item | items]}, batch)
+      other -> {:cont, other, {shape, n, [item]}}
     end
   end
+
+  # A full batch goes at once, without waiting for the chunk after it.
+  defp emit_full({_shape, count, _items} = acc, batch) when count >= batch, do: {:cont, acc, nil}
+  defp emit_full(acc, _batch), do: {:cont, acc}
 
   defp flush_batch(nil), do: {:cont, nil}
   defp flush_batch(acc), do: {:cont, acc, nil}
@@ -344,6 +347,29 @@ defmodule Kiln.LogisticMap do
     :error, :badarg ->
       raise ArgumentError, "chunk #{index} must be a proper list of integers, got an improper list: #{Args.show(list)}"
   end
+
+  # Each batch's call starts as soon as the batch is gathered; then the previous batch's results
+  # are awaited and emitted. So at most two calls are in flight (the previous one and this one),
+  # and no finished result waits behind a slow one: Task.async_stream/3 bounds the tasks running
+  # but not the results finished out of turn, which a slow batch would let pile up.
+  defp overlap(:end, nil, _p, _mu, _opts), do: {[], nil}
+  defp overlap(:end, previous, _p, _mu, _opts), do: {await!(previous), nil}
+
+  defp overlap(batch, previous, p, mu, opts) do
+    task = Task.async(fn -> batch_run(batch, p, mu, opts) end)
+    {if(previous, do: await!(previous), else: []), task}
+  end
+
+  defp await!(task) do
+    case Task.await(task, :infinity) do
+      {:ok, results} -> results
+      {:raise, exception, stacktrace} -> reraise exception, stacktrace
+    end
+  end
+
+  # The consumer stopped early (Enum.take/2, or a raise): the call still in flight is not wanted.
+  defp shutdown(nil), do: :ok
+  defp shutdown(task), do: Task.shutdown(task, :brutal_kill)
 
   # In the task: the batch's results, or the exception to raise in the stream's consumer (a raise
   # here would take the consumer down with an exit instead).
