@@ -33,11 +33,18 @@ defmodule Kiln.ApiTest do
       assert Binary.from_list(1..3) == Binary.from_list([1, 2, 3])
       assert Binary.from_list(Stream.map(1..3, &(&1 * 2))) == Binary.from_list([2, 4, 6])
       assert LogisticMap.run(MapSet.new([3, 1, 2]), 61, 22) == [28, 25, 37]
-      assert LogisticMap.run(Stream.unfold(1, &if(&1 > 3, do: nil, else: {&1, &1 + 1})), 61, 22) == [28, 25, 37]
+
+      assert LogisticMap.run(Stream.unfold(1, &if(&1 > 3, do: nil, else: {&1, &1 + 1})), 61, 22) == [
+               28,
+               25,
+               37
+             ]
     end
 
     test "run_windows walks a Range or a Stream window by window, naming bad elements by their index in the whole input" do
-      assert LogisticMap.run_windows(1..100_000, 6_700_417, 22, window: 4096) == LogisticMap.run(1..100_000, 6_700_417, 22)
+      assert LogisticMap.run_windows(1..100_000, 6_700_417, 22, window: 4096) ==
+               LogisticMap.run(1..100_000, 6_700_417, 22)
+
       assert LogisticMap.run_windows(10..-10//-3, 61, 22, window: 2) == Pure.run(10..-10//-3, 61, 22)
 
       assert_raise ArgumentError, ~r/^element at index 2 does not fit in int64/, fn ->
@@ -74,7 +81,10 @@ defmodule Kiln.ApiTest do
           end
 
         {p, mu, n} = {random_p(), random_mu(), random_iterations()}
-        results = chunks |> LogisticMap.stream(p, mu, iterations: n, batch: batch, backend: :cpu) |> Enum.to_list()
+
+        results =
+          chunks |> LogisticMap.stream(p, mu, iterations: n, batch: batch, backend: :cpu) |> Enum.to_list()
+
         assert length(results) == length(chunks)
 
         for {chunk, result} <- Enum.zip(chunks, results) do
@@ -159,7 +169,11 @@ defmodule Kiln.ApiTest do
 
       # Arguments are checked when the stream is made, before any chunk is taken.
       assert_raise ArgumentError, ~r/p must be/, fn -> LogisticMap.stream([[1]], 0, 22) end
-      assert_raise ArgumentError, ~r/batch must be a positive integer/, fn -> LogisticMap.stream([[1]], 61, 22, batch: 0) end
+
+      assert_raise ArgumentError, ~r/batch must be a positive integer/, fn ->
+        LogisticMap.stream([[1]], 61, 22, batch: 0)
+      end
+
       assert_raise ArgumentError, ~r/chunks must be an Enumerable/, fn -> LogisticMap.stream(:x, 61, 22) end
     end
   end
@@ -220,7 +234,9 @@ defmodule Kiln.ApiTest do
       list = random_int64s(100)
       nx_bytes = for x <- list, into: <<>>, do: <<x::signed-size(64)-native>>
       assert Binary.from_list(list) == nx_bytes
-      assert LogisticMap.run(nx_bytes, 61, 22) == for(x <- Pure.run(list, 61, 22), into: <<>>, do: <<x::signed-64-native>>)
+
+      assert LogisticMap.run(nx_bytes, 61, 22) ==
+               for(x <- Pure.run(list, 61, 22), into: <<>>, do: <<x::signed-64-native>>)
     end
   end
 
@@ -241,7 +257,10 @@ defmodule Kiln.ConfigTest do
   alias Kiln.LogisticMap.Pure
 
   setup do
-    on_exit(fn -> for key <- [:backend, :device, :host_share, :iterations, :max_memory], do: Application.delete_env(:kiln, key) end)
+    on_exit(fn ->
+      for key <- [:backend, :device, :host_share, :iterations, :max_memory],
+          do: Application.delete_env(:kiln, key)
+    end)
   end
 
   test "backend, device, host_share and iterations default to the configuration, and calls override it" do
@@ -270,21 +289,34 @@ defmodule Kiln.ConfigTest do
 
   test "a bad configured value raises ArgumentError naming the configuration; unknown options still raise" do
     Application.put_env(:kiln, :backend, :tpu)
-    assert_raise ArgumentError, ~r/config :kiln, backend: unknown backend :tpu/, fn -> LogisticMap.run([1], 61, 22) end
+
+    assert_raise ArgumentError, ~r/config :kiln, backend: unknown backend :tpu/, fn ->
+      LogisticMap.run([1], 61, 22)
+    end
+
     assert LogisticMap.run([1], 61, 22, backend: :cpu) == [28]
     Application.put_env(:kiln, :iterations, -1)
-    assert_raise ArgumentError, ~r/config :kiln, iterations: iterations must be a non-negative/, fn -> Pure.run([1], 61, 22) end
+
+    assert_raise ArgumentError, ~r/config :kiln, iterations: iterations must be a non-negative/, fn ->
+      Pure.run([1], 61, 22)
+    end
+
     Application.delete_env(:kiln, :iterations)
-    assert_raise ArgumentError, ~r/unknown keys \[:iteration\]/, fn -> LogisticMap.run([1], 61, 22, backend: :cpu, iteration: 1) end
+
+    assert_raise ArgumentError, ~r/unknown keys \[:iteration\]/, fn ->
+      LogisticMap.run([1], 61, 22, backend: :cpu, iteration: 1)
+    end
   end
 
   test "max_memory bounds a call's data: small calls pass, larger ones and endless streams raise" do
     Application.put_env(:kiln, :max_memory, 1_000_000)
     assert LogisticMap.run(1..10_000, 61, 22) == Pure.run(1..10_000, 61, 22)
 
-    assert_raise ArgumentError, ~r/needs about 2400000 bytes .* more than the 1000000 bytes .*config :kiln, max_memory/, fn ->
-      LogisticMap.run(1..100_000, 61, 22)
-    end
+    assert_raise ArgumentError,
+                 ~r/needs about 2400000 bytes .* more than the 1000000 bytes .*config :kiln, max_memory/,
+                 fn ->
+                   LogisticMap.run(1..100_000, 61, 22)
+                 end
 
     assert_raise ArgumentError, ~r/an Enumerable of more than \d+ elements/, fn ->
       LogisticMap.run_windows(Stream.repeatedly(fn -> 1 end), 61, 22, window: 1000)
@@ -295,6 +327,9 @@ defmodule Kiln.ConfigTest do
     end
 
     # A stream of chunks is bounded by its batches, whatever its length.
-    assert Stream.repeatedly(fn -> [1] end) |> LogisticMap.stream(61, 22, batch: 1000) |> Enum.take(5000) |> length() == 5000
+    assert Stream.repeatedly(fn -> [1] end)
+           |> LogisticMap.stream(61, 22, batch: 1000)
+           |> Enum.take(5000)
+           |> length() == 5000
   end
 end

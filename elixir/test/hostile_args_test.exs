@@ -42,7 +42,8 @@ defmodule Kiln.HostileArgsTest do
     [
       {"Kiln.empty_call/1", &Kiln.empty_call/1, data: data},
       {"Kiln.LogisticMap.run/4", &LogisticMap.run/4, data: data, p: 61, mu: 22, opts: {@run_keys, []}},
-      {"Kiln.LogisticMap.run_stats/4", &LogisticMap.run_stats/4, data: data, p: 61, mu: 22, opts: {@run_keys, []}},
+      {"Kiln.LogisticMap.run_stats/4", &LogisticMap.run_stats/4,
+       data: data, p: 61, mu: 22, opts: {@run_keys, []}},
       {"Kiln.LogisticMap.run_windows/4", &LogisticMap.run_windows/4,
        data: data, p: 61, mu: 22, opts: {@run_keys ++ [:window], [window: 2]}},
       {"Kiln.LogisticMap.stream/4", &stream_to_list/4,
@@ -50,10 +51,12 @@ defmodule Kiln.HostileArgsTest do
       {"Kiln.LogisticMap.Pure.run/4", &Pure.run/4,
        pure_data: data, pure_p: 61, integer: 22, opts: {[:iterations, :stages, :variant], []}},
       {"Kiln.LogisticMap.Pure.calc/3", &Pure.calc/3, integer: 5, pure_p: 61, integer: 22},
-      {"Kiln.LogisticMap.Pure.loop_calc/4", &Pure.loop_calc/4, integer: 3, integer: 5, pure_p: 61, integer: 22},
+      {"Kiln.LogisticMap.Pure.loop_calc/4", &Pure.loop_calc/4,
+       integer: 3, integer: 5, pure_p: 61, integer: 22},
       {"Kiln.LogisticMap.Pure.inlined_calc/3", &Pure.inlined_calc/3, integer: 5, pure_p: 61, integer: 22},
       {"Kiln.Buffer.upload/2", &Buffer.upload/2, data: data, opts: {[:backend, :device], [backend: :cpu]}},
-      {"Kiln.Buffer.run/4", &Buffer.run/4, buffer: buffer, p: 61, mu: 22, opts: {[:iterations], [iterations: 0]}},
+      {"Kiln.Buffer.run/4", &Buffer.run/4,
+       buffer: buffer, p: 61, mu: 22, opts: {[:iterations], [iterations: 0]}},
       {"Kiln.Buffer.run_stats/4", &Buffer.run_stats/4,
        buffer: buffer, p: 61, mu: 22, opts: {[:iterations], [iterations: 0]}},
       {"Kiln.Buffer.download/1", &Buffer.download/1, buffer: buffer},
@@ -88,7 +91,9 @@ defmodule Kiln.HostileArgsTest do
   defp bad(:binary), do: {BadValues.non_binary(), ~r/binary/}
   defp bad(:buffer), do: {BadValues.buffer(), ~r/not a buffer made by Kiln.Buffer.upload/}
   # size/1 reads the struct without the NIF: a well-formed one around a foreign reference passes.
-  defp bad(:buffer_struct), do: {BadValues.buffer(well_formed: false), ~r/not a buffer made by Kiln.Buffer.upload/}
+  defp bad(:buffer_struct),
+    do: {BadValues.buffer(well_formed: false), ~r/not a buffer made by Kiln.Buffer.upload/}
+
   defp bad(:kernel), do: {BadValues.kernel(Kernels, :affine), ~r/kernel/}
 
   defp bad({:opts, keys}) do
@@ -119,12 +124,15 @@ defmodule Kiln.HostileArgsTest do
         end)
         |> List.replace_at(index, value)
 
-      context = "#{name}, round #{round}, argument #{index} (#{inspect(kind)}) = #{inspect(value)}, seed #{inspect(@seed)}"
+      context =
+        "#{name}, round #{round}, argument #{index} (#{inspect(kind)}) = #{inspect(value)}, seed #{inspect(@seed)}"
 
       case call(fun, args) do
         {:raised, %ArgumentError{message: message}, _stacktrace} ->
           refute message == "argument error", "#{context}: the bare ArgumentError"
-          assert message =~ names, "#{context}: #{inspect(message)} does not name the argument (#{inspect(names)})"
+
+          assert message =~ names,
+                 "#{context}: #{inspect(message)} does not name the argument (#{inspect(names)})"
 
         {:raised, exception, stacktrace} ->
           flunk(
@@ -153,7 +161,13 @@ defmodule Kiln.HostileArgsTest do
         want = Pure.run(data, p, mu, iterations: n)
         backend = pick([:scalar, :cpu])
         assert_same(LogisticMap.run(data, p, mu, iterations: n, backend: backend), want, context)
-        assert_same(LogisticMap.run_windows(data, p, mu, iterations: n, window: :rand.uniform(7)), want, context)
+
+        assert_same(
+          LogisticMap.run_windows(data, p, mu, iterations: n, window: :rand.uniform(7)),
+          want,
+          context
+        )
+
         assert_same(Cluster.run(data, p, mu, iterations: n, nodes: [node()], parts: 3), want, context)
         assert Kiln.empty_call(data) == if(is_binary(data), do: data, else: Enum.to_list(data))
       end
@@ -169,13 +183,17 @@ defmodule Kiln.HostileArgsTest do
       assert Buffer.download(buffer) == Binary.from_list(expected)
 
       for endianness <- [:native, :little, :big] do
-        assert list |> Binary.from_list(endianness: endianness) |> Binary.to_list(endianness: endianness) == list
+        assert list |> Binary.from_list(endianness: endianness) |> Binary.to_list(endianness: endianness) ==
+                 list
       end
 
       {a, b} = {random_int64(), random_int64()}
       kernel = {Kernels, :affine, [rem(a, 1000), rem(b, 1000)]}
       small = Enum.map(list, &rem(&1, 1_000_000))
-      assert Cluster.map_kernel(small, kernel, nodes: [node()]) == Enum.map(small, &(rem(a, 1000) * &1 + rem(b, 1000)))
+
+      assert Cluster.map_kernel(small, kernel, nodes: [node()]) ==
+               Enum.map(small, &(rem(a, 1000) * &1 + rem(b, 1000)))
+
       x = random_int64()
       assert Pure.calc(x, p, mu) == rem(mu * x * (x + 1), p)
       assert Pure.loop_calc(n, x, p, mu) == hd(Pure.run([x], p, mu, iterations: n))

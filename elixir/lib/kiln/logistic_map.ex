@@ -200,7 +200,8 @@ defmodule Kiln.LogisticMap do
     {batch, opts} = Keyword.pop!(opts, :batch)
 
     unless Args.enumerable?(chunks) do
-      raise ArgumentError, "chunks must be an Enumerable of chunks (lists or binaries), got #{Args.show(chunks)}"
+      raise ArgumentError,
+            "chunks must be an Enumerable of chunks (lists or binaries), got #{Args.show(chunks)}"
     end
 
     chunks
@@ -266,7 +267,8 @@ defmodule Kiln.LogisticMap do
   defp take([], _left, acc, n), do: {:lists.reverse(acc), n, []}
 
   defp take(tail, _left, _acc, _n) do
-    raise ArgumentError, "data must be a proper list of integers, got an improper list ending in #{Args.show(tail)}"
+    raise ArgumentError,
+          "data must be a proper list of integers, got an improper list ending in #{Args.show(tail)}"
   end
 
   # Any other Enumerable, window by window; the result's size is known only as it grows, so it is
@@ -345,7 +347,8 @@ defmodule Kiln.LogisticMap do
     :erlang.length(list)
   catch
     :error, :badarg ->
-      raise ArgumentError, "chunk #{index} must be a proper list of integers, got an improper list: #{Args.show(list)}"
+      raise ArgumentError,
+            "chunk #{index} must be a proper list of integers, got an improper list: #{Args.show(list)}"
   end
 
   # Each batch's call starts as soon as the batch is gathered; then the previous batch's results

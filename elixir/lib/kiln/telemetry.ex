@@ -31,7 +31,16 @@ defmodule Kiln.Telemetry do
       end, nil)
   """
 
-  @numeric_stats [:total_s, :kernel_s, :host_to_device_s, :device_to_host_s, :decode_s, :encode_s, :chunks, :host_elements]
+  @numeric_stats [
+    :total_s,
+    :kernel_s,
+    :host_to_device_s,
+    :device_to_host_s,
+    :decode_s,
+    :encode_s,
+    :chunks,
+    :host_elements
+  ]
 
   # Called through apply/3: :telemetry is no dependency, so the compiler must not look for it.
   @telemetry :telemetry
@@ -68,13 +77,17 @@ defmodule Kiln.Telemetry do
     else
       {_result, stats} = reply ->
         stop = System.monotonic_time()
-        measurements = Map.merge(Map.take(stats, @numeric_stats), %{duration: stop - start, monotonic_time: stop})
+
+        measurements =
+          Map.merge(Map.take(stats, @numeric_stats), %{duration: stop - start, monotonic_time: stop})
+
         execute([:kiln, :run, :stop], measurements, Map.put(metadata, :stats, stats))
         reply
     end
   end
 
-  defp execute(event, measurements, metadata), do: apply(@telemetry, :execute, [event, measurements, metadata])
+  defp execute(event, measurements, metadata),
+    do: apply(@telemetry, :execute, [event, measurements, metadata])
 
   # function_exported?/3 is a cheap check, true once the module is loaded. The code path is
   # searched for it once per VM (a search on every run would cost more than a small run).

@@ -72,7 +72,24 @@ defmodule Kiln.BadValues do
     ])
   end
 
-  defp non_data, do: pick([:a, nil, true, 7, -(1 <<< 100), 1.5, %{a: 1}, %{}, {1, 2}, self(), make_ref(), fn -> 1 end, ~D[2020-01-01]])
+  defp non_data,
+    do:
+      pick([
+        :a,
+        nil,
+        true,
+        7,
+        -(1 <<< 100),
+        1.5,
+        %{a: 1},
+        %{},
+        {1, 2},
+        self(),
+        make_ref(),
+        fn -> 1 end,
+        ~D[2020-01-01]
+      ])
+
   defp improper, do: pick([[1 | 2], [1, 2 | :x], [1 | <<0::64>>], [[] | 3]])
 
   defp forged_range do
@@ -115,18 +132,21 @@ defmodule Kiln.BadValues do
         ],
         else: []
 
-    pick(forged ++ [
-      :a,
-      nil,
-      make_ref(),
-      %Kiln.Buffer{ref: :ref, size: 3, backend: :cpu, device: "cpu"},
-      %Kiln.Buffer{ref: make_ref(), size: -1, backend: :cpu, device: "cpu"},
-      %Kiln.Buffer{ref: make_ref(), size: 3, backend: :tpu, device: "cpu"},
-      %{__struct__: Kiln.Buffer},
-      %{ref: make_ref(), size: 3, backend: :cpu, device: "cpu"},
-      {:buffer, make_ref()},
-      [1, 2, 3]
-    ])
+    pick(
+      forged ++
+        [
+          :a,
+          nil,
+          make_ref(),
+          %Kiln.Buffer{ref: :ref, size: 3, backend: :cpu, device: "cpu"},
+          %Kiln.Buffer{ref: make_ref(), size: -1, backend: :cpu, device: "cpu"},
+          %Kiln.Buffer{ref: make_ref(), size: 3, backend: :tpu, device: "cpu"},
+          %{__struct__: Kiln.Buffer},
+          %{ref: make_ref(), size: 3, backend: :cpu, device: "cpu"},
+          {:buffer, make_ref()},
+          [1, 2, 3]
+        ]
+    )
   end
 
   @doc "Not a kernel {module, name, params} of `module` (whose `name` takes two params)."
@@ -153,8 +173,23 @@ defmodule Kiln.BadValues do
   @doc "Options that are not a keyword list of `keys`, or give one of them a value of the wrong type."
   def opts(keys) do
     pick_fun([
-      fn -> pick([:fast, %{iterations: 1}, [1], [{"iterations", 1}], [{:iterations, 1} | 2], {:iterations, 1}, "opts", 42, [[a: 1]], nil]) end,
-      fn -> [{pick([:iteration, :foo, :backends, :window, :batch, :nodes, :stages, :endianness] -- keys), 1}] end,
+      fn ->
+        pick([
+          :fast,
+          %{iterations: 1},
+          [1],
+          [{"iterations", 1}],
+          [{:iterations, 1} | 2],
+          {:iterations, 1},
+          "opts",
+          42,
+          [[a: 1]],
+          nil
+        ])
+      end,
+      fn ->
+        [{pick([:iteration, :foo, :backends, :window, :batch, :nodes, :stages, :endianness] -- keys), 1}]
+      end,
       fn ->
         key = pick(keys)
         [{key, option_value(key)}]

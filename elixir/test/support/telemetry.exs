@@ -32,7 +32,8 @@ defmodule :telemetry do
     end
   end
 
-  def execute(event, measurements, metadata) when is_list(event) and is_map(measurements) and is_map(metadata) do
+  def execute(event, measurements, metadata)
+      when is_list(event) and is_map(measurements) and is_map(metadata) do
     for {id, events, fun, config} <- :persistent_term.get(@key, []), event in events do
       try do
         fun.(event, measurements, metadata, config)

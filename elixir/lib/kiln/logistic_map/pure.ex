@@ -50,7 +50,11 @@ defmodule Kiln.LogisticMap.Pure do
 
         # The list of inputs, the list of results and the binary.
         n = div(byte_size(binary), 8)
-        Memory.check!(2 * Memory.list_bytes(n) + Memory.int64_bytes(n), fn -> "Pure.run over #{n} elements" end)
+
+        Memory.check!(2 * Memory.list_bytes(n) + Memory.int64_bytes(n), fn ->
+          "Pure.run over #{n} elements"
+        end)
+
         list = for <<x::signed-native-64 <- binary>>, do: x
         list |> map(fun, stages) |> to_int64_binary()
 
@@ -67,7 +71,8 @@ defmodule Kiln.LogisticMap.Pure do
         range |> Enum.to_list() |> map(fun, stages)
 
       %Range{} = range ->
-        raise ArgumentError, "data is not a valid Range (integer first, last and a non-zero step): #{Args.show(range)}"
+        raise ArgumentError,
+              "data is not a valid Range (integer first, last and a non-zero step): #{Args.show(range)}"
 
       other ->
         if Args.enumerable?(other) do
@@ -100,7 +105,9 @@ defmodule Kiln.LogisticMap.Pure do
 
   @doc "Ten steps of the map written out inline (the seed's `benchmarks3`)."
   @spec inlined_calc(integer, integer, integer) :: integer
-  def inlined_calc(x, p, mu) when is_integer(x) and is_integer(p) and p != 0 and is_integer(mu), do: inlined(x, p, mu)
+  def inlined_calc(x, p, mu) when is_integer(x) and is_integer(p) and p != 0 and is_integer(mu),
+    do: inlined(x, p, mu)
+
   def inlined_calc(x, p, mu), do: bad_args!(x, p, mu, "inlined_calc(x, p, mu)")
 
   # The unchecked bodies: run/4 checks once, not once an element.
