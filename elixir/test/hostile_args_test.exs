@@ -146,6 +146,32 @@ defmodule Kiln.HostileArgsTest do
     end
   end
 
+  test "every exported function of the public modules, given junk for every argument, raises ArgumentError" do
+    # Catches a public function the specs above do not list. Public: documented (not @doc false).
+    modules = [Kiln, LogisticMap, Pure, Buffer, Binary, Cluster, Kiln.Options, Kiln.Telemetry]
+
+    for module <- modules,
+        {name, arity} <- documented_functions(module),
+        arity > 0,
+        round <- 1..20 do
+      args = for _ <- 1..arity, do: BadValues.junk()
+
+      case call(Function.capture(module, name, arity), args) do
+        {:raised, %ArgumentError{message: message}, _} ->
+          refute message == "argument error", "#{inspect(module)}.#{name}(#{inspect(args)}): bare"
+
+        {:raised, e, st} ->
+          flunk(
+            "#{inspect(module)}.#{name}(#{inspect(args)}), round #{round}: " <>
+              Exception.format(:error, e, st)
+          )
+
+        {:returned, result} ->
+          flunk("#{inspect(module)}.#{name}(#{inspect(args)}), round #{round}: returned #{inspect(result)}")
+      end
+    end
+  end
+
   test "the same functions with good arguments give the definition's results" do
     buffer_backends = Enum.filter([:scalar, :cpu, :opencl], &available?/1)
 
@@ -199,6 +225,11 @@ defmodule Kiln.HostileArgsTest do
       assert Pure.loop_calc(n, x, p, mu) == hd(Pure.run([x], p, mu, iterations: n))
       assert Pure.inlined_calc(x, p, mu) == hd(Pure.run([x], p, mu, iterations: 10))
     end
+  end
+
+  defp documented_functions(module) do
+    {:docs_v1, _, _, _, _, _, docs} = Code.fetch_docs(module)
+    for {{:function, name, arity}, _, _, doc, _} <- docs, doc != :hidden, do: {name, arity}
   end
 
   defp call(fun, args) do

@@ -29,7 +29,6 @@ defmodule Kiln.BadValues do
       fn -> 1 end,
       fn _ -> 1 end,
       ~D[2020-01-01],
-      %Kiln.Buffer{ref: make_ref(), size: 3, backend: :cpu, device: "cpu"},
       [a: 1]
     ])
   end

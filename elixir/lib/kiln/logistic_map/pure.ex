@@ -34,6 +34,13 @@ defmodule Kiln.LogisticMap.Pure do
   @int64_min -0x8000_0000_0000_0000
   @int64_max 0x7FFF_FFFF_FFFF_FFFF
 
+  @doc """
+  Applies the map to every element of `data` in plain Elixir; see the module doc for the data
+  and the options.
+
+      iex> Kiln.LogisticMap.Pure.run([1, 2, 3], 61, 22, iterations: 1, stages: 2)
+      [44, 10, 20]
+  """
   @spec run(Enumerable.t() | binary, integer, integer, keyword) :: [integer] | binary
   def run(data, p, mu, opts \\ []) do
     opts = Options.validate!(opts, [:iterations, :stages, :variant])
