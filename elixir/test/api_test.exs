@@ -119,12 +119,12 @@ defmodule Kiln.ApiTest do
         end)
 
       assert count == 1_000_000
-      {early, late} = heaps |> Enum.reverse() |> Enum.split(10)
-      # The stream holds a few batches of 65,536 one-element chunks (their lists and results), the
-      # same early as late; a leak of one result a chunk would add 4 words a chunk, 4 million in
-      # all, growing from one sample to the next.
-      assert Enum.max(late) <= 1.5 * Enum.max(early) + 100_000, "heap samples #{inspect(Enum.reverse(heaps))}"
-      assert Enum.max(heaps) < 2_000_000, "heap samples #{inspect(Enum.reverse(heaps))}"
+      # The stream holds a few batches of 65,536 one-element chunks: the one being gathered, the
+      # results being emitted, and at times the next batch's results waiting in the mailbox (so a
+      # sample varies, up to about a million words, with where in a batch and when it is taken).
+      # Holding on to one result a chunk would add 4 words a chunk: past 1.5 million words by the
+      # 8th of the 20 samples, 4 million by the last.
+      assert Enum.max(heaps) < 1_500_000, "heap samples #{inspect(Enum.reverse(heaps))}"
     end
 
     test "is lazy: chunks are taken as results are consumed, at most two calls ahead" do

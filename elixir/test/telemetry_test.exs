@@ -68,8 +68,8 @@ defmodule Kiln.TelemetryTest do
     assert [4, 4, 2] == for({[:kiln, :run, :stop], _, meta} <- events(), do: meta.n)
 
     [[1, 2], [3], <<4::signed-native-64>>] |> LogisticMap.stream(61, 22, batch: 8) |> Stream.run()
-    # The two lists share a call; the binary has its own.
-    assert [3, 1] == for({[:kiln, :run, :stop], _, meta} <- events(), do: meta.n)
+    # The two lists share a call; the binary has its own (the two calls overlap: either may end first).
+    assert [1, 3] == Enum.sort(for {[:kiln, :run, :stop], _, meta} <- events(), do: meta.n)
 
     buffer = Buffer.upload(1..5, backend: :cpu)
     Buffer.run(buffer, 61, 22, iterations: 2)
