@@ -85,15 +85,14 @@ defmodule Kiln.Options do
   # its own as `{key, default}` (then the configuration does not apply). In the order of `keys`.
   @spec validate!(term, [key]) :: keyword
   def validate!(opts, keys) do
-    names = Enum.map(keys, &key_name/1)
-    given = keyword!(opts, names)
+    given = given!(opts, keys, opts, %{})
 
     Enum.map(keys, fn key ->
       name = key_name(key)
 
-      case Keyword.fetch(given, name) do
-        {:ok, value} -> {name, check!(name, value)}
-        :error -> {name, default!(key)}
+      case given do
+        %{^name => value} -> {name, check!(name, value)}
+        _ -> {name, default!(key)}
       end
     end)
   end
@@ -102,7 +101,8 @@ defmodule Kiln.Options do
   # Only the options `opts` sets, each checked (for per-node overrides, merged onto full options).
   @spec check_given!(term, [atom]) :: keyword
   def check_given!(opts, names) do
-    opts |> keyword!(names) |> Enum.map(fn {name, value} -> {name, check!(name, value)} end)
+    given!(opts, names, opts, %{})
+    Enum.map(opts, fn {name, value} -> {name, check!(name, value)} end)
   end
 
   @doc "The default of `option` for a call now: the configured one where it is configurable."
@@ -135,30 +135,34 @@ defmodule Kiln.Options do
 
   defp default!(name), do: Map.fetch!(@defaults, name)
 
-  # A keyword list whose keys are all among `names`, each once; as Keyword.validate!/2 words it.
-  defp keyword!(opts, names) do
-    unless Args.proper_list?(opts) and Enum.all?(opts, &match?({key, _} when is_atom(key), &1)) do
-      raise ArgumentError,
-            "options must be a keyword list, got #{inspect(opts, structs: false, limit: 8, printable_limit: 40)}"
-    end
+  # The options as a map, once it is sure they are a keyword list whose keys are all among
+  # `keys`, each once (worded as Keyword.validate!/2 words it). One pass: this runs on every call.
+  defp given!([{name, value} | rest], keys, opts, acc) when is_atom(name) do
+    cond do
+      is_map_key(acc, name) ->
+        raise ArgumentError, "duplicate keys #{inspect([name])} in #{inspect(opts, limit: 8)}"
 
-    case Enum.reject(Keyword.keys(opts), &(&1 in names)) do
-      [] ->
-        :ok
+      not known?(name, keys) ->
+        names = Enum.map(keys, &key_name/1)
+        unknown = opts |> Keyword.keys() |> Enum.reject(&(&1 in names)) |> Enum.uniq()
 
-      unknown ->
         raise ArgumentError,
-              "unknown keys #{inspect(Enum.uniq(unknown))} in #{inspect(opts, limit: 8, printable_limit: 40)}, " <>
+              "unknown keys #{inspect(unknown)} in #{inspect(opts, limit: 8, printable_limit: 40)}, " <>
                 "the allowed keys are: #{inspect(names)}"
-    end
 
-    keys = Keyword.keys(opts)
-
-    case keys -- Enum.uniq(keys) do
-      [] -> opts
-      dups -> raise ArgumentError, "duplicate keys #{inspect(Enum.uniq(dups))} in #{inspect(opts, limit: 8)}"
+      true ->
+        given!(rest, keys, opts, Map.put(acc, name, value))
     end
   end
+
+  defp given!([], _keys, _opts, acc), do: acc
+
+  defp given!(_not_keyword, _keys, opts, _acc) do
+    raise ArgumentError,
+          "options must be a keyword list, got #{inspect(opts, structs: false, limit: 8, printable_limit: 40)}"
+  end
+
+  defp known?(name, keys), do: name in keys or List.keymember?(keys, name, 0)
 
   # Each check returns the value as the options keep it (`:device` stays `:all`; the NIF's form
   # is made where the NIF is called).
