@@ -142,6 +142,11 @@ defmodule Kiln.Options do
       is_map_key(acc, name) ->
         raise ArgumentError, "duplicate keys #{inspect([name])} in #{inspect(opts, limit: 8)}"
 
+      # The options may still turn out not to be a keyword list: say that first, as the rest
+      # of the message lists their keys.
+      not known?(name, keys) and not Keyword.keyword?(opts) ->
+        given!(:not_keyword, keys, opts, acc)
+
       not known?(name, keys) ->
         names = Enum.map(keys, &key_name/1)
         unknown = opts |> Keyword.keys() |> Enum.reject(&(&1 in names)) |> Enum.uniq()
