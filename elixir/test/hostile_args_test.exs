@@ -13,12 +13,13 @@ defmodule Kiln.HostileArgsTest do
     defkernel affine(x, a, b), do: a * x + b
   end
 
-  # KILN_PROPERTY_SEED=a,b,c replays another run; failures print the seed they ran with.
+  # KILN_PROPERTY_SEED=a,b,c replays another run (or searches another one); failures print the seed they ran with.
   @seed (case System.get_env("KILN_PROPERTY_SEED") do
            nil -> {20, 26, 12}
            text -> text |> String.split(",") |> Enum.map(&String.to_integer/1) |> List.to_tuple()
          end)
-  @rounds 120
+  # KILN_PROPERTY_ROUNDS=n runs n rounds a function instead (a longer search).
+  @rounds String.to_integer(System.get_env("KILN_PROPERTY_ROUNDS", "120"))
 
   @run_keys [:backend, :device, :iterations, :chunk_size, :phase_times, :host_share]
   @spread_keys [:nodes, :parts, :in_flight, :timeout]
