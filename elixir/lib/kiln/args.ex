@@ -137,19 +137,14 @@ defmodule Kiln.Args do
   memory than is available: an endless stream ends in an error, not in the VM's abort.
   """
   def enum_to_list!(enum, name) do
-    # Checked every 2^20 elements against the memory there was at the start.
-    budget =
-      case Kiln.Memory.available() do
-        {bytes, _source} -> bytes
-        nil -> nil
-      end
-
+    # Checked every 2^20 elements against the memory available then (a file read only once the
+    # list is large, or a bound is configured: see Kiln.Memory.check!/2).
     # A stream that takes a part of another ends :halted, its elements all given.
     {_done_or_halted, {reversed, _count}} =
       Enumerable.reduce(enum, {:cont, {[], 0}}, fn x, {acc, count} ->
         count = count + 1
 
-        if budget && Bitwise.band(count, 0xFFFFF) == 0 do
+        if Bitwise.band(count, 0xFFFFF) == 0 do
           Kiln.Memory.check!(Kiln.Memory.list_bytes(count), fn ->
             "#{name} (an Enumerable of more than #{count} elements, listed)"
           end)
