@@ -8,7 +8,14 @@ defmodule Kiln do
     * `Kiln.LogisticMap.Pure` - the same map in plain Elixir: the definition and the baseline.
     * `Kiln.Buffer` - data kept on a device between runs.
     * `Kiln.Cluster` - one map spread over several BEAM nodes, each with its own devices.
-    * `Kiln.Binary` - build and read binaries of native-endian signed 64-bit integers.
+    * `Kiln.Binary` - build and read binaries of native-endian signed 64-bit integers (what Nx
+      reads and writes for `:s64` tensors).
+    * `Kiln.Options` - the options every module shares, and their defaults in `config :kiln`.
+    * `Kiln.Telemetry` - the `:telemetry` events around every engine run.
+
+  Every public function takes its data as a list, a `Range`, a binary or any other `Enumerable`
+  of integers (a `Stream`), and raises `ArgumentError` naming the argument for anything it cannot
+  take; a call whose result would not fit in the memory available raises before allocating it.
 
   Every long call runs on a dirty scheduler, so the VM stays responsive during a run.
 
@@ -51,16 +58,19 @@ defmodule Kiln do
   @doc """
   Crosses into the NIF and back without computing anything.
 
-  The NIF decodes `data` (a list of integers or a binary of native-endian int64) into a native
-  array and encodes it again in the same shape; this is the seed's `benchmarks_empty`, the cost
-  that every `Kiln.LogisticMap.run/4` pays on top of the computation.
+  The NIF decodes `data` (a list of integers, a binary of native-endian int64, a `Range` or any
+  other `Enumerable` of integers, which give a list) into a native array and encodes it again in
+  the same shape; this is the seed's `benchmarks_empty`, the cost that every
+  `Kiln.LogisticMap.run/4` pays on top of the computation. Bad data raises `ArgumentError`, as
+  it does for `Kiln.LogisticMap.run/4`.
 
       iex> Kiln.empty_call([1, -2, 3])
       [1, -2, 3]
   """
-  @spec empty_call([integer] | binary) :: [integer] | binary
+  @spec empty_call(Kiln.LogisticMap.data()) :: [integer] | binary
   def empty_call(data) do
-    {nif_data, as_list} = Args.data!(data)
+    {nif_data, as_list, n} = Args.data_n!(data)
+    Kiln.Memory.check_result!(as_list, n, fn -> "empty_call over #{n} elements" end)
     Args.unwrap!(Native.convert(nif_data, as_list))
   end
 end

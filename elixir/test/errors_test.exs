@@ -144,6 +144,72 @@ defmodule Kiln.ErrorsTest do
     assert_raise ArgumentError, ~r/cannot fit in memory/, fn -> Kiln.Binary.iota(int64_min(), int64_max()) end
   end
 
+  test "the calls that used to raise FunctionClauseError or the bare \"argument error\"" do
+    assert_raise ArgumentError, ~r/options must be a keyword list, got :fast/, fn ->
+      run([1], 61, 22, :fast)
+    end
+
+    assert_raise ArgumentError, ~r/options must be a keyword list/, fn ->
+      LogisticMap.run_windows([1], 61, 22, %{window: 2})
+    end
+
+    assert_raise ArgumentError, ~r/to_list expects a binary/, fn -> Kiln.Binary.to_list([1, 2]) end
+
+    assert_raise ArgumentError, ~r/from_list expects an Enumerable of integers, got a binary/, fn ->
+      Kiln.Binary.from_list(<<1::64>>)
+    end
+
+    assert_raise ArgumentError, ~r/data must be a list of integers/, fn -> Kiln.Binary.from_list(:x) end
+
+    assert_raise ArgumentError, ~r/data must be a proper list of integers/, fn ->
+      Pure.run([1, 2 | 3], 61, 22)
+    end
+
+    assert_raise ArgumentError, ~r/data must be a proper list of integers/, fn ->
+      LogisticMap.run_windows([1 | 2], 61, 22)
+    end
+
+    # The index in the whole input, not in the window.
+    assert_raise ArgumentError, ~r/^element at index 2 does not fit in int64/, fn ->
+      LogisticMap.run_windows([0, 0, 1 <<< 100], 61, 22, window: 2)
+    end
+
+    for not_a_buffer <- [:x, %Kiln.Buffer{ref: make_ref(), size: 3, backend: :cpu, device: "cpu"}, %{size: 1}] do
+      for call <- [
+            &Kiln.Buffer.run(&1, 61, 22),
+            &Kiln.Buffer.run_stats(&1, 61, 22),
+            &Kiln.Buffer.download/1,
+            &Kiln.Buffer.to_list/1
+          ] do
+        assert_raise ArgumentError, ~r/not a buffer made by Kiln.Buffer.upload\/2/, fn ->
+          call.(not_a_buffer)
+        end
+      end
+    end
+
+    for kernel <- [{Kiln.LogisticMap, :run}, :k, {Enum, :map, [1 | 2]}] do
+      assert_raise ArgumentError, ~r/kernel/, fn -> Kiln.Cluster.map_kernel([1], kernel, nodes: [node()]) end
+    end
+
+    assert_raise ArgumentError, ~r/calc\(x, p, mu\): p must be a non-zero integer, got 0/, fn ->
+      Pure.calc(1, 0, 22)
+    end
+
+    assert_raise ArgumentError, ~r/loop_calc's num must be an integer/, fn ->
+      Pure.loop_calc(:ten, 1, 61, 22)
+    end
+
+    assert_raise ArgumentError, ~r/nodes must be a proper list/, fn ->
+      Kiln.Cluster.run([1], 61, 22, nodes: [node() | :b])
+    end
+
+    assert_raise ArgumentError, ~r/is not a node name/, fn -> Kiln.Cluster.run([1], 61, 22, nodes: [nil]) end
+
+    assert_raise ArgumentError, ~r/in_flight must be a positive integer of at most 1024/, fn ->
+      Kiln.Cluster.run([1], 61, 22, nodes: [node()], in_flight: 1 <<< 40)
+    end
+  end
+
   test "Pure's own checks" do
     assert_raise ArgumentError, ~r/:inlined writes out exactly 10 steps, got iterations: 9/, fn ->
       Pure.run([1], 61, 22, variant: :inlined, iterations: 9)

@@ -31,15 +31,22 @@ defmodule Kiln.Cluster do
     * `:timeout` - milliseconds one part may take on a node before that node counts as failed
       (default `:infinity`).
     * The options of `Kiln.LogisticMap.run/4` (`:backend`, `:device`, `:iterations`,
-      `:chunk_size`, `:host_share`), used on every node.
+      `:chunk_size`, `:host_share`), used on every node; `config :kiln` sets their defaults on
+      the calling node (see `Kiln.Options`), and those values go to every node.
+
+  `:in_flight` is at most 1024 and `:timeout` at most 2^32 - 1 ms. Data can be any `Enumerable`
+  of integers, as in `Kiln.LogisticMap`; anything the call cannot take (options that are not a
+  keyword list, a node that is not a node name, a kernel that is not `{module, name, params}`)
+  raises `ArgumentError` before any node is asked.
   """
 
-  alias Kiln.Args
+  alias Kiln.{Args, Memory, Options}
   require Kiln.Args
 
-  @spread_defaults [nodes: nil, parts: nil, in_flight: 2, timeout: :infinity]
-  @run_defaults [backend: :auto, device: 0, iterations: 10, chunk_size: 0, host_share: true]
-  @kernel_defaults [backend: :auto, device: 0, iterations: 1, chunk_size: 0]
+  @spread_keys [:nodes, :parts, :in_flight, :timeout]
+  @run_keys [:backend, :device, :iterations, :chunk_size, :host_share]
+  # A kernel's own defaults (those of Kiln.Kernel), not the logistic map's configured ones.
+  @kernel_keys [backend: :auto, device: 0, iterations: 1, chunk_size: 0]
 
   @doc """
   Applies the map to every element of `data` on the given nodes; see the module doc.
@@ -47,7 +54,7 @@ defmodule Kiln.Cluster do
       iex> Kiln.Cluster.run(1..3, 61, 22, nodes: [node()])
       [28, 25, 37]
   """
-  @spec run([integer] | Range.t() | binary, pos_integer, integer, keyword) :: [integer] | binary
+  @spec run(Kiln.LogisticMap.data(), pos_integer, integer, keyword) :: [integer] | binary
   def run(data, p, mu, opts \\ []) do
     {result, _stats} = run_stats(data, p, mu, opts)
     result
@@ -64,13 +71,13 @@ defmodule Kiln.Cluster do
       iex> {result, stats.parts, stats.failures}
       {[28, 25, 37], %{node() => 3}, %{}}
   """
-  @spec run_stats([integer] | Range.t() | binary, pos_integer, integer, keyword) ::
+  @spec run_stats(Kiln.LogisticMap.data(), pos_integer, integer, keyword) ::
           {[integer] | binary, stats}
   def run_stats(data, p, mu, opts \\ []) do
-    opts = Keyword.validate!(opts, @spread_defaults ++ @run_defaults)
+    opts = Options.validate!(opts, @spread_keys ++ @run_keys)
     p = Args.p!(p)
     mu = Args.mu!(mu)
-    spread_run(data, {Kiln.LogisticMap, :run, [p, mu]}, opts, Keyword.keys(@run_defaults))
+    spread_run(data, {Kiln.LogisticMap, :run, [p, mu]}, opts, @run_keys)
   end
 
   @doc """
@@ -92,18 +99,24 @@ defmodule Kiln.Cluster do
       iex> Kiln.Cluster.map_kernel(1..4, {ClusterDocKernels, :affine, [3, 1]}, nodes: [node()], parts: 2)
       [4, 7, 10, 13]
   """
-  @spec map_kernel([integer] | Range.t() | binary, {module, atom, [integer]}, keyword) :: [integer] | binary
+  @spec map_kernel(Kiln.LogisticMap.data(), {module, atom, [integer]}, keyword) :: [integer] | binary
   def map_kernel(data, kernel, opts \\ []) do
     {result, _stats} = map_kernel_stats(data, kernel, opts)
     result
   end
 
   @doc "Like `map_kernel/3`, with the statistics of `run_stats/4`."
-  @spec map_kernel_stats([integer] | Range.t() | binary, {module, atom, [integer]}, keyword) ::
+  @spec map_kernel_stats(Kiln.LogisticMap.data(), {module, atom, [integer]}, keyword) ::
           {[integer] | binary, stats}
-  def map_kernel_stats(data, {module, name, params}, opts \\ [])
+  def map_kernel_stats(data, kernel, opts \\ [])
+
+  def map_kernel_stats(data, {module, name, params}, opts)
       when is_atom(module) and is_atom(name) and is_list(params) do
-    opts = Keyword.validate!(opts, @spread_defaults ++ @kernel_defaults)
+    opts = Options.validate!(opts, @spread_keys ++ @kernel_keys)
+
+    unless Args.proper_list?(params) do
+      raise ArgumentError, "kernel parameters must be a proper list, got #{Args.show(params)}"
+    end
 
     for value <- params, not Args.is_int64(value) do
       raise ArgumentError, "kernel parameters must be integers that fit in int64, got #{inspect(value)}"
@@ -117,21 +130,29 @@ defmodule Kiln.Cluster do
             "#{inspect(module)}.#{name}/#{arity} is not a kernel defined with Kiln.Kernel.defkernel"
     end
 
-    spread_run(data, {module, name, params}, opts, Keyword.keys(@kernel_defaults))
+    spread_run(data, {module, name, params}, opts, Keyword.keys(@kernel_keys))
+  end
+
+  def map_kernel_stats(_data, kernel, _opts) do
+    raise ArgumentError,
+          "kernel must be {module, name, params} (two atoms and a list of integers), got #{Args.show(kernel)}"
   end
 
   # Checks the spreading options and the input once, here, then spreads `job` over the nodes.
   defp spread_run(data, job, opts, run_keys) do
-    run_opts = run_options!(Keyword.take(opts, run_keys))
+    run_opts = Keyword.take(opts, run_keys)
     nodes = nodes!(opts[:nodes] || [node() | Node.list()], run_opts, run_keys)
-    in_flight = positive!(:in_flight, opts[:in_flight])
-    timeout = timeout!(opts[:timeout])
-    {nif_data, as_list} = Args.data!(data)
+    in_flight = opts[:in_flight]
+    timeout = opts[:timeout]
+    {nif_data, as_list, n} = Args.data_n!(data)
+    # The input as a binary, the parts' results and their join, and the list a list input gets back.
+    result_bytes = if as_list, do: Memory.list_bytes(n), else: 0
+    Memory.check!(3 * Memory.int64_bytes(n) + result_bytes, fn -> "a spread of #{n} elements" end)
     binary = if is_binary(nif_data), do: nif_data, else: Args.unwrap!(Kiln.Native.convert(nif_data, false))
     count = div(byte_size(binary), 8)
     # This node alone has nothing to balance and no network to overlap: one part, no copies.
     default_parts = if match?([{n, _}] when n == node(), nodes), do: 1, else: 4 * length(nodes) * in_flight
-    parts = min(positive!(:parts, opts[:parts] || default_parts), max(count, 1))
+    parts = min(opts[:parts] || default_parts, max(count, 1))
 
     {result, stats} =
       if count == 0,
@@ -145,32 +166,34 @@ defmodule Kiln.Cluster do
 
   # Checked here, once, so that a bad option raises before any node is asked; whether a node can
   # run the backend is for the node to say.
-  defp run_options!(run_opts) do
-    Args.backend!(run_opts[:backend])
-    Args.device!(run_opts[:device])
-    Args.iterations!(run_opts[:iterations])
-    Args.chunk_size!(run_opts[:chunk_size])
-    if Keyword.has_key?(run_opts, :host_share), do: Args.boolean!(:host_share, run_opts[:host_share])
-    run_opts
-  end
-
   defp nodes!(nodes, run_opts, run_keys) when is_list(nodes) and nodes != [] do
+    unless Args.proper_list?(nodes) do
+      raise ArgumentError, "nodes must be a proper list of nodes, got #{Args.show(nodes)}"
+    end
+
     nodes =
       Enum.map(nodes, fn
         node when is_atom(node) ->
-          {node, run_opts}
+          {node_name!(node), run_opts}
 
-        {node, opts} when is_atom(node) and is_list(opts) ->
-          unless Keyword.keyword?(opts) and Enum.all?(Keyword.keys(opts), &(&1 in run_keys)) do
-            raise ArgumentError,
-                  "options for node #{inspect(node)} must be a keyword list of " <>
-                    "#{inspect(run_keys)}, got #{inspect(opts)}"
-          end
+        {node, opts} when is_atom(node) ->
+          node = node_name!(node)
 
-          {node, run_options!(Keyword.merge(run_opts, opts))}
+          overrides =
+            try do
+              Options.check_given!(opts, run_keys)
+            rescue
+              e in ArgumentError ->
+                reraise ArgumentError,
+                        "options for node #{inspect(node)} must be a keyword list of " <>
+                          "#{inspect(run_keys)}: #{Exception.message(e)}",
+                        __STACKTRACE__
+            end
+
+          {node, Keyword.merge(run_opts, overrides)}
 
         other ->
-          raise ArgumentError, "nodes must be atoms or {node, options} tuples, got #{inspect(other)}"
+          raise ArgumentError, "nodes must be atoms or {node, options} tuples, got #{Args.show(other)}"
       end)
 
     case nodes -- Enum.uniq_by(nodes, &elem(&1, 0)) do
@@ -180,21 +203,17 @@ defmodule Kiln.Cluster do
   end
 
   defp nodes!(nodes, _run_opts, _run_keys) do
-    raise ArgumentError, "nodes must be a non-empty list of nodes, got #{inspect(nodes)}"
+    raise ArgumentError, "nodes must be a non-empty list of nodes, got #{Args.show(nodes)}"
   end
 
-  defp positive!(_name, n) when is_integer(n) and n > 0, do: n
-
-  defp positive!(name, n) do
-    raise ArgumentError, "#{name} must be a positive integer, got #{inspect(n)}"
+  # A node's name is name@host; this node's may be :nonode@nohost, which has one too.
+  defp node_name!(node) when is_atom(node) and node not in [nil, true, false] do
+    if node == node() or String.contains?(Atom.to_string(node), "@"),
+      do: node,
+      else: raise(ArgumentError, "#{inspect(node)} is not a node name (name@host)")
   end
 
-  defp timeout!(:infinity), do: :infinity
-  defp timeout!(t) when is_integer(t) and t > 0, do: t
-
-  defp timeout!(t) do
-    raise ArgumentError, "timeout must be a positive integer (ms) or :infinity, got #{inspect(t)}"
-  end
+  defp node_name!(node), do: raise(ArgumentError, "#{inspect(node)} is not a node name (name@host)")
 
   # ---- the spread ----------------------------------------------------------------------------------
 

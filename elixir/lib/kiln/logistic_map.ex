@@ -11,9 +11,14 @@ defmodule Kiln.LogisticMap do
       iex> 1..3 |> Kiln.LogisticMap.run(61, 22)
       [28, 25, 37]
 
-  Data can be a list of integers, a `Range`, or a binary of native-endian signed 64-bit integers
-  (see `Kiln.Binary`); the result has the input's shape (a range gives a list). Binaries cross
-  into the NIF without conversion, so they are the fast path for large inputs.
+  Data can be a list of integers, a `Range`, a binary of native-endian signed 64-bit integers
+  (see `Kiln.Binary`), or any other `Enumerable` of integers (a `Stream`, say); the result has the
+  input's shape (a binary gives a binary, anything else a list). Binaries cross into the NIF
+  without conversion, so they are the fast path for large inputs; a range crosses as its bounds
+  (no list is built for it); other enumerables are listed first.
+
+      iex> Stream.map(1..3, & &1) |> Kiln.LogisticMap.run(61, 22)
+      [28, 25, 37]
 
   ## Options
 
@@ -36,13 +41,30 @@ defmodule Kiln.LogisticMap do
       input may be computed wholly on the host). Results are the same either way; `false` makes
       the device compute every element.
 
-  Bad arguments, unknown backends and unavailable backends (with the engine's reason) raise
-  `ArgumentError`; device failures raise `Kiln.Error`.
+  `:backend`, `:device`, `:iterations` and `:host_share` take their defaults from `config :kiln`
+  where it sets them (see `Kiln.Options`); an option given to a call overrides the configuration.
+
+  ## Errors and memory
+
+  Bad arguments (a value of the wrong type, an improper list, options that are not a keyword
+  list, an unknown option), unknown backends and unavailable backends (with the engine's reason)
+  raise `ArgumentError` naming the argument; a bad element is named by its index in the whole
+  input. Device failures raise `Kiln.Error`.
+
+  A call whose result cannot fit in the memory available (a list costs 16 bytes an element on
+  the heap, a binary 8) raises `ArgumentError` naming the bytes needed and available before
+  anything is allocated, instead of ending in the VM's out-of-memory abort; see `Kiln.Options`
+  for the bound.
+
+  ## Telemetry
+
+  Every engine call is wrapped in `[:kiln, :run, :start | :stop | :exception]` events where the
+  `:telemetry` library is loaded; see `Kiln.Telemetry`.
   """
 
-  alias Kiln.{Args, Native}
+  alias Kiln.{Args, Memory, Native, Options, Telemetry}
 
-  @type data :: [integer] | Range.t() | binary
+  @type data :: [integer] | Range.t() | binary | Enumerable.t()
   @type stats :: %{
           backend: atom,
           device: String.t(),
@@ -56,14 +78,7 @@ defmodule Kiln.LogisticMap do
           encode_s: float
         }
 
-  @run_defaults [
-    backend: :auto,
-    device: 0,
-    iterations: 10,
-    chunk_size: 0,
-    phase_times: false,
-    host_share: true
-  ]
+  @run_keys [:backend, :device, :iterations, :chunk_size, :phase_times, :host_share]
 
   @doc """
   Applies the map to every element of `data`; see the module doc for the options.
@@ -91,76 +106,330 @@ defmodule Kiln.LogisticMap do
   """
   @spec run_stats(data, pos_integer, integer, keyword) :: {[integer] | binary, stats}
   def run_stats(data, p, mu, opts \\ []) do
-    {p, mu, opts} = validate!(p, mu, opts)
-    {nif_data, as_list} = Args.data!(data)
-    nif = if Args.dirty_io?(opts[:backend]), do: &Native.run_io/10, else: &Native.run/10
-
-    case nif.(
-           nif_data,
-           as_list,
-           p,
-           mu,
-           opts[:iterations],
-           opts[:backend],
-           opts[:device],
-           opts[:chunk_size],
-           opts[:phase_times],
-           opts[:host_share]
-         ) do
-      {:ok, result, stats} -> {result, stats}
-      {:error, reason} -> Args.raise_error!(reason)
-    end
+    {p, mu, opts} = validate!(p, mu, opts, @run_keys)
+    {nif_data, as_list, n} = Args.data_n!(data)
+    Memory.check_result!(as_list, n, fn -> "a run over #{n} elements" end)
+    engine_run(nif_data, as_list, n, p, mu, opts, &"element at index #{&1}")
   end
 
   @doc """
   Streams `data` through the NIF in windows of `:window` elements (default `65_536`) and
   concatenates the results: the seed's `benchmarks8`. Takes the options of `run/4` too.
 
-  Lists and ranges give a list, binaries a binary; the result equals `run/4`'s.
+  Binaries give a binary, anything else a list; the result equals `run/4`'s, and a bad element
+  is named by its index in the whole input. A `Range` or any other `Enumerable` (a `Stream`) is
+  walked window by window, never listed whole: only the result is held.
 
       iex> Kiln.LogisticMap.run_windows(1..5, 61, 22, window: 2)
       [28, 25, 37, 50, 25]
   """
   @spec run_windows(data, pos_integer, integer, keyword) :: [integer] | binary
   def run_windows(data, p, mu, opts \\ []) do
-    {window, opts} = Keyword.pop(opts, :window, 65_536)
+    {p, mu, opts} = validate!(p, mu, opts, @run_keys ++ [:window])
+    {window, opts} = Keyword.pop!(opts, :window)
+    run = fn part, as_list, n, offset -> window_run(part, as_list, n, p, mu, opts, offset) end
 
-    unless is_integer(window) and window > 0 do
-      raise ArgumentError, "window must be a positive integer, got #{inspect(window)}"
+    cond do
+      is_binary(data) ->
+        {_, false, n} = Args.data_n!(data)
+        # The windows' results, then the binary they are joined into.
+        Memory.check!(2 * Memory.int64_bytes(n), fn -> "run_windows over a binary of #{n} elements" end)
+        bytes = window * 8
+
+        for offset <- 0..(byte_size(data) - 1)//bytes do
+          part = binary_part(data, offset, min(bytes, byte_size(data) - offset))
+          run.(part, false, div(byte_size(part), 8), div(offset, 8))
+        end
+        |> IO.iodata_to_binary()
+
+      is_list(data) ->
+        n = Args.proper_length!(data, "data")
+        Memory.check!(Memory.list_bytes(n), fn -> "run_windows over #{n} elements" end)
+        data |> list_windows(window, 0, run, []) |> :lists.append()
+
+      is_struct(data, Range) ->
+        case Args.range_data!(data) do
+          {:iota, first, step, count} ->
+            Memory.check!(Memory.list_bytes(count), fn -> "run_windows over #{inspect(data)}" end)
+
+            for start <- 0..(count - 1)//window do
+              n = min(window, count - start)
+              run.(Args.iota!(first + start * step, step, n), true, n, start)
+            end
+            |> :lists.append()
+
+          list ->
+            list |> list_windows(window, 0, run, []) |> :lists.append()
+        end
+
+      Args.enumerable?(data) ->
+        enum_windows(data, window, run)
+
+      true ->
+        # The message run/4 gives for data of no shape it takes.
+        Args.data_n!(data)
+    end
+  end
+
+  @doc """
+  Maps a stream of chunks through the engine, lazily: returns a `Stream` whose elements are the
+  chunks' results, in order, each `run/4`'s for that chunk (a binary chunk gives a binary, any
+  other a list).
+
+  Each chunk is a list of integers, a binary of native-endian int64, a `Range` or another
+  `Enumerable` of integers. Small consecutive chunks of the same shape (lists, or binaries) are
+  gathered into one engine call of up to `:batch` elements (default `65_536`), whose result is
+  cut back into the chunks' results: a call into the NIF costs tens of microseconds, so a
+  stream of many small chunks would otherwise spend its time crossing. `batch: 1` gives each
+  chunk its own call.
+
+  At most two calls are in flight, each in a `Task`: a batch's call starts as soon as it is
+  gathered, while the previous batch's call finishes and its results are emitted, in order; so
+  the next batch is mapped while the current one's results are consumed, and memory stays
+  bounded by a few batches whatever the stream's length. A consumer that stops early (say,
+  `Enum.take/2`) ends the call still in flight. Takes the options of `run/4` and
+  `:batch`. Arguments are checked when `stream/4` is called; a bad chunk raises `ArgumentError`
+  when the stream reaches it, naming its index in the stream.
+
+      iex> [[1, 2], [3], []] |> Kiln.LogisticMap.stream(61, 22) |> Enum.to_list()
+      [[28, 25], [37], []]
+  """
+  @spec stream(Enumerable.t(), pos_integer, integer, keyword) :: Enumerable.t()
+  def stream(chunks, p, mu, opts \\ []) do
+    {p, mu, opts} = validate!(p, mu, opts, @run_keys ++ [:batch])
+    {batch, opts} = Keyword.pop!(opts, :batch)
+
+    unless Args.enumerable?(chunks) do
+      raise ArgumentError,
+            "chunks must be an Enumerable of chunks (lists or binaries), got #{Args.show(chunks)}"
     end
 
-    # Validate once up front, so that bad arguments raise even when there is no window to run.
-    validate!(p, mu, opts)
-    Args.data!(data)
+    chunks
+    |> Stream.with_index()
+    |> Stream.chunk_while(nil, &gather(&1, &2, batch), &flush_batch/1)
+    |> Stream.concat([:end])
+    |> Stream.transform(fn -> nil end, &overlap(&1, &2, p, mu, opts), &shutdown/1)
+  end
 
-    if is_binary(data) do
-      bytes = window * 8
+  # ---- engine calls -------------------------------------------------------------------------------
 
-      for offset <- 0..(byte_size(data) - 1)//bytes do
-        run(binary_part(data, offset, min(bytes, byte_size(data) - offset)), p, mu, opts)
+  # One call into the engine, between telemetry events. `where` names a bad element from its
+  # index in `nif_data`, in the caller's terms.
+  defp engine_run(nif_data, as_list, n, p, mu, opts, where) do
+    metadata = %{
+      module: __MODULE__,
+      backend: opts[:backend],
+      device: opts[:device],
+      n: n,
+      p: p,
+      mu: mu,
+      options: opts
+    }
+
+    Telemetry.span(metadata, fn ->
+      nif = if Args.dirty_io?(opts[:backend]), do: &Native.run_io/10, else: &Native.run/10
+
+      case nif.(
+             nif_data,
+             as_list,
+             p,
+             mu,
+             opts[:iterations],
+             opts[:backend],
+             Args.device!(opts[:device]),
+             opts[:chunk_size],
+             opts[:phase_times],
+             opts[:host_share]
+           ) do
+        {:ok, result, stats} -> {result, stats}
+        {:error, reason} -> Args.raise_error!(reason, where)
       end
-      |> IO.iodata_to_binary()
-    else
-      # Enum.split walks each window once; Stream.chunk_every cost several times the NIF calls.
-      data |> Enum.to_list() |> list_windows(p, mu, window, opts, []) |> :lists.append()
+    end)
+  end
+
+  defp window_run(part, as_list, n, p, mu, opts, offset) do
+    {result, _stats} = engine_run(part, as_list, n, p, mu, opts, &"element at index #{&1 + offset}")
+    result
+  end
+
+  # ---- run_windows ----------------------------------------------------------------------------------
+
+  # Each window is split off with its length counted, so an improper tail is found here.
+  defp list_windows([], _window, _offset, _run, acc), do: Enum.reverse(acc)
+
+  defp list_windows(list, window, offset, run, acc) do
+    {head, n, rest} = take(list, window, [], 0)
+    list_windows(rest, window, offset + n, run, [run.(head, true, n, offset) | acc])
+  end
+
+  defp take(rest, 0, acc, n), do: {:lists.reverse(acc), n, rest}
+  defp take([x | rest], left, acc, n), do: take(rest, left - 1, [x | acc], n + 1)
+  defp take([], _left, acc, n), do: {:lists.reverse(acc), n, []}
+
+  defp take(tail, _left, _acc, _n) do
+    raise ArgumentError,
+          "data must be a proper list of integers, got an improper list ending in #{Args.show(tail)}"
+  end
+
+  # Any other Enumerable, window by window; the result's size is known only as it grows, so it is
+  # held to the memory there was at the start.
+  defp enum_windows(data, window, run) do
+    budget = with {bytes, _source} <- Memory.available(), do: bytes
+
+    {acc, _count} =
+      data
+      |> Stream.chunk_every(window)
+      |> Enum.reduce({[], 0}, fn part, {acc, offset} ->
+        n = length(part)
+
+        if budget && Memory.list_bytes(offset + n) > budget do
+          Memory.check!(Memory.list_bytes(offset + n), fn ->
+            "run_windows over an Enumerable of more than #{offset} elements"
+          end)
+        end
+
+        {[run.(part, true, n, offset) | acc], offset + n}
+      end)
+
+    acc |> Enum.reverse() |> :lists.append()
+  end
+
+  # ---- stream -----------------------------------------------------------------------------------------
+
+  # Chunks become {data, n, index}; consecutive ones of one shape gather into a batch of at most
+  # `batch` elements (a larger chunk is a batch of its own). A batch is {shape, count, chunks in
+  # reverse}; it is emitted when full, when the next chunk does not fit in it, or at the end.
+  defp gather({chunk, index}, acc, batch) do
+    {shape, data, n} = chunk!(chunk, index, batch)
+    item = {data, n, index}
+
+    case acc do
+      nil -> emit_full({shape, n, [item]}, batch)
+      {^shape, count, items} when count + n <= batch -> emit_full({shape, count + n, [item | items]}, batch)
+      other -> {:cont, other, {shape, n, [item]}}
     end
   end
 
-  defp list_windows([], _p, _mu, _window, _opts, acc), do: Enum.reverse(acc)
+  # A full batch goes at once, without waiting for the chunk after it.
+  defp emit_full({_shape, count, _items} = acc, batch) when count >= batch, do: {:cont, acc, nil}
+  defp emit_full(acc, _batch), do: {:cont, acc}
 
-  defp list_windows(list, p, mu, window, opts, acc) do
-    {head, rest} = Enum.split(list, window)
-    list_windows(rest, p, mu, window, opts, [run(head, p, mu, opts) | acc])
+  defp flush_batch(nil), do: {:cont, nil}
+  defp flush_batch(acc), do: {:cont, acc, nil}
+
+  defp chunk!(chunk, _index, _batch) when is_binary(chunk) and rem(byte_size(chunk), 8) == 0,
+    do: {:binary, chunk, div(byte_size(chunk), 8)}
+
+  defp chunk!(chunk, index, _batch) when is_list(chunk) do
+    {:list, chunk, chunk_length!(chunk, index)}
   end
 
-  defp validate!(p, mu, opts) do
-    opts = Keyword.validate!(opts, @run_defaults)
-    Args.backend!(opts[:backend])
-    opts = Keyword.put(opts, :device, Args.device!(opts[:device]))
-    Args.iterations!(opts[:iterations])
-    Args.boolean!(:phase_times, opts[:phase_times])
-    Args.boolean!(:host_share, opts[:host_share])
-    opts = Keyword.put(opts, :chunk_size, Args.chunk_size!(opts[:chunk_size]))
+  defp chunk!(chunk, index, batch) do
+    # A binary of the wrong size, a range, another enumerable, or no chunk at all: run/4's checks
+    # say what is wrong; a large range goes alone, as its bounds.
+    {nif_data, as_list, n} =
+      try do
+        Args.data_n!(chunk)
+      rescue
+        e in ArgumentError -> reraise ArgumentError, "chunk #{index}: #{Exception.message(e)}", __STACKTRACE__
+      end
+
+    cond do
+      not as_list -> {:binary, nif_data, n}
+      is_list(nif_data) -> {:list, nif_data, n}
+      # A range's bounds, never joined with other chunks.
+      n >= batch -> {:iota, nif_data, n}
+      true -> {:list, Enum.to_list(chunk), n}
+    end
+  end
+
+  defp chunk_length!(list, index) do
+    :erlang.length(list)
+  catch
+    :error, :badarg ->
+      raise ArgumentError,
+            "chunk #{index} must be a proper list of integers, got an improper list: #{Args.show(list)}"
+  end
+
+  # Each batch's call starts as soon as the batch is gathered; then the previous batch's results
+  # are awaited and emitted. So at most two calls are in flight (the previous one and this one),
+  # and no finished result waits behind a slow one: Task.async_stream/3 bounds the tasks running
+  # but not the results finished out of turn, which a slow batch would let pile up.
+  defp overlap(:end, nil, _p, _mu, _opts), do: {[], nil}
+  defp overlap(:end, previous, _p, _mu, _opts), do: {await!(previous), nil}
+
+  defp overlap(batch, previous, p, mu, opts) do
+    task = Task.async(fn -> batch_run(batch, p, mu, opts) end)
+    {if(previous, do: await!(previous), else: []), task}
+  end
+
+  defp await!(task) do
+    case Task.await(task, :infinity) do
+      {:ok, results} -> results
+      {:raise, exception, stacktrace} -> reraise exception, stacktrace
+    end
+  end
+
+  # The consumer stopped early (Enum.take/2, or a raise): the call still in flight is not wanted.
+  defp shutdown(nil), do: :ok
+  defp shutdown(task), do: Task.shutdown(task, :brutal_kill)
+
+  # In the task: the batch's results, or the exception to raise in the stream's consumer (a raise
+  # here would take the consumer down with an exit instead).
+  defp batch_run(batch, p, mu, opts) do
+    {:ok, batch_results(batch, p, mu, opts)}
+  rescue
+    e -> {:raise, e, __STACKTRACE__}
+  end
+
+  defp batch_results({shape, count, reversed}, p, mu, opts) do
+    items = Enum.reverse(reversed)
+    where = &locate(items, &1)
+
+    case {shape, items} do
+      {_, [{data, n, _index}]} ->
+        as_list = shape != :binary
+        Memory.check_result!(as_list, n, fn -> "a chunk of #{n} elements" end)
+        [engine_result(data, as_list, n, p, mu, opts, where)]
+
+      {:list, items} ->
+        joined = :lists.append(Enum.map(items, &elem(&1, 0)))
+        split_list(engine_result(joined, true, count, p, mu, opts, where), items)
+
+      {:binary, items} ->
+        joined = IO.iodata_to_binary(Enum.map(items, &elem(&1, 0)))
+        result = engine_result(joined, false, count, p, mu, opts, where)
+        split_binary(result, items, 0)
+    end
+  end
+
+  defp engine_result(data, as_list, n, p, mu, opts, where) do
+    {result, _stats} = engine_run(data, as_list, n, p, mu, opts, where)
+    result
+  end
+
+  # The chunk and the index within it of a batch's element `i`.
+  defp locate([{_data, n, index} | rest], i) do
+    if i < n or rest == [], do: "chunk #{index}, element at index #{i}", else: locate(rest, i - n)
+  end
+
+  defp split_list(_result, []), do: []
+
+  defp split_list(result, [{_data, n, _index} | items]) do
+    {part, rest} = Enum.split(result, n)
+    [part | split_list(rest, items)]
+  end
+
+  # Each result copied out of the batch's binary: a sub-binary would keep the whole batch alive.
+  defp split_binary(_result, [], _offset), do: []
+
+  defp split_binary(result, [{_data, n, _index} | items], offset),
+    do: [:binary.copy(binary_part(result, offset, n * 8)) | split_binary(result, items, offset + n * 8)]
+
+  # ---- checks ---------------------------------------------------------------------------------------
+
+  defp validate!(p, mu, opts, keys) do
+    opts = Options.validate!(opts, keys)
     {Args.p!(p), Args.mu!(mu), opts}
   end
 end

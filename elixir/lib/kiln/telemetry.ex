@@ -1,0 +1,103 @@
+# :telemetry events around every engine run, emitted only where the :telemetry library is loaded.
+defmodule Kiln.Telemetry do
+  @moduledoc """
+  Kiln emits [`:telemetry`](https://hexdocs.pm/telemetry) events around every run of the engine
+  (`Kiln.LogisticMap.run/4` and the functions built on it: `run_stats/4`, each window of
+  `run_windows/4`, each batch of `stream/4`, each part a node of `Kiln.Cluster` maps; and
+  `Kiln.Buffer.run/4`), as `:telemetry.span/3` would emit them:
+
+    * `[:kiln, :run, :start]` - measurements `%{monotonic_time: native, system_time: native}`;
+      metadata below.
+    * `[:kiln, :run, :stop]` - measurements `%{duration: native, monotonic_time: native}` and
+      the engine's stats that are numbers: `:total_s`, `:kernel_s`, `:host_to_device_s`,
+      `:device_to_host_s`, `:decode_s`, `:encode_s` (seconds), `:chunks`, `:host_elements`;
+      metadata: the start's, and `:stats`, the whole stats map (see
+      `Kiln.LogisticMap.run_stats/4`; its `:backend` and `:device` are the ones that ran).
+    * `[:kiln, :run, :exception]` - measurements `%{duration: native, monotonic_time: native}`;
+      metadata: the start's, and `:kind`, `:reason`, `:stacktrace`.
+
+  Times are in `:native` units (`System.convert_time_unit/3`). The metadata of every event holds
+  `:backend` and `:device` (as asked: `:auto` stays `:auto`; a buffer's are its own), `:n` (the
+  elements), `:p`, `:mu`, `:options` (the call's options, defaults filled in), `:module` (the
+  module whose function ran: `Kiln.LogisticMap` or `Kiln.Buffer`) and `:telemetry_span_context`
+  (a reference shared by the events of one run).
+
+  Kiln has no dependency on `:telemetry`: events are emitted when the `:telemetry` module is
+  loaded (as it is once the application that provides it is started or a handler is attached),
+  and a run costs nothing more where it is not.
+
+      :telemetry.attach("kiln-runs", [:kiln, :run, :stop], fn _event, m, meta, _config ->
+        IO.puts("\#{meta.n} elements on \#{meta.stats.backend}: \#{m.total_s} s")
+      end, nil)
+  """
+
+  @numeric_stats [
+    :total_s,
+    :kernel_s,
+    :host_to_device_s,
+    :device_to_host_s,
+    :decode_s,
+    :encode_s,
+    :chunks,
+    :host_elements
+  ]
+
+  # Called through apply/3: :telemetry is no dependency, so the compiler must not look for it.
+  @telemetry :telemetry
+
+  @doc false
+  # Runs `fun` (which returns {result, stats}) between a start and a stop (or exception) event.
+  def span(metadata, fun) do
+    if enabled?() do
+      emit_span(metadata, fun)
+    else
+      fun.()
+    end
+  end
+
+  defp emit_span(metadata, fun) do
+    metadata = Map.put(metadata, :telemetry_span_context, make_ref())
+    start = System.monotonic_time()
+    execute([:kiln, :run, :start], %{monotonic_time: start, system_time: System.system_time()}, metadata)
+
+    try do
+      fun.()
+    catch
+      kind, reason ->
+        stacktrace = __STACKTRACE__
+        stop = System.monotonic_time()
+
+        execute(
+          [:kiln, :run, :exception],
+          %{duration: stop - start, monotonic_time: stop},
+          Map.merge(metadata, %{kind: kind, reason: reason, stacktrace: stacktrace})
+        )
+
+        :erlang.raise(kind, reason, stacktrace)
+    else
+      {_result, stats} = reply ->
+        stop = System.monotonic_time()
+
+        measurements =
+          Map.merge(Map.take(stats, @numeric_stats), %{duration: stop - start, monotonic_time: stop})
+
+        execute([:kiln, :run, :stop], measurements, Map.put(metadata, :stats, stats))
+        reply
+    end
+  end
+
+  defp execute(event, measurements, metadata),
+    do: apply(@telemetry, :execute, [event, measurements, metadata])
+
+  # function_exported?/3 is a cheap check, true once the module is loaded. The code path is
+  # searched for it once per VM (a search on every run would cost more than a small run).
+  defp enabled? do
+    function_exported?(@telemetry, :execute, 3) or
+      (not :persistent_term.get({__MODULE__, :searched}, false) and search())
+  end
+
+  defp search do
+    :persistent_term.put({__MODULE__, :searched}, true)
+    Code.ensure_loaded?(@telemetry) and function_exported?(@telemetry, :execute, 3)
+  end
+end
