@@ -11,6 +11,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
+#include <algorithm>
 #include <exception>
 #include <mutex>
 #include <new>
@@ -332,25 +333,6 @@ ERL_NIF_TERM run_reply(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Bo
   return enif_make_tuple3(env, atom(env, "ok"), o.term, stats_term(env, o.stats, o.decode_s, o.encode_s));
 }
 
-// run(data, as_list, p, mu, iterations, backend, device, chunk_elements, phase_times, host_share)
-//   -> {:ok, result, stats} | {:error, {kind, message}}
-ERL_NIF_TERM run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  bool as_list;
-  kiln::map_params params;
-  kiln::run_options options;
-  if (!get_bool(env, argv[1], as_list) || !get_i64(env, argv[2], params.p) || !get_i64(env, argv[3], params.mu) ||
-      !get_i64(env, argv[4], params.iterations) || !get_run_options(env, argv[5], argv[6], argv[7], options) ||
-      !get_bool(env, argv[8], options.phase_times) || !get_bool(env, argv[9], options.host_share))
-    return enif_make_badarg(env);
-  // Fail before decoding a large input when the parameters or the backend are wrong anyway.
-  if (auto s = kiln::validate(params); !s) return error_tuple(env, s.err());
-  if (auto d = kiln::resolve(options); !d) return error_tuple(env, d.err());
-
-  return run_reply(env, argv[0], as_list, [&](std::span<const std::int64_t> in, std::span<std::int64_t> out) {
-    return kiln::logistic_map(in, out, params, options);
-  });
-}
-
 // convert(data, as_list) -> {:ok, same elements as a list or a binary}: empty_call, the
 // list/binary helpers and iota all cross the boundary the same way a run does, minus the run.
 ERL_NIF_TERM convert_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
@@ -375,77 +357,6 @@ bool get_kernel_options(ErlNifEnv* env, ERL_NIF_TERM map, kiln::run_options& opt
     return false;
   return get_run_options(env, backend, device, chunk, options) && get_bool(env, phases, options.phase_times) &&
          get_bool(env, share, options.host_share) && get_bool(env, list, as_list);
-}
-
-// kernel_run({code, arity, outputs, locals, iterations}, args, options)
-//   -> {:ok, [result, ...], stats} | {:error, reason}: the one entry every kernel takes. `code` is
-// a binary of native-endian int64 words (kiln/kernel.hpp); each argument is an integer (a scalar)
-// or data as decode() takes it (an array). Results are lists or binaries (options.as_list).
-ERL_NIF_TERM kernel_run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  int arity = 0;
-  const ERL_NIF_TERM* k = nullptr;
-  ErlNifBinary code_bin;
-  kiln::kernel kern;
-  ErlNifUInt64 args_n, outputs_n, locals_n;
-  kiln::run_options options;
-  bool as_list = false;
-  if (!enif_get_tuple(env, argv[0], &arity, &k) || arity != 5 || !enif_inspect_binary(env, k[0], &code_bin) ||
-      code_bin.size % sizeof(std::int64_t) != 0 || !enif_get_uint64(env, k[1], &args_n) ||
-      !enif_get_uint64(env, k[2], &outputs_n) || !enif_get_uint64(env, k[3], &locals_n) ||
-      !get_i64(env, k[4], kern.iterations) || !get_kernel_options(env, argv[2], options, as_list))
-    return enif_make_badarg(env);
-  // The code binary may be a sub-binary at any byte: copy it into aligned words.
-  std::vector<std::int64_t> code(code_bin.size / sizeof(std::int64_t));
-  if (!code.empty()) std::memcpy(code.data(), code_bin.data, code_bin.size);
-  kern.code = code;
-  kern.arity = static_cast<std::size_t>(args_n);
-  kern.outputs = static_cast<std::size_t>(outputs_n);
-  kern.locals = static_cast<std::size_t>(locals_n);
-
-  unsigned count = 0;
-  if (!enif_get_list_length(env, argv[1], &count)) return enif_make_badarg(env);
-  if (count > kiln::kernel_max_args) return error_tuple(env, invalid("too many kernel arguments"));
-  auto t0 = steady::now();
-  std::vector<int64_data> data(count);
-  std::vector<kiln::arg> args(count);
-  ERL_NIF_TERM list = argv[1], head;
-  for (unsigned i = 0; enif_get_list_cell(env, list, &head, &list); ++i) {
-    if (enif_is_number(env, head)) {
-      std::int64_t v;
-      if (!get_i64(env, head, v)) return error_tuple(env, invalid("argument " + std::to_string(i) + " does not fit in int64"));
-      args[i] = kiln::arg::of_scalar(v);
-      continue;
-    }
-    if (auto s = decode(env, head, data[i]); !s) return decode_error(env, s, data[i]);
-    args[i] = kiln::arg::of_array(data[i].view);
-  }
-  // Fail before allocating results when the kernel is wrong for these arguments or the backend is.
-  if (auto s = kiln::validate(kern, args); !s) return error_tuple(env, s.err());
-  if (auto d = kiln::resolve(options); !d) return error_tuple(env, d.err());
-  std::size_t n = 0;
-  for (const auto& a : args)
-    if (a.what == kiln::arg::kind::array) n = a.array.size();
-  const double decode_s = seconds_since(t0);
-
-  // Results: binaries in host blocks (a list is encoded from them afterwards).
-  std::vector<new_binary> bins(kern.outputs);
-  std::vector<std::span<std::int64_t>> outs;
-  for (auto& b : bins) {
-    if (!b.alloc(n))
-      return error_tuple(env, kiln::errc::out_of_memory,
-                         "cannot allocate a " + std::to_string(n * sizeof(std::int64_t)) + "-byte result");
-    outs.push_back(b.span());
-  }
-  auto r = kiln::run(kern, args, outs, options);
-  if (!r) return error_tuple(env, r.err());
-  auto t1 = steady::now();
-  std::vector<ERL_NIF_TERM> results;
-  for (std::size_t j = 0; j < bins.size(); ++j)
-    results.push_back(as_list ? list_term(env, outs[j]) : bins[j].to_term(env));
-  const double encode_s = seconds_since(t1);
-  return enif_make_tuple3(env, atom(env, "ok"),
-                          enif_make_list_from_array(env, results.data(), static_cast<unsigned>(results.size())),
-                          stats_term(env, *r, decode_s, encode_s));
 }
 
 // concat(binaries) -> {:ok, binary} | {:error, {kind, message}}: the parts' int64 elements one
@@ -536,6 +447,26 @@ bool get_buffer(ErlNifEnv* env, ERL_NIF_TERM t, buffer_resource*& out) {
   return true;
 }
 
+// A buffer resource as the term Elixir wraps in %Kiln.Buffer{}: {:buffer, ref, size, backend, device}.
+ERL_NIF_TERM buffer_term(ErlNifEnv* env, buffer_resource* res) {
+  ERL_NIF_TERM ref = enif_make_resource(env, res);
+  const auto& dev = res->buffer->device();
+  ERL_NIF_TERM fields[] = {atom(env, "buffer"), ref, enif_make_uint64(env, res->buffer->size()),
+                           atom(env, kiln::backend_name(dev.backend)), string_term(env, dev.name)};
+  return enif_make_tuple_from_array(env, fields, 5);
+}
+
+// A new buffer resource around `b`; nullptr if the VM has no memory for it.
+buffer_resource* new_buffer_resource(kiln::device_buffer b) {
+  std::call_once(exit_hook_once, [] { std::atexit(mark_exiting); });
+  void* mem = enif_alloc_resource(buffer_type, sizeof(buffer_resource));
+  if (!mem) return nullptr;
+  auto* res = new (mem) buffer_resource();
+  live_buffers.fetch_add(1);
+  res->buffer.emplace(std::move(b));
+  return res;
+}
+
 // buffer_upload(data, backend, device) -> {:ok, resource, size, backend, device_name}
 ERL_NIF_TERM buffer_upload_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   kiln::run_options options;
@@ -545,35 +476,17 @@ ERL_NIF_TERM buffer_upload_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   if (auto s = decode(env, argv[0], in); !s) return decode_error(env, s, in);
   auto up = kiln::device_buffer::upload(in.view, options);
   if (!up) return error_tuple(env, up.err());
-  // The registry exists by now, so this handler is registered after (and runs before) its
-  // destructor at exit.
-  std::call_once(exit_hook_once, [] { std::atexit(mark_exiting); });
-
-  void* mem = enif_alloc_resource(buffer_type, sizeof(buffer_resource));
-  if (!mem) return error_tuple(env, kiln::errc::out_of_memory, "cannot allocate a buffer resource");
-  auto* res = new (mem) buffer_resource();
-  live_buffers.fetch_add(1);
-  res->buffer.emplace(std::move(up).value());
-  ERL_NIF_TERM ref = enif_make_resource(env, res);
+  // The registry exists by now, so the exit handler new_buffer_resource registers comes after
+  // (and runs before) its destructor at exit.
+  auto* res = new_buffer_resource(std::move(up).value());
+  if (!res) return error_tuple(env, kiln::errc::out_of_memory, "cannot allocate a buffer resource");
+  ERL_NIF_TERM t = buffer_term(env, res);
   enif_release_resource(res);  // the term now owns it; GC runs buffer_dtor
-
-  const auto& dev = res->buffer->device();
-  ERL_NIF_TERM fields[] = {atom(env, "ok"), ref, enif_make_uint64(env, res->buffer->size()),
-                           atom(env, kiln::backend_name(dev.backend)), string_term(env, dev.name)};
+  int n;
+  const ERL_NIF_TERM* f;
+  enif_get_tuple(env, t, &n, &f);
+  ERL_NIF_TERM fields[] = {atom(env, "ok"), f[1], f[2], f[3], f[4]};
   return enif_make_tuple_from_array(env, fields, 5);
-}
-
-// buffer_run(resource, p, mu, iterations) -> {:ok, stats}
-ERL_NIF_TERM buffer_run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  buffer_resource* res;
-  kiln::map_params params;
-  if (!get_buffer(env, argv[0], res) || !get_i64(env, argv[1], params.p) || !get_i64(env, argv[2], params.mu) ||
-      !get_i64(env, argv[3], params.iterations))
-    return enif_make_badarg(env);
-  std::lock_guard<std::mutex> lock(res->mutex);
-  auto r = res->buffer->run(params);
-  if (!r) return error_tuple(env, r.err());
-  return ok_tuple(env, stats_term(env, *r, 0, 0));
 }
 
 // buffer_download(resource, as_list) -> {:ok, list | binary}
@@ -591,6 +504,146 @@ ERL_NIF_TERM buffer_download_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[])
   std::span<std::int64_t> out = as_list ? std::span<std::int64_t>(scratch) : bin.span();
   if (auto s = res->buffer->download(out); !s) return error_tuple(env, s.err());
   return ok_tuple(env, as_list ? list_term(env, out) : bin.to_term(env));
+}
+
+// kernel_run({code, arity, outputs, locals, iterations}, args, options)
+//   -> {:ok, [result, ...], stats} | {:error, reason}: the one entry every kernel takes, the
+// built-in map included. `code` is a binary of native-endian int64 words (kiln/kernel.hpp); each
+// argument is an integer (a scalar), a buffer resource, or data as decode() takes it (an array).
+// Over host data the results are lists or binaries (options.as_list); over buffers (every array
+// a buffer) they are new buffers on the same device, or the buffers of options.into (a list of
+// resources, one per output) written in place.
+ERL_NIF_TERM kernel_run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  int arity = 0;
+  const ERL_NIF_TERM* k = nullptr;
+  ErlNifBinary code_bin;
+  kiln::kernel kern;
+  ErlNifUInt64 args_n, outputs_n, locals_n;
+  kiln::run_options options;
+  bool as_list = false;
+  if (!enif_get_tuple(env, argv[0], &arity, &k) || arity != 5 || !enif_inspect_binary(env, k[0], &code_bin) ||
+      code_bin.size % sizeof(std::int64_t) != 0 || !enif_get_uint64(env, k[1], &args_n) ||
+      !enif_get_uint64(env, k[2], &outputs_n) || !enif_get_uint64(env, k[3], &locals_n) ||
+      !get_i64(env, k[4], kern.iterations) || !get_kernel_options(env, argv[2], options, as_list))
+    return enif_make_badarg(env);
+  // The code binary may be a sub-binary at any byte: copy it into aligned words.
+  std::vector<std::int64_t> code(code_bin.size / sizeof(std::int64_t));
+  if (!code.empty()) std::memcpy(code.data(), code_bin.data, code_bin.size);
+  kern.code = code;
+  kern.arity = static_cast<std::size_t>(args_n);
+  kern.outputs = static_cast<std::size_t>(outputs_n);
+  kern.locals = static_cast<std::size_t>(locals_n);
+  if (kern.outputs > kiln::kernel_max_outputs) return error_tuple(env, invalid("too many kernel outputs"));
+
+  unsigned count = 0;
+  if (!enif_get_list_length(env, argv[1], &count)) return enif_make_badarg(env);
+  if (count > kiln::kernel_max_args) return error_tuple(env, invalid("too many kernel arguments"));
+  auto t0 = steady::now();
+  std::vector<int64_data> data(count);
+  std::vector<kiln::arg> args(count);
+  std::vector<buffer_resource*> buffers;  // every buffer the run touches, arguments and outputs
+  bool host_arrays = false;
+  ERL_NIF_TERM list = argv[1], head;
+  for (unsigned i = 0; enif_get_list_cell(env, list, &head, &list); ++i) {
+    buffer_resource* res = nullptr;
+    if (enif_is_number(env, head)) {
+      std::int64_t v;
+      if (!get_i64(env, head, v)) return error_tuple(env, invalid("argument " + std::to_string(i) + " does not fit in int64"));
+      args[i] = kiln::arg::of_scalar(v);
+    } else if (get_buffer(env, head, res)) {
+      buffers.push_back(res);
+      args[i] = kiln::arg::of_buffer(*res->buffer);
+    } else {
+      if (auto s = decode(env, head, data[i]); !s) return decode_error(env, s, data[i]);
+      args[i] = kiln::arg::of_array(data[i].view);
+      host_arrays = true;
+    }
+  }
+  ERL_NIF_TERM into;
+  const bool has_into = map_field(env, argv[2], "into", into) && !enif_is_identical(into, atom(env, "nil"));
+  std::vector<buffer_resource*> into_buffers;
+  if (has_into) {
+    ERL_NIF_TERM l = into, h;
+    buffer_resource* res = nullptr;
+    while (enif_get_list_cell(env, l, &h, &l)) {
+      if (!get_buffer(env, h, res)) return enif_make_badarg(env);
+      into_buffers.push_back(res);
+    }
+  }
+  // Fail before allocating results when the kernel is wrong for these arguments or the backend is.
+  if (auto s = kiln::validate(kern, args); !s) return error_tuple(env, s.err());
+
+  if (!buffers.empty() || has_into) {
+    if (host_arrays)
+      return error_tuple(env, invalid("a kernel runs over buffers or over host data, not both: upload every array "
+                                      "with Kiln.Buffer.upload/2 first, or download the buffers"));
+    if (buffers.empty()) return error_tuple(env, invalid("into: needs a kernel over buffers"));
+    // One call on a buffer at a time: every buffer involved is locked, in address order.
+    std::vector<buffer_resource*> all = buffers;
+    all.insert(all.end(), into_buffers.begin(), into_buffers.end());
+    std::sort(all.begin(), all.end());
+    all.erase(std::unique(all.begin(), all.end()), all.end());
+    std::vector<std::unique_lock<std::mutex>> locks;
+    for (auto* b : all) locks.emplace_back(b->mutex);
+    const kiln::device_buffer& first = *buffers.front()->buffer;
+    std::vector<buffer_resource*> out_res;
+    std::vector<kiln::device_buffer*> outs;
+    std::vector<ERL_NIF_TERM> results;
+    if (has_into) {
+      if (into_buffers.size() != kern.outputs)
+        return error_tuple(env, invalid("into: gives " + std::to_string(into_buffers.size()) + " buffer(s) for " +
+                                        std::to_string(kern.outputs) + " output(s)"));
+      for (auto* b : into_buffers) outs.push_back(&*b->buffer), out_res.push_back(b);
+    } else {
+      kiln::run_options where;
+      where.backend = kiln::backend_name(first.device().backend);
+      where.device = first.device().index;
+      for (std::size_t j = 0; j < kern.outputs; ++j) {
+        auto b = kiln::device_buffer::allocate(first.size(), where);
+        if (!b) return error_tuple(env, b.err());
+        auto* res = new_buffer_resource(std::move(b).value());
+        if (!res) return error_tuple(env, kiln::errc::out_of_memory, "cannot allocate a buffer resource");
+        out_res.push_back(res);
+        outs.push_back(&*res->buffer);
+      }
+    }
+    auto r = kiln::run(kern, args, outs);
+    locks.clear();
+    for (auto* res : out_res) {
+      results.push_back(buffer_term(env, res));
+      if (!has_into) enif_release_resource(res);  // the terms now own the new buffers
+    }
+    if (!r) return error_tuple(env, r.err());
+    return enif_make_tuple3(env, atom(env, "ok"),
+                            enif_make_list_from_array(env, results.data(), static_cast<unsigned>(results.size())),
+                            stats_term(env, *r, 0, 0));
+  }
+
+  if (auto d = kiln::resolve(options); !d) return error_tuple(env, d.err());
+  std::size_t n = 0;
+  for (const auto& a : args)
+    if (a.what == kiln::arg::kind::array) n = a.array.size();
+  const double decode_s = seconds_since(t0);
+
+  // Results: binaries in host blocks (a list is encoded from them afterwards).
+  std::vector<new_binary> bins(kern.outputs);
+  std::vector<std::span<std::int64_t>> outs;
+  for (auto& b : bins) {
+    if (!b.alloc(n))
+      return error_tuple(env, kiln::errc::out_of_memory,
+                         "cannot allocate a " + std::to_string(n * sizeof(std::int64_t)) + "-byte result");
+    outs.push_back(b.span());
+  }
+  auto r = kiln::run(kern, args, outs, options);
+  if (!r) return error_tuple(env, r.err());
+  auto t1 = steady::now();
+  std::vector<ERL_NIF_TERM> results;
+  for (std::size_t j = 0; j < bins.size(); ++j)
+    results.push_back(as_list ? list_term(env, outs[j]) : bins[j].to_term(env));
+  const double encode_s = seconds_since(t1);
+  return enif_make_tuple3(env, atom(env, "ok"),
+                          enif_make_list_from_array(env, results.data(), static_cast<unsigned>(results.size())),
+                          stats_term(env, *r, decode_s, encode_s));
 }
 
 // live_buffers() -> number of buffer resources not yet destroyed (for the tests of GC).
@@ -656,8 +709,6 @@ constexpr unsigned io = ERL_NIF_DIRTY_JOB_IO_BOUND;
 // The *_io twins run on dirty IO schedulers: Elixir picks them for GPU backends, whose calls
 // mostly wait on the device and should not hold one of the few dirty CPU schedulers.
 ErlNifFunc nif_funcs[] = {
-    {"run", 10, guarded<run_nif>, cpu},
-    {"run_io", 10, guarded<run_nif>, io},
     {"convert", 2, guarded<convert_nif>, cpu},
     {"concat", 1, guarded<concat_nif>, cpu},
     {"kernel_run", 3, guarded<kernel_run_nif>, cpu},
@@ -665,8 +716,6 @@ ErlNifFunc nif_funcs[] = {
     {"devices", 0, guarded<devices_nif>, cpu},
     {"buffer_upload", 3, guarded<buffer_upload_nif>, cpu},
     {"buffer_upload_io", 3, guarded<buffer_upload_nif>, io},
-    {"buffer_run", 4, guarded<buffer_run_nif>, cpu},
-    {"buffer_run_io", 4, guarded<buffer_run_nif>, io},
     {"buffer_download", 2, guarded<buffer_download_nif>, cpu},
     {"buffer_download_io", 2, guarded<buffer_download_nif>, io},
     {"live_buffers", 0, guarded<live_buffers_nif>, 0},

@@ -66,7 +66,20 @@ defmodule Kiln.Buffer do
     p = Args.p!(p)
     mu = Args.mu!(mu)
     iterations = opts[:iterations]
-    nif = if Args.dirty_io?(buffer.backend), do: &Native.buffer_run_io/4, else: &Native.buffer_run/4
+    nif = if Args.dirty_io?(buffer.backend), do: &Native.kernel_run_io/3, else: &Native.kernel_run/3
+    {code, arity, outputs, locals} = Kiln.LogisticMap.Kernel.descriptor()
+    kernel = {code, arity, outputs, locals, iterations}
+
+    # The built-in map's kernel over the buffer, written into it in place.
+    nif_opts = %{
+      backend: buffer.backend,
+      device: 0,
+      chunk_size: 0,
+      phase_times: false,
+      host_share: false,
+      as_list: false,
+      into: [buffer.ref]
+    }
 
     metadata = %{
       module: __MODULE__,
@@ -79,9 +92,17 @@ defmodule Kiln.Buffer do
     }
 
     Telemetry.span(metadata, fn ->
-      {buffer, Args.unwrap!(native!(buffer, fn -> nif.(buffer.ref, p, mu, iterations) end))}
+      case native!(buffer, fn -> nif.(kernel, [buffer.ref, p, mu], nif_opts) end) do
+        {:ok, [_same], stats} -> {buffer, stats}
+        {:error, reason} -> Args.raise_error!(reason)
+      end
     end)
   end
+
+  @doc false
+  # A buffer the NIF made ({:buffer, ref, size, backend, device}: a kernel's output) as a struct.
+  def __wrap__({:buffer, ref, size, backend, name}),
+    do: %__MODULE__{ref: ref, size: size, backend: backend, device: name}
 
   @doc "The current contents, as a binary of native-endian int64."
   @spec download(t) :: binary

@@ -431,11 +431,14 @@ defmodule Kiln.Kernel do
     host_share: true
   ]
 
+  # The options of a kernel's call besides :iterations (default 1 for kernels), in Kiln.Options.
+  @run_keys [:backend, :device, :chunk_size, :phase_times, :host_share]
+
   @doc false
   # Runs a compiled kernel: what the functions defkernel defines call.
   def __run__({code, arity, outputs, locals}, names, values, opts) do
-    opts = Keyword.validate!(opts, @run_defaults)
-    iterations = Args.iterations!(opts[:iterations])
+    opts = Kiln.Options.validate!(opts, @run_defaults |> Keyword.take([:iterations]) |> Kernel.++(@run_keys))
+    iterations = opts[:iterations]
 
     {args, shapes} =
       names
@@ -443,15 +446,24 @@ defmodule Kiln.Kernel do
       |> Enum.map(fn {name, value} -> argument!(name, value) end)
       |> Enum.unzip()
 
+    shape =
+      cond do
+        Enum.member?(shapes, :buffer) -> :buffer
+        Enum.member?(shapes, :list) -> :list
+        Enum.member?(shapes, :binary) -> :binary
+        true -> nil
+      end
+
+    # The first array argument's shape gives the results'; buffers give buffers.
     as_list =
       case Enum.find(shapes, &(&1 != :scalar)) do
         nil ->
           raise ArgumentError,
-                "a kernel needs at least one array argument (a list, a Range or a binary of " <>
-                  "native-endian int64); #{Enum.join(names, ", ")} are all integers"
+                "a kernel needs at least one array argument (a list, a Range, a binary of " <>
+                  "native-endian int64 or a Kiln.Buffer); #{Enum.join(names, ", ")} are all integers"
 
-        shape ->
-          shape == :list
+        first ->
+          first == :list
       end
 
     arrays = Enum.count(shapes, &(&1 != :scalar))
@@ -462,29 +474,47 @@ defmodule Kiln.Kernel do
               "result; this call has #{arrays} array arguments and the kernel #{outputs} outputs"
     end
 
-    backend = Args.backend!(opts[:backend])
+    # Over buffers the run goes where they live.
+    backend =
+      if shape == :buffer,
+        do: values |> Enum.find(&is_struct(&1, Kiln.Buffer)) |> Map.fetch!(:backend),
+        else: opts[:backend]
 
     nif_opts = %{
       backend: backend,
       device: Args.device!(opts[:device]),
-      chunk_size: Args.chunk_size!(opts[:chunk_size]),
-      phase_times: Args.boolean!("phase_times", opts[:phase_times]),
-      host_share: Args.boolean!("host_share", opts[:host_share]),
+      chunk_size: opts[:chunk_size],
+      phase_times: opts[:phase_times],
+      host_share: opts[:host_share],
       as_list: as_list
     }
 
     kernel = {code, arity, outputs, locals, iterations}
-    reply =
-      if Args.dirty_io?(backend),
-        do: Kiln.Native.kernel_run_io(kernel, args, nif_opts),
-        else: Kiln.Native.kernel_run(kernel, args, nif_opts)
+    metadata = %{module: __MODULE__, backend: backend, device: opts[:device], n: nil, options: opts}
 
-    case reply do
-      {:ok, [result], stats} when outputs == 1 -> {result, stats}
-      {:ok, results, stats} -> {List.to_tuple(results), stats}
-      {:error, reason} -> Args.raise_error!(reason)
-    end
+    Kiln.Telemetry.span(metadata, fn ->
+      reply =
+        try do
+          if Args.dirty_io?(backend),
+            do: Kiln.Native.kernel_run_io(kernel, args, nif_opts),
+            else: Kiln.Native.kernel_run(kernel, args, nif_opts)
+        catch
+          :error, :badarg when shape == :buffer ->
+            raise ArgumentError, "a kernel argument is not a buffer made by Kiln.Buffer.upload/2"
+        end
+
+      case reply do
+        {:ok, results, stats} ->
+          results = if shape == :buffer, do: Enum.map(results, &Kiln.Buffer.__wrap__/1), else: results
+          {if(outputs == 1, do: hd(results), else: List.to_tuple(results)), stats}
+
+        {:error, reason} ->
+          Args.raise_error!(reason)
+      end
+    end)
   end
+
+  defp argument!(_name, %Kiln.Buffer{ref: ref}) when is_reference(ref), do: {ref, :buffer}
 
   defp argument!(_name, value) when Args.is_int64(value), do: {value, :scalar}
 

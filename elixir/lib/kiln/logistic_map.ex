@@ -227,21 +227,20 @@ defmodule Kiln.LogisticMap do
     }
 
     Telemetry.span(metadata, fn ->
-      nif = if Args.dirty_io?(opts[:backend]), do: &Native.run_io/10, else: &Native.run/10
+      nif = if Args.dirty_io?(opts[:backend]), do: &Native.kernel_run_io/3, else: &Native.kernel_run/3
+      {code, arity, outputs, locals} = Kiln.LogisticMap.Kernel.descriptor()
 
-      case nif.(
-             nif_data,
-             as_list,
-             p,
-             mu,
-             opts[:iterations],
-             opts[:backend],
-             Args.device!(opts[:device]),
-             opts[:chunk_size],
-             opts[:phase_times],
-             opts[:host_share]
-           ) do
-        {:ok, result, stats} -> {result, stats}
+      nif_opts = %{
+        backend: opts[:backend],
+        device: Args.device!(opts[:device]),
+        chunk_size: opts[:chunk_size],
+        phase_times: opts[:phase_times],
+        host_share: opts[:host_share],
+        as_list: as_list
+      }
+
+      case nif.({code, arity, outputs, locals, opts[:iterations]}, [nif_data, p, mu], nif_opts) do
+        {:ok, [result], stats} -> {result, stats}
         {:error, reason} -> Args.raise_error!(reason, where)
       end
     end)

@@ -91,12 +91,6 @@ defmodule Kiln.Native do
   end
 
   # Dirty CPU schedulers; the *_io twins run on dirty IO schedulers (for GPU backends).
-  def run(_data, _as_list, _p, _mu, _iterations, _backend, _device, _chunk, _phase_times, _host_share),
-    do: not_loaded!()
-
-  def run_io(_data, _as_list, _p, _mu, _iterations, _backend, _device, _chunk, _phase_times, _host_share),
-    do: not_loaded!()
-
   def convert(_data, _as_list), do: not_loaded!()
   def concat(_binaries), do: not_loaded!()
 
@@ -107,8 +101,6 @@ defmodule Kiln.Native do
   def devices, do: not_loaded!()
   def buffer_upload(_data, _backend, _device), do: not_loaded!()
   def buffer_upload_io(_data, _backend, _device), do: not_loaded!()
-  def buffer_run(_buffer, _p, _mu, _iterations), do: not_loaded!()
-  def buffer_run_io(_buffer, _p, _mu, _iterations), do: not_loaded!()
   def buffer_download(_buffer, _as_list), do: not_loaded!()
   def buffer_download_io(_buffer, _as_list), do: not_loaded!()
   def live_buffers, do: not_loaded!()
