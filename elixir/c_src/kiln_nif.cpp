@@ -553,6 +553,8 @@ ERL_NIF_TERM kernel_run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
     } else if (get_buffer(env, head, res)) {
       buffers.push_back(res);
       args[i] = kiln::arg::of_buffer(*res->buffer);
+    } else if (enif_is_ref(env, head)) {
+      return enif_make_badarg(env);  // a reference that is no buffer: Elixir names it
     } else {
       if (auto s = decode(env, head, data[i]); !s) return decode_error(env, s, data[i]);
       args[i] = kiln::arg::of_array(data[i].view);
