@@ -100,8 +100,10 @@ std::unique_ptr<backend> make_cpu_backend();
 std::unique_ptr<backend> make_opencl_backend();
 std::unique_ptr<backend> make_cuda_backend();
 
-// A host-memory resident buffer shared by the scalar and cpu backends.
-std::unique_ptr<resident_buffer> make_host_buffer(backend& owner, int device, std::span<const std::int64_t> data);
+// Host-memory resident buffers shared by the scalar and cpu backends: a copy of `data`, or `n`
+// elements with unspecified contents.
+result<std::unique_ptr<resident_buffer>> make_host_buffer(std::span<const std::int64_t> data);
+result<std::unique_ptr<resident_buffer>> make_host_buffer(std::size_t n);
 // Their run over resident buffers: the map's own code where it is the map, else the interpreter
 // (on every core where `parallel`).
 result<run_stats> run_host_resident(backend& owner, int device, const decoded_kernel& k,

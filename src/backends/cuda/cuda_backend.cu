@@ -256,13 +256,89 @@ class lane_group {
   std::size_t clamped_request_ = 0;  // the chunk that free memory cut down to capacity_, if any
 };
 
+// What a resident buffer holds on its device: its memory, and the stream and events its kernels
+// run and are timed on. Kept for reuse by the device when a buffer dies (buffer_pool).
+struct buffer_body {
+  device_memory data;
+  std::size_t bytes = 0;
+  stream_handle stream;
+  event_handle start, stop;
+};
+
+// Freed buffers' bodies, for the next buffers of the same size: cudaMalloc, a stream and two
+// events cost far more than a kernel over resident data, and a kernel over buffers makes a new
+// output each call (chained calls free as many as they make). At most `max_bodies` bodies and
+// a quarter of the device's memory are kept; the rest is freed at once.
+class buffer_pool {
+ public:
+  explicit buffer_pool(std::size_t limit_bytes) : limit_(limit_bytes) {}
+
+  // A body of exactly `bytes` (the device must be current), from the pool or made now.
+  result<buffer_body> take(std::size_t bytes) {
+    {
+      std::lock_guard<std::mutex> lock(m_);
+      for (auto it = free_.begin(); it != free_.end(); ++it)
+        if (it->bytes == bytes) {
+          buffer_body b = std::move(*it);
+          free_.erase(it);
+          cached_ -= bytes;
+          return result<buffer_body>(std::move(b));
+        }
+    }
+    buffer_body b;
+    b.bytes = bytes;
+    auto data = allocate_device(bytes, "cudaMalloc (resident buffer)");
+    if (!data) return data.err();
+    b.data = std::move(data).value();
+    auto stream = create_stream();
+    if (!stream) return stream.err();
+    b.stream = std::move(stream).value();
+    auto start = create_event();
+    if (!start) return start.err();
+    b.start = std::move(start).value();
+    auto stop = create_event();
+    if (!stop) return stop.err();
+    b.stop = std::move(stop).value();
+    return result<buffer_body>(std::move(b));
+  }
+
+  // Keeps `b` for reuse, or frees it (the device must be current).
+  void give(buffer_body&& b) {
+    std::lock_guard<std::mutex> lock(m_);
+    if (free_.size() >= max_bodies || cached_ + b.bytes > limit_) {
+      // The oldest bodies go first, so that the pool follows the sizes in use now.
+      while (!free_.empty() && (free_.size() >= max_bodies || cached_ + b.bytes > limit_)) {
+        cached_ -= free_.front().bytes;
+        free_.erase(free_.begin());
+      }
+      if (cached_ + b.bytes > limit_) return;  // too large to keep at all: freed here
+    }
+    cached_ += b.bytes;
+    free_.push_back(std::move(b));
+  }
+
+  void clear() {
+    std::lock_guard<std::mutex> lock(m_);
+    free_.clear();
+    cached_ = 0;
+  }
+
+ private:
+  static constexpr std::size_t max_bodies = 8;
+  const std::size_t limit_;
+  std::mutex m_;
+  std::vector<buffer_body> free_;
+  std::size_t cached_ = 0;
+};
+
 // Everything Kiln keeps per CUDA device: the two lane groups (see the shapes at the top).
 class device_state {
  public:
-  device_state(int index, int sm_count, int arch)
+  device_state(int index, int sm_count, int arch, std::size_t memory_bytes)
       : index_(index),
         sm_count_(sm_count),
         arch_(arch),
+        buffers_(memory_bytes / 4),
         direct_([] { return std::size_t{1}; }, direct_slots, direct_chunk, max_chunk),
         staged_(staging_lanes, staged_slots, staged_chunk, staged_chunk) {}
   device_state(const device_state&) = delete;
@@ -274,11 +350,13 @@ class device_state {
     (void)scope.enter(index_);
     direct_.clear();
     staged_.clear();
+    buffers_.clear();
     program_mem_.reset();
     aux_.reset();
   }
 
   int index() const { return index_; }
+  buffer_pool& buffers() { return buffers_; }
   int sm_count() const { return sm_count_; }
   int arch() const { return arch_; }
 
@@ -544,6 +622,7 @@ class device_state {
   int index_;
   int sm_count_;
   int arch_;  // compute capability, major * 10 + minor
+  buffer_pool buffers_;
   std::mutex m_;
   lane_group direct_;
   lane_group staged_;
@@ -561,31 +640,19 @@ class cuda_buffer final : public resident_buffer {
 
   ~cuda_buffer() override {
     device_scope scope;
-    (void)scope.enter(dev_.index());
-    data_.reset();
-    start_.reset();
-    stop_.reset();
-    stream_.reset();
+    if (scope.enter(dev_.index()).ok() && body_.data.get()) dev_.buffers().give(std::move(body_));
   }
 
-  // Allocates the memory, stream and events; the caller has made the device current.
+  // Takes the memory, stream and events (from the device's pool when it has a body this size);
+  // the caller has made the device current.
   status init() {
-    auto data = allocate_device(n_ * sizeof(i64), "cudaMalloc (resident buffer)");
-    if (!data) return data.err();
-    data_ = std::move(data).value();
-    auto stream = create_stream();
-    if (!stream) return stream.err();
-    stream_ = std::move(stream).value();
-    auto start = create_event();
-    if (!start) return start.err();
-    start_ = std::move(start).value();
-    auto stop = create_event();
-    if (!stop) return stop.err();
-    stop_ = std::move(stop).value();
+    auto body = dev_.buffers().take(n_ * sizeof(i64));
+    if (!body) return body.err();
+    body_ = std::move(body).value();
     return {};
   }
 
-  i64* data() const { return static_cast<i64*>(data_.get()); }
+  i64* data() const { return static_cast<i64*>(body_.data.get()); }
   std::size_t size() const override { return n_; }
 
   // Runs `launch(stream)` on the buffer's stream, timed by events around it alone (the
@@ -594,16 +661,16 @@ class cuda_buffer final : public resident_buffer {
   result<run_stats> timed(Launch&& launch) {
     const auto t0 = std::chrono::steady_clock::now();
     run_stats st;
-    cudaStream_t stream = stream_.get();
-    KILN_TRY(cuda_check(cudaEventRecord(start_.get(), stream), "cudaEventRecord"));
+    cudaStream_t stream = body_.stream.get();
+    KILN_TRY(cuda_check(cudaEventRecord(body_.start.get(), stream), "cudaEventRecord"));
     status launched = launch(stream);
-    status recorded = cuda_check(cudaEventRecord(stop_.get(), stream), "cudaEventRecord");
+    status recorded = cuda_check(cudaEventRecord(body_.stop.get(), stream), "cudaEventRecord");
     // Whatever was enqueued must finish before we return, even on failure.
     status synced = cuda_check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
     KILN_TRY(launched);
     KILN_TRY(recorded);
     KILN_TRY(synced);
-    auto kernel = elapsed_seconds(start_, stop_);
+    auto kernel = elapsed_seconds(body_.start, body_.stop);
     if (!kernel) return kernel.err();
     st.kernel_s = *kernel;
     st.chunks = 1;
@@ -628,10 +695,7 @@ class cuda_buffer final : public resident_buffer {
  private:
   device_state& dev_;
   std::size_t n_;
-  device_memory data_;
-  stream_handle stream_;
-  event_handle start_;
-  event_handle stop_;
+  buffer_body body_;
 };
 
 std::string cuda_version_string(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
@@ -686,7 +750,7 @@ std::vector<device_info> probe_devices(std::vector<std::unique_ptr<device_state>
       else
         d.available = true;
     }
-    states.push_back(d.available ? std::make_unique<device_state>(i, d.compute_units, prop.major * 10 + prop.minor)
+    states.push_back(d.available ? std::make_unique<device_state>(i, d.compute_units, prop.major * 10 + prop.minor, d.memory_bytes)
                                  : nullptr);
     list.push_back(std::move(d));
   }

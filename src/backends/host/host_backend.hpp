@@ -25,12 +25,10 @@ class host_backend : public backend {
   }
 
   // Host data needs no device: a resident buffer is a vector the same backend runs on in place.
-  result<std::unique_ptr<resident_buffer>> upload(int device, std::span<const std::int64_t> data) final {
-    return make_host_buffer(*this, device, data);
+  result<std::unique_ptr<resident_buffer>> upload(int, std::span<const std::int64_t> data) final {
+    return make_host_buffer(data);
   }
-  result<std::unique_ptr<resident_buffer>> allocate(int device, std::size_t n) final {
-    return make_host_buffer(*this, device, std::vector<std::int64_t>(n));
-  }
+  result<std::unique_ptr<resident_buffer>> allocate(int, std::size_t n) final { return make_host_buffer(n); }
   result<run_stats> run_resident(int device, const decoded_kernel& k, std::span<resident_buffer* const> arrays,
                                  std::span<resident_buffer* const> outputs) final {
     return run_host_resident(*this, device, k, arrays, outputs, kind() == backend_kind::cpu);
