@@ -144,11 +144,15 @@ std::vector<device_info> devices() {
 result<device_info> resolve(const run_options& options) {
   auto& reg = detail::registry::get();
   if (options.backend == "auto") {
-    // A GPU when there is one (CUDA before OpenCL), else the multicore CPU backend.
+    // A GPU when there is one (CUDA before OpenCL), else the multicore CPU backend; a device
+    // index picks among the devices of those backends that have it (never silently another).
     for (auto k : {backend_kind::cuda, backend_kind::opencl})
       for (const auto& d : reg.devices_of(k))
-        if (d.available && d.gpu) return d;
-    return reg.devices_of(backend_kind::cpu).front();
+        if (d.available && d.gpu && (options.device == all_devices || d.index == options.device)) return d;
+    if (options.device == 0 || options.device == all_devices) return reg.devices_of(backend_kind::cpu).front();
+    return make_error(errc::invalid_argument,
+                      "backend auto has no device " + std::to_string(options.device) +
+                          ": no GPU with that index is usable here, and the cpu backend has device 0 only");
   }
   auto kind = detail::parse_backend(options.backend);
   if (!kind) return kind.err();

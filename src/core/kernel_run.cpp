@@ -27,6 +27,8 @@ constexpr std::size_t gpu_kernel_min = std::size_t{1} << 16;
 result<device_info> resolve_kernel_device(const run_options& options, const decoded_kernel& dk, std::size_t n) {
   if (options.backend != "auto") return resolve(options);
   if (dk.builtin) return resolve(options);  // the map: as logistic_map always chose
+  // A device index other than 0 names a GPU: resolve's "auto" finds it or says there is none.
+  if (options.device != 0 && options.device != all_devices) return resolve(options);
   const auto all = devices();
   if (n >= gpu_kernel_min && dk.arrays == 1 && dk.outputs == 1)
     for (auto k : {backend_kind::cuda, backend_kind::opencl})

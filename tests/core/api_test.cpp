@@ -153,3 +153,27 @@ TEST(Result, ValueOrThrowIsTheExceptionBoundary) {
 }
 
 }  // namespace
+
+namespace {
+
+// "auto" never ignores a device index: it picks a device of that index among the backends it may
+// choose, or says there is none (here, without a GPU, only the cpu backend's device 0 exists).
+TEST(Api, AutoHonoursTheDeviceIndex) {
+  kiln::run_options o;
+  o.backend = "auto";
+  o.device = 9;
+  auto d = kiln::resolve(o);
+  bool gpu9 = false;
+  for (const auto& dev : kiln::devices()) gpu9 |= dev.gpu && dev.available && dev.index == 9;
+  if (gpu9) GTEST_SKIP() << "a GPU with index 9 exists here";
+  ASSERT_FALSE(d.ok());
+  EXPECT_EQ(d.err().code, kiln::errc::invalid_argument);
+  EXPECT_NE(d.err().message.find("no device 9"), std::string::npos) << d.err().message;
+  std::vector<std::int64_t> in{1, 2, 3}, out(3);
+  EXPECT_FALSE(kiln::logistic_map(in, out, {61, 22, 10}, o).ok());
+  o.device = 0;
+  ASSERT_TRUE(kiln::logistic_map(in, out, {61, 22, 10}, o).ok());
+  EXPECT_EQ(out, (std::vector<std::int64_t>{28, 25, 37}));
+}
+
+}  // namespace
