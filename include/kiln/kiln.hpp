@@ -14,6 +14,10 @@
 
 namespace kiln {
 
+namespace detail {
+struct buffer_access;
+}  // namespace detail
+
 // The map x <- rem(mu * x * (x + 1), p), applied `iterations` times to every element.
 //
 // Contract (identical on every backend): the result equals Elixir's
@@ -172,7 +176,7 @@ class device_buffer {
  private:
   explicit device_buffer(std::unique_ptr<impl> p);
   std::unique_ptr<impl> impl_;
-  friend result<run_stats> run(const kernel&, std::span<const arg>, std::span<device_buffer* const>);
+  friend struct detail::buffer_access;  // the engine's view of what a buffer holds
 };
 
 }  // namespace kiln

@@ -119,6 +119,12 @@ class device_buffer::impl {
   device_info device;
   std::unique_ptr<detail::resident_buffer> buffer;
 };
+
+namespace detail {
+struct buffer_access {
+  static const device_buffer::impl& of(const device_buffer& b) { return *b.impl_; }
+};
+}  // namespace detail
 }  // namespace kiln
 
 namespace kiln::detail {

@@ -133,6 +133,10 @@ status device_outcome(const decoded_kernel& k, std::span<const std::int64_t> in,
 result<run_stats> run_decoded(const decoded_kernel& k, std::span<const arg> args,
                               std::span<const std::span<std::int64_t>> outputs, const run_options& options);
 
+// Runs a decoded kernel over device buffers (kiln::run over buffers after decode_kernel).
+result<run_stats> run_buffers(const decoded_kernel& k, std::span<const arg> args,
+                              std::span<device_buffer* const> outputs);
+
 // The source of one GPU kernel (core/kernel_source.cpp describes both dialects' signatures and
 // fault reports): kiln_program, the pipelines' streamed shape (one array argument, one output,
 // chunk by chunk), or with `resident`, kiln_resident over device buffers (any arrays and outputs).

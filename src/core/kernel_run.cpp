@@ -98,12 +98,39 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
     r = interpret_all(dk, arrays, outs, *n, dev->backend == backend_kind::cpu);
   } else {
     KILN_TRY(be.kernel_support());
-    if (dk.arrays != 1 || dk.outputs != 1)
-      return make_error(errc::invalid_argument,
-                        std::string("backend ") + backend_name(dev->backend) +
-                            " runs kernels of one array argument and one output so far; kernels of several arrays "
-                            "run on the cpu and scalar backends (or backend auto)");
-    r = be.run_kernel(*index, dk, single, outputs[0], options);
+    if (dk.arrays == 1 && dk.outputs == 1) {
+      r = be.run_kernel(*index, dk, single, outputs[0], options);
+    } else {
+      // Several arrays: each crosses to the device whole, the kernel runs there over buffers, and
+      // the outputs come back (the pipelines stream one array each way).
+      if (*index == all_devices)
+        return make_error(errc::invalid_argument,
+                          "a kernel of several arrays runs on one device: choose a device index");
+      run_options where = options;
+      where.backend = backend_name(dev->backend);
+      where.device = *index;
+      std::vector<device_buffer> ins, outs;
+      std::vector<arg> on_device(args.begin(), args.end());
+      for (std::size_t a = 0; a < args.size(); ++a) {
+        if (args[a].what != arg::kind::array) continue;
+        auto b = device_buffer::upload(args[a].array, where);
+        if (!b) return b.err();
+        ins.push_back(std::move(b).value());
+      }
+      for (std::size_t j = 0; j < outputs.size(); ++j) {
+        auto b = device_buffer::allocate(*n, where);
+        if (!b) return b.err();
+        outs.push_back(std::move(b).value());
+      }
+      for (std::size_t a = 0, j = 0; a < args.size(); ++a)
+        if (args[a].what == arg::kind::array) on_device[a] = arg::of_buffer(ins[j++]);
+      std::vector<device_buffer*> out_ptrs;
+      for (auto& b : outs) out_ptrs.push_back(&b);
+      r = run_buffers(dk, on_device, out_ptrs);
+      if (!r) return r.err();
+      for (std::size_t j = 0; j < outputs.size(); ++j) KILN_TRY(outs[j].download(outputs[j]));
+      r->total_s = seconds_since(t0);
+    }
   }
   if (!r) return r.err();
   r->backend = st.backend;
@@ -114,9 +141,17 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
 }  // namespace detail
 
 result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<device_buffer* const> outputs) {
-  const auto t0 = std::chrono::steady_clock::now();
   auto dk = detail::decode_kernel(k, args);
   if (!dk) return dk.err();
+  return detail::run_buffers(*dk, args, outputs);
+}
+
+namespace detail {
+
+result<run_stats> run_buffers(const decoded_kernel& decoded, std::span<const arg> args,
+                              std::span<device_buffer* const> outputs) {
+  const auto t0 = std::chrono::steady_clock::now();
+  const decoded_kernel* dk = &decoded;
   if (outputs.size() != dk->outputs)
     return make_error(errc::invalid_argument, "the kernel has " + std::to_string(dk->outputs) + " output(s), " +
                                                   std::to_string(outputs.size()) + " buffer(s) given for them");
@@ -125,8 +160,8 @@ result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<devi
   std::vector<detail::resident_buffer*> arrays, outs;
   auto same_place = [&](const device_buffer& b, const std::string& what) -> status {
     if (!first) first = &b;
-    const auto& d = b.impl_->device;
-    const auto& f = first->impl_->device;
+    const auto& d = buffer_access::of(b).device;
+    const auto& f = buffer_access::of(*first).device;
     if (d.backend != f.backend || d.index != f.index)
       return make_error(errc::invalid_argument, what + " lives on " + backend_name(d.backend) + " device " +
                                                     std::to_string(d.index) + ", the others on " +
@@ -142,7 +177,7 @@ result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<devi
       return make_error(errc::invalid_argument, "argument " + std::to_string(a) +
                                                     " is a host array; a run over buffers takes every array as a buffer");
     KILN_TRY(same_place(*args[a].buffer, "argument " + std::to_string(a)));
-    arrays.push_back(args[a].buffer->impl_->buffer.get());
+    arrays.push_back(buffer_access::of(*args[a].buffer).buffer.get());
   }
   for (std::size_t j = 0; j < outputs.size(); ++j) {
     if (!outputs[j]) return make_error(errc::invalid_argument, "output " + std::to_string(j) + " is no buffer");
@@ -151,9 +186,9 @@ result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<devi
       if (outputs[o] == outputs[j])
         return make_error(errc::invalid_argument, "outputs " + std::to_string(o) + " and " + std::to_string(j) +
                                                       " are the same buffer");
-    outs.push_back(outputs[j]->impl_->buffer.get());
+    outs.push_back(buffer_access::of(*outputs[j]).buffer.get());
   }
-  const device_info& dev = first->impl_->device;
+  const device_info& dev = buffer_access::of(*first).device;
   run_stats st;
   const bool nothing = first->size() == 0 || dk->iterations == 0 || (dk->builtin && dk->builtin->params.iterations == 0);
   if (nothing) {
@@ -161,15 +196,17 @@ result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<devi
       return make_error(errc::invalid_argument,
                         "no iterations over buffers leaves the argument as it is: give its buffer as the output");
   } else {
-    auto r = detail::backend_of(dev.backend).run_resident(dev.index, *dk, arrays, outs);
+    auto r = backend_of(dev.backend).run_resident(dev.index, *dk, arrays, outs);
     if (!r) return r.err();
     st = std::move(r).value();
   }
   st.backend = backend_name(dev.backend);
   st.device = dev.name;
-  if (st.total_s == 0) st.total_s = detail::seconds_since(t0);
+  if (st.total_s == 0) st.total_s = seconds_since(t0);
   return st;
 }
+
+}  // namespace detail
 
 status validate(const kernel& k, std::span<const arg> args) {
   auto dk = detail::decode_kernel(k, args);

@@ -907,12 +907,17 @@ result<run_stats> run_resident_on(device_state& ds, const decoded_kernel& dk, st
   st.chunks = segments;
   drain_guard drain(ds);
   std::vector<cl::Event> done(segments);
+  // Every launch of the run has the first segment's width (PoCL keeps a compiled version per
+  // width, see enqueue_over): the buffers' length where they fit in one segment. Not the segment
+  // limit itself, which for one small buffer would launch a grid of the device's whole
+  // allocation size.
+  const std::size_t width = shape.segment_length(0);
   if (dk.builtin) {
     const kernel_params kp = prepare(dk.builtin->params);
     KILN_TRY(set_param_args(ds.kernel, kp));
     for (std::size_t i = 0; i < segments; ++i)
       KILN_TRY(enqueue_map(ds, ds.kernel, ds.queue, ins[0]->segments()[i], outs[0]->segments()[i],
-                           shape.segment_length(i), shape.segment(), &done[i]));
+                           shape.segment_length(i), width, &done[i]));
     for (const auto& ev : done) {
       KILN_TRY(wait_for(ev, {{&ev, "clEnqueueNDRangeKernel"}}));
       st.kernel_s += event_seconds(ev);
@@ -957,7 +962,7 @@ result<run_stats> run_resident_on(device_state& ds, const decoded_kernel& dk, st
                            k.setArg(fixed + 4, static_cast<cl_long>(i * shape.segment()))};
     for (cl_int r : errs)
       if (r != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_resident)", r);
-    KILN_TRY(enqueue_over(ds, k, ds.queue, shape.segment_length(i), shape.segment(), &done[i],
+    KILN_TRY(enqueue_over(ds, k, ds.queue, shape.segment_length(i), width, &done[i],
                           "clEnqueueNDRangeKernel (kiln_resident)"));
   }
   for (const auto& ev : done) {
