@@ -137,6 +137,16 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
       for (std::size_t i = 0; i < n; ++i) any |= (active[i] = take[i]) != 0;
       return any;
     };
+    // A local set inside a branch changes only the elements that take it: the others keep the
+    // value they had (as if the branch were not evaluated for them, which it is not in Elixir).
+    auto set_local = [&](lanes& l, const lanes& v, std::size_t branches_open) {
+      if (branches_open == 0) std::copy(v.begin(), v.begin() + n, l.begin());
+      else for (std::size_t i = 0; i < n; ++i) l[i] = active[i] ? v[i] : l[i];
+    };
+    auto fill_local = [&](lanes& l, i64 v, std::size_t branches_open) {
+      if (branches_open == 0) std::fill(l.begin(), l.begin() + n, v);
+      else for (std::size_t i = 0; i < n; ++i) l[i] = active[i] ? v : l[i];
+    };
     if (repeated) std::copy(arrays[0] + s, arrays[0] + s + n, x.begin());
     for (i64 app = 0; app < k.iterations || (!repeated && app == 0); ++app) {
       std::size_t sp = 0, depth = 0, loop_depth = 0;
@@ -207,7 +217,7 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
             break;
           case op::local_set:
             --sp;
-            std::copy(stack[sp].begin(), stack[sp].begin() + n, locals[static_cast<std::size_t>(ins.operand)].begin());
+            set_local(locals[static_cast<std::size_t>(ins.operand)], stack[sp], depth);
             break;
           case op::fail:
             for (std::size_t i = 0; i < n; ++i)
@@ -287,7 +297,7 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
                             : (static_cast<u64>(first) - static_cast<u64>(last)) / (u64{0} - static_cast<u64>(step));
             open_loop& l = loops[loop_depth++];
             l = {span, first, step, static_cast<std::size_t>(ins.operand)};
-            std::fill(locals[l.local].begin(), locals[l.local].begin() + n, first);
+            fill_local(locals[l.local], first, depth);
             break;
           }
           case op::loop_end: {
@@ -298,7 +308,7 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
             }
             --l.left;
             l.value = static_cast<i64>(static_cast<u64>(l.value) + static_cast<u64>(l.step));
-            std::fill(locals[l.local].begin(), locals[l.local].begin() + n, l.value);
+            fill_local(locals[l.local], l.value, depth);
             pc = ins.jump;  // the loop_begin; the body follows it
             break;
           }

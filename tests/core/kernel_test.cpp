@@ -168,4 +168,34 @@ TEST(Kernel, FaultsNameTheElement) {
   EXPECT_NE(s.err().message.find("bounds depend on the element"), std::string::npos) << s.err().message;
 }
 
+// A local set inside a branch changes it only for the elements that take the branch; the others
+// keep their value (the interpreter runs a branch over a whole block, masked). Blocks hold
+// elements of both kinds here.
+TEST(Kernel, ALocalSetInABranchChangesOnlyTheElementsThatTakeIt) {
+  const i64 t = w(op::if_then), e = w(op::if_else), end = w(op::if_end);
+  // l0 = x; _ = if x > 0, do: (l0 = 7; 1), else: 2; l0
+  const std::vector<i64> set{w(op::arg), 0, w(op::local_set), 0, w(op::arg), 0, w(op::literal), 0, w(op::gt), t,
+                             w(op::literal), 7, w(op::local_set), 0, w(op::literal), 1, e, w(op::literal), 2, end,
+                             w(op::local_set), 1, w(op::local_get), 0};
+  // l0 = x; _ = if x > 0, do: (for l0 <- 1..3, do: nothing; 1), else: 2; l0 (the loop variable
+  // is a local like any other)
+  const std::vector<i64> loop{w(op::arg), 0, w(op::local_set), 0, w(op::arg), 0, w(op::literal), 0, w(op::gt), t,
+                              w(op::literal), 1, w(op::literal), 3, w(op::literal), 1, w(op::loop_begin), 0,
+                              w(op::loop_end), w(op::literal), 1, e, w(op::literal), 2, end, w(op::local_set), 1,
+                              w(op::local_get), 0};
+  std::vector<i64> xs(1000);
+  for (std::size_t i = 0; i < xs.size(); ++i) xs[i] = i % 3 ? static_cast<i64>(i) : -static_cast<i64>(i) - 1;
+  const kiln::arg args[] = {kiln::arg::of_array(xs)};
+  for (const char* b : {"scalar", "cpu"}) {
+    std::vector<i64> got_set(xs.size()), got_loop(xs.size());
+    const std::span<i64> outs_set[] = {got_set}, outs_loop[] = {got_loop};
+    ASSERT_TRUE(kiln::run(kiln::kernel{set, 1, 1, 2, 1}, args, outs_set, on(b)).ok());
+    ASSERT_TRUE(kiln::run(kiln::kernel{loop, 1, 1, 2, 1}, args, outs_loop, on(b)).ok());
+    for (std::size_t i = 0; i < xs.size(); ++i) {
+      EXPECT_EQ(got_set[i], xs[i] > 0 ? 7 : xs[i]) << b << " element " << i;
+      EXPECT_EQ(got_loop[i], xs[i] > 0 ? 3 : xs[i]) << b << " element " << i;
+    }
+  }
+}
+
 }  // namespace
