@@ -102,17 +102,40 @@ struct scratch {
   std::vector<lanes> locals;
 };
 
-scratch& thread_scratch(std::size_t locals) {
+scratch& thread_scratch(std::size_t depth, std::size_t locals) {
   thread_local scratch s;
+  if (s.stack.size() < depth) s.stack.resize(depth);
   if (s.locals.size() < locals) s.locals.resize(locals);
   return s;
+}
+
+// The most values the decoded code holds at once. Validation bounds a kernel's own code by
+// kernel_max_depth, but rem_prod keeps every factor's values until it runs where the product's
+// mul operations kept two, so a lowered kernel may hold more than the limit.
+std::size_t stack_depth(const std::vector<kernel_instr>& code) {
+  std::size_t sp = 0, most = 0;
+  for (const kernel_instr& ins : code) {
+    if (ins.op == static_cast<i64>(lowered_op::rem_prod)) {
+      const rem_prod_layout l = rem_prod_layout::decode(ins.operand);
+      for (unsigned f = 0; f < l.factors; ++f) sp -= l.values_of(f);  // and m becomes the result
+      continue;
+    }
+    switch (static_cast<op>(ins.op)) {
+      case op::arg: case op::literal: case op::boolean: case op::index: case op::local_get: case op::fail: ++sp; break;
+      case op::neg: case op::abs: case op::bnot: case op::logical_not: case op::if_else: case op::loop_end: break;
+      case op::loop_begin: sp -= 3; break;
+      default: --sp;  // local_set, if_then, if_end and the binary operations
+    }
+    most = std::max(most, sp);
+  }
+  return most;
 }
 
 }  // namespace
 
 std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i64* const> arrays,
                                       std::span<i64* const> outputs, std::size_t begin, std::size_t count) {
-  scratch& sc = thread_scratch(k.locals);
+  scratch& sc = thread_scratch(stack_depth(k.code), k.locals);
   auto& stack = sc.stack;
   auto& locals = sc.locals;
   const auto& code = k.code;

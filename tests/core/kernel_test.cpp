@@ -96,7 +96,10 @@ std::string describe(const random_kernel& g) {
   std::string s = "kernel {";
   for (auto c : g.code) s += std::to_string(c) + ",";
   s += "} args";
-  for (std::size_t a = 0; a < g.array.size(); ++a) s += g.array[a] ? " [array]" : " " + std::to_string(g.scalars[a]);
+  for (std::size_t a = 0; a < g.array.size(); ++a) {
+    s += ' ';
+    s += g.array[a] ? std::string("[array]") : std::to_string(g.scalars[a]);
+  }
   return s + " outputs " + std::to_string(g.outputs) + " locals " + std::to_string(g.locals) + " iterations " +
          std::to_string(g.iterations);
 }
@@ -892,6 +895,35 @@ TEST(KernelRun, ALocalSetInABranchChangesOnlyTheElementsThatTakeIt) {
       EXPECT_EQ(got_loop[i], xs[i] > 0 ? 3 : xs[i]) << b << " element " << i;
     }
   }
+}
+
+}  // namespace
+
+namespace {
+
+// The lowering keeps a product's factors on the stack until its rem: a kernel within the depth
+// limit may need more values at once once lowered (here 40 + 16 sums of two + the divisor), and
+// the interpreter's stack holds them all. Against the reference, on blocks of many elements.
+TEST(KernelRun, LoweredProductsDeeperThanTheLimitStillRun) {
+  random_kernel g;
+  for (int i = 0; i < 40; ++i) g.code.insert(g.code.end(), {w(op::arg), 0});
+  for (int f = 0; f < 16; ++f) {
+    g.code.insert(g.code.end(), {w(op::arg), 0, w(op::literal), f + 1, w(op::add)});
+    if (f > 0) g.code.push_back(w(op::mul));
+  }
+  g.code.insert(g.code.end(), {w(op::literal), 4'294'967'291, w(op::rem)});
+  for (int i = 0; i < 40; ++i) g.code.push_back(w(op::add));
+  g.array = {true};
+  g.scalars = {0};
+  ASSERT_TRUE(kiln::validate(g.view(), std::vector<kiln::arg>{kiln::arg::of_array({})}).ok());
+  std::mt19937_64 rng(4);
+  std::vector<i64> xs(5000);
+  for (auto& x : xs) x = static_cast<i64>(rng() % 2001) - 1000;
+  const std::vector<std::vector<i64>> arrays{xs};
+  const auto e = expect(g, bind_args(g, arrays), xs.size());
+  ASSERT_FALSE(e.first.has_value());
+  EXPECT_EQ(reference(g.code, 1, 0, 1, bind_args(g, arrays)).lowered(), 1u);
+  for (const char* b : {"scalar", "cpu"}) EXPECT_TRUE(run_and_compare(g, arrays, e, b, false)) << b;
 }
 
 }  // namespace
