@@ -542,6 +542,13 @@ TEST(KernelValidation, MalformedKernelsAreRefusedWithTheirReason) {
         w(op::local_set), 1, w(op::literal), 0, e, w(op::literal), 0, end, w(op::local_set), 2, w(op::literal), 1,
         w(op::local_get), 1, w(op::literal), 1, w(op::loop_begin), 0, w(op::loop_end), w(op::arg), 0}, 3,
        "a loop's bounds depend on the element"},
+      // ... and so is a loop variable stepped in a branch: l1 = 0; if x > 0, do: for l1 <- 1..3 ...;
+      // then for _ <- 1..l1 would run 3 times for some elements and none for others.
+      {{w(op::literal), 0, w(op::local_set), 1, w(op::arg), 0, w(op::literal), 0, w(op::gt), t, w(op::literal), 1,
+        w(op::literal), 3, w(op::literal), 1, w(op::loop_begin), 1, w(op::loop_end), w(op::literal), 1, e,
+        w(op::literal), 2, end, w(op::local_set), 2, w(op::literal), 1, w(op::local_get), 1, w(op::literal), 1,
+        w(op::loop_begin), 0, w(op::loop_end), w(op::arg), 0}, 3,
+       "a loop's bounds depend on the element"},
       {{w(op::literal), 1, w(op::literal), 2, w(op::literal), 1, w(op::loop_begin), 4, w(op::loop_end), w(op::arg), 0},
        2, "loop variable local 4 (operation 3) out of range"},
       {{w(op::boolean), 1, w(op::local_set), 0, w(op::literal), 1, w(op::literal), 2, w(op::literal), 1,
