@@ -152,8 +152,18 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
     mask active;
     std::fill(active.begin(), active.end(), 1);
     bool marked = false;
+    std::size_t faulted = 0;  // elements of the block marked, in any application
     auto flag = [&](std::size_t i, unsigned char why) {
-      if (!mark[i] && active[i]) mark[i] = why, marked = true;
+      if (!mark[i] && active[i]) mark[i] = why, marked = true, ++faulted;
+    };
+    // Whether every element still being computed has faulted: a loop then has nothing left to
+    // compute, and must not run on (its bounds may come from a faulted operation's wrapped value,
+    // a range of up to 2^64 values, where Elixir would have stopped at the fault).
+    auto all_faulted = [&] {
+      if (faulted == 0) return false;
+      for (std::size_t i = 0; i < n; ++i)
+        if (active[i] && !mark[i]) return false;
+      return true;
     };
     auto enter = [&](const mask& take) {
       bool any = false;
@@ -312,7 +322,7 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
             }
             u64 span;
             const bool empty = step > 0 ? first > last : first < last;
-            if (empty) {
+            if (empty || all_faulted()) {
               pc = ins.jump;  // past the loop_end
               break;
             }
@@ -325,7 +335,7 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
           }
           case op::loop_end: {
             open_loop& l = loops[loop_depth - 1];
-            if (l.left == 0) {
+            if (l.left == 0 || all_faulted()) {
               --loop_depth;
               break;
             }

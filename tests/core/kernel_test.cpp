@@ -934,3 +934,29 @@ TEST(KernelRun, LoweredProductsDeeperThanTheLimitStillRun) {
 }
 
 }  // namespace
+
+namespace {
+
+// An element that faulted has no value left to compute: a loop whose bounds come from an
+// operation that faulted (here p0 * p1, beyond int64, whose wrapped value would make the range
+// hold 2^32 + 1 values) must not run on. Elixir stops at the fault; the run reports it at once.
+TEST(KernelRun, AFaultedElementRunsNoLongLoop) {
+  // for _ <- 1..(p0 * p1 + p2), do: acc = acc + 1
+  const std::vector<i64> code{w(op::literal), 0, w(op::local_set), 0, w(op::literal), 1, w(op::arg), 1, w(op::arg), 2,
+                              w(op::mul), w(op::arg), 3, w(op::add), w(op::literal), 1, w(op::loop_begin), 1,
+                              w(op::local_get), 0, w(op::literal), 1, w(op::add), w(op::local_set), 0, w(op::loop_end),
+                              w(op::local_get), 0, w(op::arg), 0, w(op::add)};
+  std::string why;
+  std::vector<const char*> backends{"scalar", "cpu"};
+  if (opencl_usable(why)) backends.push_back("opencl");  // the generated C's loops too
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const char* b : backends) {
+    auto r = run1(code, {1, 2, 3}, {i64{1} << 62, 4, i64{1} << 32}, 2, b);
+    ASSERT_FALSE(r.ok()) << b;
+    EXPECT_EQ(r.err().message.rfind("element 0 (1), iteration 1: an intermediate value does not fit in int64", 0), 0u)
+        << r.err().message;
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+}
+
+}  // namespace
