@@ -643,7 +643,7 @@ TEST(KernelValidation, LimitsAndShapes) {
   EXPECT_TRUE(has(message(kiln::kernel{xx, 1, 2, 0, 3}, one), "iterations other than 1 need"));
 }
 
-// ---- runs: lengths, aliasing, empty inputs -------------------------------------------------------
+// ---- runs: lengths, aliasing, empty inputs, faults, locals -------------------------------------------------------
 
 TEST(KernelRun, LengthsAndAliasing) {
   // {x + y, x - y} of two arrays.
@@ -735,6 +735,81 @@ TEST(KernelRun, TheFirstFaultByIndexIsReported) {
   EXPECT_EQ(r.err().message, "element 123456: division by zero");
 }
 
+// The lowering keeps a product's factors on the stack until its rem: a kernel within the depth
+// limit may need more values at once once lowered (here 40 + 16 sums of two + the divisor), and
+// the interpreter's stack holds them all. Against the reference, on blocks of many elements.
+TEST(KernelRun, LoweredProductsDeeperThanTheLimitStillRun) {
+  random_kernel g;
+  for (int i = 0; i < 40; ++i) g.code.insert(g.code.end(), {w(op::arg), 0});
+  for (int f = 0; f < 16; ++f) {
+    g.code.insert(g.code.end(), {w(op::arg), 0, w(op::literal), f + 1, w(op::add)});
+    if (f > 0) g.code.push_back(w(op::mul));
+  }
+  g.code.insert(g.code.end(), {w(op::literal), 4'294'967'291, w(op::rem)});
+  for (int i = 0; i < 40; ++i) g.code.push_back(w(op::add));
+  g.array = {true};
+  g.scalars = {0};
+  ASSERT_TRUE(kiln::validate(g.view(), std::vector<kiln::arg>{kiln::arg::of_array({})}).ok());
+  std::mt19937_64 rng(4);
+  std::vector<i64> xs(5000);
+  for (auto& x : xs) x = static_cast<i64>(rng() % 2001) - 1000;
+  const std::vector<std::vector<i64>> arrays{xs};
+  const auto e = expect(g, bind_args(g, arrays), xs.size());
+  ASSERT_FALSE(e.first.has_value());
+  EXPECT_EQ(reference(g.code, 1, 0, 1, bind_args(g, arrays)).lowered(), 1u);
+  for (const char* b : {"scalar", "cpu"}) EXPECT_TRUE(run_and_compare(g, arrays, e, b, false)) << b;
+}
+
+// An element that faulted has no value left to compute: a loop whose bounds come from an
+// operation that faulted (here p0 * p1, beyond int64, whose wrapped value would make the range
+// hold 2^32 + 1 values) must not run on. Elixir stops at the fault; the run reports it at once.
+TEST(KernelRun, AFaultedElementRunsNoLongLoop) {
+  // for _ <- 1..(p0 * p1 + p2), do: acc = acc + 1
+  const std::vector<i64> code{w(op::literal), 0, w(op::local_set), 0, w(op::literal), 1, w(op::arg), 1, w(op::arg), 2,
+                              w(op::mul), w(op::arg), 3, w(op::add), w(op::literal), 1, w(op::loop_begin), 1,
+                              w(op::local_get), 0, w(op::literal), 1, w(op::add), w(op::local_set), 0, w(op::loop_end),
+                              w(op::local_get), 0, w(op::arg), 0, w(op::add)};
+  std::string why;
+  std::vector<const char*> backends{"scalar", "cpu"};
+  if (opencl_usable(why)) backends.push_back("opencl");  // the generated C's loops too
+  const auto t0 = std::chrono::steady_clock::now();
+  for (const char* b : backends) {
+    auto r = run1(code, {1, 2, 3}, {i64{1} << 62, 4, i64{1} << 32}, 2, b);
+    ASSERT_FALSE(r.ok()) << b;
+    EXPECT_EQ(r.err().message.rfind("element 0 (1), iteration 1: an intermediate value does not fit in int64", 0), 0u)
+        << r.err().message;
+  }
+  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
+}
+
+// A local set inside a branch changes it only for the elements that take the branch; the others
+// keep their value (the interpreter runs a branch over a whole block, masked). Blocks hold
+// elements of both kinds here.
+TEST(KernelRun, ALocalSetInABranchChangesOnlyTheElementsThatTakeIt) {
+  const i64 t = w(op::if_then), e = w(op::if_else), end = w(op::if_end);
+  // l0 = x; _ = if x > 0, do: (l0 = 7; 1), else: 2; l0
+  const std::vector<i64> set{w(op::arg), 0, w(op::local_set), 0, w(op::arg), 0, w(op::literal), 0, w(op::gt), t,
+                             w(op::literal), 7, w(op::local_set), 0, w(op::literal), 1, e, w(op::literal), 2, end,
+                             w(op::local_set), 1, w(op::local_get), 0};
+  // l0 = x; _ = if x > 0, do: (for l0 <- 1..3, do: nothing; 1), else: 2; l0 (the loop variable
+  // is a local like any other)
+  const std::vector<i64> loop{w(op::arg), 0, w(op::local_set), 0, w(op::arg), 0, w(op::literal), 0, w(op::gt), t,
+                              w(op::literal), 1, w(op::literal), 3, w(op::literal), 1, w(op::loop_begin), 0,
+                              w(op::loop_end), w(op::literal), 1, e, w(op::literal), 2, end, w(op::local_set), 1,
+                              w(op::local_get), 0};
+  std::vector<i64> xs(1000);
+  for (std::size_t i = 0; i < xs.size(); ++i) xs[i] = i % 3 ? static_cast<i64>(i) : -static_cast<i64>(i) - 1;
+  for (const char* b : {"scalar", "cpu"}) {
+    const auto got_set = values(run1(set, xs, {}, 2, b)), got_loop = values(run1(loop, xs, {}, 2, b));
+    ASSERT_EQ(got_set.size(), xs.size());
+    ASSERT_EQ(got_loop.size(), xs.size());
+    for (std::size_t i = 0; i < xs.size(); ++i) {
+      EXPECT_EQ(got_set[i], xs[i] > 0 ? 7 : xs[i]) << b << " element " << i;
+      EXPECT_EQ(got_loop[i], xs[i] > 0 ? 3 : xs[i]) << b << " element " << i;
+    }
+  }
+}
+
 // ---- the built-in map ------------------------------------------------------------------------------
 
 // The seed's map written as Enum.reduce(1..k, x, fn _, x -> rem(mu * x * (x + 1), p) end) over
@@ -802,6 +877,10 @@ TEST(KernelBuiltinMap, RecognisedInBothForms) {
 // The map, recognised or interpreted (`+ 0` at the end forces the interpreter), equals
 // logistic_map_reference on every int64 edge value, for edge mu and p, in both forms.
 TEST(KernelBuiltinMap, EqualsTheReferenceOnEdgeValues) {
+  std::string why;
+  std::vector<const char*> backends{"scalar", "cpu"};
+  if (opencl_usable(why)) backends.push_back("opencl");  // its built-in kernel, and a compiled one
+  else std::cout << "[ skipped ] opencl: " << why << "\n";
   std::vector<i64> xs = edge_values();
   std::mt19937_64 rng(5);
   for (int i = 0; i < 3000; ++i) xs.push_back(static_cast<i64>(rng()) >> (rng() % 64));
@@ -816,7 +895,7 @@ TEST(KernelBuiltinMap, EqualsTheReferenceOnEdgeValues) {
                                   kiln::arg::of_scalar(k)};
         const auto code = reduce_form();
         const auto interpreted = with_plus_zero(code);
-        for (const char* b : {"scalar", "cpu"}) {
+        for (const char* b : backends) {
           for (const auto* c : {&code, &interpreted}) {
             std::vector<i64> got(xs.size());
             const std::span<i64> outs[] = {got};
@@ -874,89 +953,6 @@ TEST(KernelSource, BothDialectsForRandomKernels) {
       EXPECT_EQ(std::count(s.begin(), s.end(), '('), std::count(s.begin(), s.end(), ')')) << s;
     }
   }
-}
-
-// A local set inside a branch changes it only for the elements that take the branch; the others
-// keep their value (the interpreter runs a branch over a whole block, masked). Blocks hold
-// elements of both kinds here.
-TEST(KernelRun, ALocalSetInABranchChangesOnlyTheElementsThatTakeIt) {
-  const i64 t = w(op::if_then), e = w(op::if_else), end = w(op::if_end);
-  // l0 = x; _ = if x > 0, do: (l0 = 7; 1), else: 2; l0
-  const std::vector<i64> set{w(op::arg), 0, w(op::local_set), 0, w(op::arg), 0, w(op::literal), 0, w(op::gt), t,
-                             w(op::literal), 7, w(op::local_set), 0, w(op::literal), 1, e, w(op::literal), 2, end,
-                             w(op::local_set), 1, w(op::local_get), 0};
-  // l0 = x; _ = if x > 0, do: (for l0 <- 1..3, do: nothing; 1), else: 2; l0 (the loop variable
-  // is a local like any other)
-  const std::vector<i64> loop{w(op::arg), 0, w(op::local_set), 0, w(op::arg), 0, w(op::literal), 0, w(op::gt), t,
-                              w(op::literal), 1, w(op::literal), 3, w(op::literal), 1, w(op::loop_begin), 0,
-                              w(op::loop_end), w(op::literal), 1, e, w(op::literal), 2, end, w(op::local_set), 1,
-                              w(op::local_get), 0};
-  std::vector<i64> xs(1000);
-  for (std::size_t i = 0; i < xs.size(); ++i) xs[i] = i % 3 ? static_cast<i64>(i) : -static_cast<i64>(i) - 1;
-  for (const char* b : {"scalar", "cpu"}) {
-    const auto got_set = values(run1(set, xs, {}, 2, b)), got_loop = values(run1(loop, xs, {}, 2, b));
-    ASSERT_EQ(got_set.size(), xs.size());
-    ASSERT_EQ(got_loop.size(), xs.size());
-    for (std::size_t i = 0; i < xs.size(); ++i) {
-      EXPECT_EQ(got_set[i], xs[i] > 0 ? 7 : xs[i]) << b << " element " << i;
-      EXPECT_EQ(got_loop[i], xs[i] > 0 ? 3 : xs[i]) << b << " element " << i;
-    }
-  }
-}
-
-}  // namespace
-
-namespace {
-
-// The lowering keeps a product's factors on the stack until its rem: a kernel within the depth
-// limit may need more values at once once lowered (here 40 + 16 sums of two + the divisor), and
-// the interpreter's stack holds them all. Against the reference, on blocks of many elements.
-TEST(KernelRun, LoweredProductsDeeperThanTheLimitStillRun) {
-  random_kernel g;
-  for (int i = 0; i < 40; ++i) g.code.insert(g.code.end(), {w(op::arg), 0});
-  for (int f = 0; f < 16; ++f) {
-    g.code.insert(g.code.end(), {w(op::arg), 0, w(op::literal), f + 1, w(op::add)});
-    if (f > 0) g.code.push_back(w(op::mul));
-  }
-  g.code.insert(g.code.end(), {w(op::literal), 4'294'967'291, w(op::rem)});
-  for (int i = 0; i < 40; ++i) g.code.push_back(w(op::add));
-  g.array = {true};
-  g.scalars = {0};
-  ASSERT_TRUE(kiln::validate(g.view(), std::vector<kiln::arg>{kiln::arg::of_array({})}).ok());
-  std::mt19937_64 rng(4);
-  std::vector<i64> xs(5000);
-  for (auto& x : xs) x = static_cast<i64>(rng() % 2001) - 1000;
-  const std::vector<std::vector<i64>> arrays{xs};
-  const auto e = expect(g, bind_args(g, arrays), xs.size());
-  ASSERT_FALSE(e.first.has_value());
-  EXPECT_EQ(reference(g.code, 1, 0, 1, bind_args(g, arrays)).lowered(), 1u);
-  for (const char* b : {"scalar", "cpu"}) EXPECT_TRUE(run_and_compare(g, arrays, e, b, false)) << b;
-}
-
-}  // namespace
-
-namespace {
-
-// An element that faulted has no value left to compute: a loop whose bounds come from an
-// operation that faulted (here p0 * p1, beyond int64, whose wrapped value would make the range
-// hold 2^32 + 1 values) must not run on. Elixir stops at the fault; the run reports it at once.
-TEST(KernelRun, AFaultedElementRunsNoLongLoop) {
-  // for _ <- 1..(p0 * p1 + p2), do: acc = acc + 1
-  const std::vector<i64> code{w(op::literal), 0, w(op::local_set), 0, w(op::literal), 1, w(op::arg), 1, w(op::arg), 2,
-                              w(op::mul), w(op::arg), 3, w(op::add), w(op::literal), 1, w(op::loop_begin), 1,
-                              w(op::local_get), 0, w(op::literal), 1, w(op::add), w(op::local_set), 0, w(op::loop_end),
-                              w(op::local_get), 0, w(op::arg), 0, w(op::add)};
-  std::string why;
-  std::vector<const char*> backends{"scalar", "cpu"};
-  if (opencl_usable(why)) backends.push_back("opencl");  // the generated C's loops too
-  const auto t0 = std::chrono::steady_clock::now();
-  for (const char* b : backends) {
-    auto r = run1(code, {1, 2, 3}, {i64{1} << 62, 4, i64{1} << 32}, 2, b);
-    ASSERT_FALSE(r.ok()) << b;
-    EXPECT_EQ(r.err().message.rfind("element 0 (1), iteration 1: an intermediate value does not fit in int64", 0), 0u)
-        << r.err().message;
-  }
-  EXPECT_LT(std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count(), 5.0);
 }
 
 }  // namespace
