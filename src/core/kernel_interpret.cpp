@@ -312,9 +312,13 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
             break;
           }
           case op::loop_begin: {
-            // Bounds are uniform (checked): every element iterates alike, so lane 0 tells.
+            // Bounds are uniform (checked): every element iterates alike, so one element tells,
+            // one that computes them: inside a branch the others may hold other values (an `if`
+            // gives them its else value). One is active, or the branch would have been skipped.
             sp -= 3;
-            const i64 first = stack[sp][0], last = stack[sp + 1][0], step = stack[sp + 2][0];
+            std::size_t e = 0;
+            while (e + 1 < n && !active[e]) ++e;
+            const i64 first = stack[sp][e], last = stack[sp + 1][e], step = stack[sp + 2][e];
             if (step == 0) {
               for (std::size_t i = 0; i < n; ++i) flag(i, zero_step);
               pc = ins.jump;
