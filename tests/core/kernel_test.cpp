@@ -228,7 +228,7 @@ TEST(KernelRandom, IteratedSingleArrayKernelsMatchTheReference) {
 TEST(KernelRandom, OpenCLMatchesTheReference) {
   std::string why;
   if (!opencl_usable(why)) GTEST_SKIP() << "opencl unavailable: " << why;
-  std::mt19937_64 rng(99);
+  std::mt19937_64 rng(env_or("KILN_KERNEL_TEST_SEED", 99));
   kernel_generator gen(rng);
   tally t;
   const auto t0 = std::chrono::steady_clock::now();
