@@ -207,6 +207,11 @@ status check(std::vector<kernel_instr>& code, const decoded_kernel& dk, std::vec
           return bad("loop variable local " + std::to_string(k) + " holds a boolean elsewhere" + at(i));
         local_type[k] = s64;
         local_set_seen[k] = true;
+        // Inside a branch the variable is set only for the elements that take it, as by a
+        // local_set there: no longer the same for every element.
+        bool in_branch = false;
+        for (const auto& f : frames) in_branch |= !f.loop;
+        if (in_branch && local_uniform[k]) local_uniform[k] = false, changed = true;
         frames.push_back({true, stack.size(), i});
         break;
       }

@@ -105,10 +105,33 @@ struct scratch {
   std::vector<lanes> locals;
 };
 
-scratch& thread_scratch(std::size_t locals) {
+scratch& thread_scratch(std::size_t depth, std::size_t locals) {
   thread_local scratch s;
+  if (s.stack.size() < depth) s.stack.resize(depth);
   if (s.locals.size() < locals) s.locals.resize(locals);
   return s;
+}
+
+// The most values the decoded code holds at once. Validation bounds a kernel's own code by
+// kernel_max_depth, but rem_prod keeps every factor's values until it runs where the product's
+// mul operations kept two, so a lowered kernel may hold more than the limit.
+std::size_t stack_depth(const std::vector<kernel_instr>& code) {
+  std::size_t sp = 0, most = 0;
+  for (const kernel_instr& ins : code) {
+    if (ins.op == static_cast<i64>(lowered_op::rem_prod)) {
+      const rem_prod_layout l = rem_prod_layout::decode(ins.operand);
+      for (unsigned f = 0; f < l.factors; ++f) sp -= l.values_of(f);  // and m becomes the result
+      continue;
+    }
+    switch (static_cast<op>(ins.op)) {
+      case op::arg: case op::literal: case op::boolean: case op::index: case op::local_get: case op::fail: ++sp; break;
+      case op::neg: case op::abs: case op::bnot: case op::logical_not: case op::if_else: case op::loop_end: break;
+      case op::loop_begin: sp -= 3; break;
+      default: --sp;  // local_set, if_then, if_end and the binary operations
+    }
+    most = std::max(most, sp);
+  }
+  return most;
 }
 
 }  // namespace
@@ -116,7 +139,7 @@ scratch& thread_scratch(std::size_t locals) {
 std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i64* const> arrays,
                                       std::span<i64* const> outputs, std::size_t begin, std::size_t count,
                                       std::size_t origin) {
-  scratch& sc = thread_scratch(k.locals);
+  scratch& sc = thread_scratch(stack_depth(k.code), k.locals);
   auto& stack = sc.stack;
   auto& locals = sc.locals;
   const auto& code = k.code;
@@ -133,13 +156,33 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
     mask active;
     std::fill(active.begin(), active.end(), 1);
     bool marked = false;
+    std::size_t faulted = 0;  // elements of the block marked, in any application
     auto flag = [&](std::size_t i, unsigned char why) {
-      if (!mark[i] && active[i]) mark[i] = why, marked = true;
+      if (!mark[i] && active[i]) mark[i] = why, marked = true, ++faulted;
+    };
+    // Whether every element still being computed has faulted: a loop then has nothing left to
+    // compute, and must not run on (its bounds may come from a faulted operation's wrapped value,
+    // a range of up to 2^64 values, where Elixir would have stopped at the fault).
+    auto all_faulted = [&] {
+      if (faulted == 0) return false;
+      for (std::size_t i = 0; i < n; ++i)
+        if (active[i] && !mark[i]) return false;
+      return true;
     };
     auto enter = [&](const mask& take) {
       bool any = false;
       for (std::size_t i = 0; i < n; ++i) any |= (active[i] = take[i]) != 0;
       return any;
+    };
+    // A local set inside a branch changes only the elements that take it: the others keep the
+    // value they had (as if the branch were not evaluated for them, which it is not in Elixir).
+    auto set_local = [&](lanes& l, const lanes& v, std::size_t branches_open) {
+      if (branches_open == 0) std::copy(v.begin(), v.begin() + n, l.begin());
+      else for (std::size_t i = 0; i < n; ++i) l[i] = active[i] ? v[i] : l[i];
+    };
+    auto fill_local = [&](lanes& l, i64 v, std::size_t branches_open) {
+      if (branches_open == 0) std::fill(l.begin(), l.begin() + n, v);
+      else for (std::size_t i = 0; i < n; ++i) l[i] = active[i] ? v : l[i];
     };
     if (repeated) std::copy(arrays[0] + (s - origin), arrays[0] + (s - origin) + n, x.begin());
     for (i64 app = 0; app < k.iterations || (!repeated && app == 0); ++app) {
@@ -213,11 +256,7 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
             // Inside a branch only the elements that take it set the local: the other branch may
             // set the same local for the others (a tuple-valued if, say).
             --sp;
-            auto& local = locals[static_cast<std::size_t>(ins.operand)];
-            if (depth == 0)
-              std::copy(stack[sp].begin(), stack[sp].begin() + n, local.begin());
-            else
-              for (std::size_t i = 0; i < n; ++i) local[i] = active[i] ? stack[sp][i] : local[i];
+            set_local(locals[static_cast<std::size_t>(ins.operand)], stack[sp], depth);
             break;
           }
           case op::fail:
@@ -280,9 +319,13 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
             break;
           }
           case op::loop_begin: {
-            // Bounds are uniform (checked): every element iterates alike, so lane 0 tells.
+            // Bounds are uniform (checked): every element iterates alike, so one element tells,
+            // one that computes them: inside a branch the others may hold other values (an `if`
+            // gives them its else value). One is active, or the branch would have been skipped.
             sp -= 3;
-            const i64 first = stack[sp][0], last = stack[sp + 1][0], step = stack[sp + 2][0];
+            std::size_t e = 0;
+            while (e + 1 < n && !active[e]) ++e;
+            const i64 first = stack[sp][e], last = stack[sp + 1][e], step = stack[sp + 2][e];
             if (step == 0) {
               for (std::size_t i = 0; i < n; ++i) flag(i, zero_step);
               pc = ins.jump;
@@ -290,7 +333,7 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
             }
             u64 span;
             const bool empty = step > 0 ? first > last : first < last;
-            if (empty) {
+            if (empty || all_faulted()) {
               pc = ins.jump;  // past the loop_end
               break;
             }
@@ -298,18 +341,18 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
                             : (static_cast<u64>(first) - static_cast<u64>(last)) / (u64{0} - static_cast<u64>(step));
             open_loop& l = loops[loop_depth++];
             l = {span, first, step, static_cast<std::size_t>(ins.operand)};
-            std::fill(locals[l.local].begin(), locals[l.local].begin() + n, first);
+            fill_local(locals[l.local], first, depth);
             break;
           }
           case op::loop_end: {
             open_loop& l = loops[loop_depth - 1];
-            if (l.left == 0) {
+            if (l.left == 0 || all_faulted()) {
               --loop_depth;
               break;
             }
             --l.left;
             l.value = static_cast<i64>(static_cast<u64>(l.value) + static_cast<u64>(l.step));
-            std::fill(locals[l.local].begin(), locals[l.local].begin() + n, l.value);
+            fill_local(locals[l.local], l.value, depth);
             pc = ins.jump;  // the loop_begin; the body follows it
             break;
           }

@@ -12,7 +12,8 @@ namespace kiln::detail {
 // The kernel applies the operations as straight-line C over one element (branches become C
 // blocks, loops C loops, locals C variables), in a loop over the kernel's applications, each
 // operation checked as the host interpreter checks it (core/kernel_interpret.cpp). An element
-// that faults goes on with values that no longer matter (every division is guarded), and the
+// that faults goes on with values that no longer matter (every division is guarded; loops stop,
+// since their bounds may be such values), and the
 // kernel records the lowest faulting index; the host interprets that element again to say why
 // (device_fault). The two dialects differ in names, in the signature and in how a fault is
 // recorded:
@@ -163,7 +164,7 @@ std::string kernel_source(const decoded_kernel& dk, kernel_dialect dialect, bool
         const std::string st = pop(), last = pop(), first = pop();
         k << "    { const " << i64 << " f = " << first << ", l = " << last << ", st = " << st << ";\n"
           << "    if (st == 0) bad = 1;\n"
-          << "    else if (st > 0 ? f <= l : f >= l) {\n"
+          << "    else if (!bad && (st > 0 ? f <= l : f >= l)) {\n"
           << "    " << u64 << " left = st > 0 ? ((" << u64 << ")l - (" << u64 << ")f) / (" << u64 << ")st : ((" << u64
           << ")f - (" << u64 << ")l) / ((" << u64 << ")0 - (" << u64 << ")st);\n"
           << "    L" << ins.operand << " = f;\n"
@@ -174,7 +175,7 @@ std::string kernel_source(const decoded_kernel& dk, kernel_dialect dialect, bool
         continue;
       }
       case op::loop_end:
-        k << "    if (left == 0) break;\n    --left; " << branches.back() << " = (" << i64 << ")((" << u64 << ")"
+        k << "    if (left == 0 || bad) break;\n    --left; " << branches.back() << " = (" << i64 << ")((" << u64 << ")"
           << branches.back() << " + (" << u64 << ")st);\n    }\n    }\n    }\n";
         branches.pop_back();
         continue;
