@@ -544,7 +544,8 @@ def main(argv):
     t0 = time.time()
     b = Bench(args)
     log(f"n = {args.n:,}, p = {P:,}, mu = {MU}, {ITERATIONS} iterations, repeat {args.repeat}, "
-        f"stages {args.stages}, rows /{args.rows}/ -> {args.out}")
+        f"stages {args.stages}, rows /{args.rows}/"
+        + (f", --kernels at {args.iterations_sweep} iterations" if args.kernels else "") + f" -> {args.out}")
     b.compute_reference()
     if b.group_wanted("cpp"):
         b.cpp_rows()

@@ -56,6 +56,7 @@ for r in rows:
 names = {r["name"] for r in rows if r.get("status") == "ok"}
 for must in ("cpp.scalar", "cpp.cpu"):
     check(must in names, f"{must} ran")
+check(not any(".sweep." in r["name"] or ".bw." in r["name"] for r in rows), "the default run has no --kernels rows")
 md = os.path.join(out, "results.md")
 check(os.path.isfile(md) and "| row |" in open(md).read(), "results.md exists with the rows table")
 check(os.path.getsize(stdout_md) > 0, "the table was printed on stdout")
