@@ -29,6 +29,7 @@ FULL_N = 0x2000000
 DEFAULT_N = 1 << 20  # measured: a whole default run takes about 1 min on the 2-core dev machine (see README)
 ALL_STAGES = [1, 2, 4, 8, 16, 32, 64, 128]
 MARKER = "@@KILNBENCH@@ "
+DEFAULT_SWEEP = "10,100,1000"
 
 # Sample names per group: a --rows pattern that matches none of a group's names skips starting it.
 GROUP_SAMPLES = {
@@ -43,6 +44,16 @@ GROUP_SAMPLES = {
                "elixir.nif.opencl0.resident", "elixir.nif.cuda0.list", "elixir.nif.cuda0.binary",
                "elixir.nif.cuda0.resident", "elixir.nif.cuda.all.binary", "elixir.kernel.cuda.all.binary", "elixir.cluster.this_node.binary",
                "elixir.cluster.two_nodes.binary", "elixir.empty.list", "elixir.empty.binary"],
+}
+# The rows --kernels adds (their names carry "sweep" or "bw"): the kernel path against the
+# built-in map at several iteration counts, the peers at the same counts, and the bandwidth rows.
+KERNEL_SAMPLES = {
+    "python": ["python.sweep.k10.cupy.elementwise", "python.sweep.k10.cupy.elementwise.resident",
+               "python.sweep.k10.jax.fori", "python.sweep.k10.jax.fori.resident", "python.sweep.k10.torch.loop",
+               "python.sweep.k10.torch.loop.resident", "python.bw.cupy.copy.resident"],
+    "elixir": [f"elixir.sweep.k10.{v}.{t}.{s}" for v in ("nif", "kernel", "kernel_reduce")
+               for t in ("cuda0", "opencl0", "cpu") for s in ("binary", "resident")]
+              + [f"elixir.bw.fma2.{t}.resident" for t in ("cuda0", "opencl0", "cpu")],
 }
 
 
@@ -69,14 +80,18 @@ class Bench:
         self.kiln_devices = None
         self.reference = None
         self.reference_wide = None  # for the inputs WIDE_FIRST.., computed when a wide row first needs it
+        self.reference_k = {}       # iteration count -> reference of the sweep rows (--kernels)
 
     # ---- plumbing ---------------------------------------------------------------------------------
 
     def wanted(self, name):
         return bool(self.rx.search(name))
 
+    def samples(self, group):
+        return GROUP_SAMPLES[group] + (KERNEL_SAMPLES.get(group, []) if self.args.kernels else [])
+
     def group_wanted(self, group):
-        return any(self.wanted(n) for n in GROUP_SAMPLES[group])
+        return any(self.wanted(n) for n in self.samples(group))
 
     def add(self, row):
         """Checks one finished row against the reference, records it and prints its progress line."""
@@ -97,8 +112,14 @@ class Bench:
         log(self.progress_line(row))
 
     def expected_checksum(self, row):
-        if row.get("expected") == "input":  # empty NIF call: returns its input unchanged
-            return self.args.n * (self.args.n + 1) // 2
+        n = self.args.n
+        if row.get("expected") == "input":  # empty NIF call (a copy): returns its input unchanged
+            return n * (n + 1) // 2
+        if row.get("expected") == "fma2":  # {a + b * c, a - c} with a = b = c = 1..n: sum x + x^2, and 0
+            return n * (n + 1) // 2 + n * (n + 1) * (2 * n + 1) // 6
+        k = row.get("iterations", ITERATIONS)
+        if k != ITERATIONS:
+            return self.reference_for(k)
         if row.get("first") == WIDE_FIRST:
             if self.reference_wide is None:
                 out = self.run_python(self.find_python("numpy") or sys.executable, "reference",
@@ -127,6 +148,28 @@ class Bench:
 
     # ---- reference --------------------------------------------------------------------------------
 
+    def reference_for(self, k):
+        """The reference checksum at k iterations (sweep rows), computed once per k as the main one."""
+        if k not in self.reference_k:
+            a = self.args
+            ref = None
+            py = self.find_python("numpy")
+            if py:
+                out = self.run_python(py, "reference", timeout=3600, extra=["--iterations", str(k)])
+                ref = out if out.get("checksum") is not None else None
+            # Pure Python costs about a microsecond per element and iteration.
+            if ref is None and a.n * k <= (1 << 21) * 10:
+                out = self.run_python(sys.executable, "reference", timeout=3600, extra=["--iterations", str(k)])
+                ref = out if out.get("checksum") is not None else None
+            if ref is None and self.kiln_ok():
+                r = self.kiln_run(["--backend", "cpu", "--repeat", "1", "--warmup", "0"], iterations=k)
+                if isinstance(r, dict) and "checksum" in r:
+                    ref = {"checksum": r["checksum"], "source": "kiln cpu backend (no NumPy here)"}
+            self.reference_k[k] = ref or {"checksum": None, "source": "none: no NumPy, n*k too large for pure Python, no kiln"}
+            log(f"reference checksum at {k} iterations: {self.reference_k[k]['checksum']} "
+                f"({self.reference_k[k]['source']})")
+        return self.reference_k[k]["checksum"]
+
     def compute_reference(self):
         a = self.args
         py = self.find_python("numpy")
@@ -151,9 +194,9 @@ class Bench:
     def kiln_ok(self):
         return os.access(self.args.kiln, os.X_OK) and not os.environ.get("KILN_BENCH_CPP_ERROR")
 
-    def kiln_run(self, extra):
+    def kiln_run(self, extra, iterations=ITERATIONS):
         a = self.args
-        cmd = [a.kiln, "run", "--n", str(a.n), "--iterations", str(ITERATIONS), "--p", str(P), "--mu", str(MU),
+        cmd = [a.kiln, "run", "--n", str(a.n), "--iterations", str(iterations), "--p", str(P), "--mu", str(MU),
                *extra, "--json"]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=a.row_timeout)
@@ -289,9 +332,30 @@ class Bench:
                 self.skip_all(names, "skipped", f"{fam} not importable by {tried}")
                 continue
             out = self.run_python(py, fam)
-            if "error" in out:
-                self.skip_all(names, "error", f"{py} python_rows.py {fam}: {out['error']}")
+            self.add_python(py, fam, names, out)
+        if self.args.kernels:
+            self.python_sweep_rows()
+
+    def python_sweep_rows(self):
+        """--kernels: CuPy (ElementwiseKernel, and the copy), JAX (fori_loop), torch at every k."""
+        sweep = ",".join(map(str, self.args.iterations_sweep))
+        for fam, fw, form in (("cupy_sweep", "cupy", "elementwise"), ("jax_sweep", "jax", "fori"),
+                              ("torch_sweep", "torch", "loop")):
+            names = [f"python.sweep.k{k}.{fw}.{form}{r}" for k in self.args.iterations_sweep for r in ("", ".resident")]
+            names += ["python.bw.cupy.copy.resident"] if fw == "cupy" else []
+            if not any(self.wanted(n) for n in names):
                 continue
+            py = self.find_python(fw)
+            if py is None:
+                tried = ", ".join(x for x in [self.args.python, "python3", "/usr/bin/python3"] if x)
+                self.skip_all(names, "skipped", f"{fw} not importable by {tried}")
+                continue
+            self.add_python(py, fam, names, self.run_python(py, fam, extra=["--sweep", sweep]))
+
+    def add_python(self, py, fam, names, out):
+        if "error" in out:
+            self.skip_all(names, "error", f"{py} python_rows.py {fam}: {out['error']}")
+        else:
             for row in out["rows"]:
                 row["python"] = out.get("python")
                 self.versions.update({k: v for k, v in (row.get("versions") or {}).items() if v})
@@ -315,6 +379,8 @@ class Bench:
         cmd = [mix, "run", os.path.join(HERE, "elixir_rows.exs"), "--n", str(a.n), "--p", str(P), "--mu", str(MU),
                "--iterations", str(ITERATIONS), "--repeat", str(a.repeat), "--budget", str(float(a.budget)),
                "--stages", ",".join(map(str, a.stages)), "--rows", a.rows or ""]
+        if a.kernels:
+            cmd += ["--kernels", "--sweep", ",".join(map(str, a.iterations_sweep))]
         env = dict(os.environ, MIX_ENV=os.environ.get("MIX_ENV", "prod"))
         seen = set()
         tail = []
@@ -423,6 +489,11 @@ def parse_args(argv):
     ap.add_argument("--report", metavar="DIR", default=None,
                     help="only re-render DIR/results.md and DIR/chart.svg from DIR/results.json")
     ap.add_argument("--row-timeout", type=int, default=3600, help="seconds before a row group is abandoned")
+    ap.add_argument("--kernels", action="store_true",
+                    help="add the kernel-path rows (elixir.sweep.*, elixir.bw.*) and their peers (python.sweep.*, "
+                         "python.bw.*) at every count of --iterations-sweep")
+    ap.add_argument("--iterations-sweep", default=DEFAULT_SWEEP,
+                    help=f"iteration counts of the --kernels rows (default {DEFAULT_SWEEP})")
     a = ap.parse_args(argv)
     if a.n is None:
         a.n = FULL_N if a.full else DEFAULT_N
@@ -431,6 +502,12 @@ def parse_args(argv):
     if a.repeat < 1:
         ap.error("--repeat must be >= 1")
     a.stages = sorted({int(s) for s in a.stages.split(",") if s.strip()})
+    try:
+        a.iterations_sweep = sorted({int(s) for s in a.iterations_sweep.split(",") if s.strip()})
+    except ValueError:
+        ap.error("--iterations-sweep needs integers, e.g. 10,100,1000")
+    if not a.iterations_sweep or min(a.iterations_sweep) < 1:
+        ap.error("--iterations-sweep needs positive integers")
     if not a.stages or min(a.stages) < 1:
         ap.error("--stages needs positive integers")
     try:
@@ -467,7 +544,8 @@ def main(argv):
     t0 = time.time()
     b = Bench(args)
     log(f"n = {args.n:,}, p = {P:,}, mu = {MU}, {ITERATIONS} iterations, repeat {args.repeat}, "
-        f"stages {args.stages}, rows /{args.rows}/ -> {args.out}")
+        f"stages {args.stages}, rows /{args.rows}/"
+        + (f", --kernels at {args.iterations_sweep} iterations" if args.kernels else "") + f" -> {args.out}")
     b.compute_reference()
     if b.group_wanted("cpp"):
         b.cpp_rows()
@@ -499,7 +577,8 @@ def main(argv):
         "created": dt.datetime.now().astimezone().isoformat(timespec="seconds"),
         "command": ["bench/run"] + argv,
         "params": {"n": args.n, "p": P, "mu": MU, "iterations": ITERATIONS, "repeat": args.repeat,
-                   "stages": args.stages, "budget_s": args.budget, "rows": args.rows},
+                   "stages": args.stages, "budget_s": args.budget, "rows": args.rows,
+                   "kernels": args.kernels, "iterations_sweep": args.iterations_sweep if args.kernels else None},
         "reference": b.reference,
         "machine": b.machine(),
         "rows": rows,

@@ -2,6 +2,11 @@
 #
 # Usage (inside elixir/): mix run ../bench/elixir_rows.exs --n N [--p P] [--mu MU] [--iterations K]
 #   [--repeat R] [--budget S] [--stages 1,2,4] [--rows REGEX] [--window 65536]
+#   [--kernels] [--sweep 10,100,1000]
+#
+# --kernels adds the kernel-path rows: the built-in map against the seed's map written as a
+# kernel (two forms), at each iteration count of --sweep, end to end from a binary and on
+# resident buffers, and a kernel of three inputs and two outputs on resident buffers.
 #
 # Each finished row is printed on stdout as one line "@@KILNBENCH@@ <json>" (the driver parses
 # those and forwards every other line, e.g. compiler output, to stderr). The first such line is
@@ -51,8 +56,16 @@ defmodule KilnBench.Kernels do
   @moduledoc false
   import Kiln.Kernel
 
-  # The seed's map written in Elixir, for the kernel row.
+  # The seed's map written in Elixir, for the kernel row (and, with iterations:, the sweep's
+  # expression form).
   defkernel logistic(x, p, mu), do: rem(mu * x * (x + 1), p)
+
+  # The same map with its iteration count as a kernel argument (the sweep's Enum.reduce form).
+  defkernel reduce(x, p, mu, k), do: Enum.reduce(1..k, x, fn _, x -> rem(mu * x * (x + 1), p) end)
+
+  # Three inputs, two outputs: a kernel bound by memory traffic (5 arrays of int64 per element),
+  # for the bandwidth row.
+  defkernel fma2(a, b, c), do: {a + b * c, a - c}
 end
 
 defmodule KilnBench do
@@ -64,7 +77,8 @@ defmodule KilnBench do
       OptionParser.parse(argv,
         strict: [
           n: :integer, p: :integer, mu: :integer, iterations: :integer, repeat: :integer,
-          budget: :float, stages: :string, rows: :string, window: :integer
+          budget: :float, stages: :string, rows: :string, window: :integer, kernels: :boolean,
+          sweep: :string
         ]
       )
 
@@ -79,7 +93,11 @@ defmodule KilnBench do
       stages:
         opts |> Keyword.get(:stages, "1,2,4,8,16,32,64,128") |> String.split(",", trim: true)
         |> Enum.map(&String.to_integer(String.trim(&1))),
-      rows: Regex.compile!(Keyword.get(opts, :rows, ""))
+      rows: Regex.compile!(Keyword.get(opts, :rows, "")),
+      kernels: Keyword.get(opts, :kernels, false),
+      sweep:
+        opts |> Keyword.get(:sweep, "10,100,1000") |> String.split(",", trim: true)
+        |> Enum.map(&String.to_integer(String.trim(&1)))
     }
 
     {devices, devices_error} = probe_devices()
@@ -148,7 +166,120 @@ defmodule KilnBench do
       {"elixir.empty.binary", nil, %{expected: "input"}, fn %{binary: b} -> {unwrap(Kiln.empty_call(b)), %{}} end}
     ]
 
-    pure ++ cpu ++ accel ++ spread_rows(cfg, devices, devices_error) ++ empty
+    kernels = if cfg.kernels, do: kernel_path_rows(cfg, devices, devices_error), else: []
+
+    pure ++ cpu ++ accel ++ spread_rows(cfg, devices, devices_error) ++ empty ++ kernels
+  end
+
+  # ---- the kernel path (--kernels) --------------------------------------------------------------
+
+  # Where the kernel-path rows run: CUDA device 0, every OpenCL GPU (OpenCL device 0 where there
+  # is none, e.g. PoCL on the CPU), and the host's cores. A target the NIF cannot use is
+  # {label, nil, reason}: its rows come back skipped with that reason.
+  defp kernel_targets(_devices, err) when is_binary(err),
+    do: [{"cuda0", nil, "Kiln.devices() failed: " <> err}, {"opencl0", nil, "Kiln.devices() failed: " <> err},
+         {"cpu", [backend: :cpu], %{device: "cpu", backend: "cpu"}}]
+
+  defp kernel_targets(devices, nil) do
+    target = fn dev ->
+      b = get(dev, :backend)
+      i = get(dev, :index) || 0
+      label = "#{b}#{i}"
+
+      if get(dev, :available) == true,
+        do: {label, [backend: b, device: i],
+             %{device: str(get(dev, :name)), gpu: get(dev, :gpu), backend: to_string(b), device_index: i,
+               platform: str(get(dev, :platform))}},
+        else: {label, nil, "#{b} device #{i} unavailable: #{str(get(dev, :reason))}"}
+    end
+
+    cuda =
+      case Enum.find(devices, &(get(&1, :backend) == :cuda and get(&1, :index) == 0)) do
+        nil -> {"cuda0", nil, "no CUDA device 0 listed by Kiln.devices()"}
+        dev -> target.(dev)
+      end
+
+    opencl = Enum.filter(devices, &(get(&1, :backend) == :opencl))
+
+    opencl =
+      case Enum.filter(opencl, &(get(&1, :gpu) == true)) do
+        [] ->
+          case Enum.find(opencl, &(get(&1, :index) == 0)) do
+            nil -> [{"opencl0", nil, "no OpenCL device listed by Kiln.devices()"}]
+            dev -> [target.(dev)]
+          end
+
+        gpus ->
+          Enum.map(gpus, target)
+      end
+
+    [cuda | opencl] ++ [{"cpu", [backend: :cpu], %{device: "cpu", backend: "cpu"}}]
+  end
+
+  defp kernel_path_rows(cfg, devices, devices_error) do
+    %{p: p, mu: mu} = cfg
+    kb = KilnBench.Kernels
+    targets = kernel_targets(devices, devices_error)
+
+    sweep =
+      for k <- cfg.sweep, {label, opts, extra} <- targets,
+          {variant, shape, run} <- sweep_specs(p, mu, k, opts) do
+        sweep_row("elixir.sweep.k#{k}.#{variant}.#{label}.#{shape}", k, opts, extra, {shape, run})
+      end
+
+    # Three buffers in, two buffers out; the five arrays' bytes per call give the row's bytes/s.
+    bw =
+      for {label, opts, extra} <- targets do
+        name = "elixir.bw.fma2.#{label}.resident"
+
+        if opts == nil do
+          {name, nil, %{}, fn _ -> throw({:skip, extra}) end}
+        else
+          {name, nil,
+           Map.merge(extra, %{resident: true, expected: "fma2", bytes_per_call: 5 * 8 * cfg.n,
+             timing: "kernel alone on three resident buffers (fma2: {a + b * c, a - c}), returning two new buffers"}),
+           {:setup,
+            fn %{binary: bin} -> for _ <- 1..3, do: unwrap(Kiln.Buffer.upload(bin, opts)) end,
+            fn [a, b, c] ->
+              {res, st} = kb.fma2_stats(a, b, c)
+              {res, Map.take(st, [:kernel_s])}
+            end,
+            # Both outputs, one after the other: the checksum covers every result.
+            fn {u, v} -> unwrap(Kiln.Buffer.download(u)) <> unwrap(Kiln.Buffer.download(v)) end}}
+        end
+      end
+
+    sweep ++ bw
+  end
+
+  # The six ways of running the map k times on one target: the built-in map and the two kernel
+  # forms, from a binary end to end and on a resident buffer (the upload and the download untimed).
+  defp sweep_specs(p, mu, k, opts) do
+    kb = KilnBench.Kernels
+    it = [iterations: k]
+
+    [
+      {"nif", "binary", fn b -> Kiln.LogisticMap.run(b, p, mu, it ++ (opts || [])) end},
+      {"kernel", "binary", fn b -> kb.logistic(b, p, mu, it ++ (opts || [])) end},
+      {"kernel_reduce", "binary", fn b -> kb.reduce(b, p, mu, k, opts || []) end},
+      # Kiln.Buffer.run maps in place and returns the same buffer.
+      {"nif", "resident", fn buf -> Kiln.Buffer.run(buf, p, mu, it) end},
+      # A kernel over a buffer returns a new buffer on its device.
+      {"kernel", "resident", fn buf -> kb.logistic(buf, p, mu, it) end},
+      {"kernel_reduce", "resident", fn buf -> kb.reduce(buf, p, mu, k) end}
+    ]
+  end
+
+  defp sweep_row(name, _k, nil, reason, _spec), do: {name, nil, %{}, fn _ -> throw({:skip, reason}) end}
+
+  defp sweep_row(name, k, _opts, extra, {"binary", run}) do
+    {name, nil, Map.merge(extra, %{iterations: k}), fn %{binary: b} -> {unwrap(run.(b)), %{}} end}
+  end
+
+  defp sweep_row(name, k, opts, extra, {"resident", run}) do
+    {name, nil, Map.merge(extra, %{iterations: k, resident: true}),
+     {:setup, fn %{binary: bin} -> unwrap(Kiln.Buffer.upload(bin, opts)) end,
+      fn buf -> {unwrap(run.(buf)), %{}} end, fn buf -> unwrap(Kiln.Buffer.download(buf)) end}}
   end
 
   # The kernel written in Elixir, compiled for device 0 of each GPU backend: into OpenCL C (a GPU

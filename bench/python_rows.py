@@ -1,10 +1,14 @@
 # Python benchmark rows (NumPy on the CPU; CuPy, JAX, PyTorch on a CUDA GPU) and the NumPy reference checksum; prints JSON.
 """Run one Python row family and print its result rows as one JSON object on stdout.
 
-Usage: python_rows.py (numpy|cupy|jax|torch|reference) --n N [--p P] [--mu MU]
-                      [--iterations K] [--repeat R] [--budget S] [--first F]
+Usage: python_rows.py (numpy|cupy|jax|torch|reference|cupy_sweep|jax_sweep|torch_sweep) --n N
+                      [--p P] [--mu MU] [--iterations K] [--repeat R] [--budget S] [--first F]
+                      [--sweep 10,100,1000]
 
-The inputs are 1..N; for the reference, F..F+N-1 with --first (F >= 0).
+The inputs are 1..N; for the reference, F..F+N-1 with --first (F >= 0). The *_sweep families
+(bench/run --kernels) run the map at each iteration count of --sweep, the whole loop inside one
+kernel where the framework allows it (CuPy ElementwiseKernel, JAX lax.fori_loop), and cupy_sweep
+also measures a device-to-device copy's bytes per second (python.bw.cupy.copy.resident).
 
 Each family is run in its own process by bench/driver.py: JAX and PyTorch both grab GPU
 memory and CUDA state at import, and a crash in one framework must not take the others down.
@@ -18,7 +22,7 @@ import sys
 import time
 
 INT64_MAX = 2**63 - 1
-FAMILIES = ("numpy", "cupy", "jax", "torch", "reference")
+FAMILIES = ("numpy", "cupy", "jax", "torch", "reference", "cupy_sweep", "jax_sweep", "torch_sweep")
 
 
 def int64_bound(n, p, mu):
@@ -212,15 +216,18 @@ def reference_from(args):
 
 # ---- GPU frameworks ----------------------------------------------------------------------------
 
-def gpu_rows(family, args, setup):
+def gpu_rows(family, args, setup, names=None, more=None):
     """Common shape of the GPU rows: end to end from a host NumPy array, and device-resident.
+
+    names: (end-to-end name, resident name), default python.<family>[.resident]; more: fields
+    added to both rows (e.g. the iteration count of a sweep row).
 
     setup() returns (name of the device, versions, to_device, compute, to_host, sync), or raises
     RuntimeError(reason) to skip. The end-to-end row is timed as H2D + compute + D2H with a
     synchronisation after each phase so that the split is real; the resident row times compute
     alone on data already on the device.
     """
-    e2e, res = f"python.{family}", f"python.{family}.resident"
+    e2e, res = names or (f"python.{family}", f"python.{family}.resident")
     try:
         import numpy as np
     except ImportError as e:
@@ -236,7 +243,7 @@ def gpu_rows(family, args, setup):
         reason = f"{family} unusable: {type(e).__name__}: {e}"
         return [skipped(e2e, reason), skipped(res, reason)]
     a = np.arange(1, args.n + 1, dtype=np.int64)
-    extra = {"device": device, "versions": versions, "note": bound_note(args.n, args.p, args.mu)}
+    extra = {"device": device, "versions": versions, "note": bound_note(args.n, args.p, args.mu), **(more or {})}
 
     def end_to_end():
         t0 = time.perf_counter()
@@ -364,6 +371,129 @@ def setup_torch(args):
             torch.cuda.synchronize)
 
 
+# ---- the iteration sweep (bench/run --kernels) -------------------------------------------------
+
+def setup_cupy_elementwise(args):
+    """CuPy's fastest form of the map: one ElementwiseKernel running the k iterations in a loop."""
+    try:
+        import cupy as cp
+    except ImportError as e:
+        raise RuntimeError(f"cupy not importable: {e}")
+    if cp.cuda.runtime.getDeviceCount() < 1:
+        raise RuntimeError("CuPy sees no CUDA device")
+    props = cp.cuda.runtime.getDeviceProperties(0)
+    name = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+    # Exact in int64 by overflow_reason's bound (checked by gpu_rows): every x is an input or a
+    # remainder in [0, p), so mu*x*(x+1) never wraps, and with mu >= 0 C's % equals rem.
+    kern = cp.ElementwiseKernel(
+        "int64 x0, int64 p, int64 mu, int64 k", "int64 y",
+        "long long x = x0; for (long long step = 0; step < k; ++step) x = mu * x * (x + 1) % p; y = x;",
+        "kiln_bench_logistic_k")
+    p, mu, k = args.p, args.mu, args.iterations
+
+    def compute(x):
+        return kern(x, cp.int64(p), cp.int64(mu), cp.int64(k))
+
+    return (name, {"cupy": cp.__version__}, cp.asarray, compute, cp.asnumpy, cp.cuda.Device().synchronize)
+
+
+def setup_jax_fori(args):
+    """JAX jit with lax.fori_loop: the loop stays a loop in XLA (no unrolling of 1000 steps)."""
+    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+    try:
+        import jax
+    except ImportError as e:
+        raise RuntimeError(f"jax not importable: {e}")
+    jax.config.update("jax_enable_x64", True)
+    import jax.numpy as jnp
+    from jax import lax
+    import numpy as np
+    try:
+        gpus = jax.devices("gpu")
+    except RuntimeError:
+        gpus = []
+    if not gpus:
+        raise RuntimeError(f"JAX has no GPU backend here (devices: {jax.devices()})")
+    dev = gpus[0]
+    p, mu, k = args.p, args.mu, args.iterations
+
+    @jax.jit
+    def compute(x):
+        return lax.fori_loop(0, k, lambda _, x: jnp.remainder(mu * x * (x + 1), p), x)
+
+    probe = compute(jax.device_put(np.arange(1, 3, dtype=np.int64), dev))
+    if probe.dtype != jnp.int64:
+        raise RuntimeError(f"JAX x64 not in effect (got {probe.dtype})")
+    state = {}
+
+    def sync():
+        y = state.pop("last", None)
+        if y is not None:
+            y.block_until_ready()
+
+    def to_device(a):
+        state["last"] = d = jax.device_put(a, dev)
+        return d
+
+    def run(x):
+        state["last"] = y = compute(x)
+        return y
+
+    return (str(getattr(dev, "device_kind", dev)), {"jax": jax.__version__, "jaxlib": _version("jaxlib")},
+            to_device, run, np.asarray, sync)
+
+
+SWEEP_FORMS = {"cupy_sweep": ("cupy", "elementwise", setup_cupy_elementwise),
+               "jax_sweep": ("jax", "fori", setup_jax_fori),
+               "torch_sweep": ("torch", "loop", setup_torch)}
+
+
+def sweep_rows(family, args):
+    """The map at every iteration count of --sweep (each row carries its count for the check)."""
+    fw, form, setup = SWEEP_FORMS[family]
+    rows = []
+    for k in args.sweep:
+        a = argparse.Namespace(**{**vars(args), "iterations": k})
+        base = f"python.sweep.k{k}.{fw}.{form}"
+        rows += gpu_rows(fw, a, lambda a=a: setup(a), names=(base, base + ".resident"),
+                         more={"iterations": k, "form": form})
+    if family == "cupy_sweep":
+        rows.append(row_cupy_copy(args))
+    return rows
+
+
+def row_cupy_copy(args):
+    """A device-to-device copy of n int64 (cupy.copyto): the bytes/s a memory-bound kernel can hope for."""
+    name = "python.bw.cupy.copy.resident"
+    try:
+        import cupy as cp
+        import numpy as np
+        if cp.cuda.runtime.getDeviceCount() < 1:
+            return skipped(name, "CuPy sees no CUDA device")
+        props = cp.cuda.runtime.getDeviceProperties(0)
+        device = props["name"].decode() if isinstance(props["name"], bytes) else str(props["name"])
+        src = cp.arange(1, args.n + 1, dtype=cp.int64)
+        dst = cp.empty_like(src)
+        cp.cuda.Device().synchronize()
+    except ImportError as e:
+        return skipped(name, f"cupy not importable: {e}")
+    except Exception as e:
+        return skipped(name, f"cupy unusable: {type(e).__name__}: {e}")
+
+    def one_run():
+        t0 = time.perf_counter()
+        cp.copyto(dst, src)
+        cp.cuda.Device().synchronize()
+        return {"kernel": time.perf_counter() - t0}, dst
+
+    # Copies are microseconds: many timed runs, so that the median is not one launch's noise.
+    row = measure(name, one_run, max(args.repeat, 20), args.budget, lambda r: exact_sum(np, cp.asnumpy(r)),
+                  {"device": device, "versions": {"cupy": cp.__version__}, "resident": True, "expected": "input",
+                   "bytes_per_call": 2 * 8 * args.n,
+                   "timing": "cupy.copyto(dst, src) of n int64 on the device, then synchronize"})
+    return row
+
+
 def _version(dist):
     try:
         from importlib.metadata import version
@@ -382,11 +512,15 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--budget", type=float, default=60.0)
     ap.add_argument("--first", type=int, default=1)
+    ap.add_argument("--sweep", default="10,100,1000", help="iteration counts of the *_sweep families")
     args = ap.parse_args()
+    args.sweep = [int(k) for k in args.sweep.split(",") if k.strip()]
     if args.family == "reference":
         out = reference(args)
     elif args.family == "numpy":
         out = {"rows": row_numpy(args)}
+    elif args.family in SWEEP_FORMS:
+        out = {"rows": sweep_rows(args.family, args)}
     else:
         setup = {"cupy": setup_cupy, "jax": setup_jax, "torch": setup_torch}[args.family]
         out = {"rows": gpu_rows(args.family, args, lambda: setup(args))}

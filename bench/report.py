@@ -22,6 +22,16 @@ NAME_ORDER = [r"^elixir\.pure\.loop$", r"^elixir\.pure\.inlined$", r"^elixir\.ni
               r"^cpp\.scalar$", r"^cpp\.cpu$", r"^cpp\.opencl", r"^cpp\.cuda", r"^cpp", r"^python\.numpy$",
               r"^python\.cupy", r"^python\.jax", r"^python\.torch", r"."]
 
+# The --kernels rows: the iteration sweep and the bandwidth rows, reported in their own section.
+KERNEL_ROW = re.compile(r"^(elixir|python)\.(sweep|bw)\.")
+SWEEP_ROW = re.compile(r"^elixir\.sweep\.k(\d+)\.(nif|kernel|kernel_reduce)\.(\w+?)\.(binary|resident)$")
+PEER_ROW = re.compile(r"^python\.sweep\.k(\d+)\.(cupy|jax|torch)\.(\w+?)(\.resident)?$")
+# The issue's goals: the kernel path within these factors of the built-in map, per backend; Kiln
+# at least PEER_GOAL times faster than the peers; the memory-bound kernel at BW_GOAL of a copy's bytes/s.
+KERNEL_GOAL = {"cuda": 1.2, "opencl": 1.2, "cpu": 1.5}
+PEER_GOAL = 5.0
+BW_GOAL = 0.8
+
 STAGED = ["elixir.pure.loop", "elixir.pure.inlined", "elixir.nif.cpu.list", "elixir.nif.cpu.windows"]
 
 
@@ -52,8 +62,26 @@ def describe(row):
     dev = row.get("device") or ""
     gpu = row.get("gpu")
     seed, fam, label = None, "cpp", name
+    sw, peer = SWEEP_ROW.match(name), PEER_ROW.match(name)
     m = re.match(r"^(elixir\.nif|cpp|python)\.(opencl|cuda|cupy|jax|torch)(\d*)(?:\.(list|binary|resident|pinned|gpu_only|wide))?$", name)
-    if name == "elixir.pure.loop":
+    if sw:
+        k, how, target, shape = sw.groups()
+        fam = "elixir-nif-cpu" if target == "cpu" else "elixir-nif-accel"
+        what = {"nif": "built-in map", "kernel": "seed's map as a kernel (expression, iterations:)",
+                "kernel_reduce": "seed's map as a kernel (Enum.reduce, k an argument)"}[how]
+        label = f"{what}, {target}" + (f" {dev}" if dev and target != "cpu" else "") + ", " + (
+            "binary, end to end" if shape == "binary" else "resident buffer, run only") + f", {k} iterations"
+    elif name.startswith("elixir.bw.fma2."):
+        fam = "elixir-nif-accel" if ".cpu." not in name else "elixir-nif-cpu"
+        label = f"kernel {{a + b * c, a - c}} on 3 resident buffers, {name.split('.')[3]}" + (f" {dev}" if dev else "")
+    elif peer:
+        k, fw, form, res = peer.groups()
+        fam = "python"
+        label = f"Python/{ {'cupy': 'CuPy', 'jax': 'JAX', 'torch': 'PyTorch'}[fw]} {form}" + (f" {dev}" if dev else "") + (
+            ", device-resident" if res else ", end to end") + f", {k} iterations"
+    elif name == "python.bw.cupy.copy.resident":
+        fam, label = "python", "CuPy device-to-device copy (cupy.copyto)" + (f" {dev}" if dev else "")
+    elif name == "elixir.pure.loop":
         seed, fam, label = "benchmarks1", "elixir-pure", "pure Elixir, loop"
     elif name == "elixir.pure.inlined":
         seed, fam, label = "benchmarks3", "elixir-pure", "pure Elixir, inlined"
@@ -284,7 +312,7 @@ def summary(doc):
     if numpy and cpu_cpp:
         s.append(f"C++ kiln cpu is {faster(numpy, cpu_cpp)} than NumPy.")
     accel = [r for r in best_rows(doc) if re.search(r"(cuda|opencl|cupy|jax|torch)", r["name"])
-             and r.get("gpu") is not False]
+             and r.get("gpu") is not False and not KERNEL_ROW.match(r["name"])]
     e2e = [r for r in accel if not r["name"].endswith((".resident", ".pinned"))]
     if numpy and e2e:
         g = min(e2e, key=lambda r: r["seconds"])
@@ -383,7 +411,7 @@ def markdown(doc):
             "| row | seed | what | device | median s | min s | max s | runs | H→D s | kernel s | D→H s "
             "| × pure Elixir | × NumPy | checksum |",
             "|---|---|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
-    for r in best_rows(doc):
+    for r in main_rows(doc):
         split = [r.get("host_to_device_s"), r.get("kernel_s"), r.get("device_to_host_s")]
         split = [cell(v) if v else "" for v in split]
         runs = str(r.get("repeat")) + ("*" if r.get("repeat_note") else "")
@@ -399,6 +427,7 @@ def markdown(doc):
     if any(r.get("repeat_note") for r in ok_rows(doc)):
         out += ["\\* fewer timed runs than asked (slow row); see the summary.", ""]
 
+    out += kernel_section(doc)
     out += ["## Summary", ""] + [f"{i}. {b}" for i, b in enumerate(doc["summary"], 1)] + [""]
     not_run = [r for r in doc["rows"] if r["status"] in ("skipped", "error")]
     if not_run:
@@ -410,9 +439,127 @@ def markdown(doc):
     return "\n".join(out)
 
 
+def main_rows(doc):
+    """The rows of the main table and the chart: those at the run's iteration count."""
+    k = doc["params"]["iterations"]
+    return [r for r in best_rows(doc) if r.get("iterations", k) == k]
+
+
+def bytes_per_s(r):
+    if not r or not r.get("bytes_per_call") or not r.get("seconds"):
+        return None
+    return r["bytes_per_call"] / r["seconds"]
+
+
+def gbs(v):
+    return "—" if v is None else f"{v / 1e9:,.1f} GB/s"
+
+
+def slower_ratio(kernel, builtin):
+    """kernel time / built-in time (1.0: as fast; above: the kernel path is slower)."""
+    if not kernel or not builtin or not builtin.get("seconds"):
+        return None
+    return kernel["seconds"] / builtin["seconds"]
+
+
+def verdict(v, ok):
+    return "" if v is None else (" ✓" if ok else " ✗")
+
+
+def kernel_section(doc):
+    """--kernels: per k, the kernel path against the built-in map and Kiln against CuPy/JAX/torch,
+    then the memory-bound kernel's bytes/s against a device copy's."""
+    rows = [r for r in doc["rows"] if KERNEL_ROW.match(r["name"])]
+    if not rows:
+        return []
+    sweep = {}
+    for r in ok_rows(doc):
+        m = SWEEP_ROW.match(r["name"])
+        if m:
+            sweep[(int(m.group(1)), m.group(2), m.group(3), m.group(4))] = r
+    peers = {}
+    for r in ok_rows(doc):
+        m = PEER_ROW.match(r["name"])
+        if m:
+            peers[(int(m.group(1)), m.group(2), bool(m.group(4)))] = r
+    ks = sorted({k for k, *_ in sweep} | {k for k, *_ in peers})
+    targets = sorted({t for _, _, t, _ in sweep}, key=lambda t: (not t.startswith("cuda"), not t.startswith("opencl"), t))
+    out = ["## Kernel path and peers by iteration count (--kernels)", "",
+           "Kernel / built-in: the time of the seed's map written as a kernel over the built-in map's, same "
+           f"target and shape (goal: at most {KERNEL_GOAL['cuda']}× on CUDA and NVIDIA OpenCL, "
+           f"{KERNEL_GOAL['cpu']}× on cpu; ✓/✗ against it; OpenCL on a CPU (PoCL) is held to the cpu goal). "
+           f"Kiln vs peer: how many times faster Kiln's fastest cuda0 row of the same shape is (goal: at least {PEER_GOAL:g}×).", ""]
+    for k in ks:
+        out += [f"### {k} iterations", "",
+                "| target | shape | built-in s | kernel s | kernel / built-in | Enum.reduce kernel s | reduce / built-in |",
+                "|---|---|---:|---:|---:|---:|---:|"]
+        for t in targets:
+            dev_row = next((sweep[key] for key in sweep if key[0] == k and key[2] == t), None)
+            gpu = bool(dev_row and dev_row.get("gpu"))
+            # OpenCL on a GPU is held to the GPU goal, OpenCL on the host's cores (PoCL) to the cpu one.
+            goal = KERNEL_GOAL["cuda"] if t.startswith("cuda") else \
+                KERNEL_GOAL["opencl"] if t.startswith("opencl") and gpu else KERNEL_GOAL["cpu"]
+            for shape in ("binary", "resident"):
+                b, e, rd = (sweep.get((k, how, t, shape)) for how in ("nif", "kernel", "kernel_reduce"))
+                if not (b or e or rd):
+                    continue
+                re1, re2 = slower_ratio(e, b), slower_ratio(rd, b)
+                out.append(f"| {t} | {shape} | {cell(b and b['seconds'])} | {cell(e and e['seconds'])} | "
+                           f"{'—' if re1 is None else f'{re1:.2f}×'}{verdict(re1, re1 is not None and re1 <= goal)} | "
+                           f"{cell(rd and rd['seconds'])} | "
+                           f"{'—' if re2 is None else f'{re2:.2f}×'}{verdict(re2, re2 is not None and re2 <= goal)} |")
+        out.append("")
+        # Kiln on cuda0 against each peer, resident against resident and end to end against end to end.
+        lines = []
+        for resident, shape in ((True, "resident"), (False, "binary")):
+            kiln = [sweep.get((k, how, "cuda0", shape)) for how in ("nif", "kernel", "kernel_reduce")]
+            kiln = [r for r in kiln if r]
+            best = min(kiln, key=lambda r: r["seconds"]) if kiln else None
+            ker = sweep.get((k, "kernel", "cuda0", shape))
+            for fw in ("cupy", "jax", "torch"):
+                pr = peers.get((k, fw, resident))
+                if not pr:
+                    continue
+                v1, v2 = ratio(pr, ker), ratio(pr, best)
+                lines.append(f"| {'resident' if resident else 'end to end'} | {pr['label']} | {cell(pr['seconds'])} | "
+                             f"{cell(ker and ker['seconds'])} | {x(v1)}{verdict(v1, v1 is not None and v1 >= PEER_GOAL)} | "
+                             f"{cell(best and best['seconds'])} | {x(v2)}{verdict(v2, v2 is not None and v2 >= PEER_GOAL)} |")
+        if lines:
+            out += ["| shape | peer | peer s | Kiln kernel cuda0 s | Kiln kernel × faster | Kiln best cuda0 s | "
+                    "Kiln best × faster |", "|---|---|---:|---:|---:|---:|---:|"] + lines + [""]
+        else:
+            out += ["(no peer row ran at this count: CuPy / JAX / torch absent, or no cuda0 row)", ""]
+    bw = sorted((r for r in ok_rows(doc) if r["name"].startswith("elixir.bw.fma2.")),
+                key=lambda r: (".cuda" not in r["name"], ".opencl" not in r["name"], r["name"]))
+    copy = find(doc, "python.bw.cupy.copy.resident")
+    if bw or copy:
+        out += ["### Memory-bound kernel against a device copy", "",
+                f"`{{a + b * c, a - c}}` on three resident int64 buffers, returning two new ones: 5 × n × 8 bytes a call; "
+                f"a device-to-device copy (CuPy `copyto`): 2 × n × 8 bytes (goal: the kernel at least {BW_GOAL:.0%} of "
+                "the copy's bytes/s on the same GPU).", "",
+                "bytes/s from the call's wall time (the NIF call, the kernel and two new buffers' allocation); "
+                "by kernel: from the engine's kernel time where it reports one.", "",
+                "| row | target | median s | bytes/s | kernel / copy | kernel s | bytes/s by kernel |",
+                "|---|---|---:|---:|---:|---:|---:|"]
+        cb = bytes_per_s(copy)
+        for r in bw:
+            v = bytes_per_s(r)
+            t = r["name"].split(".")[3]
+            share = v / cb if v and cb and t.startswith("cuda") else None
+            dev = r.get("device") if r.get("device") not in (None, t) else ""
+            out.append(f"| {r['name']} | {t} {dev} | {cell(r['seconds'])} | {gbs(v)} | "
+                       f"{'—' if share is None else f'{share:.0%}'}{verdict(share, share is not None and share >= BW_GOAL)} | "
+                       f"{cell(r['kernel_s']) if r.get('kernel_s') else '—'} | "
+                       f"{gbs(r['bytes_per_call'] / r['kernel_s']) if r.get('kernel_s') else '—'} |")
+        if copy:
+            out.append(f"| {copy['name']} | {copy.get('device') or ''} | {cell(copy['seconds'])} | {gbs(cb)} | 100% | | |")
+        out.append("")
+    return out
+
+
 def svg(doc):
     """Horizontal bars on a log time axis, fastest on top, coloured by family, one bar per row."""
-    rows = sorted(best_rows(doc), key=lambda r: r["seconds"])
+    rows = sorted(main_rows(doc), key=lambda r: r["seconds"])
     p = doc["params"]
     W, left, right, bar_h, gap, top = 1100, 470, 110, 20, 6, 110
     plot_w = W - left - right

@@ -12,13 +12,18 @@ trap 'rm -rf "$tmp"' EXIT
 # n = 4096 keeps every row in milliseconds; the time goes into the (incremental) builds.
 "$root/bench/run" --n 4096 --repeat 1 --out "$tmp/out" >"$tmp/stdout.md" 2>"$tmp/stderr.log"
 rc=$?
+# The kernel-path rows (--kernels) at two small iteration counts, builds already done.
+"$root/bench/run" --no-build --kernels --iterations-sweep 1,3 --rows 'sweep|bw' --n 4096 --repeat 1 \
+  --out "$tmp/kernels" >"$tmp/kernels.md" 2>"$tmp/kernels.log"
+krc=$?
 
 py=$(command -v python3 || echo /usr/bin/python3)
-"$py" - "$tmp/out" "$tmp/stdout.md" "$rc" <<'PY'
+"$py" - "$tmp/out" "$tmp/stdout.md" "$rc" "$tmp/kernels" "$krc" <<'PY'
 import json, os, sys
 import xml.etree.ElementTree as ET
 
 out, stdout_md, rc = sys.argv[1], sys.argv[2], int(sys.argv[3])
+kernels_out, krc = sys.argv[4], int(sys.argv[5])
 passed, failed = 0, 0
 
 def check(ok, what):
@@ -51,6 +56,7 @@ for r in rows:
 names = {r["name"] for r in rows if r.get("status") == "ok"}
 for must in ("cpp.scalar", "cpp.cpu"):
     check(must in names, f"{must} ran")
+check(not any(".sweep." in r["name"] or ".bw." in r["name"] for r in rows), "the default run has no --kernels rows")
 md = os.path.join(out, "results.md")
 check(os.path.isfile(md) and "| row |" in open(md).read(), "results.md exists with the rows table")
 check(os.path.getsize(stdout_md) > 0, "the table was printed on stdout")
@@ -62,6 +68,34 @@ try:
 except (OSError, ET.ParseError) as e:
     check(False, f"chart.svg parses: {e}")
 print(f"bench smoke: {len(ran)} rows ran, {len(rows) - len(ran)} skipped")
+
+# --kernels: every sweep row that ran matched its own count's reference, no default row ran,
+# and the report has the kernel section.
+check(krc == 0, f"bench/run --kernels exit status {krc}")
+kdoc = {}
+kpath = os.path.join(kernels_out, "results.json")
+if os.path.isfile(kpath):
+    with open(kpath) as f:
+        kdoc = json.load(f)
+check(kdoc.get("params", {}).get("iterations_sweep") == [1, 3], "--kernels run records its sweep [1, 3]")
+krows = kdoc.get("rows", [])
+check(bool(krows) and all("sweep" in r["name"] or ".bw." in r["name"] for r in krows),
+      "--rows 'sweep|bw' gave only kernel-path rows")
+kran = [r for r in krows if r.get("status") != "skipped"]
+for r in kran:
+    check(r.get("status") == "ok" and r.get("checksum_ok") is True,
+          f"{r['name']}: status {r.get('status')}, checksum_ok {r.get('checksum_ok')} {r.get('reason', '')}")
+for r in krows:
+    if r.get("status") == "skipped":
+        check(bool(r.get("reason")), f"{r['name']}: skipped without a reason")
+# Rows at 1 and 3 iterations checked against different references: the per-count reference is real.
+exp = {r.get("iterations"): r.get("expected_checksum") for r in kran if r.get("iterations")}
+if 1 in exp and 3 in exp:
+    check(exp[1] != exp[3], "the sweep's references differ between 1 and 3 iterations")
+if kran:
+    kmd = os.path.join(kernels_out, "results.md")
+    check(os.path.isfile(kmd) and "## Kernel path and peers" in open(kmd).read(), "results.md has the kernel section")
+print(f"bench smoke --kernels: {len(kran)} rows ran, {len(krows) - len(kran)} skipped")
 print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
 PY
@@ -69,5 +103,7 @@ status=$?
 if ((status != 0)); then
   echo "--- bench/run stderr (tail) ---"
   tail -n 40 "$tmp/stderr.log"
+  echo "--- bench/run --kernels stderr (tail) ---"
+  tail -n 20 "$tmp/kernels.log"
 fi
 exit $status
