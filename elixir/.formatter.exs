@@ -3,6 +3,6 @@
 [
   inputs: ["{mix,.formatter}.exs", "{lib,test}/**/*.{ex,exs}"],
   line_length: 110,
-  locals_without_parens: [defkernel: 2],
-  export: [locals_without_parens: [defkernel: 2]]
+  locals_without_parens: [defkernel: 2, defkernelp: 2],
+  export: [locals_without_parens: [defkernel: 2, defkernelp: 2]]
 ]

@@ -252,6 +252,28 @@ TEST_P(Conformance, KernelsOverBuffersOfSeveralArrays) {
   EXPECT_EQ(kiln::run(kiln::kernel{code, 4, 2, 0, 1}, mixed, outs).err().code, kiln::errc::invalid_argument);
 }
 
+// The same kind of kernel from host arrays: the GPU backends copy each array whole to the
+// device and run it there over buffers; the host backends interpret it in place.
+TEST_P(Conformance, KernelsOfSeveralArraysFromHostArrays) {
+  using kiln::op;
+  auto w = [](op o) { return static_cast<i64>(o); };
+  const std::size_t n = 9'001;
+  std::vector<i64> a(n), b(n);
+  for (std::size_t i = 0; i < n; ++i) a[i] = static_cast<i64>(i * i) - 4'000'000, b[i] = kMin + static_cast<i64>(i);
+  // {a - b * 0 + index, max(a, b) * k}: the second faults nowhere for these values.
+  const std::vector<i64> code{w(op::arg), 0, w(op::arg), 1, w(op::literal), 0, w(op::mul), w(op::sub), w(op::index),
+                              w(op::add), w(op::arg), 0, w(op::arg), 1, w(op::max), w(op::arg), 2, w(op::mul)};
+  const kiln::arg args[] = {kiln::arg::of_array(a), kiln::arg::of_array(b), kiln::arg::of_scalar(-3)};
+  std::vector<i64> s(n), m(n);
+  const std::span<i64> outs[] = {s, m};
+  auto r = kiln::run(kiln::kernel{code, 3, 2, 0, 1}, args, outs, options());
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  for (std::size_t i = 0; i < n; ++i) {
+    ASSERT_EQ(s[i], a[i] + static_cast<i64>(i)) << "element " << i;
+    ASSERT_EQ(m[i], std::max(a[i], b[i]) * -3) << "element " << i;
+  }
+}
+
 TEST_P(Conformance, ManyThreadsAtOnce) {
   std::vector<std::thread> threads;
   std::vector<int> ok(16, 0);

@@ -80,8 +80,9 @@ defmodule Kiln.Kernel do
 
       defkernel iterate(x, p, mu, k), do: Enum.reduce(1..k//1, x, fn _, x -> rem(mu * x * (x + 1), p) end)
 
-      defkernel fib(n) do
-        {a, _} = Enum.reduce(1..n//1, {0, 1}, fn _, {a, b} -> {b, a + b} end)
+      # Fibonacci from each element pair (a, b), n steps (n a scalar at the call)
+      defkernel fib(a, b, n) do
+        {a, _} = Enum.reduce(1..n//1, {a, b}, fn _, {a, b} -> {b, a + b} end)
         a
       end
 
@@ -123,9 +124,10 @@ defmodule Kiln.Kernel do
       a block of elements at a time; `:cuda`, which compiles the kernel into CUDA C with NVRTC
       and streams the data through the GPU as `Kiln.LogisticMap` does; `:opencl`, which compiles
       it into OpenCL C for the device; or `:auto` (default): a GPU that compiles kernels (CUDA
-      first) for large inputs, else `:cpu`. The GPU backends run kernels of one array argument
-      (and any scalars) and one output so far; others raise `ArgumentError` there and run on
-      `:cpu`, `:scalar` and `:auto`.
+      first) for large inputs, else `:cpu`. The GPU backends stream kernels of one array
+      argument (and any scalars) and one output through their pipelines; kernels of several
+      arrays or outputs run there over `Kiln.Buffer`s, or from host arrays copied to the device
+      whole (`:auto` runs those on `:cpu`).
     * `:device` - the device's index (default `0`), or `:all` with `:cuda`: every GPU shares the
       run.
     * `:chunk_size` - GPU backends: at most this many elements a launch (default `0`: the
