@@ -134,6 +134,18 @@ struct map_job {
   // both), and only when the caller allows it.
   bool shared_with_host() const { return host_share && kp && host_in && host_out; }
 
+  // The most elements the host computes at once in this job: `base` (a lane's or a worker's
+  // piece at the map's usual 10 iterations) shrunk in proportion to the iterations beyond 10, so
+  // that a host piece takes about as long at any iteration count. The host's cores run the map
+  // about thirty times slower than the GPU, so at 1000 iterations a whole 2^17-element piece took
+  // longer than the device's whole run, which then waited for it (the share's tail).
+  std::size_t host_piece_of(std::size_t base) const {
+    const std::int64_t k = kp ? kp->iterations : 10;
+    if (k <= 10) return base;
+    const double scaled = static_cast<double>(base) * 10.0 / static_cast<double>(k);
+    return std::max<std::size_t>(256, static_cast<std::size_t>(scaled));
+  }
+
   // Maps range r of a shared job on the calling thread, straight from host_in to host_out (the
   // host's share), streaming the stores when the whole output is large (stream_output).
   void compute_on_host(work_range r) const {
@@ -199,9 +211,10 @@ class work_counter {
 // so a waiting thread's time is better spent on the map); without, it waits as a plain pipeline.
 // Stops taking work when `failed` is set by another lane, and always drains its own slots.
 template <class Ops>
-status feed_lane(Ops& ops, work_counter& work, bool share, const std::atomic<bool>& failed) {
+status feed_lane(Ops& ops, work_counter& work, bool share, const std::atomic<bool>& failed,
+                 std::size_t host_piece_max = lane_piece) {
   const std::size_t slots = ops.slots();
-  const std::size_t piece = std::min(lane_piece, ops.chunk());
+  const std::size_t piece = std::min(host_piece_max, ops.chunk());
   std::size_t k = 0;
   while (!failed.load(std::memory_order_relaxed)) {
     if (ops.busy(k)) {
@@ -236,9 +249,9 @@ status feed_lane(Ops& ops, work_counter& work, bool share, const std::atomic<boo
 // A pool thread beside a lane whose job needs no host copies (page-locked caller memory): it
 // computes host pieces until none are left, while the lane keeps the device fed.
 inline void host_worker(work_counter& work, const std::int64_t* in, std::int64_t* out, const kernel_params& kp,
-                        bool stream, const std::atomic<bool>& failed) {
+                        bool stream, const std::atomic<bool>& failed, std::size_t piece = host_piece) {
   while (!failed.load(std::memory_order_relaxed)) {
-    const auto r = work.take(host_piece);
+    const auto r = work.take(piece);
     if (!r) return;
     map_on_host(in + r->begin, out + r->begin, r->count, kp, stream);
     work.on_host(*r);
@@ -272,9 +285,10 @@ class driven_pipeline {
  public:
   enum state : int { free_slot, staging, staged, in_flight, done, draining };
 
-  // `chunk`: elements per device chunk; `share`: copiers compute pieces when no slot needs them.
-  driven_pipeline(Ops& ops, work_counter& work, std::size_t chunk, bool share)
-      : ops_(ops), work_(work), chunk_(chunk), share_(share), n_(ops.slots()),
+  // `chunk`: elements per device chunk; `share`: copiers compute pieces (of at most `piece`)
+  // when no slot needs them.
+  driven_pipeline(Ops& ops, work_counter& work, std::size_t chunk, bool share, std::size_t piece = lane_piece)
+      : ops_(ops), work_(work), chunk_(chunk), share_(share), piece_(piece), n_(ops.slots()),
         state_(new std::atomic<int>[n_]), range_(n_) {
     for (std::size_t i = 0; i < n_; ++i) state_[i].store(free_slot, std::memory_order_relaxed);
   }
@@ -359,7 +373,7 @@ class driven_pipeline {
       return true;
     }
     if (!share_) return false;
-    const auto r = work_.take(std::min(lane_piece, chunk_));
+    const auto r = work_.take(std::min(piece_, chunk_));
     if (!r) {
       exhausted_.store(true);
       return false;
@@ -426,6 +440,7 @@ class driven_pipeline {
   work_counter& work_;
   const std::size_t chunk_;
   const bool share_;
+  const std::size_t piece_;
   const std::size_t n_;
   std::unique_ptr<std::atomic<int>[]> state_;
   std::vector<work_range> range_;  // slot i's chunk, owned with the slot

@@ -384,3 +384,24 @@ TEST(DrivenPipeline, ADriverThatCannotStartStopsTheCopiers) {
     ASSERT_FALSE(fx.dev.overlap.load()) << "round " << round;
   }
 }
+
+namespace {
+
+// The host's pieces shrink with the iterations beyond the map's usual 10, so that one takes
+// about as long at any count (at 1000, a whole piece outlasted the device's whole run).
+TEST(HostPiece, ShrinksWithTheIterations) {
+  kiln::detail::map_job job;
+  EXPECT_EQ(job.host_piece_of(1 << 17), std::size_t{1} << 17) << "no map: the base piece";
+  for (std::int64_t k : {1, 10, 100, 1000, 1'000'000}) {
+    const auto kp = kiln::detail::prepare({6'700'417, 22, k});
+    job.kp = &kp;
+    const std::size_t piece = job.host_piece_of(std::size_t{1} << 17);
+    if (k <= 10) {
+      EXPECT_EQ(piece, std::size_t{1} << 17) << k;
+    } else {
+      EXPECT_EQ(piece, std::max<std::size_t>(256, (std::size_t{1} << 17) * 10 / static_cast<std::size_t>(k))) << k;
+    }
+  }
+}
+
+}  // namespace

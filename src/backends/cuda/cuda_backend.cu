@@ -414,7 +414,8 @@ class device_state {
               return pt.dev->run_lane(pt.group->at(l), pt.chunk, work, share && job.staged(), job, t, failed);
             l -= pt.lanes;
           }
-          host_worker(work, job.host_in, job.host_out, *job.kp, stream_output(job.n), failed);
+          host_worker(work, job.host_in, job.host_out, *job.kp, stream_output(job.n), failed,
+                      job.host_piece_of(host_piece));
           return {};
         },
         st));
@@ -524,7 +525,7 @@ class device_state {
     device_scope scope;
     KILN_TRY(scope.enter(index_));
     lane_ops ops{*this, ln, job, chunk, t};
-    status st = feed_lane(ops, work, share, failed);
+    status st = feed_lane(ops, work, share, failed, job.host_piece_of(lane_piece));
     if (!st.ok()) {
       failed.store(true, std::memory_order_relaxed);
       // Nothing may still be in flight when the slots are reused or the error is returned

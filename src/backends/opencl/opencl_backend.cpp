@@ -656,7 +656,8 @@ status run_lane(const device_state& ds, lane& ln, std::size_t chunk, work_counte
                 lane_times& t, std::atomic<bool>& failed) {
   const bool share = job.shared_with_host();
   lane_ops ops{ds, ln, job, chunk, t};
-  status st = catching_bad_alloc([&]() -> status { return feed_lane(ops, work, share, failed); });
+  const std::size_t piece = job.host_piece_of(lane_piece);
+  status st = catching_bad_alloc([&]() -> status { return feed_lane(ops, work, share, failed, piece); });
   if (!st.ok()) {
     failed.store(true, std::memory_order_relaxed);
     for (auto& s : ln.slots) {
@@ -752,7 +753,8 @@ result<run_stats> transfer(device_state& ds, transfer_job job) {
     driven_ops ops{ds, ds.lanes[0], job, {}, times};
     for (std::size_t l = 0; l < lanes; ++l)
       for (auto& sl : ds.lanes[l].slots) ops.all.push_back(&sl);
-    driven_pipeline<driven_ops> pipeline(ops, work, chunk_got, job.shared_with_host());
+    driven_pipeline<driven_ops> pipeline(ops, work, chunk_got, job.shared_with_host(),
+                                         job.host_piece_of(lane_piece));
     KILN_TRY(pipeline.run(lanes));
     times.add_to(st);
   } else {
