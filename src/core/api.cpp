@@ -234,30 +234,29 @@ device_buffer::~device_buffer() = default;
 device_buffer::device_buffer(device_buffer&&) noexcept = default;
 device_buffer& device_buffer::operator=(device_buffer&&) noexcept = default;
 
-result<device_buffer> device_buffer::upload(std::span<const std::int64_t> data, const run_options& options) {
+namespace detail {
+// A device_buffer on the device `options` chooses, holding what `make(backend, index)` returns.
+template <class Make>
+result<device_buffer> make_buffer(const run_options& options, Make make) {
   if (options.device == all_devices)
     return make_error(errc::invalid_argument, "a device buffer lives on one device: choose a device index");
   auto dev = resolve(options);
   if (!dev) return dev.err();
-  auto buf = detail::registry::get().of(dev->backend).upload(dev->index, data);
+  auto buf = make(registry::get().of(dev->backend), dev->index);
   if (!buf) return buf.err();
-  auto p = std::make_unique<impl>();
+  auto p = std::make_unique<device_buffer::impl>();
   p->device = std::move(dev).value();
   p->buffer = std::move(buf).value();
-  return device_buffer(std::move(p));
+  return buffer_access::make(std::move(p));
+}
+}  // namespace detail
+
+result<device_buffer> device_buffer::upload(std::span<const std::int64_t> data, const run_options& options) {
+  return detail::make_buffer(options, [&](detail::backend& b, int index) { return b.upload(index, data); });
 }
 
 result<device_buffer> device_buffer::allocate(std::size_t elements, const run_options& options) {
-  if (options.device == all_devices)
-    return make_error(errc::invalid_argument, "a device buffer lives on one device: choose a device index");
-  auto dev = resolve(options);
-  if (!dev) return dev.err();
-  auto buf = detail::registry::get().of(dev->backend).allocate(dev->index, elements);
-  if (!buf) return buf.err();
-  auto p = std::make_unique<impl>();
-  p->device = std::move(dev).value();
-  p->buffer = std::move(buf).value();
-  return device_buffer(std::move(p));
+  return detail::make_buffer(options, [&](detail::backend& b, int index) { return b.allocate(index, elements); });
 }
 
 std::size_t device_buffer::size() const noexcept { return impl_->buffer->size(); }

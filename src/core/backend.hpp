@@ -123,6 +123,7 @@ class device_buffer::impl {
 namespace detail {
 struct buffer_access {
   static const device_buffer::impl& of(const device_buffer& b) { return *b.impl_; }
+  static device_buffer make(std::unique_ptr<device_buffer::impl> p) { return device_buffer(std::move(p)); }
 };
 }  // namespace detail
 }  // namespace kiln
