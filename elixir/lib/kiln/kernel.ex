@@ -133,6 +133,9 @@ defmodule Kiln.Kernel do
     * `:chunk_size` - GPU backends: at most this many elements a launch (default `0`: the
       backend's own).
     * `:phase_times`, `:host_share` - as for `Kiln.LogisticMap`.
+    * `:into` - over buffers: the buffer (a tuple of buffers, one per output) the results are
+      written into, in place, instead of new buffers; it may be an argument's buffer, so a chain
+      of kernels works without allocating (`K.step(buf, p, into: buf)`). Returns those buffers.
   """
 
   alias Kiln.Args
@@ -439,6 +442,9 @@ defmodule Kiln.Kernel do
   @doc false
   # Runs a compiled kernel: what the functions defkernel defines call.
   def __run__({code, arity, outputs, locals}, names, values, opts) do
+    {into, opts} =
+      if is_list(opts) and Keyword.keyword?(opts), do: Keyword.pop(opts, :into), else: {nil, opts}
+
     opts = Kiln.Options.validate!(opts, @run_defaults |> Keyword.take([:iterations]) |> Kernel.++(@run_keys))
     iterations = opts[:iterations]
 
@@ -491,6 +497,8 @@ defmodule Kiln.Kernel do
       as_list: as_list
     }
 
+    nif_opts = if into == nil, do: nif_opts, else: Map.put(nif_opts, :into, into!(into, outputs, shape))
+
     kernel = {code, arity, outputs, locals, iterations}
     metadata = %{module: __MODULE__, backend: backend, device: opts[:device], n: nil, options: opts}
 
@@ -514,6 +522,20 @@ defmodule Kiln.Kernel do
           Args.raise_error!(reason)
       end
     end)
+  end
+
+  # The buffers of `into:`, one per output, as the NIF takes them.
+  defp into!(into, outputs, shape) do
+    buffers = if is_tuple(into), do: Tuple.to_list(into), else: [into]
+
+    unless shape == :buffer and length(buffers) == outputs and
+             Enum.all?(buffers, &(is_struct(&1, Kiln.Buffer) and is_reference(&1.ref))) do
+      raise ArgumentError,
+            "into: takes, for a kernel over buffers, one Kiln.Buffer per output (a tuple of " <>
+              "#{outputs} for #{outputs} outputs), got #{inspect(into, limit: 5)}"
+    end
+
+    Enum.map(buffers, & &1.ref)
   end
 
   defp argument!(_name, %Kiln.Buffer{ref: ref}) when is_reference(ref), do: {ref, :buffer}
