@@ -64,6 +64,11 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
   if (outputs.size() != dk.outputs)
     return make_error(errc::invalid_argument, "the kernel has " + std::to_string(dk.outputs) + " output(s), " +
                                                   std::to_string(outputs.size()) + " array(s) given for them");
+  for (std::size_t a = 0; a < args.size(); ++a)
+    if (args[a].what == arg::kind::buffer)
+      return make_error(errc::invalid_argument, "argument " + std::to_string(a) +
+                                                    " is a device buffer; a run over host arrays takes none (run a "
+                                                    "kernel over buffers with device_buffer outputs instead)");
   auto n = run_length(args, outputs);
   if (!n) return n.err();
   KILN_TRY(check_aliasing(args, outputs));

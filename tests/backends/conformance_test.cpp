@@ -250,6 +250,10 @@ TEST_P(Conformance, KernelsOverBuffersOfSeveralArrays) {
   const kiln::arg mixed[] = {kiln::arg::of_array(a), kiln::arg::of_buffer(*bb), kiln::arg::of_buffer(*cb),
                              kiln::arg::of_scalar(3)};
   EXPECT_EQ(kiln::run(kiln::kernel{code, 4, 2, 0, 1}, mixed, outs).err().code, kiln::errc::invalid_argument);
+  // And a buffer among host arrays, into host outputs.
+  std::vector<i64> host_s(n), host_m(n);
+  const std::span<i64> host_outs[] = {host_s, host_m};
+  EXPECT_EQ(kiln::run(kiln::kernel{code, 4, 2, 0, 1}, mixed, host_outs, o).err().code, kiln::errc::invalid_argument);
 }
 
 // The same kind of kernel from host arrays: the GPU backends copy each array whole to the
