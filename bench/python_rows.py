@@ -299,7 +299,8 @@ def setup_cupy(args):
             cp.cuda.Device().synchronize)
 
 
-def setup_jax(args):
+def jax_rows(args, step_loop):
+    """JAX on its first GPU, int64 (x64), the map compiled with jit by `step_loop(jnp, x)`."""
     os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")  # don't take 75% of the GPU
     try:
         import jax
@@ -315,13 +316,7 @@ def setup_jax(args):
     if not gpus:
         raise RuntimeError(f"JAX has no GPU backend here (devices: {jax.devices()})")
     dev = gpus[0]
-    p, mu, k = args.p, args.mu, args.iterations
-
-    @jax.jit
-    def compute(x):
-        for _ in range(k):  # unrolled at trace time; XLA fuses the 10 steps into one kernel
-            x = jnp.remainder(mu * x * (x + 1), p)
-        return x
+    compute = jax.jit(lambda x: step_loop(jnp, x))
 
     probe = compute(jax.device_put(np.arange(1, 3, dtype=np.int64), dev))
     if probe.dtype != jnp.int64:
@@ -334,17 +329,27 @@ def setup_jax(args):
             y.block_until_ready()
 
     def to_device(a):
-        d = jax.device_put(a, dev)
-        state["last"] = d
+        state["last"] = d = jax.device_put(a, dev)
         return d
 
     def run(x):
-        y = compute(x)
-        state["last"] = y
+        state["last"] = y = compute(x)
         return y
 
     return (str(getattr(dev, "device_kind", dev)), {"jax": jax.__version__, "jaxlib": _version("jaxlib")},
             to_device, run, np.asarray, sync)
+
+
+def setup_jax(args):
+    """JAX jit with the steps unrolled at trace time: XLA fuses the 10 steps into one kernel."""
+    p, mu, k = args.p, args.mu, args.iterations
+
+    def steps(jnp, x):
+        for _ in range(k):
+            x = jnp.remainder(mu * x * (x + 1), p)
+        return x
+
+    return jax_rows(args, steps)
 
 
 def setup_torch(args):
@@ -399,48 +404,13 @@ def setup_cupy_elementwise(args):
 
 def setup_jax_fori(args):
     """JAX jit with lax.fori_loop: the loop stays a loop in XLA (no unrolling of 1000 steps)."""
-    os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
-    try:
-        import jax
-    except ImportError as e:
-        raise RuntimeError(f"jax not importable: {e}")
-    jax.config.update("jax_enable_x64", True)
-    import jax.numpy as jnp
-    from jax import lax
-    import numpy as np
-    try:
-        gpus = jax.devices("gpu")
-    except RuntimeError:
-        gpus = []
-    if not gpus:
-        raise RuntimeError(f"JAX has no GPU backend here (devices: {jax.devices()})")
-    dev = gpus[0]
     p, mu, k = args.p, args.mu, args.iterations
 
-    @jax.jit
-    def compute(x):
+    def steps(jnp, x):
+        from jax import lax
         return lax.fori_loop(0, k, lambda _, x: jnp.remainder(mu * x * (x + 1), p), x)
 
-    probe = compute(jax.device_put(np.arange(1, 3, dtype=np.int64), dev))
-    if probe.dtype != jnp.int64:
-        raise RuntimeError(f"JAX x64 not in effect (got {probe.dtype})")
-    state = {}
-
-    def sync():
-        y = state.pop("last", None)
-        if y is not None:
-            y.block_until_ready()
-
-    def to_device(a):
-        state["last"] = d = jax.device_put(a, dev)
-        return d
-
-    def run(x):
-        state["last"] = y = compute(x)
-        return y
-
-    return (str(getattr(dev, "device_kind", dev)), {"jax": jax.__version__, "jaxlib": _version("jaxlib")},
-            to_device, run, np.asarray, sync)
+    return jax_rows(args, steps)
 
 
 SWEEP_FORMS = {"cupy_sweep": ("cupy", "elementwise", setup_cupy_elementwise),
