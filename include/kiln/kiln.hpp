@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <memory>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -89,6 +90,11 @@ struct run_options {
   // input may be computed wholly on the host. Results are the same either way; off, the device
   // computes every element (what comparing devices, or timing a device's phases, wants).
   bool host_share = true;
+  // Asks a run to stop early: once stop is requested, the run returns errc::cancelled within
+  // about 10 ms of work on every backend (host pieces, device chunks and, for long iterations,
+  // rounds of iterations are where it looks), having released what it held; the outputs are then
+  // unspecified. An iteration count of any size stays runnable for a caller that waits.
+  std::stop_token stop;
 };
 
 // Where the time went in one call (seconds; 0 where a phase does not exist or was not measured:

@@ -16,6 +16,7 @@ enum class errc {
   out_of_memory,        // host or device allocation failed
   device_error,         // a CUDA/OpenCL call failed; the message names the call
   arithmetic,           // a program divided by zero (the message names the element)
+  cancelled,            // run_options::stop was requested before the run finished
   internal,             // a broken invariant inside Kiln
 };
 

@@ -19,6 +19,7 @@ const char* errc_name(errc code) noexcept {
     case errc::out_of_memory: return "out_of_memory";
     case errc::device_error: return "device_error";
     case errc::arithmetic: return "arithmetic";
+    case errc::cancelled: return "cancelled";
     case errc::internal: return "internal";
   }
   return "internal";
