@@ -5,20 +5,30 @@
 // exceptions never cross into the VM: `guarded` turns them into {:error, {kind, message}}.
 #include <erl_nif.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
+#include <condition_variable>
 #include <cstdint>
 #include <cstdlib>
 #include <cstring>
 #include <algorithm>
+#include <deque>
 #include <exception>
+#include <functional>
+#include <future>
+#include <memory>
 #include <mutex>
 #include <new>
 #include <optional>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <string_view>
+#include <thread>
 #include <utility>
 #include <vector>
 
@@ -85,6 +95,29 @@ bool get_run_options(ErlNifEnv* env, ERL_NIF_TERM backend, ERL_NIF_TERM device, 
   out.chunk_elements = static_cast<std::size_t>(ch);
   return true;
 }
+
+using nif_fn = ERL_NIF_TERM (*)(ErlNifEnv*, int, const ERL_NIF_TERM[]);
+
+// The boundary: no C++ exception may unwind into the VM.
+template <nif_fn F>
+ERL_NIF_TERM guarded(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) noexcept {
+  try {
+    return F(env, argc, argv);
+  } catch (const std::bad_alloc&) {
+    return error_tuple(env, kiln::errc::out_of_memory, "out of host memory");
+  } catch (const kiln::kiln_error& e) {
+    return error_tuple(env, e.err());
+  } catch (const std::length_error&) {
+    return error_tuple(env, kiln::errc::out_of_memory, "input too large for host memory");
+  } catch (const std::exception& e) {
+    return error_tuple(env, kiln::errc::internal, e.what());
+  } catch (...) {
+    return error_tuple(env, kiln::errc::internal, "unknown C++ exception");
+  }
+}
+
+// Probes the engine's devices once, on a runner thread (defined with the runners below).
+void probe();
 
 // ---- int64 data in -------------------------------------------------------------------------
 
@@ -333,9 +366,31 @@ ERL_NIF_TERM run_reply(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Bo
   return enif_make_tuple3(env, atom(env, "ok"), o.term, stats_term(env, o.stats, o.decode_s, o.encode_s));
 }
 
+// Counts a list's cells, stopping past `cap` (a long list is not walked on a normal scheduler).
+std::size_t list_length_upto(ErlNifEnv* env, ERL_NIF_TERM list, std::size_t cap) {
+  std::size_t n = 0;
+  ERL_NIF_TERM head;
+  while (n <= cap && enif_get_list_cell(env, list, &head, &list)) ++n;
+  return n;
+}
+
 // convert(data, as_list) -> {:ok, same elements as a list or a binary}: empty_call, the
 // list/binary helpers and iota all cross the boundary the same way a run does, minus the run.
-ERL_NIF_TERM convert_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+ERL_NIF_TERM convert_dirty(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]);
+
+// Small data converts at once on the caller's scheduler; longer data on a dirty one.
+ERL_NIF_TERM convert_nif(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  constexpr std::size_t inline_elements = 8192;
+  ErlNifBinary bin;
+  const bool small = enif_inspect_binary(env, argv[0], &bin)
+                         ? bin.size <= inline_elements * sizeof(std::int64_t)
+                         : enif_is_list(env, argv[0]) && list_length_upto(env, argv[0], inline_elements) <= inline_elements;
+  if (!small)
+    return enif_schedule_nif(env, "convert", ERL_NIF_DIRTY_JOB_CPU_BOUND, guarded<convert_dirty>, argc, argv);
+  return convert_dirty(env, argc, argv);
+}
+
+ERL_NIF_TERM convert_dirty(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   bool as_list;
   if (!get_bool(env, argv[1], as_list)) return enif_make_badarg(env);
   using identity = kiln::result<kiln::run_stats>(std::span<const std::int64_t>, std::span<std::int64_t>);
@@ -398,6 +453,7 @@ ERL_NIF_TERM concat_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 // ---- devices -----------------------------------------------------------------------------------
 
 ERL_NIF_TERM devices_nif(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
+  probe();
   std::vector<ERL_NIF_TERM> maps;
   for (const auto& d : kiln::devices()) {
     ERL_NIF_TERM keys[] = {atom(env, "backend"),  atom(env, "index"),         atom(env, "name"),
@@ -469,6 +525,7 @@ buffer_resource* new_buffer_resource(kiln::device_buffer b) {
 
 // buffer_upload(data, backend, device) -> {:ok, resource, size, backend, device_name}
 ERL_NIF_TERM buffer_upload_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  probe();
   kiln::run_options options;
   if (!get_run_options(env, argv[1], argv[2], enif_make_uint64(env, 0), options)) return enif_make_badarg(env);
   if (auto d = kiln::resolve(options); !d) return error_tuple(env, d.err());
@@ -506,96 +563,191 @@ ERL_NIF_TERM buffer_download_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[])
   return ok_tuple(env, as_list ? list_term(env, out) : bin.to_term(env));
 }
 
-// kernel_run({code, arity, outputs, locals, iterations}, args, options)
-//   -> {:ok, [result, ...], stats} | {:error, reason}: the one entry every kernel takes, the
-// built-in map included. `code` is a binary of native-endian int64 words (kiln/kernel.hpp); each
-// argument is an integer (a scalar), a buffer resource, or data as decode() takes it (an array).
-// Over host data the results are lists or binaries (options.as_list); over buffers (every array
-// a buffer) they are new buffers on the same device, or the buffers of options.into (a list of
-// resources, one per output) written in place.
-ERL_NIF_TERM kernel_run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+// ---- kernel runs: inline, or as jobs on Kiln's own threads ---------------------------------------
+//
+// kernel_run is a normal NIF. A run small enough to finish within the 1 ms a NIF may hold a
+// scheduler runs at once, on the caller's scheduler (a dirty-scheduler round trip would cost more
+// than the work). Every other run becomes a job: its arguments are decoded (lists on a dirty CPU
+// scheduler, since that is work proportional to their length), the job goes to one of Kiln's
+// runner threads, and the NIF returns {:started, ref, job} at once; the runner sends
+// {ref, reply} to the caller when the run ends. No scheduler waits on the engine, so a caller
+// blocked in `receive` can be killed, and the job monitors its caller: when the caller dies the
+// run is asked to stop (run_options::stop) and frees what it held.
+
+// A run's kernel, arguments and options, owning everything the run reads, so that it can run on
+// another thread after the NIF has returned.
+struct run_request {
+  std::vector<std::int64_t> code;
+  kiln::kernel kern;
+  kiln::run_options options;
+  bool as_list = false;
+  std::vector<int64_data> data;
+  std::vector<kiln::arg> args;
+  std::vector<buffer_resource*> buffers;       // arguments; kept while the request lives
+  std::vector<buffer_resource*> into_buffers;  // options.into; kept too
+  bool has_into = false;
+  bool host_arrays = false;
+  // Holds the binaries whose bytes `data` views (a process-independent copy of each term: for a
+  // reference-counted binary, a new reference to the same bytes).
+  ErlNifEnv* keep_env = nullptr;
+
+  run_request() = default;
+  run_request(const run_request&) = delete;
+  run_request& operator=(const run_request&) = delete;
+  ~run_request() {
+    for (auto* b : buffers) enif_release_resource(b);
+    for (auto* b : into_buffers) enif_release_resource(b);
+    if (keep_env) enif_free_env(keep_env);
+  }
+};
+
+// How an argument list looks before it is decoded: what inline_run and the dirty hop decide on.
+struct request_shape {
+  bool any_buffer = false;
+  bool needs_decoding = false;  // a list or a Range: decoding costs time proportional to length
+  std::size_t elements = 0;     // of an array argument (the largest seen; lists counted up to a cap)
+};
+
+// Reads the kernel tuple and the options (cheap: no data is touched).
+bool parse_kernel(ErlNifEnv* env, const ERL_NIF_TERM argv[], run_request& req) {
   int arity = 0;
   const ERL_NIF_TERM* k = nullptr;
   ErlNifBinary code_bin;
-  kiln::kernel kern;
   ErlNifUInt64 args_n, outputs_n, locals_n;
-  kiln::run_options options;
-  bool as_list = false;
   if (!enif_get_tuple(env, argv[0], &arity, &k) || arity != 5 || !enif_inspect_binary(env, k[0], &code_bin) ||
       code_bin.size % sizeof(std::int64_t) != 0 || !enif_get_uint64(env, k[1], &args_n) ||
       !enif_get_uint64(env, k[2], &outputs_n) || !enif_get_uint64(env, k[3], &locals_n) ||
-      !get_i64(env, k[4], kern.iterations) || !get_kernel_options(env, argv[2], options, as_list))
-    return enif_make_badarg(env);
+      !get_i64(env, k[4], req.kern.iterations) || !get_kernel_options(env, argv[2], req.options, req.as_list))
+    return false;
   // The code binary may be a sub-binary at any byte: copy it into aligned words.
-  std::vector<std::int64_t> code(code_bin.size / sizeof(std::int64_t));
-  if (!code.empty()) std::memcpy(code.data(), code_bin.data, code_bin.size);
-  kern.code = code;
-  kern.arity = static_cast<std::size_t>(args_n);
-  kern.outputs = static_cast<std::size_t>(outputs_n);
-  kern.locals = static_cast<std::size_t>(locals_n);
-  if (kern.outputs > kiln::kernel_max_outputs) return error_tuple(env, invalid("too many kernel outputs"));
+  req.code.resize(code_bin.size / sizeof(std::int64_t));
+  if (!req.code.empty()) std::memcpy(req.code.data(), code_bin.data, code_bin.size);
+  req.kern.code = req.code;
+  req.kern.arity = static_cast<std::size_t>(args_n);
+  req.kern.outputs = static_cast<std::size_t>(outputs_n);
+  req.kern.locals = static_cast<std::size_t>(locals_n);
+  return true;
+}
 
+request_shape shape_of(ErlNifEnv* env, ERL_NIF_TERM args, std::size_t cap) {
+  request_shape s;
+  ERL_NIF_TERM head, list = args;
+  while (enif_get_list_cell(env, list, &head, &list)) {
+    ErlNifBinary bin;
+    int arity;
+    const ERL_NIF_TERM* tuple;
+    if (enif_is_number(env, head)) continue;
+    if (enif_is_ref(env, head)) {
+      s.any_buffer = true;
+    } else if (enif_is_binary(env, head) && enif_inspect_binary(env, head, &bin)) {
+      s.elements = std::max(s.elements, bin.size / sizeof(std::int64_t));
+      // A sub-binary off an 8-byte boundary is copied to be read: a long one, on a dirty scheduler.
+      if (reinterpret_cast<std::uintptr_t>(bin.data) % alignof(std::int64_t) != 0 && bin.size > (64u << 10))
+        s.needs_decoding = true;
+    } else if (enif_is_list(env, head)) {
+      s.needs_decoding = true;
+      s.elements = std::max(s.elements, list_length_upto(env, head, cap));
+    } else if (enif_get_tuple(env, head, &arity, &tuple) && arity == 4) {
+      ErlNifUInt64 count = 0;
+      s.needs_decoding = true;
+      if (enif_get_uint64(env, tuple[3], &count)) s.elements = std::max<std::size_t>(s.elements, count);
+    } else {
+      s.needs_decoding = true;  // decode() words the error
+    }
+  }
+  return s;
+}
+
+// Decodes the arguments into `req` (lists and Ranges into host memory; binaries viewed in place,
+// kept alive by req.keep_env). Returns the error term to reply with, if any.
+std::optional<ERL_NIF_TERM> parse_args(ErlNifEnv* env, ERL_NIF_TERM args_term, ERL_NIF_TERM opts, run_request& req) {
+  if (req.kern.outputs > kiln::kernel_max_outputs) return error_tuple(env, invalid("too many kernel outputs"));
   unsigned count = 0;
-  if (!enif_get_list_length(env, argv[1], &count)) return enif_make_badarg(env);
+  if (!enif_get_list_length(env, args_term, &count)) return enif_make_badarg(env);
   if (count > kiln::kernel_max_args) return error_tuple(env, invalid("too many kernel arguments"));
-  auto t0 = steady::now();
-  std::vector<int64_data> data(count);
-  std::vector<kiln::arg> args(count);
-  std::vector<buffer_resource*> buffers;  // every buffer the run touches, arguments and outputs
-  bool host_arrays = false;
-  ERL_NIF_TERM list = argv[1], head;
+  req.data.resize(count);
+  req.args.resize(count);
+  ERL_NIF_TERM list = args_term, head;
   for (unsigned i = 0; enif_get_list_cell(env, list, &head, &list); ++i) {
     buffer_resource* res = nullptr;
     if (enif_is_number(env, head)) {
       std::int64_t v;
       if (!get_i64(env, head, v)) return error_tuple(env, invalid("argument " + std::to_string(i) + " does not fit in int64"));
-      args[i] = kiln::arg::of_scalar(v);
+      req.args[i] = kiln::arg::of_scalar(v);
     } else if (get_buffer(env, head, res)) {
-      buffers.push_back(res);
-      args[i] = kiln::arg::of_buffer(*res->buffer);
+      enif_keep_resource(res);
+      req.buffers.push_back(res);
+      req.args[i] = kiln::arg::of_buffer(*res->buffer);
     } else if (enif_is_ref(env, head)) {
       return enif_make_badarg(env);  // a reference that is no buffer: Elixir names it
     } else {
-      if (auto s = decode(env, head, data[i]); !s) return decode_error(env, s, data[i]);
-      args[i] = kiln::arg::of_array(data[i].view);
-      host_arrays = true;
+      ERL_NIF_TERM term = head;
+      if (enif_is_binary(env, head)) {
+        // The run may outlive this call: view the bytes through a term of our own.
+        if (!req.keep_env) req.keep_env = enif_alloc_env();
+        term = enif_make_copy(req.keep_env, head);
+        if (auto s = decode(req.keep_env, term, req.data[i]); !s) return error_tuple(env, s.err());
+      } else if (auto s = decode(env, term, req.data[i]); !s) {
+        return decode_error(env, s, req.data[i]);
+      }
+      req.args[i] = kiln::arg::of_array(req.data[i].view);
+      req.host_arrays = true;
     }
   }
   ERL_NIF_TERM into;
-  const bool has_into = map_field(env, argv[2], "into", into) && !enif_is_identical(into, atom(env, "nil"));
-  std::vector<buffer_resource*> into_buffers;
-  if (has_into) {
+  req.has_into = map_field(env, opts, "into", into) && !enif_is_identical(into, atom(env, "nil"));
+  if (req.has_into) {
     ERL_NIF_TERM l = into, h;
     buffer_resource* res = nullptr;
     while (enif_get_list_cell(env, l, &h, &l)) {
       if (!get_buffer(env, h, res)) return enif_make_badarg(env);
-      into_buffers.push_back(res);
+      enif_keep_resource(res);
+      req.into_buffers.push_back(res);
     }
   }
-  // Fail before allocating results when the kernel is wrong for these arguments or the backend is.
-  if (auto s = kiln::validate(kern, args); !s) return error_tuple(env, s.err());
-
-  if (!buffers.empty() || has_into) {
-    if (host_arrays)
+  // Fail before anything runs when the kernel is wrong for these arguments.
+  if (auto s = kiln::validate(req.kern, req.args); !s) return error_tuple(env, s.err());
+  if (!req.buffers.empty() || req.has_into) {
+    if (req.host_arrays)
       return error_tuple(env, invalid("a kernel runs over buffers or over host data, not both: upload every array "
                                       "with Kiln.Buffer.upload/2 first, or download the buffers"));
-    if (buffers.empty()) return error_tuple(env, invalid("into: needs a kernel over buffers"));
+    if (req.buffers.empty()) return error_tuple(env, invalid("into: needs a kernel over buffers"));
+    if (req.has_into && req.into_buffers.size() != req.kern.outputs)
+      return error_tuple(env, invalid("into: gives " + std::to_string(req.into_buffers.size()) + " buffer(s) for " +
+                                      std::to_string(req.kern.outputs) + " output(s)"));
+  } else if (auto d = kiln::resolve(req.options); !d) {
+    return error_tuple(env, d.err());
+  }
+  return std::nullopt;
+}
+
+// Runs the request; the reply ({:ok, results, stats} or an error tuple) is built in `env`, which
+// is the caller's for an inline run and a message environment for a job.
+ERL_NIF_TERM execute(ErlNifEnv* env, run_request& req, double decode_s) {
+  const auto& kern = req.kern;
+  const std::stop_token stop = req.options.stop;
+  if (!req.buffers.empty()) {
     // One call on a buffer at a time: every buffer involved is locked, in address order.
-    std::vector<buffer_resource*> all = buffers;
-    all.insert(all.end(), into_buffers.begin(), into_buffers.end());
+    std::vector<buffer_resource*> all = req.buffers;
+    all.insert(all.end(), req.into_buffers.begin(), req.into_buffers.end());
     std::sort(all.begin(), all.end());
     all.erase(std::unique(all.begin(), all.end()), all.end());
     std::vector<std::unique_lock<std::mutex>> locks;
     for (auto* b : all) locks.emplace_back(b->mutex);
-    const kiln::device_buffer& first = *buffers.front()->buffer;
+    const kiln::device_buffer& first = *req.buffers.front()->buffer;
     std::vector<buffer_resource*> out_res;
     std::vector<kiln::device_buffer*> outs;
-    std::vector<ERL_NIF_TERM> results;
-    if (has_into) {
-      if (into_buffers.size() != kern.outputs)
-        return error_tuple(env, invalid("into: gives " + std::to_string(into_buffers.size()) + " buffer(s) for " +
-                                        std::to_string(kern.outputs) + " output(s)"));
-      for (auto* b : into_buffers) outs.push_back(&*b->buffer), out_res.push_back(b);
+    // Releases the new output buffers that no term took over.
+    struct releaser {
+      std::vector<buffer_resource*>* v;
+      bool own;
+      ~releaser() {
+        if (own)
+          for (auto* r : *v) enif_release_resource(r);
+      }
+    } release_new{&out_res, !req.has_into};
+    if (req.has_into) {
+      for (auto* b : req.into_buffers) outs.push_back(&*b->buffer), out_res.push_back(b);
     } else {
       kiln::run_options where;
       where.backend = kiln::backend_name(first.device().backend);
@@ -609,24 +761,19 @@ ERL_NIF_TERM kernel_run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
         outs.push_back(&*res->buffer);
       }
     }
-    auto r = kiln::run(kern, args, outs);
+    auto r = kiln::run(kern, req.args, outs, req.options);
     locks.clear();
-    for (auto* res : out_res) {
-      results.push_back(buffer_term(env, res));
-      if (!has_into) enif_release_resource(res);  // the terms now own the new buffers
-    }
     if (!r) return error_tuple(env, r.err());
+    std::vector<ERL_NIF_TERM> results;
+    for (auto* res : out_res) results.push_back(buffer_term(env, res));
     return enif_make_tuple3(env, atom(env, "ok"),
                             enif_make_list_from_array(env, results.data(), static_cast<unsigned>(results.size())),
                             stats_term(env, *r, 0, 0));
   }
 
-  if (auto d = kiln::resolve(options); !d) return error_tuple(env, d.err());
   std::size_t n = 0;
-  for (const auto& a : args)
+  for (const auto& a : req.args)
     if (a.what == kiln::arg::kind::array) n = a.array.size();
-  const double decode_s = seconds_since(t0);
-
   // Results: binaries in host blocks (a list is encoded from them afterwards).
   std::vector<new_binary> bins(kern.outputs);
   std::vector<std::span<std::int64_t>> outs;
@@ -636,17 +783,241 @@ ERL_NIF_TERM kernel_run_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
                          "cannot allocate a " + std::to_string(n * sizeof(std::int64_t)) + "-byte result");
     outs.push_back(b.span());
   }
-  auto r = kiln::run(kern, args, outs, options);
+  auto r = kiln::run(kern, req.args, outs, req.options);
   if (!r) return error_tuple(env, r.err());
+  // Nobody waits for a stopped job's results: encoding a long list for it would be wasted work.
+  if (stop.stop_requested()) return error_tuple(env, kiln::errc::cancelled, "the run was stopped before it finished");
   auto t1 = steady::now();
   std::vector<ERL_NIF_TERM> results;
   for (std::size_t j = 0; j < bins.size(); ++j)
-    results.push_back(as_list ? list_term(env, outs[j]) : bins[j].to_term(env));
+    results.push_back(req.as_list ? list_term(env, outs[j]) : bins[j].to_term(env));
   const double encode_s = seconds_since(t1);
   return enif_make_tuple3(env, atom(env, "ok"),
                           enif_make_list_from_array(env, results.data(), static_cast<unsigned>(results.size())),
                           stats_term(env, *r, decode_s, encode_s));
 }
+
+// What the thread that runs the engine's calls does with its own priority: the niceness of the
+// engine's worker threads (KILN_WORKER_NICE, default 10), so that a VM's schedulers win the cores
+// when they want them, and threads the engine starts from here (PoCL's, CUDA's) inherit it.
+void lower_priority_of_this_thread() {
+  const char* env = std::getenv("KILN_WORKER_NICE");
+  const int nice = env ? std::atoi(env) : 10;
+  if (nice != 0) (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice);
+}
+
+// Kiln's runner threads: one per job in flight, started as needed (up to max_runners; beyond it
+// jobs wait their turn), kept for the next jobs. Never destroyed: a job may still run while the VM
+// exits, and must not find its pool gone.
+class runners {
+ public:
+  static runners& get() {
+    static runners* r = new runners();  // deliberately never destroyed (see above)
+    return *r;
+  }
+
+  void submit(std::function<void()> task) {
+    std::lock_guard<std::mutex> lock(m_);
+    queue_.push_back(std::move(task));
+    if (idle_ < queue_.size() && threads_ < max_runners) {
+      ++threads_;
+      std::thread([this] { loop(); }).detach();
+    }
+    cv_.notify_one();
+  }
+
+  // Runs `f` on a runner thread and waits for it (engine calls that must come from a runner,
+  // such as the first probe, whose backend threads then inherit the runner's priority).
+  template <class F>
+  auto call(F&& f) -> decltype(f()) {
+    std::packaged_task<decltype(f())()> task(std::forward<F>(f));
+    auto result = task.get_future();
+    submit([&task] { task(); });
+    return result.get();
+  }
+
+  long jobs() const { return jobs_.load(); }
+  std::atomic<long> jobs_{0};  // jobs started and not yet replied
+
+ private:
+  static constexpr std::size_t max_runners = 64;
+
+  void loop() {
+    lower_priority_of_this_thread();
+    for (;;) {
+      std::function<void()> task;
+      {
+        std::unique_lock<std::mutex> lock(m_);
+        ++idle_;
+        cv_.wait(lock, [&] { return !queue_.empty(); });
+        --idle_;
+        task = std::move(queue_.front());
+        queue_.pop_front();
+      }
+      task();
+    }
+  }
+
+  std::mutex m_;
+  std::condition_variable cv_;
+  std::deque<std::function<void()>> queue_;
+  std::size_t threads_ = 0;
+  std::size_t idle_ = 0;
+};
+
+// Whether the engine has probed its devices. The probe runs on a runner thread, once: the
+// threads that backends start while probing (PoCL's pool, the CUDA driver's) inherit its
+// priority, and no normal scheduler waits for it.
+std::atomic<bool> probed{false};
+
+void probe() {
+  if (probed.load(std::memory_order_acquire)) return;
+  static std::once_flag once;
+  std::call_once(once, [] {
+    runners::get().call([] { (void)kiln::devices(); });
+    probed.store(true, std::memory_order_release);
+  });
+}
+
+// The NIF resource behind a job: how to stop it, and whom it answers.
+struct job_resource {
+  std::stop_source stop;
+  ErlNifPid owner;
+  ErlNifMonitor monitor;
+  std::atomic<bool> monitored{false};
+};
+ErlNifResourceType* job_type = nullptr;
+
+void job_dtor(ErlNifEnv*, void* obj) {
+  if (exiting.load()) return;
+  static_cast<job_resource*>(obj)->~job_resource();
+}
+
+// The caller died: nobody will read the job's results, so it stops.
+void job_down(ErlNifEnv*, void* obj, ErlNifPid*, ErlNifMonitor*) { static_cast<job_resource*>(obj)->stop.request_stop(); }
+
+// Starts `req` as a job answering the calling process: {:started, ref, job}.
+ERL_NIF_TERM start_job(ErlNifEnv* env, std::shared_ptr<run_request> req, double decode_s) {
+  void* mem = enif_alloc_resource(job_type, sizeof(job_resource));
+  if (!mem) return error_tuple(env, kiln::errc::out_of_memory, "cannot allocate a job");
+  auto* job = new (mem) job_resource();
+  enif_self(env, &job->owner);
+  if (enif_monitor_process(env, job, &job->owner, &job->monitor) == 0) job->monitored = true;
+  else job->stop.request_stop();  // the caller is already gone
+  req->options.stop = job->stop.get_token();
+  ErlNifEnv* msg_env = enif_alloc_env();
+  const ERL_NIF_TERM ref = enif_make_ref(env);
+  const ERL_NIF_TERM reply_ref = enif_make_copy(msg_env, ref);
+  enif_keep_resource(job);  // the runner's reference
+  runners::get().jobs_.fetch_add(1);
+  runners::get().submit([job, req = std::move(req), msg_env, reply_ref, decode_s]() mutable {
+    ERL_NIF_TERM reply;
+    try {
+      reply = execute(msg_env, *req, decode_s);
+    } catch (const std::bad_alloc&) {
+      reply = error_tuple(msg_env, kiln::errc::out_of_memory, "out of host memory");
+    } catch (const std::exception& e) {
+      reply = error_tuple(msg_env, kiln::errc::internal, e.what());
+    }
+    req.reset();  // buffers unlocked and released, binaries let go, before the caller hears back
+    if (job->monitored.exchange(false)) (void)enif_demonitor_process(nullptr, job, &job->monitor);
+    // A dead owner's message is dropped by the VM.
+    (void)enif_send(nullptr, &job->owner, msg_env, enif_make_tuple2(msg_env, reply_ref, reply));
+    enif_free_env(msg_env);
+    runners::get().jobs_.fetch_sub(1);
+    enif_release_resource(job);
+  });
+  ERL_NIF_TERM job_term = enif_make_resource(env, job);
+  enif_release_resource(job);  // the term now holds the caller's reference
+  return enif_make_tuple3(env, atom(env, "started"), ref, job_term);
+}
+
+// Inline runs: at most this many elements, and at most this much work (elements x iterations x
+// the kernel's words): well under a millisecond on one core, for the interpreter as for the map.
+constexpr std::size_t inline_max_elements = 8192;
+constexpr double inline_max_work = double(1 << 17);
+
+// Whether the code holds a loop (whose trip count the arguments set, so its cost is not the
+// code's length) or a word that is no operation (left for the job's validation to word).
+bool has_loops(std::span<const std::int64_t> code) {
+  for (std::size_t pc = 0; pc < code.size(); ++pc) {
+    switch (static_cast<kiln::op>(code[pc])) {
+#define KILN_OP_LENGTH(name, number, pops, operand) \
+  case kiln::op::name:                              \
+    if (kiln::op::name == kiln::op::loop_begin) return true; \
+    pc += (operand);                                \
+    break;
+      KILN_KERNEL_OPS(KILN_OP_LENGTH)
+#undef KILN_OP_LENGTH
+      default: return true;
+    }
+  }
+  return false;
+}
+
+bool runs_inline(const run_request& req, const request_shape& shape) {
+  if (shape.any_buffer || req.has_into || shape.elements > inline_max_elements || has_loops(req.code)) return false;
+  const auto& b = req.options.backend;
+  if (!(b == "auto" || b == "cpu" || b == "scalar") || req.options.device != 0) return false;
+  const double per_element = static_cast<double>(std::max<std::size_t>(req.code.size(), 1));
+  const double work = static_cast<double>(shape.elements) * static_cast<double>(std::max<std::int64_t>(req.kern.iterations, 1)) * per_element;
+  return work <= inline_max_work;
+}
+
+ERL_NIF_TERM kernel_run_dirty(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]);
+
+// kernel_run({code, arity, outputs, locals, iterations}, args, options)
+//   -> {:ok, [result, ...], stats} | {:error, reason} | {:started, ref, job}: the one entry every
+// kernel takes, the built-in map included. `code` is a binary of native-endian int64 words
+// (kiln/kernel.hpp); each argument is an integer (a scalar), a buffer resource, or data as
+// decode() takes it (an array). Over host data the results are lists or binaries
+// (options.as_list); over buffers (every array a buffer) they are new buffers on the same device,
+// or the buffers of options.into (a list of resources, one per output) written in place. A small
+// run replies at once; any other replies {:started, ref, job} and sends {ref, reply} later.
+ERL_NIF_TERM kernel_run_nif(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  // The first call probes the devices (a CUDA driver's start takes a while): not here.
+  if (!probed.load(std::memory_order_acquire))
+    return enif_schedule_nif(env, "kernel_run", ERL_NIF_DIRTY_JOB_CPU_BOUND, guarded<kernel_run_dirty>, argc, argv);
+  auto req = std::make_shared<run_request>();
+  if (!parse_kernel(env, argv, *req)) return enif_make_badarg(env);
+  const request_shape shape = shape_of(env, argv[1], inline_max_elements);
+  if (runs_inline(*req, shape)) {
+    const auto t0 = steady::now();
+    if (req->options.backend == "auto") req->options.backend = "cpu";  // the same results, no device
+    if (auto e = parse_args(env, argv[1], argv[2], *req)) return *e;
+    ERL_NIF_TERM reply = execute(env, *req, seconds_since(t0));
+    const int percent = static_cast<int>(std::clamp(seconds_since(t0) * 1e5, 1.0, 100.0));
+    (void)enif_consume_timeslice(env, percent);
+    return reply;
+  }
+  // Decoding a list takes time in proportion to its length: that belongs on a dirty scheduler.
+  if (shape.needs_decoding)
+    return enif_schedule_nif(env, "kernel_run", ERL_NIF_DIRTY_JOB_CPU_BOUND, guarded<kernel_run_dirty>, argc, argv);
+  if (auto e = parse_args(env, argv[1], argv[2], *req)) return *e;
+  return start_job(env, std::move(req), 0);
+}
+
+// The dirty half of kernel_run: decodes lists and Ranges, then starts the job.
+ERL_NIF_TERM kernel_run_dirty(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  probe();
+  auto req = std::make_shared<run_request>();
+  if (!parse_kernel(env, argv, *req)) return enif_make_badarg(env);
+  const auto t0 = steady::now();
+  if (auto e = parse_args(env, argv[1], argv[2], *req)) return *e;
+  return start_job(env, std::move(req), seconds_since(t0));
+}
+
+// job_cancel(job) -> :ok: asks the job to stop (its reply then says :cancelled, unless it had
+// finished).
+ERL_NIF_TERM job_cancel_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  void* p;
+  if (!enif_get_resource(env, argv[0], job_type, &p)) return enif_make_badarg(env);
+  static_cast<job_resource*>(p)->stop.request_stop();
+  return atom(env, "ok");
+}
+
+// jobs() -> jobs started and not yet replied (for tests of stopping).
+ERL_NIF_TERM jobs_nif(ErlNifEnv* env, int, const ERL_NIF_TERM[]) { return enif_make_int64(env, runners::get().jobs()); }
 
 // live_buffers() -> number of buffer resources not yet destroyed (for the tests of GC).
 ERL_NIF_TERM live_buffers_nif(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
@@ -655,30 +1026,14 @@ ERL_NIF_TERM live_buffers_nif(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
 
 // ---- registration -------------------------------------------------------------------------------
 
-using nif_fn = ERL_NIF_TERM (*)(ErlNifEnv*, int, const ERL_NIF_TERM[]);
-
-// The boundary: no C++ exception may unwind into the VM.
-template <nif_fn F>
-ERL_NIF_TERM guarded(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) noexcept {
-  try {
-    return F(env, argc, argv);
-  } catch (const std::bad_alloc&) {
-    return error_tuple(env, kiln::errc::out_of_memory, "out of host memory");
-  } catch (const kiln::kiln_error& e) {
-    return error_tuple(env, e.err());
-  } catch (const std::length_error&) {
-    return error_tuple(env, kiln::errc::out_of_memory, "input too large for host memory");
-  } catch (const std::exception& e) {
-    return error_tuple(env, kiln::errc::internal, e.what());
-  } catch (...) {
-    return error_tuple(env, kiln::errc::internal, "unknown C++ exception");
-  }
-}
-
 int open_types(ErlNifEnv* env, ErlNifResourceFlags flags) {
   buffer_type = enif_open_resource_type(env, nullptr, "kiln_buffer", buffer_dtor, flags, nullptr);
   host_block_type = enif_open_resource_type(env, nullptr, "kiln_host_block", host_block_dtor, flags, nullptr);
-  return buffer_type && host_block_type ? 0 : 1;
+  ErlNifResourceTypeInit job_init{};
+  job_init.dtor = job_dtor;
+  job_init.down = job_down;
+  job_type = enif_open_resource_type_x(env, "kiln_job", &job_init, flags, nullptr);
+  return buffer_type && host_block_type && job_type ? 0 : 1;
 }
 
 // The VM ignores SIGCHLD, so the kernel reaps its children at once and waitpid() finds none.
@@ -708,13 +1063,16 @@ int upgrade(ErlNifEnv* env, void**, void**, ERL_NIF_TERM) {
 constexpr unsigned cpu = ERL_NIF_DIRTY_JOB_CPU_BOUND;
 constexpr unsigned io = ERL_NIF_DIRTY_JOB_IO_BOUND;
 
-// The *_io twins run on dirty IO schedulers: Elixir picks them for GPU backends, whose calls
-// mostly wait on the device and should not hold one of the few dirty CPU schedulers.
+// kernel_run is a normal NIF that runs small work at once and hands the rest to Kiln's runner
+// threads (see "kernel runs" above). The *_io twins run on dirty IO schedulers: Elixir picks
+// them for GPU backends, whose transfers mostly wait on the device and should not hold one of
+// the few dirty CPU schedulers.
 ErlNifFunc nif_funcs[] = {
-    {"convert", 2, guarded<convert_nif>, cpu},
+    {"convert", 2, guarded<convert_nif>, 0},
     {"concat", 1, guarded<concat_nif>, cpu},
-    {"kernel_run", 3, guarded<kernel_run_nif>, cpu},
-    {"kernel_run_io", 3, guarded<kernel_run_nif>, io},
+    {"kernel_run", 3, guarded<kernel_run_nif>, 0},
+    {"job_cancel", 1, guarded<job_cancel_nif>, 0},
+    {"jobs", 0, guarded<jobs_nif>, 0},
     {"devices", 0, guarded<devices_nif>, cpu},
     {"buffer_upload", 3, guarded<buffer_upload_nif>, cpu},
     {"buffer_upload_io", 3, guarded<buffer_upload_nif>, io},

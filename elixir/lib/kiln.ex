@@ -73,4 +73,121 @@ defmodule Kiln do
     Kiln.Memory.check_result!(as_list, n, fn -> "empty_call over #{n} elements" end)
     Args.unwrap!(Native.convert(nif_data, as_list))
   end
+
+  @doc """
+  Waits for a job started by an async function (`Kiln.LogisticMap.async/4`, a kernel's
+  `name_async`) and returns its result, or raises what the synchronous call would raise.
+
+  Like `Task.await/2`: only the process that started the job may await it; if `timeout`
+  milliseconds (default `5000`, or `:infinity`) pass first, the job is stopped and the caller
+  exits with `{:timeout, {Kiln, :await, [job, timeout]}}`.
+
+      iex> [1, 2] |> Kiln.LogisticMap.async(61, 22) |> Kiln.await()
+      [28, 25]
+  """
+  @spec await(Kiln.Job.t(), timeout) :: term
+  def await(job, timeout \\ 5000) do
+    owner!(job, :await)
+    timeout!(timeout, :await)
+
+    case receive_reply(job, timeout) do
+      {:ok, reply} ->
+        Kiln.Job.finish(job, reply)
+
+      :timeout ->
+        cancel(job)
+        exit({:timeout, {__MODULE__, :await, [job, timeout]}})
+    end
+  end
+
+  @doc """
+  Waits for every job in `jobs` (in order) and returns their results; the `timeout` covers
+  them all, as in `Task.await_many/2`, and on timeout every job not yet done is stopped.
+  """
+  @spec await_many([Kiln.Job.t()], timeout) :: [term]
+  def await_many(jobs, timeout \\ 5000) do
+    unless is_list(jobs),
+      do: raise(ArgumentError, "Kiln.await_many takes a list of Kiln.Job, got #{Args.show(jobs)}")
+
+    Enum.each(jobs, &owner!(&1, :await_many))
+    timeout!(timeout, :await_many)
+    deadline = if timeout == :infinity, do: :infinity, else: System.monotonic_time(:millisecond) + timeout
+
+    replies =
+      Enum.map(jobs, fn job ->
+        left =
+          if deadline == :infinity,
+            do: :infinity,
+            else: max(deadline - System.monotonic_time(:millisecond), 0)
+
+        case receive_reply(job, left) do
+          {:ok, reply} ->
+            {job, reply}
+
+          :timeout ->
+            Enum.each(jobs, &cancel/1)
+            exit({:timeout, {__MODULE__, :await_many, [jobs, timeout]}})
+        end
+      end)
+
+    Enum.map(replies, fn {job, reply} -> Kiln.Job.finish(job, reply) end)
+  end
+
+  @doc """
+  Waits up to `timeout` milliseconds for a job: `{:ok, result}` if it ended (raising what the
+  synchronous call would raise, if it failed), `nil` if it is still running (it goes on; call
+  `yield/2` again, `await/2`, or `cancel/1`).
+  """
+  @spec yield(Kiln.Job.t(), timeout) :: {:ok, term} | nil
+  def yield(job, timeout \\ 5000) do
+    owner!(job, :yield)
+    timeout!(timeout, :yield)
+
+    case receive_reply(job, timeout) do
+      {:ok, reply} -> {:ok, Kiln.Job.finish(job, reply)}
+      :timeout -> nil
+    end
+  end
+
+  @doc """
+  Stops a job and waits until it has stopped (within a few milliseconds of work on every
+  backend), discarding its result; `:ok`. A job that had already ended is only discarded.
+  """
+  @spec cancel(Kiln.Job.t()) :: :ok
+  def cancel(job) do
+    owner!(job, :cancel)
+    :ok = Kiln.Engine.cancel_native(job)
+    # Every job replies, stopped or not: receiving that reply leaves no stray message behind.
+    {:ok, _} = receive_reply(job, :infinity)
+    :ok
+  end
+
+  defp timeout!(timeout, _function) when timeout == :infinity or (is_integer(timeout) and timeout >= 0),
+    do: :ok
+
+  defp timeout!(timeout, function) do
+    raise ArgumentError,
+          "Kiln.#{function}: the timeout must be a non-negative integer (milliseconds) or :infinity, got #{Args.show(timeout)}"
+  end
+
+  defp receive_reply(%Kiln.Job{ref: ref}, timeout) do
+    receive do
+      {^ref, reply} -> {:ok, reply}
+    after
+      timeout -> :timeout
+    end
+  end
+
+  defp owner!(%Kiln.Job{owner: owner} = job, function) do
+    if owner != self() do
+      raise ArgumentError,
+            "Kiln.#{function} must be called by the process that started the job " <>
+              "(#{inspect(owner)}), not #{inspect(self())}: #{inspect(job.ref)}"
+    end
+  end
+
+  defp owner!(other, function) do
+    raise ArgumentError,
+          "Kiln.#{function} takes a Kiln.Job started by an async function, got #{Args.show(other)}"
+  end
 end

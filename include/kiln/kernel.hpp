@@ -155,5 +155,9 @@ result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<cons
 // of kernels can work in place). The same exactness and faults as the run over host arrays; on a
 // fault the outputs are unspecified and the arguments not written by it unchanged.
 result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<device_buffer* const> outputs);
+// The same, stopping early (errc::cancelled) once options.stop is requested; the buffers decide
+// where it runs, so the other options are not read.
+result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<device_buffer* const> outputs,
+                      const run_options& options);
 
 }  // namespace kiln

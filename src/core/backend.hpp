@@ -86,6 +86,11 @@ result<int> run_target(const run_options& options, const device_info& dev, run_s
 // every run over two host arrays requires.
 status check_in_out(std::span<const std::int64_t> in, std::span<const std::int64_t> out);
 
+// Iterations a host backend applies to a range between two looks at run_options::stop: a range
+// of the cpu backend's grain takes a few milliseconds for this many, so a stop is seen within
+// about 10 ms however many iterations were asked for, and counts up to this one never split.
+inline constexpr std::int64_t host_stop_round = 2048;
+
 // Seconds from t0 until now, for run_stats.
 inline double seconds_since(std::chrono::steady_clock::time_point t0) {
   return std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();

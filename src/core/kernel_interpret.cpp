@@ -138,7 +138,8 @@ std::size_t stack_depth(const std::vector<kernel_instr>& code) {
 
 std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i64* const> arrays,
                                       std::span<i64* const> outputs, std::size_t begin, std::size_t count,
-                                      std::size_t origin) {
+                                      std::size_t origin, const std::stop_token* stop) {
+  const auto stopped = [stop] { return stop && stop->stop_requested(); };
   scratch& sc = thread_scratch(stack_depth(k.code), k.locals);
   auto& stack = sc.stack;
   auto& locals = sc.locals;
@@ -150,6 +151,7 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
   const bool repeated = k.iterations != 1;
 
   for (std::size_t s = begin; s < begin + count; s += block) {
+    if (stopped()) return kernel_fault{s, 0, fault_kind::cancelled};
     const std::size_t n = std::min(block, begin + count - s);
     mask mark{};
     std::array<i64, block> fault_application{};
@@ -186,6 +188,7 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
     };
     if (repeated) std::copy(arrays[0] + (s - origin), arrays[0] + (s - origin) + n, x.begin());
     for (i64 app = 0; app < k.iterations || (!repeated && app == 0); ++app) {
+      if (app % 256 == 255 && stopped()) return kernel_fault{s, 0, fault_kind::cancelled};
       std::size_t sp = 0, depth = 0, loop_depth = 0;
       for (std::size_t pc = 0; pc < code.size(); ++pc) {
         const kernel_instr& ins = code[pc];
@@ -351,6 +354,7 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
               break;
             }
             --l.left;
+            if ((l.left & 4095) == 0 && stopped()) return kernel_fault{s, 0, fault_kind::cancelled};
             l.value = static_cast<i64>(static_cast<u64>(l.value) + static_cast<u64>(l.step));
             fill_local(locals[l.local], l.value, depth);
             pc = ins.jump;  // the loop_begin; the body follows it
@@ -468,6 +472,7 @@ error fault_error_at(const decoded_kernel& k, const kernel_fault& f, std::span<c
     case fault_kind::no_cond_clause:
       return make_error(errc::arithmetic, at + "no cond clause evaluated to a truthy value");
     case fault_kind::no_case_clause: return make_error(errc::arithmetic, at + "no case clause matching");
+    case fault_kind::cancelled: return cancelled_error();
   }
   return make_error(errc::internal, at + "unknown fault");
 }
@@ -491,23 +496,25 @@ error device_fault(const decoded_kernel& k, std::span<const i64* const> arrays, 
 }
 
 result<run_stats> interpret_all(const decoded_kernel& k, std::span<const i64* const> arrays,
-                                std::span<i64* const> outputs, std::size_t n, bool parallel) {
+                                std::span<i64* const> outputs, std::size_t n, bool parallel,
+                                const std::stop_token& stop) {
   const auto t0 = std::chrono::steady_clock::now();
   // With outputs that alias an array, a block reads its inputs before it writes (interpret), and
   // ranges are disjoint, so every element reads its own input.
   std::mutex m;
   std::optional<kernel_fault> first;
   auto run_range = [&](std::size_t b, std::size_t e) {
-    if (auto f = interpret(k, arrays, outputs, b, e - b)) {
+    if (auto f = interpret(k, arrays, outputs, b, e - b, 0, &stop)) {
       std::lock_guard<std::mutex> lock(m);
       if (!first || f->index < first->index) first = f;
     }
   };
   constexpr std::size_t grain = std::size_t{1} << 14;
   if (parallel)
-    parallel_for(n, grain, run_range);
+    parallel_for(n, grain, run_range, stop);
   else
     run_range(0, n);
+  if (stop.stop_requested()) return cancelled_error();
   // A block that faults writes nothing, so even in place the element still holds its input.
   if (first) return fault_error(k, *first, arrays);
   run_stats st;

@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <optional>
 #include <span>
+#include <stop_token>
 #include <string>
 #include <vector>
 
@@ -97,6 +98,7 @@ enum class fault_kind : unsigned char {
   no_cond_clause,        // arithmetic (Elixir: CondClauseError)
   no_case_clause,        // arithmetic (Elixir: CaseClauseError)
   zero_step,             // invalid_argument: a range's step is 0 (Elixir: ArgumentError)
+  cancelled,             // cancelled: the run's stop was requested (not the element's doing)
 };
 struct kernel_fault {
   std::size_t index;         // element index in the whole run
@@ -104,15 +106,19 @@ struct kernel_fault {
   fault_kind why;
 };
 // `origin`: the element that arrays[j][0] holds (0 for whole arrays; a single element's index
-// when only that element's inputs are at hand).
+// when only that element's inputs are at hand). `stop`, where given, is looked at between blocks,
+// applications and every few thousand loop iterations: once requested the range ends with a
+// `cancelled` fault at the block it reached.
 std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const std::int64_t* const> arrays,
                                       std::span<std::int64_t* const> outputs, std::size_t begin, std::size_t n,
-                                      std::size_t origin = 0);
+                                      std::size_t origin = 0, const std::stop_token* stop = nullptr);
 
 // Interprets the kernel over all n elements on the host (every core where `parallel`), the
 // lowest faulting element reported as fault_error says; run_stats with the whole time as kernel_s.
+// Stops early with errc::cancelled once `stop` is requested.
 result<run_stats> interpret_all(const decoded_kernel& k, std::span<const std::int64_t* const> arrays,
-                                std::span<std::int64_t* const> outputs, std::size_t n, bool parallel);
+                                std::span<std::int64_t* const> outputs, std::size_t n, bool parallel,
+                                const std::stop_token& stop = {});
 
 // The error a run reports for a fault.
 error fault_error(const decoded_kernel& k, const kernel_fault& f, std::span<const std::int64_t* const> arrays);
@@ -129,13 +135,18 @@ constexpr std::uint64_t no_fault = ~std::uint64_t{0};
 status device_outcome(const decoded_kernel& k, std::span<const std::int64_t> in, std::uint64_t first,
                       const char* device);
 
+// The error of a run whose run_options::stop was requested before it finished.
+inline error cancelled_error() {
+  return make_error(errc::cancelled, "the run was stopped before it finished (its caller asked it to stop)");
+}
+
 // Runs a decoded kernel (kiln::run after decode_kernel): for callers that decode once.
 result<run_stats> run_decoded(const decoded_kernel& k, std::span<const arg> args,
                               std::span<const std::span<std::int64_t>> outputs, const run_options& options);
 
 // Runs a decoded kernel over device buffers (kiln::run over buffers after decode_kernel).
 result<run_stats> run_buffers(const decoded_kernel& k, std::span<const arg> args,
-                              std::span<device_buffer* const> outputs);
+                              std::span<device_buffer* const> outputs, const std::stop_token& stop = {});
 
 // The source of one GPU kernel (core/kernel_source.cpp describes both dialects' signatures and
 // fault reports): kiln_program, the pipelines' streamed shape (one array argument, one output,

@@ -100,7 +100,7 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
       if (a.what == arg::kind::array) arrays.push_back(a.array.data());
     std::vector<i64*> outs;
     for (const auto& o : outputs) outs.push_back(o.data());
-    r = interpret_all(dk, arrays, outs, *n, dev->backend == backend_kind::cpu);
+    r = interpret_all(dk, arrays, outs, *n, dev->backend == backend_kind::cpu, options.stop);
   } else {
     KILN_TRY(be.kernel_support());
     if (dk.arrays == 1 && dk.outputs == 1) {
@@ -131,7 +131,7 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
         if (args[a].what == arg::kind::array) on_device[a] = arg::of_buffer(ins[j++]);
       std::vector<device_buffer*> out_ptrs;
       for (auto& b : outs) out_ptrs.push_back(&b);
-      r = run_buffers(dk, on_device, out_ptrs);
+      r = run_buffers(dk, on_device, out_ptrs, options.stop);
       if (!r) return r.err();
       for (std::size_t j = 0; j < outputs.size(); ++j) KILN_TRY(outs[j].download(outputs[j]));
       r->total_s = seconds_since(t0);
@@ -146,15 +146,20 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
 }  // namespace detail
 
 result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<device_buffer* const> outputs) {
+  return run(k, args, outputs, run_options{});
+}
+
+result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<device_buffer* const> outputs,
+                      const run_options& options) {
   auto dk = detail::decode_kernel(k, args);
   if (!dk) return dk.err();
-  return detail::run_buffers(*dk, args, outputs);
+  return detail::run_buffers(*dk, args, outputs, options.stop);
 }
 
 namespace detail {
 
 result<run_stats> run_buffers(const decoded_kernel& decoded, std::span<const arg> args,
-                              std::span<device_buffer* const> outputs) {
+                              std::span<device_buffer* const> outputs, const std::stop_token& stop) {
   const auto t0 = std::chrono::steady_clock::now();
   const decoded_kernel* dk = &decoded;
   if (outputs.size() != dk->outputs)
@@ -201,6 +206,7 @@ result<run_stats> run_buffers(const decoded_kernel& decoded, std::span<const arg
       return make_error(errc::invalid_argument,
                         "no iterations over buffers leaves the argument as it is: give its buffer as the output");
   } else {
+    if (stop.stop_requested()) return cancelled_error();
     auto r = backend_of(dev.backend).run_resident(dev.index, *dk, arrays, outs);
     if (!r) return r.err();
     st = std::move(r).value();

@@ -20,6 +20,7 @@ namespace {
 // One parallel_for call: workers claim grains from `next` until the range is exhausted.
 struct job {
   const std::function<void(std::size_t, std::size_t)>* body;
+  std::stop_token stop;
   std::size_t n;
   std::size_t grain;
   std::atomic<std::size_t> next{0};
@@ -33,8 +34,12 @@ struct job {
     for (;;) {
       std::size_t g = next.fetch_add(1, std::memory_order_relaxed);
       if (g >= total_grains) return;
-      std::size_t b = g * grain;
-      (*body)(b, std::min(n, b + grain));
+      // Once a stop is requested the grains left are claimed and skipped: the caller's run is
+      // being abandoned, and every grain still run would be work nobody reads.
+      if (!stop.stop_requested()) {
+        std::size_t b = g * grain;
+        (*body)(b, std::min(n, b + grain));
+      }
       if (done.fetch_add(1, std::memory_order_acq_rel) + 1 == total_grains) {
         std::lock_guard<std::mutex> lock(m);
         cv.notify_all();
@@ -128,8 +133,9 @@ std::size_t staging_lanes() {
   return lanes;
 }
 
-void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body) {
-  if (n == 0) return;
+void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std::size_t, std::size_t)>& body,
+                  std::stop_token stop) {
+  if (n == 0 || stop.stop_requested()) return;
   grain = std::max<std::size_t>(grain, 1);
   std::size_t grains = (n + grain - 1) / grain;
   if (grains == 1) {
@@ -141,6 +147,7 @@ void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std
   j->n = n;
   j->grain = grain;
   j->total_grains = grains;
+  j->stop = std::move(stop);
   instance().run(j);
 }
 

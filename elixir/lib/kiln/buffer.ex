@@ -66,7 +66,6 @@ defmodule Kiln.Buffer do
     p = Args.p!(p)
     mu = Args.mu!(mu)
     iterations = opts[:iterations]
-    nif = if Args.dirty_io?(buffer.backend), do: &Native.kernel_run_io/3, else: &Native.kernel_run/3
     {code, arity, outputs, locals} = Kiln.LogisticMap.Kernel.descriptor()
     kernel = {code, arity, outputs, locals, iterations}
 
@@ -92,7 +91,7 @@ defmodule Kiln.Buffer do
     }
 
     Telemetry.span(metadata, fn ->
-      case native!(buffer, fn -> nif.(kernel, [buffer.ref, p, mu], nif_opts) end) do
+      case native!(buffer, fn -> Kiln.Engine.call(kernel, [buffer.ref, p, mu], nif_opts) end) do
         {:ok, [_same], stats} -> {buffer, stats}
         {:error, reason} -> Args.raise_error!(reason)
       end

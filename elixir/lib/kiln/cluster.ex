@@ -402,11 +402,14 @@ defmodule Kiln.Cluster do
   end
 
   defp work(caller, caller_ref, node, job, opts, timeout) do
+    # The part's process on its node is linked to this worker: if the worker is killed, so is it
+    # (and with it the engine run it waits for). Its own end arrives here as a message.
+    Process.flag(:trap_exit, true)
     send(caller, {:ready, self()})
 
     receive do
       {:part, i, part} ->
-        case call(node, job, part, opts, timeout) do
+        case call(node, job, part, opts, timeout, caller_ref) do
           {:ok, result} ->
             send(caller, {:result, self(), i, result})
             work(caller, caller_ref, node, job, opts, timeout)
@@ -431,13 +434,76 @@ defmodule Kiln.Cluster do
     end
   end
 
-  defp call(node, {module, name, args}, part, opts, timeout) do
-    {:ok, :erpc.call(node, module, name, [part | args] ++ [opts], timeout)}
-  rescue
-    e in ErlangError -> {:error, classify(e.original)}
-  catch
-    :exit, reason -> {:error, {:node, "exited: #{inspect(reason, limit: 8)}"}}
+  # One part on `node`, in a process of its own there, linked and monitored: a worker whose caller
+  # died kills it (and its engine run stops), and a part beyond `timeout` is killed too.
+  defp call(node, {module, name, args}, part, opts, timeout, caller_ref) do
+    worker = self()
+
+    {pid, ref} =
+      :erlang.spawn_opt(node, __MODULE__, :__part__, [worker, module, name, [part | args] ++ [opts]], [
+        :link,
+        :monitor
+      ])
+
+    receive do
+      {:part_reply, ^pid, reply} ->
+        Process.demonitor(ref, [:flush])
+        Process.unlink(pid)
+        flush_exit(pid)
+
+        case reply do
+          {:ok, result} -> {:ok, result}
+          failure -> {:error, classify(failure)}
+        end
+
+      {:DOWN, ^ref, :process, ^pid, reason} ->
+        flush_exit(pid)
+        {:error, classify_down(reason)}
+
+      {:DOWN, ^caller_ref, _, _, _} ->
+        Process.exit(pid, :kill)
+        exit(:normal)
+    after
+      timeout ->
+        Process.exit(pid, :kill)
+        Process.demonitor(ref, [:flush])
+        flush_exit(pid)
+        {:error, {:node, "timed out"}}
+    end
   end
+
+  defp flush_exit(pid) do
+    receive do
+      {:EXIT, ^pid, _} -> :ok
+    after
+      0 -> :ok
+    end
+  end
+
+  @doc false
+  # A part's process on its node: runs the part and sends the reply (what :erpc would raise, as a
+  # value) to the worker, then ends normally.
+  def __part__(worker, module, name, args) do
+    reply =
+      try do
+        {:ok, apply(module, name, args)}
+      catch
+        # The raw reason, as :erpc reports an error (an exception struct when Elixir raised one).
+        :error, reason -> {:exception, reason, __STACKTRACE__}
+        :exit, reason -> {:exception, {:exit, reason}, []}
+        :throw, value -> {:exception, {:nocatch, value}, []}
+      end
+
+    send(worker, {:part_reply, self(), reply})
+  end
+
+  # How a part's process ended without a reply: its node went away, or Kiln is not there.
+  defp classify_down(:noconnection), do: {:node, "not connected (down, or never reached)"}
+  defp classify_down(:noproc), do: {:node, "not connected (down, or never reached)"}
+
+  defp classify_down({:undef, [{__MODULE__, :__part__, _, _} | _]}), do: {:node, "Kiln is not loaded there"}
+  defp classify_down({:undef, _} = reason), do: classify({:exception, :undef, elem(reason, 1)})
+  defp classify_down(reason), do: {:node, "exited: #{inspect(reason, limit: 8)}"}
 
   # :erpc raises what went wrong there as {:exception, reason, stacktrace}, and its own failures
   # as {:erpc, why}.

@@ -314,6 +314,7 @@ defmodule Kiln.Kernel do
     vars = runtime_vars(params)
     names = Enum.map(vars, fn {var, _, _} -> Atom.to_string(var) end)
     stats_name = :"#{name}_stats"
+    async_name = :"#{name}_async"
 
     quote do
       def unquote(name)(unquote_splicing(vars), opts \\ []) do
@@ -324,6 +325,14 @@ defmodule Kiln.Kernel do
       @doc "Like `#{unquote(name)}/#{unquote(arity + 1)}`, returning `{result, stats}`."
       def unquote(stats_name)(unquote_splicing(vars), opts \\ []) do
         Kiln.Kernel.__run__(@kiln_kernel, unquote(names), [unquote_splicing(vars)], opts)
+      end
+
+      @doc """
+      Starts `#{unquote(name)}/#{unquote(arity + 1)}` and returns a `Kiln.Job` at once;
+      `Kiln.await/2` gives its result.
+      """
+      def unquote(async_name)(unquote_splicing(vars), opts \\ []) do
+        Kiln.Kernel.__async__(@kiln_kernel, unquote(names), [unquote_splicing(vars)], opts)
       end
 
       @doc false
@@ -441,7 +450,28 @@ defmodule Kiln.Kernel do
 
   @doc false
   # Runs a compiled kernel: what the functions defkernel defines call.
-  def __run__({code, arity, outputs, locals}, names, values, opts) do
+  def __run__(descriptor, names, values, opts) do
+    {kernel, args, nif_opts, metadata, finish} = prepare(descriptor, names, values, opts)
+
+    Kiln.Telemetry.span(metadata, fn ->
+      native(fn -> Kiln.Engine.call(kernel, args, nif_opts) end) |> finish.()
+    end)
+  end
+
+  @doc false
+  # Starts a compiled kernel's run: what name_async calls.
+  def __async__(descriptor, names, values, opts) do
+    {kernel, args, nif_opts, _metadata, finish} = prepare(descriptor, names, values, opts)
+
+    native(fn ->
+      Kiln.Engine.start(kernel, args, nif_opts, fn reply ->
+        {result, _stats} = finish.(reply)
+        result
+      end)
+    end)
+  end
+
+  defp prepare({code, arity, outputs, locals}, names, values, opts) do
     {into, opts} =
       if is_list(opts) and Keyword.keyword?(opts), do: Keyword.pop(opts, :into), else: {nil, opts}
 
@@ -502,26 +532,24 @@ defmodule Kiln.Kernel do
     kernel = {code, arity, outputs, locals, iterations}
     metadata = %{module: __MODULE__, backend: backend, device: opts[:device], n: nil, options: opts}
 
-    Kiln.Telemetry.span(metadata, fn ->
-      reply =
-        try do
-          if Args.dirty_io?(backend),
-            do: Kiln.Native.kernel_run_io(kernel, args, nif_opts),
-            else: Kiln.Native.kernel_run(kernel, args, nif_opts)
-        catch
-          :error, :badarg when shape == :buffer ->
-            raise ArgumentError, "a kernel argument is not a buffer made by Kiln.Buffer.upload/2"
-        end
+    finish = fn
+      {:ok, results, stats} ->
+        results = if shape == :buffer, do: Enum.map(results, &Kiln.Buffer.__wrap__/1), else: results
+        {if(outputs == 1, do: hd(results), else: List.to_tuple(results)), stats}
 
-      case reply do
-        {:ok, results, stats} ->
-          results = if shape == :buffer, do: Enum.map(results, &Kiln.Buffer.__wrap__/1), else: results
-          {if(outputs == 1, do: hd(results), else: List.to_tuple(results)), stats}
+      {:error, reason} ->
+        Args.raise_error!(reason)
+    end
 
-        {:error, reason} ->
-          Args.raise_error!(reason)
-      end
-    end)
+    {kernel, args, nif_opts, metadata, finish}
+  end
+
+  # A reference that is no buffer made by Kiln makes the NIF raise badarg.
+  defp native(fun) do
+    fun.()
+  catch
+    :error, :badarg ->
+      raise ArgumentError, "a kernel argument is not a buffer made by Kiln.Buffer.upload/2"
   end
 
   # The buffers of `into:`, one per output, as the NIF takes them.

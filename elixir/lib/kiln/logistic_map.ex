@@ -62,7 +62,7 @@ defmodule Kiln.LogisticMap do
   `:telemetry` library is loaded; see `Kiln.Telemetry`.
   """
 
-  alias Kiln.{Args, Memory, Native, Options, Telemetry}
+  alias Kiln.{Args, Engine, Memory, Options, Telemetry}
 
   @type data :: [integer] | Range.t() | binary | Enumerable.t()
   @type stats :: %{
@@ -110,6 +110,31 @@ defmodule Kiln.LogisticMap do
     {nif_data, as_list, n} = Args.data_n!(data)
     Memory.check_result!(as_list, n, fn -> "a run over #{n} elements" end)
     engine_run(nif_data, as_list, n, p, mu, opts, &"element at index #{&1}")
+  end
+
+  @doc """
+  Starts `run/4` and returns at once: a `Kiln.Job` whose result `Kiln.await/2` collects.
+
+  The run goes on on Kiln's own threads, so a process can keep several runs in flight (on one
+  GPU or several) and work meanwhile. Arguments are checked here, raising `ArgumentError` as
+  `run/4` does; the run's own failures are raised by `Kiln.await/2`. If the calling process
+  exits, the run stops and frees what it held.
+
+      iex> job = Kiln.LogisticMap.async([1, 2, 3], 61, 22)
+      iex> Kiln.await(job)
+      [28, 25, 37]
+  """
+  @spec async(data, pos_integer, integer, keyword) :: Kiln.Job.t()
+  def async(data, p, mu, opts \\ []) do
+    {p, mu, opts} = validate!(p, mu, opts, @run_keys)
+    {nif_data, as_list, n} = Args.data_n!(data)
+    Memory.check_result!(as_list, n, fn -> "a run over #{n} elements" end)
+    {kernel, args, nif_opts} = engine_call(nif_data, as_list, p, mu, opts)
+
+    Engine.start(kernel, args, nif_opts, fn reply ->
+      {result, _stats} = engine_reply(reply, &"element at index #{&1}")
+      result
+    end)
   end
 
   @doc """
@@ -227,24 +252,29 @@ defmodule Kiln.LogisticMap do
     }
 
     Telemetry.span(metadata, fn ->
-      nif = if Args.dirty_io?(opts[:backend]), do: &Native.kernel_run_io/3, else: &Native.kernel_run/3
-      {code, arity, outputs, locals} = Kiln.LogisticMap.Kernel.descriptor()
-
-      nif_opts = %{
-        backend: opts[:backend],
-        device: Args.device!(opts[:device]),
-        chunk_size: opts[:chunk_size],
-        phase_times: opts[:phase_times],
-        host_share: opts[:host_share],
-        as_list: as_list
-      }
-
-      case nif.({code, arity, outputs, locals, opts[:iterations]}, [nif_data, p, mu], nif_opts) do
-        {:ok, [result], stats} -> {result, stats}
-        {:error, reason} -> Args.raise_error!(reason, where)
-      end
+      {kernel, args, nif_opts} = engine_call(nif_data, as_list, p, mu, opts)
+      kernel |> Engine.call(args, nif_opts) |> engine_reply(where)
     end)
   end
+
+  # What the NIF takes for one run of the built-in map.
+  defp engine_call(nif_data, as_list, p, mu, opts) do
+    {code, arity, outputs, locals} = Kiln.LogisticMap.Kernel.descriptor()
+
+    nif_opts = %{
+      backend: opts[:backend],
+      device: Args.device!(opts[:device]),
+      chunk_size: opts[:chunk_size],
+      phase_times: opts[:phase_times],
+      host_share: opts[:host_share],
+      as_list: as_list
+    }
+
+    {{code, arity, outputs, locals, opts[:iterations]}, [nif_data, p, mu], nif_opts}
+  end
+
+  defp engine_reply({:ok, [result], stats}, _where), do: {result, stats}
+  defp engine_reply({:error, reason}, where), do: Args.raise_error!(reason, where)
 
   defp window_run(part, as_list, n, p, mu, opts, offset) do
     {result, _stats} = engine_run(part, as_list, n, p, mu, opts, &"element at index #{&1 + offset}")

@@ -90,13 +90,16 @@ defmodule Kiln.Native do
     raise Kiln.Error, kind: :nif_not_loaded, message: message
   end
 
-  # Dirty CPU schedulers; the *_io twins run on dirty IO schedulers (for GPU backends).
+  # convert and kernel_run run small work at once and the rest on dirty schedulers or Kiln's own
+  # threads; the others run on dirty CPU schedulers, their *_io twins on dirty IO schedulers.
   def convert(_data, _as_list), do: not_loaded!()
   def concat(_binaries), do: not_loaded!()
 
-  # The one entry every kernel takes (see c_src/kiln_nif.cpp, kernel_run).
+  # The one entry every kernel takes (see c_src/kiln_nif.cpp, kernel_run): a reply, or
+  # {:started, ref, job} for a job that sends {ref, reply} when it ends (Kiln.Engine waits).
   def kernel_run(_kernel, _args, _opts), do: not_loaded!()
-  def kernel_run_io(_kernel, _args, _opts), do: not_loaded!()
+  def job_cancel(_job), do: not_loaded!()
+  def jobs, do: not_loaded!()
 
   def devices, do: not_loaded!()
   def buffer_upload(_data, _backend, _device), do: not_loaded!()

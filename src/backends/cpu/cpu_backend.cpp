@@ -1,4 +1,5 @@
 // The `cpu` backend: the SIMD kernel on every hardware thread through the shared worker pool.
+#include <algorithm>
 #include <fstream>
 #include <string>
 #include <unistd.h>
@@ -38,14 +39,25 @@ class cpu_backend final : public host_backend {
 
  protected:
   std::size_t compute(std::span<const std::int64_t> in, std::span<std::int64_t> out, const kernel_params& kp,
-                      std::size_t chunk_elements) override {
+                      std::size_t chunk_elements, const std::stop_token& stop) override {
     // 16 Ki elements (128 KiB in + out) per grain: small enough to balance across threads and
     // to stay in L2, large enough that the queue costs nothing.
     const std::size_t grain = chunk_elements ? chunk_elements : std::size_t{1} << 14;
     const bool stream = stream_output(in.size());
-    parallel_for(in.size(), grain, [&](std::size_t b, std::size_t e) {
-      logistic_simd(in.data() + b, out.data() + b, e - b, kp, stream);
-    });
+    parallel_for(
+        in.size(), grain,
+        [&](std::size_t b, std::size_t e) {
+          // Many iterations go in rounds over the range, in place after the first, so that a stop
+          // is seen between two rounds; the map applied a then b times is the map applied a + b.
+          kernel_params round = kp;
+          const std::int64_t* from = in.data() + b;
+          for (std::int64_t left = kp.iterations; left > 0 && !stop.stop_requested(); left -= round.iterations) {
+            round.iterations = std::min(left, host_stop_round);
+            logistic_simd(from, out.data() + b, e - b, round, stream && left == round.iterations);
+            from = out.data() + b;
+          }
+        },
+        stop);
     return (in.size() + grain - 1) / grain;
   }
 };

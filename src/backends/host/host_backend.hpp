@@ -19,7 +19,8 @@ class host_backend : public backend {
                         const run_options& options) final {
     const auto t0 = std::chrono::steady_clock::now();
     run_stats s;
-    s.chunks = compute(in, out, kp, options.chunk_elements);
+    s.chunks = compute(in, out, kp, options.chunk_elements, options.stop);
+    if (options.stop.stop_requested()) return cancelled_error();
     s.kernel_s = s.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
     return s;
   }
@@ -36,8 +37,10 @@ class host_backend : public backend {
 
  protected:
   // Maps `in` to `out` (same size, possibly the same memory); returns how many chunks it used.
+  // Looks at `stop` at least every host_stop_round iterations of a range and stops early once
+  // it is requested (the caller then reports the run cancelled).
   virtual std::size_t compute(std::span<const std::int64_t> in, std::span<std::int64_t> out, const kernel_params& kp,
-                              std::size_t chunk_elements) = 0;
+                              std::size_t chunk_elements, const std::stop_token& stop) = 0;
 
  private:
   std::vector<device_info> devices_;
