@@ -126,10 +126,24 @@ result<run_stats> logistic_map(std::span<const std::int64_t> in, std::span<std::
 // `iterations` times. Its code lives for the whole process.
 kernel logistic_kernel(std::int64_t iterations);
 
-// Host memory that devices reach fastest: page-locked (pinned) when a CUDA device is usable, so
-// transfers skip the staging copy, else ordinary memory with transparent huge pages. Blocks are
-// pooled: destroying one returns it for reuse, because pinning and first-touch page faults cost
-// far more than the copies they save. Safe to use from many threads.
+// Host memory that devices reach fastest: page-locked (pinned) blocks where a CUDA device is
+// usable, so transfers skip the staging copy, else ordinary memory with transparent huge pages.
+// Blocks of 2 MiB and more are pooled: destroying one returns it for reuse, because pinning and
+// first-touch page faults cost far more than the copies they save. Safe to use from many threads.
+//
+// allocate() never pins on the caller's thread: pinning 256 MiB costs about 100 ms, twenty times
+// a staged (pageable) GPU run of that size, and saves under a millisecond per run. It hands out
+// a free pinned block of the size class if the pool has one, else a free ordinary one, else fresh
+// ordinary memory (which GPU backends stage), and then asks the pool's thread to pin a block of
+// that class for a later call. So a process's first call of a size is a staged run, a loop that
+// drops its results gets pinned blocks from the next calls on, and a caller holding many results
+// gets ordinary memory once the bound is reached, at a staged run's cost, never a pin's.
+//
+// Bound: page-locked bytes (in use + cached + being pinned) stay under KILN_PINNED_LIMIT (bytes;
+// 0: never pin), by default the smaller of 1/8 of physical memory and 8 GiB; free ordinary blocks
+// are kept up to the smaller of 1/8 of physical memory and 4 GiB. A cached block left unused for
+// KILN_HOST_POOL_IDLE_MS (default 2000) is released, pinned ones unpinned, so a process that has
+// finished its jobs keeps nothing pooled beyond that time. Both are read once, at first use.
 class host_memory {
  public:
   host_memory() = default;
@@ -139,6 +153,10 @@ class host_memory {
 
   // `elements` int64 slots, 64-byte aligned; contents are unspecified.
   static result<host_memory> allocate(std::size_t elements);
+  // As allocate(), but where no pinned block of the size class is free and the bound leaves
+  // room, pins one now, on this thread (about 100 ms per 256 MiB): for a block kept for many
+  // runs, such as `kiln run --pinned`'s. Ordinary memory where nothing can be pinned.
+  static result<host_memory> allocate_pinned(std::size_t elements);
 
   std::span<std::int64_t> span() const noexcept { return {data_, size_}; }
   std::int64_t* data() const noexcept { return data_; }
@@ -146,6 +164,8 @@ class host_memory {
   bool pinned() const noexcept { return pinned_; }
 
  private:
+  static result<host_memory> make(std::size_t elements, bool pin_now);
+
   std::int64_t* data_ = nullptr;
   std::size_t size_ = 0;
   std::size_t capacity_bytes_ = 0;

@@ -255,12 +255,13 @@ int run(const run_request& request) {
     return 2;
   }
 
-  // Ordinary (pageable) vectors by default; --pinned uses Kiln's host blocks instead.
+  // Ordinary (pageable) vectors by default; --pinned uses Kiln's host blocks instead, pinned now
+  // (allocate() would pin them in the background, for a later call, and time staged runs).
   const auto n = static_cast<std::size_t>(a.n);
   std::vector<std::int64_t> in_vec, out_vec;
   host_memory in_mem, out_mem;
   if (a.pinned) {
-    auto im = host_memory::allocate(n), om = host_memory::allocate(n);
+    auto im = host_memory::allocate_pinned(n), om = host_memory::allocate_pinned(n);
     if (!im) return fail(im.err());
     if (!om) return fail(om.err());
     in_mem = std::move(im).value();

@@ -148,7 +148,7 @@ TEST_P(Conformance, InPlace) {
 // Kiln's own host blocks (pinned where CUDA runs: transfers then skip the staging copies).
 TEST_P(Conformance, HostMemoryInAndOutAndInPlace) {
   const std::size_t n = 300007;
-  auto in = kiln::host_memory::allocate(n), out = kiln::host_memory::allocate(n);
+  auto in = kiln::host_memory::allocate_pinned(n), out = kiln::host_memory::allocate_pinned(n);
   ASSERT_TRUE(in.ok() && out.ok());
   std::vector<i64> plain(n);
   for (std::size_t i = 0; i < n; ++i) plain[i] = in->data()[i] = static_cast<i64>(i * 2654435761u) - (1 << 30);
@@ -305,7 +305,7 @@ TEST_P(Conformance, HostSharingGivesTheSameResults) {
   const kiln::map_params prm{6700417, -22, 10};
   const auto want = reference(in, prm);
   kiln::run_options o = options_for(GetParam(), chunk, 0, false, /*host_share=*/true);
-  auto hin = kiln::host_memory::allocate(n), hout = kiln::host_memory::allocate(n);
+  auto hin = kiln::host_memory::allocate_pinned(n), hout = kiln::host_memory::allocate_pinned(n);
   ASSERT_TRUE(hin.ok() && hout.ok());
   std::copy(in.begin(), in.end(), hin->data());
   std::size_t shared_ordinary = 0, shared_blocks = 0;

@@ -160,7 +160,7 @@ TEST_F(Cuda, InPlacePinnedWithDefaultAndGrowingChunks) {
   const std::size_t n = 5'000'000;
   const kiln::map_params prm{6'700'417, 22, 7};
   for (std::size_t chunk : {std::size_t{0}, std::size_t{1} << 22}) {
-    auto block = kiln::host_memory::allocate(n);
+    auto block = kiln::host_memory::allocate_pinned(n);
     ASSERT_TRUE(block.ok()) << block.err().message;
     ASSERT_TRUE(block->pinned()) << "host_memory is not pinned although CUDA is usable";
     auto data = random_inputs(n, 9 + chunk);
@@ -184,7 +184,7 @@ TEST_F(Cuda, OnePinnedSideAndOneOrdinarySide) {
   for (std::size_t i = 0; i < n; i += 3) in[i] %= 100'000;  // some chunks narrow, some wide
   const kiln::map_params prm{4'294'967'291, 987'654'321, 10};
   const auto want = expected(in, prm);
-  auto block_in = kiln::host_memory::allocate(n), block_out = kiln::host_memory::allocate(n);
+  auto block_in = kiln::host_memory::allocate_pinned(n), block_out = kiln::host_memory::allocate_pinned(n);
   ASSERT_TRUE(block_in.ok() && block_out.ok());
   ASSERT_TRUE(block_in->pinned() && block_out->pinned());
   std::copy(in.begin(), in.end(), block_in->data());
@@ -273,7 +273,7 @@ TEST_F(Cuda, AllDevicesShareOneRun) {
   const kiln::map_params prm{4'294'967'291, 987'654'321'987, 10};
   auto in = random_inputs(n, 77);
   auto want = expected(in, prm);
-  auto block_in = kiln::host_memory::allocate(n), block_out = kiln::host_memory::allocate(n);
+  auto block_in = kiln::host_memory::allocate_pinned(n), block_out = kiln::host_memory::allocate_pinned(n);
   ASSERT_TRUE(block_in.ok() && block_out.ok());
   std::copy(in.begin(), in.end(), block_in->data());
   for (bool pinned : {false, true})

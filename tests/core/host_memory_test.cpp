@@ -1,12 +1,108 @@
-// kiln::host_memory: sizes, alignment, reuse of freed blocks, and moves.
+// kiln::host_memory: sizes, alignment, reuse of freed blocks, moves, and the pool's pinning policy.
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <atomic>
+#include <chrono>
 #include <cstdint>
+#include <cstdlib>
+#include <functional>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <random>
+#include <set>
+#include <thread>
 #include <utility>
+#include <vector>
 
+#include "core/host_pool.hpp"
 #include "kiln/kiln.hpp"
 
 namespace {
+
+using namespace std::chrono_literals;
+using kiln::detail::host_pool_statistics;
+using kiln::detail::host_pool_stats;
+
+constexpr std::size_t mib = std::size_t{1} << 20;
+// Elements that fill a size class of `bytes` exactly (classes go in 2 MiB steps up to 16 MiB).
+constexpr std::size_t elements_of(std::size_t bytes) { return bytes / sizeof(std::int64_t); }
+
+// A pinning allocator that pins nothing: heap memory, after an optional delay (what pinning costs
+// on a GPU host), with the bytes it holds and the most it ever held.
+struct fake_pinner {
+  std::atomic<int> delay_ms{0};
+  std::atomic<bool> fail{false};
+  std::atomic<int> attempts{0};
+  std::mutex m;
+  std::map<void*, std::size_t> live;  // block -> bytes
+  std::size_t live_bytes = 0, peak_bytes = 0;
+
+  void* pin(std::size_t bytes) {
+    ++attempts;
+    if (int d = delay_ms.load()) std::this_thread::sleep_for(std::chrono::milliseconds(d));
+    if (fail.load()) return nullptr;
+    void* p = std::aligned_alloc(64, bytes);
+    std::lock_guard<std::mutex> lock(m);
+    live.emplace(p, bytes);
+    live_bytes += bytes;
+    peak_bytes = std::max(peak_bytes, live_bytes);
+    return p;
+  }
+  void unpin(void* p) {
+    std::lock_guard<std::mutex> lock(m);
+    auto it = live.find(p);
+    ASSERT_NE(it, live.end()) << "unpinned a block that was not pinned";
+    live_bytes -= it->second;
+    live.erase(it);
+    std::free(p);
+  }
+  bool holds(void* p) {
+    std::lock_guard<std::mutex> lock(m);
+    return live.count(p) != 0;
+  }
+  std::size_t held() {
+    std::lock_guard<std::mutex> lock(m);
+    return live_bytes;
+  }
+};
+
+// Waits (up to 5 s) for `done` to hold of the pool's statistics.
+bool wait_for(const std::function<bool(const host_pool_stats&)>& done) {
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (std::chrono::steady_clock::now() < deadline) {
+    if (done(host_pool_statistics())) return true;
+    std::this_thread::sleep_for(1ms);
+  }
+  return done(host_pool_statistics());
+}
+
+bool pins_settled() {
+  return wait_for([](const host_pool_stats& s) { return s.pending_pins == 0; });
+}
+
+// Tests of the pool's policy run with a fake pinning allocator, so that they mean the same with
+// and without a GPU, and leave the process's own settings behind them.
+class HostPool : public ::testing::Test {
+ protected:
+  void install(std::size_t pinned_limit, std::chrono::milliseconds idle = 60s,
+               std::size_t ordinary_limit = std::size_t{1} << 30) {
+    kiln::detail::host_pool_settings s;
+    s.pinned_limit = pinned_limit;
+    s.ordinary_cache_limit = ordinary_limit;
+    s.idle = idle;
+    auto f = fake_;
+    s.pin = [f](std::size_t bytes) { return f->pin(bytes); };
+    s.unpin = [f](void* p) { f->unpin(p); };
+    ASSERT_TRUE(kiln::detail::set_host_pool_settings(std::move(s)));
+  }
+  void TearDown() override {
+    EXPECT_TRUE(kiln::detail::set_host_pool_settings(kiln::detail::default_host_pool_settings()));
+    EXPECT_EQ(fake_->held(), 0u) << "pinned blocks left behind";
+  }
+  std::shared_ptr<fake_pinner> fake_ = std::make_shared<fake_pinner>();
+};
 
 TEST(HostMemory, SizeAlignmentAndWritable) {
   for (std::size_t n : {std::size_t{0}, std::size_t{1}, std::size_t{1000}, std::size_t{3} << 20}) {
@@ -20,18 +116,6 @@ TEST(HostMemory, SizeAlignmentAndWritable) {
       EXPECT_EQ(m->data()[n - 1], static_cast<std::int64_t>(n - 1));
     }
   }
-}
-
-TEST(HostMemory, FreedBlocksAreReused) {
-  std::int64_t* first;
-  {
-    auto m = kiln::host_memory::allocate(1 << 20);
-    ASSERT_TRUE(m.ok());
-    first = m->data();
-  }
-  auto again = kiln::host_memory::allocate((1 << 20) - 5);  // same size class
-  ASSERT_TRUE(again.ok());
-  EXPECT_EQ(again->data(), first);
 }
 
 TEST(HostMemory, MovesTransferOwnership) {
@@ -50,6 +134,292 @@ TEST(HostMemory, AbsurdSizesAreAnErrorNotACrash) {
   auto m = kiln::host_memory::allocate(std::size_t{1} << 50);
   ASSERT_FALSE(m.ok());
   EXPECT_EQ(m.err().code, kiln::errc::out_of_memory);
+}
+
+TEST(HostMemory, DefaultSettingsComeFromTheEnvironment) {
+  ASSERT_EQ(setenv("KILN_PINNED_LIMIT", "12345", 1), 0);
+  ASSERT_EQ(setenv("KILN_HOST_POOL_IDLE_MS", "250", 1), 0);
+  auto s = kiln::detail::default_host_pool_settings();
+  EXPECT_EQ(s.pinned_limit, 12345u);
+  EXPECT_EQ(s.idle, 250ms);
+  ASSERT_EQ(setenv("KILN_PINNED_LIMIT", "lots", 1), 0);  // not a number: the default
+  ASSERT_EQ(unsetenv("KILN_HOST_POOL_IDLE_MS"), 0);
+  s = kiln::detail::default_host_pool_settings();
+  EXPECT_GT(s.pinned_limit, 0u);
+  EXPECT_LE(s.pinned_limit, std::size_t{8} << 30);
+  EXPECT_EQ(s.idle, 2000ms);
+  ASSERT_EQ(unsetenv("KILN_PINNED_LIMIT"), 0);
+}
+
+// With nothing pinned, freed ordinary blocks are reused (no fresh page faults), for any request
+// of the same size class.
+TEST_F(HostPool, FreedOrdinaryBlocksAreReused) {
+  install(0);
+  std::int64_t* first;
+  {
+    auto m = kiln::host_memory::allocate(1 << 20);
+    ASSERT_TRUE(m.ok());
+    EXPECT_FALSE(m->pinned());
+    first = m->data();
+  }
+  EXPECT_EQ(host_pool_statistics().cached_bytes, 8 * mib);
+  auto again = kiln::host_memory::allocate((1 << 20) - 5);  // same size class
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(again->data(), first);
+  EXPECT_EQ(host_pool_statistics().cached_bytes, 0u);
+  EXPECT_EQ(host_pool_statistics().in_use_bytes, 8 * mib);
+  EXPECT_EQ(host_pool_statistics().pins, 0u);
+}
+
+// allocate() never pins on the caller's thread, first call included: with a pin costing 100 ms,
+// a miss returns ordinary memory at once and the pool thread pins a block for the next call.
+// Once the bound is reached, calls keep getting ordinary memory at once, and nothing is queued.
+TEST_F(HostPool, SpentPoolGivesOrdinaryMemoryAtOnce) {
+  install(4 * mib);
+  fake_->delay_ms = 100;
+  auto timed = [] {
+    const auto t0 = std::chrono::steady_clock::now();
+    auto m = kiln::host_memory::allocate(elements_of(4 * mib));
+    const auto took = std::chrono::steady_clock::now() - t0;
+    EXPECT_TRUE(m.ok());
+    EXPECT_LT(took, 50ms) << "allocate() waited for a pin";
+    return std::move(m).value();
+  };
+  auto first = timed();
+  EXPECT_FALSE(first.pinned());
+  EXPECT_EQ(host_pool_statistics().pending_pins, 1u);
+  ASSERT_TRUE(pins_settled());
+  auto second = timed();
+  EXPECT_TRUE(second.pinned());
+  EXPECT_TRUE(fake_->holds(second.data()));
+  // The bound (one block) is reached while `second` is held.
+  std::vector<kiln::host_memory> kept;
+  for (int i = 0; i < 4; ++i) {
+    kept.push_back(timed());
+    EXPECT_FALSE(kept.back().pinned());
+    EXPECT_EQ(host_pool_statistics().pending_pins, 0u);
+  }
+  const auto s = host_pool_statistics();
+  EXPECT_EQ(s.pins, 1u);
+  EXPECT_EQ(s.background_pins, 1u);
+  EXPECT_EQ(s.pinned_bytes, 4 * mib);
+}
+
+// A loop that drops its results converges to one pinned block, reused by every later call.
+TEST_F(HostPool, BackgroundRefillMakesLaterCallsPinned) {
+  install(64 * mib);
+  fake_->delay_ms = 20;
+  std::vector<bool> pinned;
+  std::int64_t* block = nullptr;
+  for (int i = 0; i < 6; ++i) {
+    auto m = kiln::host_memory::allocate(elements_of(6 * mib));
+    ASSERT_TRUE(m.ok());
+    pinned.push_back(m->pinned());
+    if (m->pinned()) {
+      if (!block) block = m->data();
+      EXPECT_EQ(m->data(), block) << "call " << i << " got another pinned block";
+    }
+    ASSERT_TRUE(pins_settled());  // what a call's own run time would give the thread
+  }
+  EXPECT_EQ(pinned, (std::vector<bool>{false, true, true, true, true, true}));
+  EXPECT_EQ(host_pool_statistics().pins, 1u);
+  EXPECT_EQ(host_pool_statistics().pinned_bytes, 6 * mib);
+}
+
+// A freed pinned block goes back to the cache and the next call of its class gets it again,
+// before any ordinary block of that class.
+TEST_F(HostPool, FreedPinnedBlockIsReused) {
+  install(64 * mib);
+  auto ordinary = kiln::host_memory::allocate(elements_of(4 * mib));
+  ASSERT_TRUE(ordinary.ok());
+  ASSERT_TRUE(pins_settled());
+  std::int64_t* p;
+  {
+    auto m = kiln::host_memory::allocate(elements_of(4 * mib));
+    ASSERT_TRUE(m.ok());
+    ASSERT_TRUE(m->pinned());
+    p = m->data();
+  }
+  ordinary = kiln::host_memory{};  // now an ordinary block of the class is cached too
+  EXPECT_EQ(host_pool_statistics().cached_bytes, 8 * mib);
+  for (int i = 0; i < 3; ++i) {
+    auto m = kiln::host_memory::allocate(elements_of(4 * mib) - 100);
+    ASSERT_TRUE(m.ok());
+    EXPECT_TRUE(m->pinned());
+    EXPECT_EQ(m->data(), p);
+  }
+  EXPECT_EQ(host_pool_statistics().pins, 1u);
+}
+
+// Results kept alive: each miss queues at most one pin of its class, and the pinned total never
+// passes the bound, whatever the number of blocks held.
+TEST_F(HostPool, PinnedTotalNeverExceedsTheBound) {
+  const std::size_t limit = 3 * 4 * mib;
+  install(limit);
+  std::vector<kiln::host_memory> kept;
+  for (int i = 0; i < 16; ++i) {
+    auto m = kiln::host_memory::allocate(elements_of(4 * mib));
+    ASSERT_TRUE(m.ok());
+    kept.push_back(std::move(m).value());
+    ASSERT_TRUE(pins_settled());
+    EXPECT_LE(host_pool_statistics().pinned_bytes, limit);
+  }
+  const auto pinned = std::count_if(kept.begin(), kept.end(), [](const auto& m) { return m.pinned(); });
+  EXPECT_EQ(pinned, 3);
+  EXPECT_EQ(fake_->peak_bytes, limit);
+  EXPECT_EQ(host_pool_statistics().in_use_bytes, 16 * 4 * mib);
+  EXPECT_EQ(host_pool_statistics().pinned_bytes, limit);
+}
+
+// allocate_pinned pins on the caller's thread (counted as a pin, not a background one), within
+// the bound, and gives ordinary memory beyond it.
+TEST_F(HostPool, AllocatePinnedPinsNowWithinTheBound) {
+  install(4 * mib);
+  auto a = kiln::host_memory::allocate_pinned(elements_of(4 * mib));
+  ASSERT_TRUE(a.ok());
+  EXPECT_TRUE(a->pinned());
+  auto b = kiln::host_memory::allocate_pinned(elements_of(4 * mib));
+  ASSERT_TRUE(b.ok());
+  EXPECT_FALSE(b->pinned());
+  const auto s = host_pool_statistics();
+  EXPECT_EQ(s.pins, 1u);
+  EXPECT_EQ(s.background_pins, 0u);
+  EXPECT_EQ(s.pinned_bytes, 4 * mib);
+}
+
+// Where nothing can be pinned (no usable device), calls get ordinary memory and the failed pin
+// is not retried on every call.
+TEST_F(HostPool, FailedPinsFallBackToOrdinaryMemory) {
+  install(64 * mib);
+  fake_->fail = true;
+  for (int i = 0; i < 3; ++i) {
+    auto m = kiln::host_memory::allocate(elements_of(4 * mib));
+    ASSERT_TRUE(m.ok());
+    EXPECT_FALSE(m->pinned());
+    ASSERT_TRUE(pins_settled());
+  }
+  EXPECT_EQ(fake_->attempts.load(), 1);
+  EXPECT_EQ(host_pool_statistics().pins, 0u);
+  EXPECT_EQ(host_pool_statistics().pinned_bytes, 0u);
+}
+
+// Cached blocks, pinned and ordinary, are released once unused for the idle time, not before.
+TEST_F(HostPool, IdleBlocksAreReleased) {
+  install(64 * mib, 300ms);
+  {
+    auto ordinary = kiln::host_memory::allocate(elements_of(4 * mib));
+    ASSERT_TRUE(ordinary.ok());
+    ASSERT_TRUE(pins_settled());
+    auto pinned = kiln::host_memory::allocate(elements_of(4 * mib));
+    ASSERT_TRUE(pinned.ok());
+    ASSERT_TRUE(pinned->pinned());
+  }
+  const auto freed = std::chrono::steady_clock::now();
+  EXPECT_EQ(host_pool_statistics().cached_bytes, 8 * mib);
+  EXPECT_EQ(fake_->held(), 4 * mib);
+  ASSERT_TRUE(wait_for([](const host_pool_stats& s) { return s.cached_bytes == 0 && s.pinned_bytes == 0; }));
+  EXPECT_GE(std::chrono::steady_clock::now() - freed, 290ms) << "released before the idle time";
+  EXPECT_EQ(fake_->held(), 0u);
+  // Used again after the release: pinned again in the background.
+  auto m = kiln::host_memory::allocate(elements_of(4 * mib));
+  ASSERT_TRUE(m.ok());
+  EXPECT_FALSE(m->pinned());
+  ASSERT_TRUE(pins_settled());
+  EXPECT_EQ(fake_->held(), 4 * mib);
+}
+
+// A block in use is never released, and one given back restarts its idle time.
+TEST_F(HostPool, BlocksInUseAreKept) {
+  install(0, 100ms);
+  auto m = kiln::host_memory::allocate(elements_of(4 * mib));
+  ASSERT_TRUE(m.ok());
+  std::this_thread::sleep_for(250ms);
+  EXPECT_EQ(host_pool_statistics().in_use_bytes, 4 * mib);
+  m->data()[0] = 1;  // still ours
+  m = kiln::host_memory{};
+  EXPECT_EQ(host_pool_statistics().cached_bytes, 4 * mib);
+  ASSERT_TRUE(wait_for([](const host_pool_stats& s) { return s.cached_bytes == 0; }));
+}
+
+// Ordinary blocks are cached up to their own bound; beyond it they go back to the system.
+TEST_F(HostPool, OrdinaryCacheIsBounded) {
+  install(0, 60s, 8 * mib);
+  {
+    std::vector<kiln::host_memory> held;
+    for (int i = 0; i < 4; ++i) {
+      auto m = kiln::host_memory::allocate(elements_of(4 * mib));
+      ASSERT_TRUE(m.ok());
+      held.push_back(std::move(m).value());
+    }
+  }
+  EXPECT_EQ(host_pool_statistics().cached_bytes, 8 * mib);
+  EXPECT_EQ(host_pool_statistics().in_use_bytes, 0u);
+}
+
+// Several threads allocating, writing, holding and freeing blocks of a few classes at once: no
+// block is handed out twice, the bound holds throughout, and everything adds up at the end.
+TEST_F(HostPool, ConcurrentAllocateAndFree) {
+  const std::size_t limit = 24 * mib;
+  install(limit, 20ms);
+  fake_->delay_ms = 2;
+  std::mutex m;
+  std::set<std::int64_t*> out;  // blocks handed out now
+  std::atomic<bool> failed{false};
+  std::atomic<bool> done{false};
+  std::thread watcher([&] {
+    while (!done.load()) {
+      if (host_pool_statistics().pinned_bytes > limit) failed = true;
+      std::this_thread::sleep_for(100us);
+    }
+  });
+  std::vector<std::thread> threads;
+  for (int t = 0; t < 4; ++t) {
+    threads.emplace_back([&, t] {
+      std::mt19937 rng(static_cast<unsigned>(t));
+      std::vector<kiln::host_memory> held;
+      for (int i = 0; i < 300; ++i) {
+        const std::size_t bytes = (2 + 2 * (rng() % 3)) * mib;
+        auto r = kiln::host_memory::allocate(elements_of(bytes) - rng() % 1000);
+        if (!r.ok()) {
+          failed = true;
+          return;
+        }
+        kiln::host_memory b = std::move(r).value();
+        {
+          std::lock_guard<std::mutex> lock(m);
+          if (!out.insert(b.data()).second) failed = true;
+        }
+        b.data()[0] = t;
+        b.data()[b.size() - 1] = i;
+        held.push_back(std::move(b));
+        if (held.size() > 3 || rng() % 2) {
+          const std::size_t k = rng() % held.size();
+          if (held[k].data()[0] != t) failed = true;
+          {
+            std::lock_guard<std::mutex> lock(m);
+            out.erase(held[k].data());
+          }
+          held.erase(held.begin() + static_cast<std::ptrdiff_t>(k));
+        }
+      }
+      std::lock_guard<std::mutex> lock(m);
+      for (auto& b : held) out.erase(b.data());
+    });
+  }
+  for (auto& t : threads) t.join();
+  done = true;
+  watcher.join();
+  EXPECT_FALSE(failed.load());
+  ASSERT_TRUE(pins_settled());
+  const auto s = host_pool_statistics();
+  EXPECT_EQ(s.in_use_bytes, 0u);
+  EXPECT_LE(s.pinned_bytes, limit);
+  EXPECT_LE(fake_->peak_bytes, limit);
+  EXPECT_EQ(s.pins, s.background_pins);
+  EXPECT_GT(s.background_pins, 0u);
+  // Idle, everything goes.
+  ASSERT_TRUE(wait_for([](const host_pool_stats& st) { return st.cached_bytes == 0 && st.pinned_bytes == 0; }));
+  EXPECT_EQ(fake_->held(), 0u);
 }
 
 }  // namespace

@@ -1,0 +1,49 @@
+// The pool behind kiln::host_memory: its settings, what it holds now, and a way to replace its pinning.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <functional>
+
+namespace kiln::detail {
+
+// What the pool of host blocks holds now (pooled blocks only: those of 2 MiB and more).
+struct host_pool_stats {
+  std::size_t pinned_bytes = 0;   // page-locked: in use + cached + being pinned or unpinned
+  std::size_t cached_bytes = 0;   // free blocks kept for reuse, pinned and ordinary
+  std::size_t in_use_bytes = 0;   // blocks handed out and not yet given back, pinned and ordinary
+  std::size_t pinned_limit = 0;   // the bound on pinned_bytes
+  std::size_t pending_pins = 0;   // size classes queued for the pool thread to pin, or being pinned
+  std::uint64_t pins = 0;         // blocks pinned so far (on any thread)
+  std::uint64_t background_pins = 0;  // of those, by the pool thread
+};
+
+host_pool_stats host_pool_statistics();
+
+struct host_pool_settings {
+  // Page-locked bytes at most (in use + cached + being pinned); 0: nothing is pinned.
+  std::size_t pinned_limit = 0;
+  // Free ordinary (pageable) bytes kept for reuse at most; beyond it a freed block goes back to
+  // the system at once.
+  std::size_t ordinary_cache_limit = 0;
+  // A cached block unused this long is released (pinned ones unpinned).
+  std::chrono::milliseconds idle{0};
+  // How blocks are pinned and unpinned; empty: through the CUDA backend, whose allocate_pinned
+  // returns nullptr where no device is usable.
+  std::function<void*(std::size_t)> pin;
+  std::function<void(void*)> unpin;
+};
+
+// The settings a process starts with: KILN_PINNED_LIMIT (bytes) or the smaller of 1/8 of
+// physical memory and 8 GiB; ordinary blocks cached up to the smaller of 1/8 of physical memory
+// and 4 GiB; KILN_HOST_POOL_IDLE_MS or 2000 ms. Read from the environment at each call.
+host_pool_settings default_host_pool_settings();
+
+// Waits for the pool thread's pin or release in flight, drops its queue, releases every cached
+// block, zeroes the pin counters and installs `s` (for tests: a fake pinning allocator, a small
+// bound, a short idle time). Refused (false) while pinned blocks are in use, since they would be
+// unpinned by the new `unpin`, or once the pool is shutting down.
+bool set_host_pool_settings(host_pool_settings s);
+
+}  // namespace kiln::detail
