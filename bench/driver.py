@@ -407,9 +407,10 @@ class Bench:
         """Seconds of timed runs a sweep row may take: the heavy points get fewer runs (at least one)."""
         return min(self.args.budget, self.args.sweep_budget)
 
-    def sweep_time_left(self):
-        """What is left of the sweep's time limit (--sweep-time-limit); rows past it come back skipped."""
-        return max(0.0, self.args.sweep_time_limit - (time.time() - self.sweep_t0))
+    def sweep_deadline(self):
+        """When the sweep's time limit (--sweep-time-limit) runs out, as Unix time: rows that would start
+        later come back skipped."""
+        return self.sweep_t0 + self.args.sweep_time_limit
 
     def python_scale_rows(self):
         """--sweep: CuPy (ElementwiseKernel) and JAX (fori_loop) end to end at every point of the sweep."""
@@ -425,7 +426,7 @@ class Bench:
                 continue
             out = self.run_python(py, f"{fw}_scale", extra=[
                 "--scale-n", ",".join(map(str, a.sweep_n)), "--sweep", ",".join(map(str, a.sweep_k)),
-                "--budget", str(self.sweep_budget()), "--time-left", str(self.sweep_time_left()), "--rows", a.rows or ""])
+                "--budget", str(self.sweep_budget()), "--deadline", f"{self.sweep_deadline():.3f}", "--rows", a.rows or ""])
             self.add_python(py, f"{fw}_scale", names, out)
 
     def sweep_references(self):
@@ -484,7 +485,7 @@ class Bench:
                 "--lists-heap", str(a.lists_heap)]
         if a.sweep:
             cmd += ["--scale-n", ",".join(map(str, a.sweep_n)), "--scale-k", ",".join(map(str, a.sweep_k)),
-                    "--scale-budget", str(float(self.sweep_budget())), "--time-left", str(float(self.sweep_time_left()))]
+                    "--scale-budget", str(float(self.sweep_budget())), "--deadline", f"{self.sweep_deadline():.3f}"]
         if a.crossover:
             cmd += ["--crossover-n", ",".join(map(str, a.crossover_n)), "--crossover-reps", str(a.crossover_reps),
                     "--crossover-budget", str(float(a.crossover_budget))]

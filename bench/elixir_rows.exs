@@ -3,7 +3,7 @@
 # Usage (inside elixir/): mix run ../bench/elixir_rows.exs --n N [--p P] [--mu MU] [--iterations K]
 #   [--repeat R] [--budget S] [--stages 1,2,4] [--rows REGEX] [--window 65536]
 #   [--sections main,lists,kept] [--kernels] [--sweep 10,100,1000] [--lists-heap 16777216]
-#   [--scale-n 10,16,20] [--scale-k 1,10] [--scale-budget S] [--time-left S]
+#   [--scale-n 10,16,20] [--scale-k 1,10] [--scale-budget S] [--deadline UNIX_S]
 #   [--crossover-n 1,4,16] [--crossover-reps R] [--crossover-budget S]
 #
 # Rows come in sections (see sections/3), run in the order --sections names them:
@@ -15,7 +15,8 @@
 #              written as a kernel (two forms), at each iteration count of --sweep, end to end from
 #              a binary and on resident buffers, and a kernel of three inputs and two outputs
 #   scale      the scaling sweep: n = 2^e for e in --scale-n, k in --scale-k, in four modes
-#              (auto, device_only, host_share, cpu); rows past --time-left come back skipped
+#              (auto, device_only, host_share, cpu); rows that would start after the Unix
+#              time --deadline come back skipped
 #   crossover  small calls: Kiln (auto, cpu) against pure Elixir at each n of --crossover-n
 #
 # Each finished row is printed on stdout as one line "@@KILNBENCH@@ <json>" (the driver parses
@@ -89,7 +90,7 @@ defmodule KilnBench do
           n: :integer, p: :integer, mu: :integer, iterations: :integer, repeat: :integer,
           budget: :float, stages: :string, rows: :string, window: :integer, kernels: :boolean,
           sweep: :string, sections: :string, lists_heap: :integer, scale_n: :string, scale_k: :string,
-          scale_budget: :float, time_left: :float, crossover_n: :string, crossover_reps: :integer,
+          scale_budget: :float, deadline: :float, crossover_n: :string, crossover_reps: :integer,
           crossover_budget: :float
         ]
       )
@@ -125,13 +126,8 @@ defmodule KilnBench do
       scale_n: ints.(:scale_n, "10,16,20"),
       scale_k: ints.(:scale_k, "1,10"),
       scale_budget: Keyword.get(opts, :scale_budget, 4.0),
-      # The sweep's rows start only before this moment (monotonic ms); later ones are skipped.
-      deadline:
-        (case Keyword.get(opts, :time_left) do
-           nil -> nil
-           s -> System.monotonic_time(:millisecond) + trunc(s * 1000)
-         end),
-      time_left: Keyword.get(opts, :time_left),
+      # The sweep's rows start only before this moment (Unix ms); later ones are skipped.
+      deadline: (if d = Keyword.get(opts, :deadline), do: trunc(d * 1000)),
       crossover_n: ints.(:crossover_n, "1,4,16,64,256,1024,4096,16384,65536"),
       crossover_reps: Keyword.get(opts, :crossover_reps, 1000),
       crossover_budget: Keyword.get(opts, :crossover_budget, 1.0)
@@ -624,10 +620,9 @@ defmodule KilnBench do
   # that builds its list), {:sequence, calls, keep, fun} (several calls on one binary, results kept
   # or not) and {:calls, build, fun} (the median of many small calls).
   defp run_spec(name, stages, {:scale, n, fun}, _input, cfg) do
-    if cfg.deadline && System.monotonic_time(:millisecond) > cfg.deadline do
+    if cfg.deadline && System.os_time(:millisecond) > cfg.deadline do
       %{name: name, stages: stages, status: "skipped",
-        reason: "the sweep's time limit was reached before this row (#{round(cfg.time_left)} s were left for the " <>
-                  "Elixir rows; see --sweep-time-limit)"}
+        reason: "the sweep's time limit (--sweep-time-limit) ran out before this row"}
     else
       run_row(name, stages, fun, scale_input(n), %{cfg | budget: min(cfg.budget, cfg.scale_budget)})
     end

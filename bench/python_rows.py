@@ -3,15 +3,15 @@
 
 Usage: python_rows.py (numpy|cupy|jax|torch|reference|cupy_sweep|jax_sweep|torch_sweep|cupy_scale|jax_scale)
                       --n N [--p P] [--mu MU] [--iterations K] [--repeat R] [--budget S] [--first F]
-                      [--sweep 10,100,1000] [--scale-n 10,16,20] [--time-left S] [--rows REGEX]
+                      [--sweep 10,100,1000] [--scale-n 10,16,20] [--deadline T] [--rows REGEX]
 
 The inputs are 1..N; for the reference, F..F+N-1 with --first (F >= 0). The *_sweep families
 (bench/run --kernels) run the map at each iteration count of --sweep, the whole loop inside one
 kernel where the framework allows it (CuPy ElementwiseKernel, JAX lax.fori_loop), and cupy_sweep
 also measures a device-to-device copy's bytes per second (python.bw.cupy.copy.resident).
 The *_scale families (bench/run --sweep) run the same two kernels end to end at n = 2^e for each e
-of --scale-n and each count of --sweep, skipping the rows --rows does not match and, once
---time-left seconds have passed, the rest (skipped, saying so).
+of --scale-n and each count of --sweep, skipping the rows --rows does not match and, from the
+Unix time --deadline on, the rest (skipped, saying so).
 
 Each family is run in its own process by bench/driver.py: JAX and PyTorch both grab GPU
 memory and CUDA state at import, and a crash in one framework must not take the others down.
@@ -450,7 +450,6 @@ def scale_rows(family, args):
     import re
     fw, form, setup = SCALE_FORMS[family]
     wanted = re.compile(args.rows or "")
-    deadline = time.perf_counter() + args.time_left if args.time_left is not None else None
     rows = []
     for e in args.scale_n:
         n = 1 << e
@@ -460,9 +459,8 @@ def scale_rows(family, args):
             more = {"n": n, "n_log2": e, "iterations": k, "mode": fw, "form": form}
             if not wanted.search(name):
                 continue
-            if deadline is not None and time.perf_counter() > deadline:
-                rows.append(skipped(name, f"the sweep's time limit was reached before this row ({args.time_left:.0f} s "
-                                          "were left for this framework; see --sweep-time-limit)", **more))
+            if args.deadline is not None and time.time() > args.deadline:
+                rows.append(skipped(name, "the sweep's time limit (--sweep-time-limit) ran out before this row", **more))
                 continue
             if host is None:
                 try:
@@ -528,7 +526,7 @@ def main():
     ap.add_argument("--first", type=int, default=1)
     ap.add_argument("--sweep", default="10,100,1000", help="iteration counts of the *_sweep and *_scale families")
     ap.add_argument("--scale-n", default="10,16,20", help="the *_scale families' n, as powers of two")
-    ap.add_argument("--time-left", type=float, default=None, help="seconds after which *_scale rows are skipped")
+    ap.add_argument("--deadline", type=float, default=None, help="Unix time from which *_scale rows are skipped")
     ap.add_argument("--rows", default="", help="only the *_scale rows whose name matches (re.search)")
     args = ap.parse_args()
     args.sweep = [int(k) for k in args.sweep.split(",") if k.strip()]
