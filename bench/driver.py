@@ -766,6 +766,12 @@ def main(argv):
         "rows": rows,
         "wall_s": round(time.time() - t0, 3),
     }
+    if prev_rows:  # what the earlier runs measured stays described (the report's title and sections)
+        pp, dp = prev.get("params", {}), doc["params"]
+        dp["sections"] = [x for x in pp.get("sections") or ["main"] if x not in dp["sections"]] + dp["sections"]
+        for key in ("sweep", "crossover", "lists_heap", "iterations_sweep"):
+            if dp.get(key) is None and pp.get(key) is not None:
+                dp[key] = pp[key]
     for k, v in prev_machine.items():  # e.g. kiln_devices when this part ran no C++ row
         if doc["machine"].get(k) is None:
             doc["machine"][k] = v
