@@ -662,7 +662,9 @@ def parse_args(argv):
     if (a.sweep or a.crossover) and a.kernels:
         ap.error("--kernels and --sweep / --crossover are separate runs (--out DIR --merge puts them in one folder)")
     # What the run measures: the default rows (with --kernels, theirs too), or the sweep and/or the
-    # crossover alone. The sweep brings the kept-results rows along (at --n).
+    # crossover alone. The sweep brings the kept-results rows along (at --n). Rows of a new Elixir
+    # API: a section of elixir_rows.exs (sections/3), named here for the runs that should have it,
+    # and its row names in Bench.elixir_samples (what --rows is matched against).
     if a.sweep or a.crossover:
         a.sections = (["kept", "scale"] if a.sweep else []) + (["crossover"] if a.crossover else [])
     else:
