@@ -30,6 +30,19 @@ DEFAULT_N = 1 << 20  # measured: a whole default run takes about 1 min on the 2-
 ALL_STAGES = [1, 2, 4, 8, 16, 32, 64, 128]
 MARKER = "@@KILNBENCH@@ "
 DEFAULT_SWEEP = "10,100,1000"
+# The scaling sweep (--sweep): n = 2^e for these e, at these iteration counts, in four modes.
+DEFAULT_SWEEP_N = "10,16,20,25,28"
+DEFAULT_SWEEP_K = "1,10,100,1000"
+SWEEP_MODES = ["auto", "device_only", "host_share", "cpu"]
+SWEEP_PEERS = [("cupy", "elementwise"), ("jax", "fori")]
+# Sweep references from NumPy up to this many element-iterations (about 5 s on one core), from
+# the kiln cpu backend beyond (NumPy would take minutes at 2^28 x 1000).
+SWEEP_NUMPY_MAX = 1 << 30
+# The small-call crossover (--crossover): n from 1 to 2^16 against pure Elixir.
+DEFAULT_CROSSOVER_N = "1,4,16,64,256,1024,4096,16384,65536"
+CROSSOVER_IMPLS = ["auto", "cpu", "pure"]
+# The lists rows' large heap: the calling process holds a list of this many elements.
+DEFAULT_LISTS_HEAP = 1 << 24
 
 # Sample names per group: a --rows pattern that matches none of a group's names skips starting it.
 GROUP_SAMPLES = {
@@ -43,8 +56,14 @@ GROUP_SAMPLES = {
                "elixir.kernel.cuda0.binary", "elixir.nif.opencl0.list", "elixir.nif.opencl0.binary",
                "elixir.nif.opencl0.resident", "elixir.nif.cuda0.list", "elixir.nif.cuda0.binary",
                "elixir.nif.cuda0.resident", "elixir.nif.cuda.all.binary", "elixir.kernel.cuda.all.binary", "elixir.cluster.this_node.binary",
-               "elixir.cluster.two_nodes.binary", "elixir.empty.list", "elixir.empty.binary"],
+               "elixir.cluster.two_nodes.binary", "elixir.empty.list", "elixir.empty.binary"]
+              + [f"elixir.lists.{big}{t}" for big in ("", "big_heap.") for t in ("reverse", "empty_call", "cuda0", "cpu")]
+              + [f"elixir.{h}.{t}.binary" for h in ("kept", "dropped") for t in ("cuda0", "cpu")],
 }
+# The Elixir row sections (elixir_rows.exs --sections) each kind of run asks for: a plain run has
+# the seed's rows, the lists rows and the kept-results rows; --kernels adds its rows; --sweep and
+# --crossover are runs of their own (see sections()).
+KEPT_SAMPLES = [f"elixir.{h}.{t}.binary" for h in ("kept", "dropped") for t in ("cuda0", "cpu")]
 # The rows --kernels adds (their names carry "sweep" or "bw"): the kernel path against the
 # built-in map at several iteration counts, the peers at the same counts, and the bandwidth rows.
 KERNEL_SAMPLES = {
@@ -80,7 +99,7 @@ class Bench:
         self.kiln_devices = None
         self.reference = None
         self.reference_wide = None  # for the inputs WIDE_FIRST.., computed when a wide row first needs it
-        self.reference_k = {}       # iteration count -> reference of the sweep rows (--kernels)
+        self.reference_k = {}       # (n, iterations) -> reference of rows at another n or count
 
     # ---- plumbing ---------------------------------------------------------------------------------
 
@@ -88,7 +107,32 @@ class Bench:
         return bool(self.rx.search(name))
 
     def samples(self, group):
-        return GROUP_SAMPLES[group] + (KERNEL_SAMPLES.get(group, []) if self.args.kernels else [])
+        a = self.args
+        if "main" not in a.sections:  # --sweep / --crossover: their own rows only
+            return {"elixir": self.elixir_samples(), "python": self.scale_samples("python")}.get(group, [])
+        return GROUP_SAMPLES[group] + (KERNEL_SAMPLES.get(group, []) if a.kernels else [])
+
+    def scale_samples(self, front):
+        """Names of the sweep's rows (--sweep), for `front` "elixir" or "python"."""
+        a = self.args
+        if not a.sweep:
+            return []
+        if front == "elixir":
+            return [f"elixir.scale.n{e}.k{k}.{m}.binary" for e in a.sweep_n for k in a.sweep_k for m in SWEEP_MODES]
+        return [f"python.scale.n{e}.k{k}.{fw}.{form}" for e in a.sweep_n for k in a.sweep_k for fw, form in SWEEP_PEERS]
+
+    def elixir_samples(self):
+        a = self.args
+        names = []
+        if "main" in a.sections:
+            names += GROUP_SAMPLES["elixir"] + (KERNEL_SAMPLES["elixir"] if a.kernels else [])
+        elif "kept" in a.sections:
+            names += KEPT_SAMPLES
+        names += self.scale_samples("elixir")
+        if a.crossover:
+            names += [f"elixir.crossover.n{n}.{i}.{shape}" for n in a.crossover_n for i in CROSSOVER_IMPLS
+                      for shape in ("list", "binary")]
+        return names
 
     def group_wanted(self, group):
         return any(self.wanted(n) for n in self.samples(group))
@@ -112,12 +156,15 @@ class Bench:
         log(self.progress_line(row))
 
     def expected_checksum(self, row):
-        n = self.args.n
+        # Rows of the sweep and the crossover carry their own n; every other row runs at --n.
+        n = row.get("n") or self.args.n
         if row.get("expected") == "input":  # empty NIF call (a copy): returns its input unchanged
             return n * (n + 1) // 2
         if row.get("expected") == "fma2":  # {a + b * c, a - c} with a = b = c = 1..n: sum x + x^2, and 0
             return n * (n + 1) // 2 + n * (n + 1) * (2 * n + 1) // 6
         k = row.get("iterations", ITERATIONS)
+        if row.get("n") is not None and (n, k) != (self.args.n, ITERATIONS):
+            return self.reference_for(k, n, numpy_max=SWEEP_NUMPY_MAX)
         if k != ITERATIONS:
             return self.reference_for(k)
         if row.get("first") == WIDE_FIRST:
@@ -128,7 +175,9 @@ class Bench:
                 log(f"reference checksum for inputs from {WIDE_FIRST}: {self.reference_wide['checksum']} "
                     f"({out.get('source') or out.get('reason') or out.get('error')})")
             return self.reference_wide["checksum"]
-        return self.reference["checksum"] if self.reference else None
+        if self.reference is None:
+            self.compute_reference()
+        return self.reference["checksum"]
 
     def progress_line(self, row):
         st = f" stages={row['stages']}" if row.get("stages") else ""
@@ -148,27 +197,29 @@ class Bench:
 
     # ---- reference --------------------------------------------------------------------------------
 
-    def reference_for(self, k):
-        """The reference checksum at k iterations (sweep rows), computed once per k as the main one."""
-        if k not in self.reference_k:
-            a = self.args
+    def reference_for(self, k, n=None, numpy_max=None):
+        """The reference checksum over 1..n at k iterations (rows at another count or n), computed once
+        per (n, k) as the main one; with numpy_max, NumPy only up to that many element-iterations."""
+        n = self.args.n if n is None else n
+        if (n, k) not in self.reference_k:
             ref = None
             py = self.find_python("numpy")
-            if py:
-                out = self.run_python(py, "reference", timeout=3600, extra=["--iterations", str(k)])
+            if py and (numpy_max is None or n * k <= numpy_max):
+                out = self.run_python(py, "reference", timeout=3600, extra=["--iterations", str(k)], n=n)
                 ref = out if out.get("checksum") is not None else None
             # Pure Python costs about a microsecond per element and iteration.
-            if ref is None and a.n * k <= (1 << 21) * 10:
-                out = self.run_python(sys.executable, "reference", timeout=3600, extra=["--iterations", str(k)])
+            if ref is None and n * k <= (1 << 21) * 10:
+                out = self.run_python(sys.executable, "reference", timeout=3600, extra=["--iterations", str(k)], n=n)
                 ref = out if out.get("checksum") is not None else None
             if ref is None and self.kiln_ok():
-                r = self.kiln_run(["--backend", "cpu", "--repeat", "1", "--warmup", "0"], iterations=k)
+                r = self.kiln_run(["--backend", "cpu", "--repeat", "1", "--warmup", "0"], iterations=k, n=n)
                 if isinstance(r, dict) and "checksum" in r:
-                    ref = {"checksum": r["checksum"], "source": "kiln cpu backend (no NumPy here)"}
-            self.reference_k[k] = ref or {"checksum": None, "source": "none: no NumPy, n*k too large for pure Python, no kiln"}
-            log(f"reference checksum at {k} iterations: {self.reference_k[k]['checksum']} "
-                f"({self.reference_k[k]['source']})")
-        return self.reference_k[k]["checksum"]
+                    why = "no NumPy here" if not py else f"n*k above {numpy_max:,} for NumPy" if numpy_max else "NumPy failed"
+                    ref = {"checksum": r["checksum"], "source": f"kiln cpu backend ({why})"}
+            self.reference_k[(n, k)] = ref or {"checksum": None, "source": "none: no NumPy, n*k too large for pure Python, no kiln"}
+            log(f"reference checksum over 1..{n:,} at {k} iterations: {self.reference_k[(n, k)]['checksum']} "
+                f"({self.reference_k[(n, k)]['source']})")
+        return self.reference_k[(n, k)]["checksum"]
 
     def compute_reference(self):
         a = self.args
@@ -194,9 +245,9 @@ class Bench:
     def kiln_ok(self):
         return os.access(self.args.kiln, os.X_OK) and not os.environ.get("KILN_BENCH_CPP_ERROR")
 
-    def kiln_run(self, extra, iterations=ITERATIONS):
+    def kiln_run(self, extra, iterations=ITERATIONS, n=None):
         a = self.args
-        cmd = [a.kiln, "run", "--n", str(a.n), "--iterations", str(iterations), "--p", str(P), "--mu", str(MU),
+        cmd = [a.kiln, "run", "--n", str(a.n if n is None else n), "--iterations", str(iterations), "--p", str(P), "--mu", str(MU),
                *extra, "--json"]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=a.row_timeout)
@@ -307,9 +358,9 @@ class Bench:
         self.python_env[module] = found
         return found
 
-    def run_python(self, py, family, timeout=None, extra=()):
+    def run_python(self, py, family, timeout=None, extra=(), n=None):
         a = self.args
-        cmd = [py, os.path.join(HERE, "python_rows.py"), family, "--n", str(a.n), "--p", str(P), "--mu", str(MU),
+        cmd = [py, os.path.join(HERE, "python_rows.py"), family, "--n", str(a.n if n is None else n), "--p", str(P), "--mu", str(MU),
                "--iterations", str(ITERATIONS), "--repeat", str(a.repeat), "--budget", str(a.budget), *extra]
         try:
             r = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout or a.row_timeout)
@@ -352,6 +403,54 @@ class Bench:
                 continue
             self.add_python(py, fam, names, self.run_python(py, fam, extra=["--sweep", sweep]))
 
+    def sweep_budget(self):
+        """Seconds of timed runs a sweep row may take: the heavy points get fewer runs (at least one)."""
+        return min(self.args.budget, self.args.sweep_budget)
+
+    def sweep_deadline(self):
+        """When the sweep's time limit (--sweep-time-limit) runs out, as Unix time: rows that would start
+        later come back skipped."""
+        return self.sweep_t0 + self.args.sweep_time_limit
+
+    def python_scale_rows(self):
+        """--sweep: CuPy (ElementwiseKernel) and JAX (fori_loop) end to end at every point of the sweep."""
+        a = self.args
+        for fw, form in SWEEP_PEERS:
+            names = [n for n in self.scale_samples("python") if f".{fw}." in n]
+            if not any(self.wanted(n) for n in names):
+                continue
+            py = self.find_python(fw)
+            if py is None:
+                tried = ", ".join(x for x in [a.python, "python3", "/usr/bin/python3"] if x)
+                self.skip_all(names, "skipped", f"{fw} not importable by {tried}")
+                continue
+            out = self.run_python(py, f"{fw}_scale", extra=[
+                "--scale-n", ",".join(map(str, a.sweep_n)), "--sweep", ",".join(map(str, a.sweep_k)),
+                "--budget", str(self.sweep_budget()), "--deadline", f"{self.sweep_deadline():.3f}", "--rows", a.rows or ""])
+            self.add_python(py, f"{fw}_scale", names, out)
+
+    def sweep_references(self):
+        """Every reference of the sweep, before any of its rows runs (a kiln cpu reference running beside
+        a timed row would slow it)."""
+        a = self.args
+        for e in a.sweep_n:
+            for k in a.sweep_k:
+                point = [f"{front}.scale.n{e}.k{k}." for front in ("elixir", "python")]
+                if any(self.wanted(n) for n in self.scale_samples("elixir") + self.scale_samples("python")
+                       if n.startswith(tuple(point))):
+                    if ((1 << e), k) != (a.n, ITERATIONS):
+                        self.reference_for(k, 1 << e, numpy_max=SWEEP_NUMPY_MAX)
+                    elif self.reference is None:
+                        self.compute_reference()
+
+    def crossover_references(self):
+        for n in self.args.crossover_n:
+            if any(self.wanted(f"elixir.crossover.n{n}.{i}.{shape}") for i in CROSSOVER_IMPLS for shape in ("list", "binary")):
+                if n != self.args.n:
+                    self.reference_for(ITERATIONS, n, numpy_max=SWEEP_NUMPY_MAX)
+                elif self.reference is None:
+                    self.compute_reference()
+
     def add_python(self, py, fam, names, out):
         if "error" in out:
             self.skip_all(names, "error", f"{py} python_rows.py {fam}: {out['error']}")
@@ -366,7 +465,8 @@ class Bench:
 
     def elixir_rows(self):
         a = self.args
-        names = [n for n in GROUP_SAMPLES["elixir"] if "0." not in n]  # device rows are named by the NIF
+        # Device rows are named by the NIF (what it lists); the others are known in advance.
+        names = [n for n in self.elixir_samples() if not re.search(r"\.(opencl|cuda)\d+(\.|$)", n)]
         if os.environ.get("KILN_BENCH_ELIXIR_SKIP"):
             return self.skip_all(names, "skipped", os.environ["KILN_BENCH_ELIXIR_SKIP"])
         if os.environ.get("KILN_BENCH_ELIXIR_ERROR"):
@@ -381,6 +481,14 @@ class Bench:
                "--stages", ",".join(map(str, a.stages)), "--rows", a.rows or ""]
         if a.kernels:
             cmd += ["--kernels", "--sweep", ",".join(map(str, a.iterations_sweep))]
+        cmd += ["--sections", ",".join(s for s in a.sections if s != "kernels"),
+                "--lists-heap", str(a.lists_heap)]
+        if a.sweep:
+            cmd += ["--scale-n", ",".join(map(str, a.sweep_n)), "--scale-k", ",".join(map(str, a.sweep_k)),
+                    "--scale-budget", str(float(self.sweep_budget())), "--deadline", f"{self.sweep_deadline():.3f}"]
+        if a.crossover:
+            cmd += ["--crossover-n", ",".join(map(str, a.crossover_n)), "--crossover-reps", str(a.crossover_reps),
+                    "--crossover-budget", str(float(a.crossover_budget))]
         env = dict(os.environ, MIX_ENV=os.environ.get("MIX_ENV", "prod"))
         seen = set()
         tail = []
@@ -494,6 +602,27 @@ def parse_args(argv):
                          "python.bw.*) at every count of --iterations-sweep")
     ap.add_argument("--iterations-sweep", default=DEFAULT_SWEEP,
                     help=f"iteration counts of the --kernels rows (default {DEFAULT_SWEEP})")
+    ap.add_argument("--sweep", action="store_true",
+                    help="the scaling sweep instead of the default rows: n x iterations x (auto, device_only, host_share, "
+                         "cpu) from Elixir, CuPy and JAX end to end, and the kept-results rows at --n")
+    ap.add_argument("--sweep-n", default=DEFAULT_SWEEP_N,
+                    help=f"the sweep's n as powers of two (default {DEFAULT_SWEEP_N}: 2^10 .. 2^28)")
+    ap.add_argument("--sweep-k", default=DEFAULT_SWEEP_K, help=f"the sweep's iteration counts (default {DEFAULT_SWEEP_K})")
+    ap.add_argument("--sweep-budget", type=float, default=4.0,
+                    help="seconds of timed runs per sweep row (default 4, at most --budget): heavy points get fewer runs")
+    ap.add_argument("--sweep-time-limit", type=float, default=480.0,
+                    help="seconds for the whole sweep (default 480); rows that would start later are skipped and say so")
+    ap.add_argument("--crossover", action="store_true",
+                    help="the small-call crossover instead of the default rows: Kiln (auto, cpu) against pure Elixir, "
+                         "n from 1 to 2^16, lists and binaries")
+    ap.add_argument("--crossover-n", default=DEFAULT_CROSSOVER_N, help=f"the crossover's n (default {DEFAULT_CROSSOVER_N})")
+    ap.add_argument("--crossover-reps", type=int, default=1000,
+                    help="timed calls per crossover point (default 1000; fewer where --crossover-budget runs out)")
+    ap.add_argument("--crossover-budget", type=float, default=1.0,
+                    help="seconds of timed calls per crossover point (default 1; at least 10 calls)")
+    ap.add_argument("--lists-heap", type=lambda s: int(s, 0), default=DEFAULT_LISTS_HEAP,
+                    help=f"elements of the list the elixir.lists.big_heap.* rows' process holds (default {DEFAULT_LISTS_HEAP}; "
+                         "0 leaves those rows out)")
     a = ap.parse_args(argv)
     if a.n is None:
         a.n = FULL_N if a.full else DEFAULT_N
@@ -514,6 +643,32 @@ def parse_args(argv):
         re.compile(a.rows)
     except re.error as e:
         ap.error(f"--rows: {e}")
+
+    def ints(opt, text, lo, hi):
+        try:
+            vals = sorted({int(v, 0) for v in text.split(",") if v.strip()})
+        except ValueError:
+            ap.error(f"{opt} needs integers separated by commas, got {text!r}")
+        if not vals or vals[0] < lo or vals[-1] > hi:
+            ap.error(f"{opt} needs values in {lo}..{hi}, got {text!r}")
+        return vals
+    a.sweep_n = ints("--sweep-n", a.sweep_n, 0, 31)  # exponents: n = 2^e
+    a.sweep_k = ints("--sweep-k", a.sweep_k, 1, 1_000_000)
+    a.crossover_n = ints("--crossover-n", a.crossover_n, 1, 1 << 24)
+    if a.crossover_reps < 1:
+        ap.error("--crossover-reps must be >= 1")
+    if a.lists_heap < 0:
+        ap.error("--lists-heap must be >= 0")
+    if (a.sweep or a.crossover) and a.kernels:
+        ap.error("--kernels and --sweep / --crossover are separate runs (--out DIR --merge puts them in one folder)")
+    # What the run measures: the default rows (with --kernels, theirs too), or the sweep and/or the
+    # crossover alone. The sweep brings the kept-results rows along (at --n). Rows of a new Elixir
+    # API: a section of elixir_rows.exs (sections/3), named here for the runs that should have it,
+    # and its row names in Bench.elixir_samples (what --rows is matched against).
+    if a.sweep or a.crossover:
+        a.sections = (["kept", "scale"] if a.sweep else []) + (["crossover"] if a.crossover else [])
+    else:
+        a.sections = ["main", "lists", "kept"] + (["kernels"] if a.kernels else [])
     a.out = a.out or os.path.join(HERE, "results", dt.datetime.now().strftime("%Y%m%d-%H%M%S"))
     return a
 
@@ -527,13 +682,20 @@ def rerender(folder):
         report.describe(r)
     report.order(doc["rows"])
     doc["summary"] = report.summary(doc)
-    md = report.markdown(doc)
-    with open(os.path.join(folder, "results.md"), "w") as f:
-        f.write(md)
-    with open(os.path.join(folder, "chart.svg"), "w") as f:
-        f.write(report.svg(doc))
-    sys.stdout.write(md)
+    sys.stdout.write(write_outputs(folder, doc))
     return 0
+
+
+def write_outputs(folder, doc):
+    """results.md and chart.svg, and sweep.svg / crossover.svg where the run has those rows; returns the Markdown."""
+    md = report.markdown(doc)
+    charts = {"results.md": md, "chart.svg": report.svg(doc), "sweep.svg": report.sweep_svg(doc),
+              "crossover.svg": report.crossover_svg(doc)}
+    for name, text in charts.items():
+        if text is not None:
+            with open(os.path.join(folder, name), "w") as f:
+                f.write(text)
+    return md
 
 
 def main(argv):
@@ -546,15 +708,29 @@ def main(argv):
     log(f"n = {args.n:,}, p = {P:,}, mu = {MU}, {ITERATIONS} iterations, repeat {args.repeat}, "
         f"stages {args.stages}, rows /{args.rows}/"
         + (f", --kernels at {args.iterations_sweep} iterations" if args.kernels else "") + f" -> {args.out}")
-    b.compute_reference()
-    if b.group_wanted("cpp"):
-        b.cpp_rows()
-    if b.group_wanted("python"):
-        b.python_rows()
+    b.sweep_t0 = time.time()
+    if "main" in args.sections:
+        b.compute_reference()
+        if b.group_wanted("cpp"):
+            b.cpp_rows()
+        if b.group_wanted("python"):
+            b.python_rows()
+    else:
+        log(("sweep: n = 2^" + ",2^".join(map(str, args.sweep_n)) + f", {args.sweep_k} iterations, "
+             f"{b.sweep_budget():g} s of timed runs per row, {args.sweep_time_limit:g} s in all. " if args.sweep else "")
+            + (f"crossover: n = {args.crossover_n}, up to {args.crossover_reps} calls per point" if args.crossover else ""))
+        if args.sweep:
+            b.sweep_references()
+        if args.crossover:
+            b.crossover_references()
+        if "kept" in args.sections and b.reference is None and any(b.wanted(n) for n in KEPT_SAMPLES):
+            b.compute_reference()
     if b.group_wanted("elixir"):
         b.elixir_rows()
+    if args.sweep and b.group_wanted("python"):
+        b.python_scale_rows()
 
-    prev_rows, prev_machine = [], {}
+    prev, prev_rows, prev_machine, prev_refs = {}, [], {}, []
     path = os.path.join(args.out, "results.json")
     if args.merge and os.path.exists(path):
         with open(path) as f:
@@ -567,6 +743,7 @@ def main(argv):
             prev_rows = [r for r in prev.get("rows", []) if (r["name"], r.get("stages")) not in redone]
             # Versions seen by the earlier run's row processes (CuPy, OTP...) stay in the machine record.
             prev_machine = prev.get("machine", {})
+            prev_refs = [r for r in prev.get("references", []) if (r.get("n"), r.get("iterations")) not in b.reference_k]
             b.versions = {**prev_machine.get("versions", {}), **b.versions}
             log(f"--merge: kept {len(prev_rows)} rows from {path}")
     rows = prev_rows + b.rows
@@ -578,25 +755,33 @@ def main(argv):
         "command": ["bench/run"] + argv,
         "params": {"n": args.n, "p": P, "mu": MU, "iterations": ITERATIONS, "repeat": args.repeat,
                    "stages": args.stages, "budget_s": args.budget, "rows": args.rows,
-                   "kernels": args.kernels, "iterations_sweep": args.iterations_sweep if args.kernels else None},
-        "reference": b.reference,
+                   "kernels": args.kernels, "iterations_sweep": args.iterations_sweep if args.kernels else None,
+                   "sections": args.sections, "lists_heap": args.lists_heap if "lists" in args.sections else None,
+                   "sweep": {"n_log2": args.sweep_n, "k": args.sweep_k, "budget_s": b.sweep_budget(),
+                             "time_limit_s": args.sweep_time_limit} if args.sweep else None,
+                   "crossover": {"n": args.crossover_n, "reps": args.crossover_reps,
+                                 "budget_s": args.crossover_budget} if args.crossover else None},
+        "reference": b.reference or (prev.get("reference") if prev_rows else None) or {"checksum": None, "source": f"not needed: no row over 1..{args.n:,} at "
+                                                                 f"{ITERATIONS} iterations ran"},
+        "references": prev_refs + [{"n": n, "iterations": k, **ref} for (n, k), ref in sorted(b.reference_k.items())],
         "machine": b.machine(),
         "rows": rows,
         "wall_s": round(time.time() - t0, 3),
     }
+    if prev_rows:  # what the earlier runs measured stays described (the report's title and sections)
+        pp, dp = prev.get("params", {}), doc["params"]
+        dp["sections"] = [x for x in pp.get("sections") or ["main"] if x not in dp["sections"]] + dp["sections"]
+        for key in ("sweep", "crossover", "lists_heap", "iterations_sweep"):
+            if dp.get(key) is None and pp.get(key) is not None:
+                dp[key] = pp[key]
     for k, v in prev_machine.items():  # e.g. kiln_devices when this part ran no C++ row
         if doc["machine"].get(k) is None:
             doc["machine"][k] = v
     doc["summary"] = report.summary(doc)
-    md = report.markdown(doc)
     with open(path, "w") as f:
         json.dump(doc, f, indent=1)
         f.write("\n")
-    with open(os.path.join(args.out, "results.md"), "w") as f:
-        f.write(md)
-    with open(os.path.join(args.out, "chart.svg"), "w") as f:
-        f.write(report.svg(doc))
-    sys.stdout.write(md)
+    sys.stdout.write(write_outputs(args.out, doc))
     bad = [r for r in rows if r["status"] == "MISMATCH"]
     err = [r for r in rows if r["status"] == "error"]
     log(f"done in {doc['wall_s']:.1f} s: {sum(r['status'] == 'ok' for r in rows)} ok, "

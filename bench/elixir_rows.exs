@@ -2,11 +2,22 @@
 #
 # Usage (inside elixir/): mix run ../bench/elixir_rows.exs --n N [--p P] [--mu MU] [--iterations K]
 #   [--repeat R] [--budget S] [--stages 1,2,4] [--rows REGEX] [--window 65536]
-#   [--kernels] [--sweep 10,100,1000]
+#   [--sections main,lists,kept] [--kernels] [--sweep 10,100,1000] [--lists-heap 16777216]
+#   [--scale-n 10,16,20] [--scale-k 1,10] [--scale-budget S] [--deadline UNIX_S]
+#   [--crossover-n 1,4,16] [--crossover-reps R] [--crossover-budget S]
 #
-# --kernels adds the kernel-path rows: the built-in map against the seed's map written as a
-# kernel (two forms), at each iteration count of --sweep, end to end from a binary and on
-# resident buffers, and a kernel of three inputs and two outputs on resident buffers.
+# Rows come in sections (see sections/3), run in the order --sections names them:
+#   main       the seed's rows and their relatives (the default table)
+#   lists      lists both ways: :lists.reverse/1, the empty call and the map from a list to a list,
+#              each in a fresh process, with a small heap and with a large one (--lists-heap)
+#   kept       six calls in a row on one binary, every result kept alive, or only the last
+#   kernels    (also --kernels) the kernel-path rows: the built-in map against the seed's map
+#              written as a kernel (two forms), at each iteration count of --sweep, end to end from
+#              a binary and on resident buffers, and a kernel of three inputs and two outputs
+#   scale      the scaling sweep: n = 2^e for e in --scale-n, k in --scale-k, in four modes
+#              (auto, device_only, host_share, cpu); rows that would start after the Unix
+#              time --deadline come back skipped
+#   crossover  small calls: Kiln (auto, cpu) against pure Elixir at each n of --crossover-n
 #
 # Each finished row is printed on stdout as one line "@@KILNBENCH@@ <json>" (the driver parses
 # those and forwards every other line, e.g. compiler output, to stderr). The first such line is
@@ -78,9 +89,23 @@ defmodule KilnBench do
         strict: [
           n: :integer, p: :integer, mu: :integer, iterations: :integer, repeat: :integer,
           budget: :float, stages: :string, rows: :string, window: :integer, kernels: :boolean,
-          sweep: :string
+          sweep: :string, sections: :string, lists_heap: :integer, scale_n: :string, scale_k: :string,
+          scale_budget: :float, deadline: :float, crossover_n: :string, crossover_reps: :integer,
+          crossover_budget: :float
         ]
       )
+
+    ints = fn key, default ->
+      opts |> Keyword.get(key, default) |> String.split(",", trim: true) |> Enum.map(&String.to_integer(String.trim(&1)))
+    end
+
+    kernels = Keyword.get(opts, :kernels, false)
+
+    sections =
+      opts |> Keyword.get(:sections, "main,lists,kept") |> String.split(",", trim: true)
+      |> Enum.map(&String.to_atom(String.trim(&1)))
+
+    sections = if kernels and :kernels not in sections, do: sections ++ [:kernels], else: sections
 
     cfg = %{
       n: Keyword.fetch!(opts, :n),
@@ -94,10 +119,18 @@ defmodule KilnBench do
         opts |> Keyword.get(:stages, "1,2,4,8,16,32,64,128") |> String.split(",", trim: true)
         |> Enum.map(&String.to_integer(String.trim(&1))),
       rows: Regex.compile!(Keyword.get(opts, :rows, "")),
-      kernels: Keyword.get(opts, :kernels, false),
-      sweep:
-        opts |> Keyword.get(:sweep, "10,100,1000") |> String.split(",", trim: true)
-        |> Enum.map(&String.to_integer(String.trim(&1)))
+      kernels: kernels,
+      sweep: ints.(:sweep, "10,100,1000"),
+      sections: sections,
+      lists_heap: Keyword.get(opts, :lists_heap, 16_777_216),
+      scale_n: ints.(:scale_n, "10,16,20"),
+      scale_k: ints.(:scale_k, "1,10"),
+      scale_budget: Keyword.get(opts, :scale_budget, 4.0),
+      # The sweep's rows start only before this moment (Unix ms); later ones are skipped.
+      deadline: (if d = Keyword.get(opts, :deadline), do: trunc(d * 1000)),
+      crossover_n: ints.(:crossover_n, "1,4,16,64,256,1024,4096,16384,65536"),
+      crossover_reps: Keyword.get(opts, :crossover_reps, 1000),
+      crossover_budget: Keyword.get(opts, :crossover_budget, 1.0)
     }
 
     {devices, devices_error} = probe_devices()
@@ -113,14 +146,15 @@ defmodule KilnBench do
       devices_error: devices_error
     })
 
-    # Inputs are built once, outside every timed region, and shared by the rows.
-    list = Enum.to_list(1..cfg.n)
+    # Inputs are built once, outside every timed region, and shared by the rows (the list only
+    # where a section passes lists from this process; the sweep builds its own per n).
+    list = if Enum.any?(cfg.sections, &(&1 in [:main, :kernels])), do: Enum.to_list(1..cfg.n), else: []
     bin = build_binary(cfg.n)
     input = %{list: list, binary: bin}
 
-    for {name, stages, extra, fun} <- plan(cfg, devices, devices_error),
+    for {name, stages, extra, spec} <- plan(cfg, devices, devices_error),
         Regex.match?(cfg.rows, name) do
-      row = run_row(name, stages, fun, input, cfg)
+      row = run_spec(name, stages, spec, input, cfg)
       emit(Map.merge(extra, row))
     end
 
@@ -129,7 +163,32 @@ defmodule KilnBench do
 
   # ---- the rows ---------------------------------------------------------------------------------
 
+  # A row is {name, stages, extra fields for its JSON, spec}; the spec says how it is measured
+  # (see run_spec/5 and run_row/5). Rows of a new API go into a section of their own here, and
+  # the section's name into the driver's --sections for the runs that should have it.
+  defp sections(cfg, devices, devices_error) do
+    %{
+      main: fn -> main_rows(cfg, devices, devices_error) end,
+      lists: fn -> lists_rows(cfg, devices, devices_error) end,
+      kept: fn -> kept_rows(cfg, devices, devices_error) end,
+      kernels: fn -> kernel_path_rows(cfg, devices, devices_error) end,
+      scale: fn -> scale_rows(cfg, devices, devices_error) end,
+      crossover: fn -> crossover_rows(cfg) end
+    }
+  end
+
   defp plan(cfg, devices, devices_error) do
+    all = sections(cfg, devices, devices_error)
+
+    Enum.flat_map(cfg.sections, fn s ->
+      case Map.fetch(all, s) do
+        {:ok, rows} -> rows.()
+        :error -> raise ArgumentError, "unknown section #{inspect(s)} (known: #{inspect(Map.keys(all))})"
+      end
+    end)
+  end
+
+  defp main_rows(cfg, devices, devices_error) do
     %{p: p, mu: mu, iterations: k} = cfg
     m = Kiln.LogisticMap
 
@@ -166,9 +225,7 @@ defmodule KilnBench do
       {"elixir.empty.binary", nil, %{expected: "input"}, fn %{binary: b} -> {unwrap(Kiln.empty_call(b)), %{}} end}
     ]
 
-    kernels = if cfg.kernels, do: kernel_path_rows(cfg, devices, devices_error), else: []
-
-    pure ++ cpu ++ accel ++ spread_rows(cfg, devices, devices_error) ++ empty ++ kernels
+    pure ++ cpu ++ accel ++ spread_rows(cfg, devices, devices_error) ++ empty
   end
 
   # ---- the kernel path (--kernels) --------------------------------------------------------------
@@ -280,6 +337,126 @@ defmodule KilnBench do
     {name, nil, Map.merge(extra, %{iterations: k, resident: true}),
      {:setup, fn %{binary: bin} -> unwrap(Kiln.Buffer.upload(bin, opts)) end,
       fn buf -> {unwrap(run.(buf)), %{}} end, fn buf -> unwrap(Kiln.Buffer.download(buf)) end}}
+  end
+
+  # ---- lists both ways, kept results, the sweep, the crossover -------------------------------------
+
+  # CUDA device 0 (skipped with its reason where there is none) and the host's cores.
+  defp cuda_and_cpu(devices, devices_error),
+    do: Enum.filter(kernel_targets(devices, devices_error), fn {label, _, _} -> label in ["cuda0", "cpu"] end)
+
+  # Lists both ways at --n: what a list costs to walk and build in Elixir itself (:lists.reverse/1),
+  # the NIF's empty call on it (decode, encode), and the map from a list to a list, each run in a
+  # fresh process that builds its own input; then the same in a process that also holds a list of
+  # --lists-heap elements, so that the collections the call triggers copy a large heap.
+  defp lists_rows(cfg, devices, devices_error) do
+    %{p: p, mu: mu, iterations: k} = cfg
+
+    ops =
+      [{"reverse", %{expected: "input", timing: ":lists.reverse/1 of the input list"}, &:lists.reverse/1},
+       {"empty_call", %{expected: "input", timing: "Kiln.empty_call(list)"}, &unwrap(Kiln.empty_call(&1))}] ++
+        for {label, opts, extra} <- cuda_and_cpu(devices, devices_error) do
+          if opts == nil,
+            do: {label, extra, nil},
+            else: {label, Map.put(extra, :timing, "Kiln.LogisticMap.run(list, ...) on #{label}, a list back"),
+                   &unwrap(Kiln.LogisticMap.run(&1, p, mu, [iterations: k] ++ opts))}
+        end
+
+    heaps = [{"", 0}] ++ if cfg.lists_heap > 0, do: [{"big_heap.", cfg.lists_heap}], else: []
+
+    for {prefix, heap} <- heaps, {label, extra, op} <- ops do
+      name = "elixir.lists.#{prefix}#{label}"
+
+      if op == nil,
+        do: {name, nil, %{}, fn _ -> throw({:skip, extra}) end},
+        else: {name, nil, Map.merge(extra, %{lists_heap: heap, op: label}), {:fresh, heap, op}}
+    end
+  end
+
+  # Six calls in a row on one binary at --n: each result kept alive in a list while the next call
+  # runs (kept), or only the last (dropped); every call's time is reported.
+  defp kept_rows(cfg, devices, devices_error) do
+    %{p: p, mu: mu, iterations: k} = cfg
+
+    for {label, opts, extra} <- cuda_and_cpu(devices, devices_error), keep <- [true, false] do
+      name = "elixir.#{if keep, do: "kept", else: "dropped"}.#{label}.binary"
+
+      if opts == nil,
+        do: {name, nil, %{}, fn _ -> throw({:skip, extra}) end},
+        else: {name, nil, Map.merge(extra, %{calls_kept: keep}),
+               {:sequence, 6, keep, &unwrap(Kiln.LogisticMap.run(&1, p, mu, [iterations: k] ++ opts))}}
+    end
+  end
+
+  # The device of the sweep's GPU modes: CUDA device 0, else the first OpenCL GPU; {nil, reason}
+  # where the NIF has none.
+  defp best_gpu(_devices, err) when is_binary(err), do: {nil, "Kiln.devices() failed: " <> err}
+
+  defp best_gpu(devices, nil) do
+    usable = fn b -> Enum.filter(devices, &(get(&1, :backend) == b and get(&1, :available) == true and get(&1, :gpu) != false)) end
+
+    case usable.(:cuda) ++ usable.(:opencl) do
+      [dev | _] ->
+        i = get(dev, :index) || 0
+        {[backend: get(dev, :backend), device: i],
+         %{device: str(get(dev, :name)), gpu: true, backend: to_string(get(dev, :backend)), device_index: i}}
+
+      [] ->
+        why = for d <- devices, get(d, :backend) in [:cuda, :opencl], get(d, :available) != true,
+                  do: "#{get(d, :backend)}: #{str(get(d, :reason))}"
+        {nil, "no usable GPU (" <> Enum.join(why, "; ") <> ")"}
+    end
+  end
+
+  # The scaling sweep: at n = 2^e and k iterations, from a binary, Kiln's defaults (auto), the best
+  # GPU computing every element (device_only), the same GPU with the host's cores sharing
+  # (host_share), and the host's cores alone (cpu). run_stats says where auto ran.
+  defp scale_rows(cfg, devices, devices_error) do
+    %{p: p, mu: mu} = cfg
+    {gpu, gpu_extra} = best_gpu(devices, devices_error)
+
+    modes = [
+      {"auto", [], %{device: "auto"}},
+      {"device_only", gpu && gpu ++ [host_share: false], gpu_extra},
+      {"host_share", gpu && gpu ++ [host_share: true], gpu_extra},
+      {"cpu", [backend: :cpu], %{device: "cpu", backend: "cpu"}}
+    ]
+
+    for e <- cfg.scale_n, k <- cfg.scale_k, {mode, opts, extra} <- modes do
+      n = Bitwise.bsl(1, e)
+      name = "elixir.scale.n#{e}.k#{k}.#{mode}.binary"
+      fields = %{n: n, n_log2: e, iterations: k, mode: mode}
+
+      if opts == nil do
+        {name, nil, fields, fn _ -> throw({:skip, extra}) end}
+      else
+        {name, nil, Map.merge(extra, fields),
+         {:scale, n,
+          fn %{binary: b} ->
+            {res, st} = unwrap(Kiln.LogisticMap.run_stats(b, p, mu, [iterations: k] ++ opts))
+            {res, %{ran_on: to_string(st.backend), host_elements: st.host_elements}}
+          end}}
+      end
+    end
+  end
+
+  # Small calls: Kiln's defaults and the cpu backend against pure Elixir, from a list (a list back)
+  # and from a binary, at each n; each point is the median of many calls in a fresh process.
+  defp crossover_rows(cfg) do
+    %{p: p, mu: mu, iterations: k} = cfg
+
+    impls = [
+      {"auto", &Kiln.LogisticMap.run(&1, p, mu, iterations: k)},
+      {"cpu", &Kiln.LogisticMap.run(&1, p, mu, iterations: k, backend: :cpu)},
+      {"pure", &Kiln.LogisticMap.Pure.run(&1, p, mu, iterations: k)}
+    ]
+
+    for n <- cfg.crossover_n, {impl, run} <- impls, shape <- ["list", "binary"] do
+      build = if shape == "list", do: fn -> Enum.to_list(1..n) end, else: fn -> build_binary(n) end
+
+      {"elixir.crossover.n#{n}.#{impl}.#{shape}", nil, %{n: n, iterations: k, impl: impl, shape: shape},
+       {:calls, build, fn data -> unwrap(run.(data)) end}}
+    end
   end
 
   # The kernel written in Elixir, compiled for device 0 of each GPU backend: into OpenCL C (a GPU
@@ -438,6 +615,190 @@ defmodule KilnBench do
 
   # ---- measuring --------------------------------------------------------------------------------
 
+  # The specs beyond run_row's: {:scale, n, fun} (a sweep row over 1..n, its binary built once per
+  # n, with the sweep's budget and time limit), {:fresh, heap, op} (each run in a fresh process
+  # that builds its list), {:sequence, calls, keep, fun} (several calls on one binary, results kept
+  # or not) and {:calls, build, fun} (the median of many small calls).
+  defp run_spec(name, stages, {:scale, n, fun}, _input, cfg) do
+    if cfg.deadline && System.os_time(:millisecond) > cfg.deadline do
+      %{name: name, stages: stages, status: "skipped",
+        reason: "the sweep's time limit (--sweep-time-limit) ran out before this row"}
+    else
+      run_row(name, stages, fun, scale_input(n), %{cfg | budget: min(cfg.budget, cfg.scale_budget)})
+    end
+  end
+
+  defp run_spec(name, stages, {:fresh, heap, op}, _input, cfg),
+    do: guarded(name, stages, fn -> fresh_row(name, stages, heap, op, cfg) end)
+
+  defp run_spec(name, stages, {:sequence, calls, keep, fun}, input, _cfg),
+    do: guarded(name, stages, fn -> sequence_row(name, stages, calls, keep, fun, input.binary) end)
+
+  defp run_spec(name, stages, {:calls, build, fun}, _input, cfg),
+    do: guarded(name, stages, fn -> calls_row(name, stages, build, fun, cfg) end)
+
+  defp run_spec(name, stages, spec, input, cfg), do: run_row(name, stages, spec, input, cfg)
+
+  # The sweep's input 1..n as a binary, built once for the rows of one n (the previous n's is let go).
+  defp scale_input(n) do
+    case Process.get(:kiln_bench_scale_input) do
+      {^n, bin} ->
+        %{binary: bin}
+
+      _ ->
+        Process.delete(:kiln_bench_scale_input)
+        :erlang.garbage_collect()
+        bin = build_binary(n)
+        Process.put(:kiln_bench_scale_input, {n, bin})
+        %{binary: bin}
+    end
+  end
+
+  # A row's outcome as a map, whatever it raised or threw: a skipped row, an error with its reason.
+  defp guarded(name, stages, fun) do
+    try do
+      fun.()
+    rescue
+      e -> %{name: name, stages: stages, status: "error", reason: Exception.format(:error, e, __STACKTRACE__) |> trim_reason()}
+    catch
+      :throw, {:skip, reason} -> %{name: name, stages: stages, status: "skipped", reason: reason}
+      :throw, {:error_row, reason} -> %{name: name, stages: stages, status: "error", reason: reason}
+      kind, reason -> %{name: name, stages: stages, status: "error", reason: trim_reason(Exception.format(kind, reason, __STACKTRACE__))}
+    end
+  end
+
+  # Runs fun in a process of its own (spawned here, so it starts with a small heap) and returns
+  # its value; what it raises or throws is raised here again.
+  defp in_fresh_process(fun) do
+    parent = self()
+
+    {pid, ref} =
+      spawn_monitor(fn ->
+        reply =
+          try do
+            {:ok, fun.()}
+          catch
+            kind, reason -> {:raised, kind, reason, __STACKTRACE__}
+          end
+
+        send(parent, {self(), reply})
+      end)
+
+    receive do
+      {^pid, reply} ->
+        Process.demonitor(ref, [:flush])
+
+        case reply do
+          {:ok, value} -> value
+          {:raised, kind, reason, stack} -> :erlang.raise(kind, reason, stack)
+        end
+
+      {:DOWN, ^ref, :process, _, reason} ->
+        raise "the row's process exited: #{inspect(reason, limit: 5)}"
+    end
+  end
+
+  defp ok_row(name, stages, runs, result, more) do
+    Map.merge(
+      %{name: name, stages: stages, status: "ok", repeat: length(runs), runs: runs, seconds: median(runs),
+        seconds_min: Enum.min(runs), seconds_max: Enum.max(runs), host_to_device_s: 0.0, kernel_s: 0.0,
+        device_to_host_s: 0.0, checksum: checksum(result), result_length: result_length(result)},
+      more)
+  end
+
+  # Lists rows: every run (one warm-up where the heap is small, then --repeat timed ones) in a
+  # fresh process that builds the list it holds (heap > 0: a list of that many elements, alive
+  # until after the call) and the input list, collects once, then times op on the input; the
+  # collections the call itself triggers are in its time.
+  defp fresh_row(name, stages, heap, op, cfg) do
+    n = cfg.n
+
+    once = fn keep ->
+      in_fresh_process(fn ->
+        # A list of `heap` small integers (16 bytes an element on the heap), built by a BIF: several
+        # times faster than :lists.seq/2 at 2^24.
+        held = if heap > 0, do: :binary.bin_to_list(:binary.copy(<<7>>, heap)), else: [0]
+        data = :lists.seq(1, n)
+        :erlang.garbage_collect()
+        t0 = System.monotonic_time(:nanosecond)
+        res = op.(data)
+        t = (System.monotonic_time(:nanosecond) - t0) / 1.0e9
+        # hd(held) keeps the held list alive across the call.
+        {t, if(keep, do: res), hd(held)}
+      end)
+    end
+
+    warm_s = if heap == 0, do: elem(once.(false), 0), else: nil
+    eff = if warm_s, do: effective_repeat(warm_s, cfg.repeat, cfg.budget), else: cfg.repeat
+    timed = for i <- 1..eff, do: once.(i == eff)
+    runs = Enum.map(timed, &elem(&1, 0))
+    ok_row(name, stages, runs, elem(List.last(timed), 1), %{warmup_s: warm_s})
+  end
+
+  # Kept / dropped rows: in one process holding only the binary, one untimed warm-up call, then
+  # `calls` timed calls, each after a garbage collection: with keep, every result is still
+  # referenced (a list of them) when the next call starts; without, only the last one is. The
+  # kept results must all be the same bytes; the last one is checked.
+  defp sequence_row(name, stages, calls, keep, fun, bin) do
+    {runs, results} =
+      in_fresh_process(fn ->
+        _ = fun.(bin)
+
+        {runs, results} =
+          Enum.reduce(1..calls, {[], []}, fn _, {runs, kept} ->
+            :erlang.garbage_collect()
+            t0 = System.monotonic_time(:nanosecond)
+            res = fun.(bin)
+            t = (System.monotonic_time(:nanosecond) - t0) / 1.0e9
+            {[t | runs], if(keep, do: [res | kept], else: [res])}
+          end)
+
+        {Enum.reverse(runs), results}
+      end)
+
+    [last | _] = results
+
+    if Enum.any?(results, &(&1 != last)),
+      do: throw({:error_row, "the #{length(results)} kept results differ from each other"})
+
+    ok_row(name, stages, runs, last, %{calls: calls, kept_alive: length(results), call_s: runs})
+  end
+
+  # Crossover rows: in a fresh process that builds its input, three untimed calls estimate a call's
+  # time; then up to --crossover-reps timed calls (at least 10, fewer where --crossover-budget
+  # seconds run out), each timed alone; the row is their median, with quartiles.
+  defp calls_row(name, stages, build, fun, cfg) do
+    {times, last} =
+      in_fresh_process(fn ->
+        data = build.()
+        warm = for _ <- 1..3, do: elem(time_call(fun, data), 0)
+        est = max(median(warm), 1.0e-7)
+        reps = cfg.crossover_reps
+        eff = reps |> min(max(min(reps, 10), trunc(cfg.crossover_budget / est))) |> max(1)
+        times = for _ <- 1..(eff - 1), eff > 1, do: elem(time_call(fun, data), 0)
+        {t, last} = time_call(fun, data)
+        {[t | times], last}
+      end)
+
+    s = Enum.sort(times)
+    q = fn f -> Enum.at(s, min(length(s) - 1, trunc(f * length(s)))) end
+    more = %{seconds_p25: q.(0.25), seconds_p75: q.(0.75), us_per_call: median(times) * 1.0e6}
+
+    more =
+      if length(times) < cfg.crossover_reps,
+        do: Map.put(more, :calls_note, "#{length(times)} calls of #{cfg.crossover_reps}: the point's #{cfg.crossover_budget} s ran out"),
+        else: more
+
+    # Thousands of call times would swell the JSON: the quartiles stand for them.
+    ok_row(name, stages, s, last, more) |> Map.put(:runs, if(length(s) <= 50, do: times, else: nil))
+  end
+
+  defp time_call(fun, data) do
+    t0 = System.monotonic_time(:nanosecond)
+    res = fun.(data)
+    {(System.monotonic_time(:nanosecond) - t0) / 1.0e9, res}
+  end
+
   defp run_row(name, stages, spec, input, cfg) do
     # Binary rows run each timed call in a process of their own that holds only the binary: in this
     # process the 2^25-element input list makes every garbage collection cost hundreds of
@@ -454,7 +815,7 @@ defmodule KilnBench do
         f -> {fn -> input end, f, f, & &1}
       end
 
-    try do
+    guarded(name, stages, fn ->
       {warm_s, {_, warm_parts}} = timed_once(setup, warm_fun, isolated, false)
       eff = effective_repeat(warm_s, cfg.repeat, cfg.budget)
       {runs, parts, last} = timed_runs(setup, fun, isolated, eff, [], [])
@@ -471,16 +832,13 @@ defmodule KilnBench do
         checksum: checksum, result_length: result_length(result)
       }
 
+      # Where the engine ran and how much the host computed, from the last run (the sweep's rows).
+      row = Map.merge(row, Map.take(List.first(parts) || %{}, [:ran_on, :host_elements]))
+
       if eff < cfg.repeat,
         do: Map.put(row, :repeat_note, "#{eff} timed run(s) instead of #{cfg.repeat}: the warm-up took #{Float.round(warm_s, 1)} s"),
         else: row
-    rescue
-      e -> %{name: name, stages: stages, status: "error", reason: Exception.format(:error, e, __STACKTRACE__) |> trim_reason()}
-    catch
-      :throw, {:skip, reason} -> %{name: name, stages: stages, status: "skipped", reason: reason}
-      :throw, {:error_row, reason} -> %{name: name, stages: stages, status: "error", reason: reason}
-      kind, reason -> %{name: name, stages: stages, status: "error", reason: trim_reason(Exception.format(kind, reason, __STACKTRACE__))}
-    end
+    end)
   end
 
   # Rows slower than the budget allows get fewer timed runs (at least one); the row says so.
@@ -556,6 +914,14 @@ defmodule KilnBench do
 
   # Exact (bigint) sum of the results, whatever shape they came back in.
   defp checksum(l) when is_list(l), do: Enum.sum(l)
+  # A large binary is summed in parts on every scheduler: one core takes seconds over 2^28 elements.
+  @checksum_part 8 * 2_097_152
+  defp checksum(b) when is_binary(b) and byte_size(b) > 2 * @checksum_part do
+    for(off <- 0..(byte_size(b) - 1)//@checksum_part, do: binary_part(b, off, min(@checksum_part, byte_size(b) - off)))
+    |> Task.async_stream(&checksum/1, max_concurrency: System.schedulers_online(), ordered: false, timeout: :infinity)
+    |> Enum.reduce(0, fn {:ok, v}, acc -> acc + v end)
+  end
+
   defp checksum(b) when is_binary(b), do: for(<<x::signed-native-64 <- b>>, reduce: 0, do: (acc -> acc + x))
   defp checksum(other), do: raise(ArgumentError, "unexpected result shape: #{inspect(other, limit: 5)}")
 

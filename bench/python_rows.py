@@ -1,14 +1,17 @@
 # Python benchmark rows (NumPy on the CPU; CuPy, JAX, PyTorch on a CUDA GPU) and the NumPy reference checksum; prints JSON.
 """Run one Python row family and print its result rows as one JSON object on stdout.
 
-Usage: python_rows.py (numpy|cupy|jax|torch|reference|cupy_sweep|jax_sweep|torch_sweep) --n N
-                      [--p P] [--mu MU] [--iterations K] [--repeat R] [--budget S] [--first F]
-                      [--sweep 10,100,1000]
+Usage: python_rows.py (numpy|cupy|jax|torch|reference|cupy_sweep|jax_sweep|torch_sweep|cupy_scale|jax_scale)
+                      --n N [--p P] [--mu MU] [--iterations K] [--repeat R] [--budget S] [--first F]
+                      [--sweep 10,100,1000] [--scale-n 10,16,20] [--deadline T] [--rows REGEX]
 
 The inputs are 1..N; for the reference, F..F+N-1 with --first (F >= 0). The *_sweep families
 (bench/run --kernels) run the map at each iteration count of --sweep, the whole loop inside one
 kernel where the framework allows it (CuPy ElementwiseKernel, JAX lax.fori_loop), and cupy_sweep
 also measures a device-to-device copy's bytes per second (python.bw.cupy.copy.resident).
+The *_scale families (bench/run --sweep) run the same two kernels end to end at n = 2^e for each e
+of --scale-n and each count of --sweep, skipping the rows --rows does not match and, from the
+Unix time --deadline on, the rest (skipped, saying so).
 
 Each family is run in its own process by bench/driver.py: JAX and PyTorch both grab GPU
 memory and CUDA state at import, and a crash in one framework must not take the others down.
@@ -22,7 +25,8 @@ import sys
 import time
 
 INT64_MAX = 2**63 - 1
-FAMILIES = ("numpy", "cupy", "jax", "torch", "reference", "cupy_sweep", "jax_sweep", "torch_sweep")
+FAMILIES = ("numpy", "cupy", "jax", "torch", "reference", "cupy_sweep", "jax_sweep", "torch_sweep", "cupy_scale",
+            "jax_scale")
 
 
 def int64_bound(n, p, mu):
@@ -216,11 +220,12 @@ def reference_from(args):
 
 # ---- GPU frameworks ----------------------------------------------------------------------------
 
-def gpu_rows(family, args, setup, names=None, more=None):
+def gpu_rows(family, args, setup, names=None, more=None, host=None):
     """Common shape of the GPU rows: end to end from a host NumPy array, and device-resident.
 
-    names: (end-to-end name, resident name), default python.<family>[.resident]; more: fields
-    added to both rows (e.g. the iteration count of a sweep row).
+    names: (end-to-end name, resident name), default python.<family>[.resident], a resident name
+    None for the end-to-end row alone; more: fields added to both rows (e.g. the iteration count
+    of a sweep row); host: the input 1..n already built (np.arange), shared by several calls.
 
     setup() returns (name of the device, versions, to_device, compute, to_host, sync), or raises
     RuntimeError(reason) to skip. The end-to-end row is timed as H2D + compute + D2H with a
@@ -228,21 +233,23 @@ def gpu_rows(family, args, setup, names=None, more=None):
     alone on data already on the device.
     """
     e2e, res = names or (f"python.{family}", f"python.{family}.resident")
+
+    def skip_both(reason):
+        return [skipped(name, reason, **(more or {})) for name in (e2e, res) if name]
     try:
         import numpy as np
     except ImportError as e:
-        return [skipped(e2e, f"numpy not importable: {e}"), skipped(res, f"numpy not importable: {e}")]
+        return skip_both(f"numpy not importable: {e}")
     why = overflow_reason(args.n, args.p, args.mu) or sign_reason(args.mu)
     if why:
-        return [skipped(e2e, why), skipped(res, why)]
+        return skip_both(why)
     try:
         device, versions, to_device, compute, to_host, sync = setup()
     except RuntimeError as e:
-        return [skipped(e2e, str(e)), skipped(res, str(e))]
+        return skip_both(str(e))
     except Exception as e:  # a broken install is a skip with its message, not a harness crash
-        reason = f"{family} unusable: {type(e).__name__}: {e}"
-        return [skipped(e2e, reason), skipped(res, reason)]
-    a = np.arange(1, args.n + 1, dtype=np.int64)
+        return skip_both(f"{family} unusable: {type(e).__name__}: {e}")
+    a = np.arange(1, args.n + 1, dtype=np.int64) if host is None else host
     extra = {"device": device, "versions": versions, "note": bound_note(args.n, args.p, args.mu), **(more or {})}
 
     def end_to_end():
@@ -259,6 +266,8 @@ def gpu_rows(family, args, setup, names=None, more=None):
 
     rows = [measure(e2e, end_to_end, args.repeat, args.budget, lambda r: exact_sum(np, r),
                     dict(extra, timing="end to end from a host NumPy array (H2D + compute + D2H)"))]
+    if res is None:
+        return rows
     d = to_device(a)
     sync()
 
@@ -432,6 +441,39 @@ def sweep_rows(family, args):
     return rows
 
 
+SCALE_FORMS = {"cupy_scale": ("cupy", "elementwise", setup_cupy_elementwise),
+               "jax_scale": ("jax", "fori", setup_jax_fori)}
+
+
+def scale_rows(family, args):
+    """The scaling sweep (bench/run --sweep): end to end at n = 2^e for every e and iteration count."""
+    import re
+    fw, form, setup = SCALE_FORMS[family]
+    wanted = re.compile(args.rows or "")
+    rows = []
+    for e in args.scale_n:
+        n = 1 << e
+        host = None
+        for k in args.sweep:
+            name = f"python.scale.n{e}.k{k}.{fw}.{form}"
+            more = {"n": n, "n_log2": e, "iterations": k, "mode": fw, "form": form}
+            if not wanted.search(name):
+                continue
+            if args.deadline is not None and time.time() > args.deadline:
+                rows.append(skipped(name, "the sweep's time limit (--sweep-time-limit) ran out before this row", **more))
+                continue
+            if host is None:
+                try:
+                    import numpy as np
+                    host = np.arange(1, n + 1, dtype=np.int64)
+                except ImportError:
+                    pass  # gpu_rows says why
+            a = argparse.Namespace(**{**vars(args), "n": n, "iterations": k})
+            rows += gpu_rows(fw, a, lambda a=a: setup(a), names=(name, None), more=more, host=host)
+        host = None  # free 1..n before the next n's
+    return rows
+
+
 def row_cupy_copy(args):
     """A device-to-device copy of n int64 (cupy.copyto): the bytes/s a memory-bound kernel can hope for."""
     name = "python.bw.cupy.copy.resident"
@@ -482,15 +524,21 @@ def main():
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--budget", type=float, default=60.0)
     ap.add_argument("--first", type=int, default=1)
-    ap.add_argument("--sweep", default="10,100,1000", help="iteration counts of the *_sweep families")
+    ap.add_argument("--sweep", default="10,100,1000", help="iteration counts of the *_sweep and *_scale families")
+    ap.add_argument("--scale-n", default="10,16,20", help="the *_scale families' n, as powers of two")
+    ap.add_argument("--deadline", type=float, default=None, help="Unix time from which *_scale rows are skipped")
+    ap.add_argument("--rows", default="", help="only the *_scale rows whose name matches (re.search)")
     args = ap.parse_args()
     args.sweep = [int(k) for k in args.sweep.split(",") if k.strip()]
+    args.scale_n = [int(e) for e in args.scale_n.split(",") if e.strip()]
     if args.family == "reference":
         out = reference(args)
     elif args.family == "numpy":
         out = {"rows": row_numpy(args)}
     elif args.family in SWEEP_FORMS:
         out = {"rows": sweep_rows(args.family, args)}
+    elif args.family in SCALE_FORMS:
+        out = {"rows": scale_rows(args.family, args)}
     else:
         setup = {"cupy": setup_cupy, "jax": setup_jax, "torch": setup_torch}[args.family]
         out = {"rows": gpu_rows(args.family, args, lambda: setup(args))}
