@@ -5,6 +5,7 @@
 #include <utility>
 #include <vector>
 
+#include "backends/opencl/build_thread.hpp"
 #include "core/kernel_cache.hpp"
 
 namespace kiln::detail {
@@ -78,8 +79,11 @@ result<cl::Program> build_cached(const cl::Context& context, const cl::Device& d
       const unsigned char* bytes = reinterpret_cast<const unsigned char*>(binary->data());
       const std::size_t size = binary->size();
       cl_int binary_status = CL_SUCCESS;
-      cl_int e = CL_SUCCESS;
-      const cl_program made = clCreateProgramWithBinary(context(), 1, &device(), &size, &bytes, &binary_status, &e);
+      cl_int e = CL_INVALID_OPERATION;
+      cl_program made = nullptr;
+      // On the build thread, as builds are: a driver may compile while it reads a binary.
+      (void)run_on_build_thread(
+          [&] { made = clCreateProgramWithBinary(context(), 1, &device(), &size, &bytes, &binary_status, &e); });
       if (e == CL_SUCCESS && binary_status == CL_SUCCESS) {
         cl::Program program(made);  // takes the reference clCreateProgramWithBinary returned
         if (build(program, device).ok()) return program;
@@ -97,8 +101,13 @@ result<cl::Program> build_cached(const cl::Context& context, const cl::Device& d
     return make_error(e == CL_OUT_OF_HOST_MEMORY ? errc::out_of_memory : errc::device_error,
                       "clCreateProgramWithSource failed: error " + std::to_string(e));
   KILN_TRY(build(program, device));
-  if (key)
-    if (auto binary = binary_of(program, device)) (void)cache.store(*key, *binary);
+  if (key) {
+    // PoCL compiles the program's kernels to produce its binary, which recurses as deep as a
+    // build does: so on the build thread too.
+    std::optional<std::vector<char>> binary;
+    if (run_on_build_thread([&] { binary = binary_of(program, device); }).ok() && binary)
+      (void)cache.store(*key, *binary);
+  }
   return program;
 }
 
