@@ -4,6 +4,7 @@
 #include <algorithm>
 #include <cstdint>
 #include <cstdlib>
+#include <filesystem>
 #include <iostream>
 #include <limits>
 #include <string>
@@ -13,6 +14,7 @@
 #include "../core/kernel_reference.hpp"
 #include "backend_test_support.hpp"
 #include "backends/cuda/nvrtc.hpp"
+#include "core/kernel_cache.hpp"
 #include "core/kernel_ir.hpp"
 #include "kiln/kiln.hpp"
 
@@ -406,6 +408,62 @@ TEST(CudaNvrtc, RandomKernelsCompile) {
     EXPECT_EQ(cubin->substr(0, 4), "\x7f" "ELF");
   }
   EXPECT_GT(lowered, 0u) << "some kernels hold an exact rem of a product";
+}
+
+// A cubin compiled once is read from the disk cache by the next load, GPU or not (the load is
+// the caller's: here it only looks at the image). An image the load refuses is dropped,
+// compiled afresh and stored again; a compile error stores nothing.
+TEST(CudaNvrtc, CompiledCubinsAreKeptOnDisk) {
+  if (auto s = kiln::detail::nvrtc_available(); !s.ok()) GTEST_SKIP() << s.err().message;
+  std::string pattern = (std::filesystem::temp_directory_path() / "kiln-cubin-cache-XXXXXX").string();
+  ASSERT_NE(::mkdtemp(pattern.data()), nullptr);
+  const char* previous = std::getenv("KILN_CACHE_DIR");
+  const std::string restore = previous ? previous : "";
+  ::setenv("KILN_CACHE_DIR", pattern.c_str(), 1);
+  const std::string source = "extern \"C\" __global__ void kiln_program(long long* x) { x[threadIdx.x] += 41; }";
+  std::vector<std::string> seen;
+  auto take = [&](const std::string& cubin) -> kiln::status {
+    seen.push_back(cubin);
+    return {};
+  };
+  const auto c0 = kiln::detail::kernel_cache_stats();
+  ASSERT_TRUE(kiln::detail::load_cubin(source, 75, take).ok());
+  const auto c1 = kiln::detail::kernel_cache_stats();
+  EXPECT_EQ(c1.misses - c0.misses, 1u);
+  EXPECT_EQ(c1.stores - c0.stores, 1u);
+  ASSERT_TRUE(kiln::detail::load_cubin(source, 75, take).ok());
+  const auto c2 = kiln::detail::kernel_cache_stats();
+  EXPECT_EQ(c2.hits - c1.hits, 1u) << "the second load comes from the disk";
+  ASSERT_EQ(seen.size(), 2u);
+  EXPECT_EQ(seen[0], seen[1]);
+  EXPECT_EQ(seen[0].substr(0, 4), "\x7f" "ELF");
+  ASSERT_TRUE(kiln::detail::load_cubin(source, 90, take).ok());
+  EXPECT_EQ(kiln::detail::kernel_cache_stats().misses - c2.misses, 1u) << "another architecture is another entry";
+
+  // The driver refuses the cached image (once): compiled again, loaded, stored again.
+  int refusals = 1;
+  auto picky = [&](const std::string& cubin) -> kiln::status {
+    seen.push_back(cubin);
+    if (refusals-- > 0) return kiln::make_error(kiln::errc::device_error, "cudaLibraryLoadData failed: refused");
+    return {};
+  };
+  const auto c3 = kiln::detail::kernel_cache_stats();
+  seen.clear();
+  ASSERT_TRUE(kiln::detail::load_cubin(source, 75, picky).ok());
+  const auto c4 = kiln::detail::kernel_cache_stats();
+  EXPECT_EQ(seen.size(), 2u) << "the cached image, then a fresh one";
+  EXPECT_EQ(c4.hits - c3.hits, 1u);
+  EXPECT_EQ(c4.stores - c3.stores, 1u);
+  // A load that fails on a fresh image too fails the call, and stores nothing.
+  auto never = [](const std::string&) -> kiln::status { return kiln::make_error(kiln::errc::device_error, "no"); };
+  EXPECT_FALSE(kiln::detail::load_cubin(source + " ", 75, never).ok());
+  EXPECT_FALSE(kiln::detail::load_cubin("not CUDA C", 75, take).ok());
+  EXPECT_EQ(kiln::detail::kernel_cache_stats().stores, c4.stores);
+
+  if (previous) ::setenv("KILN_CACHE_DIR", restore.c_str(), 1);
+  else ::unsetenv("KILN_CACHE_DIR");
+  std::error_code ec;
+  std::filesystem::remove_all(pattern, ec);
 }
 
 }  // namespace

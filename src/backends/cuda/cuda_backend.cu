@@ -963,11 +963,11 @@ class cuda_backend final : public backend {
     std::lock_guard<std::mutex> lock(programs_m_);
     auto key = std::make_pair(source, arch);
     if (auto it = kernels_.find(key); it != kernels_.end()) return it->second;
-    auto cubin = compile_cubin(source, arch);
-    if (!cubin) return cubin.err();
     cudaLibrary_t lib = nullptr;
-    KILN_TRY(cuda_check(cudaLibraryLoadData(&lib, cubin->data(), nullptr, nullptr, 0, nullptr, nullptr, 0),
-                        "cudaLibraryLoadData (kiln_program)"));
+    KILN_TRY(load_cubin(source, arch, [&](const std::string& cubin) {
+      return cuda_check(cudaLibraryLoadData(&lib, cubin.data(), nullptr, nullptr, 0, nullptr, nullptr, 0),
+                        "cudaLibraryLoadData (kiln_program)");
+    }));
     library_handle owner(lib);
     cudaKernel_t kernel = nullptr;
     KILN_TRY(cuda_check(cudaLibraryGetKernel(&kernel, lib, name), (std::string("cudaLibraryGetKernel (") + name + ")").c_str()));

@@ -1,6 +1,7 @@
-// NVRTC loaded with dlopen: its few entry points, and CUDA C to cubin for one compute capability.
+// NVRTC loaded with dlopen: its few entry points, and CUDA C to cubin for one compute capability, through the disk cache.
 #include "backends/cuda/nvrtc.hpp"
 
+#include <cuda_runtime_api.h>
 #include <dlfcn.h>
 #include <nvrtc.h>
 
@@ -8,6 +9,9 @@
 #include <mutex>
 #include <string>
 #include <type_traits>
+#include <vector>
+
+#include "core/kernel_cache.hpp"
 
 namespace kiln::detail {
 namespace {
@@ -16,6 +20,7 @@ namespace {
 // against libnvrtc).
 struct nvrtc_api {
   decltype(&nvrtcGetErrorString) error_string = nullptr;
+  decltype(&nvrtcVersion) version = nullptr;
   decltype(&nvrtcCreateProgram) create = nullptr;
   decltype(&nvrtcDestroyProgram) destroy = nullptr;
   decltype(&nvrtcCompileProgram) compile = nullptr;
@@ -44,6 +49,7 @@ const nvrtc_api& api() {
       if (!fn && r.failure.empty()) r.failure = std::string("NVRTC (") + name + ") lacks " + symbol;
     };
     bind(r.error_string, "nvrtcGetErrorString");
+    bind(r.version, "nvrtcVersion");
     bind(r.create, "nvrtcCreateProgram");
     bind(r.destroy, "nvrtcDestroyProgram");
     bind(r.compile, "nvrtcCompileProgram");
@@ -58,6 +64,26 @@ const nvrtc_api& api() {
 
 error nvrtc_error(const nvrtc_api& a, nvrtcResult e, const char* call) {
   return make_error(errc::device_error, std::string(call) + " failed: " + a.error_string(e));
+}
+
+// NVRTC's options for `arch`: sm_XY (not compute_XY), machine code for this GPU, so the driver
+// need not JIT-compile PTX, whose version a driver older than this toolkit may not read.
+std::vector<std::string> options_for(int arch) { return {"--gpu-architecture=sm_" + std::to_string(arch)}; }
+
+// Everything a cubin depends on besides the source: the options, the compiler, and the driver
+// that loads it (a newer driver may reject or mis-handle what an older toolkit wrote, and
+// keying on it costs one compile per driver update).
+cache_key cubin_key(const nvrtc_api& a, const std::string& source, int arch) {
+  cache_key key;
+  key.add("backend", "cuda").add("image", "cubin").add("source", source);
+  for (const std::string& o : options_for(arch)) key.add("option", o);
+  int major = 0, minor = 0;
+  if (a.version(&major, &minor) != NVRTC_SUCCESS) major = minor = -1;
+  key.add("nvrtc", std::to_string(major) + "." + std::to_string(minor));
+  int driver = 0;
+  if (cudaDriverGetVersion(&driver) != cudaSuccess) driver = -1;
+  key.add("driver", std::to_string(driver));
+  return key;
 }
 
 }  // namespace
@@ -75,11 +101,10 @@ result<std::string> compile_cubin(const std::string& source, int arch) {
   if (nvrtcResult e = a.create(&prog, source.c_str(), "kiln_program.cu", 0, nullptr, nullptr); e != NVRTC_SUCCESS)
     return nvrtc_error(a, e, "nvrtcCreateProgram");
   std::unique_ptr<nvrtcProgram, void (*)(nvrtcProgram*)> owner(&prog, [](nvrtcProgram* p) { (void)api().destroy(p); });
-  // sm_XY (not compute_XY): machine code for this GPU, so the driver need not JIT-compile PTX,
-  // whose version a driver older than this toolkit may not read.
-  const std::string gpu = "--gpu-architecture=sm_" + std::to_string(arch);
-  const char* options[] = {gpu.c_str()};
-  const nvrtcResult compiled = a.compile(prog, 1, options);
+  const std::vector<std::string> options = options_for(arch);
+  std::vector<const char*> option_ptrs;
+  for (const std::string& o : options) option_ptrs.push_back(o.c_str());
+  const nvrtcResult compiled = a.compile(prog, static_cast<int>(option_ptrs.size()), option_ptrs.data());
   if (compiled != NVRTC_SUCCESS) {
     std::size_t n = 0;
     std::string log;
@@ -97,6 +122,22 @@ result<std::string> compile_cubin(const std::string& source, int arch) {
   std::string cubin(size, '\0');
   if (nvrtcResult e = a.cubin(prog, cubin.data()); e != NVRTC_SUCCESS) return nvrtc_error(a, e, "nvrtcGetCUBIN");
   return cubin;
+}
+
+status load_cubin(const std::string& source, int arch, const std::function<status(const std::string& cubin)>& load) {
+  KILN_TRY(nvrtc_available());
+  const kernel_cache cache = kernel_cache::from_environment();
+  const cache_key key = cubin_key(api(), source, arch);
+  if (auto cached = cache.load(key)) {
+    if (load(std::string(cached->begin(), cached->end())).ok()) return {};
+    cache.drop(key);
+  }
+  auto cubin = compile_cubin(source, arch);
+  if (!cubin) return cubin.err();
+  KILN_TRY(load(*cubin));
+  // Only an image the driver took: one it refused would fail every later process the same way.
+  (void)cache.store(key, *cubin);
+  return {};
 }
 
 }  // namespace kiln::detail

@@ -25,6 +25,7 @@
 
 #include "backends/opencl/build_thread.hpp"
 #include "backends/opencl/opencl_library.hpp"
+#include "backends/opencl/opencl_program_cache.hpp"
 #include "core/backend.hpp"
 #include "core/lanes.hpp"
 #include "core/thread_pool.hpp"
@@ -854,9 +855,10 @@ result<const built_program*> build_program(device_state& ds, const std::string& 
   KILN_TRY(create_lanes(ds));
   cl_int e = CL_SUCCESS;
   built_program built;
-  built.program = cl::Program(ds.context, source, false, &e);
-  if (e != CL_SUCCESS) return cl_error("clCreateProgramWithSource", e);
-  KILN_TRY(build(built.program, ds.device, "program"));
+  auto program = build_cached(ds.context, ds.device, source, "",
+                              [](cl::Program& p, const cl::Device& d) { return build(p, d, "program"); });
+  if (!program) return program.err();
+  built.program = std::move(*program);
   for (std::size_t l = 0; l < ds.lanes.size(); ++l) {
     built.lane_kernels.emplace_back(built.program, "kiln_program", &e);
     if (e != CL_SUCCESS) return cl_error("clCreateKernel (kiln_program)", e);
@@ -931,12 +933,12 @@ result<run_stats> run_resident_on(device_state& ds, const decoded_kernel& dk, st
   auto it = ds.resident_programs.find(source);
   if (it == ds.resident_programs.end()) {
     cl_int e = CL_SUCCESS;
-    cl::Program program(ds.context, source, false, &e);
-    if (e != CL_SUCCESS) return cl_error("clCreateProgramWithSource", e);
-    KILN_TRY(build(program, ds.device, "kernel"));
-    cl::Kernel kernel(program, "kiln_resident", &e);
+    auto program = build_cached(ds.context, ds.device, source, "",
+                                [](cl::Program& p, const cl::Device& d) { return build(p, d, "kernel"); });
+    if (!program) return program.err();
+    cl::Kernel kernel(*program, "kiln_resident", &e);
     if (e != CL_SUCCESS) return cl_error("clCreateKernel (kiln_resident)", e);
-    it = ds.resident_programs.emplace(source, std::make_pair(std::move(program), std::move(kernel))).first;
+    it = ds.resident_programs.emplace(source, std::make_pair(std::move(*program), std::move(kernel))).first;
   }
   cl::Kernel& k = it->second.second;
   std::vector<cl_long> params(dk.scalars.begin(), dk.scalars.end());
@@ -1017,9 +1019,10 @@ result<std::shared_ptr<device_state>> set_up(const cl::Device& dev, std::size_t 
   if (e != CL_SUCCESS) return cl_error("clCreateContext", e);
   ds->queue = cl::CommandQueue(ds->context, dev, CL_QUEUE_PROFILING_ENABLE, &e);
   if (e != CL_SUCCESS) return cl_error("clCreateCommandQueue", e);
-  ds->program = cl::Program(ds->context, cl::Program::Sources{kernel_prelude, opencl_kernel_source}, &e);
-  if (e != CL_SUCCESS) return cl_error("clCreateProgramWithSource", e);
-  KILN_TRY(build(ds->program, dev, "kernel"));
+  auto program = build_cached(ds->context, dev, std::string(kernel_prelude) + opencl_kernel_source, "",
+                              [](cl::Program& p, const cl::Device& d) { return build(p, d, "kernel"); });
+  if (!program) return program.err();
+  ds->program = std::move(*program);
   ds->kernel = cl::Kernel(ds->program, kernel_name, &e);
   if (e == CL_INVALID_KERNEL_NAME)  // the program built, so the embedded source lacks logistic.cl
     return make_error(errc::device_error, "clCreateKernel failed: " + cl_code(e) + ": the embedded source has no " +
