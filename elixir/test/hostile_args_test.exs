@@ -45,6 +45,10 @@ defmodule Kiln.HostileArgsTest do
       {"Kiln.LogisticMap.run/4", &LogisticMap.run/4, data: data, p: 61, mu: 22, opts: {@run_keys, []}},
       {"Kiln.LogisticMap.run_stats/4", &LogisticMap.run_stats/4,
        data: data, p: 61, mu: 22, opts: {@run_keys, []}},
+      {"Kiln.LogisticMap.async/4 and Kiln.await/2", &async_await/4,
+       data: data, p: 61, mu: 22, opts: {@run_keys, []}},
+      {"a kernel's name_async/4 and Kiln.await/2", &kernel_async_await/4,
+       kernel_data: data, kernel_scalar: 3, kernel_scalar: 1, opts: {@kernel_keys, []}},
       {"Kiln.LogisticMap.run_windows/4", &LogisticMap.run_windows/4,
        data: data, p: 61, mu: 22, opts: {@run_keys ++ [:window], [window: 2]}},
       {"Kiln.LogisticMap.stream/4", &stream_to_list/4,
@@ -77,6 +81,9 @@ defmodule Kiln.HostileArgsTest do
     ]
   end
 
+  defp async_await(data, p, mu, opts), do: data |> LogisticMap.async(p, mu, opts) |> Kiln.await()
+  defp kernel_async_await(x, a, b, opts), do: x |> Kernels.affine_async(a, b, opts) |> Kiln.await()
+
   defp stream_to_list(chunks, p, mu, opts), do: chunks |> LogisticMap.stream(p, mu, opts) |> Enum.to_list()
 
   # A bad value for an argument of `kind`, and the words its error must use to name it.
@@ -89,6 +96,8 @@ defmodule Kiln.HostileArgsTest do
   defp bad(:mu), do: {BadValues.mu(), ~r/\bmu\b/}
   defp bad(:integer), do: {BadValues.non_integer(), ~r/\b(x|num|mu)\b/}
   defp bad(:int64), do: {BadValues.non_int64(), ~r/iota needs two integers/}
+  defp bad(:kernel_data), do: {BadValues.data(), ~r/parameter x\b|data|element|binary|Range|list/}
+  defp bad(:kernel_scalar), do: {BadValues.non_int64(), ~r/parameter (a|b)\b/}
   defp bad(:binary), do: {BadValues.non_binary(), ~r/binary/}
   defp bad(:buffer), do: {BadValues.buffer(), ~r/not a buffer made by Kiln.Buffer.upload/}
   # size/1 reads the struct without the NIF: a well-formed one around a foreign reference passes.

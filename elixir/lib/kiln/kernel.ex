@@ -484,6 +484,15 @@ defmodule Kiln.Kernel do
       |> Enum.map(fn {name, value} -> argument!(name, value) end)
       |> Enum.unzip()
 
+    # Each array's length, beside its shape: the results' size is checked before anything runs.
+    lengths = for {_shape, n} <- shapes, do: n
+
+    shapes =
+      Enum.map(shapes, fn
+        {shape, _n} -> shape
+        shape -> shape
+      end)
+
     shape =
       cond do
         Enum.member?(shapes, :buffer) -> :buffer
@@ -505,6 +514,11 @@ defmodule Kiln.Kernel do
       end
 
     arrays = Enum.count(shapes, &(&1 != :scalar))
+    n = Enum.max(lengths, fn -> 0 end)
+
+    if shape != :buffer do
+      Kiln.Memory.check_result!(as_list, n * max(outputs, 1), fn -> "a kernel run over #{n} elements" end)
+    end
 
     if iterations != 1 and (arrays != 1 or outputs != 1) do
       raise ArgumentError,
@@ -573,12 +587,30 @@ defmodule Kiln.Kernel do
   defp argument!(name, value) when is_integer(value),
     do: raise(ArgumentError, "parameter #{name} must be an integer that fits in int64, got #{value}")
 
-  defp argument!(_name, value) when is_list(value) or is_binary(value) or is_struct(value, Range) do
-    {data, as_list} = Args.data!(value)
-    {data, if(as_list, do: :list, else: :binary)}
+  defp argument!(name, value) when is_binary(value) and rem(byte_size(value), 8) != 0 do
+    raise ArgumentError,
+          "parameter #{name} is a binary of #{byte_size(value)} bytes, not a multiple of 8 " <>
+            "(an array binary holds native-endian signed 64-bit integers)"
   end
 
-  defp argument!(name, value) do
+  defp argument!(_name, value) when is_list(value) or is_binary(value) or is_struct(value, Range) do
+    {data, as_list, n} = Args.data_n!(value)
+    {data, {if(as_list, do: :list, else: :binary), n}}
+  end
+
+  # Any other Enumerable of integers (a Stream, say) is listed first, as Kiln.LogisticMap does.
+  defp argument!(name, value) when not is_struct(value, Kiln.Buffer) and not is_map(value) do
+    if Args.enumerable?(value) do
+      {data, true, n} = Args.data_n!(value)
+      {data, {:list, n}}
+    else
+      not_an_argument!(name, value)
+    end
+  end
+
+  defp argument!(name, value), do: not_an_argument!(name, value)
+
+  defp not_an_argument!(name, value) do
     raise ArgumentError,
           "parameter #{name} must be an integer that fits in int64 or an array (a list of " <>
             "integers, a Range or a binary of native-endian int64), got #{inspect(value, limit: 5)}"
