@@ -15,6 +15,7 @@
 
 #include "backends/cpu/cpu_simd.hpp"
 #include "core/backend.hpp"
+#include "core/settings.hpp"
 #include "core/stream_copy.hpp"
 #include "core/thread_pool.hpp"
 #include "kiln/kiln.hpp"
@@ -45,13 +46,6 @@ inline void map_on_host(const std::int64_t* in, std::int64_t* out, std::size_t c
   logistic_simd(in, out, count, kp, stream);
 }
 
-// A pipeline feature that the environment variable `name` turns off when set to 0 (to measure
-// what the feature saves); on otherwise. Callers read it once and keep the answer.
-inline bool env_switch(const char* name) {
-  const char* v = std::getenv(name);
-  return !(v && v[0] == '0' && v[1] == '\0');
-}
-
 // Narrow chunks. Values that fit in 32 bits cross the bus in 4 bytes instead of 8: a lane packs a
 // staged chunk (of a map or a program) whose inputs all fit while copying it into staging
 // (pack_narrow; a chunk with one wide value goes at full width), and when every result of the map
@@ -59,11 +53,8 @@ inline bool env_switch(const char* name) {
 // (-p, p)), the device returns int32 that the lane widens on its way into the caller's array
 // (widen_streaming). Staged runs move every element through the host twice and over PCIe both
 // ways, so halving the bytes shortens both. KILN_NARROW_TRANSFERS=0 turns it off (to measure what
-// it saves).
-inline bool narrow_transfers() {
-  static const bool on = env_switch("KILN_NARROW_TRANSFERS");
-  return on;
-}
+// it saves; core/settings.hpp).
+inline bool narrow_transfers() { return current_settings().narrow_transfers; }
 
 // Whether every result of the map fits in 32 bits (see narrow_transfers).
 inline bool narrow_results(const kernel_params& kp) {

@@ -19,6 +19,7 @@
 #include "core/backend.hpp"
 #include "core/lanes.hpp"
 #include "core/kernel_ir.hpp"
+#include "core/settings.hpp"
 #include "core/thread_pool.hpp"
 
 namespace kiln::detail {
@@ -141,11 +142,9 @@ struct transfer_job : map_job {
 // device-only run, BM). Direct jobs (page-locked caller memory) keep the copy engines: they move
 // full-width bytes, where the engines use the bus better (pinned in and out at once: 5.29 ms for
 // 256 MiB each way, a kernel on pinned memory 6.40 ms; BN-limits.txt). Uploads to and downloads
-// from resident buffers are copies. KILN_ZERO_COPY=0 turns it off (to measure what it saves).
-bool zero_copy() {
-  static const bool on = env_switch("KILN_ZERO_COPY");
-  return on;
-}
+// from resident buffers are copies. KILN_ZERO_COPY=0 turns it off (to measure what it saves;
+// core/settings.hpp).
+bool zero_copy() { return current_settings().zero_copy; }
 
 // Whether the job's chunks run zero copy (see zero_copy).
 bool zero_copy_chunk(const transfer_job& job) {

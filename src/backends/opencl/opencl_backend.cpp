@@ -27,6 +27,7 @@
 #include "backends/opencl/opencl_library.hpp"
 #include "core/backend.hpp"
 #include "core/lanes.hpp"
+#include "core/settings.hpp"
 #include "core/thread_pool.hpp"
 
 namespace kiln::detail {
@@ -1006,12 +1007,10 @@ result<std::shared_ptr<device_state>> set_up(const cl::Device& dev, std::size_t 
   auto ds = std::make_shared<device_state>();
   ds->device = dev;
   cl_device_type type = 0;
-  // Driven unless the device is the host's own cores (see lane_slots), or the environment says.
+  // Driven unless the device is the host's own cores (see lane_slots), or KILN_OPENCL_PIPELINE says.
   ds->driven = !(dev.getInfo(CL_DEVICE_TYPE, &type) == CL_SUCCESS && (type & CL_DEVICE_TYPE_CPU) != 0);
-  if (const char* env = std::getenv("KILN_OPENCL_PIPELINE")) {
-    if (std::strcmp(env, "driven") == 0) ds->driven = true;
-    if (std::strcmp(env, "lanes") == 0) ds->driven = false;
-  }
+  if (current_settings().opencl_pipeline == opencl_pipeline_mode::driven) ds->driven = true;
+  if (current_settings().opencl_pipeline == opencl_pipeline_mode::lanes) ds->driven = false;
   cl_int e = CL_SUCCESS;
   ds->context = cl::Context(dev, nullptr, nullptr, nullptr, &e);
   if (e != CL_SUCCESS) return cl_error("clCreateContext", e);
