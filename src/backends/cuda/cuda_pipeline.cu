@@ -18,8 +18,8 @@ using i64 = std::int64_t;
 // Two pipeline shapes (see cuda_device_state::transfer). Direct jobs, where DMA reaches the caller's
 // memory (pinned host blocks, resident buffers), need no host copies: one lane of 4 slots of 8 MiB
 // keeps both copy engines and the SMs busy, and per-chunk API costs vanish next to PCIe time. With
-// host sharing the pool's other threads compute pieces beside it: from pinned memory 4.6-5.2 ms
-// for 2^25 elements (the host taking about 35%) against 6.1-6.6 ms device-only on the H100.
+// host sharing the pool's other threads compute pieces beside it, and a run from pinned memory
+// finishes well before the device's alone would (docs/BENCHMARKS.md).
 constexpr std::size_t direct_slots = 4;
 constexpr std::size_t direct_chunk = std::size_t{1} << 20;
 // 64 MiB per buffer caps the pinned staging of the direct lane at 512 MiB (4 slots, in + out),
@@ -28,18 +28,15 @@ constexpr std::size_t max_chunk = std::size_t{1} << 23;
 // Staged jobs (pageable caller memory) are bound by the host copies into and out of pinned
 // staging. One thread per lane (staging_lanes(): up to 16), each with 3 slots of 1 MiB: every core copies at
 // once with no hand-over per chunk, and the staging (96 MiB at most) mostly stays in the
-// last-level cache between the host copy and the DMA. Measured on the H100 host with
-// kiln_transfer_limits (docs/BENCHMARKS.md): 8.1 ms for 2^25 elements against 10.9-22.7 ms for
-// one thread driving 4 slots of 8 MiB with the copies split over the pool. With host sharing
-// (run_options::host_share) a lane thread whose 3 slots are busy computes a chunk itself
-// (feed_lane): 6.6-8.0 ms on the H100 host against 8.0-8.7 ms with the device computing
-// everything, and 7.8-10.0 ms for the cpu backend alone. One thread making every CUDA call while
-// the others copy (driven_pipeline, which OpenCL needs) measured no better here (8.0-8.4 ms
-// device-only), so CUDA keeps a thread per lane. All of these at full width: chunks of values that
-// fit in 32 bits now cross narrowed (narrow_transfers), which halves the copies and the bus
-// traffic: 4.9-5.7 ms with host sharing, 5.1-5.4 ms device-only (docs/BENCHMARKS.md, BC-BE). Since
-// then the kernel of a staged chunk works on the pinned staging itself (zero_copy), so a staged
-// slot's device buffers serve only when that is turned off.
+// last-level cache between the host copy and the DMA. That is clearly faster than one thread
+// driving 4 slots of 8 MiB with the copies split over the pool (kiln_transfer_limits,
+// docs/BENCHMARKS.md). With host sharing (run_options::host_share) a lane thread whose 3 slots
+// are busy computes a chunk itself (feed_lane), which beats both the device computing everything
+// and the cpu backend alone. One thread making every CUDA call while the others copy
+// (driven_pipeline, which OpenCL needs) was no faster here, so CUDA keeps a thread per lane.
+// Chunks of values that fit in 32 bits cross narrowed (narrow_transfers), which halves the copies
+// and the bus traffic, and the kernel of a staged chunk works on the pinned staging itself
+// (zero_copy), so a staged slot's device buffers serve only when that is turned off.
 constexpr std::size_t staged_slots = 3;
 constexpr std::size_t staged_chunk = std::size_t{1} << 17;
 // Slot buffers grow in steps of 64 Ki elements so that slightly different sizes reuse them.
@@ -49,14 +46,12 @@ constexpr std::size_t capacity_step = std::size_t{1} << 16;
 // reaches pinned host memory by the same address (unified addressing), so the kernel of a staged
 // map or program reads its chunk from the staging and writes its results there itself, over the
 // bus, instead of two copy commands around it: one launch per chunk instead of three commands.
-// Measured on H200 instances (docs/BENCHMARKS.md, BN-BQ), 2^25 elements from pageable memory:
-// the benchmark's cpp.cuda0 4.69 ms against 5.13 with the copies, device alone 4.34 against
-// 5.32, inputs beyond 32 bits 4.91 against 5.67 (BP); per-chunk CUDA calls, which the lanes
-// contend for, were much of what the copies cost (each extra chunk added about 6.5 us to a
-// device-only run, BM). Direct jobs (page-locked caller memory) keep the copy engines: they move
-// full-width bytes, where the engines use the bus better (pinned in and out at once: 5.29 ms for
-// 256 MiB each way, a kernel on pinned memory 6.40 ms; BN-limits.txt). Uploads to and downloads
-// from resident buffers are copies. KILN_ZERO_COPY=0 turns it off (to measure what it saves;
+// Staged runs from pageable memory are faster so, with the host's share or without, and for
+// inputs beyond 32 bits too (docs/BENCHMARKS.md): much of what the copies cost was their
+// per-chunk CUDA calls, which the lanes contend for. Direct jobs (page-locked caller memory) keep
+// the copy engines: they move full-width bytes, and the engines move those over the bus faster
+// than a kernel reading and writing pinned memory does. Uploads to and downloads from resident
+// buffers are copies. KILN_ZERO_COPY=0 turns it off (to measure what it saves;
 // core/settings.hpp).
 bool zero_copy() { return current_settings().zero_copy; }
 

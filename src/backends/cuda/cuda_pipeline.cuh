@@ -23,8 +23,8 @@ namespace kiln::detail {
 // stream (so one chunk's upload overlaps another's download: the copy engines run both directions
 // at once only for different streams), four timing events that bracket the phases of the chunk
 // it carries when the caller asked for phase times (before H2D, after H2D, after the kernel,
-// after D2H), and an event without timing that marks its end otherwise (timing events cost: a
-// pinned run took 7.0 ms with them and 5.7-6.0 ms without on the H100).
+// after D2H), and an event without timing that marks its end otherwise (timing events slow a
+// run down measurably; docs/BENCHMARKS.md).
 struct cuda_slot {
   stream_handle stream;
   std::int64_t* in_host = nullptr;
@@ -38,8 +38,8 @@ struct cuda_slot {
   bool out32 = false;  // the chunk's results come back as int32 into out_host
   bool zero_copy = false;  // the chunk's kernel reads and writes host memory itself (zero_copy)
   // done() saw the chunk complete, so finish() need not wait for it: every CUDA call takes a
-  // lock that the lanes contend for, and a query then a synchronise cost two per chunk (with
-  // zero copy, 4.50-5.83 ms against 5.82-6.84 ms re-synchronising; BQ).
+  // lock that the lanes contend for, and a query then a synchronise cost two per chunk, which
+  // made zero-copy runs measurably slower (docs/BENCHMARKS.md).
   bool completed = false;
   std::size_t begin = 0;
   std::size_t count = 0;
@@ -55,9 +55,9 @@ struct cuda_lane {
 
 // A compiled kernel (core/kernel_source.cpp, CUDA dialect) as one job runs it: its kernel for
 // each device (by index; compiled for that device's compute capability), its parameters and
-// iteration count. The host does not share a program's work: the host interpreter takes 20-30
-// times as long per element as the map's SIMD kernel, so its pieces would finish long after the
-// device's chunks.
+// iteration count. The host does not share a program's work: the host interpreter is far slower
+// per element than the map's SIMD kernel, so its pieces would finish long after the device's
+// chunks.
 struct cuda_program_launch {
   std::vector<cudaKernel_t> kernels;
   std::span<const std::int64_t> params;
@@ -66,7 +66,7 @@ struct cuda_program_launch {
 };
 
 // Whether [p, p + bytes) is page-locked host memory (checked at both ends: Kiln's pinned blocks
-// are single allocations). Costs a microsecond; saves a copy of the whole array.
+// are single allocations). Cheap next to the copy of the whole array it saves.
 bool cuda_is_pinned(const void* p, std::size_t bytes);
 
 // What one pass through the pipeline does to n elements. A run maps host_in to host_out through

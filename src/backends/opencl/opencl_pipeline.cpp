@@ -12,9 +12,9 @@ namespace {
 
 using clock_type = std::chrono::steady_clock;
 
-// Driven: 2 MiB chunks (2^17 took 9.0-9.8 ms, 2^18 8.2-9.6 ms, 2^19 9.2-10.9 ms on the H100).
-// Lanes: 4 MiB, because each thread's commands wait for the others' (2^17 elements took twice as
-// long as 2^19 end to end on the H100).
+// Driven: 2 MiB chunks, faster than half or twice that (docs/BENCHMARKS.md). Lanes: 4 MiB,
+// because each thread's commands wait for the others', so smaller chunks made whole runs far
+// slower.
 constexpr std::size_t driven_chunk = std::size_t{1} << 18;
 constexpr std::size_t lane_chunk = std::size_t{1} << 19;
 // Larger chunks (chunk_elements) are allowed while the lanes' pinned staging stays within this.

@@ -25,12 +25,12 @@ namespace kiln::detail {
 // depends on the device (opencl_device_state::driven):
 //  - GPUs and other accelerators: one thread makes every OpenCL call and the others copy
 //    (driven_pipeline in core/lanes.hpp), because NVIDIA's OpenCL serialises enqueues behind a
-//    lock that 16 threads contend for badly. Measured on the H100 host (2^25 elements, the device
-//    computing everything): 8.2-9.6 ms against 11.0-13.2 ms with a thread per lane, and CUDA's
-//    8.3-9.0 ms on the same instance.
+//    lock that 16 threads contend for badly. With one driver a device-only run is clearly faster
+//    than with a thread per lane, and about as fast as CUDA's on the same host
+//    (docs/BENCHMARKS.md).
 //  - the host's own CPU (PoCL): each lane fed by its own thread, which sleeps in the driver while
 //    its slots are busy (feed_lane), leaving the cores to the device's kernels; spinning driver
-//    and copy threads took those cores away (56 ms against 68-104 ms for 2^22 elements on 2 cores).
+//    and copy threads took those cores away, and runs on a small host took longer.
 // KILN_OPENCL_PIPELINE=driven|lanes overrides the choice (tests run both everywhere).
 constexpr std::size_t lane_slots = 3;
 
@@ -117,8 +117,8 @@ struct opencl_device_state {
 
 // A program as one job runs it: the kernel object of each lane is set up by transfer(); the
 // chunks' faults meet in first_fault (the lowest faulting element index; no_fault for none). The
-// host does not share a program's work (the interpreter is 20-30 times slower per element than
-// the map's SIMD kernel).
+// host does not share a program's work (the interpreter is far slower per element than the map's
+// SIMD kernel).
 struct opencl_program_job {
   const opencl_built_program* built = nullptr;
   cl::Buffer params;
