@@ -79,8 +79,8 @@ struct run_options {
   int device = 0;                // index among that backend's devices, or all_devices
   std::size_t chunk_elements = 0;// 0 = the backend's choice; otherwise at most this many per chunk
   // GPU backends: time every chunk's host->device, kernel and device->host phases with device
-  // events and report their sums in run_stats. Off by default because the events cost: about
-  // 15% of an end-to-end CUDA run on the H100 (docs/BENCHMARKS.md).
+  // events and report their sums in run_stats. Off by default because the events cost a
+  // noticeable share of an end-to-end run (docs/BENCHMARKS.md).
   bool phase_times = false;
   // GPU backends, runs between two host arrays: the host's cores share the array with the
   // device, each taking the next elements as soon as it is free, computed on the host with the

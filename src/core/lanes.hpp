@@ -15,6 +15,7 @@
 
 #include "backends/cpu/cpu_simd.hpp"
 #include "core/backend.hpp"
+#include "core/settings.hpp"
 #include "core/stream_copy.hpp"
 #include "core/thread_pool.hpp"
 #include "kiln/kiln.hpp"
@@ -45,13 +46,6 @@ inline void map_on_host(const std::int64_t* in, std::int64_t* out, std::size_t c
   logistic_simd(in, out, count, kp, stream);
 }
 
-// A pipeline feature that the environment variable `name` turns off when set to 0 (to measure
-// what the feature saves); on otherwise. Callers read it once and keep the answer.
-inline bool env_switch(const char* name) {
-  const char* v = std::getenv(name);
-  return !(v && v[0] == '0' && v[1] == '\0');
-}
-
 // Narrow chunks. Values that fit in 32 bits cross the bus in 4 bytes instead of 8: a lane packs a
 // staged chunk (of a map or a program) whose inputs all fit while copying it into staging
 // (pack_narrow; a chunk with one wide value goes at full width), and when every result of the map
@@ -59,11 +53,8 @@ inline bool env_switch(const char* name) {
 // (-p, p)), the device returns int32 that the lane widens on its way into the caller's array
 // (widen_streaming). Staged runs move every element through the host twice and over PCIe both
 // ways, so halving the bytes shortens both. KILN_NARROW_TRANSFERS=0 turns it off (to measure what
-// it saves).
-inline bool narrow_transfers() {
-  static const bool on = env_switch("KILN_NARROW_TRANSFERS");
-  return on;
-}
+// it saves; core/settings.hpp).
+inline bool narrow_transfers() { return current_settings().narrow_transfers; }
 
 // Whether every result of the map fits in 32 bits (see narrow_transfers).
 inline bool narrow_results(const kernel_params& kp) {
@@ -137,8 +128,8 @@ struct map_job {
   // The most elements the host computes at once in this job: `base` (a lane's or a worker's
   // piece at the map's usual 10 iterations) shrunk in proportion to the iterations beyond 10, so
   // that a host piece takes about as long at any iteration count. The host's cores run the map
-  // about thirty times slower than the GPU, so at 1000 iterations a whole 2^17-element piece took
-  // longer than the device's whole run, which then waited for it (the share's tail).
+  // far slower than the GPU, so at high iteration counts a whole lane piece took longer than the
+  // device's whole run, which then waited for it (the share's tail).
   std::size_t host_piece_of(std::size_t base) const {
     const std::int64_t k = kp ? kp->iterations : 10;
     if (k <= 10) return base;
@@ -154,13 +145,13 @@ struct map_job {
 };
 
 // Elements per piece a host worker computes (beside a lane that needs no host copies): 256 KiB
-// in and out, about a tenth of a millisecond on one core, so the end of a run is fine-grained.
+// in and out, a short task for one core, so the end of a run is fine-grained.
 constexpr std::size_t host_piece = std::size_t{1} << 15;
 // At most this many per piece a lane computes while its device slots are busy: a whole CUDA
-// staging chunk. Measured on the H100 host from pageable memory (2^25 elements): a lane computing
-// whole 2^17 chunks took 6.6-8.0 ms with the host taking 12-23% of the work, 2^15 pieces
-// 7.6-8.4 ms with 7-11% (the device alone 8.0-8.7 ms): staged elements cost the host two copies,
-// so the more of them it maps itself, the less memory traffic the run needs.
+// staging chunk. From pageable memory, lanes computing whole chunks finished sooner than with
+// smaller pieces, the host taking a larger share of the work (docs/BENCHMARKS.md): staged
+// elements cost the host two copies, so the more of them it maps itself, the less memory traffic
+// the run needs.
 constexpr std::size_t lane_piece = std::size_t{1} << 17;
 
 // Hands out a job's elements in order, each range to whichever lane or host worker asks first:
@@ -260,12 +251,13 @@ inline void host_worker(work_counter& work, const std::int64_t* in, std::int64_t
 
 // ---- the driven pipeline: one thread makes every driver call, the others copy ------------------------
 //
-// Some drivers serialise every call behind one lock, and contend badly for it: NVIDIA's OpenCL
-// enqueues a chunk (write, kernel, read, flush) in 12.7 us from one thread, but 16 threads at once
-// manage 27,000 chunks a second between them and each waits 0.7 ms (kiln_opencl_limits on the H100
-// host). Then one thread, the driver, makes every call of a job (enqueues and completion checks)
-// and the others only copy between the caller's arrays and the slots' pinned staging (and, with
-// host sharing, compute pieces themselves when no slot needs them). Each slot moves through
+// Some drivers serialise every call behind one lock, and contend badly for it: with NVIDIA's
+// OpenCL, 16 threads enqueueing chunks (write, kernel, read, flush) at once manage fewer between
+// them than one thread alone, each waiting far longer than an enqueue takes (kiln_opencl_limits,
+// docs/BENCHMARKS.md). Then one thread, the driver, makes every call of a job (enqueues and
+// completion checks) and the others only copy between the caller's arrays and the slots' pinned
+// staging (and, with host sharing, compute pieces themselves when no slot needs them). Each slot
+// moves through
 //   free -> staging (a copier fills it) -> staged -> in flight (the driver enqueued it)
 //        -> done (the driver saw it complete) -> draining (a copier empties it) -> free,
 // and whoever moves a slot on owns it until the next state, so a slot's staging and range are never

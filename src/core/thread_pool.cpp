@@ -14,6 +14,8 @@
 #include <thread>
 #include <vector>
 
+#include "core/settings.hpp"
+
 namespace kiln::detail {
 namespace {
 
@@ -53,8 +55,7 @@ class pool {
   pool() {
     unsigned hw = std::max(1u, std::thread::hardware_concurrency());
     // KILN_WORKER_NICE overrides the workers' niceness (default 10; 0 keeps the caller's).
-    const char* env = std::getenv("KILN_WORKER_NICE");
-    const int nice = env ? std::atoi(env) : 10;
+    const int nice = current_settings().worker_nice;
     // The caller's thread works too, so hw - 1 workers keep every core busy.
     for (unsigned i = 0; i + 1 < hw; ++i)
       threads_.emplace_back([this, nice] {
@@ -124,10 +125,7 @@ std::size_t worker_count() { return instance().size(); }
 
 std::size_t staging_lanes() {
   static const std::size_t lanes = [] {
-    if (const char* env = std::getenv("KILN_STAGING_LANES")) {
-      const long v = std::atol(env);
-      if (v >= 1 && v <= 64) return static_cast<std::size_t>(v);
-    }
+    if (const std::size_t v = current_settings().staging_lanes) return v;  // KILN_STAGING_LANES
     return std::clamp<std::size_t>(worker_count(), 1, 16);
   }();
   return lanes;

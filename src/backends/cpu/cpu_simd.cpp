@@ -94,10 +94,10 @@ HWY_INLINE void store_result(const mod_ops& m, V s, V neg_shift, std::int64_t* o
 
 // Sixteen vectors at once. Each element is a chain of dependent operations (five on the FMA units
 // a step, each waiting on the last, about 20 cycles), so only independent chains side by side
-// keep the FMA units busy: one thread of the GPU host's Xeon took 2.8 ns an element with 4 chains
-// on AVX-512, 1.9 with 8 and 1.8 with 12 or 16, 2.1 with 24. Where 16 vectors do not fit the
-// registers (AVX2, SSE4), the spilled states are L1 loads folded into the arithmetic, still faster
-// than 4 or 8 chains (every target's figures in docs/BENCHMARKS.md).
+// keep the FMA units busy: on AVX-512 one thread gets faster from 4 chains up to 12 or 16, and
+// slower again beyond. Where 16 vectors do not fit the registers (AVX2, SSE4), the spilled states
+// are L1 loads folded into the arithmetic, still faster than 4 or 8 chains (every target's
+// figures in docs/BENCHMARKS.md).
 constexpr std::size_t chains = 16;
 
 template <int Path, bool Stream>

@@ -16,9 +16,9 @@ void logistic_simd(const std::int64_t* in, std::int64_t* out, std::size_t n, con
 
 // Whole outputs at least this large are written with non-temporal stores: far larger than the
 // caches, so caching them only costs reads for ownership and evicts what else is there. With the
-// kernel's sixteen chains this took the H100 host's cpu run from 7.8-8.3 to 7.4-7.7 ms and its
-// pinned CUDA run (the host computing a third) from 4.4-4.6 to 4.0-4.3 ms; with four chains,
-// when the arithmetic took longer than the memory traffic, it changed nothing.
+// kernel's sixteen chains this shortens the cpu backend's runs and pinned CUDA runs in which the
+// host computes a share (docs/BENCHMARKS.md); with four chains, when the arithmetic took longer
+// than the memory traffic, it changed nothing.
 constexpr std::size_t stream_output_bytes = std::size_t{32} << 20;
 
 inline bool stream_output(std::size_t elements) { return elements * sizeof(std::int64_t) >= stream_output_bytes; }

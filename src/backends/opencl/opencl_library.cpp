@@ -3,9 +3,10 @@
 
 #include <dlfcn.h>
 
-#include <cstdlib>
 #include <string>
 #include <type_traits>
+
+#include "core/settings.hpp"
 
 // cl.h's declarations, with those of 1.1 and 1.2 that later versions deprecate left undecorated:
 // they are defined here, not called.
@@ -31,9 +32,9 @@ struct opencl_api {
 
 opencl_api load() {
   opencl_api r;
-  const char* env = std::getenv("KILN_OPENCL_LIBRARY");
-  const bool from_env = env && *env;
-  const std::string name = from_env ? env : opencl_library_default;
+  const std::string& configured = current_settings().opencl_library;  // KILN_OPENCL_LIBRARY
+  const bool from_env = !configured.empty();
+  const std::string name = from_env ? configured : opencl_library_default;
   const std::string which = from_env ? "the OpenCL library " + name + " (KILN_OPENCL_LIBRARY)"
                                      : "OpenCL's ICD loader " + name;
   const std::string hint = std::string("install Debian's ") + debian_package +

@@ -1,0 +1,55 @@
+// The engine's switches from the environment, read in one place, once per process: each one's default and purpose.
+#pragma once
+
+#include <cstddef>
+#include <functional>
+#include <string>
+
+namespace kiln::detail {
+
+// How the OpenCL backend feeds a device's slots (KILN_OPENCL_PIPELINE).
+enum class opencl_pipeline_mode {
+  by_device,  // unset: driven on GPUs and other accelerators, lanes on CPU devices
+  driven,     // "driven": one thread makes every OpenCL call, the others copy (core/lanes.hpp)
+  lanes,      // "lanes": each lane fed by its own thread
+};
+
+// Every KILN_* variable the engine reads at run time. They tune or switch off pipeline features,
+// to measure what a feature saves or to fit one host; none changes a result. The defaults are what
+// a run gets without them; how each value is read is noted with its field.
+struct settings {
+  // KILN_NARROW_TRANSFERS: on unless set to "0". Staged chunks whose values fit in 32 bits cross
+  // the bus in 4 bytes (core/lanes.hpp, narrow_transfers); off, every chunk crosses at full width.
+  bool narrow_transfers = true;
+
+  // KILN_ZERO_COPY: on unless set to "0". The CUDA kernel of a staged chunk reads and writes the
+  // pinned staging itself instead of copy commands around it (the CUDA backend's pipeline).
+  bool zero_copy = true;
+
+  // KILN_OPENCL_PIPELINE: "driven" or "lanes"; anything else (or unset) leaves the choice to the
+  // device type (the OpenCL backend's device set-up). The tests run both on every machine.
+  opencl_pipeline_mode opencl_pipeline = opencl_pipeline_mode::by_device;
+
+  // KILN_STAGING_LANES: 1..64 host threads feeding a GPU backend's staging lanes, for tuning on a
+  // given host; 0 (unset, or out of range) means one per worker thread, at most 16 (staging_lanes()).
+  std::size_t staging_lanes = 0;
+
+  // KILN_WORKER_NICE: the worker threads' niceness, 10 unless set (0 keeps the caller's), so that
+  // latency-sensitive threads sharing the cores (a BEAM's schedulers) win them. Read as atoi does:
+  // a value that is not a number is 0.
+  int worker_nice = 10;
+
+  // KILN_OPENCL_LIBRARY: the OpenCL library to open (a path or a name); empty (unset or set to
+  // "") means the ICD loader's soname (backends/opencl/opencl_library.hpp).
+  std::string opencl_library;
+};
+
+// The settings of this process, read from the environment on first use and kept: a variable set
+// later (setenv) changes nothing, as every switch was always read once.
+const settings& current_settings();
+
+// The settings `lookup` gives (a variable's value, or null where it is unset): current_settings()
+// with getenv, tests with their own table.
+settings read_settings(const std::function<const char*(const char*)>& lookup);
+
+}  // namespace kiln::detail

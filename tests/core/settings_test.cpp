@@ -1,0 +1,61 @@
+// Tests of the engine's switches as read from an environment: defaults, the values each accepts, and what it ignores.
+#include <gtest/gtest.h>
+
+#include <map>
+#include <string>
+
+#include "core/settings.hpp"
+
+namespace {
+
+using kiln::detail::opencl_pipeline_mode;
+using kiln::detail::read_settings;
+using kiln::detail::settings;
+
+settings read_from(const std::map<std::string, std::string>& env) {
+  return read_settings([&](const char* name) -> const char* {
+    const auto it = env.find(name);
+    return it == env.end() ? nullptr : it->second.c_str();
+  });
+}
+
+TEST(Settings, DefaultsWithoutAnyVariable) {
+  const settings s = read_from({});
+  EXPECT_TRUE(s.narrow_transfers);
+  EXPECT_TRUE(s.zero_copy);
+  EXPECT_EQ(s.opencl_pipeline, opencl_pipeline_mode::by_device);
+  EXPECT_EQ(s.staging_lanes, 0u);
+  EXPECT_EQ(s.worker_nice, 10);
+  EXPECT_EQ(s.opencl_library, "");
+}
+
+TEST(Settings, FeatureSwitchesTurnOffOnlyAtZero) {
+  EXPECT_FALSE(read_from({{"KILN_NARROW_TRANSFERS", "0"}}).narrow_transfers);
+  EXPECT_FALSE(read_from({{"KILN_ZERO_COPY", "0"}}).zero_copy);
+  for (const char* on : {"1", "", "00", "0 ", "off"}) {
+    EXPECT_TRUE(read_from({{"KILN_NARROW_TRANSFERS", on}}).narrow_transfers) << '"' << on << '"';
+    EXPECT_TRUE(read_from({{"KILN_ZERO_COPY", on}}).zero_copy) << '"' << on << '"';
+  }
+}
+
+TEST(Settings, OpenclPipelineTakesItsTwoNames) {
+  EXPECT_EQ(read_from({{"KILN_OPENCL_PIPELINE", "driven"}}).opencl_pipeline, opencl_pipeline_mode::driven);
+  EXPECT_EQ(read_from({{"KILN_OPENCL_PIPELINE", "lanes"}}).opencl_pipeline, opencl_pipeline_mode::lanes);
+  EXPECT_EQ(read_from({{"KILN_OPENCL_PIPELINE", "Driven"}}).opencl_pipeline, opencl_pipeline_mode::by_device);
+}
+
+TEST(Settings, StagingLanesWithinOneToSixtyFour) {
+  EXPECT_EQ(read_from({{"KILN_STAGING_LANES", "1"}}).staging_lanes, 1u);
+  EXPECT_EQ(read_from({{"KILN_STAGING_LANES", "64"}}).staging_lanes, 64u);
+  for (const char* ignored : {"0", "65", "-3", "many"})
+    EXPECT_EQ(read_from({{"KILN_STAGING_LANES", ignored}}).staging_lanes, 0u) << ignored;
+}
+
+TEST(Settings, WorkerNiceAndOpenclLibrary) {
+  EXPECT_EQ(read_from({{"KILN_WORKER_NICE", "0"}}).worker_nice, 0);
+  EXPECT_EQ(read_from({{"KILN_WORKER_NICE", "19"}}).worker_nice, 19);
+  EXPECT_EQ(read_from({{"KILN_OPENCL_LIBRARY", "/opt/libOpenCL.so"}}).opencl_library, "/opt/libOpenCL.so");
+  EXPECT_EQ(read_from({{"KILN_OPENCL_LIBRARY", ""}}).opencl_library, "");
+}
+
+}  // namespace
