@@ -54,9 +54,10 @@ class backend {
   virtual result<std::unique_ptr<resident_buffer>> allocate(int device, std::size_t n) = 0;
   // Runs a decoded kernel over this backend's resident buffers of one device (`arrays`: the array
   // arguments' buffers in order; `outputs`: one per output, possibly among `arrays`), all of one
-  // non-zero length; iterations >= 1.
+  // non-zero length; iterations >= 1. Host backends look at `stop` as their runs over host arrays
+  // do; GPU backends run their launch to its end (core splits many iterations into rounds).
   virtual result<run_stats> run_resident(int device, const decoded_kernel& k, std::span<resident_buffer* const> arrays,
-                                         std::span<resident_buffer* const> outputs) = 0;
+                                         std::span<resident_buffer* const> outputs, const std::stop_token& stop) = 0;
   // Whether this backend compiles kernels for its devices (the GPU backends; CUDA only where
   // NVRTC loads), else why not. Host backends' kernels are interpreted in core.
   virtual status kernel_support() {
@@ -113,7 +114,7 @@ result<std::unique_ptr<resident_buffer>> make_host_buffer(std::size_t n);
 // (on every core where `parallel`).
 result<run_stats> run_host_resident(backend& owner, int device, const decoded_kernel& k,
                                     std::span<resident_buffer* const> arrays, std::span<resident_buffer* const> outputs,
-                                    bool parallel);
+                                    bool parallel, const std::stop_token& stop);
 
 }  // namespace kiln::detail
 

@@ -2,6 +2,7 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
+#include <string>
 #include <mutex>
 #include <optional>
 #include <vector>
@@ -56,6 +57,81 @@ status check_aliasing(std::span<const arg> args, std::span<const std::span<i64>>
   return {};
 }
 
+// GPU backends run a launch to its end, and look at run_options::stop between chunks. A chunk of
+// many iterations would hold a stopped run for as long as it takes, so runs of more iterations
+// than gpu_round_min go in rounds, each a run of its own (the map applied a then b times is the
+// map applied a + b times). The first round is short; each next one is sized from the last's
+// time to take about `round_s`, so the device's speed (an H200, or OpenCL on a CPU) sets the
+// rounds, not a guess. Counts up to gpu_round_min never split: the usual runs take one round.
+constexpr std::int64_t gpu_round_min = 4096;
+constexpr std::int64_t gpu_first_round = 64;
+
+std::int64_t total_iterations(const decoded_kernel& dk) {
+  return dk.builtin ? dk.builtin->params.iterations : dk.iterations;
+}
+
+decoded_kernel with_iterations(const decoded_kernel& dk, std::int64_t k) {
+  decoded_kernel c = dk;
+  if (c.builtin) c.builtin->params.iterations = k;
+  else c.iterations = k;
+  return c;
+}
+
+// A fault in a later round names its iteration within the round: the run's count is `done` more.
+error shift_iteration(error e, std::int64_t done) {
+  if (done == 0) return e;
+  const std::string tag = "iteration ";
+  const auto at = e.message.find(tag);
+  if (at == std::string::npos) return e;
+  const auto digits = at + tag.size();
+  auto end = digits;
+  while (end < e.message.size() && e.message[end] >= '0' && e.message[end] <= '9') ++end;
+  if (end == digits) return e;
+  const std::int64_t k = std::stoll(e.message.substr(digits, end - digits)) + done;
+  // The element's value quoted before it is the round's input, not the run's: leave it out.
+  std::string head = e.message.substr(0, at);
+  if (const auto open = head.rfind(" ("); open != std::string::npos) head = head.substr(0, open) + ", ";
+  e.message = head + tag + std::to_string(k) + e.message.substr(end);
+  return e;
+}
+
+// Runs `round(dk_round, first)` for every round of a single-array kernel on a GPU backend (the
+// first round reads the caller's array, later ones the output in place), summing their stats,
+// stopping between rounds once `stop` is requested. `round_s`: the time a round should take
+// (streamed rounds cross the bus each time, so they are longer than rounds over buffers).
+template <class Round>
+result<run_stats> in_rounds(const decoded_kernel& dk, const std::stop_token& stop, double round_s, Round&& round) {
+  const std::int64_t total = total_iterations(dk);
+  if (total <= gpu_round_min) return round(dk, true);
+  run_stats sum;
+  std::int64_t step = gpu_first_round;
+  for (std::int64_t done = 0; done < total;) {
+    if (stop.stop_requested()) return cancelled_error();
+    const std::int64_t k = std::min(step, total - done);
+    const auto t0 = std::chrono::steady_clock::now();
+    auto r = round(with_iterations(dk, k), done == 0);
+    if (!r) return shift_iteration(r.err(), done);
+    const double took = seconds_since(t0);
+    done += k;
+    // The next round's count from this one's pace, at most 8 times larger at once.
+    const double scale = took > 0 ? std::min(8.0, round_s / took) : 8.0;
+    step = std::clamp<std::int64_t>(static_cast<std::int64_t>(static_cast<double>(k) * scale), 1, std::int64_t{1} << 40);
+    sum.host_to_device_s += r->host_to_device_s;
+    sum.kernel_s += r->kernel_s;
+    sum.device_to_host_s += r->device_to_host_s;
+    sum.total_s += r->total_s;
+    sum.chunks += r->chunks;
+    sum.host_elements += r->host_elements;
+  }
+  return sum;
+}
+
+// Round times: streamed rounds move the array over the bus each time, so they are longer.
+constexpr double streamed_round_s = 0.05;
+constexpr double resident_round_s = 0.01;
+
+bool is_gpu(backend_kind k) { return k == backend_kind::cuda || k == backend_kind::opencl; }
+
 }  // namespace
 
 result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> args,
@@ -93,7 +169,14 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
   if (dk.builtin) {
     // The built-in map: every backend's hand-tuned code, the host's share included.
     const auto& a = args[dk.builtin->array].array;
-    r = be.run(*index, a, outputs[0], prepare(dk.builtin->params), options);
+    if (is_gpu(dev->backend)) {
+      r = in_rounds(dk, options.stop, streamed_round_s, [&](const decoded_kernel& d, bool first) {
+        return be.run(*index, first ? a : std::span<const i64>(outputs[0]), outputs[0], prepare(d.builtin->params),
+                      options);
+      });
+    } else {
+      r = be.run(*index, a, outputs[0], prepare(dk.builtin->params), options);
+    }
   } else if (dev->backend == backend_kind::scalar || dev->backend == backend_kind::cpu) {
     std::vector<const i64*> arrays;
     for (const auto& a : args)
@@ -104,7 +187,9 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
   } else {
     KILN_TRY(be.kernel_support());
     if (dk.arrays == 1 && dk.outputs == 1) {
-      r = be.run_kernel(*index, dk, single, outputs[0], options);
+      r = in_rounds(dk, options.stop, streamed_round_s, [&](const decoded_kernel& d, bool first) {
+        return be.run_kernel(*index, d, first ? single : std::span<const i64>(outputs[0]), outputs[0], options);
+      });
     } else {
       // Several arrays: each crosses to the device whole, the kernel runs there over buffers, and
       // the outputs come back (the pipelines stream one array each way).
@@ -138,6 +223,8 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
     }
   }
   if (!r) return r.err();
+  // Lanes stop taking chunks once a stop is requested, and end the run early with what they had.
+  if (options.stop.stop_requested()) return cancelled_error();
   r->backend = st.backend;
   r->device = st.device;
   return r;
@@ -206,8 +293,15 @@ result<run_stats> run_buffers(const decoded_kernel& decoded, std::span<const arg
       return make_error(errc::invalid_argument,
                         "no iterations over buffers leaves the argument as it is: give its buffer as the output");
   } else {
-    if (stop.stop_requested()) return cancelled_error();
-    auto r = backend_of(dev.backend).run_resident(dev.index, *dk, arrays, outs);
+    backend& be = backend_of(dev.backend);
+    const bool rounds = is_gpu(dev.backend) && dk->arrays == 1 && dk->outputs == 1;
+    auto r = !rounds ? (stop.stop_requested() ? result<run_stats>(cancelled_error())
+                                              : be.run_resident(dev.index, *dk, arrays, outs, stop))
+                     : in_rounds(*dk, stop, resident_round_s, [&](const decoded_kernel& d, bool first_round) {
+                         return be.run_resident(dev.index, d, first_round ? std::span<resident_buffer* const>(arrays)
+                                                                          : std::span<resident_buffer* const>(outs),
+                                                outs, stop);
+                       });
     if (!r) return r.err();
     st = std::move(r).value();
   }

@@ -9,6 +9,7 @@
 #include <cstring>
 #include <memory>
 #include <optional>
+#include <stop_token>
 #include <span>
 #include <thread>
 #include <vector>
@@ -102,6 +103,7 @@ struct map_job {
   std::size_t chunk_elements = 0;         // the caller's upper bound; 0 = the backend's chunk
   bool phase_times = false;               // time each chunk's phases with device events
   bool host_share = false;                // run_options::host_share
+  std::stop_token stop;                   // run_options::stop: no chunk is taken once requested
 
   // A run from `in` into `out` with the caller's options; what it applies (the map, or a backend's
   // own, such as a program) is set apart.
@@ -112,6 +114,7 @@ struct map_job {
     chunk_elements = options.chunk_elements;
     phase_times = options.phase_times;
     host_share = options.host_share;
+    stop = options.stop;
   }
 
   // The map of `in` into `out` that logistic_map asks of a backend.
@@ -159,10 +162,14 @@ constexpr std::size_t lane_piece = std::size_t{1} << 17;
 // drains. Ranges never straddle a multiple of `segment` (resident buffers are split there).
 class work_counter {
  public:
-  work_counter(std::size_t n, std::size_t segment) : n_(n), segment_(segment ? segment : n) {}
+  // Once `stop` is requested no range is handed out: lanes finish the chunks they hold and the
+  // run ends early (its caller reports it cancelled).
+  work_counter(std::size_t n, std::size_t segment, std::stop_token stop = {})
+      : n_(n), segment_(segment ? segment : n), stop_(std::move(stop)) {}
 
   // The next range of at most `max` (> 0) elements, or nullopt when all are taken.
   std::optional<work_range> take(std::size_t max) {
+    if (stop_.stop_requested()) return std::nullopt;
     std::size_t b = next_.load(std::memory_order_relaxed);
     for (;;) {
       if (b >= n_) return std::nullopt;
@@ -183,6 +190,7 @@ class work_counter {
 
  private:
   const std::size_t n_, segment_;
+  const std::stop_token stop_;
   std::atomic<std::size_t> next_{0};
   std::atomic<std::size_t> ranges_{0};
   std::atomic<std::size_t> host_elements_{0};

@@ -80,7 +80,7 @@ class cuda_backend final : public backend {
 
   // A kernel over resident buffers (cuda_run_resident), with the device current.
   result<run_stats> run_resident(int device, const decoded_kernel& dk, std::span<resident_buffer* const> arrays,
-                                 std::span<resident_buffer* const> outputs) override {
+                                 std::span<resident_buffer* const> outputs, const std::stop_token&) override {
     auto ds = state_of(device);
     if (!ds) return ds.err();
     device_scope scope;

@@ -196,7 +196,7 @@ result<run_stats> cuda_device_state::transfer(std::span<cuda_device_state* const
     parts.push_back({d, &group, chunk, n_lanes});
     lanes += n_lanes;
   }
-  work_counter work(job.n, job.n);
+  work_counter work(job.n, job.n, job.stop);
   const bool share = job.shared_with_host();
   // Pool threads without a lane compute pieces beside the lanes: a direct job's one lane per
   // device only feeds the device, and a staged job has fewer lanes than threads when it has

@@ -42,15 +42,18 @@ result<std::unique_ptr<resident_buffer>> make_host_buffer(std::size_t n) {
 
 result<run_stats> run_host_resident(backend& owner, int device, const decoded_kernel& k,
                                     std::span<resident_buffer* const> arrays, std::span<resident_buffer* const> outputs,
-                                    bool parallel) {
+                                    bool parallel, const std::stop_token& stop) {
   std::vector<const std::int64_t*> ins;
   std::vector<std::int64_t*> outs;
   for (auto* a : arrays) ins.push_back(static_cast<host_buffer*>(a)->data());
   for (auto* o : outputs) outs.push_back(static_cast<host_buffer*>(o)->data());
   const std::size_t n = arrays.front()->size();
-  if (k.builtin)
-    return owner.run(device, {ins[0], n}, {outs[0], n}, prepare(k.builtin->params), run_options{});
-  return interpret_all(k, ins, outs, n, parallel);
+  if (k.builtin) {
+    run_options o;
+    o.stop = stop;
+    return owner.run(device, {ins[0], n}, {outs[0], n}, prepare(k.builtin->params), o);
+  }
+  return interpret_all(k, ins, outs, n, parallel, stop);
 }
 
 }  // namespace kiln::detail

@@ -66,7 +66,7 @@ class opencl_backend final : public backend {
   }
 
   result<run_stats> run_resident(int device, const decoded_kernel& dk, std::span<resident_buffer* const> arrays,
-                                 std::span<resident_buffer* const> outputs) override {
+                                 std::span<resident_buffer* const> outputs, const std::stop_token&) override {
     return opencl_catching_bad_alloc([&]() -> result<run_stats> {
       auto ds = state_of(device);
       if (!ds) return ds.err();

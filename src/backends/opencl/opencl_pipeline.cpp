@@ -295,7 +295,7 @@ result<run_stats> transfer(opencl_device_state& ds, opencl_transfer_job job) {
       for (cl_int e : errs)
         if (e != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_program)", e);
     }
-  work_counter work(job.n, segment);
+  work_counter work(job.n, segment, job.stop);
   if (ds.driven) {
     // Every slot of the used lanes; the pool's threads copy, one of them drives.
     lane_times times;
