@@ -1,6 +1,6 @@
 # Run by responsiveness_test.exs in a fresh VM: measures how late a 1 ms ticker gets during a native run.
 #
-#   elixir --erl "+sbwt none +sbwtdcpu none +sbwtdio none" -pa EBIN responsiveness_probe.exs BACKEND
+#   elixir -pa EBIN responsiveness_probe.exs BACKEND        (the VM's default flags)
 #
 # Prints "ticks=N max_late_us=N run_ms=N". BACKEND is cpu, scalar, opencl, cuda, or `lists`
 # (list <-> binary conversions of 2^20 elements instead of a run).
