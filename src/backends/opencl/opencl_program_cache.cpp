@@ -16,7 +16,10 @@ namespace {
 // Nothing when a query fails: a key without the device would be unsafe, so then no caching.
 std::optional<cache_key> program_key(const cl::Device& device, const std::string& source, const char* options) {
   cl_int e = CL_SUCCESS;
-  const cl_platform_id platform_id = device.getInfo<CL_DEVICE_PLATFORM>(&e);
+  // The C query: opencl.hpp's getInfo<CL_DEVICE_PLATFORM> returns a cl_platform_id in some
+  // versions of the header and a cl::Platform in others.
+  cl_platform_id platform_id = nullptr;
+  e = clGetDeviceInfo(device(), CL_DEVICE_PLATFORM, sizeof platform_id, &platform_id, nullptr);
   if (e != CL_SUCCESS) return std::nullopt;
   const cl::Platform platform(platform_id, true);
   cache_key key;
