@@ -17,7 +17,10 @@ defmodule Kiln do
   of integers (a `Stream`), and raises `ArgumentError` naming the argument for anything it cannot
   take; a call whose result would not fit in the memory available raises before allocating it.
 
-  Every long call runs on a dirty scheduler, so the VM stays responsive during a run.
+  A small run (well under a millisecond) runs at once in the calling process; any longer run goes
+  to Kiln's own threads while the caller waits in `receive`, so no scheduler is held and a caller
+  that is killed stops its run. `Kiln.LogisticMap.async/4` and kernels' `name_async` start runs
+  without waiting; `await/2`, `await_many/2`, `yield/2` and `cancel/1` collect or stop them.
 
   ## Scheduler flags
 
