@@ -170,7 +170,7 @@ defmodule KilnBench do
     %{
       main: fn -> main_rows(cfg, devices, devices_error) end,
       lists: fn -> lists_rows(cfg, devices, devices_error) end,
-      kept: fn -> kept_rows(cfg, devices, devices_error) end,
+      kept: fn -> kept_rows(cfg, devices, devices_error) ++ async_rows(cfg, devices, devices_error) end,
       kernels: fn -> kernel_path_rows(cfg, devices, devices_error) end,
       scale: fn -> scale_rows(cfg, devices, devices_error) end,
       crossover: fn -> crossover_rows(cfg) end
@@ -385,6 +385,35 @@ defmodule KilnBench do
         do: {name, nil, %{}, fn _ -> throw({:skip, extra}) end},
         else: {name, nil, Map.merge(extra, %{calls_kept: keep}),
                {:sequence, 6, keep, &unwrap(Kiln.LogisticMap.run(&1, p, mu, [iterations: k] ++ opts))}}
+    end
+  end
+
+  # 16 jobs in flight: the binary at --n split into 16 parts, each started with
+  # Kiln.LogisticMap.async/4 and all awaited (async16), against the same 16 calls one after
+  # another (sync16); splitting and joining are part of both.
+  defp async_rows(cfg, devices, devices_error) do
+    %{p: p, mu: mu, iterations: k} = cfg
+
+    for {label, opts, extra} <- cuda_and_cpu(devices, devices_error), mode <- ["async16", "sync16"] do
+      name = "elixir.#{mode}.#{label}.binary"
+
+      run =
+        if mode == "async16",
+          do: fn parts, o -> parts |> Enum.map(&Kiln.LogisticMap.async(&1, p, mu, o)) |> Kiln.await_many(:infinity) end,
+          else: fn parts, o -> Enum.map(parts, &unwrap(Kiln.LogisticMap.run(&1, p, mu, o))) end
+
+      if opts == nil,
+        do: {name, nil, %{}, fn _ -> throw({:skip, extra}) end},
+        else: {name, nil, Map.merge(extra, %{jobs: 16}),
+               fn %{binary: b} -> {IO.iodata_to_binary(run.(sixteen_parts(b), [iterations: k] ++ opts)), %{}} end}
+    end
+  end
+
+  defp sixteen_parts(b) do
+    n = div(byte_size(b), 8)
+    for i <- 0..15 do
+      first = div(n * i, 16)
+      binary_part(b, first * 8, (div(n * (i + 1), 16) - first) * 8)
     end
   end
 

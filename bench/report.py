@@ -19,7 +19,7 @@ FAMILY_COLOR = {k: c for k, _, c in FAMILIES}
 NAME_ORDER = [r"^elixir\.pure\.loop$", r"^elixir\.pure\.inlined$", r"^elixir\.nif\.cpu\.list$",
               r"^elixir\.nif\.cpu\.windows$", r"^elixir\.nif\.cpu\.binary$", r"^elixir\.nif\.opencl",
               r"^elixir\.nif\.cuda", r"^elixir\.nif", r"^elixir\.empty\.list$", r"^elixir\.empty",
-              r"^elixir\.lists\.", r"^elixir\.(kept|dropped)\.",
+              r"^elixir\.lists\.", r"^elixir\.(kept|dropped)\.", r"^elixir\.(async|sync)16\.",
               r"^cpp\.scalar$", r"^cpp\.cpu$", r"^cpp\.opencl", r"^cpp\.cuda", r"^cpp", r"^python\.numpy$",
               r"^python\.cupy", r"^python\.jax", r"^python\.torch", r"^(elixir|python)\.scale\.",
               r"^elixir\.crossover\.", r"."]
@@ -41,6 +41,7 @@ CROSSOVER_ROW = re.compile(r"^elixir\.crossover\.n(\d+)\.(auto|cpu|pure)\.(list|
 OWN_N_ROW = re.compile(r"^(elixir|python)\.(scale|crossover)\.")
 LISTS_ROW = re.compile(r"^elixir\.lists\.(big_heap\.)?(\w+)$")
 KEPT_ROW = re.compile(r"^elixir\.(kept|dropped)\.(\w+)\.binary$")
+JOBS_ROW = re.compile(r"^elixir\.(async16|sync16)\.(\w+)\.binary$")
 # The sweep's modes in column order (Kiln's four, then the peers), their labels and line colours.
 SWEEP_MODES = [("auto", "auto", "#d7191c"), ("device_only", "device only", "#2c7bb6"),
                ("host_share", "host share", "#fdae61"), ("cpu", "cpu", "#7b3294"),
@@ -81,6 +82,7 @@ def describe(row):
     sw, peer = SWEEP_ROW.match(name), PEER_ROW.match(name)
     m = re.match(r"^(elixir\.nif|cpp|python)\.(opencl|cuda|cupy|jax|torch)(\d*)(?:\.(list|binary|resident|pinned|gpu_only|wide))?$", name)
     sc, co, li, ke = SCALE_ROW.match(name), CROSSOVER_ROW.match(name), LISTS_ROW.match(name), KEPT_ROW.match(name)
+    jo = JOBS_ROW.match(name)
     if sc:
         front, e, k, mode = sc.group(1), sc.group(2), sc.group(3), row.get("mode") or sc.group(4)
         fam = "python" if front == "python" else "elixir-nif-cpu" if mode == "cpu" else "elixir-nif-accel"
@@ -101,6 +103,11 @@ def describe(row):
         fam = "elixir-nif-cpu" if target == "cpu" else "elixir-nif-accel"
         label = f"6 calls on one binary, {target}" + (f" {dev}" if dev and dev != target else "") + (
             ", every result kept alive" if how == "kept" else ", only the last result kept")
+    elif jo:
+        how, target = jo.groups()
+        fam = "elixir-nif-cpu" if target == "cpu" else "elixir-nif-accel"
+        label = (f"16 parts of one binary, {target}" + (f" {dev}" if dev and dev != target else "")
+                 + (", 16 async jobs in flight" if how == "async16" else ", 16 calls one after another"))
     elif sw:
         k, how, target, shape = sw.groups()
         fam = "elixir-nif-cpu" if target == "cpu" else "elixir-nif-accel"

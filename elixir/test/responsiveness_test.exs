@@ -13,11 +13,13 @@ defmodule Kiln.ResponsivenessTest do
   # (kernel scheduling, neighbours' builds on a shared machine): one on-time attempt in five passes.
   @attempts 5
 
-  for mode <- [:cpu, :opencl, :cuda, :lists] do
+  for mode <- [:cpu, :opencl, :cuda, :lists, :jobs16] do
     {backend, load} =
-      if mode == :lists,
-        do: {:cpu, "list conversions of 2^20 elements"},
-        else: {mode, "a 2^24-element #{mode} run"}
+      case mode do
+        :lists -> {:cpu, "list conversions of 2^20 elements"}
+        :jobs16 -> {:cpu, "16 asynchronous jobs of 2^20 elements in flight"}
+        _ -> {mode, "a 2^24-element #{mode} run"}
+      end
 
     @tag skip: Kiln.TestHelper.unavailable_reason(backend)
     @tag timeout: 180_000

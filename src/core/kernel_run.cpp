@@ -63,8 +63,12 @@ status check_aliasing(std::span<const arg> args, std::span<const std::span<i64>>
 // map applied a + b times). The first round is short; each next one is sized from the last's
 // time to take about `round_s`, so the device's speed (an H200, or OpenCL on a CPU) sets the
 // rounds, not a guess. Counts up to gpu_round_min never split: the usual runs take one round.
+// The first round applies at most gpu_first_round iterations and about gpu_first_work element
+// iterations (a few ms on a CPU device, well under one on a GPU), so that a long array's first
+// round is short too.
 constexpr std::int64_t gpu_round_min = 4096;
 constexpr std::int64_t gpu_first_round = 64;
+constexpr std::int64_t gpu_first_work = std::int64_t{1} << 22;
 
 std::int64_t total_iterations(const decoded_kernel& dk) {
   return dk.builtin ? dk.builtin->params.iterations : dk.iterations;
@@ -95,16 +99,18 @@ error shift_iteration(error e, std::int64_t done) {
   return e;
 }
 
-// Runs `round(dk_round, first)` for every round of a single-array kernel on a GPU backend (the
-// first round reads the caller's array, later ones the output in place), summing their stats,
+// Runs `round(dk_round, first)` for every round of a single-array kernel of n elements on a GPU
+// backend (the first round reads the caller's array, later ones the output in place), summing their stats,
 // stopping between rounds once `stop` is requested. `round_s`: the time a round should take
 // (streamed rounds cross the bus each time, so they are longer than rounds over buffers).
 template <class Round>
-result<run_stats> in_rounds(const decoded_kernel& dk, const std::stop_token& stop, double round_s, Round&& round) {
+result<run_stats> in_rounds(const decoded_kernel& dk, std::size_t n, const std::stop_token& stop, double round_s,
+                            Round&& round) {
   const std::int64_t total = total_iterations(dk);
   if (total <= gpu_round_min) return round(dk, true);
   run_stats sum;
-  std::int64_t step = gpu_first_round;
+  std::int64_t step =
+      std::clamp<std::int64_t>(gpu_first_work / static_cast<std::int64_t>(std::max<std::size_t>(n, 1)), 1, gpu_first_round);
   for (std::int64_t done = 0; done < total;) {
     if (stop.stop_requested()) return cancelled_error();
     const std::int64_t k = std::min(step, total - done);
@@ -132,6 +138,48 @@ constexpr double resident_round_s = 0.01;
 
 bool is_gpu(backend_kind k) { return k == backend_kind::cuda || k == backend_kind::opencl; }
 
+// Runs a kernel of host arrays on one GPU over device buffers: every array crosses once, the
+// kernel runs over the buffers (in rounds where it has many iterations), the outputs come back.
+// `placed`: whether every buffer could be made (an array too large for the device fails before).
+result<run_stats> through_buffers(const decoded_kernel& dk, std::span<const arg> args,
+                                  std::span<const std::span<i64>> outputs, const run_options& options,
+                                  backend_kind backend, int index, bool& placed) {
+  placed = false;
+  run_options where = options;
+  where.backend = backend_name(backend);
+  where.device = index;
+  const auto t_up = std::chrono::steady_clock::now();
+  std::vector<device_buffer> ins, outs;
+  std::vector<arg> on_device(args.begin(), args.end());
+  for (const auto& a : args) {
+    if (a.what != arg::kind::array) continue;
+    auto b = device_buffer::upload(a.array, where);
+    if (!b) return b.err();
+    ins.push_back(std::move(b).value());
+  }
+  // One array and one output: the run works in place on the one buffer (the kernel is
+  // element-wise), so an array half the device's memory still fits.
+  const bool in_place = ins.size() == 1 && outputs.size() == 1;
+  for (std::size_t j = 0; j < outputs.size() && !in_place; ++j) {
+    auto b = device_buffer::allocate(outputs[j].size(), where);
+    if (!b) return b.err();
+    outs.push_back(std::move(b).value());
+  }
+  const double up_s = seconds_since(t_up);
+  placed = true;
+  for (std::size_t a = 0, j = 0; a < args.size(); ++a)
+    if (args[a].what == arg::kind::array) on_device[a] = arg::of_buffer(ins[j++]);
+  std::vector<device_buffer*> out_ptrs;
+  for (auto& b : in_place ? ins : outs) out_ptrs.push_back(&b);
+  auto r = run_buffers(dk, on_device, out_ptrs, options.stop);
+  if (!r) return r.err();
+  const auto t_down = std::chrono::steady_clock::now();
+  for (std::size_t j = 0; j < outputs.size(); ++j) KILN_TRY(out_ptrs[j]->download(outputs[j]));
+  r->host_to_device_s += up_s;
+  r->device_to_host_s += seconds_since(t_down);
+  return r;
+}
+
 }  // namespace
 
 result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> args,
@@ -155,22 +203,40 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
   if (!index) return index.err();
   backend& be = backend_of(dev->backend);
 
-  std::span<const i64> single;
+  std::span<const i64> single_array;
   for (const auto& a : args)
-    if (a.what == arg::kind::array) single = a.array;
+    if (a.what == arg::kind::array) single_array = a.array;
   // Nothing to compute: the single array copied (kernel::iterations == 0), or no elements.
   if (*n == 0 || dk.iterations == 0 || (dk.builtin && dk.builtin->params.iterations == 0)) {
-    if (*n > 0 && single.data() != outputs[0].data()) std::memcpy(outputs[0].data(), single.data(), single.size_bytes());
+    if (*n > 0 && single_array.data() != outputs[0].data())
+      std::memcpy(outputs[0].data(), single_array.data(), single_array.size_bytes());
     st.total_s = seconds_since(t0);
     return st;
   }
 
   result<run_stats> r = make_error(errc::internal, "no path ran the kernel");
+  // Many iterations on one GPU: the array crosses once, and the rounds run over buffers (each
+  // round then costs about resident_round_s of device work, not a trip over the bus). An array
+  // the device cannot hold twice streams in rounds instead.
+  const bool single = dk.arrays == 1 && dk.outputs == 1;
+  if (is_gpu(dev->backend) && single && total_iterations(dk) > gpu_round_min && *index != all_devices) {
+    if (!dk.builtin) KILN_TRY(be.kernel_support());
+    bool placed = false;
+    r = through_buffers(dk, args, outputs, options, dev->backend, *index, placed);
+    if (placed) {
+      if (!r) return r.err();
+      if (options.stop.stop_requested()) return cancelled_error();
+      r->backend = st.backend;
+      r->device = st.device;
+      r->total_s = seconds_since(t0);
+      return r;
+    }
+  }
   if (dk.builtin) {
     // The built-in map: every backend's hand-tuned code, the host's share included.
     const auto& a = args[dk.builtin->array].array;
     if (is_gpu(dev->backend)) {
-      r = in_rounds(dk, options.stop, streamed_round_s, [&](const decoded_kernel& d, bool first) {
+      r = in_rounds(dk, *n, options.stop, streamed_round_s, [&](const decoded_kernel& d, bool first) {
         return be.run(*index, first ? a : std::span<const i64>(outputs[0]), outputs[0], prepare(d.builtin->params),
                       options);
       });
@@ -186,9 +252,9 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
     r = interpret_all(dk, arrays, outs, *n, dev->backend == backend_kind::cpu, options.stop);
   } else {
     KILN_TRY(be.kernel_support());
-    if (dk.arrays == 1 && dk.outputs == 1) {
-      r = in_rounds(dk, options.stop, streamed_round_s, [&](const decoded_kernel& d, bool first) {
-        return be.run_kernel(*index, d, first ? single : std::span<const i64>(outputs[0]), outputs[0], options);
+    if (single) {
+      r = in_rounds(dk, *n, options.stop, streamed_round_s, [&](const decoded_kernel& d, bool first) {
+        return be.run_kernel(*index, d, first ? single_array : std::span<const i64>(outputs[0]), outputs[0], options);
       });
     } else {
       // Several arrays: each crosses to the device whole, the kernel runs there over buffers, and
@@ -196,30 +262,9 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
       if (*index == all_devices)
         return make_error(errc::invalid_argument,
                           "a kernel of several arrays runs on one device: choose a device index");
-      run_options where = options;
-      where.backend = backend_name(dev->backend);
-      where.device = *index;
-      std::vector<device_buffer> ins, outs;
-      std::vector<arg> on_device(args.begin(), args.end());
-      for (std::size_t a = 0; a < args.size(); ++a) {
-        if (args[a].what != arg::kind::array) continue;
-        auto b = device_buffer::upload(args[a].array, where);
-        if (!b) return b.err();
-        ins.push_back(std::move(b).value());
-      }
-      for (std::size_t j = 0; j < outputs.size(); ++j) {
-        auto b = device_buffer::allocate(*n, where);
-        if (!b) return b.err();
-        outs.push_back(std::move(b).value());
-      }
-      for (std::size_t a = 0, j = 0; a < args.size(); ++a)
-        if (args[a].what == arg::kind::array) on_device[a] = arg::of_buffer(ins[j++]);
-      std::vector<device_buffer*> out_ptrs;
-      for (auto& b : outs) out_ptrs.push_back(&b);
-      r = run_buffers(dk, on_device, out_ptrs, options.stop);
-      if (!r) return r.err();
-      for (std::size_t j = 0; j < outputs.size(); ++j) KILN_TRY(outs[j].download(outputs[j]));
-      r->total_s = seconds_since(t0);
+      bool placed = false;
+      r = through_buffers(dk, args, outputs, options, dev->backend, *index, placed);
+      if (r) r->total_s = seconds_since(t0);
     }
   }
   if (!r) return r.err();
@@ -297,7 +342,7 @@ result<run_stats> run_buffers(const decoded_kernel& decoded, std::span<const arg
     const bool rounds = is_gpu(dev.backend) && dk->arrays == 1 && dk->outputs == 1;
     auto r = !rounds ? (stop.stop_requested() ? result<run_stats>(cancelled_error())
                                               : be.run_resident(dev.index, *dk, arrays, outs, stop))
-                     : in_rounds(*dk, stop, resident_round_s, [&](const decoded_kernel& d, bool first_round) {
+                     : in_rounds(*dk, first->size(), stop, resident_round_s, [&](const decoded_kernel& d, bool first_round) {
                          return be.run_resident(dev.index, d, first_round ? std::span<resident_buffer* const>(arrays)
                                                                           : std::span<resident_buffer* const>(outs),
                                                 outs, stop);

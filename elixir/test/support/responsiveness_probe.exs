@@ -2,8 +2,9 @@
 #
 #   elixir -pa EBIN responsiveness_probe.exs BACKEND        (the VM's default flags)
 #
-# Prints "ticks=N max_late_us=N run_ms=N". BACKEND is cpu, scalar, opencl, cuda, or `lists`
-# (list <-> binary conversions of 2^20 elements instead of a run).
+# Prints "ticks=N max_late_us=N run_ms=N". BACKEND is cpu, scalar, opencl, cuda, `lists`
+# (list <-> binary conversions of 2^20 elements instead of a run) or `jobs16` (16 asynchronous
+# jobs of 2^20 elements in flight at once, on the default device).
 defmodule Probe do
   # Asks for a message every 1 ms and keeps the worst lateness, until told to stop.
   def tick(count, max_late) do
@@ -48,6 +49,15 @@ case mode do
       list = Kiln.Binary.to_list(chunk)
       Kiln.Binary.from_list(list)
       Kiln.LogisticMap.run(list, 61, 22, backend: :cpu)
+    end)
+
+  "jobs16" ->
+    parts = for i <- 0..15, do: binary_part(input, i * 8 * 1_048_576, 8 * 1_048_576)
+
+    Probe.measure(fn ->
+      parts
+      |> Enum.map(&Kiln.LogisticMap.async(&1, 6_700_417, 22))
+      |> Kiln.await_many(:infinity)
     end)
 
   backend ->
