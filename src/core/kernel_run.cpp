@@ -25,9 +25,27 @@ using i64 = std::int64_t;
 // the cpu backend. Kernels of several arrays run on the host backends.
 constexpr std::size_t gpu_kernel_min = std::size_t{1} << 16;
 
+// Below this much work (elements x iterations, at few iterations) "auto" runs on the host's
+// cores: a GPU run from host memory costs about 0.6 ms however small (the H200 machine's sweep
+// in docs/BENCHMARKS.md: at 2^16-2^20 elements and 1-10 iterations the cpu backend took 0.3-0.5
+// ms, the GPU 0.56-0.70 ms). Many iterations over few elements stay on the GPU, where the host's
+// few vectors per thread would run one long dependent chain each.
+constexpr double host_work_max = double(std::int64_t{1} << 24);
+constexpr std::int64_t host_iterations_max = 16;
+
+bool small_work(const decoded_kernel& dk, std::size_t n) {
+  const std::int64_t k = dk.builtin ? dk.builtin->params.iterations : dk.iterations;
+  return k <= host_iterations_max && static_cast<double>(n) * static_cast<double>(k) <= host_work_max;
+}
+
 result<device_info> resolve_kernel_device(const run_options& options, const decoded_kernel& dk, std::size_t n) {
   if (options.backend != "auto") return resolve(options);
-  if (dk.builtin) return resolve(options);  // the map: as logistic_map always chose
+  if (options.device == 0 && small_work(dk, n)) {
+    run_options cpu = options;
+    cpu.backend = "cpu";
+    return resolve(cpu);
+  }
+  if (dk.builtin) return resolve(options);  // the map: the best device resolve's "auto" finds
   // A device index other than 0 names a GPU: resolve's "auto" finds it or says there is none.
   if (options.device != 0 && options.device != all_devices) return resolve(options);
   const auto all = devices();

@@ -140,6 +140,24 @@ TEST(Devices, AutoResolvesToSomethingAvailable) {
   }
 }
 
+// A run of little work (few elements and iterations) goes to the host's cores, where a GPU's
+// fixed cost would be most of it; much work goes to the GPU where there is one.
+TEST(Devices, AutoRunsLittleWorkOnTheHost) {
+  std::vector<std::int64_t> in(4096), out(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<std::int64_t>(i);
+  auto small = kiln::logistic_map(in, out, {6'700'417, 22, 10}, {});
+  ASSERT_TRUE(small) << small.err().message;
+  EXPECT_EQ(small->backend, "cpu");
+  EXPECT_EQ(out[5], 2'830'244);  // rem(22 * x * (x + 1), 6_700_417) ten times from 5
+  auto gpu = kiln::resolve({});
+  ASSERT_TRUE(gpu) << gpu.err().message;
+  if (!gpu->gpu) GTEST_SKIP() << "no GPU: every run of auto is on the host here";
+  std::vector<std::int64_t> big(1 << 20), big_out(big.size());
+  auto large = kiln::logistic_map(big, big_out, {6'700'417, 22, 100}, {});
+  ASSERT_TRUE(large) << large.err().message;
+  EXPECT_EQ(large->backend, kiln::backend_name(gpu->backend));
+}
+
 TEST(Result, ValueOrThrowIsTheExceptionBoundary) {
   kiln::result<int> bad = kiln::make_error(kiln::errc::device_error, "clFinish failed");
   try {
