@@ -1,6 +1,8 @@
 // Reads the engine's switches from the environment once (core/settings.hpp says what each is for).
 #include "core/settings.hpp"
 
+#include <algorithm>
+#include <cerrno>
 #include <cstdlib>
 #include <cstring>
 
@@ -9,6 +11,17 @@ namespace {
 
 // A feature switch: on unless the variable is exactly "0" (so a typo never turns a feature off).
 bool switch_on(const char* value) { return !(value && value[0] == '0' && value[1] == '\0'); }
+
+// A non-negative decimal integer, or nothing for anything else (so a typo keeps the default).
+bool read_count(const char* value, unsigned long long& out) {
+  if (!value || value[0] < '0' || value[0] > '9') return false;
+  char* end = nullptr;
+  errno = 0;
+  const unsigned long long x = std::strtoull(value, &end, 10);
+  if (errno != 0 || *end != '\0') return false;
+  out = x;
+  return true;
+}
 
 }  // namespace
 
@@ -26,6 +39,8 @@ settings read_settings(const std::function<const char*(const char*)>& lookup) {
   }
   if (const char* v = lookup("KILN_WORKER_NICE")) s.worker_nice = std::atoi(v);
   if (const char* v = lookup("KILN_OPENCL_LIBRARY")) s.opencl_library = v;
+  if (unsigned long long ms = 0; read_count(lookup("KILN_DEVICE_POOL_IDLE_MS"), ms))
+    s.device_pool_idle = std::chrono::milliseconds(std::min(ms, 1ull << 31));
   return s;
 }
 

@@ -1,6 +1,7 @@
 // The engine's switches from the environment, read in one place, once per process: each one's default and purpose.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <string>
@@ -42,6 +43,13 @@ struct settings {
   // KILN_OPENCL_LIBRARY: the OpenCL library to open (a path or a name); empty (unset or set to
   // "") means the ICD loader's soname (backends/opencl/opencl_library.hpp).
   std::string opencl_library;
+
+  // KILN_DEVICE_POOL_IDLE_MS: milliseconds a GPU device may stay idle before its backend releases
+  // the memory it keeps between jobs (staging, slot buffers, pooled buffer bodies; core/
+  // idle_release.hpp); 2000 unless set, as the host pool's KILN_HOST_POOL_IDLE_MS; 0 keeps it
+  // for the process. A value that is not a non-negative decimal number is ignored; at most about
+  // 24 days, so that deadlines computed from it cannot overflow.
+  std::chrono::milliseconds device_pool_idle{2000};
 };
 
 // The settings of this process, read from the environment on first use and kept: a variable set

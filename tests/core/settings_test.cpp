@@ -1,6 +1,7 @@
 // Tests of the engine's switches as read from an environment: defaults, the values each accepts, and what it ignores.
 #include <gtest/gtest.h>
 
+#include <chrono>
 #include <map>
 #include <string>
 
@@ -27,6 +28,7 @@ TEST(Settings, DefaultsWithoutAnyVariable) {
   EXPECT_EQ(s.staging_lanes, 0u);
   EXPECT_EQ(s.worker_nice, 10);
   EXPECT_EQ(s.opencl_library, "");
+  EXPECT_EQ(s.device_pool_idle, std::chrono::milliseconds(2000));
 }
 
 TEST(Settings, FeatureSwitchesTurnOffOnlyAtZero) {
@@ -56,6 +58,15 @@ TEST(Settings, WorkerNiceAndOpenclLibrary) {
   EXPECT_EQ(read_from({{"KILN_WORKER_NICE", "19"}}).worker_nice, 19);
   EXPECT_EQ(read_from({{"KILN_OPENCL_LIBRARY", "/opt/libOpenCL.so"}}).opencl_library, "/opt/libOpenCL.so");
   EXPECT_EQ(read_from({{"KILN_OPENCL_LIBRARY", ""}}).opencl_library, "");
+}
+
+TEST(Settings, DevicePoolIdleInMillisecondsZeroKeeps) {
+  using std::chrono::milliseconds;
+  EXPECT_EQ(read_from({{"KILN_DEVICE_POOL_IDLE_MS", "250"}}).device_pool_idle, milliseconds(250));
+  EXPECT_EQ(read_from({{"KILN_DEVICE_POOL_IDLE_MS", "0"}}).device_pool_idle, milliseconds(0));
+  EXPECT_EQ(read_from({{"KILN_DEVICE_POOL_IDLE_MS", "99999999999999"}}).device_pool_idle, milliseconds(1ll << 31));
+  for (const char* ignored : {"", "-5", "+5", "1s", "soon", " 5", "99999999999999999999999"})
+    EXPECT_EQ(read_from({{"KILN_DEVICE_POOL_IDLE_MS", ignored}}).device_pool_idle, milliseconds(2000)) << ignored;
 }
 
 }  // namespace
