@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <span>
@@ -34,6 +35,15 @@ class resident_buffer {
   virtual ~resident_buffer() = default;
   virtual std::size_t size() const = 0;
   virtual status download(std::span<std::int64_t> out) const = 0;
+};
+
+// Memory a backend keeps for one device between jobs (staging, slot buffers, pooled bodies of
+// freed resident buffers), released once the device has been idle for device_pool_idle()
+// (core/idle_release.hpp); resident buffers still alive are not counted. For tests and the design
+// notes' bound (docs/DESIGN.md).
+struct held_memory {
+  std::size_t device_bytes = 0;  // device memory
+  std::size_t pinned_bytes = 0;  // page-locked host memory (staging)
 };
 
 class backend {
@@ -75,6 +85,9 @@ class backend {
   // backend has none (the default) or cannot allocate it now.
   virtual void* allocate_pinned(std::size_t /*bytes*/) { return nullptr; }
   virtual void free_pinned(void* /*p*/) {}
+  // What this backend keeps for `device` between jobs now (see held_memory); none for host
+  // backends (the default) and for devices that are unusable or out of range.
+  virtual held_memory held_bytes(int /*device*/) { return {}; }
 };
 
 // Where a run goes: the device index it passes to its backend (the resolved device's, or

@@ -74,6 +74,12 @@ class opencl_backend final : public backend {
     });
   }
 
+  held_memory held_bytes(int device) override {
+    if (device < 0 || static_cast<std::size_t>(device) >= devices().size() || !states_[static_cast<std::size_t>(device)])
+      return {};
+    return lanes_held(*states_[static_cast<std::size_t>(device)]);
+  }
+
  private:
   void probe() {
     std::call_once(once_, [this] {

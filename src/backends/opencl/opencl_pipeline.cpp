@@ -262,8 +262,29 @@ status create_lanes(opencl_device_state& ds) {
   return {};
 }
 
+void release_idle_lanes(opencl_device_state& ds) {
+  std::unique_lock<std::mutex> lock(ds.m, std::try_to_lock);
+  // A job holds the device (its end arms the release again), or one ended since this release was
+  // due (its arm is pending): the lanes are still in use.
+  if (!lock.owns_lock() || ds.idle.pending()) return;
+  release_lanes(ds);
+}
+
+held_memory lanes_held(opencl_device_state& ds) {
+  std::lock_guard<std::mutex> lock(ds.m);
+  held_memory h;
+  if (ds.lane_capacity == 0) return h;
+  const std::size_t slots = ds.lanes.size() * lane_slots;
+  // In and out on each side of every slot, and a program's fault word on the device.
+  h.pinned_bytes = slots * 2 * ds.lane_capacity * element_bytes;
+  h.device_bytes = h.pinned_bytes + slots * sizeof(cl_int);
+  return h;
+}
+
 result<run_stats> transfer(opencl_device_state& ds, opencl_transfer_job job) {
   std::lock_guard<std::mutex> lock(ds.m);
+  // The lanes' buffers are freed after idle time from this job's end, whichever way it ends.
+  arm_at_end arm(ds.idle);
   const auto t0 = clock_type::now();
   run_stats st;
   if (job.n == 0) return st;

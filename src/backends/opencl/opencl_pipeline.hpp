@@ -14,6 +14,7 @@
 
 #include "backends/opencl/opencl_handles.hpp"
 #include "core/backend.hpp"
+#include "core/idle_release.hpp"
 #include "core/kernel_ir.hpp"
 #include "core/lanes.hpp"
 
@@ -86,9 +87,16 @@ struct opencl_built_program {
   std::vector<cl::Kernel> lane_kernels;
 };
 
+struct opencl_device_state;
+
+// Frees the lanes' buffers (staging and slot buffers; queues and kernel objects stay) unless a
+// job holds the device or has ended since the release was due: idle's release.
+void release_idle_lanes(opencl_device_state& ds);
+
 // Everything one device needs. Context, queue and kernel are created once at probe time; the lanes
 // on first use, then reused by every later call (pinned allocation costs milliseconds) and grown
-// when a call wants larger chunks. `m` serialises all use: the kernels' arguments and the lanes
+// when a call wants larger chunks, and their buffers freed once the device has been idle for
+// device_pool_idle() (`idle`). `m` serialises all use: the kernels' arguments and the lanes
 // are shared state, and runs on one device gain nothing from interleaving.
 struct opencl_device_state {
   cl::Device device;
@@ -113,7 +121,13 @@ struct opencl_device_state {
   std::map<std::string, opencl_built_program> programs;
   // The same kernels compiled for resident buffers (kiln_resident), one kernel object each.
   std::map<std::string, std::pair<cl::Program, cl::Kernel>> resident_programs;
+  // Armed at the end of every job through the lanes; last, so that it is destroyed (and a
+  // release under way waited for) before the lanes it frees.
+  idle_release idle{device_pool_idle(), [this] { release_idle_lanes(*this); }};
 };
+
+// What the lanes hold now (opencl_device_state::lanes' buffers); waits for a job under way.
+held_memory lanes_held(opencl_device_state& ds);
 
 // A program as one job runs it: the kernel object of each lane is set up by transfer(); the
 // chunks' faults meet in first_fault (the lowest faulting element index; no_fault for none). The
