@@ -68,6 +68,13 @@ class cuda_backend final : public backend {
 
   void free_pinned(void* p) override { (void)cudaFreeHost(p); }
 
+  held_memory held_bytes(int device) override {
+    probe();
+    if (device < 0 || static_cast<std::size_t>(device) >= states_.size() || !states_[static_cast<std::size_t>(device)])
+      return {};
+    return states_[static_cast<std::size_t>(device)]->held();
+  }
+
   result<std::unique_ptr<resident_buffer>> allocate(int device, std::size_t n) override {
     auto ds = state_of(device);
     if (!ds) return ds.err();

@@ -55,9 +55,26 @@ void cuda_buffer_pool::clear() {
   cached_ = 0;
 }
 
+std::vector<cuda_buffer_body> cuda_buffer_pool::take_all() {
+  std::lock_guard<std::mutex> lock(m_);
+  cached_ = 0;
+  return std::exchange(free_, {});
+}
+
+std::size_t cuda_buffer_pool::cached_bytes() {
+  std::lock_guard<std::mutex> lock(m_);
+  return cached_;
+}
+
 cuda_buffer::~cuda_buffer() {
   device_scope scope;
-  if (scope.enter(dev_.index()).ok() && body_.data.get()) dev_.buffers().give(std::move(body_));
+  if (scope.enter(dev_.index()).ok() && body_.data.get()) {
+    dev_.buffers().give(std::move(body_));
+    // The kept body goes with the device's other memory once the device has been idle. Armed
+    // after the give and outside the pool's lock: a release that takes the pool's bodies before
+    // this arm frees this one a little early, which costs the next buffer a cudaMalloc, no more.
+    dev_.idle().arm();
+  }
 }
 
 status cuda_buffer::init() {

@@ -42,6 +42,12 @@ class cuda_buffer_pool {
 
   void clear();
 
+  // Every kept body, handed over to be freed (in the device's context) outside the pool's lock.
+  std::vector<cuda_buffer_body> take_all();
+
+  // Device bytes of the kept bodies.
+  std::size_t cached_bytes();
+
  private:
   static constexpr std::size_t max_bodies = 8;
   const std::size_t limit_;

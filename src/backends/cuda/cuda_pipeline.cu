@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <chrono>
+#include <memory>
 #include <string>
 #include <utility>
 
@@ -134,6 +135,14 @@ result<std::size_t> cuda_lane_group::ensure(std::size_t chunk_request, int devic
   return std::min(chunk, capacity_);
 }
 
+cuda_lane_group::contents cuda_lane_group::take() {
+  contents c{std::move(lanes_v_), std::move(host_block_), std::move(dev_block_)};
+  lanes_v_.clear();
+  capacity_ = 0;
+  clamped_request_ = 0;
+  return c;
+}
+
 void cuda_lane_group::clear() {
   lanes_v_.clear();
   host_block_.reset();
@@ -152,6 +161,8 @@ cuda_device_state::cuda_device_state(int index, int sm_count, int arch, std::siz
       staged_(staging_lanes, staged_slots, staged_chunk, staged_chunk) {}
 
 cuda_device_state::~cuda_device_state() {
+  // No release may run beside the teardown below.
+  idle_.cancel();
   // Streams, events and device memory belong to this device's context.
   device_scope scope;
   (void)scope.enter(index_);
@@ -160,6 +171,42 @@ cuda_device_state::~cuda_device_state() {
   buffers_.clear();
   program_mem_.reset();
   aux_.reset();
+}
+
+held_memory cuda_device_state::held() {
+  std::lock_guard<std::mutex> lock(m_);
+  held_memory h;
+  h.pinned_bytes = direct_.bytes() + staged_.bytes();
+  h.device_bytes = h.pinned_bytes + program_bytes_ + buffers_.cached_bytes();
+  return h;
+}
+
+void cuda_device_state::release_idle() {
+  cuda_lane_group::contents direct, staged;
+  device_memory program;
+  stream_handle aux;
+  {
+    std::unique_lock<std::mutex> lock(m_, std::try_to_lock);
+    // A job holds the device (its end arms the release again), or one ended since this release
+    // was due (its arm is pending): what it used stays.
+    if (!lock.owns_lock() || idle_.pending()) return;
+    direct = direct_.take();
+    staged = staged_.take();
+    program = std::move(program_mem_);
+    program_bytes_ = 0;
+    aux = std::move(aux_);
+  }
+  // Bodies given back from here on are kept, with the release armed again for them.
+  std::vector<cuda_buffer_body> bodies = buffers_.take_all();
+  device_scope scope;
+  // Freed in the device's context; if it cannot be entered the device is lost, and freeing
+  // anyway is what the destructor would do.
+  (void)scope.enter(index_);
+  bodies.clear();
+  direct = {};
+  staged = {};
+  program.reset();
+  aux.reset();
 }
 
 result<run_stats> cuda_device_state::transfer(const cuda_transfer_job& job) {
@@ -172,6 +219,11 @@ result<run_stats> cuda_device_state::transfer(std::span<cuda_device_state* const
   std::vector<std::unique_lock<std::mutex>> locks;
   locks.reserve(devs.size());
   for (cuda_device_state* d : devs) locks.emplace_back(d->m_);
+  // Each device's staging is freed after idle time from this job's end, whichever way it ends;
+  // armed while the locks are still held (see idle_release::arm).
+  std::vector<std::unique_ptr<arm_at_end>> arms;
+  arms.reserve(devs.size());
+  for (cuda_device_state* d : devs) arms.push_back(std::make_unique<arm_at_end>(d->idle_));
   const auto t0 = std::chrono::steady_clock::now();
   run_stats st;
   if (job.n == 0) return st;

@@ -14,6 +14,7 @@
 #include "backends/cuda/cuda_buffers.cuh"
 #include "backends/cuda/cuda_resources.cuh"
 #include "core/backend.hpp"
+#include "core/idle_release.hpp"
 #include "core/kernel_ir.hpp"
 #include "core/lanes.hpp"
 
@@ -109,6 +110,18 @@ class cuda_lane_group {
 
   void clear();
 
+  // What the group holds, handed over so that it can be freed outside the device's lock (in the
+  // device's context); the group is left as before its first use.
+  struct contents {
+    std::vector<cuda_lane> lanes;  // destroyed last: their streams and events
+    pinned_memory host;
+    device_memory dev;
+  };
+  contents take();
+
+  // Bytes of the staging block, and as many of the device block (0 before first use).
+  std::size_t bytes() const { return lanes_v_.size() * slots_ * 2 * capacity_ * sizeof(std::int64_t); }
+
  private:
   std::size_t (*lanes_)();
   std::size_t slots_, default_chunk_, chunk_limit_;
@@ -135,6 +148,10 @@ class cuda_device_state {
   cuda_buffer_pool& buffers() { return buffers_; }
   int sm_count() const { return sm_count_; }
   int arch() const { return arch_; }
+  idle_release& idle() { return idle_; }
+
+  // What the device keeps between jobs now (see held_memory); waits for a job under way.
+  held_memory held();
 
   // Streams one job through the lanes of its shape, with the host's share (see map_job).
   // The caller has made this device current.
@@ -159,6 +176,11 @@ class cuda_device_state {
   // Enqueues the program's kernel over one chunk: 256 threads a block, one element a thread.
   status launch_program(const void* in_elements, void* out_elements, bool narrow_in, const cuda_program_launch& p,
                         std::size_t begin, std::size_t count, cudaStream_t stream);
+
+  // idle_'s release: frees the lane groups, the program's memory and the pool's bodies unless a
+  // job holds the device or has ended since the release was due. Freed outside the lock (cudaFree
+  // waits for the whole device, resident buffers' kernels too), in the device's context.
+  void release_idle();
 
   // Carries chunks through one lane, on a pool thread; with `share` its thread computes host
   // pieces while its slots are busy.
@@ -192,6 +214,9 @@ class cuda_device_state {
   device_memory program_mem_;
   std::size_t program_bytes_ = 0;
   stream_handle aux_;
+  // Armed at the end of every job and whenever the pool takes a body; last, so that it is
+  // destroyed before what its release frees (the destructor cancels it first in any case).
+  idle_release idle_{device_pool_idle(), [this] { release_idle(); }};
 };
 
 }  // namespace kiln::detail
