@@ -17,7 +17,9 @@ using clock_type = std::chrono::steady_clock;
 // slower.
 constexpr std::size_t driven_chunk = std::size_t{1} << 18;
 constexpr std::size_t lane_chunk = std::size_t{1} << 19;
-// Larger chunks (chunk_elements) are allowed while the lanes' pinned staging stays within this.
+// Chunks, asked for (chunk_elements) or the defaults above, are cut so that the lanes' pinned
+// staging, and as much device memory for their slot buffers, stay within this: the bound on what
+// a device keeps between jobs (docs/DESIGN.md). The defaults fit it up to 21 lanes.
 constexpr std::size_t staging_budget_bytes = std::size_t{512} << 20;
 // Slot buffers grow in steps of 64 Ki elements so that slightly different sizes reuse them.
 constexpr std::size_t capacity_step = std::size_t{1} << 16;
@@ -289,9 +291,8 @@ result<run_stats> transfer(opencl_device_state& ds, opencl_transfer_job job) {
   run_stats st;
   if (job.n == 0) return st;
   KILN_TRY(create_lanes(ds));
-  std::size_t chunk = job.chunk_elements ? std::min(job.chunk_elements, ds.request_limit)
-                                         : ds.driven ? driven_chunk : lane_chunk;
-  chunk = std::min({chunk, ds.chunk_limit, job.n});
+  std::size_t chunk = job.chunk_elements ? job.chunk_elements : ds.driven ? driven_chunk : lane_chunk;
+  chunk = std::min({chunk, ds.request_limit, ds.chunk_limit, job.n});
   auto got = ensure_lanes(ds, chunk);
   if (!got) return got.err();
   const std::size_t chunk_got = *got;

@@ -110,7 +110,7 @@ struct opencl_device_state {
   bool driven = false;                 // one thread drives the slots (see lane_slots)
   // Set with the lanes (create_lanes), because they depend on how many there are:
   std::size_t chunk_limit = 1;         // the largest chunk a slot may hold (allocation and memory bounds)
-  std::size_t request_limit = 1;       // the largest chunk_elements honoured (the staging budget)
+  std::size_t request_limit = 1;       // the largest chunk, asked for or default (the staging budget)
   std::mutex m;
   // The lanes (see transfer); each slot's staging holds a reference to the queue that unmaps it,
   // so destruction order does not matter.
