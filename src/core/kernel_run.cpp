@@ -25,13 +25,15 @@ using i64 = std::int64_t;
 // the cpu backend. Kernels of several arrays run on the host backends.
 constexpr std::size_t gpu_kernel_min = std::size_t{1} << 16;
 
-// Below this much work (elements x iterations, at few iterations) "auto" runs on the host's
-// cores: a GPU run from host memory costs about 0.6 ms however small (the H200 machine's sweep
-// in docs/BENCHMARKS.md: at 2^16-2^20 elements and 1-10 iterations the cpu backend took 0.3-0.5
-// ms, the GPU 0.56-0.70 ms). Many iterations over few elements stay on the GPU, where the host's
-// few vectors per thread would run one long dependent chain each.
+// Below this much work (elements x iterations, at up to 100 iterations) "auto" runs on the
+// host's cores: a GPU run from host memory costs about 0.6 ms however small (the H200 machine's
+// sweeps CG and CH in docs/BENCHMARKS.md: at 2^16-2^20 elements and 1-10 iterations the cpu
+// backend took 0.3-0.6 ms, the GPU 0.56-0.8 ms; at 2^10-2^16 and 100 iterations the two were
+// within noise of each other). Many iterations over few elements stay on the GPU, where the
+// host's few vectors per thread would each run one long dependent chain (2^10 x 1000: cpu 0.25-
+// 0.29 ms, GPU 0.11-0.20 ms).
 constexpr double host_work_max = double(std::int64_t{1} << 24);
-constexpr std::int64_t host_iterations_max = 16;
+constexpr std::int64_t host_iterations_max = 100;
 
 bool small_work(const decoded_kernel& dk, std::size_t n) {
   const std::int64_t k = dk.builtin ? dk.builtin->params.iterations : dk.iterations;
