@@ -26,6 +26,16 @@ namespace {
 
 using pool_clock = std::chrono::steady_clock;
 
+// GPU runs in flight and the end of the last one (see gpu_run_scope).
+std::atomic<int> gpu_runs{0};
+std::atomic<pool_clock::rep> gpu_last_end{0};
+
+bool gpus_quiet() {
+  if (gpu_runs.load() > 0) return false;
+  const auto since = pool_clock::now().time_since_epoch().count() - gpu_last_end.load();
+  return since >= std::chrono::duration_cast<pool_clock::duration>(std::chrono::milliseconds(gpu_quiet_ms)).count();
+}
+
 constexpr std::size_t huge_page = std::size_t{2} << 20;
 constexpr std::size_t gib = std::size_t{1} << 30;
 
@@ -327,6 +337,9 @@ class host_pool {
   }
 
   void pin_one(std::unique_lock<std::mutex>& lock) {
+    // Not beside a GPU run (gpu_run_scope): the request stays queued until the GPUs rest.
+    while (!stopping_ && !busy_ && !gpus_quiet()) cv_.wait_for(lock, std::chrono::milliseconds(10));
+    if (stopping_ || busy_ || requests_.empty()) return;
     const std::size_t capacity = *requests_.begin();
     requests_.erase(requests_.begin());
     // A block of the class may have come back meanwhile, or the bound filled up.
@@ -427,6 +440,13 @@ host_pool_settings default_host_pool_settings() {
   // At most about 24 days, so that deadlines computed from it cannot overflow.
   s.idle = std::chrono::milliseconds(std::min<std::uint64_t>(env_number("KILN_HOST_POOL_IDLE_MS", 2000), 1u << 31));
   return s;
+}
+
+gpu_run_scope::gpu_run_scope() { gpu_runs.fetch_add(1); }
+
+gpu_run_scope::~gpu_run_scope() {
+  gpu_last_end.store(pool_clock::now().time_since_epoch().count());
+  gpu_runs.fetch_sub(1);
 }
 
 host_pool_stats host_pool_statistics() {

@@ -46,4 +46,19 @@ host_pool_settings default_host_pool_settings();
 // unpinned by the new `unpin`, or once the pool is shutting down.
 bool set_host_pool_settings(host_pool_settings s);
 
+// A GPU run in flight, as the pool thread sees it: it pins no block while one runs, nor within
+// gpu_quiet_ms of the last one's end, because pinning a large block holds the CUDA driver for
+// tens of milliseconds and stalls the copies of a run beside it (a call whose earlier results
+// were still alive took 125 ms instead of 6 on the H200: docs/BENCHMARKS.md, CH). Blocks are
+// pinned while the GPUs rest; meanwhile calls take ordinary memory, which costs a staged copy.
+inline constexpr int gpu_quiet_ms = 50;
+
+class gpu_run_scope {
+ public:
+  gpu_run_scope();
+  ~gpu_run_scope();
+  gpu_run_scope(const gpu_run_scope&) = delete;
+  gpu_run_scope& operator=(const gpu_run_scope&) = delete;
+};
+
 }  // namespace kiln::detail

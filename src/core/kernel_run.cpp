@@ -8,6 +8,7 @@
 #include <vector>
 
 #include "core/backend.hpp"
+#include "core/host_pool.hpp"
 #include "core/kernel_ir.hpp"
 #include "core/thread_pool.hpp"
 #include "kiln/kernel.hpp"
@@ -222,6 +223,9 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
   auto index = run_target(options, *dev, st);
   if (!index) return index.err();
   backend& be = backend_of(dev->backend);
+  // The host pool pins no block beside a GPU run (it would stall the run's copies).
+  std::optional<gpu_run_scope> on_gpu;
+  if (is_gpu(dev->backend)) on_gpu.emplace();
 
   std::span<const i64> single_array;
   for (const auto& a : args)
@@ -359,6 +363,8 @@ result<run_stats> run_buffers(const decoded_kernel& decoded, std::span<const arg
                         "no iterations over buffers leaves the argument as it is: give its buffer as the output");
   } else {
     backend& be = backend_of(dev.backend);
+    std::optional<gpu_run_scope> on_gpu;
+    if (is_gpu(dev.backend)) on_gpu.emplace();
     const bool rounds = is_gpu(dev.backend) && dk->arrays == 1 && dk->outputs == 1;
     auto r = !rounds ? (stop.stop_requested() ? result<run_stats>(cancelled_error())
                                               : be.run_resident(dev.index, *dk, arrays, outs, stop))

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <optional>
 #include <thread>
 #include <utility>
 #include <vector>
@@ -224,6 +225,28 @@ TEST_F(HostPool, BackgroundRefillMakesLaterCallsPinned) {
   EXPECT_EQ(pinned, (std::vector<bool>{false, true, true, true, true, true}));
   EXPECT_EQ(host_pool_statistics().pins, 1u);
   EXPECT_EQ(host_pool_statistics().pinned_bytes, 6 * mib);
+}
+
+// No block is pinned beside a GPU run (a pin would stall its copies): the request waits until
+// the run has ended and the GPUs have rested gpu_quiet_ms.
+TEST_F(HostPool, NoBackgroundPinBesideAGpuRun) {
+  install(64 * mib);
+  std::optional<kiln::detail::gpu_run_scope> run;
+  run.emplace();
+  auto first = kiln::host_memory::allocate(elements_of(6 * mib));
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first->pinned());
+  std::this_thread::sleep_for(std::chrono::milliseconds(4 * kiln::detail::gpu_quiet_ms));
+  EXPECT_EQ(host_pool_statistics().pins, 0u) << "a block was pinned during the run";
+  EXPECT_EQ(host_pool_statistics().pending_pins, 1u);
+  const auto ended = std::chrono::steady_clock::now();
+  run.reset();
+  ASSERT_TRUE(pins_settled());
+  EXPECT_GE(std::chrono::steady_clock::now() - ended, std::chrono::milliseconds(kiln::detail::gpu_quiet_ms));
+  EXPECT_EQ(host_pool_statistics().pins, 1u);
+  auto second = kiln::host_memory::allocate(elements_of(6 * mib));
+  ASSERT_TRUE(second.ok());
+  EXPECT_TRUE(second->pinned());
 }
 
 // A freed pinned block goes back to the cache and the next call of its class gets it again,
