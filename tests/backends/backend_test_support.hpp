@@ -1,6 +1,8 @@
 // Helpers the backend test suites share: reference results, seeded inputs, options and device lists.
 #pragma once
 
+#include <gtest/gtest.h>
+
 #include <algorithm>
 #include <cstdint>
 #include <limits>
@@ -50,6 +52,17 @@ inline kiln::run_options options_for(const char* backend, std::size_t chunk = 0,
   o.phase_times = phase_times;
   o.host_share = host_share;
   return o;
+}
+
+// The map's output from the multicore `cpu` backend: the conformance suite checks it against the
+// reference, and it is fast enough for millions of elements.
+inline std::vector<i64> cpu_expected(const std::vector<i64>& in, const kiln::map_params& prm) {
+  std::vector<i64> out(in.size());
+  kiln::run_options o;
+  o.backend = "cpu";
+  auto r = kiln::logistic_map(in, out, prm, o);
+  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.err().message);
+  return out;
 }
 
 inline std::vector<kiln::device_info> devices_of(kiln::backend_kind kind) {

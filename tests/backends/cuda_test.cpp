@@ -34,15 +34,8 @@ bool zero_copy_on() {
 
 std::vector<kiln::device_info> cuda_devices() { return devices_of(kiln::backend_kind::cuda); }
 
-// The expected output, from the multicore `cpu` backend: the conformance suite checks it against
-// the reference, and it is fast enough for millions of elements.
 std::vector<i64> expected(const std::vector<i64>& in, const kiln::map_params& prm) {
-  std::vector<i64> out(in.size());
-  kiln::run_options o;
-  o.backend = "cpu";
-  auto r = kiln::logistic_map(in, out, prm, o);
-  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.err().message);
-  return out;
+  return kiln_test::cpu_expected(in, prm);
 }
 
 TEST(CudaBackend, ListsItselfAndExplainsWhenUnavailable) {

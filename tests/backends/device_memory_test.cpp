@@ -25,15 +25,7 @@ using clock_type = std::chrono::steady_clock;
 
 const kiln::map_params prm{6'700'417, 22, 3};
 
-// The expected output, from the multicore `cpu` backend (the conformance suite checks it).
-std::vector<i64> expected(const std::vector<i64>& in) {
-  std::vector<i64> out(in.size());
-  kiln::run_options o;
-  o.backend = "cpu";
-  auto r = kiln::logistic_map(in, out, prm, o);
-  EXPECT_TRUE(r.ok()) << (r.ok() ? "" : r.err().message);
-  return out;
-}
+std::vector<i64> expected(const std::vector<i64>& in) { return kiln_test::cpu_expected(in, prm); }
 
 std::string describe(const kiln::detail::held_memory& h) {
   return std::to_string(h.device_bytes) + " device bytes, " + std::to_string(h.pinned_bytes) + " pinned bytes";
