@@ -10,8 +10,10 @@ defmodule Kiln.ResponsivenessTest do
   @vm_flags System.get_env("KILN_PROBE_ERL_FLAGS", "")
   # A scheduler blocked by a NIF is late on every attempt, by about the length of the run (35 ms
   # and more here). With every core busy, a tick is typically 2-3 ms late and at times 5-6 ms
-  # (kernel scheduling, neighbours' builds on a shared machine): one on-time attempt in five passes.
-  @attempts 5
+  # (kernel scheduling, neighbours' builds on a shared machine); during a PoCL run on the 2-core
+  # machine about half the attempts are 15-25 ms late (docs/BENCHMARKS.md): one on-time attempt
+  # in eight passes.
+  @attempts 8
 
   # Not yet among the modes: the probe's `jobs16` (16 asynchronous jobs of 2^20 elements in
   # flight), which is 7-75 ms late on the 2-core machine (docs/BENCHMARKS.md).
