@@ -802,7 +802,7 @@ ERL_NIF_TERM execute(ErlNifEnv* env, run_request& req, double decode_s) {
 // when they want them, and threads the engine starts from here (PoCL's, CUDA's) inherit it.
 void lower_priority_of_this_thread() {
   const char* env = std::getenv("KILN_WORKER_NICE");
-  const int nice = env ? std::atoi(env) : 10;
+  const int nice = env ? std::atoi(env) : 19;
   if (nice != 0) (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice);
 }
 

@@ -35,10 +35,10 @@ struct settings {
   // given host; 0 (unset, or out of range) means one per worker thread, at most 16 (staging_lanes()).
   std::size_t staging_lanes = 0;
 
-  // KILN_WORKER_NICE: the worker threads' niceness, 10 unless set (0 keeps the caller's), so that
+  // KILN_WORKER_NICE: the worker threads' niceness, 19 unless set (0 keeps the caller's), so that
   // latency-sensitive threads sharing the cores (a BEAM's schedulers) win them. Read as atoi does:
   // a value that is not a number is 0.
-  int worker_nice = 10;
+  int worker_nice = 19;
 
   // KILN_OPENCL_LIBRARY: the OpenCL library to open (a path or a name); empty (unset or set to
   // "") means the ICD loader's soname (backends/opencl/opencl_library.hpp).

@@ -26,7 +26,7 @@ TEST(Settings, DefaultsWithoutAnyVariable) {
   EXPECT_TRUE(s.zero_copy);
   EXPECT_EQ(s.opencl_pipeline, opencl_pipeline_mode::by_device);
   EXPECT_EQ(s.staging_lanes, 0u);
-  EXPECT_EQ(s.worker_nice, 10);
+  EXPECT_EQ(s.worker_nice, 19);
   EXPECT_EQ(s.opencl_library, "");
   EXPECT_EQ(s.device_pool_idle, std::chrono::milliseconds(2000));
 }
