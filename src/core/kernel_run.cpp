@@ -36,8 +36,12 @@ constexpr std::size_t gpu_kernel_min = std::size_t{1} << 16;
 constexpr double host_work_max = double(std::int64_t{1} << 24);
 constexpr std::int64_t host_iterations_max = 100;
 
+std::int64_t total_iterations(const decoded_kernel& dk) {
+  return dk.builtin ? dk.builtin->params.iterations : dk.iterations;
+}
+
 bool small_work(const decoded_kernel& dk, std::size_t n) {
-  const std::int64_t k = dk.builtin ? dk.builtin->params.iterations : dk.iterations;
+  const std::int64_t k = total_iterations(dk);
   return k <= host_iterations_max && static_cast<double>(n) * static_cast<double>(k) <= host_work_max;
 }
 
@@ -90,10 +94,6 @@ status check_aliasing(std::span<const arg> args, std::span<const std::span<i64>>
 constexpr std::int64_t gpu_round_min = 4096;
 constexpr std::int64_t gpu_first_round = 64;
 constexpr std::int64_t gpu_first_work = std::int64_t{1} << 22;
-
-std::int64_t total_iterations(const decoded_kernel& dk) {
-  return dk.builtin ? dk.builtin->params.iterations : dk.iterations;
-}
 
 decoded_kernel with_iterations(const decoded_kernel& dk, std::int64_t k) {
   decoded_kernel c = dk;
@@ -243,20 +243,15 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
   // round then costs about resident_round_s of device work, not a trip over the bus). An array
   // the device cannot hold twice streams in rounds instead.
   const bool single = dk.arrays == 1 && dk.outputs == 1;
+  bool placed = false;
   if (is_gpu(dev->backend) && single && total_iterations(dk) > gpu_round_min && *index != all_devices) {
     if (!dk.builtin) KILN_TRY(be.kernel_support());
-    bool placed = false;
     r = through_buffers(dk, args, outputs, options, dev->backend, *index, placed);
-    if (placed) {
-      if (!r) return r.err();
-      if (options.stop.stop_requested()) return cancelled_error();
-      r->backend = st.backend;
-      r->device = st.device;
-      r->total_s = seconds_since(t0);
-      return r;
-    }
+    if (r) r->total_s = seconds_since(t0);
   }
-  if (dk.builtin) {
+  if (placed) {
+    // Ran (or failed) over buffers: r holds its result.
+  } else if (dk.builtin) {
     // The built-in map: every backend's hand-tuned code, the host's share included.
     const auto& a = args[dk.builtin->array].array;
     if (is_gpu(dev->backend)) {
@@ -286,7 +281,6 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
       if (*index == all_devices)
         return make_error(errc::invalid_argument,
                           "a kernel of several arrays runs on one device: choose a device index");
-      bool placed = false;
       r = through_buffers(dk, args, outputs, options, dev->backend, *index, placed);
       if (r) r->total_s = seconds_since(t0);
     }
