@@ -14,6 +14,7 @@
 #include "backend_test_support.hpp"
 #include "core/backend.hpp"
 #include "core/idle_release.hpp"
+#include "core/thread_pool.hpp"
 #include "kiln/kernel.hpp"
 #include "kiln/kiln.hpp"
 
@@ -116,6 +117,30 @@ TEST_P(DeviceMemory, ReleasedAfterTheIdleTimeAndRightAgainAfterwards) {
   }
   ended_ = clock_type::now();
   ASSERT_TRUE(released()) << "after the buffer was freed: " << describe(held());
+}
+
+// CUDA stages a job through as many lanes as it has chunks, each slot no longer than the job: a
+// small first job pins little (pinning costs about 0.55 ms per MiB on the H200 machine), and the
+// lanes grow when a larger job comes.
+TEST_P(DeviceMemory, CudaStagingFollowsTheJobsSize) {
+  if (std::string(GetParam()) != "cuda") GTEST_SKIP() << "the lane groups' sizing is CUDA's";
+  if (idle_.count() == 0) GTEST_SKIP() << "KILN_DEVICE_POOL_IDLE_MS=0: the lanes of earlier tests stay";
+  ASSERT_TRUE(released()) << describe(held());
+  run_map_and_check(std::size_t{1} << 14, 5);
+  const auto small = held();
+  // One lane of 3 slots, in and out, of one 64 Ki-element step each.
+  const std::size_t one_lane = 3 * 2 * (std::size_t{1} << 16) * sizeof(i64);
+  if (clock_type::now() - ended_ < idle_ / 2) {
+    EXPECT_GT(small.pinned_bytes, 0u) << describe(small);
+    EXPECT_LE(small.pinned_bytes, one_lane) << describe(small);
+  }
+  run_map_and_check(std::size_t{1} << 22, 6);
+  const auto large = held();
+  if (clock_type::now() - ended_ < idle_ / 2 && kiln::detail::staging_lanes() > 1) {
+    EXPECT_GT(large.pinned_bytes, one_lane) << describe(large);
+  }
+  std::cout << "[ cuda ] staging after a 2^14 job: " << describe(small) << "; after a 2^22 job: " << describe(large)
+            << std::endl;
 }
 
 TEST_P(DeviceMemory, AKernelsMemoryIsReleasedToo) {

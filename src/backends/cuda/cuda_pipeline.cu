@@ -78,14 +78,23 @@ bool cuda_is_pinned(const void* p, std::size_t bytes) {
 
 // ---- lane groups -------------------------------------------------------------------------------
 
-result<std::size_t> cuda_lane_group::ensure(std::size_t chunk_request, int device) {
+result<std::size_t> cuda_lane_group::ensure(std::size_t chunk_request, std::size_t elements, int device) {
   std::size_t chunk = chunk_request ? std::min(chunk_request, chunk_limit_) : default_chunk_;
-  if (!lanes_v_.empty() && (chunk <= capacity_ || chunk <= clamped_request_)) return std::min(chunk, capacity_);
+  // Staging for what this job can use and no more: a job shorter than a chunk needs slots of its
+  // own length, and one of c chunks at most c lanes. Pinning is the first job's main cost (about
+  // 0.55 ms per MiB on the H200 machine, docs/BENCHMARKS.md), so a small first job stays cheap;
+  // the group grows once, to its full shape, when a larger job comes.
+  const std::size_t need = std::min(chunk, (std::max<std::size_t>(elements, 1) + capacity_step - 1) / capacity_step * capacity_step);
+  const std::size_t lanes_wanted = std::min(lanes_(), (std::max<std::size_t>(elements, 1) + need - 1) / need);
+  if (!lanes_v_.empty() && lanes_v_.size() >= lanes_wanted && (need <= capacity_ || need <= clamped_request_))
+    return std::min(chunk, capacity_);
+  const bool grows = !lanes_v_.empty();
+  const std::size_t previous_capacity = capacity_;
   // The group is idle here (every call drains it), so it can be freed before the larger one is
   // allocated; that also returns its device memory to the free count below.
   clear();
   clamped_request_ = 0;
-  const std::size_t lane_count = lanes_();
+  const std::size_t lane_count = grows ? lanes_() : lanes_wanted;
   std::size_t free_bytes = 0, total_bytes = 0;
   KILN_TRY(cuda_check(cudaMemGetInfo(&free_bytes, &total_bytes), "cudaMemGetInfo"));
   // Take at most half of what is free (in + out per slot), leaving room for resident buffers
@@ -95,9 +104,9 @@ result<std::size_t> cuda_lane_group::ensure(std::size_t chunk_request, int devic
   if (fits == 0)
     return make_error(errc::out_of_memory, "CUDA device " + std::to_string(device) + " has only " +
                                                std::to_string(free_bytes) + " bytes free, too few for staging");
-  std::size_t capacity = std::min((chunk + capacity_step - 1) / capacity_step * capacity_step, chunk_limit_);
+  std::size_t capacity = std::min((std::max(need, previous_capacity) + capacity_step - 1) / capacity_step * capacity_step, chunk_limit_);
   if (capacity > fits) {
-    clamped_request_ = chunk;  // don't reallocate on every call while memory stays short
+    clamped_request_ = need;  // don't reallocate on every call while memory stays short
     capacity = fits;
   }
   const std::size_t bytes = buffers * capacity * sizeof(i64);
@@ -239,7 +248,7 @@ result<run_stats> cuda_device_state::transfer(std::span<cuda_device_state* const
     cuda_lane_group& group = job.staged() ? d->staged_ : d->direct_;
     device_scope scope;
     KILN_TRY(scope.enter(d->index_));
-    auto got = group.ensure(job.chunk_elements, d->index_);
+    auto got = group.ensure(job.chunk_elements, job.n, d->index_);
     if (!got) return got.err();
     if (job.program) KILN_TRY(d->begin_program(*job.program));
     const std::size_t chunk = std::min(*got, job.n);

@@ -104,9 +104,10 @@ class cuda_lane_group {
   std::size_t lane_count() const { return lanes_v_.size(); }
   cuda_lane& at(std::size_t i) { return lanes_v_[i]; }
 
-  // Makes sure every slot holds at least the job's chunk; returns the chunk to use, smaller when
-  // free device memory does not allow the requested one. The caller has made the device current.
-  result<std::size_t> ensure(std::size_t chunk_request, int device);
+  // Makes sure the group has lanes enough for a job of `elements` and every slot holds at least
+  // its chunk; returns the chunk to use, smaller when free device memory does not allow the
+  // requested one. The caller has made the device current.
+  result<std::size_t> ensure(std::size_t chunk_request, std::size_t elements, int device);
 
   void clear();
 
