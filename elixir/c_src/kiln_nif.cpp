@@ -42,7 +42,38 @@ double seconds_since(steady::time_point t0) { return std::chrono::duration<doubl
 
 // ---- terms ---------------------------------------------------------------------------------
 
+// The atoms the NIF uses on every call, made once at load: atoms are never freed, so one term
+// serves every environment, and making an atom by name takes the atom table's lock each time
+// (a few percent of a small call's cost).
+#define KILN_NIF_ATOMS(X)                                                                            \
+  X(ok) X(error) X(true) X(false) X(nil) X(started) X(iota) X(into) X(backend) X(device) X(chunk_size) \
+  X(phase_times) X(host_share) X(as_list) X(host_to_device_s) X(kernel_s) X(device_to_host_s)      \
+  X(total_s) X(chunks) X(host_elements) X(decode_s) X(encode_s) X(scalar) X(cpu) X(opencl) X(cuda) X(auto)
+
+struct nif_atoms {
+#define KILN_NIF_ATOM_FIELD(name) ERL_NIF_TERM name##_ = 0;
+  KILN_NIF_ATOMS(KILN_NIF_ATOM_FIELD)
+#undef KILN_NIF_ATOM_FIELD
+};
+nif_atoms atoms;
+
+void make_atoms(ErlNifEnv* env) {
+#define KILN_NIF_ATOM_MAKE(name) atoms.name##_ = enif_make_atom(env, #name);
+  KILN_NIF_ATOMS(KILN_NIF_ATOM_MAKE)
+#undef KILN_NIF_ATOM_MAKE
+}
+
 ERL_NIF_TERM atom(ErlNifEnv* env, const char* name) { return enif_make_atom(env, name); }
+
+// A backend's name as an atom (the load-time one for the five names).
+ERL_NIF_TERM backend_atom(ErlNifEnv* env, std::string_view name) {
+  if (name == "cpu") return atoms.cpu_;
+  if (name == "cuda") return atoms.cuda_;
+  if (name == "opencl") return atoms.opencl_;
+  if (name == "scalar") return atoms.scalar_;
+  if (name == "auto") return atoms.auto_;
+  return enif_make_atom_len(env, name.data(), name.size());
+}
 
 ERL_NIF_TERM string_term(ErlNifEnv* env, std::string_view s) {
   ERL_NIF_TERM t;
@@ -51,11 +82,11 @@ ERL_NIF_TERM string_term(ErlNifEnv* env, std::string_view s) {
   return t;
 }
 
-ERL_NIF_TERM ok_tuple(ErlNifEnv* env, ERL_NIF_TERM value) { return enif_make_tuple2(env, atom(env, "ok"), value); }
+ERL_NIF_TERM ok_tuple(ErlNifEnv* env, ERL_NIF_TERM value) { return enif_make_tuple2(env, atoms.ok_, value); }
 
 // {:error, {kind, message}}: kind is the errc name, so Elixir can branch on it.
 ERL_NIF_TERM error_tuple(ErlNifEnv* env, kiln::errc code, std::string_view message) {
-  return enif_make_tuple2(env, atom(env, "error"),
+  return enif_make_tuple2(env, atoms.error_,
                           enif_make_tuple2(env, atom(env, kiln::errc_name(code)), string_term(env, message)));
 }
 
@@ -70,9 +101,9 @@ bool get_i64(ErlNifEnv* env, ERL_NIF_TERM t, std::int64_t& out) {
   return true;
 }
 
-bool get_bool(ErlNifEnv* env, ERL_NIF_TERM t, bool& out) {
-  if (enif_is_identical(t, atom(env, "true"))) return out = true, true;
-  if (enif_is_identical(t, atom(env, "false"))) return out = false, true;
+bool get_bool(ErlNifEnv*, ERL_NIF_TERM t, bool& out) {
+  if (enif_is_identical(t, atoms.true_)) return out = true, true;
+  if (enif_is_identical(t, atoms.false_)) return out = false, true;
   return false;
 }
 
@@ -179,7 +210,7 @@ kiln::status decode(ErlNifEnv* env, ERL_NIF_TERM term, int64_data& out) {
   const ERL_NIF_TERM* tuple;
   std::int64_t first, step;
   ErlNifUInt64 count;
-  if (enif_get_tuple(env, term, &arity, &tuple) && arity == 4 && enif_is_identical(tuple[0], atom(env, "iota")) &&
+  if (enif_get_tuple(env, term, &arity, &tuple) && arity == 4 && enif_is_identical(tuple[0], atoms.iota_) &&
       get_i64(env, tuple[1], first) && get_i64(env, tuple[2], step) && enif_get_uint64(env, tuple[3], &count)) {
     if (count > SIZE_MAX / sizeof(std::int64_t))
       return kiln::make_error(kiln::errc::out_of_memory, std::to_string(count) + " elements do not fit in memory");
@@ -206,7 +237,7 @@ ERL_NIF_TERM decode_error(ErlNifEnv* env, const kiln::status& s, const int64_dat
   const bool integer = enif_term_type(env, term) == ERL_NIF_TERM_TYPE_INTEGER;
   ERL_NIF_TERM detail[] = {atom(env, "bad_element"), enif_make_uint64(env, index), term,
                            atom(env, integer ? "out_of_range" : "not_integer")};
-  return enif_make_tuple2(env, atom(env, "error"), enif_make_tuple_from_array(env, detail, 4));
+  return enif_make_tuple2(env, atoms.error_, enif_make_tuple_from_array(env, detail, 4));
 }
 
 // ---- int64 data out ------------------------------------------------------------------------
@@ -337,11 +368,11 @@ outcome transform(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Body* b
 }
 
 ERL_NIF_TERM stats_term(ErlNifEnv* env, const kiln::run_stats& s, double decode_s, double encode_s) {
-  ERL_NIF_TERM keys[] = {atom(env, "backend"),  atom(env, "device"),           atom(env, "host_to_device_s"),
-                         atom(env, "kernel_s"), atom(env, "device_to_host_s"), atom(env, "total_s"),
-                         atom(env, "chunks"),   atom(env, "host_elements"),    atom(env, "decode_s"),
-                         atom(env, "encode_s")};
-  ERL_NIF_TERM values[] = {atom(env, s.backend.c_str()),
+  ERL_NIF_TERM keys[] = {atoms.backend_,  atoms.device_,           atoms.host_to_device_s_,
+                         atoms.kernel_s_, atoms.device_to_host_s_, atoms.total_s_,
+                         atoms.chunks_,   atoms.host_elements_,    atoms.decode_s_,
+                         atoms.encode_s_};
+  ERL_NIF_TERM values[] = {backend_atom(env, s.backend),
                            string_term(env, s.device),
                            enif_make_double(env, s.host_to_device_s),
                            enif_make_double(env, s.kernel_s),
@@ -363,7 +394,7 @@ template <class Body>
 ERL_NIF_TERM run_reply(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Body& body) {
   outcome o = transform(env, data, as_list, &body);
   if (!o.ok) return o.term;
-  return enif_make_tuple3(env, atom(env, "ok"), o.term, stats_term(env, o.stats, o.decode_s, o.encode_s));
+  return enif_make_tuple3(env, atoms.ok_, o.term, stats_term(env, o.stats, o.decode_s, o.encode_s));
 }
 
 // Counts a list's cells, stopping past `cap` (a long list is not walked on a normal scheduler).
@@ -399,16 +430,16 @@ ERL_NIF_TERM convert_dirty(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 }
 
 // Reads a map's atom-keyed field; false when it is missing.
-bool map_field(ErlNifEnv* env, ERL_NIF_TERM map, const char* key, ERL_NIF_TERM& out) {
-  return enif_get_map_value(env, map, atom(env, key), &out);
+bool map_field(ErlNifEnv* env, ERL_NIF_TERM map, ERL_NIF_TERM key, ERL_NIF_TERM& out) {
+  return enif_get_map_value(env, map, key, &out);
 }
 
 // The options map of kernel_run: %{backend:, device:, chunk_size:, phase_times:, host_share:, as_list:}.
 bool get_kernel_options(ErlNifEnv* env, ERL_NIF_TERM map, kiln::run_options& options, bool& as_list) {
   ERL_NIF_TERM backend, device, chunk, phases, share, list;
-  if (!enif_is_map(env, map) || !map_field(env, map, "backend", backend) || !map_field(env, map, "device", device) ||
-      !map_field(env, map, "chunk_size", chunk) || !map_field(env, map, "phase_times", phases) ||
-      !map_field(env, map, "host_share", share) || !map_field(env, map, "as_list", list))
+  if (!enif_is_map(env, map) || !map_field(env, map, atoms.backend_, backend) || !map_field(env, map, atoms.device_, device) ||
+      !map_field(env, map, atoms.chunk_size_, chunk) || !map_field(env, map, atoms.phase_times_, phases) ||
+      !map_field(env, map, atoms.host_share_, share) || !map_field(env, map, atoms.as_list_, list))
     return false;
   return get_run_options(env, backend, device, chunk, options) && get_bool(env, phases, options.phase_times) &&
          get_bool(env, share, options.host_share) && get_bool(env, list, as_list);
@@ -456,18 +487,18 @@ ERL_NIF_TERM devices_nif(ErlNifEnv* env, int, const ERL_NIF_TERM[]) {
   probe();
   std::vector<ERL_NIF_TERM> maps;
   for (const auto& d : kiln::devices()) {
-    ERL_NIF_TERM keys[] = {atom(env, "backend"),  atom(env, "index"),         atom(env, "name"),
+    ERL_NIF_TERM keys[] = {atoms.backend_,  atom(env, "index"),         atom(env, "name"),
                            atom(env, "platform"), atom(env, "compute_units"), atom(env, "memory_bytes"),
                            atom(env, "gpu"),      atom(env, "available"),     atom(env, "reason")};
-    ERL_NIF_TERM values[] = {atom(env, kiln::backend_name(d.backend)),
+    ERL_NIF_TERM values[] = {backend_atom(env, kiln::backend_name(d.backend)),
                              enif_make_int(env, d.index),
                              string_term(env, d.name),
                              string_term(env, d.platform),
                              enif_make_int(env, d.compute_units),
                              enif_make_uint64(env, d.memory_bytes),
-                             atom(env, d.gpu ? "true" : "false"),
-                             atom(env, d.available ? "true" : "false"),
-                             d.reason.empty() ? atom(env, "nil") : string_term(env, d.reason)};
+                             d.gpu ? atoms.true_ : atoms.false_,
+                             d.available ? atoms.true_ : atoms.false_,
+                             d.reason.empty() ? atoms.nil_ : string_term(env, d.reason)};
     ERL_NIF_TERM map;
     enif_make_map_from_arrays(env, keys, values, sizeof keys / sizeof keys[0], &map);
     maps.push_back(map);
@@ -508,7 +539,7 @@ ERL_NIF_TERM buffer_term(ErlNifEnv* env, buffer_resource* res) {
   ERL_NIF_TERM ref = enif_make_resource(env, res);
   const auto& dev = res->buffer->device();
   ERL_NIF_TERM fields[] = {atom(env, "buffer"), ref, enif_make_uint64(env, res->buffer->size()),
-                           atom(env, kiln::backend_name(dev.backend)), string_term(env, dev.name)};
+                           backend_atom(env, kiln::backend_name(dev.backend)), string_term(env, dev.name)};
   return enif_make_tuple_from_array(env, fields, 5);
 }
 
@@ -542,7 +573,7 @@ ERL_NIF_TERM buffer_upload_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   int n;
   const ERL_NIF_TERM* f;
   enif_get_tuple(env, t, &n, &f);
-  ERL_NIF_TERM fields[] = {atom(env, "ok"), f[1], f[2], f[3], f[4]};
+  ERL_NIF_TERM fields[] = {atoms.ok_, f[1], f[2], f[3], f[4]};
   return enif_make_tuple_from_array(env, fields, 5);
 }
 
@@ -659,8 +690,11 @@ request_shape shape_of(ErlNifEnv* env, ERL_NIF_TERM args, std::size_t cap) {
 }
 
 // Decodes the arguments into `req` (lists and Ranges into host memory; binaries viewed in place,
-// kept alive by req.keep_env). Returns the error term to reply with, if any.
-std::optional<ERL_NIF_TERM> parse_args(ErlNifEnv* env, ERL_NIF_TERM args_term, ERL_NIF_TERM opts, run_request& req) {
+// kept alive by req.keep_env). Returns the error term to reply with, if any. A job's kernel and
+// device are checked here, so that a bad call fails at once rather than in its reply; an inline
+// run (`checked_by_run`) leaves that to kiln::run, which makes the same checks as it decodes.
+std::optional<ERL_NIF_TERM> parse_args(ErlNifEnv* env, ERL_NIF_TERM args_term, ERL_NIF_TERM opts, run_request& req,
+                                       bool checked_by_run = false) {
   if (req.kern.outputs > kiln::kernel_max_outputs) return error_tuple(env, invalid("too many kernel outputs"));
   unsigned count = 0;
   if (!enif_get_list_length(env, args_term, &count)) return enif_make_badarg(env);
@@ -695,7 +729,7 @@ std::optional<ERL_NIF_TERM> parse_args(ErlNifEnv* env, ERL_NIF_TERM args_term, E
     }
   }
   ERL_NIF_TERM into;
-  req.has_into = map_field(env, opts, "into", into) && !enif_is_identical(into, atom(env, "nil"));
+  req.has_into = map_field(env, opts, atoms.into_, into) && !enif_is_identical(into, atoms.nil_);
   if (req.has_into) {
     ERL_NIF_TERM l = into, h;
     buffer_resource* res = nullptr;
@@ -706,7 +740,8 @@ std::optional<ERL_NIF_TERM> parse_args(ErlNifEnv* env, ERL_NIF_TERM args_term, E
     }
   }
   // Fail before anything runs when the kernel is wrong for these arguments.
-  if (auto s = kiln::validate(req.kern, req.args); !s) return error_tuple(env, s.err());
+  if (!checked_by_run)
+    if (auto s = kiln::validate(req.kern, req.args); !s) return error_tuple(env, s.err());
   if (!req.buffers.empty() || req.has_into) {
     if (req.host_arrays)
       return error_tuple(env, invalid("a kernel runs over buffers or over host data, not both: upload every array "
@@ -715,8 +750,8 @@ std::optional<ERL_NIF_TERM> parse_args(ErlNifEnv* env, ERL_NIF_TERM args_term, E
     if (req.has_into && req.into_buffers.size() != req.kern.outputs)
       return error_tuple(env, invalid("into: gives " + std::to_string(req.into_buffers.size()) + " buffer(s) for " +
                                       std::to_string(req.kern.outputs) + " output(s)"));
-  } else if (auto d = kiln::resolve(req.options); !d) {
-    return error_tuple(env, d.err());
+  } else if (!checked_by_run) {
+    if (auto d = kiln::resolve(req.options); !d) return error_tuple(env, d.err());
   }
   return std::nullopt;
 }
@@ -766,7 +801,7 @@ ERL_NIF_TERM execute(ErlNifEnv* env, run_request& req, double decode_s) {
     if (!r) return error_tuple(env, r.err());
     std::vector<ERL_NIF_TERM> results;
     for (auto* res : out_res) results.push_back(buffer_term(env, res));
-    return enif_make_tuple3(env, atom(env, "ok"),
+    return enif_make_tuple3(env, atoms.ok_,
                             enif_make_list_from_array(env, results.data(), static_cast<unsigned>(results.size())),
                             stats_term(env, *r, 0, 0));
   }
@@ -792,7 +827,7 @@ ERL_NIF_TERM execute(ErlNifEnv* env, run_request& req, double decode_s) {
   for (std::size_t j = 0; j < bins.size(); ++j)
     results.push_back(req.as_list ? list_term(env, outs[j]) : bins[j].to_term(env));
   const double encode_s = seconds_since(t1);
-  return enif_make_tuple3(env, atom(env, "ok"),
+  return enif_make_tuple3(env, atoms.ok_,
                           enif_make_list_from_array(env, results.data(), static_cast<unsigned>(results.size())),
                           stats_term(env, *r, decode_s, encode_s));
 }
@@ -929,7 +964,7 @@ ERL_NIF_TERM start_job(ErlNifEnv* env, std::shared_ptr<run_request> req, double 
   });
   ERL_NIF_TERM job_term = enif_make_resource(env, job);
   enif_release_resource(job);  // the term now holds the caller's reference
-  return enif_make_tuple3(env, atom(env, "started"), ref, job_term);
+  return enif_make_tuple3(env, atoms.started_, ref, job_term);
 }
 
 // Inline runs: at most this many elements, and at most this much work (elements x iterations x
@@ -984,7 +1019,7 @@ ERL_NIF_TERM kernel_run_nif(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[])
   if (runs_inline(*req, shape)) {
     const auto t0 = steady::now();
     if (req->options.backend == "auto") req->options.backend = "cpu";  // the same results, no device
-    if (auto e = parse_args(env, argv[1], argv[2], *req)) return *e;
+    if (auto e = parse_args(env, argv[1], argv[2], *req, /*checked_by_run=*/true)) return *e;
     ERL_NIF_TERM reply = execute(env, *req, seconds_since(t0));
     const int percent = static_cast<int>(std::clamp(seconds_since(t0) * 1e5, 1.0, 100.0));
     (void)enif_consume_timeslice(env, percent);
@@ -1013,7 +1048,7 @@ ERL_NIF_TERM job_cancel_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   void* p;
   if (!enif_get_resource(env, argv[0], job_type, &p)) return enif_make_badarg(env);
   static_cast<job_resource*>(p)->stop.request_stop();
-  return atom(env, "ok");
+  return atoms.ok_;
 }
 
 // jobs() -> jobs started and not yet replied (for tests of stopping).
@@ -1053,10 +1088,12 @@ void let_children_be_waited_for() {
 
 int load(ErlNifEnv* env, void**, ERL_NIF_TERM) {
   let_children_be_waited_for();
+  make_atoms(env);
   return open_types(env, ERL_NIF_RT_CREATE);
 }
 
 int upgrade(ErlNifEnv* env, void**, void**, ERL_NIF_TERM) {
+  make_atoms(env);
   return open_types(env, static_cast<ErlNifResourceFlags>(ERL_NIF_RT_CREATE | ERL_NIF_RT_TAKEOVER));
 }
 
