@@ -180,9 +180,50 @@ defmodule Kiln.LogisticMapTest do
   end
 
   test ":auto picks an available backend" do
-    {result, stats} = LogisticMap.run_stats([1, 2, 3], 61, 22)
-    assert result == [28, 25, 37]
+    data = Enum.to_list(1..1000)
+    {result, stats} = LogisticMap.run_stats(data, 61, 22)
+    assert result == Pure.run(data, 61, 22)
     assert available?(stats.backend)
+  end
+
+  describe "tiny inputs with :auto" do
+    @int64_min -0x8000_0000_0000_0000
+    @int64_max 0x7FFF_FFFF_FFFF_FFFF
+
+    test "run in the calling process, exactly as Pure, on lists and binaries" do
+      for round <- 1..300 do
+        {p, mu} = {random_p(), random_mu()}
+        k = Enum.random([0, 1, 2, 10, 25])
+        edges = [0, 1, -1, @int64_min, @int64_max, p, -p, p - 1]
+        data = Enum.take_random(edges ++ random_int64s(8), :rand.uniform(div(256, max(k, 1))))
+        {result, stats} = LogisticMap.run_stats(data, p, mu, iterations: k)
+        assert stats.backend == :pure, "round #{round}: #{length(data)} elements, #{k} iterations"
+        assert_same(result, Pure.run(data, p, mu, iterations: k), round: round, p: p, mu: mu, iterations: k)
+        binary = Kiln.Binary.from_list(data)
+        assert_same(LogisticMap.run(binary, p, mu, iterations: k), Pure.run(binary, p, mu, iterations: k), round: round)
+      end
+    end
+
+    test "beyond 256 element-iterations, or with another backend or device, go to the engine" do
+      assert {_, %{backend: :pure}} = LogisticMap.run_stats(Enum.to_list(1..25), 61, 22)
+      assert {_, %{backend: b}} = LogisticMap.run_stats(Enum.to_list(1..26), 61, 22)
+      assert b != :pure
+      assert {_, %{backend: :pure}} = LogisticMap.run_stats([7], 61, 22, iterations: 256)
+      assert {_, %{backend: b}} = LogisticMap.run_stats([7], 61, 22, iterations: 257)
+      assert b != :pure
+      assert {_, %{backend: :scalar}} = LogisticMap.run_stats([1, 2, 3], 61, 22, backend: :scalar)
+      assert_raise ArgumentError, ~r/device/, fn -> LogisticMap.run([1, 2, 3], 61, 22, device: 9) end
+    end
+
+    test "name a bad element as the engine does" do
+      assert_raise ArgumentError, ~r/element at index 2 does not fit in int64/, fn ->
+        LogisticMap.run([1, 2, @int64_max + 1], 61, 22)
+      end
+
+      assert_raise ArgumentError, ~r/element at index 1/, fn -> LogisticMap.run([1, 2.0], 61, 22) end
+      assert_raise ArgumentError, ~r/improper list/, fn -> LogisticMap.run([1 | 2], 61, 22) end
+      assert_raise ArgumentError, ~r/multiple of 8/, fn -> LogisticMap.run(<<1, 2, 3>>, 61, 22) end
+    end
   end
 
   test "run_windows equals run on lists, ranges and binaries" do

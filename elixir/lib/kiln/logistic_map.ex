@@ -88,7 +88,8 @@ defmodule Kiln.LogisticMap do
   """
   @spec run(data, pos_integer, integer, keyword) :: [integer] | binary
   def run(data, p, mu, opts \\ []) do
-    {result, _stats} = run_stats(data, p, mu, opts)
+    {p, mu, opts} = validate!(p, mu, opts, @run_keys)
+    {result, _stats} = dispatch(data, p, mu, opts)
     result
   end
 
@@ -107,9 +108,93 @@ defmodule Kiln.LogisticMap do
   @spec run_stats(data, pos_integer, integer, keyword) :: {[integer] | binary, stats}
   def run_stats(data, p, mu, opts \\ []) do
     {p, mu, opts} = validate!(p, mu, opts, @run_keys)
-    {nif_data, as_list, n} = Args.data_n!(data)
-    Memory.check_result!(as_list, n, fn -> "a run over #{n} elements" end)
-    engine_run(nif_data, as_list, n, p, mu, opts, &"element at index #{&1}")
+    dispatch(data, p, mu, opts)
+  end
+
+  # Little work with `backend: :auto` runs in the calling process; the rest in the engine.
+  defp dispatch(data, p, mu, opts) do
+    with limit when limit > 0 <- tiny_limit(data, opts),
+         {:ok, result, n, us} <- tiny_run(data, p, mu, opts[:iterations], limit) do
+      tiny_reply(result, n, us, p, mu, opts)
+    else
+      _ ->
+        {nif_data, as_list, n} = Args.data_n!(data)
+        Memory.check_result!(as_list, n, fn -> "a run over #{n} elements" end)
+        engine_run(nif_data, as_list, n, p, mu, opts, &"element at index #{&1}")
+    end
+  end
+
+  # ---- tiny inputs ----------------------------------------------------------------------------------
+  #
+  # A call into the NIF costs a few microseconds before any work (its arguments, the engine's
+  # checks, the reply), which is more than Elixir's own arithmetic takes for a handful of
+  # elements: with `backend: :auto` on device 0, at most @tiny_work element-iterations of a list
+  # or a binary run here, in the calling process, exactly as Kiln.LogisticMap.Pure defines
+  # them (docs/BENCHMARKS.md: the crossover). Anything else, or an element that is no int64 (the
+  # engine words that error), goes to the engine.
+  @tiny_work 256
+  @int64_min -0x8000_0000_0000_0000
+  @int64_max 0x7FFF_FFFF_FFFF_FFFF
+
+  # How many elements may run here (0: none).
+  defp tiny_limit(data, opts) do
+    if opts[:backend] == :auto and opts[:device] == 0 and (is_list(data) or is_binary(data)),
+      do: div(@tiny_work, max(opts[:iterations], 1)),
+      else: 0
+  end
+
+  defp tiny_run(data, p, mu, k, limit) when is_list(data) do
+    t0 = System.monotonic_time()
+
+    case tiny_count(data, limit, 0) do
+      :engine -> :engine
+      n -> {:ok, Enum.map(data, &iterate(&1, k, p, mu)), n, t0}
+    end
+  end
+
+  defp tiny_run(data, p, mu, k, limit) when rem(byte_size(data), 8) == 0 and byte_size(data) <= 8 * limit do
+    t0 = System.monotonic_time()
+    result = for <<x::signed-native-64 <- data>>, into: <<>>, do: <<iterate(x, k, p, mu)::signed-native-64>>
+    {:ok, result, div(byte_size(data), 8), t0}
+  end
+
+  defp tiny_run(_data, _p, _mu, _k, _limit), do: :engine
+
+  # The length of a proper list of at most `limit` int64 integers, else :engine; checked before
+  # any work, so a longer list costs only this walk of its first elements.
+  defp tiny_count([x | rest], limit, n) when limit > 0 and is_integer(x) and x >= @int64_min and x <= @int64_max,
+    do: tiny_count(rest, limit - 1, n + 1)
+
+  defp tiny_count([], _limit, n), do: n
+  defp tiny_count(_other, _limit, _n), do: :engine
+
+  defp iterate(x, 0, _p, _mu), do: x
+  defp iterate(x, k, p, mu), do: iterate(rem(mu * x * (x + 1), p), k - 1, p, mu)
+
+  # The engine's reply shape, with `backend: :pure` in the stats, and the telemetry events an
+  # engine run would have where :telemetry is loaded.
+  defp tiny_reply(result, n, t0, p, mu, opts) do
+    s = System.convert_time_unit(System.monotonic_time() - t0, :native, :nanosecond) / 1.0e9
+
+    stats = %{
+      backend: :pure,
+      device: "the calling process",
+      host_to_device_s: 0.0,
+      kernel_s: s,
+      device_to_host_s: 0.0,
+      total_s: s,
+      chunks: 1,
+      host_elements: 0,
+      decode_s: 0.0,
+      encode_s: 0.0
+    }
+
+    if Telemetry.enabled?() do
+      metadata = %{module: __MODULE__, backend: :auto, device: 0, n: n, p: p, mu: mu, options: opts}
+      Telemetry.emit_done(metadata, t0, {result, stats})
+    else
+      {result, stats}
+    end
   end
 
   @doc """

@@ -85,16 +85,19 @@ defmodule Kiln.Options do
   # its own as `{key, default}` (then the configuration does not apply). In the order of `keys`.
   @spec validate!(term, [key]) :: keyword
   def validate!(opts, keys) do
-    given = given!(opts, keys, opts, %{})
+    fill(keys, given!(opts, keys, opts, %{}))
+  end
 
-    Enum.map(keys, fn key ->
-      name = key_name(key)
+  # Every key of `keys`, given or at its default: a plain recursion, as this runs on every call.
+  defp fill([], _given), do: []
 
-      case given do
-        %{^name => value} -> {name, check!(name, value)}
-        _ -> {name, default!(key)}
-      end
-    end)
+  defp fill([key | rest], given) do
+    name = key_name(key)
+
+    case given do
+      %{^name => value} -> [{name, check!(name, value)} | fill(rest, given)]
+      _ -> [{name, default!(key)} | fill(rest, given)]
+    end
   end
 
   @doc false
@@ -167,7 +170,7 @@ defmodule Kiln.Options do
           "options must be a keyword list, got #{inspect(opts, structs: false, limit: 8, printable_limit: 40)}"
   end
 
-  defp known?(name, keys), do: name in keys or List.keymember?(keys, name, 0)
+  defp known?(name, keys), do: :lists.member(name, keys) or :lists.keymember(name, 1, keys)
 
   # Each check returns the value as the options keep it (`:device` stays `:all`; the NIF's form
   # is made where the NIF is called).

@@ -55,6 +55,23 @@ defmodule Kiln.Telemetry do
     end
   end
 
+  @doc false
+  # The events of a run that has already ended well, begun at `start` (System.monotonic_time/0)
+  # and replying `{result, stats}`: work too short to be worth wrapping emits them afterwards,
+  # with the measurements a span around it would have given.
+  def emit_done(metadata, start, {_result, stats} = reply) do
+    if enabled?() do
+      metadata = Map.put(metadata, :telemetry_span_context, make_ref())
+      system_start = System.system_time() - (System.monotonic_time() - start)
+      execute([:kiln, :run, :start], %{monotonic_time: start, system_time: system_start}, metadata)
+      stop = System.monotonic_time()
+      measurements = Map.merge(Map.take(stats, @numeric_stats), %{duration: stop - start, monotonic_time: stop})
+      execute([:kiln, :run, :stop], measurements, Map.put(metadata, :stats, stats))
+    end
+
+    reply
+  end
+
   defp emit_span(metadata, fun) do
     metadata = Map.put(metadata, :telemetry_span_context, make_ref())
     start = System.monotonic_time()
@@ -91,7 +108,9 @@ defmodule Kiln.Telemetry do
 
   # function_exported?/3 is a cheap check, true once the module is loaded. The code path is
   # searched for it once per VM (a search on every run would cost more than a small run).
-  defp enabled? do
+  @doc false
+  # Whether events are emitted (the :telemetry module is loaded).
+  def enabled? do
     function_exported?(@telemetry, :execute, 3) or
       (not :persistent_term.get({__MODULE__, :searched}, false) and search())
   end
