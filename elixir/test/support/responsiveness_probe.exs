@@ -2,9 +2,12 @@
 #
 #   elixir -pa EBIN responsiveness_probe.exs BACKEND        (the VM's default flags)
 #
-# Prints "ticks=N max_late_us=N run_ms=N". BACKEND is cpu, scalar, opencl, cuda, `lists`
-# (list <-> binary conversions of 2^20 elements instead of a run) or `jobs16` (16 asynchronous
-# jobs of 2^20 elements in flight at once, on the default device).
+# Prints "ticks=N max_late_us=N run_ms=N". BACKEND is cpu, scalar, opencl, cuda, `lists` (list
+# <-> binary conversions of 2^20 elements instead of a run) or `jobs16` (16 asynchronous jobs of
+# 2^20 elements in flight at once, on the default device). A backend's run is measured after one
+# untimed run (with KILN_PROBE_COLD=1, the process's first run, the device's start included).
+# With KILN_PROBE_THREADS=1 it then lists the VM's threads (name, niceness, CPU ticks): which
+# ones ran beside the ticker.
 defmodule Probe do
   # Asks for a message every 1 ms and keeps the worst lateness, until told to stop.
   def tick(count, max_late) do
@@ -35,6 +38,22 @@ defmodule Probe do
       {:ticks, ticks, max_late} ->
         IO.puts("ticks=#{ticks} max_late_us=#{max_late} run_ms=#{div(run_us, 1000)}")
     end
+
+    if System.get_env("KILN_PROBE_THREADS") == "1", do: threads()
+  end
+
+  # /proc/self/task/*/stat: field 2 the name, 14 and 15 user and system ticks, 19 the niceness.
+  defp threads do
+    for tid <- File.ls!("/proc/self/task") do
+      stat = File.read!("/proc/self/task/#{tid}/stat")
+      [_, name, rest] = Regex.run(~r/^\d+ \((.*)\) (.*)$/s, stat)
+      fields = String.split(rest)
+      ticks = String.to_integer(Enum.at(fields, 11)) + String.to_integer(Enum.at(fields, 12))
+      {ticks, "thread #{tid} #{name} nice=#{Enum.at(fields, 16)} ticks=#{ticks}"}
+    end
+    |> Enum.sort(:desc)
+    |> Enum.take(24)
+    |> Enum.each(fn {_, line} -> IO.puts(line) end)
   end
 end
 
@@ -62,5 +81,10 @@ case mode do
 
   backend ->
     backend = String.to_existing_atom(backend)
-    Probe.measure(fn -> Kiln.LogisticMap.run(input, 6_700_417, 22, backend: backend) end)
+    run = fn -> Kiln.LogisticMap.run(input, 6_700_417, 22, backend: backend) end
+    # One run first, unless KILN_PROBE_COLD=1: the probe measures jobs, not the process's first
+    # start of a device (a driver's start, which maps memory and loads libraries, is measured on
+    # its own that way).
+    if System.get_env("KILN_PROBE_COLD") != "1", do: run.()
+    Probe.measure(run)
 end
