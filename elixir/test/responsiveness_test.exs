@@ -12,7 +12,7 @@ defmodule Kiln.ResponsivenessTest do
   # and more here). With every core busy, a tick is typically 2-3 ms late and at times 5-6 ms
   # (kernel scheduling, neighbours' builds on a shared machine); during a PoCL run on the 2-core
   # machine about half the attempts are 15-25 ms late (docs/BENCHMARKS.md): one on-time attempt
-  # in eight passes. Each attempt times a run after one untimed run of the same: a process's
+  # in eight passes. Each attempt times runs (for at least 50 ms) after one untimed run: a process's
   # first start of a device (a driver that maps memory and loads libraries, 40-60 ms late on
   # the H200 machine) is measured apart, with KILN_PROBE_COLD=1 (docs/BENCHMARKS.md).
   @attempts 8
