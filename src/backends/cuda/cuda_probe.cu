@@ -25,6 +25,21 @@ constexpr int oldest_supported_arch() {
 
 std::string cuda_version_string(int v) { return std::to_string(v / 1000) + "." + std::to_string(v % 1000 / 10); }
 
+// Starts the device's primary context now, with the probe, rather than at its first job: the
+// start takes about 105 ms on the H200 machine (docs/BENCHMARKS.md), which a first run would
+// otherwise pay on top of its own work, and a device whose context cannot start is unusable,
+// which the probe can then say. The calling thread's current device is left as it was.
+status start_context(int device) {
+  int previous = 0;
+  KILN_TRY(cuda_check(cudaGetDevice(&previous), "cudaGetDevice"));
+  const cudaError_t set = cudaSetDevice(device);
+  const cudaError_t started = set == cudaSuccess ? cudaFree(nullptr) : set;
+  (void)cudaSetDevice(previous);
+  if (started != cudaSuccess) (void)cudaGetLastError();
+  return set != cudaSuccess ? cuda_check(set, "cudaSetDevice")
+                            : cuda_check(started, "starting the device's context (cudaFree)");
+}
+
 }  // namespace
 
 std::vector<device_info> probe_cuda_devices(std::vector<std::unique_ptr<cuda_device_state>>& states) {
@@ -72,6 +87,8 @@ std::vector<device_info> probe_cuda_devices(std::vector<std::unique_ptr<cuda_dev
                    std::to_string(oldest_supported_arch() % 10) + ")";
       else if (mode == cudaComputeModeProhibited)
         d.reason = "the device is in compute-prohibited mode";
+      else if (auto started = start_context(i); !started)
+        d.reason = started.err().message;
       else
         d.available = true;
     }
