@@ -22,8 +22,10 @@ defmodule Kiln.LogisticMap do
 
   ## Options
 
-    * `:backend` - `:auto` (default: a GPU if there is one, else `:cpu`), `:cpu` (all cores,
-      SIMD), `:scalar` (one core, the reference loop), `:opencl` or `:cuda`.
+    * `:backend` - `:auto` (default: a GPU if there is one, else `:cpu`; on device 0 a tiny
+      input, a list or binary of at most 256 elements × iterations, is mapped in the calling
+      process with Elixir's own arithmetic, which costs less than a call into the engine),
+      `:cpu` (all cores, SIMD), `:scalar` (one core, the reference loop), `:opencl` or `:cuda`.
     * `:device` - the index among the backend's devices (default `0`), see `Kiln.devices/0`;
       or `:all`: every usable device of the backend shares the run (`:cuda` feeds all its GPUs
       from one queue of chunks; a backend with one usable device runs on it; `:opencl` with
@@ -96,7 +98,8 @@ defmodule Kiln.LogisticMap do
   @doc """
   Like `run/4`, and also returns where the time went, as the engine measured it (seconds).
 
-  The stats hold `:backend` (the one that ran, `:auto` resolved), `:device` (its name),
+  The stats hold `:backend` (the one that ran, `:auto` resolved; `:pure` where `:auto` mapped a
+  tiny input in the calling process, see `:backend` above), `:device` (its name),
   `:host_to_device_s`, `:kernel_s`, `:device_to_host_s` (on GPU backends only with
   `phase_times: true`; host backends report their whole run as `:kernel_s`, and so does CUDA
   for data outside page-locked memory, whose kernel reads and writes the pinned staging itself
