@@ -200,7 +200,10 @@ defmodule Kiln.LogisticMapTest do
         assert stats.backend == :pure, "round #{round}: #{length(data)} elements, #{k} iterations"
         assert_same(result, Pure.run(data, p, mu, iterations: k), round: round, p: p, mu: mu, iterations: k)
         binary = Kiln.Binary.from_list(data)
-        assert_same(LogisticMap.run(binary, p, mu, iterations: k), Pure.run(binary, p, mu, iterations: k), round: round)
+
+        assert_same(LogisticMap.run(binary, p, mu, iterations: k), Pure.run(binary, p, mu, iterations: k),
+          round: round
+        )
       end
     end
 

@@ -58,18 +58,12 @@ defmodule Kiln.Telemetry do
   @doc false
   # The events of a run that has already ended well, begun at `start` (System.monotonic_time/0)
   # and replying `{result, stats}`: work too short to be worth wrapping emits them afterwards,
-  # with the measurements a span around it would have given.
-  def emit_done(metadata, start, {_result, stats} = reply) do
-    if enabled?() do
-      metadata = Map.put(metadata, :telemetry_span_context, make_ref())
-      system_start = System.system_time() - (System.monotonic_time() - start)
-      execute([:kiln, :run, :start], %{monotonic_time: start, system_time: system_start}, metadata)
-      stop = System.monotonic_time()
-      measurements = Map.merge(Map.take(stats, @numeric_stats), %{duration: stop - start, monotonic_time: stop})
-      execute([:kiln, :run, :stop], measurements, Map.put(metadata, :stats, stats))
-    end
-
-    reply
+  # with the measurements a span around it would have given. For callers that found enabled?/0.
+  def emit_done(metadata, start, reply) do
+    metadata = Map.put(metadata, :telemetry_span_context, make_ref())
+    system_start = System.system_time() - (System.monotonic_time() - start)
+    execute([:kiln, :run, :start], %{monotonic_time: start, system_time: system_start}, metadata)
+    emit_stop(metadata, start, reply)
   end
 
   defp emit_span(metadata, fun) do
@@ -92,15 +86,16 @@ defmodule Kiln.Telemetry do
 
         :erlang.raise(kind, reason, stacktrace)
     else
-      {_result, stats} = reply ->
-        stop = System.monotonic_time()
-
-        measurements =
-          Map.merge(Map.take(stats, @numeric_stats), %{duration: stop - start, monotonic_time: stop})
-
-        execute([:kiln, :run, :stop], measurements, Map.put(metadata, :stats, stats))
-        reply
+      reply -> emit_stop(metadata, start, reply)
     end
+  end
+
+  # The stop event of a run begun at `start` that replied `{result, stats}`; returns the reply.
+  defp emit_stop(metadata, start, {_result, stats} = reply) do
+    stop = System.monotonic_time()
+    measurements = Map.merge(Map.take(stats, @numeric_stats), %{duration: stop - start, monotonic_time: stop})
+    execute([:kiln, :run, :stop], measurements, Map.put(metadata, :stats, stats))
+    reply
   end
 
   defp execute(event, measurements, metadata),
