@@ -185,6 +185,41 @@ TEST_P(Conformance, ResidentBufferChainsRuns) {
   EXPECT_EQ(buf->download(wrong).err().code, kiln::errc::invalid_argument);
 }
 
+// The map on buffers of every length (odd ones end in a lone element, which the GPU kernels that
+// work in pairs take apart) and on each of the arithmetic's paths (fused, small, split, mu < 0),
+// in place and into another buffer, with inputs at the edges of the domain.
+TEST_P(Conformance, ResidentMapOfAnyLengthOnEveryPath) {
+  using kiln::op;
+  auto w = [](op o) { return static_cast<i64>(o); };
+  // rem(mu * x * (x + 1), p) with x, p, mu the arguments 0, 1, 2: the built-in map's kernel.
+  const std::vector<i64> code{w(op::arg), 2, w(op::arg), 0, w(op::mul), w(op::arg), 0, w(op::literal), 1,
+                              w(op::add), w(op::mul), w(op::arg), 1, w(op::rem)};
+  const kiln::map_params params[] = {{6700417, 22, 10}, {33554393, 16777000, 3}, {4294967291, 123456789, 2}, {61, -22, 1}};
+  std::mt19937_64 rng(7);
+  kiln::run_options o = options();
+  for (std::size_t n : {1, 2, 3, 5, 64, 1001, 65537}) {
+    for (const auto& prm : params) {
+      std::vector<i64> in = edge_inputs(prm.p);
+      in.resize(n);
+      for (std::size_t i = edge_inputs(prm.p).size(); i < n; ++i) in[i] = static_cast<i64>(rng());
+      const auto want = reference(in, prm);
+      auto buf = kiln::device_buffer::upload(in, o);
+      auto into = kiln::device_buffer::allocate(n, o);
+      ASSERT_TRUE(buf.ok() && into.ok());
+      const kiln::arg args[] = {kiln::arg::of_buffer(*buf), kiln::arg::of_scalar(prm.p), kiln::arg::of_scalar(prm.mu)};
+      kiln::device_buffer* const outs[] = {&*into};
+      auto r = kiln::run(kiln::kernel{code, 3, 1, 0, prm.iterations}, args, outs);
+      ASSERT_TRUE(r.ok()) << r.err().message;
+      ASSERT_TRUE(buf->run(prm).ok());
+      std::vector<i64> in_place(n), other(n);
+      ASSERT_TRUE(buf->download(in_place).ok());
+      ASSERT_TRUE(into->download(other).ok());
+      ASSERT_EQ(in_place, want) << "in place, n=" << n << " p=" << prm.p << " mu=" << prm.mu;
+      ASSERT_EQ(other, want) << "into another buffer, n=" << n << " p=" << prm.p << " mu=" << prm.mu;
+    }
+  }
+}
+
 // Kernels over buffers: three arrays and a scalar in, two outputs, then a chain in place through
 // one of them, and a fault named by its element with the buffers' inputs left for it.
 TEST_P(Conformance, KernelsOverBuffersOfSeveralArrays) {

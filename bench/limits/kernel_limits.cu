@@ -1,0 +1,170 @@
+// kiln_kernel_limits: what the built-in map's kernel alone is bound by on one GPU, and its shapes timed against those bounds.
+//
+// Prints one line per figure, each the median of several runs timed by CUDA events on one stream:
+// the device's copy of the buffer (cudaMemcpy and an in-place read-modify-write kernel with
+// 16-byte accesses: the memory floor of a resident run), the FP64 pipe's rate (independent fused
+// multiply-adds), and the built-in map in place at several iteration counts in each of its kernel
+// shapes (one element per thread, pairs with V loads in flight, and the shape the backend picks),
+// every shape's output checked against the one-element kernel's. The floor printed beside each map
+// figure is the larger of the memory floor and the FP64 work (the fused step's five operations per
+// element and iteration) at the measured rate. A measuring tool for docs/BENCHMARKS.md, not part of the library.
+// Usage: kiln_kernel_limits [n] (default 2^25).
+#include <cuda_runtime.h>
+
+#include <algorithm>
+#include <cstdint>
+#include <cstdio>
+#include <cstdlib>
+#include <string>
+#include <vector>
+
+#include "backends/cuda/logistic_kernel.cuh"
+#include "core/backend.hpp"
+#include "limits_common.hpp"
+
+// A named namespace: nvcc's generated stubs cannot tell kernels of two anonymous namespaces apart
+// (logistic_kernel.cuh's is nested in kiln::detail).
+namespace kiln_kernel_limits {
+
+using namespace kiln_limits;
+
+void check(cudaError_t e, const char* what) {
+  if (e != cudaSuccess) {
+    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
+    std::exit(1);
+  }
+}
+
+// The memory floor of an in-place map: every pair read once and written once.
+__global__ void add_one_pairs(longlong2* data, std::size_t pairs) {
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < pairs; i += stride) {
+    longlong2 v = data[i];
+    data[i] = make_longlong2(v.x + 1, v.y + 1);
+  }
+}
+
+// The FP64 pipe's rate: 8 independent chains of `rounds` fused multiply-adds per thread.
+__global__ void fma_chains(double* out, long long rounds, double a, double b) {
+  double c[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) c[j] = threadIdx.x + j;
+  for (long long r = 0; r < rounds; ++r)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) c[j] = fma(c[j], a, b);
+  double s = 0;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) s += c[j];
+  out[static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x] = s;
+}
+
+// The median of `runs` event-timed launches (after one untimed), in milliseconds.
+template <class F>
+double event_ms(int runs, cudaStream_t stream, F&& launch) {
+  cudaEvent_t a, b;
+  check(cudaEventCreate(&a), "cudaEventCreate");
+  check(cudaEventCreate(&b), "cudaEventCreate");
+  const double ms = median_of(runs, [&] {
+    check(cudaEventRecord(a, stream), "cudaEventRecord");
+    launch();
+    check(cudaGetLastError(), "launch");
+    check(cudaEventRecord(b, stream), "cudaEventRecord");
+    check(cudaEventSynchronize(b), "cudaEventSynchronize");
+    float t = 0;
+    check(cudaEventElapsedTime(&t, a, b), "cudaEventElapsedTime");
+    return static_cast<double>(t);
+  });
+  cudaEventDestroy(a);
+  cudaEventDestroy(b);
+  return ms;
+}
+
+}  // namespace kiln_kernel_limits
+
+int main(int argc, char** argv) {
+  using namespace kiln_kernel_limits;
+  using namespace kiln::detail;
+  const std::size_t n = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : (std::size_t{1} << 25);
+  const double bytes = static_cast<double>(n) * sizeof(i64);
+  int sm = 0;
+  check(cudaDeviceGetAttribute(&sm, cudaDevAttrMultiProcessorCount, 0), "cudaDeviceGetAttribute");
+  cudaDeviceProp prop{};
+  check(cudaGetDeviceProperties(&prop, 0), "cudaGetDeviceProperties");
+  std::printf("device %s, %d SMs, n = %zu (%.0f MiB)\n", prop.name, sm, n, bytes / (1 << 20));
+  cudaStream_t stream;
+  check(cudaStreamCreate(&stream), "cudaStreamCreate");
+
+  std::vector<i64> host(n);
+  for (std::size_t i = 0; i < n; ++i) host[i] = static_cast<i64>(i + 1);
+  i64 *d = nullptr, *e = nullptr;
+  check(cudaMalloc(&d, n * sizeof(i64)), "cudaMalloc");
+  check(cudaMalloc(&e, n * sizeof(i64)), "cudaMalloc");
+  check(cudaMemcpy(d, host.data(), n * sizeof(i64), cudaMemcpyHostToDevice), "upload");
+
+  const int runs = 9;
+  const double copy = event_ms(runs, stream, [&] { cudaMemcpyAsync(e, d, n * sizeof(i64), cudaMemcpyDeviceToDevice, stream); });
+  report("device copy (cudaMemcpy), read + write", copy, 2 * bytes);
+  const std::size_t pairs = n / 2;
+  const unsigned rmw_blocks = static_cast<unsigned>(std::min<std::size_t>((pairs + 255) / 256, static_cast<std::size_t>(sm) * 32));
+  const double rmw = event_ms(runs, stream, [&] { add_one_pairs<<<rmw_blocks, 256, 0, stream>>>(reinterpret_cast<longlong2*>(e), pairs); });
+  report("in-place x + 1, 16-byte accesses, read + write", rmw, 2 * bytes);
+  const double floor_mem = std::min(copy, rmw);
+
+  double* sink = nullptr;
+  const unsigned fma_blocks = static_cast<unsigned>(sm) * 8;
+  check(cudaMalloc(&sink, static_cast<std::size_t>(fma_blocks) * 256 * sizeof(double)), "cudaMalloc");
+  const long long rounds = 4096;
+  const double fma_t = event_ms(runs, stream, [&] { fma_chains<<<fma_blocks, 256, 0, stream>>>(sink, rounds, 0.999, 1e-3); });
+  const double fma_ops = static_cast<double>(fma_blocks) * 256 * 8 * rounds;
+  const double rate = fma_ops / (fma_t * 1e-3);
+  std::printf("%-58s %9.3f ms  %7.2f T FP64 instructions/s\n", "FP64 fused multiply-adds, 8 chains a thread", fma_t, rate / 1e12);
+
+  const kernel_params kp = prepare(kiln::map_params{6'700'417, 22, 1});
+  struct shape {
+    std::string name;
+    int v;  // 0: one element per thread
+  };
+  const std::vector<shape> shapes = {{"one element a thread", 0}, {"pairs, 1 load a thread", 1},
+                                     {"pairs, 2 loads a thread", 2}, {"pairs, 4 loads a thread", 4},
+                                     {"as the backend launches it", -1}};
+  std::vector<i64> want(n), got(n);
+  for (long long k : {1LL, 10LL, 100LL, 1000LL}) {
+    kernel_params kk = kp;
+    kk.iterations = k;
+    const cuda_map_params prm = to_cuda_params(kk);
+    const double floor_fp = 5.0 * static_cast<double>(n) * static_cast<double>(k) / rate * 1e3;
+    const double floor = std::max(floor_mem, floor_fp);
+    for (const auto& s : shapes) {
+      auto launch = [&] {
+        if (s.v < 0)
+          check(launch_logistic(e, e, n, kk, sm, stream), "launch_logistic");
+        else if (s.v == 0)
+          logistic_kernel_inplace<<<logistic_grid_blocks(n, sm), logistic_block_threads, 0, stream>>>(e, n, prm);
+        else if (s.v == 1)
+          logistic_kernel_pairs<1><<<logistic_pairs_grid_blocks(n, sm, 1), logistic_block_threads, 0, stream>>>(e, e, n, prm);
+        else if (s.v == 2)
+          logistic_kernel_pairs<2><<<logistic_pairs_grid_blocks(n, sm, 2), logistic_block_threads, 0, stream>>>(e, e, n, prm);
+        else
+          logistic_kernel_pairs<4><<<logistic_pairs_grid_blocks(n, sm, 4), logistic_block_threads, 0, stream>>>(e, e, n, prm);
+      };
+      // One checked run from the input, then the timed runs (in place, each over the last's output).
+      check(cudaMemcpy(e, d, n * sizeof(i64), cudaMemcpyDeviceToDevice), "reset");
+      launch();
+      check(cudaStreamSynchronize(stream), "map");
+      check(cudaMemcpy(s.v == 0 ? want.data() : got.data(), e, n * sizeof(i64), cudaMemcpyDeviceToHost), "download");
+      if (s.v != 0 && got != want) {
+        std::fprintf(stderr, "k = %lld, %s: results differ from the one-element kernel\n", k, s.name.c_str());
+        return 1;
+      }
+      const double ms = event_ms(runs, stream, launch);
+      std::printf("map k = %-5lld %-40s %9.3f ms  %5.2fx the floor (%.3f ms: %s)\n", k, s.name.c_str(), ms, ms / floor,
+                  floor, floor_fp > floor_mem ? "FP64" : "memory");
+      std::fflush(stdout);
+    }
+  }
+  cudaFree(sink);
+  cudaFree(d);
+  cudaFree(e);
+  cudaStreamDestroy(stream);
+  return 0;
+}
