@@ -22,3 +22,54 @@ __kernel void kiln_logistic_map(__global const long* in, __global long* out, ulo
   else
     out[i] = r;
 }
+
+/* Whole int64 buffers (in may equal out), four elements per work-item: two pairs `gap` pairs
+ * apart, so a work-group's 16-byte loads stay contiguous, stepped together. One element's steps
+ * are a chain of dependent double operations; interleaving four chains keeps the FP64 pipe busy
+ * while loads are in flight, where one element per work-item leaves it waiting on latency. Every
+ * buffer and segment starts at the device's base address alignment, so long2 accesses are
+ * aligned. An odd last element is work-item 0's. The arithmetic is kiln_logistic's, step for step. */
+__kernel void kiln_logistic_map_pairs(__global const long* in, __global long* out, ulong n, long iterations, double p,
+                                      double pinv, double mu_res, double two32, int negative) {
+  const ulong pairs = n / 2;
+  const ulong gap = (pairs + 1) / 2; /* not `half`: a type's name in OpenCL C */
+  const ulong i = get_global_id(0);
+  if (i == 0 && (n & 1) != 0) out[n - 1] = kiln_logistic(in[n - 1], iterations, p, pinv, mu_res, two32, negative);
+  if (i >= gap) return;
+  const ulong j = i + gap;
+  const int second = j < pairs;
+  const long2 a = ((__global const long2*)in)[i];
+  const long2 b = second ? ((__global const long2*)in)[j] : (long2)(0, 0);
+  const double mu = kiln_centre(mu_res, p);
+  const int path = kiln_path(p, mu);
+  double s0 = kiln_residue(a.x, p, pinv, two32), s1 = kiln_residue(a.y, p, pinv, two32);
+  double s2 = kiln_residue(b.x, p, pinv, two32), s3 = kiln_residue(b.y, p, pinv, two32);
+  long t;
+  if (path == KILN_PATH_FUSED) {
+    for (t = 0; t < iterations; ++t) {
+      s0 = kiln_step_fused(s0, mu, p, pinv);
+      s1 = kiln_step_fused(s1, mu, p, pinv);
+      s2 = kiln_step_fused(s2, mu, p, pinv);
+      s3 = kiln_step_fused(s3, mu, p, pinv);
+    }
+  } else if (path == KILN_PATH_SMALL) {
+    for (t = 0; t < iterations; ++t) {
+      s0 = kiln_step_small(s0, mu, p, pinv);
+      s1 = kiln_step_small(s1, mu, p, pinv);
+      s2 = kiln_step_small(s2, mu, p, pinv);
+      s3 = kiln_step_small(s3, mu, p, pinv);
+    }
+  } else {
+    for (t = 0; t < iterations; ++t) {
+      s0 = kiln_step_split(s0, mu, p, pinv);
+      s1 = kiln_step_split(s1, mu, p, pinv);
+      s2 = kiln_step_split(s2, mu, p, pinv);
+      s3 = kiln_step_split(s3, mu, p, pinv);
+    }
+  }
+  ((__global long2*)out)[i] = (long2)(kiln_signed_result(kiln_normalize(s0, p), p, negative),
+                                      kiln_signed_result(kiln_normalize(s1, p), p, negative));
+  if (second)
+    ((__global long2*)out)[j] = (long2)(kiln_signed_result(kiln_normalize(s2, p), p, negative),
+                                        kiln_signed_result(kiln_normalize(s3, p), p, negative));
+}

@@ -107,6 +107,20 @@ status enqueue_map(const opencl_device_state& ds, cl::Kernel& k, const cl::Comma
   return enqueue_over(ds, k, q, len, width, done, "clEnqueueNDRangeKernel");
 }
 
+// The pairs kernel over one segment: four elements a work-item, so a quarter of the items (of
+// max(len, width), so every launch of a run keeps the first segment's width, see enqueue_over).
+status enqueue_map_pairs(opencl_device_state& ds, const cl::Buffer& in, const cl::Buffer& out, std::size_t len,
+                         std::size_t width, cl::Event* done) {
+  cl::Kernel& k = ds.pairs_kernel;
+  const cl_int errs[] = {k.setArg(0, in), k.setArg(1, out), k.setArg(2, static_cast<cl_ulong>(len))};
+  for (cl_int e : errs)
+    if (e != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_logistic_map_pairs)", e);
+  // The kernel's `gap` work-items, and at least one for a lone element.
+  auto quarter = [](std::size_t m) { return std::max<std::size_t>(1, (m / 2 + 1) / 2); };
+  return enqueue_over(ds, k, ds.queue, quarter(len), quarter(width), done,
+                      "clEnqueueNDRangeKernel (kiln_logistic_map_pairs)");
+}
+
 status enqueue_program(const opencl_device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, opencl_slot& s,
                        std::size_t count, std::size_t width) {
   static const cl_int none = INT_MAX;
@@ -173,10 +187,10 @@ result<run_stats> run_resident_on(opencl_device_state& ds, const decoded_kernel&
   const std::size_t width = shape.segment_length(0);
   if (dk.builtin) {
     const kernel_params kp = prepare(dk.builtin->params);
-    KILN_TRY(set_param_args(ds.kernel, kp));
+    KILN_TRY(set_param_args(ds.pairs_kernel, kp));
     for (std::size_t i = 0; i < segments; ++i)
-      KILN_TRY(enqueue_map(ds, ds.kernel, ds.queue, ins[0]->segments()[i], outs[0]->segments()[i],
-                           shape.segment_length(i), width, &done[i]));
+      KILN_TRY(enqueue_map_pairs(ds, ins[0]->segments()[i], outs[0]->segments()[i], shape.segment_length(i), width,
+                                 &done[i]));
     for (const auto& ev : done) {
       KILN_TRY(wait_for(ev, {{&ev, "clEnqueueNDRangeKernel"}}));
       st.kernel_s += event_seconds(ev);

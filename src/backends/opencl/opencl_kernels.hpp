@@ -14,6 +14,7 @@ namespace kiln::detail {
 
 // The built-in map's kernel in the embedded source (logistic.cl).
 constexpr const char* map_kernel_name = "kiln_logistic_map";
+constexpr const char* map_pairs_kernel_name = "kiln_logistic_map_pairs";
 
 // Builds `program` for `dev`; on failure the error carries the head of the build log. `what`
 // ("kernel", "program") begins its message. The build runs on a thread with a deep stack

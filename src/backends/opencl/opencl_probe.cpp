@@ -69,9 +69,15 @@ result<std::shared_ptr<opencl_device_state>> set_up(const cl::Device& dev, std::
     return make_error(errc::device_error, "clCreateKernel failed: " + cl_code(e) + ": the embedded source has no " +
                                               map_kernel_name + " (is logistic.cl among embed_source.cmake's INPUTS?)");
   if (e != CL_SUCCESS) return cl_error("clCreateKernel", e);
+  ds->pairs_kernel = cl::Kernel(ds->program, map_pairs_kernel_name, &e);
+  if (e != CL_SUCCESS) return cl_error(std::string("clCreateKernel (") + map_pairs_kernel_name + ")", e);
 
-  const std::size_t kernel_group = ds->kernel.getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(dev, &e);
-  if (e != CL_SUCCESS) return cl_error("clGetKernelWorkGroupInfo(CL_KERNEL_WORK_GROUP_SIZE)", e);
+  // One work-group size serves every launch: the smaller of the two kernels' limits.
+  std::size_t kernel_group = SIZE_MAX;
+  for (const cl::Kernel* k : {&ds->kernel, &ds->pairs_kernel}) {
+    kernel_group = std::min(kernel_group, k->getWorkGroupInfo<CL_KERNEL_WORK_GROUP_SIZE>(dev, &e));
+    if (e != CL_SUCCESS) return cl_error("clGetKernelWorkGroupInfo(CL_KERNEL_WORK_GROUP_SIZE)", e);
+  }
   const auto item_sizes = dev.getInfo<CL_DEVICE_MAX_WORK_ITEM_SIZES>(&e);
   if (e != CL_SUCCESS) return cl_error("clGetDeviceInfo(CL_DEVICE_MAX_WORK_ITEM_SIZES)", e);
   std::size_t local = std::min(preferred_local_size, kernel_group);
