@@ -309,8 +309,9 @@ defmodule KilnBench do
     sweep ++ bw
   end
 
-  # The six ways of running the map k times on one target: the built-in map and the two kernel
-  # forms, from a binary end to end and on a resident buffer (the upload and the download untimed).
+  # The eight ways of running the map k times on one target: the built-in map and the two kernel
+  # forms, from a binary end to end and on a resident buffer (the upload and the download untimed;
+  # the kernels both into a new buffer and in place).
   defp sweep_specs(p, mu, k, opts) do
     kb = KilnBench.Kernels
     it = [iterations: k]
@@ -321,9 +322,12 @@ defmodule KilnBench do
       {"kernel_reduce", "binary", fn b -> kb.reduce(b, p, mu, k, opts || []) end},
       # Kiln.Buffer.run maps in place and returns the same buffer.
       {"nif", "resident", fn buf -> Kiln.Buffer.run(buf, p, mu, it) end},
-      # A kernel over a buffer returns a new buffer on its device.
+      # A kernel over a buffer returns a new buffer on its device...
       {"kernel", "resident", fn buf -> kb.logistic(buf, p, mu, it) end},
-      {"kernel_reduce", "resident", fn buf -> kb.reduce(buf, p, mu, k) end}
+      {"kernel_reduce", "resident", fn buf -> kb.reduce(buf, p, mu, k) end},
+      # ...or, with into:, writes in place as Kiln.Buffer.run does.
+      {"kernel_into", "resident", fn buf -> kb.logistic(buf, p, mu, it ++ [into: buf]) end},
+      {"kernel_reduce_into", "resident", fn buf -> kb.reduce(buf, p, mu, k, into: buf) end}
     ]
   end
 

@@ -26,7 +26,7 @@ NAME_ORDER = [r"^elixir\.pure\.loop$", r"^elixir\.pure\.inlined$", r"^elixir\.ni
 
 # The --kernels rows: the iteration sweep and the bandwidth rows, reported in their own section.
 KERNEL_ROW = re.compile(r"^(elixir|python)\.(sweep|bw)\.")
-SWEEP_ROW = re.compile(r"^elixir\.sweep\.k(\d+)\.(nif|kernel|kernel_reduce)\.(\w+?)\.(binary|resident)$")
+SWEEP_ROW = re.compile(r"^elixir\.sweep\.k(\d+)\.(nif|kernel_reduce_into|kernel_into|kernel_reduce|kernel)\.(\w+?)\.(binary|resident)$")
 PEER_ROW = re.compile(r"^python\.sweep\.k(\d+)\.(cupy|jax|torch)\.(\w+?)(\.resident)?$")
 # The issue's goals: the kernel path within these factors of the built-in map, per backend; Kiln
 # at least PEER_GOAL times faster than the peers; the memory-bound kernel at BW_GOAL of a copy's bytes/s.
@@ -112,7 +112,9 @@ def describe(row):
         k, how, target, shape = sw.groups()
         fam = "elixir-nif-cpu" if target == "cpu" else "elixir-nif-accel"
         what = {"nif": "built-in map", "kernel": "seed's map as a kernel (expression, iterations:)",
-                "kernel_reduce": "seed's map as a kernel (Enum.reduce, k an argument)"}[how]
+                "kernel_reduce": "seed's map as a kernel (Enum.reduce, k an argument)",
+                "kernel_into": "seed's map as a kernel (expression, iterations:, into: in place)",
+                "kernel_reduce_into": "seed's map as a kernel (Enum.reduce, into: in place)"}[how]
         label = f"{what}, {target}" + (f" {dev}" if dev and target != "cpu" else "") + ", " + (
             "binary, end to end" if shape == "binary" else "resident buffer, run only") + f", {k} iterations"
     elif name.startswith("elixir.bw.fma2."):
@@ -616,12 +618,15 @@ def kernel_section(doc):
             # OpenCL on a GPU is held to the GPU goal, OpenCL on the host's cores (PoCL) to the cpu one.
             goal = KERNEL_GOAL["cuda"] if t.startswith("cuda") else \
                 KERNEL_GOAL["opencl"] if t.startswith("opencl") and gpu else KERNEL_GOAL["cpu"]
-            for shape in ("binary", "resident"):
-                b, e, rd = (sweep.get((k, how, t, shape)) for how in ("nif", "kernel", "kernel_reduce"))
+            # Resident kernels twice: into a new buffer, and in place (into:) as Buffer.run works.
+            for shape, label, forms in (("binary", "binary", ("kernel", "kernel_reduce")),
+                                        ("resident", "resident", ("kernel", "kernel_reduce")),
+                                        ("resident", "resident, into:", ("kernel_into", "kernel_reduce_into"))):
+                b, e, rd = (sweep.get((k, how, t, shape)) for how in ("nif",) + forms)
                 if not (b or e or rd):
                     continue
                 re1, re2 = slower_ratio(e, b), slower_ratio(rd, b)
-                out.append(f"| {t} | {shape} | {cell(b and b['seconds'])} | {cell(e and e['seconds'])} | "
+                out.append(f"| {t} | {label} | {cell(b and b['seconds'])} | {cell(e and e['seconds'])} | "
                            f"{'—' if re1 is None else f'{re1:.2f}×'}{verdict(re1, re1 is not None and re1 <= goal)} | "
                            f"{cell(rd and rd['seconds'])} | "
                            f"{'—' if re2 is None else f'{re2:.2f}×'}{verdict(re2, re2 is not None and re2 <= goal)} |")
@@ -629,7 +634,8 @@ def kernel_section(doc):
         # Kiln on cuda0 against each peer, resident against resident and end to end against end to end.
         lines = []
         for resident, shape in ((True, "resident"), (False, "binary")):
-            kiln = [sweep.get((k, how, "cuda0", shape)) for how in ("nif", "kernel", "kernel_reduce")]
+            kiln = [sweep.get((k, how, "cuda0", shape))
+                    for how in ("nif", "kernel", "kernel_reduce", "kernel_into", "kernel_reduce_into")]
             kiln = [r for r in kiln if r]
             best = min(kiln, key=lambda r: r["seconds"]) if kiln else None
             ker = sweep.get((k, "kernel", "cuda0", shape))
