@@ -427,7 +427,8 @@ defmodule Kiln.KernelLanguageTest do
   # Arguments that are loop bounds must be scalars at the call.
   @scalar_only %{iterate: [1, 2, 3], stepped: [1, 2, 3], fib: [1], nested: [1], acc_bound: [1]}
 
-  # One run of `name` over n elements, each argument an array or a scalar, against Elixir.
+  # One run of `name` over n elements, each argument an array or a scalar, against Elixir:
+  # {:ok | :fault, element checks} (every element of a clean run, the first fault's index as one).
   defp engine_check(name, n, backend) do
     gen = Map.fetch!(cases(), name)
     rows = for _ <- 1..n, do: gen.()
@@ -438,21 +439,20 @@ defmodule Kiln.KernelLanguageTest do
     scalar? = for k <- 0..(count - 1), do: k in only or (k > 0 and (gpu or :rand.uniform(3) == 1))
     first = hd(rows)
 
+    # Each element's arguments: its own row, with the scalars taken from the first.
+    element_rows = for row <- rows, do: Enum.zip_with([row, first, scalar?], fn [v, f, s?] -> if s?, do: f, else: v end)
+
     columns =
-      for {k, s?} <- Enum.with_index(scalar?) |> Enum.map(fn {s?, k} -> {k, s?} end) do
+      for {s?, k} <- Enum.with_index(scalar?) do
         if s?, do: Enum.at(first, k), else: Enum.map(rows, &Enum.at(&1, k))
       end
-
-    element_args = fn i ->
-      Enum.map(Enum.with_index(columns), fn {c, _} -> if is_list(c), do: Enum.at(c, i), else: c end)
-    end
 
     binary? = :rand.uniform(2) == 1
 
     call_args =
       Enum.map(columns, fn c -> if is_list(c) and binary?, do: Kiln.Binary.from_list(c), else: c end)
 
-    outcomes = for i <- 0..(n - 1), do: elixir(name, element_args.(i), i)
+    outcomes = element_rows |> Enum.with_index() |> Enum.map(fn {args, i} -> elixir(name, args, i) end)
     run = fn -> apply(Kernels, name, call_args ++ [[backend: backend]]) end
 
     case Enum.find_index(outcomes, &match?({:fault, _}, &1)) do
@@ -461,14 +461,26 @@ defmodule Kiln.KernelLanguageTest do
         outputs = if binary?, do: Enum.map(outputs, &Kiln.Binary.from_list/1), else: outputs
         expected = if length(outputs) == 1, do: hd(outputs), else: List.to_tuple(outputs)
         assert run.() == expected, "#{name} on #{backend}"
-        :ok
+        {:ok, n}
 
       i ->
         exception = if Enum.at(outcomes, i) == {:fault, :arithmetic}, do: ArithmeticError, else: ArgumentError
         error = assert_raise exception, run
         assert error.message =~ ~r/\b#{i}\b/, "#{name} on #{backend}: #{error.message}"
-        :fault
+        {:fault, 1}
     end
+  end
+
+  # Every construct in turn, runs of lengths spread from 1 to 4096 (short ones are often clean
+  # where long ones would fault), until `goal` element checks; returns the outcomes seen.
+  defp checks_until(goal, backend, names) do
+    Stream.cycle(names)
+    |> Enum.reduce_while({0, MapSet.new(), 0}, fn name, {checks, seen, runs} ->
+      n = Enum.random([1 + :rand.uniform(8), 8 + :rand.uniform(56), 64 + :rand.uniform(448), 512 + :rand.uniform(3584)])
+      {outcome, c} = engine_check(name, n, backend)
+      acc = {checks + c, MapSet.put(seen, {name, outcome}), runs + 1}
+      if checks + c >= goal or runs + 1 >= 20_000, do: {:halt, acc}, else: {:cont, acc}
+    end)
   end
 
   for backend <- [:cpu, :scalar] do
@@ -476,9 +488,26 @@ defmodule Kiln.KernelLanguageTest do
       outcomes =
         for name <- Map.keys(cases()),
             _ <- 1..3,
-            do: engine_check(name, 1 + :rand.uniform(300), unquote(backend))
+            do: elem(engine_check(name, 1 + :rand.uniform(300), unquote(backend)), 0)
 
       assert :ok in outcomes and :fault in outcomes
+    end
+  end
+
+  # A million element checks per backend over every construct (the GPU backends: those of one
+  # output, in their pipelines' shape), each against Elixir's own outcome.
+  for backend <- [:cpu, :scalar, :opencl, :cuda] do
+    @tag :slow
+    @tag timeout: 600_000
+    @tag skip: Kiln.TestHelper.unavailable_reason(backend)
+    test "#{backend}: a million element checks over every construct, against Elixir" do
+      backend = unquote(backend)
+      names = for name <- Enum.sort(Map.keys(cases())), backend in [:cpu, :scalar] or definition(name).compiled.outputs == 1, do: name
+      {checks, seen, runs} = checks_until(1_000_000, backend, names)
+      IO.puts("[ #{backend} ] #{checks} element checks in #{runs} runs over #{length(names)} constructs")
+      assert checks >= 1_000_000
+      # Every construct ran clean at least once.
+      for name <- names, do: assert({name, :ok} in seen, "#{name} never ran clean on #{backend}")
     end
   end
 
@@ -490,7 +519,7 @@ defmodule Kiln.KernelLanguageTest do
       outcomes =
         for name <- Map.keys(cases()),
             definition(name).compiled.outputs == 1,
-            do: engine_check(name, 1 + :rand.uniform(300), unquote(backend))
+            do: elem(engine_check(name, 1 + :rand.uniform(300), unquote(backend)), 0)
 
       assert :ok in outcomes and :fault in outcomes
     end
