@@ -415,23 +415,27 @@ std::size_t list_length_upto(ErlNifEnv* env, ERL_NIF_TERM list, std::size_t cap)
   return n;
 }
 
-// convert(data, as_list) -> {:ok, same elements as a list or a binary}: empty_call, the
-// list/binary helpers and iota all cross the boundary the same way a run does, minus the run.
-ERL_NIF_TERM convert_dirty(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]);
+// convert(data, as_list) -> {:ok, same elements as a list or a binary} | {:started, ref, job}:
+// empty_call, the list/binary helpers and iota all cross the boundary the way a run does, minus
+// the run. Small data converts at once on the caller's scheduler; longer data becomes a job, as a
+// run does (a list decoded on a dirty scheduler first), whose reply {ref, {:ok, term}} is encoded
+// on Kiln's runner thread: so the empty call costs what a run pays around its computation.
+ERL_NIF_TERM convert_inline(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]);
+ERL_NIF_TERM convert_job(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]);
 
-// Small data converts at once on the caller's scheduler; longer data on a dirty one.
 ERL_NIF_TERM convert_nif(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
   constexpr std::size_t inline_elements = 8192;
   ErlNifBinary bin;
-  const bool small = enif_inspect_binary(env, argv[0], &bin)
-                         ? bin.size <= inline_elements * sizeof(std::int64_t)
-                         : enif_is_list(env, argv[0]) && list_length_upto(env, argv[0], inline_elements) <= inline_elements;
-  if (!small)
-    return enif_schedule_nif(env, "convert", ERL_NIF_DIRTY_JOB_CPU_BOUND, guarded<convert_dirty>, argc, argv);
-  return convert_dirty(env, argc, argv);
+  const bool binary = enif_inspect_binary(env, argv[0], &bin);
+  const bool small = binary ? bin.size <= inline_elements * sizeof(std::int64_t)
+                            : enif_is_list(env, argv[0]) && list_length_upto(env, argv[0], inline_elements) <= inline_elements;
+  if (small) return convert_inline(env, argc, argv);
+  // A long binary aligned for int64 is only viewed, so its job starts from here.
+  if (binary && reinterpret_cast<std::uintptr_t>(bin.data) % alignof(std::int64_t) == 0) return convert_job(env, argc, argv);
+  return enif_schedule_nif(env, "convert", ERL_NIF_DIRTY_JOB_CPU_BOUND, guarded<convert_job>, argc, argv);
 }
 
-ERL_NIF_TERM convert_dirty(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+ERL_NIF_TERM convert_inline(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   bool as_list;
   if (!get_bool(env, argv[1], as_list)) return enif_make_badarg(env);
   using identity = kiln::result<kiln::run_stats>(std::span<const std::int64_t>, std::span<std::int64_t>);
@@ -628,6 +632,7 @@ struct run_request {
   std::vector<buffer_resource*> into_buffers;  // options.into; kept too
   bool has_into = false;
   bool host_arrays = false;
+  bool identity = false;  // convert: the one decoded array is the result, in the shape as_list asks
   // Holds the binaries whose bytes `data` views (a process-independent copy of each term: for a
   // reference-counted binary, a new reference to the same bytes).
   ErlNifEnv* keep_env = nullptr;
@@ -699,6 +704,22 @@ request_shape shape_of(ErlNifEnv* env, ERL_NIF_TERM args, std::size_t cap) {
   return s;
 }
 
+// Decodes data (a list, a Range, a binary) into argument i of `req`: lists and Ranges into host
+// memory, binaries viewed in place through a term of req.keep_env, since the run may outlive
+// this call. Returns the error term to reply with, if any.
+std::optional<ERL_NIF_TERM> decode_array_arg(ErlNifEnv* env, ERL_NIF_TERM data, run_request& req, std::size_t i) {
+  if (enif_is_binary(env, data)) {
+    if (!req.keep_env) req.keep_env = enif_alloc_env();
+    const ERL_NIF_TERM term = enif_make_copy(req.keep_env, data);
+    if (auto s = decode(req.keep_env, term, req.data[i]); !s) return error_tuple(env, s.err());
+  } else if (auto s = decode(env, data, req.data[i]); !s) {
+    return decode_error(env, s, req.data[i]);
+  }
+  req.args[i] = kiln::arg::of_array(req.data[i].view);
+  req.host_arrays = true;
+  return std::nullopt;
+}
+
 // Decodes the arguments into `req` (lists and Ranges into host memory; binaries viewed in place,
 // kept alive by req.keep_env). Returns the error term to reply with, if any. A job's kernel and
 // device are checked here, so that a bad call fails at once rather than in its reply; an inline
@@ -724,18 +745,8 @@ std::optional<ERL_NIF_TERM> parse_args(ErlNifEnv* env, ERL_NIF_TERM args_term, E
       req.args[i] = kiln::arg::of_buffer(*res->buffer);
     } else if (enif_is_ref(env, head)) {
       return enif_make_badarg(env);  // a reference that is no buffer: Elixir names it
-    } else {
-      ERL_NIF_TERM term = head;
-      if (enif_is_binary(env, head)) {
-        // The run may outlive this call: view the bytes through a term of our own.
-        if (!req.keep_env) req.keep_env = enif_alloc_env();
-        term = enif_make_copy(req.keep_env, head);
-        if (auto s = decode(req.keep_env, term, req.data[i]); !s) return error_tuple(env, s.err());
-      } else if (auto s = decode(env, term, req.data[i]); !s) {
-        return decode_error(env, s, req.data[i]);
-      }
-      req.args[i] = kiln::arg::of_array(req.data[i].view);
-      req.host_arrays = true;
+    } else if (auto e = decode_array_arg(env, head, req, i)) {
+      return *e;
     }
   }
   ERL_NIF_TERM into;
@@ -814,6 +825,18 @@ ERL_NIF_TERM execute(ErlNifEnv* env, run_request& req, double decode_s) {
     return enif_make_tuple3(env, atoms.ok_,
                             enif_make_list_from_array(env, results.data(), static_cast<unsigned>(results.size())),
                             stats_term(env, *r, 0, 0));
+  }
+
+  if (req.identity) {
+    const std::span<const std::int64_t> in = req.args.front().array;
+    if (stop.stop_requested()) return error_tuple(env, kiln::errc::cancelled, "the conversion was stopped");
+    if (req.as_list) return ok_tuple(env, list_term(env, in));
+    new_binary bin;
+    if (!bin.alloc(in.size()))
+      return error_tuple(env, kiln::errc::out_of_memory,
+                         "cannot allocate a " + std::to_string(in.size_bytes()) + "-byte result binary");
+    if (!in.empty()) std::memcpy(bin.span().data(), in.data(), in.size_bytes());
+    return ok_tuple(env, bin.to_term(env));
   }
 
   std::size_t n = 0;
@@ -975,6 +998,18 @@ ERL_NIF_TERM start_job(ErlNifEnv* env, std::shared_ptr<run_request> req, double 
   ERL_NIF_TERM job_term = enif_make_resource(env, job);
   enif_release_resource(job);  // the term now holds the caller's reference
   return enif_make_tuple3(env, atoms.started_, ref, job_term);
+}
+
+// convert's long path (see convert_nif): the data decoded here, the identity as a job.
+ERL_NIF_TERM convert_job(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  auto req = std::make_shared<run_request>();
+  if (!get_bool(env, argv[1], req->as_list)) return enif_make_badarg(env);
+  req->identity = true;
+  req->data.resize(1);
+  req->args.resize(1);
+  const auto t0 = steady::now();
+  if (auto e = decode_array_arg(env, argv[0], *req, 0)) return *e;
+  return start_job(env, std::move(req), seconds_since(t0));
 }
 
 // Inline runs: at most this many elements, and at most this much work (elements x iterations x

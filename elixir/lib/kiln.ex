@@ -34,7 +34,7 @@ defmodule Kiln do
   (in a release, the same flags go in `vm.args`). With them, a 1 ms ticker stays within 5 ms.
   """
 
-  alias Kiln.{Args, Native}
+  alias Kiln.{Args, Engine, Native}
 
   @typedoc "One device of one backend, as the engine probed it."
   @type device :: %{
@@ -74,7 +74,7 @@ defmodule Kiln do
   def empty_call(data) do
     {nif_data, as_list, n} = Args.data_n!(data)
     Kiln.Memory.check_result!(as_list, n, fn -> "empty_call over #{n} elements" end)
-    Args.unwrap!(Native.convert(nif_data, as_list))
+    Args.unwrap!(Engine.convert(nif_data, as_list))
   end
 
   @doc """

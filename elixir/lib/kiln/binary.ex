@@ -33,7 +33,7 @@ defmodule Kiln.Binary do
       [1]
   """
 
-  alias Kiln.{Args, Memory, Native, Options}
+  alias Kiln.{Args, Engine, Memory, Options}
   import Kiln.Args, only: [is_int64: 1]
 
   @doc """
@@ -58,7 +58,7 @@ defmodule Kiln.Binary do
     {nif_data, _as_list, n} = Args.data_n!(data)
     # The native array the elements are decoded into, and the binary.
     Memory.check!(2 * Memory.int64_bytes(n), fn -> "a binary of #{n} elements" end)
-    native = Args.unwrap!(Native.convert(nif_data, false))
+    native = Args.unwrap!(Engine.convert(nif_data, false))
     if native_order?(endianness), do: native, else: swap(native)
   end
 
@@ -78,7 +78,7 @@ defmodule Kiln.Binary do
     Memory.check!(Memory.list_bytes(n), fn -> "a list of #{n} elements" end)
 
     if native_order?(endianness),
-      do: Args.unwrap!(Native.convert(data, true)),
+      do: Args.unwrap!(Engine.convert(data, true)),
       else: for(<<x::signed-size(64)-native <- swap(data)>>, do: x)
   end
 
@@ -100,7 +100,7 @@ defmodule Kiln.Binary do
       n = last - first + 1
       iota = Args.iota!(first, 1, n)
       Memory.check!(2 * Memory.int64_bytes(n), fn -> "a binary of #{n} elements" end)
-      Args.unwrap!(Native.convert(iota, false))
+      Args.unwrap!(Engine.convert(iota, false))
     end
   end
 

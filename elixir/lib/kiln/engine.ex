@@ -18,6 +18,15 @@ defmodule Kiln.Engine do
     end
   end
 
+  @doc false
+  # Native.convert's reply, waiting for it where the conversion became a job (long data).
+  def convert(data, as_list) do
+    case Native.convert(data, as_list) do
+      {:started, ref, _job} -> wait(ref)
+      reply -> reply
+    end
+  end
+
   # The runner holds the job's resource (and so its monitor of this process) until it replies.
   defp wait(ref) do
     receive do

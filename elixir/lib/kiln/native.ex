@@ -90,8 +90,9 @@ defmodule Kiln.Native do
     raise Kiln.Error, kind: :nif_not_loaded, message: message
   end
 
-  # convert and kernel_run run small work at once and the rest on dirty schedulers or Kiln's own
-  # threads; the others run on dirty CPU schedulers, their *_io twins on dirty IO schedulers.
+  # convert and kernel_run run small work at once and the rest as jobs on Kiln's own threads
+  # (lists decoded on a dirty scheduler first), replying {:started, ref, job} (Kiln.Engine waits);
+  # the others run on dirty CPU schedulers, their *_io twins on dirty IO schedulers.
   def convert(_data, _as_list), do: not_loaded!()
   def concat(_binaries), do: not_loaded!()
 
