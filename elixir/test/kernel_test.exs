@@ -274,10 +274,14 @@ defmodule Kiln.KernelTest do
     assert {[3, 22], %{backend: :cpu, chunks: 1} = stats} = Kernels.collatz_stats([6, 7], backend: :cpu)
     assert stats.total_s >= 0 and is_binary(stats.device)
 
-    # :auto keeps small inputs on the host; large ones go to a GPU that compiles kernels, if any.
+    # :auto keeps small work on the host (at most 2^24 element iterations and 100 iterations);
+    # more goes to a GPU that compiles kernels, if any.
     assert {_, %{backend: :cpu}} = Kernels.collatz_stats(1..1000)
     {result, stats} = Kernels.collatz_stats(Kiln.Binary.iota(1, 70_000))
     assert result == Kiln.Binary.from_list(Enum.map(1..70_000, &Kernels.collatz_element/1))
+    assert stats.backend == :cpu
+    {result, stats} = Kernels.collatz_stats(Kiln.Binary.iota(1, 70_000), iterations: 200)
+    assert result == Kernels.collatz(Kiln.Binary.iota(1, 70_000), iterations: 200, backend: :scalar)
     gpus = for d <- Kiln.devices(), d.available and d.gpu, do: d.backend
     expected = Enum.find([:cuda, :opencl], :cpu, &(&1 in gpus))
     assert stats.backend == expected
