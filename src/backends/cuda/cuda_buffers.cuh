@@ -75,16 +75,27 @@ class cuda_buffer final : public resident_buffer {
   // benchmark's kernel-only number); the caller has made the device current.
   template <class Launch>
   result<run_stats> timed(Launch&& launch) {
+    auto nothing = [](cudaStream_t) -> status { return {}; };
+    return timed(nothing, launch, nothing);
+  }
+
+  // The same with `before(stream)` and `after(stream)` enqueued around the timed launch, outside
+  // the events: a kernel's parameter upload and its fault word's download are not its run.
+  template <class Before, class Launch, class After>
+  result<run_stats> timed(Before&& before, Launch&& launch, After&& after) {
     const auto t0 = std::chrono::steady_clock::now();
     run_stats st;
     cudaStream_t stream = body_.stream.get();
+    KILN_TRY(before(stream));
     KILN_TRY(cuda_check(cudaEventRecord(body_.start.get(), stream), "cudaEventRecord"));
     status launched = launch(stream);
     status recorded = cuda_check(cudaEventRecord(body_.stop.get(), stream), "cudaEventRecord");
+    status finished = launched && recorded ? after(stream) : status{};
     // Whatever was enqueued must finish before we return, even on failure.
     status synced = cuda_check(cudaStreamSynchronize(stream), "cudaStreamSynchronize");
     KILN_TRY(launched);
     KILN_TRY(recorded);
+    KILN_TRY(finished);
     KILN_TRY(synced);
     auto kernel = elapsed_seconds(body_.start, body_.stop);
     if (!kernel) return kernel.err();

@@ -159,16 +159,21 @@ result<run_stats> cuda_run_resident(cuda_kernel_cache& kernels, cuda_device_stat
   const dim3 blocks(static_cast<unsigned>((n + threads - 1) / threads));
   auto* out0 = static_cast<cuda_buffer*>(outputs[0]);
   std::uint64_t first_fault = no_fault;
-  auto r = out0->timed([&](cudaStream_t stream) -> status {
-    KILN_TRY(cuda_check(cudaMemcpyAsync(mem->get(), words.data(), words.size() * sizeof(i64), cudaMemcpyHostToDevice,
-                                        stream),
-                        "cudaMemcpyAsync (kernel parameters)"));
-    KILN_TRY(cuda_check(cudaLaunchKernel(reinterpret_cast<const void*>(*kernel), blocks, dim3(threads),
-                                         launch_args.data(), 0, stream),
-                        "cudaLaunchKernel (kiln_resident)"));
-    return cuda_check(cudaMemcpyAsync(&first_fault, fault, sizeof first_fault, cudaMemcpyDeviceToHost, stream),
-                      "cudaMemcpyAsync (kernel fault)");
-  });
+  auto r = out0->timed(
+      [&](cudaStream_t stream) {
+        return cuda_check(cudaMemcpyAsync(mem->get(), words.data(), words.size() * sizeof(i64),
+                                          cudaMemcpyHostToDevice, stream),
+                          "cudaMemcpyAsync (kernel parameters)");
+      },
+      [&](cudaStream_t stream) {
+        return cuda_check(cudaLaunchKernel(reinterpret_cast<const void*>(*kernel), blocks, dim3(threads),
+                                           launch_args.data(), 0, stream),
+                          "cudaLaunchKernel (kiln_resident)");
+      },
+      [&](cudaStream_t stream) {
+        return cuda_check(cudaMemcpyAsync(&first_fault, fault, sizeof first_fault, cudaMemcpyDeviceToHost, stream),
+                          "cudaMemcpyAsync (kernel fault)");
+      });
   if (!r) return r.err();
   if (first_fault != no_fault) {
     if (first_fault >= n)
