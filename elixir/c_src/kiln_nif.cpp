@@ -5,9 +5,6 @@
 // exceptions never cross into the VM: `guarded` turns them into {:error, {kind, message}}.
 #include <erl_nif.h>
 #include <signal.h>
-#include <sys/resource.h>
-#include <sys/syscall.h>
-#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -292,9 +289,9 @@ class new_binary {
 };
 
 // A list of the values. Built from an array of terms with one enif_make_list_from_array, whose
-// cells come in one allocation: cons cells one at a time took twice as long (41 against 22 ms for
-// 2^22 elements, docs/BENCHMARKS.md). The array costs 8 bytes per element for the call's length;
-// the list itself holds 16 per element.
+// cells come in one allocation: cons cells one at a time took about twice as long
+// (docs/BENCHMARKS.md, lists on the 2-core machine). The array costs 8 bytes per element for the
+// call's length; the list itself holds 16 per element.
 ERL_NIF_TERM list_term(ErlNifEnv* env, std::span<const std::int64_t> values) {
   auto term = [&](std::size_t i) { return enif_make_int64(env, static_cast<ErlNifSInt64>(values[i])); };
   if (values.size() > std::numeric_limits<unsigned>::max()) {
@@ -461,7 +458,7 @@ bool get_kernel_options(ErlNifEnv* env, ERL_NIF_TERM map, kiln::run_options& opt
 
 // concat(binaries) -> {:ok, binary} | {:error, {kind, message}}: the parts' int64 elements one
 // after another in one binary, copied on every core into a host block (Kiln.Cluster joins its
-// nodes' results with it: a plain iolist_to_binary of 256 MiB takes one core 50 ms).
+// nodes' results with it: a plain iolist_to_binary copies on one core).
 ERL_NIF_TERM concat_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   unsigned count = 0;
   if (!enif_get_list_length(env, argv[0], &count)) return enif_make_badarg(env);
@@ -865,15 +862,6 @@ ERL_NIF_TERM execute(ErlNifEnv* env, run_request& req, double decode_s) {
                           stats_term(env, *r, decode_s, encode_s));
 }
 
-// What the thread that runs the engine's calls does with its own priority: the niceness of the
-// engine's worker threads (KILN_WORKER_NICE, default 10), so that a VM's schedulers win the cores
-// when they want them, and threads the engine starts from here (PoCL's, CUDA's) inherit it.
-void lower_priority_of_this_thread() {
-  const char* env = std::getenv("KILN_WORKER_NICE");
-  const int nice = env ? std::atoi(env) : 19;
-  if (nice != 0) (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice);
-}
-
 // Kiln's runner threads: one per job in flight, started as needed (up to max_runners; beyond it
 // jobs wait their turn), kept for the next jobs. Never destroyed: a job may still run while the VM
 // exits, and must not find its pool gone.
@@ -911,7 +899,9 @@ class runners {
   static constexpr std::size_t max_runners = 64;
 
   void loop() {
-    lower_priority_of_this_thread();
+    // The workers' priority, so that a VM's schedulers win the cores when they want them, and
+    // threads the engine starts from here (PoCL's, CUDA's) inherit it.
+    kiln::lower_thread_priority();
     for (;;) {
       std::function<void()> task;
       {

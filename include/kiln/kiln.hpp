@@ -178,6 +178,12 @@ class host_memory {
 // any part.
 status concatenate(std::span<const std::span<const std::int64_t>> parts, std::span<std::int64_t> out);
 
+// Lowers the calling thread to the niceness of Kiln's worker threads (KILN_WORKER_NICE, default
+// 19; 0 leaves it as it is), for threads an embedding starts to call the engine from: they then
+// yield the cores to latency-sensitive threads (a BEAM's schedulers) as the workers do, and the
+// threads a driver starts from them inherit it. Where the OS refuses (a sandbox), nothing changes.
+void lower_thread_priority() noexcept;
+
 // Data kept on a device between calls, so that runs can be chained without copies.
 class device_buffer {
  public:

@@ -15,6 +15,7 @@
 #include <vector>
 
 #include "core/settings.hpp"
+#include "kiln/kiln.hpp"
 
 namespace kiln::detail {
 namespace {
@@ -54,16 +55,13 @@ class pool {
  public:
   pool() {
     unsigned hw = std::max(1u, std::thread::hardware_concurrency());
-    // KILN_WORKER_NICE overrides the workers' niceness (default 10; 0 keeps the caller's).
-    const int nice = current_settings().worker_nice;
     // The caller's thread works too, so hw - 1 workers keep every core busy.
     for (unsigned i = 0; i + 1 < hw; ++i)
-      threads_.emplace_back([this, nice] {
+      threads_.emplace_back([this] {
         // Workers yield the CPU to latency-sensitive threads (a BEAM's schedulers, say) when the
-        // cores are contended, and lose nothing when they are not. A 1 ms ticker in a VM sharing
-        // two cores with a 2^24-element run went from 2-8 ms late to about 2 ms. Linux's nice
-        // applies per thread; failure (a forbidding sandbox) only leaves the default.
-        if (nice != 0) (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice);
+        // cores are contended, and lose nothing when they are not (docs/BENCHMARKS.md measures
+        // both). Linux's nice applies per thread.
+        lower_thread_priority();
         loop();
       });
     size_ = hw;
@@ -150,3 +148,12 @@ void parallel_for(std::size_t n, std::size_t grain, const std::function<void(std
 }
 
 }  // namespace kiln::detail
+
+namespace kiln {
+
+void lower_thread_priority() noexcept {
+  const int nice = detail::current_settings().worker_nice;
+  if (nice != 0) (void)setpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid)), nice);
+}
+
+}  // namespace kiln

@@ -1,5 +1,8 @@
-// parallel_for covers every index exactly once, also when many callers share the pool.
+// parallel_for covers every index exactly once, also when many callers share the pool; threads lowered to the workers' priority.
 #include <gtest/gtest.h>
+#include <sys/resource.h>
+#include <sys/syscall.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -7,9 +10,30 @@
 #include <thread>
 #include <vector>
 
+#include "core/settings.hpp"
 #include "core/thread_pool.hpp"
+#include "kiln/kiln.hpp"
 
 namespace {
+
+int niceness_of_this_thread() { return getpriority(PRIO_PROCESS, static_cast<id_t>(syscall(SYS_gettid))); }
+
+// The embedding's threads (the NIF's runners) take the workers' niceness through the public call.
+TEST(ThreadPool, ALoweredThreadTakesTheWorkersNiceness) {
+  const int nice = kiln::detail::current_settings().worker_nice;
+  int before = 0, after = 0;
+  std::thread([&] {
+    before = niceness_of_this_thread();
+    kiln::lower_thread_priority();
+    after = niceness_of_this_thread();
+  }).join();
+  if (nice == 0 || nice < before)  // left as it is, or (unprivileged) refused a higher priority
+    EXPECT_TRUE(after == before || after == nice) << "from " << before << " to " << after;
+  else
+    EXPECT_EQ(after, nice) << "KILN_WORKER_NICE gives " << nice;
+  // Only that thread: this one keeps its own.
+  EXPECT_EQ(niceness_of_this_thread(), before);
+}
 
 TEST(ThreadPool, EveryIndexExactlyOnce) {
   for (std::size_t n : {0u, 1u, 7u, 1000u, 100003u})
