@@ -27,12 +27,10 @@ using i64 = std::int64_t;
 constexpr std::size_t gpu_kernel_min = std::size_t{1} << 16;
 
 // Below this much work (elements x iterations, at up to 100 iterations) "auto" runs on the
-// host's cores: a GPU run from host memory costs about 0.6 ms however small (the H200 machine's
-// sweeps CG and CH in docs/BENCHMARKS.md: at 2^16-2^20 elements and 1-10 iterations the cpu
-// backend took 0.3-0.6 ms, the GPU 0.56-0.8 ms; at 2^10-2^16 and 100 iterations the two were
-// within noise of each other). Many iterations over few elements stay on the GPU, where the
-// host's few vectors per thread would each run one long dependent chain (2^10 x 1000: cpu 0.25-
-// 0.29 ms, GPU 0.11-0.20 ms).
+// host's cores: a GPU run from host memory has a fixed cost however small, which the host's cores
+// undercut there, while many iterations over few elements stay on the GPU, where the host's few
+// vectors per thread would each run one long dependent chain (the sweeps of docs/BENCHMARKS.md,
+// "The sweep and auto", measure both sides).
 constexpr double host_work_max = double(std::int64_t{1} << 24);
 constexpr std::int64_t host_iterations_max = 100;
 
