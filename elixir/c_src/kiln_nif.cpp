@@ -16,8 +16,8 @@
 #include <deque>
 #include <exception>
 #include <functional>
-#include <limits>
 #include <future>
+#include <limits>
 #include <memory>
 #include <mutex>
 #include <new>
@@ -289,9 +289,8 @@ class new_binary {
 };
 
 // A list of the values. Built from an array of terms with one enif_make_list_from_array, whose
-// cells come in one allocation: cons cells one at a time took about twice as long
-// (docs/BENCHMARKS.md, lists on the 2-core machine). The array costs 8 bytes per element for the
-// call's length; the list itself holds 16 per element.
+// cells come in one allocation rather than one per cell (docs/BENCHMARKS.md times both). The array
+// costs 8 bytes per element for the call's length; the list itself holds 16 per element.
 ERL_NIF_TERM list_term(ErlNifEnv* env, std::span<const std::int64_t> values) {
   auto term = [&](std::size_t i) { return enif_make_int64(env, static_cast<ErlNifSInt64>(values[i])); };
   if (values.size() > std::numeric_limits<unsigned>::max()) {
@@ -412,21 +411,31 @@ std::size_t list_length_upto(ErlNifEnv* env, ERL_NIF_TERM list, std::size_t cap)
   return n;
 }
 
-// convert(data, as_list) -> {:ok, same elements as a list or a binary} | {:started, ref, job}:
-// empty_call, the list/binary helpers and iota all cross the boundary the way a run does, minus
-// the run. Small data converts at once on the caller's scheduler; longer data becomes a job, as a
-// run does (a list decoded on a dirty scheduler first), whose reply {ref, {:ok, term}} is encoded
-// on Kiln's runner thread: so the empty call costs what a run pays around its computation.
+// convert(data, as_list, as_job) -> {:ok, same elements as a list or a binary} | {:started, ref, job}:
+// empty_call, the list/binary helpers and iota cross the boundary the way a run does, minus the
+// run. Small data converts at once on the caller's scheduler. Longer data converts on a dirty
+// scheduler, at the VM's priority and beside no run; or, with as_job (empty_call, which stands for
+// what a run pays around its computation), as a run's job does: a list decoded on a dirty
+// scheduler first, the reply {ref, {:ok, term}} encoded on Kiln's runner thread.
 ERL_NIF_TERM convert_inline(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM convert_job(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]);
 
 ERL_NIF_TERM convert_nif(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
   constexpr std::size_t inline_elements = 8192;
+  bool as_job;
+  if (!get_bool(env, argv[2], as_job)) return enif_make_badarg(env);
   ErlNifBinary bin;
+  int arity = 0;
+  const ERL_NIF_TERM* tuple = nullptr;
+  ErlNifUInt64 count = 0;
   const bool binary = enif_inspect_binary(env, argv[0], &bin);
-  const bool small = binary ? bin.size <= inline_elements * sizeof(std::int64_t)
-                            : enif_is_list(env, argv[0]) && list_length_upto(env, argv[0], inline_elements) <= inline_elements;
+  const bool small =
+      binary ? bin.size <= inline_elements * sizeof(std::int64_t)
+      : enif_get_tuple(env, argv[0], &arity, &tuple)
+          ? arity == 4 && enif_get_uint64(env, tuple[3], &count) && count <= inline_elements  // {:iota, ...}
+          : enif_is_list(env, argv[0]) && list_length_upto(env, argv[0], inline_elements) <= inline_elements;
   if (small) return convert_inline(env, argc, argv);
+  if (!as_job) return enif_schedule_nif(env, "convert", ERL_NIF_DIRTY_JOB_CPU_BOUND, guarded<convert_inline>, argc, argv);
   // A long binary aligned for int64 is only viewed, so its job starts from here.
   if (binary && reinterpret_cast<std::uintptr_t>(bin.data) % alignof(std::int64_t) == 0) return convert_job(env, argc, argv);
   return enif_schedule_nif(env, "convert", ERL_NIF_DIRTY_JOB_CPU_BOUND, guarded<convert_job>, argc, argv);
@@ -980,9 +989,10 @@ ERL_NIF_TERM start_job(ErlNifEnv* env, std::shared_ptr<run_request> req, double 
     req.reset();  // buffers unlocked and released, binaries let go, before the caller hears back
     if (job->monitored.exchange(false)) (void)enif_demonitor_process(nullptr, job, &job->monitor);
     // A dead owner's message is dropped by the VM.
+    // Counted out before the reply, so that a caller holding it never still sees its job.
+    runners::get().jobs_.fetch_sub(1);
     (void)enif_send(nullptr, &job->owner, msg_env, enif_make_tuple2(msg_env, reply_ref, reply));
     enif_free_env(msg_env);
-    runners::get().jobs_.fetch_sub(1);
     enif_release_resource(job);
   });
   ERL_NIF_TERM job_term = enif_make_resource(env, job);
@@ -1140,7 +1150,7 @@ constexpr unsigned io = ERL_NIF_DIRTY_JOB_IO_BOUND;
 // them for GPU backends, whose transfers mostly wait on the device and should not hold one of
 // the few dirty CPU schedulers.
 ErlNifFunc nif_funcs[] = {
-    {"convert", 2, guarded<convert_nif>, 0},
+    {"convert", 3, guarded<convert_nif>, 0},
     {"concat", 1, guarded<concat_nif>, cpu},
     {"kernel_run", 3, guarded<kernel_run_nif>, 0},
     {"job_cancel", 1, guarded<job_cancel_nif>, 0},

@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -194,14 +195,25 @@ TEST_P(Conformance, ResidentMapOfAnyLengthOnEveryPath) {
   // rem(mu * x * (x + 1), p) with x, p, mu the arguments 0, 1, 2: the built-in map's kernel.
   const std::vector<i64> code{w(op::arg), 2, w(op::arg), 0, w(op::mul), w(op::arg), 0, w(op::literal), 1,
                               w(op::add), w(op::mul), w(op::arg), 1, w(op::rem)};
-  const kiln::map_params params[] = {{6700417, 22, 10}, {33554393, 16777000, 3}, {4294967291, 123456789, 2}, {61, -22, 1}};
+  // Iteration counts on both sides of the CUDA kernel's shape switch (16).
+  const kiln::map_params params[] = {{6700417, 22, 10}, {6700417, 22, 17},   {33554393, 16777000, 3},
+                                     {4294967291, 123456789, 2}, {61, -22, 1}, {6700417, -22, 100}};
   std::mt19937_64 rng(7);
   kiln::run_options o = options();
-  for (std::size_t n : {1, 2, 3, 5, 64, 1001, 65537}) {
+  // Odd and even counts of pairs (the OpenCL kernel's second pair absent at its last work-item),
+  // a lone element; on CUDA also a length past one grid's reach, so the loop takes a second step.
+  std::vector<std::size_t> lengths{0, 1, 2, 3, 4, 5, 6, 7, 64, 1003, 65537};
+  if (std::string(GetParam()) == "cuda") lengths.push_back(4'400'003);
+  for (std::size_t n : lengths) {
     for (const auto& prm : params) {
-      std::vector<i64> in = edge_inputs(prm.p);
+      if (n > 100'000 && prm.iterations > 10) continue;
+      // The edge values after one ordinary value, so that no element, the first included, maps
+      // to itself by chance (0 does).
+      std::vector<i64> in{123456789};
+      for (i64 e : edge_inputs(prm.p)) in.push_back(e);
+      const std::size_t edges = in.size();
       in.resize(n);
-      for (std::size_t i = edge_inputs(prm.p).size(); i < n; ++i) in[i] = static_cast<i64>(rng());
+      for (std::size_t i = edges; i < n; ++i) in[i] = static_cast<i64>(rng());
       const auto want = reference(in, prm);
       auto buf = kiln::device_buffer::upload(in, o);
       auto into = kiln::device_buffer::allocate(n, o);

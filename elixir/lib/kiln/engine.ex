@@ -19,9 +19,11 @@ defmodule Kiln.Engine do
   end
 
   @doc false
-  # Native.convert's reply, waiting for it where the conversion became a job (long data).
-  def convert(data, as_list) do
-    case Native.convert(data, as_list) do
+  # Native.convert's reply. With as_job, long data converts as a run's job does (the empty call's
+  # path, so that it costs what a run pays around its computation), and this waits for it; else
+  # on a dirty scheduler, beside no run.
+  def convert(data, as_list, as_job \\ false) do
+    case Native.convert(data, as_list, as_job) do
       {:started, ref, _job} -> wait(ref)
       reply -> reply
     end

@@ -90,10 +90,11 @@ defmodule Kiln.Native do
     raise Kiln.Error, kind: :nif_not_loaded, message: message
   end
 
-  # convert and kernel_run run small work at once and the rest as jobs on Kiln's own threads
-  # (lists decoded on a dirty scheduler first), replying {:started, ref, job} (Kiln.Engine waits);
-  # the others run on dirty CPU schedulers, their *_io twins on dirty IO schedulers.
-  def convert(_data, _as_list), do: not_loaded!()
+  # convert and kernel_run run small work at once; longer kernel runs (and conversions asked to,
+  # as_job) go as jobs to Kiln's own threads (lists decoded on a dirty scheduler first), replying
+  # {:started, ref, job} (Kiln.Engine waits), other conversions to dirty CPU schedulers; the
+  # remaining functions run on dirty CPU schedulers, their *_io twins on dirty IO schedulers.
+  def convert(_data, _as_list, _as_job), do: not_loaded!()
   def concat(_binaries), do: not_loaded!()
 
   # The one entry every kernel takes (see c_src/kiln_nif.cpp, kernel_run): a reply, or

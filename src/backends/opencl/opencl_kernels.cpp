@@ -67,6 +67,20 @@ result<const opencl_built_program*> build_program(opencl_device_state& ds, const
   return &ds.programs.emplace(source, std::move(built)).first->second;
 }
 
+// The pairs kernel over one segment: four elements a work-item, so a quarter of the items (of
+// max(len, width), so every launch of a run keeps the first segment's width, see enqueue_over).
+status enqueue_map_pairs(opencl_device_state& ds, const cl::Buffer& in, const cl::Buffer& out, std::size_t len,
+                         std::size_t width, cl::Event* done) {
+  cl::Kernel& k = ds.pairs_kernel;
+  const cl_int errs[] = {k.setArg(0, in), k.setArg(1, out), k.setArg(2, static_cast<cl_ulong>(len))};
+  for (cl_int e : errs)
+    if (e != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_logistic_map_pairs)", e);
+  // The kernel's `gap` work-items, and at least one for a lone element.
+  auto quarter = [](std::size_t m) { return std::max<std::size_t>(1, (m / 2 + 1) / 2); };
+  return enqueue_over(ds, k, ds.queue, quarter(len), quarter(width), done,
+                      "clEnqueueNDRangeKernel (kiln_logistic_map_pairs)");
+}
+
 }  // namespace
 
 status build_cl_program(cl::Program& program, const cl::Device& dev, const char* what) {
@@ -105,20 +119,6 @@ status enqueue_map(const opencl_device_state& ds, cl::Kernel& k, const cl::Comma
   for (cl_int e : errs)
     if (e != CL_SUCCESS) return cl_error("clSetKernelArg", e);
   return enqueue_over(ds, k, q, len, width, done, "clEnqueueNDRangeKernel");
-}
-
-// The pairs kernel over one segment: four elements a work-item, so a quarter of the items (of
-// max(len, width), so every launch of a run keeps the first segment's width, see enqueue_over).
-status enqueue_map_pairs(opencl_device_state& ds, const cl::Buffer& in, const cl::Buffer& out, std::size_t len,
-                         std::size_t width, cl::Event* done) {
-  cl::Kernel& k = ds.pairs_kernel;
-  const cl_int errs[] = {k.setArg(0, in), k.setArg(1, out), k.setArg(2, static_cast<cl_ulong>(len))};
-  for (cl_int e : errs)
-    if (e != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_logistic_map_pairs)", e);
-  // The kernel's `gap` work-items, and at least one for a lone element.
-  auto quarter = [](std::size_t m) { return std::max<std::size_t>(1, (m / 2 + 1) / 2); };
-  return enqueue_over(ds, k, ds.queue, quarter(len), quarter(width), done,
-                      "clEnqueueNDRangeKernel (kiln_logistic_map_pairs)");
 }
 
 status enqueue_program(const opencl_device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, opencl_slot& s,

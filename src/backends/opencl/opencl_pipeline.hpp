@@ -103,7 +103,7 @@ struct opencl_device_state {
   cl::Context context;
   cl::CommandQueue queue;  // in-order, profiled: resident buffers' kernels
   cl::Program program;
-  cl::Kernel kernel;       // the map's kernel, for the probe's work-group size; each lane has its own
+  cl::Kernel kernel;       // the map's one-element kernel (the lanes make their own from `program`)
   cl::Kernel pairs_kernel; // resident buffers' map (kiln_logistic_map_pairs)
   std::size_t local_size = 1;          // work-group size for every launch
   std::size_t max_alloc_elements = 1;  // CL_DEVICE_MAX_MEM_ALLOC_SIZE in elements
