@@ -411,44 +411,6 @@ std::size_t list_length_upto(ErlNifEnv* env, ERL_NIF_TERM list, std::size_t cap)
   return n;
 }
 
-// convert(data, as_list, as_job) -> {:ok, same elements as a list or a binary} | {:started, ref, job}:
-// empty_call, the list/binary helpers and iota cross the boundary the way a run does, minus the
-// run. Small data converts at once on the caller's scheduler. Longer data converts on a dirty
-// scheduler, at the VM's priority and beside no run; or, with as_job (empty_call, which stands for
-// what a run pays around its computation), as a run's job does: a list decoded on a dirty
-// scheduler first, the reply {ref, {:ok, term}} encoded on Kiln's runner thread.
-ERL_NIF_TERM convert_inline(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]);
-ERL_NIF_TERM convert_job(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]);
-
-ERL_NIF_TERM convert_nif(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
-  constexpr std::size_t inline_elements = 8192;
-  bool as_job;
-  if (!get_bool(env, argv[2], as_job)) return enif_make_badarg(env);
-  ErlNifBinary bin;
-  int arity = 0;
-  const ERL_NIF_TERM* tuple = nullptr;
-  ErlNifUInt64 count = 0;
-  const bool binary = enif_inspect_binary(env, argv[0], &bin);
-  const bool small =
-      binary ? bin.size <= inline_elements * sizeof(std::int64_t)
-      : enif_get_tuple(env, argv[0], &arity, &tuple)
-          ? arity == 4 && enif_get_uint64(env, tuple[3], &count) && count <= inline_elements  // {:iota, ...}
-          : enif_is_list(env, argv[0]) && list_length_upto(env, argv[0], inline_elements) <= inline_elements;
-  if (small) return convert_inline(env, argc, argv);
-  if (!as_job) return enif_schedule_nif(env, "convert", ERL_NIF_DIRTY_JOB_CPU_BOUND, guarded<convert_inline>, argc, argv);
-  // A long binary aligned for int64 is only viewed, so its job starts from here.
-  if (binary && reinterpret_cast<std::uintptr_t>(bin.data) % alignof(std::int64_t) == 0) return convert_job(env, argc, argv);
-  return enif_schedule_nif(env, "convert", ERL_NIF_DIRTY_JOB_CPU_BOUND, guarded<convert_job>, argc, argv);
-}
-
-ERL_NIF_TERM convert_inline(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
-  bool as_list;
-  if (!get_bool(env, argv[1], as_list)) return enif_make_badarg(env);
-  using identity = kiln::result<kiln::run_stats>(std::span<const std::int64_t>, std::span<std::int64_t>);
-  outcome o = transform<identity>(env, argv[0], as_list, nullptr);
-  return o.ok ? ok_tuple(env, o.term) : o.term;
-}
-
 // Reads a map's atom-keyed field; false when it is missing.
 bool map_field(ErlNifEnv* env, ERL_NIF_TERM map, ERL_NIF_TERM key, ERL_NIF_TERM& out) {
   return enif_get_map_value(env, map, key, &out);
@@ -1014,6 +976,7 @@ ERL_NIF_TERM convert_job(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
 
 // Inline runs: at most this many elements, and at most this much work (elements x iterations x
 // the kernel's words): well under a millisecond on one core, for the interpreter as for the map.
+// Conversions (convert_nif) run inline up to the same length.
 constexpr std::size_t inline_max_elements = 8192;
 constexpr double inline_max_work = double(1 << 17);
 
@@ -1045,6 +1008,31 @@ bool runs_inline(const run_request& req, const request_shape& shape) {
 }
 
 ERL_NIF_TERM kernel_run_dirty(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]);
+
+// convert(data, as_list, as_job) -> {:ok, same elements as a list or a binary} | {:started, ref, job}:
+// empty_call, the list/binary helpers and iota cross the boundary the way a run does, minus the
+// run, and a run's shape decides where, as in kernel_run: small data converts at once on the
+// caller's scheduler. Longer data converts on a dirty scheduler, at the VM's priority and beside
+// no run; or, with as_job (empty_call, which stands for what a run pays around its computation),
+// as a run's job does: data that needs decoding decoded on a dirty scheduler first, the reply
+// {ref, {:ok, term}} encoded on Kiln's runner thread.
+ERL_NIF_TERM convert_inline(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
+  bool as_list;
+  if (!get_bool(env, argv[1], as_list)) return enif_make_badarg(env);
+  using identity = kiln::result<kiln::run_stats>(std::span<const std::int64_t>, std::span<std::int64_t>);
+  outcome o = transform<identity>(env, argv[0], as_list, nullptr);
+  return o.ok ? ok_tuple(env, o.term) : o.term;
+}
+
+ERL_NIF_TERM convert_nif(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
+  bool as_job;
+  if (!get_bool(env, argv[2], as_job)) return enif_make_badarg(env);
+  const request_shape shape = shape_of(env, enif_make_list1(env, argv[0]), inline_max_elements);
+  if (shape.elements <= inline_max_elements) return convert_inline(env, argc, argv);
+  if (!as_job) return enif_schedule_nif(env, "convert", ERL_NIF_DIRTY_JOB_CPU_BOUND, guarded<convert_inline>, argc, argv);
+  if (!shape.needs_decoding) return convert_job(env, argc, argv);
+  return enif_schedule_nif(env, "convert", ERL_NIF_DIRTY_JOB_CPU_BOUND, guarded<convert_job>, argc, argv);
+}
 
 // kernel_run({code, arity, outputs, locals, iterations}, args, options)
 //   -> {:ok, [result, ...], stats} | {:error, reason} | {:started, ref, job}: the one entry every
