@@ -3,11 +3,14 @@
 // Prints one line per figure, each the median of several runs timed by CUDA events on one stream:
 // the device's copy of the buffer (cudaMemcpy and an in-place read-modify-write kernel with
 // 16-byte accesses: the memory floor of a resident run), the FP64 pipe's rate (independent fused
-// multiply-adds), and the built-in map in place at several iteration counts in each of its kernel
-// shapes (one element per thread, pairs with V loads in flight, and the shape the backend picks),
-// every shape's output checked against the one-element kernel's. The floor printed beside each map
-// figure is the larger of the memory floor and the FP64 work (the fused step's five operations per
-// element and iteration) at the measured rate. A measuring tool for docs/BENCHMARKS.md, not part of the library.
+// multiply-adds), the integer pipe's (independent 32-bit multiply-adds), and the built-in map in
+// place at several iteration counts in each of its kernel shapes (one element per thread in
+// doubles, pairs with V loads in flight with and without modmath.h's Montgomery lanes, and the
+// shape the backend picks), every shape's output checked against the one-element kernel's. The
+// floor printed beside each map figure is the largest of the memory floor and each pipe's work at
+// its measured rate: five FP64 operations per fused step, four integer multiply-adds per
+// Montgomery step (half the elements each where the lanes mix). A measuring tool for
+// docs/BENCHMARKS.md, not part of the library.
 // Usage: kiln_kernel_limits [n] (default 2^25).
 #include <cuda_runtime.h>
 
@@ -58,6 +61,20 @@ __global__ void fma_chains(double* out, long long rounds, double a, double b) {
   out[static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x] = s;
 }
 
+// The integer pipe's rate: 8 independent chains of `rounds` 32-bit multiply-adds per thread.
+__global__ void imad_chains(unsigned* out, long long rounds, unsigned a, unsigned b) {
+  unsigned c[8];
+#pragma unroll
+  for (int j = 0; j < 8; ++j) c[j] = threadIdx.x + j;
+  for (long long r = 0; r < rounds; ++r)
+#pragma unroll
+    for (int j = 0; j < 8; ++j) c[j] = c[j] * a + b;
+  unsigned s = 0;
+#pragma unroll
+  for (int j = 0; j < 8; ++j) s ^= c[j];
+  out[static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x] = s;
+}
+
 // The median of `runs` event-timed launches (after one untimed), in milliseconds.
 template <class F>
 double event_ms(int runs, cudaStream_t stream, F&& launch) {
@@ -96,9 +113,10 @@ int main(int argc, char** argv) {
 
   std::vector<i64> host(n);
   for (std::size_t i = 0; i < n; ++i) host[i] = static_cast<i64>(i + 1);
-  i64 *d = nullptr, *e = nullptr;
+  i64 *d = nullptr, *e = nullptr, *f = nullptr;
   check(cudaMalloc(&d, n * sizeof(i64)), "cudaMalloc");
   check(cudaMalloc(&e, n * sizeof(i64)), "cudaMalloc");
+  check(cudaMalloc(&f, n * sizeof(i64)), "cudaMalloc");
   check(cudaMemcpy(d, host.data(), n * sizeof(i64), cudaMemcpyHostToDevice), "upload");
 
   const int runs = 9;
@@ -118,25 +136,44 @@ int main(int argc, char** argv) {
   const double fma_ops = static_cast<double>(fma_blocks) * 256 * 8 * rounds;
   const double rate = fma_ops / (fma_t * 1e-3);
   std::printf("%-58s %9.3f ms  %7.2f T FP64 instructions/s\n", "FP64 fused multiply-adds, 8 chains a thread", fma_t, rate / 1e12);
+  unsigned* isink = nullptr;
+  check(cudaMalloc(&isink, static_cast<std::size_t>(fma_blocks) * 256 * sizeof(unsigned)), "cudaMalloc");
+  const double imad_t = event_ms(runs, stream, [&] { imad_chains<<<fma_blocks, 256, 0, stream>>>(isink, rounds, 2654435761u, 12345u); });
+  const double int_rate = fma_ops / (imad_t * 1e-3);
+  std::printf("%-58s %9.3f ms  %7.2f T integer instructions/s\n", "32-bit integer multiply-adds, 8 chains a thread", imad_t,
+              int_rate / 1e12);
 
   const kernel_params kp = prepare(kiln::map_params{6'700'417, 22, 1});
   struct shape {
     std::string name;
-    int v;  // 0: one element per thread
+    int v;      // 0: one element per thread
+    bool mont;  // Montgomery lanes beside the doubles (kernel_params::mont)
   };
-  const std::vector<shape> shapes = {{"one element a thread", 0}, {"pairs, 1 load a thread", 1},
-                                     {"pairs, 2 loads a thread", 2}, {"pairs, 4 loads a thread", 4},
-                                     {"as the backend launches it", -1}};
+  const std::vector<shape> shapes = {{"one element a thread, doubles", 0, false},
+                                     {"pairs, 1 load a thread, doubles", 1, false},
+                                     {"pairs, 2 loads a thread, doubles", 2, false},
+                                     {"pairs, 1 load a thread, mixed", 1, true},
+                                     {"pairs, 2 loads a thread, mixed", 2, true},
+                                     {"pairs, 4 loads a thread, mixed", 4, true},
+                                     {"as the backend launches it", -1, true},
+                                     {"two elements a thread, buffer to buffer", -2, true}};
   std::vector<i64> want(n), got(n);
   for (long long k : {1LL, 10LL, 100LL, 1000LL}) {
     kernel_params kk = kp;
     kk.iterations = k;
-    const cuda_map_params prm = to_cuda_params(kk);
-    const double floor_fp = 5.0 * static_cast<double>(n) * static_cast<double>(k) / rate * 1e3;
-    const double floor = std::max(floor_mem, floor_fp);
+    const double steps = static_cast<double>(n) * static_cast<double>(k);
     for (const auto& s : shapes) {
+      cuda_map_params prm = to_cuda_params(kk);
+      if (!s.mont) prm.mont = 0;
+      const bool mixed = s.mont && kk.mont != 0 && s.v != 0;  // every mixed shape: half the lanes each
+      const double floor_fp = 5.0 * steps * (mixed ? 0.5 : 1.0) / rate * 1e3;
+      const double floor_int = mixed ? 4.0 * steps * 0.5 / int_rate * 1e3 : 0.0;
+      const double floor = std::max({floor_mem, floor_fp, floor_int});
+      const char* bound = floor == floor_mem ? "memory" : floor == floor_fp ? "FP64" : "integer";
       auto launch = [&] {
-        if (s.v < 0)
+        if (s.v == -2)  // staged chunks' kernel: e stays the input, f takes the output
+          check(launch_logistic(e, false, f, false, n, kk, sm, stream), "launch_logistic");
+        else if (s.v < 0)
           check(launch_logistic(e, e, n, kk, sm, stream), "launch_logistic");
         else if (s.v == 0)
           logistic_kernel_inplace<<<logistic_grid_blocks(n, sm), logistic_block_threads, 0, stream>>>(e, n, prm);
@@ -151,20 +188,23 @@ int main(int argc, char** argv) {
       check(cudaMemcpy(e, d, n * sizeof(i64), cudaMemcpyDeviceToDevice), "reset");
       launch();
       check(cudaStreamSynchronize(stream), "map");
-      check(cudaMemcpy(s.v == 0 ? want.data() : got.data(), e, n * sizeof(i64), cudaMemcpyDeviceToHost), "download");
+      check(cudaMemcpy(s.v == 0 ? want.data() : got.data(), s.v == -2 ? f : e, n * sizeof(i64), cudaMemcpyDeviceToHost),
+            "download");
       if (s.v != 0 && got != want) {
         std::fprintf(stderr, "k = %lld, %s: results differ from the one-element kernel\n", k, s.name.c_str());
         return 1;
       }
       const double ms = event_ms(runs, stream, launch);
       std::printf("map k = %-5lld %-40s %9.3f ms  %5.2fx the floor (%.3f ms: %s)\n", k, s.name.c_str(), ms, ms / floor,
-                  floor, floor_fp > floor_mem ? "FP64" : "memory");
+                  floor, bound);
       std::fflush(stdout);
     }
   }
   cudaFree(sink);
+  cudaFree(isink);
   cudaFree(d);
   cudaFree(e);
+  cudaFree(f);
   cudaStreamDestroy(stream);
   return 0;
 }

@@ -25,6 +25,16 @@
  *    lo = fma(a, b, -hi), |lo| <= 2^9; r = fma(-q, p, hi) + lo, |r| <= p/2 + 2^10, still tiny
  *    against p > 2^26, so products stay below 2^62.
  *
+ * A fourth way, in 32-bit integers (Montgomery's, R = 2^32), for odd p with 6 * mu' * p < 2^32
+ * (mu' = mu mod p in [0, p); the seed's 22 * 6700417 qualifies). Why: the fused step keeps a GPU's
+ * FP64 pipe busy with five operations, while its integer multiply-adds run on another pipe that
+ * the step leaves idle; stepping some elements this way beside others in doubles uses both (the
+ * GPU kernels do; the CPUs keep the double paths). A residue s is held as X = s * R mod p, lazily
+ * in [0, 2p). One step: B = mu' * X + mu' * R1 = mu' * (X + R1) with R1 = R mod p, so
+ * B < 3 mu' p < 2^32; then t = X * B < 6 mu' p^2, m = t * (-1/p) mod R, X' = (t + m p) / R, an
+ * exact integer because t + m p = 0 mod R; X' = X * B / R = mu' s (s + 1) R mod p, and
+ * X' < 6 mu' p^2 / R + p < 2p. Four multiply-adds, no correction inside the loop.
+ *
  * This file must stay valid OpenCL C: no templates, references, namespaces or C++ headers there.
  */
 #ifndef KILN_MODMATH_H
@@ -34,16 +44,22 @@
 #define KILN_FN inline
 #define KILN_FMA fma
 typedef long kiln_i64;
+typedef uint kiln_u32;
+typedef ulong kiln_u64;
 #elif defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define KILN_FN static __host__ __device__ __forceinline__
 #define KILN_FMA fma
 typedef long long kiln_i64;
+typedef unsigned int kiln_u32;
+typedef unsigned long long kiln_u64;
 #else
 #include <cmath>
 #include <cstdint>
 #define KILN_FN static inline
 #define KILN_FMA std::fma
 typedef std::int64_t kiln_i64;
+typedef std::uint32_t kiln_u32;
+typedef std::uint64_t kiln_u64;
 #endif
 
 /* Largest p on the small path: below 2^26 every centred product is below 2^51. */
@@ -108,6 +124,30 @@ KILN_FN double kiln_normalize(double s, double p) { return s < 0.0 ? s + p : s; 
 KILN_FN kiln_i64 kiln_signed_result(double s, double p, int negative) {
   kiln_i64 r = (kiln_i64)s;
   return (negative && r != 0) ? r - (kiln_i64)p : r;
+}
+
+/* Montgomery's product a * b / R mod p for a * b < 2^32 * p (so the result is below 2p);
+ * pneg = -1/p mod 2^32. */
+KILN_FN kiln_u32 kiln_mont_mul(kiln_u32 a, kiln_u32 b, kiln_u32 pneg, kiln_u32 p) {
+  kiln_u64 t = (kiln_u64)a * b;
+  kiln_u32 m = (kiln_u32)t * pneg;
+  return (kiln_u32)((t + (kiln_u64)m * p) >> 32);
+}
+
+/* One step on X = s * R mod p in [0, 2p): mu = mu mod p, mu_r1 = mu * (R mod p) (see above). */
+KILN_FN kiln_u32 kiln_mont_step(kiln_u32 x, kiln_u32 mu, kiln_u32 mu_r1, kiln_u32 pneg, kiln_u32 p) {
+  return kiln_mont_mul(x, x * mu + mu_r1, pneg, p);
+}
+
+/* X for a centred residue s: r2 = R^2 mod p, and (s mod p) * r2 < p^2 < 2^32 p. */
+KILN_FN kiln_u32 kiln_mont_from(double s, double p, kiln_u32 r2, kiln_u32 pneg, kiln_u32 pi) {
+  return kiln_mont_mul((kiln_u32)kiln_normalize(s, p), r2, pneg, pi);
+}
+
+/* The residue in [0, p) that X stands for: X / R mod p is at most p (X < 2p), p only for X = p. */
+KILN_FN double kiln_mont_to(kiln_u32 x, kiln_u32 pneg, kiln_u32 p) {
+  kiln_u32 r = kiln_mont_mul(x, 1u, pneg, p);
+  return (double)(r >= p ? r - p : r);
 }
 
 /* One element through `iterations` >= 1 steps of the map; mu_res = mu mod p in [0, p),

@@ -195,9 +195,13 @@ TEST_P(Conformance, ResidentMapOfAnyLengthOnEveryPath) {
   // rem(mu * x * (x + 1), p) with x, p, mu the arguments 0, 1, 2: the built-in map's kernel.
   const std::vector<i64> code{w(op::arg), 2, w(op::arg), 0, w(op::mul), w(op::arg), 0, w(op::literal), 1,
                               w(op::add), w(op::mul), w(op::arg), 1, w(op::rem)};
-  // Iteration counts on both sides of the CUDA kernel's shape switch (16).
-  const kiln::map_params params[] = {{6700417, 22, 10}, {6700417, 22, 17},   {33554393, 16777000, 3},
-                                     {4294967291, 123456789, 2}, {61, -22, 1}, {6700417, -22, 100}};
+  // Iteration counts on both sides of the CUDA kernel's shape switch (16); every arithmetic mix
+  // of the GPU kernels: Montgomery lanes beside fused ones (the seed's, 61 with -22), Montgomery
+  // lanes alone (16777213 with 22: past the fused path; 715827881 with 1: the Montgomery bound's
+  // largest p), doubles alone (the rest: even p, mu mod p too large).
+  const kiln::map_params params[] = {{6700417, 22, 10},          {6700417, 22, 17},  {33554393, 16777000, 3},
+                                     {4294967291, 123456789, 2}, {61, -22, 1},       {6700417, -22, 100},
+                                     {16777213, 22, 10},         {715827881, 1, 33}, {6700418, 22, 5}};
   std::mt19937_64 rng(7);
   kiln::run_options o = options();
   // Odd and even counts of pairs (the OpenCL kernel's second pair absent at its last work-item),

@@ -6,6 +6,7 @@
 #include <limits>
 #include <random>
 
+#include "core/backend.hpp"
 #include "core/modmath.h"
 #include "kiln/kiln.hpp"
 
@@ -57,6 +58,13 @@ prepared prep(i64 p) {
 i64 mod(__int128 v, i64 p) {
   auto r = static_cast<i64>(v % p);
   return r < 0 ? r + p : r;
+}
+
+// 1 / 2^32 mod an odd p, by brute force over the residues' structure: 2^-1 = (p + 1) / 2.
+i64 mod_inverse_r(i64 p) {
+  __int128 half = (p + 1) / 2, v = 1 % p;
+  for (int i = 0; i < 32; ++i) v = v * half % p;
+  return static_cast<i64>(v);
 }
 
 // The centred bound of core/modmath.h: |r| <= floor(p/2), plus 2^10 on the split path.
@@ -131,6 +139,56 @@ TEST(ModMath, ResidueOfEveryKindOfInt64) {
     for (int i = 0; i < 100000; ++i) check(static_cast<i64>(rng()));
     for (int i = 0; i < 100000; ++i) check(static_cast<i64>(rng() % (2 * static_cast<std::uint64_t>(b51))) - b51);
   }
+}
+
+// The Montgomery step where prepare() offers it: exact against 128-bit arithmetic from every
+// representative X in [0, 2p), its output again below 2p, for (p, mu) up to the bound
+// 6 * (mu mod p) * p < 2^32, and refused just past it or for even p.
+TEST(ModMath, MontgomeryStepIsExactWhereOffered) {
+  using kiln::detail::prepare;
+  const auto limit = static_cast<i64>(((std::uint64_t{1} << 32) - 1) / 6);  // mu' * p at most this
+  EXPECT_EQ(prepare({6700417, 22, 1}).mont, 1);  // the benchmark's parameters
+  EXPECT_EQ(prepare({6700418, 22, 1}).mont, 0);  // even p
+  EXPECT_EQ(prepare({limit, 1, 1}).mont, limit % 2);
+  EXPECT_EQ(prepare({limit + 2 - limit % 2, 1, 1}).mont, 0);  // the first odd p past the bound
+  EXPECT_EQ(prepare({6700417, -22, 1}).mont, 0);             // mu mod p = p - 22: far past it
+  std::mt19937_64 rng(23);
+  int offered = 0;
+  for (int round = 0; round < 4000; ++round) {
+    i64 p = 1 + 2 * static_cast<i64>(rng() % static_cast<std::uint64_t>(round % 2 == 0 ? 500 : limit / 2));
+    if (round == 0) p = 1;
+    if (round == 1) p = limit - (limit % 2 == 0);  // the largest odd p with mu = 1
+    i64 mu = static_cast<i64>(rng() % static_cast<std::uint64_t>(std::max<i64>(1, limit / p + 1)));
+    if (round % 7 == 0) mu = -mu;
+    if (round == 1) mu = 1;
+    const kiln::detail::kernel_params kp = prepare({p, mu, 1});
+    const i64 mu_res = static_cast<i64>(kp.mu_res);
+    ASSERT_EQ(kp.mont, 6 * static_cast<__int128>(mu_res) * p < (static_cast<__int128>(1) << 32) ? 1 : 0)
+        << "p=" << p << " mu=" << mu;
+    if (kp.mont == 0) continue;
+    ++offered;
+    ASSERT_EQ(static_cast<std::uint32_t>(p * static_cast<i64>(kp.mont_pneg)) + 1u, 0u) << "pneg, p=" << p;
+    const auto r = static_cast<__int128>(std::uint64_t{1} << 32);  // R
+    for (int i = 0; i < 100; ++i) {
+      // X in [0, 2p), the edges first; the residue it stands for is X / R mod p.
+      const i64 xv = i == 0 ? 0 : i == 1 ? 2 * p - 1 : i == 2 ? p : static_cast<i64>(rng() % static_cast<std::uint64_t>(2 * p));
+      const auto x = static_cast<std::uint32_t>(xv);
+      const std::uint32_t y = kiln_mont_step(x, kp.mont_mu, kp.mont_mu_r1, kp.mont_pneg, kp.mont_p);
+      ASSERT_LT(static_cast<i64>(y), 2 * p) << "p=" << p << " mu=" << mu << " X=" << xv;
+      // s = X / R, s' = mu s (s + 1): then s' R = X' (mod p), i.e. X' R = mu X (X + R) (mod p).
+      ASSERT_EQ(mod(static_cast<__int128>(y) * r, p), mod(static_cast<__int128>(mu_res) * xv % p * ((xv + r) % p), p))
+          << "p=" << p << " mu=" << mu << " X=" << xv;
+      // Into the form and out of it: a centred residue comes back in [0, p).
+      const i64 sv = static_cast<i64>(rng() % static_cast<std::uint64_t>(p)) - p / 2;
+      const std::uint32_t in = kiln_mont_from(static_cast<double>(sv), kp.p_d, kp.mont_r2, kp.mont_pneg, kp.mont_p);
+      ASSERT_LT(static_cast<i64>(in), 2 * p);
+      ASSERT_EQ(mod(static_cast<__int128>(in), p), mod(static_cast<__int128>(mod(sv, p)) * r, p));
+      const double back = kiln_mont_to(in, kp.mont_pneg, kp.mont_p);
+      ASSERT_EQ(static_cast<i64>(back), mod(sv, p)) << "p=" << p << " s=" << sv;
+      ASSERT_EQ(static_cast<i64>(kiln_mont_to(x, kp.mont_pneg, kp.mont_p)), mod(mod(xv, p) * mod_inverse_r(p), p));
+    }
+  }
+  EXPECT_GT(offered, 1000);
 }
 
 }  // namespace

@@ -15,7 +15,7 @@ namespace kiln::detail {
 // copy of the kernels instead of clashing definitions at link time.
 namespace {
 
-// What the kernel reads per element: the precomputed doubles of kernel_params, passed by value
+// What the kernel reads per element: the precomputed values of kernel_params, passed by value
 // so every thread finds them in the constant parameter bank.
 struct cuda_map_params {
   double p;
@@ -24,41 +24,54 @@ struct cuda_map_params {
   double two32;
   long long iterations;
   int negative;
+  int mont;
+  kiln_u32 mont_p, mont_pneg, mont_r2, mont_mu, mont_mu_r1;
 };
 
 inline cuda_map_params to_cuda_params(const kernel_params& kp) {
-  return cuda_map_params{kp.p_d, kp.pinv, kp.mu_res, kp.two32, static_cast<long long>(kp.iterations), kp.negative};
+  return cuda_map_params{kp.p_d,      kp.pinv,         kp.mu_res,      kp.two32,       static_cast<long long>(kp.iterations),
+                         kp.negative, kp.mont,         kp.mont_p,      kp.mont_pneg,   kp.mont_r2,
+                         kp.mont_mu,  kp.mont_mu_r1};
 }
 
 // 256 threads: a multiple of the warp size that lets 8 blocks share an SM on every target.
 inline constexpr int logistic_block_threads = 256;
 
-// Grid-stride loop, so one launch shape serves any n; the arithmetic is modmath.h's, shared with
-// every other backend so the results are bit-identical. In and Out are int64_t or, for chunks
-// that cross the bus narrowed (core/lanes.hpp, narrow_transfers), int32_t.
-template <class In, class Out>
-__global__ void __launch_bounds__(logistic_block_threads)
-    logistic_kernel(const In* __restrict__ in, Out* __restrict__ out, std::size_t n, cuda_map_params prm) {
-  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
-  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    out[i] = static_cast<Out>(kiln_logistic(static_cast<std::int64_t>(in[i]), prm.iterations, prm.p, prm.pinv,
-                                            prm.mu_res, prm.two32, prm.negative));
-}
-
-// The same loop over one buffer: without __restrict__, because input and output are the same memory.
-__global__ void __launch_bounds__(logistic_block_threads)
-    logistic_kernel_inplace(std::int64_t* data, std::size_t n, cuda_map_params prm) {
-  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
-  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
-    data[i] = kiln_logistic(data[i], prm.iterations, prm.p, prm.pinv, prm.mu_res, prm.two32, prm.negative);
-}
-
-// Steps L independent residues together. One element's steps form a chain of dependent double
-// operations; interleaving several elements' chains lets one thread keep the FP64 pipe busy while
-// its loads are in flight, where one element per thread leaves the pipe waiting on latency.
+// Steps L independent centred residues `iterations` times and leaves each in [0, p). One
+// element's steps form a chain of dependent operations; interleaving several elements' chains
+// keeps a pipe busy while loads are in flight, where one element per thread leaves it waiting on
+// latency. Where modmath.h's Montgomery step is exact (prm.mont), the last L/2 lanes take it in
+// 32-bit integers beside the first L/2 in doubles (the fused path), so the integer pipe works
+// beside the FP64 pipe; with the fused path out of reach every lane takes it (four multiply-adds
+// against the small path's eight operations). Every lane's result is the exact residue either way.
 template <int L>
-__device__ __forceinline__ void logistic_steps(double (&s)[L], long long iterations, double mu, double p,
-                                               double pinv, int path) {
+__device__ __forceinline__ void logistic_steps(double (&s)[L], const cuda_map_params& prm) {
+  const double mu = kiln_centre(prm.mu_res, prm.p);
+  const double p = prm.p, pinv = prm.pinv;
+  const long long iterations = prm.iterations;
+  const int path = kiln_path(p, mu);
+  if (prm.mont) {
+    const kiln_u32 pi = prm.mont_p, pneg = prm.mont_pneg, mu32 = prm.mont_mu, mu_r1 = prm.mont_mu_r1;
+    const int first_int = path == KILN_PATH_FUSED ? L / 2 : 0;
+    kiln_u32 x[L];
+#pragma unroll
+    for (int j = 0; j < L; ++j) x[j] = j >= first_int ? kiln_mont_from(s[j], p, prm.mont_r2, pneg, pi) : 0u;
+    if (first_int > 0) {
+      for (long long i = 0; i < iterations; ++i) {
+#pragma unroll
+        for (int j = 0; j < L / 2; ++j) s[j] = kiln_step_fused(s[j], mu, p, pinv);
+#pragma unroll
+        for (int j = L / 2; j < L; ++j) x[j] = kiln_mont_step(x[j], mu32, mu_r1, pneg, pi);
+      }
+    } else {
+      for (long long i = 0; i < iterations; ++i)
+#pragma unroll
+        for (int j = 0; j < L; ++j) x[j] = kiln_mont_step(x[j], mu32, mu_r1, pneg, pi);
+    }
+#pragma unroll
+    for (int j = 0; j < L; ++j) s[j] = j >= first_int ? kiln_mont_to(x[j], pneg, pi) : kiln_normalize(s[j], p);
+    return;
+  }
   if (path == KILN_PATH_FUSED) {
     for (long long i = 0; i < iterations; ++i)
 #pragma unroll
@@ -72,17 +85,44 @@ __device__ __forceinline__ void logistic_steps(double (&s)[L], long long iterati
 #pragma unroll
       for (int j = 0; j < L; ++j) s[j] = kiln_step_split(s[j], mu, p, pinv);
   }
+#pragma unroll
+  for (int j = 0; j < L; ++j) s[j] = kiln_normalize(s[j], p);
+}
+
+// Chunks that crossed the bus (distinct buffers), two elements a thread one grid stride apart, so
+// a warp's loads stay contiguous, stepped together by logistic_steps. In and Out are int64_t or,
+// for chunks that crossed the bus narrowed (core/lanes.hpp, narrow_transfers), int32_t.
+template <class In, class Out>
+__global__ void __launch_bounds__(logistic_block_threads)
+    logistic_kernel(const In* __restrict__ in, Out* __restrict__ out, std::size_t n, cuda_map_params prm) {
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += 2 * stride) {
+    const std::size_t i2 = i + stride;
+    double s[2] = {kiln_residue(static_cast<std::int64_t>(in[i]), prm.p, prm.pinv, prm.two32),
+                   i2 < n ? kiln_residue(static_cast<std::int64_t>(in[i2]), prm.p, prm.pinv, prm.two32) : 0.0};
+    logistic_steps<2>(s, prm);
+    out[i] = static_cast<Out>(kiln_signed_result(s[0], prm.p, prm.negative));
+    if (i2 < n) out[i2] = static_cast<Out>(kiln_signed_result(s[1], prm.p, prm.negative));
+  }
+}
+
+// One element a thread over one buffer, in place (without __restrict__: input and output are the
+// same memory), through kiln_logistic itself: the unaligned case's kernel, and kiln_kernel_limits'
+// reference for the other shapes' results.
+__global__ void __launch_bounds__(logistic_block_threads)
+    logistic_kernel_inplace(std::int64_t* data, std::size_t n, cuda_map_params prm) {
+  const std::size_t stride = static_cast<std::size_t>(gridDim.x) * blockDim.x;
+  for (std::size_t i = static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x; i < n; i += stride)
+    data[i] = kiln_logistic(data[i], prm.iterations, prm.p, prm.pinv, prm.mu_res, prm.two32, prm.negative);
 }
 
 // The map over int64 buffers that are 16-byte aligned (in may equal out), in pairs: each thread
 // loads V pairs with 16-byte loads (V strides of the grid apart, so a warp's loads stay
 // contiguous), steps the 2V residues together and stores the pairs. An odd last element is the
-// first thread's. The arithmetic is kiln_logistic's, step for step, so results are bit-identical.
+// first thread's. Results are kiln_logistic's exactly (every path is exact).
 template <int V>
 __global__ void __launch_bounds__(logistic_block_threads)
     logistic_kernel_pairs(const std::int64_t* in, std::int64_t* out, std::size_t n, cuda_map_params prm) {
-  const double mu = kiln_centre(prm.mu_res, prm.p);
-  const int path = kiln_path(prm.p, mu);
   const std::size_t pairs = n / 2;
   const auto* in2 = reinterpret_cast<const longlong2*>(in);
   auto* out2 = reinterpret_cast<longlong2*>(out);
@@ -97,19 +137,21 @@ __global__ void __launch_bounds__(logistic_block_threads)
       const std::size_t k = base + u * stride;
       v[u] = k < pairs ? in2[k] : make_longlong2(0, 0);
     }
+    // Lane order x of every pair, then y of every pair: with the Montgomery step on the upper
+    // half of the lanes, each pair has one element on each pipe.
     double s[2 * V];
 #pragma unroll
     for (int u = 0; u < V; ++u) {
-      s[2 * u] = kiln_residue(v[u].x, prm.p, prm.pinv, prm.two32);
-      s[2 * u + 1] = kiln_residue(v[u].y, prm.p, prm.pinv, prm.two32);
+      s[u] = kiln_residue(v[u].x, prm.p, prm.pinv, prm.two32);
+      s[V + u] = kiln_residue(v[u].y, prm.p, prm.pinv, prm.two32);
     }
-    logistic_steps<2 * V>(s, prm.iterations, mu, prm.p, prm.pinv, path);
+    logistic_steps<2 * V>(s, prm);
 #pragma unroll
     for (int u = 0; u < V; ++u) {
       const std::size_t k = base + u * stride;
       if (k < pairs)
-        out2[k] = make_longlong2(kiln_signed_result(kiln_normalize(s[2 * u], prm.p), prm.p, prm.negative),
-                                 kiln_signed_result(kiln_normalize(s[2 * u + 1], prm.p), prm.p, prm.negative));
+        out2[k] = make_longlong2(kiln_signed_result(s[u], prm.p, prm.negative),
+                                 kiln_signed_result(s[V + u], prm.p, prm.negative));
     }
   }
 }
@@ -147,7 +189,7 @@ inline cudaError_t launch_logistic(const void* in, bool in32, void* out, bool ou
   using i64 = std::int64_t;
   if (n == 0) return cudaSuccess;
   const cuda_map_params prm = to_cuda_params(kp);
-  const unsigned blocks = logistic_grid_blocks(n, sm_count);
+  const unsigned blocks = logistic_grid_blocks((n + 1) / 2, sm_count);  // two elements a thread
   const int b = logistic_block_threads;
   if (in32 && out32)
     logistic_kernel<<<blocks, b, 0, stream>>>(static_cast<const i32*>(in), static_cast<i32*>(out), n, prm);

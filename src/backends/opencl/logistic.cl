@@ -25,12 +25,16 @@ __kernel void kiln_logistic_map(__global const long* in, __global long* out, ulo
 
 /* Whole int64 buffers (in may equal out), four elements per work-item: two pairs `gap` pairs
  * apart, so a work-group's 16-byte loads stay contiguous, stepped together. One element's steps
- * are a chain of dependent double operations; interleaving four chains keeps the FP64 pipe busy
- * while loads are in flight, where one element per work-item leaves it waiting on latency. Every
- * buffer and segment starts at the device's base address alignment, so long2 accesses are
- * aligned. An odd last element is work-item 0's. The arithmetic is kiln_logistic's, step for step. */
+ * are a chain of dependent operations; interleaving four chains keeps a pipe busy while loads are
+ * in flight, where one element per work-item leaves it waiting on latency. Where modmath.h's
+ * Montgomery step is exact (mont != 0), each pair's second element takes it in 32-bit integers
+ * beside the first in doubles (the fused path), so the integer pipe works beside the FP64 pipe;
+ * with the fused path out of reach all four take it. Every buffer and segment starts at the
+ * device's base address alignment, so long2 accesses are aligned. An odd last element is
+ * work-item 0's. Results are kiln_logistic's exactly (every path is exact). */
 __kernel void kiln_logistic_map_pairs(__global const long* in, __global long* out, ulong n, long iterations, double p,
-                                      double pinv, double mu_res, double two32, int negative) {
+                                      double pinv, double mu_res, double two32, int negative, int mont, uint mont_p,
+                                      uint mont_pneg, uint mont_r2, uint mont_mu, uint mont_mu_r1) {
   const ulong pairs = n / 2;
   const ulong gap = (pairs + 1) / 2; /* not `half`: a type's name in OpenCL C */
   const ulong i = get_global_id(0);
@@ -45,31 +49,60 @@ __kernel void kiln_logistic_map_pairs(__global const long* in, __global long* ou
   double s0 = kiln_residue(a.x, p, pinv, two32), s1 = kiln_residue(a.y, p, pinv, two32);
   double s2 = kiln_residue(b.x, p, pinv, two32), s3 = kiln_residue(b.y, p, pinv, two32);
   long t;
-  if (path == KILN_PATH_FUSED) {
+  if (mont && path == KILN_PATH_FUSED) {
+    uint x1 = kiln_mont_from(s1, p, mont_r2, mont_pneg, mont_p), x3 = kiln_mont_from(s3, p, mont_r2, mont_pneg, mont_p);
     for (t = 0; t < iterations; ++t) {
       s0 = kiln_step_fused(s0, mu, p, pinv);
-      s1 = kiln_step_fused(s1, mu, p, pinv);
+      x1 = kiln_mont_step(x1, mont_mu, mont_mu_r1, mont_pneg, mont_p);
       s2 = kiln_step_fused(s2, mu, p, pinv);
-      s3 = kiln_step_fused(s3, mu, p, pinv);
+      x3 = kiln_mont_step(x3, mont_mu, mont_mu_r1, mont_pneg, mont_p);
     }
-  } else if (path == KILN_PATH_SMALL) {
+    s0 = kiln_normalize(s0, p);
+    s1 = kiln_mont_to(x1, mont_pneg, mont_p);
+    s2 = kiln_normalize(s2, p);
+    s3 = kiln_mont_to(x3, mont_pneg, mont_p);
+  } else if (mont) {
+    uint x0 = kiln_mont_from(s0, p, mont_r2, mont_pneg, mont_p), x1 = kiln_mont_from(s1, p, mont_r2, mont_pneg, mont_p);
+    uint x2 = kiln_mont_from(s2, p, mont_r2, mont_pneg, mont_p), x3 = kiln_mont_from(s3, p, mont_r2, mont_pneg, mont_p);
     for (t = 0; t < iterations; ++t) {
-      s0 = kiln_step_small(s0, mu, p, pinv);
-      s1 = kiln_step_small(s1, mu, p, pinv);
-      s2 = kiln_step_small(s2, mu, p, pinv);
-      s3 = kiln_step_small(s3, mu, p, pinv);
+      x0 = kiln_mont_step(x0, mont_mu, mont_mu_r1, mont_pneg, mont_p);
+      x1 = kiln_mont_step(x1, mont_mu, mont_mu_r1, mont_pneg, mont_p);
+      x2 = kiln_mont_step(x2, mont_mu, mont_mu_r1, mont_pneg, mont_p);
+      x3 = kiln_mont_step(x3, mont_mu, mont_mu_r1, mont_pneg, mont_p);
     }
+    s0 = kiln_mont_to(x0, mont_pneg, mont_p);
+    s1 = kiln_mont_to(x1, mont_pneg, mont_p);
+    s2 = kiln_mont_to(x2, mont_pneg, mont_p);
+    s3 = kiln_mont_to(x3, mont_pneg, mont_p);
   } else {
-    for (t = 0; t < iterations; ++t) {
-      s0 = kiln_step_split(s0, mu, p, pinv);
-      s1 = kiln_step_split(s1, mu, p, pinv);
-      s2 = kiln_step_split(s2, mu, p, pinv);
-      s3 = kiln_step_split(s3, mu, p, pinv);
+    if (path == KILN_PATH_FUSED) {
+      for (t = 0; t < iterations; ++t) {
+        s0 = kiln_step_fused(s0, mu, p, pinv);
+        s1 = kiln_step_fused(s1, mu, p, pinv);
+        s2 = kiln_step_fused(s2, mu, p, pinv);
+        s3 = kiln_step_fused(s3, mu, p, pinv);
+      }
+    } else if (path == KILN_PATH_SMALL) {
+      for (t = 0; t < iterations; ++t) {
+        s0 = kiln_step_small(s0, mu, p, pinv);
+        s1 = kiln_step_small(s1, mu, p, pinv);
+        s2 = kiln_step_small(s2, mu, p, pinv);
+        s3 = kiln_step_small(s3, mu, p, pinv);
+      }
+    } else {
+      for (t = 0; t < iterations; ++t) {
+        s0 = kiln_step_split(s0, mu, p, pinv);
+        s1 = kiln_step_split(s1, mu, p, pinv);
+        s2 = kiln_step_split(s2, mu, p, pinv);
+        s3 = kiln_step_split(s3, mu, p, pinv);
+      }
     }
+    s0 = kiln_normalize(s0, p);
+    s1 = kiln_normalize(s1, p);
+    s2 = kiln_normalize(s2, p);
+    s3 = kiln_normalize(s3, p);
   }
-  ((__global long2*)out)[i] = (long2)(kiln_signed_result(kiln_normalize(s0, p), p, negative),
-                                      kiln_signed_result(kiln_normalize(s1, p), p, negative));
+  ((__global long2*)out)[i] = (long2)(kiln_signed_result(s0, p, negative), kiln_signed_result(s1, p, negative));
   if (second)
-    ((__global long2*)out)[j] = (long2)(kiln_signed_result(kiln_normalize(s2, p), p, negative),
-                                        kiln_signed_result(kiln_normalize(s3, p), p, negative));
+    ((__global long2*)out)[j] = (long2)(kiln_signed_result(s2, p, negative), kiln_signed_result(s3, p, negative));
 }

@@ -102,6 +102,15 @@ status set_param_args(cl::Kernel& k, const kernel_params& kp) {
   return {};
 }
 
+status set_mont_args(cl::Kernel& k, const kernel_params& kp) {
+  const cl_int errs[] = {k.setArg(9, static_cast<cl_int>(kp.mont)), k.setArg(10, static_cast<cl_uint>(kp.mont_p)),
+                         k.setArg(11, static_cast<cl_uint>(kp.mont_pneg)), k.setArg(12, static_cast<cl_uint>(kp.mont_r2)),
+                         k.setArg(13, static_cast<cl_uint>(kp.mont_mu)), k.setArg(14, static_cast<cl_uint>(kp.mont_mu_r1))};
+  for (cl_int e : errs)
+    if (e != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_logistic_map_pairs)", e);
+  return {};
+}
+
 status enqueue_over(const opencl_device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, std::size_t n,
                     std::size_t width, cl::Event* done, const char* call) {
   const std::size_t items = std::max(n, width);
@@ -188,6 +197,7 @@ result<run_stats> run_resident_on(opencl_device_state& ds, const decoded_kernel&
   if (dk.builtin) {
     const kernel_params kp = prepare(dk.builtin->params);
     KILN_TRY(set_param_args(ds.pairs_kernel, kp));
+    KILN_TRY(set_mont_args(ds.pairs_kernel, kp));
     for (std::size_t i = 0; i < segments; ++i)
       KILN_TRY(enqueue_map_pairs(ds, ins[0]->segments()[i], outs[0]->segments()[i], shape.segment_length(i), width,
                                  &done[i]));
