@@ -1,11 +1,10 @@
 // kiln_lane_mix: how many of a thread's lanes should take modmath.h's Montgomery step beside the fused step in doubles.
 //
-// Times, by CUDA events at n = 2^25 in place on one GPU, a kernel whose threads step NF elements
+// Times, by CUDA events at n = 2^25 from one buffer into another on one GPU, a kernel whose threads step NF elements
 // with kiln_step_fused (the FP64 pipe) and NM with kiln_mont_step (the integer pipe) together, for
 // several (NF, NM) and k = 10, 100, 1000, each output checked against the doubles-only kernel's,
 // and three elements against a host loop. A measuring tool for docs/BENCHMARKS.md (the split the
 // backends' kernels use), not part of the library.
-// Build: nvcc -O3 -std=c++20 -arch=sm_90 -Isrc -o lane_mix bench/limits/lane_mix.cu
 #include <cuda_runtime.h>
 #include <cstdio>
 #include <cstdint>
@@ -18,7 +17,6 @@ struct prm_t { double p, pinv, mu; uint32_t pi, mui, pneg, r1, r2, mur1; long lo
 
 template <int NF, int NM>
 __global__ void __launch_bounds__(256) mixed(const int64_t* in, int64_t* out, size_t n, prm_t q) {
-  constexpr int L = NF + NM;
   size_t base = ((size_t)blockIdx.x * blockDim.x + threadIdx.x);
   size_t stride = (size_t)gridDim.x * blockDim.x;
   double s[NF > 0 ? NF : 1];
@@ -44,13 +42,12 @@ __global__ void __launch_bounds__(256) mixed(const int64_t* in, int64_t* out, si
     size_t i = base + (NF + j) * stride;
     if (i < n) out[i] = (int64_t)kiln_mont_to(X[j], q.pneg, q.pi);
   }
-  (void)L;
 }
 
 static void ck(cudaError_t e, const char* w) { if (e) { printf("%s: %s\n", w, cudaGetErrorString(e)); exit(1); } }
 
 template <int NF, int NM>
-double run(const int64_t* in, int64_t* out, size_t n, prm_t q, int sms) {
+double run(const int64_t* in, int64_t* out, size_t n, prm_t q) {
   constexpr int L = NF + NM;
   size_t threads = (n + L - 1) / L;
   unsigned blocks = (unsigned)((threads + 255) / 256);
@@ -63,7 +60,6 @@ double run(const int64_t* in, int64_t* out, size_t n, prm_t q, int sms) {
     cudaEventSynchronize(b); float ms; cudaEventElapsedTime(&ms, a, b); v.push_back(ms);
   }
   std::sort(v.begin(), v.end());
-  (void)sms;
   return v[2];
 }
 
@@ -79,12 +75,11 @@ int main() {
   std::vector<int64_t> h(n); for (size_t i = 0; i < n; ++i) h[i] = (int64_t)i + 1;
   int64_t *in, *out; ck(cudaMalloc(&in, n * 8), "m"); ck(cudaMalloc(&out, n * 8), "m");
   ck(cudaMemcpy(in, h.data(), n * 8, cudaMemcpyHostToDevice), "cp");
-  int sms = 0; cudaDeviceGetAttribute(&sms, cudaDevAttrMultiProcessorCount, 0);
   std::vector<int64_t> ref(n), got(n);
   for (long long k : {10LL, 100LL, 1000LL}) {
     q.k = k;
     double t; 
-#define V(A, B) t = run<A, B>(in, out, n, q, sms); cudaMemcpy(got.data(), out, n * 8, cudaMemcpyDeviceToHost); \
+#define V(A, B) t = run<A, B>(in, out, n, q); cudaMemcpy(got.data(), out, n * 8, cudaMemcpyDeviceToHost); \
     if (A == 2 && B == 0) ref = got; \
     printf("k=%lld F%dM%d %.3f ms %s\n", k, A, B, t, got == ref ? "ok" : "MISMATCH"); fflush(stdout);
     V(2, 0) V(4, 0) V(0, 2) V(0, 4) V(1, 1) V(2, 2) V(1, 2) V(2, 1) V(1, 3) V(3, 1) V(2, 4) V(4, 2) V(3, 3) V(2, 3) V(3, 2)

@@ -5,7 +5,7 @@ out=$1
 export KILN_SKIP_APT=1 KILN_CMAKE_ARGS=-DCMAKE_CUDA_ARCHITECTURES=90
 nvidia-smi -L > "$out/device.txt"; date -u >> "$out/device.txt"; git log -1 --format=%h >> "$out/device.txt" 2>/dev/null
 { cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build build -j16; } > "$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
-(nvcc -O3 -std=c++20 -arch=sm_90 -Isrc -o /tmp/lane_mix bench/limits/lane_mix.cu && /tmp/lane_mix) > "$out/lane_mix.log" 2>&1 &
+build/kiln_lane_mix > "$out/lane_mix.log" 2>&1 &
 timeout 200 ctest --test-dir build -j8 -R "DeviceMemory|Cuda|Conformance|ModMath" --timeout 150 > "$out/ctest.log" 2>&1
 grep -E "tests passed|Failed|\*\*\*Failed" "$out/ctest.log" | head -20
 wait
