@@ -109,10 +109,14 @@ TEST_P(Conformance, ChunksOfNarrowAndWideValues) {
   }
   in.back() = hi32 + 1;  // the short last chunk is wide
   const kiln::map_params cases[] = {{6700417, 22, 10}, {i64{1} << 31, kMax, 3}, {(i64{1} << 31) + 1, i64{1} << 30, 1},
-                                    {kiln::max_p, -5, 2}, {61, 22, 0}, {i64{1} << 31, kMin, 1}};
+                                    {kiln::max_p, -5, 2}, {61, 22, 0}, {i64{1} << 31, kMin, 1},
+                                    // The GPU kernels' Montgomery lanes: beside doubles (the first
+                                    // two), alone (the next two; modmath.h's bound at its largest p)
+                                    {61, -22, 3}, {6700417, 22, 21}, {16777213, 22, 4}, {715827881, 1, 7}};
   for (const auto& prm : cases) {
     const auto want = reference(in, prm);
     ASSERT_EQ(run(in, prm, chunk), want) << "p=" << prm.p << " mu=" << prm.mu << " k=" << prm.iterations;
+    ASSERT_EQ(run(in, prm, chunk - 1), want) << "odd chunks, p=" << prm.p << " mu=" << prm.mu;
     ASSERT_EQ(run(in, prm), want) << "p=" << prm.p << " mu=" << prm.mu << " k=" << prm.iterations;
     std::vector<i64> data = in;
     ASSERT_TRUE(kiln::logistic_map(data, data, prm, options(chunk)).ok());

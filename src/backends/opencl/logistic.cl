@@ -1,4 +1,4 @@
-/* The OpenCL kernel: one work-item maps one element with kiln_logistic() from core/modmath.h.
+/* The OpenCL kernels of the map, on core/modmath.h's arithmetic: chunks (two elements a work-item) and whole buffers (four).
  *
  * The build embeds core/modmath.h followed by this file as kiln::detail::opencl_kernel_source,
  * and opencl_backend.cpp puts "#pragma OPENCL EXTENSION cl_khr_fp64 : enable" in a separate
@@ -7,20 +7,73 @@
  */
 
 /* `in` and `out` may be the same buffer (the backend runs every chunk in place), so neither is
- * restrict. The global size is the job's chunk (at least n) rounded up to the work-group size,
- * hence the guard. A chunk that crossed the bus narrowed (core/lanes.hpp, narrow_transfers) holds
- * int32 where in32 / out32 say so; the flags are the same for every work-item, so the branches
- * cost nothing. */
-__kernel void kiln_logistic_map(__global const long* in, __global long* out, ulong n, long iterations, double p,
-                                double pinv, double mu_res, double two32, int negative, int in32, int out32) {
-  size_t i = get_global_id(0);
-  if (i >= n) return;
-  const long x = in32 ? (long)((__global const int*)in)[i] : in[i];
-  const long r = kiln_logistic(x, iterations, p, pinv, mu_res, two32, negative);
+ * restrict. Two elements a work-item, `gap` apart so a work-group's loads stay contiguous,
+ * stepped together as in the pairs kernel below (Montgomery lanes beside doubles where mont is
+ * set); each element is read and written by one work-item, so in place is safe. The global size
+ * is half the job's chunk (at least n) rounded up to the work-group size, hence the guard. A
+ * chunk that crossed the bus narrowed (core/lanes.hpp, narrow_transfers) holds int32 where
+ * in32 / out32 say so; the flags are the same for every work-item, so the branches cost nothing. */
+inline long kiln_load(__global const long* in, ulong i, int in32) {
+  return in32 ? (long)((__global const int*)in)[i] : in[i];
+}
+inline void kiln_store(__global long* out, ulong i, long r, int out32) {
   if (out32)
     ((__global int*)out)[i] = (int)r;
   else
     out[i] = r;
+}
+__kernel void kiln_logistic_map(__global const long* in, __global long* out, ulong n, long iterations, double p,
+                                double pinv, double mu_res, double two32, int negative, int in32, int out32, int mont,
+                                uint mont_p, uint mont_pneg, uint mont_r2, uint mont_mu, uint mont_mu_r1) {
+  const ulong gap = (n + 1) / 2; /* not `half`: a type's name in OpenCL C */
+  const ulong i = get_global_id(0);
+  if (i >= gap) return;
+  const ulong j = i + gap;
+  const int second = j < n;
+  const double mu = kiln_centre(mu_res, p);
+  const int path = kiln_path(p, mu);
+  double s0 = kiln_residue(kiln_load(in, i, in32), p, pinv, two32);
+  double s1 = second ? kiln_residue(kiln_load(in, j, in32), p, pinv, two32) : 0.0;
+  long t;
+  if (mont) {
+    uint x1 = kiln_mont_from(s1, p, mont_r2, mont_pneg, mont_p);
+    if (path == KILN_PATH_FUSED) {
+      for (t = 0; t < iterations; ++t) {
+        s0 = kiln_step_fused(s0, mu, p, pinv);
+        x1 = kiln_mont_step(x1, mont_mu, mont_mu_r1, mont_pneg, mont_p);
+      }
+      s0 = kiln_normalize(s0, p);
+    } else {
+      uint x0 = kiln_mont_from(s0, p, mont_r2, mont_pneg, mont_p);
+      for (t = 0; t < iterations; ++t) {
+        x0 = kiln_mont_step(x0, mont_mu, mont_mu_r1, mont_pneg, mont_p);
+        x1 = kiln_mont_step(x1, mont_mu, mont_mu_r1, mont_pneg, mont_p);
+      }
+      s0 = kiln_mont_to(x0, mont_pneg, mont_p);
+    }
+    s1 = kiln_mont_to(x1, mont_pneg, mont_p);
+  } else {
+    if (path == KILN_PATH_FUSED) {
+      for (t = 0; t < iterations; ++t) {
+        s0 = kiln_step_fused(s0, mu, p, pinv);
+        s1 = kiln_step_fused(s1, mu, p, pinv);
+      }
+    } else if (path == KILN_PATH_SMALL) {
+      for (t = 0; t < iterations; ++t) {
+        s0 = kiln_step_small(s0, mu, p, pinv);
+        s1 = kiln_step_small(s1, mu, p, pinv);
+      }
+    } else {
+      for (t = 0; t < iterations; ++t) {
+        s0 = kiln_step_split(s0, mu, p, pinv);
+        s1 = kiln_step_split(s1, mu, p, pinv);
+      }
+    }
+    s0 = kiln_normalize(s0, p);
+    s1 = kiln_normalize(s1, p);
+  }
+  kiln_store(out, i, kiln_signed_result(s0, p, negative), out32);
+  if (second) kiln_store(out, j, kiln_signed_result(s1, p, negative), out32);
 }
 
 /* Whole int64 buffers (in may equal out), four elements per work-item: two pairs `gap` pairs

@@ -102,12 +102,14 @@ status set_param_args(cl::Kernel& k, const kernel_params& kp) {
   return {};
 }
 
-status set_mont_args(cl::Kernel& k, const kernel_params& kp) {
-  const cl_int errs[] = {k.setArg(9, static_cast<cl_int>(kp.mont)), k.setArg(10, static_cast<cl_uint>(kp.mont_p)),
-                         k.setArg(11, static_cast<cl_uint>(kp.mont_pneg)), k.setArg(12, static_cast<cl_uint>(kp.mont_r2)),
-                         k.setArg(13, static_cast<cl_uint>(kp.mont_mu)), k.setArg(14, static_cast<cl_uint>(kp.mont_mu_r1))};
+status set_mont_args(cl::Kernel& k, const kernel_params& kp, cl_uint first) {
+  const cl_int errs[] = {k.setArg(first, static_cast<cl_int>(kp.mont)), k.setArg(first + 1, static_cast<cl_uint>(kp.mont_p)),
+                         k.setArg(first + 2, static_cast<cl_uint>(kp.mont_pneg)),
+                         k.setArg(first + 3, static_cast<cl_uint>(kp.mont_r2)),
+                         k.setArg(first + 4, static_cast<cl_uint>(kp.mont_mu)),
+                         k.setArg(first + 5, static_cast<cl_uint>(kp.mont_mu_r1))};
   for (cl_int e : errs)
-    if (e != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_logistic_map_pairs)", e);
+    if (e != CL_SUCCESS) return cl_error("clSetKernelArg (Montgomery constants)", e);
   return {};
 }
 
@@ -127,7 +129,8 @@ status enqueue_map(const opencl_device_state& ds, cl::Kernel& k, const cl::Comma
                          k.setArg(9, static_cast<cl_int>(in32)), k.setArg(10, static_cast<cl_int>(out32))};
   for (cl_int e : errs)
     if (e != CL_SUCCESS) return cl_error("clSetKernelArg", e);
-  return enqueue_over(ds, k, q, len, width, done, "clEnqueueNDRangeKernel");
+  // Two elements a work-item (logistic.cl).
+  return enqueue_over(ds, k, q, (len + 1) / 2, (width + 1) / 2, done, "clEnqueueNDRangeKernel");
 }
 
 status enqueue_program(const opencl_device_state& ds, cl::Kernel& k, const cl::CommandQueue& q, opencl_slot& s,
@@ -197,7 +200,7 @@ result<run_stats> run_resident_on(opencl_device_state& ds, const decoded_kernel&
   if (dk.builtin) {
     const kernel_params kp = prepare(dk.builtin->params);
     KILN_TRY(set_param_args(ds.pairs_kernel, kp));
-    KILN_TRY(set_mont_args(ds.pairs_kernel, kp));
+    KILN_TRY(set_mont_args(ds.pairs_kernel, kp, pairs_mont_arg));
     for (std::size_t i = 0; i < segments; ++i)
       KILN_TRY(enqueue_map_pairs(ds, ins[0]->segments()[i], outs[0]->segments()[i], shape.segment_length(i), width,
                                  &done[i]));

@@ -24,8 +24,11 @@ status build_cl_program(cl::Program& program, const cl::Device& dev, const char*
 
 // Arguments 3..8 are fixed for a whole call; set them once, under the device lock.
 status set_param_args(cl::Kernel& k, const kernel_params& kp);
-// Arguments 9..14 of the pairs kernel: modmath.h's Montgomery constants (kernel_params::mont).
-status set_mont_args(cl::Kernel& k, const kernel_params& kp);
+// modmath.h's Montgomery constants (kernel_params::mont), the six arguments from `first`: the
+// chunks' kernel's 11..16, the pairs kernel's 9..14.
+inline constexpr cl_uint map_mont_arg = 11;
+inline constexpr cl_uint pairs_mont_arg = 9;
+status set_mont_args(cl::Kernel& k, const kernel_params& kp, cl_uint first);
 
 // Launches kernel object `k` (its arguments set) over `n` elements with a global size of `width`
 // (at least n) rounded up to the device's work-group size (the kernels guard their last group);

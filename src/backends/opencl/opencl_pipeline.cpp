@@ -308,7 +308,10 @@ result<run_stats> transfer(opencl_device_state& ds, opencl_transfer_job job) {
         if (e != CL_SUCCESS) return cl_error("clCreateCommandQueue (profiled)", e);
       }
   if (job.kp)
-    for (std::size_t l = 0; l < lanes; ++l) KILN_TRY(set_param_args(ds.lanes[l].kernel, *job.kp));
+    for (std::size_t l = 0; l < lanes; ++l) {
+      KILN_TRY(set_param_args(ds.lanes[l].kernel, *job.kp));
+      KILN_TRY(set_mont_args(ds.lanes[l].kernel, *job.kp, map_mont_arg));
+    }
   if (job.program)
     for (std::size_t l = 0; l < lanes; ++l) {
       cl::Kernel& k = ds.lanes[l].program = job.program->built->lane_kernels[l];
