@@ -24,4 +24,14 @@ build/kiln_kernel_limits > "$out/limits.log" 2>&1; cat "$out/limits.log"
   done
 } > "$out/backends.log" 2>&1
 cat "$out/backends.log"
-cd "$out" && tar czf CV.tar.gz --remove-files build.log ctest.log lane_mix.log limits.log backends.log
+# auto's misses of CJ, again: auto against each fixed choice at the same points.
+{
+  for nk in "1024 1000" "33554432 100" "268435456 100"; do
+    set -- $nk
+    for cfg in "-b auto" "-b cuda" "-b cuda --gpu-only" "-b cpu"; do
+      echo "[n=$1 k=$2 $cfg]"; timeout 90 build/kiln run $cfg --n $1 -k $2 --repeat 5 | grep -E "^(backend|time)"
+    done
+  done
+} > "$out/auto.log" 2>&1
+cat "$out/auto.log"
+cd "$out" && tar czf CV.tar.gz --remove-files build.log ctest.log lane_mix.log limits.log backends.log auto.log
