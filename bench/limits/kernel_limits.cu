@@ -154,6 +154,8 @@ int main(int argc, char** argv) {
                                      {"pairs, 2 loads a thread, doubles", 2, false},
                                      {"pairs, 1 load a thread, mixed", 1, true},
                                      {"pairs, 2 loads a thread, mixed", 2, true},
+                                     {"pairs, 3 loads a thread, doubles", 3, false},
+                                     {"pairs, 3 loads a thread, mixed", 3, true},
                                      {"pairs, 4 loads a thread, mixed", 4, true},
                                      {"as the backend launches it", -1, true},
                                      {"two elements a thread, buffer to buffer", -2, true}};
@@ -163,9 +165,11 @@ int main(int argc, char** argv) {
     kk.iterations = k;
     const double steps = static_cast<double>(n) * static_cast<double>(k);
     for (const auto& s : shapes) {
+      // The named shapes set the Montgomery lanes themselves (the backend's rule turns them off
+      // at few iterations, see use_int_lanes).
       cuda_map_params prm = to_cuda_params(kk);
-      if (!s.mont) prm.mont = 0;
-      const bool mixed = s.mont && kk.mont != 0 && s.v != 0;  // every mixed shape: half the lanes each
+      prm.mont = s.mont ? kk.mont : 0;
+      const bool mixed = s.v > 0 ? prm.mont != 0 : s.v < 0 && use_int_lanes(kk);  // half the lanes each
       const double floor_fp = 5.0 * steps * (mixed ? 0.5 : 1.0) / rate * 1e3;
       const double floor_int = mixed ? 4.0 * steps * 0.5 / int_rate * 1e3 : 0.0;
       const double floor = std::max({floor_mem, floor_fp, floor_int});
@@ -181,6 +185,8 @@ int main(int argc, char** argv) {
           logistic_kernel_pairs<1><<<logistic_pairs_grid_blocks(n, sm, 1), logistic_block_threads, 0, stream>>>(e, e, n, prm);
         else if (s.v == 2)
           logistic_kernel_pairs<2><<<logistic_pairs_grid_blocks(n, sm, 2), logistic_block_threads, 0, stream>>>(e, e, n, prm);
+        else if (s.v == 3)
+          logistic_kernel_pairs<3><<<logistic_pairs_grid_blocks(n, sm, 3), logistic_block_threads, 0, stream>>>(e, e, n, prm);
         else
           logistic_kernel_pairs<4><<<logistic_pairs_grid_blocks(n, sm, 4), logistic_block_threads, 0, stream>>>(e, e, n, prm);
       };

@@ -83,6 +83,7 @@ int main() {
     if (A == 2 && B == 0) ref = got; \
     printf("k=%lld F%dM%d %.3f ms %s\n", k, A, B, t, got == ref ? "ok" : "MISMATCH"); fflush(stdout);
     V(2, 0) V(4, 0) V(0, 2) V(0, 4) V(1, 1) V(2, 2) V(1, 2) V(2, 1) V(1, 3) V(3, 1) V(2, 4) V(4, 2) V(3, 3) V(2, 3) V(3, 2)
+    V(4, 4) V(5, 3) V(4, 3) V(3, 4) V(5, 5) V(6, 3)
   }
   // check reference on host against scalar for a few
   for (size_t i : {size_t(0), size_t(12345), n - 1}) {

@@ -37,6 +37,12 @@ struct kernel_params {
 
 kernel_params prepare(const map_params& params);
 
+// Whether a GPU map kernel steps half its lanes in integers (kernel_params::mont): only beyond
+// 16 iterations, where the arithmetic bounds the run; below, the run is bound by memory and the
+// integer lanes' extra instructions slow it (kiln_kernel_limits on the H200, docs/BENCHMARKS.md).
+inline constexpr std::int64_t int_lanes_min_iterations = 17;
+inline bool use_int_lanes(const kernel_params& kp) { return kp.mont != 0 && kp.iterations >= int_lanes_min_iterations; }
+
 // A buffer that lives on one device of one backend.
 class resident_buffer {
  public:

@@ -28,9 +28,11 @@ struct cuda_map_params {
   kiln_u32 mont_p, mont_pneg, mont_r2, mont_mu, mont_mu_r1;
 };
 
+// The kernels' parameters; the Montgomery lanes on only where use_int_lanes says they pay.
 inline cuda_map_params to_cuda_params(const kernel_params& kp) {
+  const int mont = use_int_lanes(kp) ? 1 : 0;
   return cuda_map_params{kp.p_d,      kp.pinv,         kp.mu_res,      kp.two32,       static_cast<long long>(kp.iterations),
-                         kp.negative, kp.mont,         kp.mont_p,      kp.mont_pneg,   kp.mont_r2,
+                         kp.negative, mont,            kp.mont_p,      kp.mont_pneg,   kp.mont_r2,
                          kp.mont_mu,  kp.mont_mu_r1};
 }
 
@@ -156,13 +158,15 @@ __global__ void __launch_bounds__(logistic_block_threads)
   }
 }
 
-// Pairs per thread and loop step of the buffers' kernel, by iteration count: few iterations leave
-// the run bound by memory, where two pairs' loads in flight per thread come closer to a copy's
-// pace; many leave it bound by the FP64 pipe, where one pair keeps it as busy with fewer registers
-// in use (kiln_kernel_limits times every shape; docs/BENCHMARKS.md has the figures).
-inline constexpr long long logistic_memory_bound_iterations = 16;
-inline int logistic_pairs_per_thread(long long iterations) {
-  return iterations <= logistic_memory_bound_iterations ? 2 : 1;
+// Pairs per thread and loop step of the buffers' kernel, by iteration count (kiln_kernel_limits
+// and kiln_lane_mix time every shape; docs/BENCHMARKS.md has the figures): few iterations leave
+// the run bound by memory, where two pairs' loads in flight per thread in doubles come closest
+// to a copy's pace; many leave it bound by the arithmetic, where three pairs, three lanes in
+// doubles beside three in integers (use_int_lanes), was the fastest mix measured, and one pair
+// where the lanes are all doubles.
+inline int logistic_pairs_per_thread(const kernel_params& kp) {
+  if (kp.iterations < int_lanes_min_iterations) return 2;
+  return use_int_lanes(kp) ? 3 : 1;
 }
 
 // Enough blocks to cover n once, capped at 32 per SM (4 waves of 8 resident blocks): beyond that
@@ -210,12 +214,14 @@ inline cudaError_t launch_logistic(const std::int64_t* in, std::int64_t* out, st
   const bool aligned = reinterpret_cast<std::uintptr_t>(in) % 16 == 0 && reinterpret_cast<std::uintptr_t>(out) % 16 == 0;
   if (aligned) {
     const cuda_map_params prm = to_cuda_params(kp);
-    if (logistic_pairs_per_thread(kp.iterations) == 2)
-      logistic_kernel_pairs<2><<<logistic_pairs_grid_blocks(n, sm_count, 2), logistic_block_threads, 0, stream>>>(
-          in, out, n, prm);
+    const int v = logistic_pairs_per_thread(kp);
+    const unsigned blocks = logistic_pairs_grid_blocks(n, sm_count, v);
+    if (v == 3)
+      logistic_kernel_pairs<3><<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
+    else if (v == 2)
+      logistic_kernel_pairs<2><<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
     else
-      logistic_kernel_pairs<1><<<logistic_pairs_grid_blocks(n, sm_count, 1), logistic_block_threads, 0, stream>>>(
-          in, out, n, prm);
+      logistic_kernel_pairs<1><<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
     return cudaGetLastError();
   }
   if (in != out) return launch_logistic(in, false, out, false, n, kp, sm_count, stream);
