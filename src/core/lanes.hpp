@@ -92,6 +92,13 @@ struct work_range {
   std::size_t begin = 0, count = 0;
 };
 
+// The smallest job the host shares. A host piece takes about a millisecond at any iteration count
+// (host_piece_of below), while the device finishes a small job in about a launch's
+// latency: on the H200, 1024 elements at 1000 iterations took 0.164 ms shared against 0.053 ms
+// on the device alone (docs/BENCHMARKS.md, CW). From 2^20 elements a lane has several pieces'
+// worth of transfers to hide a piece behind.
+constexpr std::size_t min_shared_elements = std::size_t{1} << 20;
+
 // What a job of either GPU backend carries beside its backend's own fields: the host arrays, the
 // map and the caller's options. A job with a map runs it from host_in to host_out; jobs that only
 // move data to or from a resident buffer carry no map.
@@ -125,8 +132,8 @@ struct map_job {
   }
 
   // Whether the host computes part of the job: only a map between two host arrays (the host has
-  // both), and only when the caller allows it.
-  bool shared_with_host() const { return host_share && kp && host_in && host_out; }
+  // both) of at least min_shared_elements, and only when the caller allows it.
+  bool shared_with_host() const { return host_share && kp && host_in && host_out && n >= min_shared_elements; }
 
   // The most elements the host computes at once in this job: `base` (a lane's or a worker's
   // piece at the map's usual 10 iterations) shrunk in proportion to the iterations beyond 10, so

@@ -10,6 +10,7 @@
 #include <vector>
 
 #include "backend_test_support.hpp"
+#include "core/lanes.hpp"
 #include "kiln/kiln.hpp"
 
 namespace {
@@ -358,7 +359,7 @@ TEST_P(Conformance, ManyThreadsAtOnce) {
 // depends on timing, so it is printed, not asserted (tests/core/lanes_test.cpp checks the
 // mechanism with a scripted device); host backends share nothing, and off means nothing.
 TEST_P(Conformance, HostSharingGivesTheSameResults) {
-  const std::size_t n = 600011, chunk = 4096;
+  const std::size_t n = kiln::detail::min_shared_elements + 11, chunk = 4096;  // large enough to share
   auto in = random_inputs(n, 77);
   const kiln::map_params prm{6700417, -22, 10};
   const auto want = reference(in, prm);

@@ -101,6 +101,21 @@ struct scripted_ops {
   void compute_on_host(work_range r) { on_host.push_back(r); }
 };
 
+TEST(MapJob, OnlyJobsOfAtLeastMinSharedElementsAreShared) {
+  std::vector<std::int64_t> in(kiln::detail::min_shared_elements), out(in.size());
+  const kiln::detail::kernel_params kp = kiln::detail::prepare({61, 22, 10});
+  kiln::run_options o;
+  o.host_share = true;
+  kiln::detail::map_job job;
+  job.set_map(in, out, kp, o);
+  EXPECT_TRUE(job.shared_with_host());
+  job.set_map(std::span<const std::int64_t>(in).first(in.size() - 1), out, kp, o);
+  EXPECT_FALSE(job.shared_with_host()) << "one element fewer than min_shared_elements";
+  o.host_share = false;
+  job.set_map(in, out, kp, o);
+  EXPECT_FALSE(job.shared_with_host()) << "host_share off";
+}
+
 TEST(FeedLane, WithoutSharingEveryChunkGoesToTheDeviceAndIsFinished) {
   scripted_ops ops;
   ops.complete_after = 1000;  // never done when asked: without sharing it is never asked
