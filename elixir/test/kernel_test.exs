@@ -274,7 +274,8 @@ defmodule Kiln.KernelTest do
     assert {[3, 22], %{backend: :cpu, chunks: 1} = stats} = Kernels.collatz_stats([6, 7], backend: :cpu)
     assert stats.total_s >= 0 and is_binary(stats.device)
 
-    # :auto keeps small work on the host (at most 2^24 element iterations and 100 iterations);
+    # :auto keeps small work on the host (at most 2^24 element iterations up to 10 iterations,
+    # 2^18 up to 100);
     # more goes to a GPU that compiles kernels, if any.
     assert {_, %{backend: :cpu}} = Kernels.collatz_stats(1..1000)
     {result, stats} = Kernels.collatz_stats(Kiln.Binary.iota(1, 70_000))
@@ -285,6 +286,10 @@ defmodule Kiln.KernelTest do
     gpus = for d <- Kiln.devices(), d.available and d.gpu, do: d.backend
     expected = Enum.find([:cuda, :opencl], :cpu, &(&1 in gpus))
     assert stats.backend == expected
+    # Beyond 10 iterations only 2^18 element iterations stay on the host.
+    {_, stats} = Kernels.collatz_stats(Kiln.Binary.iota(1, 70_000), iterations: 50)
+    assert stats.backend == expected
+    assert {_, %{backend: :cpu}} = Kernels.collatz_stats(Kiln.Binary.iota(1, 70_000), iterations: 3)
   end
 
   test "negative literals, down to the int64 minimum" do
