@@ -86,9 +86,10 @@ struct run_options {
   // device, each taking the next elements as soon as it is free, computed on the host with the
   // `cpu` backend's kernel (run_stats::host_elements counts them). From ordinary (pageable)
   // memory the staging threads do it while their device slots are busy; from page-locked memory
-  // (host_memory), which needs no staging copies, the worker pool's other threads do. A small
-  // input may be computed wholly on the host. Results are the same either way; off, the device
-  // computes every element (what comparing devices, or timing a device's phases, wants).
+  // (host_memory), which needs no staging copies, the worker pool's other threads do. Runs of
+  // fewer than 2^20 elements are not shared (a host piece would outlast the device's whole run).
+  // Results are the same either way; off, the device computes every element (what comparing
+  // devices, or timing a device's phases, wants).
   bool host_share = true;
   // Asks a run to stop early: once stop is requested, the run returns errc::cancelled within
   // about 10 ms of work on every backend (host pieces, device chunks and, for long iterations,

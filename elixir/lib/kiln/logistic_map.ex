@@ -39,9 +39,9 @@ defmodule Kiln.LogisticMap do
     * `:host_share` - GPU backends, inputs that are not already in page-locked memory: a
       staging thread whose device slots are all busy computes the next chunk itself with the
       `:cpu` backend's kernel instead of waiting, so the host's cores and the GPU share the work
-      (default `true`; `:host_elements` in `run_stats/4` counts the host's elements; a small
-      input may be computed wholly on the host). Results are the same either way; `false` makes
-      the device compute every element.
+      (default `true`; `:host_elements` in `run_stats/4` counts the host's elements; inputs
+      below 2^20 elements are not shared, as a host chunk would outlast the device's whole
+      run). Results are the same either way; `false` makes the device compute every element.
 
   `:backend`, `:device`, `:iterations` and `:host_share` take their defaults from `config :kiln`
   where it sets them (see `Kiln.Options`); an option given to a call overrides the configuration.
