@@ -87,7 +87,8 @@ struct run_options {
   // `cpu` backend's kernel (run_stats::host_elements counts them). From ordinary (pageable)
   // memory the staging threads do it while their device slots are busy; from page-locked memory
   // (host_memory), which needs no staging copies, the worker pool's other threads do. Runs of
-  // fewer than 2^20 elements are not shared (a host piece would outlast the device's whole run).
+  // fewer than 2^20 elements, or beyond 10 iterations fewer than 2^20 * iterations / 10, are not
+  // shared (a host piece would outlast what the host's share saves).
   // Results are the same either way; off, the device computes every element (what comparing
   // devices, or timing a device's phases, wants).
   bool host_share = true;

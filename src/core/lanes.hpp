@@ -92,12 +92,25 @@ struct work_range {
   std::size_t begin = 0, count = 0;
 };
 
-// The smallest job the host shares. A host piece takes about a millisecond at any iteration count
-// (host_piece_of below), while the device finishes a small job in about a launch's
-// latency: on the H200, 1024 elements at 1000 iterations took 0.164 ms shared against 0.053 ms
-// on the device alone (docs/BENCHMARKS.md, CW). From 2^20 elements a lane has several pieces'
-// worth of transfers to hide a piece behind.
+// The smallest job the host shares, at up to 10 iterations. A host piece takes about a
+// millisecond at any iteration count (host_piece_of below), while the device finishes a small job
+// in about a launch's latency: on the H200, 1024 elements at 1000 iterations took 0.164 ms shared
+// against 0.053 ms on the device alone (docs/BENCHMARKS.md, CW). From 2^20 elements a lane has
+// several pieces' worth of transfers to hide a piece behind.
 constexpr std::size_t min_shared_elements = std::size_t{1} << 20;
+
+// The smallest job the host shares at `iterations`: min_shared_elements, times iterations / 10
+// beyond 10. While the device's run is bound by the bus (up to hundreds of iterations on an
+// H200) its time does not grow with the iterations but the host's rate falls with them, so what
+// the host's share saves shrinks as n / iterations while a piece's tail stays (pieces shrink with
+// the iterations to take the same time): on the H200 2^20 elements at 100 iterations took
+// 0.597 ms shared against 0.391 ms on the device alone, at 1000 0.669 against 0.544 ms, and
+// 2^28 at 100 32.7 against 33.7 ms (docs/BENCHMARKS.md, CY).
+inline std::size_t min_shared_elements_at(std::int64_t iterations) {
+  if (iterations <= 10) return min_shared_elements;
+  const auto scale = static_cast<std::size_t>(std::min<std::int64_t>(iterations, std::int64_t{1} << 30));
+  return min_shared_elements * scale / 10;  // below 2^50
+}
 
 // What a job of either GPU backend carries beside its backend's own fields: the host arrays, the
 // map and the caller's options. A job with a map runs it from host_in to host_out; jobs that only
@@ -132,8 +145,10 @@ struct map_job {
   }
 
   // Whether the host computes part of the job: only a map between two host arrays (the host has
-  // both) of at least min_shared_elements, and only when the caller allows it.
-  bool shared_with_host() const { return host_share && kp && host_in && host_out && n >= min_shared_elements; }
+  // both) of at least min_shared_elements_at its iterations, and only when the caller allows it.
+  bool shared_with_host() const {
+    return host_share && kp && host_in && host_out && n >= min_shared_elements_at(kp->iterations);
+  }
 
   // The most elements the host computes at once in this job: `base` (a lane's or a worker's
   // piece at the map's usual 10 iterations) shrunk in proportion to the iterations beyond 10, so

@@ -116,6 +116,31 @@ TEST(MapJob, OnlyJobsOfAtLeastMinSharedElementsAreShared) {
   EXPECT_FALSE(job.shared_with_host()) << "host_share off";
 }
 
+// Beyond 10 iterations the floor grows with them: at 100, ten times 2^20 elements.
+TEST(MapJob, TheFloorGrowsWithTheIterationsBeyondTen) {
+  using kiln::detail::min_shared_elements;
+  using kiln::detail::min_shared_elements_at;
+  EXPECT_EQ(min_shared_elements_at(1), min_shared_elements);
+  EXPECT_EQ(min_shared_elements_at(10), min_shared_elements);
+  EXPECT_EQ(min_shared_elements_at(11), min_shared_elements * 11 / 10);
+  EXPECT_EQ(min_shared_elements_at(100), min_shared_elements * 10);
+  EXPECT_EQ(min_shared_elements_at(1000), min_shared_elements * 100);
+  EXPECT_EQ(min_shared_elements_at(std::int64_t{1} << 62), min_shared_elements_at(std::int64_t{1} << 30))
+      << "capped, no overflow";
+  std::vector<std::int64_t> in(min_shared_elements * 10), out(in.size());
+  kiln::run_options o;
+  o.host_share = true;
+  kiln::detail::map_job job;
+  const kiln::detail::kernel_params k100 = kiln::detail::prepare({61, 22, 100});
+  job.set_map(in, out, k100, o);
+  EXPECT_TRUE(job.shared_with_host());
+  job.set_map(std::span<const std::int64_t>(in).first(in.size() - 1), out, k100, o);
+  EXPECT_FALSE(job.shared_with_host()) << "one element fewer than the floor at 100 iterations";
+  const kiln::detail::kernel_params k101 = kiln::detail::prepare({61, 22, 101});
+  job.set_map(in, out, k101, o);
+  EXPECT_FALSE(job.shared_with_host()) << "the floor at 101 iterations is above 10 * 2^20";
+}
+
 TEST(FeedLane, WithoutSharingEveryChunkGoesToTheDeviceAndIsFinished) {
   scripted_ops ops;
   ops.complete_after = 1000;  // never done when asked: without sharing it is never asked

@@ -40,8 +40,8 @@ defmodule Kiln.LogisticMap do
       staging thread whose device slots are all busy computes the next chunk itself with the
       `:cpu` backend's kernel instead of waiting, so the host's cores and the GPU share the work
       (default `true`; `:host_elements` in `run_stats/4` counts the host's elements; inputs
-      below 2^20 elements are not shared, as a host chunk would outlast the device's whole
-      run). Results are the same either way; `false` makes the device compute every element.
+      below 2^20 elements, and beyond 10 iterations below 2^20 * iterations / 10, are not
+      shared, as a host chunk would outlast what the host's share saves). Results are the same either way; `false` makes the device compute every element.
 
   `:backend`, `:device`, `:iterations` and `:host_share` take their defaults from `config :kiln`
   where it sets them (see `Kiln.Options`); an option given to a call overrides the configuration.
