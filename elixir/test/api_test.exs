@@ -311,6 +311,20 @@ defmodule Kiln.ConfigTest do
 
     Application.delete_env(:kiln, :iterations)
 
+    # host_share is read where the engine runs: a tiny input mapped in the calling process has
+    # no use for it, a run in the engine raises naming it.
+    Application.delete_env(:kiln, :backend)
+    Application.put_env(:kiln, :host_share, :maybe)
+    assert LogisticMap.run([1], 61, 22) == [28]
+
+    assert_raise ArgumentError, ~r/config :kiln, host_share: host_share must be true or false, got :maybe/, fn ->
+      LogisticMap.run([1], 61, 22, backend: :cpu)
+    end
+
+    assert_raise ArgumentError, ~r/config :kiln, host_share/, fn -> LogisticMap.run_stats([1], 61, 22, backend: :cpu) end
+    assert_raise ArgumentError, ~r/config :kiln, host_share/, fn -> LogisticMap.run(Enum.to_list(1..1000), 61, 22) end
+    Application.delete_env(:kiln, :host_share)
+
     assert_raise ArgumentError, ~r/unknown keys \[:iteration\]/, fn ->
       LogisticMap.run([1], 61, 22, backend: :cpu, iteration: 1)
     end

@@ -82,6 +82,10 @@ defmodule Kiln.LogisticMap do
         }
 
   @run_keys [:backend, :device, :iterations, :chunk_size, :phase_times, :host_share]
+  # run/4 and run_stats/4 read `config :kiln, :host_share` only where the engine runs: a tiny
+  # input mapped in the calling process has no use for it, and each configuration read costs
+  # about as much as mapping an element (docs/BENCHMARKS.md: small calls).
+  @call_keys [:backend, :device, :iterations, :chunk_size, :phase_times, {:host_share, nil}]
 
   @doc """
   Applies the map to every element of `data`; see the module doc for the options.
@@ -91,8 +95,8 @@ defmodule Kiln.LogisticMap do
   """
   @spec run(data, pos_integer, integer, keyword) :: [integer] | binary
   def run(data, p, mu, opts \\ []) do
-    {p, mu, opts} = validate!(p, mu, opts, @run_keys)
-    {result, _stats} = dispatch(data, p, mu, opts)
+    {p, mu, opts} = validate!(p, mu, opts, @call_keys)
+    {result, _stats} = dispatch(data, p, mu, opts, false)
     result
   end
 
@@ -111,22 +115,27 @@ defmodule Kiln.LogisticMap do
   """
   @spec run_stats(data, pos_integer, integer, keyword) :: {[integer] | binary, stats}
   def run_stats(data, p, mu, opts \\ []) do
-    {p, mu, opts} = validate!(p, mu, opts, @run_keys)
-    dispatch(data, p, mu, opts)
+    {p, mu, opts} = validate!(p, mu, opts, @call_keys)
+    dispatch(data, p, mu, opts, true)
   end
 
   # Little work with `backend: :auto` runs in the calling process; the rest in the engine.
-  defp dispatch(data, p, mu, opts) do
+  # `stats?`: the caller wants the stats (else a tiny run reads no clock unless telemetry is on).
+  defp dispatch(data, p, mu, opts, stats?) do
     with limit when limit > 0 <- tiny_limit(data, opts),
-         {:ok, result, n, t0} <- tiny_run(data, p, mu, opts[:iterations], limit) do
+         {:ok, result, n, t0} <- tiny_run(data, p, mu, opts[:iterations], limit, stats?) do
       tiny_reply(result, n, t0, p, mu, opts)
     else
       _ ->
         {nif_data, as_list, n} = Args.data_n!(data)
         Memory.check_result!(as_list, n, fn -> "a run over #{n} elements" end)
+        opts = Keyword.replace!(opts, :host_share, host_share(opts[:host_share]))
         engine_run(nif_data, as_list, n, p, mu, opts, &"element at index #{&1}")
     end
   end
+
+  defp host_share(nil), do: Options.default(:host_share)
+  defp host_share(flag), do: flag
 
   # ---- tiny inputs ----------------------------------------------------------------------------------
   #
@@ -145,8 +154,8 @@ defmodule Kiln.LogisticMap do
       else: 0
   end
 
-  defp tiny_run(data, p, mu, k, limit) when is_list(data) do
-    t0 = System.monotonic_time()
+  defp tiny_run(data, p, mu, k, limit, stats?) when is_list(data) do
+    t0 = tiny_clock(stats?)
 
     case tiny_count(data, limit, 0) do
       :engine -> :engine
@@ -154,13 +163,20 @@ defmodule Kiln.LogisticMap do
     end
   end
 
-  defp tiny_run(data, p, mu, k, limit) when rem(byte_size(data), 8) == 0 and byte_size(data) <= 8 * limit do
-    t0 = System.monotonic_time()
+  defp tiny_run(data, p, mu, k, limit, stats?)
+       when rem(byte_size(data), 8) == 0 and byte_size(data) <= 8 * limit do
+    t0 = tiny_clock(stats?)
     result = for <<x::signed-native-64 <- data>>, into: <<>>, do: <<iterate(x, k, p, mu)::signed-native-64>>
     {:ok, result, div(byte_size(data), 8), t0}
   end
 
-  defp tiny_run(_data, _p, _mu, _k, _limit), do: :engine
+  defp tiny_run(_data, _p, _mu, _k, _limit, _stats?), do: :engine
+
+  # The start time where someone reads it (the stats, telemetry), else nil: two clock reads
+  # cost about a quarter of a one-element call.
+  defp tiny_clock(stats?) do
+    if stats? or Telemetry.enabled?(), do: System.monotonic_time(), else: nil
+  end
 
   # The length of a proper list of at most `limit` int64 integers, else :engine; checked before
   # any work, so a longer list costs only this walk of its first elements.
@@ -178,7 +194,10 @@ defmodule Kiln.LogisticMap do
 
   # The engine's reply shape, with `backend: :pure` in the stats, and the telemetry events an
   # engine run would have where :telemetry is loaded.
+  defp tiny_reply(result, _n, nil, _p, _mu, _opts), do: {result, nil}
+
   defp tiny_reply(result, n, t0, p, mu, opts) do
+    opts = Keyword.replace!(opts, :host_share, host_share(opts[:host_share]))
     s = System.convert_time_unit(System.monotonic_time() - t0, :native, :nanosecond) / 1.0e9
 
     stats = %{

@@ -22,7 +22,9 @@ defmodule Kiln.Options do
 
   They are read with `Application.get_env/3` at every call (so `Application.put_env/3` takes
   effect at once) and an option given to a call overrides them. A configured value is checked
-  like an option; a bad one raises `ArgumentError` naming `config :kiln`. `Kiln.Cluster` reads
+  like an option where a call uses it; a bad one raises `ArgumentError` naming `config :kiln`
+  (`Kiln.LogisticMap.run/4` reads `:host_share` only for the runs that reach the engine, not for
+  the tiny inputs it maps in the calling process). `Kiln.Cluster` reads
   the configuration on the calling node and passes the values to every node, so all of them run
   with the caller's defaults. Kernels (`Kiln.Cluster.map_kernel/3`) keep their own defaults
   (`iterations: 1`, `backend: :auto`, `device: 0`).
