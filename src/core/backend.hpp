@@ -25,11 +25,11 @@ struct kernel_params {
   double mu_res;   // mu mod p, in [0, p)
   double two32;    // 2^32 mod p
   int negative;    // mu < 0: non-zero results are shifted down by p
-  // modmath.h's Montgomery step, where it is exact (odd p, 6 * (mu mod p) * p < 2^32): GPU kernels
+  // modmath.h's Montgomery step, where it is exact (odd p, 0 < mu mod p, 6 * (mu mod p) * p < 2^32): GPU kernels
   // step some elements with it beside the double paths. The rest is only set where mont is 1.
   int mont;
   std::uint32_t mont_p;     // p
-  std::uint32_t mont_pneg;  // -1/p mod 2^32
+  std::uint32_t mont_pinv;  // 1/p mod 2^32
   std::uint32_t mont_r2;    // 2^64 mod p
   std::uint32_t mont_mu;    // mu mod p
   std::uint32_t mont_mu_r1; // (mu mod p) * (2^32 mod p), below 2^32 where mont is 1

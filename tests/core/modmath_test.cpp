@@ -142,8 +142,8 @@ TEST(ModMath, ResidueOfEveryKindOfInt64) {
 }
 
 // The Montgomery step where prepare() offers it: exact against 128-bit arithmetic from every
-// representative X in [0, 2p), its output again below 2p, for (p, mu) up to the bound
-// 6 * (mu mod p) * p < 2^32, and refused just past it or for even p.
+// signed word W in (-2p, p), its output again inside (-2p, p), for (p, mu) up to the bound
+// 6 * (mu mod p) * p < 2^32, and refused just past it, for even p and for mu = 0 mod p.
 TEST(ModMath, MontgomeryStepIsExactWhereOffered) {
   using kiln::detail::prepare;
   const auto limit = static_cast<i64>(((std::uint64_t{1} << 32) - 1) / 6);  // mu' * p at most this
@@ -152,6 +152,8 @@ TEST(ModMath, MontgomeryStepIsExactWhereOffered) {
   EXPECT_EQ(prepare({limit, 1, 1}).mont, limit % 2);
   EXPECT_EQ(prepare({limit + 2 - limit % 2, 1, 1}).mont, 0);  // the first odd p past the bound
   EXPECT_EQ(prepare({6700417, -22, 1}).mont, 0);             // mu mod p = p - 22: far past it
+  EXPECT_EQ(prepare({4291092711, 0, 1}).mont, 0);            // mu' = 0: left to the doubles
+  EXPECT_EQ(prepare({6700417, 6700417, 1}).mont, 0);
   std::mt19937_64 rng(23);
   int offered = 0;
   for (int round = 0; round < 4000; ++round) {
@@ -163,32 +165,57 @@ TEST(ModMath, MontgomeryStepIsExactWhereOffered) {
     if (round == 1) mu = 1;
     const kiln::detail::kernel_params kp = prepare({p, mu, 1});
     const i64 mu_res = static_cast<i64>(kp.mu_res);
-    ASSERT_EQ(kp.mont, 6 * static_cast<__int128>(mu_res) * p < (static_cast<__int128>(1) << 32) ? 1 : 0)
+    ASSERT_EQ(kp.mont, mu_res != 0 && 6 * static_cast<__int128>(mu_res) * p < (static_cast<__int128>(1) << 32) ? 1 : 0)
         << "p=" << p << " mu=" << mu;
     if (kp.mont == 0) continue;
     ++offered;
-    ASSERT_EQ(static_cast<std::uint32_t>(p * static_cast<i64>(kp.mont_pneg)) + 1u, 0u) << "pneg, p=" << p;
+    ASSERT_EQ(static_cast<std::uint32_t>(p * static_cast<i64>(kp.mont_pinv)), 1u) << "pinv, p=" << p;
     const auto r = static_cast<__int128>(std::uint64_t{1} << 32);  // R
     for (int i = 0; i < 100; ++i) {
-      // X in [0, 2p), the edges first; the residue it stands for is X / R mod p.
-      const i64 xv = i == 0 ? 0 : i == 1 ? 2 * p - 1 : i == 2 ? p : static_cast<i64>(rng() % static_cast<std::uint64_t>(2 * p));
-      const auto x = static_cast<std::uint32_t>(xv);
-      const std::uint32_t y = kiln_mont_step(x, kp.mont_mu, kp.mont_mu_r1, kp.mont_pneg, kp.mont_p);
-      ASSERT_LT(static_cast<i64>(y), 2 * p) << "p=" << p << " mu=" << mu << " X=" << xv;
-      // s = X / R, s' = mu s (s + 1): then s' R = X' (mod p), i.e. X' R = mu X (X + R) (mod p).
-      ASSERT_EQ(mod(static_cast<__int128>(y) * r, p), mod(static_cast<__int128>(mu_res) * xv % p * ((xv + r) % p), p))
-          << "p=" << p << " mu=" << mu << " X=" << xv;
+      // W in (-2p, p), the edges first; the residue it stands for is W / R mod p.
+      const i64 wv = i == 0 ? 0 : i == 1 ? p - 1 : i == 2 ? 1 - 2 * p : i == 3 ? -p
+                   : static_cast<i64>(rng() % static_cast<std::uint64_t>(3 * p - 1)) - 2 * p + 1;
+      const auto w = static_cast<kiln_i32>(wv);
+      const kiln_i32 y = kiln_mont_step(w, kp.mont_mu, kp.mont_mu_r1, kp.mont_pinv, kp.mont_p);
+      ASSERT_GT(static_cast<i64>(y), -2 * p) << "p=" << p << " mu=" << mu << " W=" << wv;
+      ASSERT_LT(static_cast<i64>(y), p) << "p=" << p << " mu=" << mu << " W=" << wv;
+      // s = W / R, s' = mu s (s + 1): then s' R = W' (mod p), i.e. W' R = mu W (W + R) (mod p).
+      ASSERT_EQ(mod(static_cast<__int128>(y) * r, p), mod(static_cast<__int128>(mu_res) * mod(wv, p) % p * mod(wv + r, p), p))
+          << "p=" << p << " mu=" << mu << " W=" << wv;
       // Into the form and out of it: a centred residue comes back in [0, p).
       const i64 sv = static_cast<i64>(rng() % static_cast<std::uint64_t>(p)) - p / 2;
-      const std::uint32_t in = kiln_mont_from(static_cast<double>(sv), kp.p_d, kp.mont_r2, kp.mont_pneg, kp.mont_p);
-      ASSERT_LT(static_cast<i64>(in), 2 * p);
+      const kiln_i32 in = kiln_mont_from(static_cast<double>(sv), kp.p_d, kp.mont_r2, kp.mont_pinv, kp.mont_p);
+      ASSERT_GT(static_cast<i64>(in), -p);
+      ASSERT_LT(static_cast<i64>(in), p);
       ASSERT_EQ(mod(static_cast<__int128>(in), p), mod(static_cast<__int128>(mod(sv, p)) * r, p));
-      const double back = kiln_mont_to(in, kp.mont_pneg, kp.mont_p);
+      const double back = kiln_mont_to(in, kp.mont_pinv, kp.mont_p);
       ASSERT_EQ(static_cast<i64>(back), mod(sv, p)) << "p=" << p << " s=" << sv;
-      ASSERT_EQ(static_cast<i64>(kiln_mont_to(x, kp.mont_pneg, kp.mont_p)), mod(mod(xv, p) * mod_inverse_r(p), p));
+      ASSERT_EQ(static_cast<i64>(kiln_mont_to(w, kp.mont_pinv, kp.mont_p)), mod(mod(wv, p) * mod_inverse_r(p), p));
     }
   }
   EXPECT_GT(offered, 1000);
+}
+
+// Many steps from every start of a small p, and from spread starts of the seed's p, against the
+// map in 64-bit integers: the words stay inside their bound however long the chain.
+TEST(ModMath, MontgomeryChainsMatchTheMap) {
+  using kiln::detail::prepare;
+  for (const auto& [p, mu] : {std::pair<i64, i64>{6700417, 22}, {3, 1}, {7, 2}, {1000003, 22}, {101, 100}}) {
+    const kiln::detail::kernel_params kp = prepare({p, mu, 1});
+    ASSERT_EQ(kp.mont, 1) << p;
+    const i64 step = std::max<i64>(1, p / 5000);
+    for (i64 x0 = 0; x0 < p; x0 += step) {
+      i64 x = x0;
+      kiln_i32 w = kiln_mont_from(static_cast<double>(x0), kp.p_d, kp.mont_r2, kp.mont_pinv, kp.mont_p);
+      for (int k = 0; k < 200; ++k) {
+        x = mu * x % p * (x + 1) % p;
+        w = kiln_mont_step(w, kp.mont_mu, kp.mont_mu_r1, kp.mont_pinv, kp.mont_p);
+        ASSERT_GT(static_cast<i64>(w), -2 * p);
+        ASSERT_LT(static_cast<i64>(w), p);
+      }
+      ASSERT_EQ(static_cast<i64>(kiln_mont_to(w, kp.mont_pinv, kp.mont_p)), x) << "p=" << p << " x0=" << x0;
+    }
+  }
 }
 
 }  // namespace

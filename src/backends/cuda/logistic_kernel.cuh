@@ -25,14 +25,14 @@ struct cuda_map_params {
   long long iterations;
   int negative;
   int mont;
-  kiln_u32 mont_p, mont_pneg, mont_r2, mont_mu, mont_mu_r1;
+  kiln_u32 mont_p, mont_pinv, mont_r2, mont_mu, mont_mu_r1;
 };
 
 // The kernels' parameters; the Montgomery lanes on only where use_int_lanes says they pay.
 inline cuda_map_params to_cuda_params(const kernel_params& kp) {
   const int mont = use_int_lanes(kp) ? 1 : 0;
   return cuda_map_params{kp.p_d,      kp.pinv,         kp.mu_res,      kp.two32,       static_cast<long long>(kp.iterations),
-                         kp.negative, mont,            kp.mont_p,      kp.mont_pneg,   kp.mont_r2,
+                         kp.negative, mont,            kp.mont_p,      kp.mont_pinv,   kp.mont_r2,
                          kp.mont_mu,  kp.mont_mu_r1};
 }
 
@@ -53,25 +53,25 @@ __device__ __forceinline__ void logistic_steps(double (&s)[L], const cuda_map_pa
   const long long iterations = prm.iterations;
   const int path = kiln_path(p, mu);
   if (prm.mont) {
-    const kiln_u32 pi = prm.mont_p, pneg = prm.mont_pneg, mu32 = prm.mont_mu, mu_r1 = prm.mont_mu_r1;
+    const kiln_u32 pi = prm.mont_p, pinv32 = prm.mont_pinv, mu32 = prm.mont_mu, mu_r1 = prm.mont_mu_r1;
     const int first_int = path == KILN_PATH_FUSED ? L / 2 : 0;
-    kiln_u32 x[L];
+    kiln_i32 x[L];
 #pragma unroll
-    for (int j = 0; j < L; ++j) x[j] = j >= first_int ? kiln_mont_from(s[j], p, prm.mont_r2, pneg, pi) : 0u;
+    for (int j = 0; j < L; ++j) x[j] = j >= first_int ? kiln_mont_from(s[j], p, prm.mont_r2, pinv32, pi) : 0;
     if (first_int > 0) {
       for (long long i = 0; i < iterations; ++i) {
 #pragma unroll
         for (int j = 0; j < L / 2; ++j) s[j] = kiln_step_fused(s[j], mu, p, pinv);
 #pragma unroll
-        for (int j = L / 2; j < L; ++j) x[j] = kiln_mont_step(x[j], mu32, mu_r1, pneg, pi);
+        for (int j = L / 2; j < L; ++j) x[j] = kiln_mont_step(x[j], mu32, mu_r1, pinv32, pi);
       }
     } else {
       for (long long i = 0; i < iterations; ++i)
 #pragma unroll
-        for (int j = 0; j < L; ++j) x[j] = kiln_mont_step(x[j], mu32, mu_r1, pneg, pi);
+        for (int j = 0; j < L; ++j) x[j] = kiln_mont_step(x[j], mu32, mu_r1, pinv32, pi);
     }
 #pragma unroll
-    for (int j = 0; j < L; ++j) s[j] = j >= first_int ? kiln_mont_to(x[j], pneg, pi) : kiln_normalize(s[j], p);
+    for (int j = 0; j < L; ++j) s[j] = j >= first_int ? kiln_mont_to(x[j], pinv32, pi) : kiln_normalize(s[j], p);
     return;
   }
   if (path == KILN_PATH_FUSED) {
