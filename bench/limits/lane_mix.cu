@@ -22,20 +22,19 @@ struct prm_t {
 };
 
 // The forms compared. Each holds an element as a 32-bit word W congruent to s * 2^32 mod p.
-//  0: modmath.h's kiln_mont_step (signed W in (-2p, p): hi(W * B) - umulhi(lo * p^-1, p));
-//  1: unsigned W in [0, 2p), the wide multiply-adds spelt in PTX (mul.wide / mad.wide.u32);
+//  0: modmath.h's kiln_mont_step: unsigned W in [0, 2p), (t + m p) >> 32 from 64-bit C
+//     expressions (ptxas makes IMAD, IMAD.WIDE.U32, IMAD, IMAD.HI.U32 and a carry of it);
+//  1: the same arithmetic with the wide multiply-adds spelt in PTX (mul.wide / mad.wide.u32);
 //  2: unsigned, 32-bit halves: hi + umulhi(m, p) + carry, the carry being (lo != 0);
-//  3: unsigned, (t + m p) >> 32 from 64-bit C expressions (the form modmath.h had before 0).
-__device__ __forceinline__ uint32_t mul_mod_r(uint64_t t, const prm_t& q) {  // (t + m p) / R, unsigned forms
-  const uint32_t m = static_cast<uint32_t>(t) * q.pneg;
-  return static_cast<uint32_t>((t + static_cast<uint64_t>(m) * q.pi) >> 32);
-}
+//  3: signed W in (-2p, p): hi(W * B) - umulhi(lo * p^-1, p), no carry and no 64-bit addition
+//     (W' = (t - m' p) / R with m' = t / p mod R lies in (t/R - p, t/R], and |t| < 4 mu' p^2).
+// docs/BENCHMARKS.md (DA) has the figures, and each loop's SASS counted.
 template <int F>
 struct mont;
 template <>
 struct mont<0> {
-  static __device__ __forceinline__ uint32_t step(uint32_t w, const prm_t& q) {
-    return static_cast<uint32_t>(kiln_mont_step(static_cast<int>(w), q.mui, q.mur1, q.pinv32, q.pi));
+  static __device__ __forceinline__ uint32_t step(uint32_t x, const prm_t& q) {
+    return kiln_mont_step(x, q.mui, q.mur1, q.pneg, q.pi);
   }
 };
 template <>
@@ -60,22 +59,30 @@ struct mont<2> {
 };
 template <>
 struct mont<3> {
-  static __device__ __forceinline__ uint32_t step(uint32_t x, const prm_t& q) {
-    return mul_mod_r(static_cast<uint64_t>(x) * (x * q.mui + q.mur1), q);
+  static __device__ __forceinline__ uint32_t step(uint32_t w, const prm_t& q) {
+    const uint32_t b = w * q.mui + q.mur1;  // mu' (W + R1), exact as a signed word
+    const uint32_t lo = w * b;
+    const int hi = __mulhi(static_cast<int>(w), static_cast<int>(b));
+    return static_cast<uint32_t>(hi - static_cast<int>(__umulhi(lo * q.pinv32, q.pi)));
   }
 };
 
-// Into and out of each form.
+// Into and out of each form (the signed form's words may be negative; both start from the
+// unsigned form's W in [0, 2p), inside the signed bound too).
 template <int F>
 __device__ uint32_t to_word(uint32_t r, const prm_t& q) {
-  if constexpr (F == 0) return static_cast<uint32_t>(kiln_mont_from(static_cast<double>(r), q.p, q.r2, q.pinv32, q.pi));
-  return mul_mod_r(static_cast<uint64_t>(r) * q.r2, q);
+  return kiln_mont_mul(r, q.r2, q.pneg, q.pi);
 }
 template <int F>
 __device__ int64_t from_word(uint32_t w, const prm_t& q) {
-  if constexpr (F == 0) return static_cast<int64_t>(kiln_mont_to(static_cast<int>(w), q.pinv32, q.pi));
-  const uint32_t r = mul_mod_r(w, q);
-  return r >= q.pi ? r - q.pi : r;
+  if constexpr (F == 3) {
+    const long long t = static_cast<int>(w);
+    const uint32_t m = static_cast<uint32_t>(t) * q.pinv32;
+    const long long r = (t - static_cast<long long>(m) * q.pi) >> 32;  // in [-p, 0]
+    return r < 0 ? r + q.pi : r;
+  } else {
+    return static_cast<int64_t>(kiln_mont_to(w, q.pneg, q.pi));
+  }
 }
 
 template <int F, int NF, int NM>

@@ -77,7 +77,7 @@ kernel_params prepare(const map_params& params) {
   kp.two32 = static_cast<double>((std::uint64_t{1} << 32) % pu);
   kp.negative = params.mu < 0 ? 1 : 0;
   // 6 * mu_res * p < 2^32, as mu_res * p (below 2^64) against floor((2^32 - 1) / 6); mu_res = 0
-  // (every result 0) is left to the doubles, as its p may be too large for the signed words.
+  // (every result 0) is left to the doubles, as its p may be past 2^31, where the bounds fail.
   if ((pu & 1) != 0 && mu_res != 0 && mu_res * pu <= ((std::uint64_t{1} << 32) - 1) / 6) {
     // Newton's iteration for 1/p mod 2^32: p is its own inverse mod 8, and each step doubles the
     // correct low bits (3, 6, 12, 24, 48).
@@ -86,7 +86,7 @@ kernel_params prepare(const map_params& params) {
     const std::uint64_t r1 = (std::uint64_t{1} << 32) % pu;
     kp.mont = 1;
     kp.mont_p = static_cast<std::uint32_t>(pu);
-    kp.mont_pinv = inv;
+    kp.mont_pneg = 0u - inv;
     kp.mont_r2 = static_cast<std::uint32_t>(r1 * r1 % pu);
     kp.mont_mu = static_cast<std::uint32_t>(mu_res);
     kp.mont_mu_r1 = static_cast<std::uint32_t>(mu_res * r1);

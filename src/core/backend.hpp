@@ -29,7 +29,7 @@ struct kernel_params {
   // step some elements with it beside the double paths. The rest is only set where mont is 1.
   int mont;
   std::uint32_t mont_p;     // p
-  std::uint32_t mont_pinv;  // 1/p mod 2^32
+  std::uint32_t mont_pneg;  // -1/p mod 2^32
   std::uint32_t mont_r2;    // 2^64 mod p
   std::uint32_t mont_mu;    // mu mod p
   std::uint32_t mont_mu_r1; // (mu mod p) * (2^32 mod p), below 2^32 where mont is 1

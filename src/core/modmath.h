@@ -26,18 +26,17 @@
  *    against p > 2^26, so products stay below 2^62.
  *
  * A fourth way, in 32-bit integers (Montgomery's, R = 2^32), for odd p with 0 < mu' and
- * 6 * mu' * p < 2^32 (mu' = mu mod p in [0, p); the seed's 22 * 6700417 qualifies). Why: the fused
- * step keeps a GPU's FP64 pipe busy with five operations, while its integer multiply-adds run on
- * another pipe that the step leaves idle; stepping some elements this way beside others in
- * doubles uses both (the GPU kernels do; the CPUs keep the double paths). A residue s is held as
- * a signed word W = s * R mod p in (-2p, p), so that the reduction needs no carry and no 64-bit
- * addition: for t with |t| < p R, m = t * (1/p) mod R makes t - m p = 0 mod R, and
- *     redc(t) = hi(t) - umulhi(m, p) = (t - m p) / R   (the low words cancel exactly),
- * which lies in (t/R - p, t/R]. One step: B = mu' * W + mu' * R1 = mu' * (W + R1) with
- * R1 = R mod p, so |B| < 2 mu' p < 2^31 (a signed word); t = W * B, |t| < 4 mu' p^2 < p R; the new
- * W = redc(t) = mu' s (s + 1) R mod p lies in (-5p/3, 2p/3), inside (-2p, p) again. Five 32-bit
- * multiplies (the low and high words of W * B, m, umulhi) and one subtraction, no correction
- * inside the loop.
+ * 6 * mu' * p < 2^32 (mu' = mu mod p in [0, p); the seed's 22 * 6700417 qualifies). Why: the fused step keeps a GPU's
+ * FP64 pipe busy with five operations, while its integer multiply-adds run on another pipe that
+ * the step leaves idle; stepping some elements this way beside others in doubles uses both (the
+ * GPU kernels do; the CPUs keep the double paths). A residue s is held as X = s * R mod p, lazily
+ * in [0, 2p). One step: B = mu' * X + mu' * R1 = mu' * (X + R1) with R1 = R mod p, so
+ * B < 3 mu' p < 2^32; then t = X * B < 6 mu' p^2, m = t * (-1/p) mod R, X' = (t + m p) / R, an
+ * exact integer because t + m p = 0 mod R; X' = X * B / R = mu' s (s + 1) R mod p, and
+ * X' < 6 mu' p^2 / R + p < 2p. Four multiply-adds, no correction inside the loop. On sm_90 this
+ * C compiles to IMAD, IMAD.WIDE.U32, IMAD, IMAD.HI.U32 and a carry: no other form measured (the
+ * same arithmetic spelt in PTX, 32-bit halves, signed words without the carry) was faster by more
+ * than the spread between runs (docs/BENCHMARKS.md, DA).
  *
  * This file must stay valid OpenCL C: no templates, references, namespaces or C++ headers there.
  */
@@ -48,40 +47,22 @@
 #define KILN_FN inline
 #define KILN_FMA fma
 typedef long kiln_i64;
-typedef int kiln_i32;
 typedef uint kiln_u32;
 typedef ulong kiln_u64;
-#define KILN_MULHI_I32(a, b) mul_hi((int)(a), (int)(b))
-#define KILN_MULHI_U32(a, b) mul_hi((uint)(a), (uint)(b))
-#define KILN_AS_I32(u) as_int(u)
 #elif defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define KILN_FN static __host__ __device__ __forceinline__
 #define KILN_FMA fma
 typedef long long kiln_i64;
-typedef int kiln_i32;
 typedef unsigned int kiln_u32;
 typedef unsigned long long kiln_u64;
-#define KILN_AS_I32(u) ((int)(u))
 #else
 #include <cmath>
 #include <cstdint>
 #define KILN_FN static inline
 #define KILN_FMA std::fma
 typedef std::int64_t kiln_i64;
-typedef std::int32_t kiln_i32;
 typedef std::uint32_t kiln_u32;
 typedef std::uint64_t kiln_u64;
-#define KILN_AS_I32(u) static_cast<std::int32_t>(u) /* modular since C++20 */
-#endif
-
-/* The high words of 32-bit products: the hardware's instructions on a GPU, 64-bit products on the
- * host (CUDA's host pass included). */
-#if defined(__CUDA_ARCH__)
-#define KILN_MULHI_I32(a, b) __mulhi((int)(a), (int)(b))
-#define KILN_MULHI_U32(a, b) __umulhi((unsigned)(a), (unsigned)(b))
-#elif !defined(__OPENCL_VERSION__)
-#define KILN_MULHI_I32(a, b) ((kiln_i32)(((kiln_i64)(kiln_i32)(a) * (kiln_i64)(kiln_i32)(b)) >> 32))
-#define KILN_MULHI_U32(a, b) ((kiln_u32)(((kiln_u64)(kiln_u32)(a) * (kiln_u64)(kiln_u32)(b)) >> 32))
 #endif
 
 /* Largest p on the small path: below 2^26 every centred product is below 2^51. */
@@ -148,32 +129,28 @@ KILN_FN kiln_i64 kiln_signed_result(double s, double p, int negative) {
   return (negative && r != 0) ? r - (kiln_i64)p : r;
 }
 
-/* redc(t) = t / R mod p for |t| < p R, in (t/R - p, t/R] (see above); pinv = 1/p mod 2^32.
- * Outside the loop only (64-bit arithmetic; the shift of a negative value is arithmetic). */
-KILN_FN kiln_i32 kiln_mont_redc(kiln_i64 t, kiln_u32 pinv, kiln_u32 p) {
-  kiln_u32 m = (kiln_u32)t * pinv;
-  return (kiln_i32)((t - (kiln_i64)m * (kiln_i64)p) >> 32);
+/* Montgomery's product a * b / R mod p for a * b < 2^32 * p (so the result is below 2p);
+ * pneg = -1/p mod 2^32. */
+KILN_FN kiln_u32 kiln_mont_mul(kiln_u32 a, kiln_u32 b, kiln_u32 pneg, kiln_u32 p) {
+  kiln_u64 t = (kiln_u64)a * b;
+  kiln_u32 m = (kiln_u32)t * pneg;
+  return (kiln_u32)((t + (kiln_u64)m * p) >> 32);
 }
 
-/* One step on W = s * R mod p in (-2p, p): mu = mu' = mu mod p, mu_r1 = mu' * (R mod p). */
-KILN_FN kiln_i32 kiln_mont_step(kiln_i32 w, kiln_u32 mu, kiln_u32 mu_r1, kiln_u32 pinv, kiln_u32 p) {
-  kiln_u32 b = (kiln_u32)w * mu + mu_r1; /* mu' (W + R1), exact as a signed word */
-  kiln_u32 lo = (kiln_u32)w * b;
-  kiln_i32 hi = KILN_MULHI_I32(w, KILN_AS_I32(b));
-  kiln_u32 m = lo * pinv;
-  return hi - KILN_AS_I32(KILN_MULHI_U32(m, p));
+/* One step on X = s * R mod p in [0, 2p): mu = mu mod p, mu_r1 = mu * (R mod p) (see above). */
+KILN_FN kiln_u32 kiln_mont_step(kiln_u32 x, kiln_u32 mu, kiln_u32 mu_r1, kiln_u32 pneg, kiln_u32 p) {
+  return kiln_mont_mul(x, x * mu + mu_r1, pneg, p);
 }
 
-/* W for a centred residue s: r2 = R^2 mod p, and (s mod p) * r2 < p^2 < p R; W in (-p, p). */
-KILN_FN kiln_i32 kiln_mont_from(double s, double p, kiln_u32 r2, kiln_u32 pinv, kiln_u32 pi) {
-  return kiln_mont_redc((kiln_i64)kiln_normalize(s, p) * (kiln_i64)r2, pinv, pi);
+/* X for a centred residue s: r2 = R^2 mod p, and (s mod p) * r2 < p^2 < 2^32 p. */
+KILN_FN kiln_u32 kiln_mont_from(double s, double p, kiln_u32 r2, kiln_u32 pneg, kiln_u32 pi) {
+  return kiln_mont_mul((kiln_u32)kiln_normalize(s, p), r2, pneg, pi);
 }
 
-/* The residue in [0, p) that W stands for: redc(W) lies in [-p, 0] for |W| < 2p (an integer
- * above -p - 2p/R), so adding p to a negative one is the whole correction. */
-KILN_FN double kiln_mont_to(kiln_i32 w, kiln_u32 pinv, kiln_u32 p) {
-  kiln_i32 r = kiln_mont_redc((kiln_i64)w, pinv, p);
-  return (double)(r < 0 ? r + (kiln_i64)p : (kiln_i64)r);
+/* The residue in [0, p) that X stands for: X / R mod p is at most p (X < 2p), p only for X = p. */
+KILN_FN double kiln_mont_to(kiln_u32 x, kiln_u32 pneg, kiln_u32 p) {
+  kiln_u32 r = kiln_mont_mul(x, 1u, pneg, p);
+  return (double)(r >= p ? r - p : r);
 }
 
 /* One element through `iterations` >= 1 steps of the map; mu_res = mu mod p in [0, p),

@@ -142,7 +142,7 @@ TEST(ModMath, ResidueOfEveryKindOfInt64) {
 }
 
 // The Montgomery step where prepare() offers it: exact against 128-bit arithmetic from every
-// signed word W in (-2p, p), its output again inside (-2p, p), for (p, mu) up to the bound
+// representative X in [0, 2p), its output again below 2p, for (p, mu) up to the bound
 // 6 * (mu mod p) * p < 2^32, and refused just past it, for even p and for mu = 0 mod p.
 TEST(ModMath, MontgomeryStepIsExactWhereOffered) {
   using kiln::detail::prepare;
@@ -169,35 +169,32 @@ TEST(ModMath, MontgomeryStepIsExactWhereOffered) {
         << "p=" << p << " mu=" << mu;
     if (kp.mont == 0) continue;
     ++offered;
-    ASSERT_EQ(static_cast<std::uint32_t>(p * static_cast<i64>(kp.mont_pinv)), 1u) << "pinv, p=" << p;
+    ASSERT_EQ(static_cast<std::uint32_t>(p * static_cast<i64>(kp.mont_pneg)) + 1u, 0u) << "pneg, p=" << p;
     const auto r = static_cast<__int128>(std::uint64_t{1} << 32);  // R
     for (int i = 0; i < 100; ++i) {
-      // W in (-2p, p), the edges first; the residue it stands for is W / R mod p.
-      const i64 wv = i == 0 ? 0 : i == 1 ? p - 1 : i == 2 ? 1 - 2 * p : i == 3 ? -p
-                   : static_cast<i64>(rng() % static_cast<std::uint64_t>(3 * p - 1)) - 2 * p + 1;
-      const auto w = static_cast<kiln_i32>(wv);
-      const kiln_i32 y = kiln_mont_step(w, kp.mont_mu, kp.mont_mu_r1, kp.mont_pinv, kp.mont_p);
-      ASSERT_GT(static_cast<i64>(y), -2 * p) << "p=" << p << " mu=" << mu << " W=" << wv;
-      ASSERT_LT(static_cast<i64>(y), p) << "p=" << p << " mu=" << mu << " W=" << wv;
-      // s = W / R, s' = mu s (s + 1): then s' R = W' (mod p), i.e. W' R = mu W (W + R) (mod p).
-      ASSERT_EQ(mod(static_cast<__int128>(y) * r, p), mod(static_cast<__int128>(mu_res) * mod(wv, p) % p * mod(wv + r, p), p))
-          << "p=" << p << " mu=" << mu << " W=" << wv;
+      // X in [0, 2p), the edges first; the residue it stands for is X / R mod p.
+      const i64 xv = i == 0 ? 0 : i == 1 ? 2 * p - 1 : i == 2 ? p : static_cast<i64>(rng() % static_cast<std::uint64_t>(2 * p));
+      const auto x = static_cast<std::uint32_t>(xv);
+      const std::uint32_t y = kiln_mont_step(x, kp.mont_mu, kp.mont_mu_r1, kp.mont_pneg, kp.mont_p);
+      ASSERT_LT(static_cast<i64>(y), 2 * p) << "p=" << p << " mu=" << mu << " X=" << xv;
+      // s = X / R, s' = mu s (s + 1): then s' R = X' (mod p), i.e. X' R = mu X (X + R) (mod p).
+      ASSERT_EQ(mod(static_cast<__int128>(y) * r, p), mod(static_cast<__int128>(mu_res) * xv % p * ((xv + r) % p), p))
+          << "p=" << p << " mu=" << mu << " X=" << xv;
       // Into the form and out of it: a centred residue comes back in [0, p).
       const i64 sv = static_cast<i64>(rng() % static_cast<std::uint64_t>(p)) - p / 2;
-      const kiln_i32 in = kiln_mont_from(static_cast<double>(sv), kp.p_d, kp.mont_r2, kp.mont_pinv, kp.mont_p);
-      ASSERT_GT(static_cast<i64>(in), -p);
-      ASSERT_LT(static_cast<i64>(in), p);
+      const std::uint32_t in = kiln_mont_from(static_cast<double>(sv), kp.p_d, kp.mont_r2, kp.mont_pneg, kp.mont_p);
+      ASSERT_LT(static_cast<i64>(in), 2 * p);
       ASSERT_EQ(mod(static_cast<__int128>(in), p), mod(static_cast<__int128>(mod(sv, p)) * r, p));
-      const double back = kiln_mont_to(in, kp.mont_pinv, kp.mont_p);
+      const double back = kiln_mont_to(in, kp.mont_pneg, kp.mont_p);
       ASSERT_EQ(static_cast<i64>(back), mod(sv, p)) << "p=" << p << " s=" << sv;
-      ASSERT_EQ(static_cast<i64>(kiln_mont_to(w, kp.mont_pinv, kp.mont_p)), mod(mod(wv, p) * mod_inverse_r(p), p));
+      ASSERT_EQ(static_cast<i64>(kiln_mont_to(x, kp.mont_pneg, kp.mont_p)), mod(mod(xv, p) * mod_inverse_r(p), p));
     }
   }
   EXPECT_GT(offered, 1000);
 }
 
-// Many steps from every start of a small p, and from spread starts of the seed's p, against the
-// map in 64-bit integers: the words stay inside their bound however long the chain.
+// Many steps from spread starts, against the map in 64-bit integers: the words stay below 2p
+// however long the chain.
 TEST(ModMath, MontgomeryChainsMatchTheMap) {
   using kiln::detail::prepare;
   for (const auto& [p, mu] : {std::pair<i64, i64>{6700417, 22}, {3, 1}, {7, 2}, {1000003, 22}, {101, 100}}) {
@@ -206,14 +203,13 @@ TEST(ModMath, MontgomeryChainsMatchTheMap) {
     const i64 step = std::max<i64>(1, p / 5000);
     for (i64 x0 = 0; x0 < p; x0 += step) {
       i64 x = x0;
-      kiln_i32 w = kiln_mont_from(static_cast<double>(x0), kp.p_d, kp.mont_r2, kp.mont_pinv, kp.mont_p);
+      std::uint32_t w = kiln_mont_from(static_cast<double>(x0), kp.p_d, kp.mont_r2, kp.mont_pneg, kp.mont_p);
       for (int k = 0; k < 200; ++k) {
         x = mu * x % p * (x + 1) % p;
-        w = kiln_mont_step(w, kp.mont_mu, kp.mont_mu_r1, kp.mont_pinv, kp.mont_p);
-        ASSERT_GT(static_cast<i64>(w), -2 * p);
-        ASSERT_LT(static_cast<i64>(w), p);
+        w = kiln_mont_step(w, kp.mont_mu, kp.mont_mu_r1, kp.mont_pneg, kp.mont_p);
+        ASSERT_LT(static_cast<i64>(w), 2 * p);
       }
-      ASSERT_EQ(static_cast<i64>(kiln_mont_to(w, kp.mont_pinv, kp.mont_p)), x) << "p=" << p << " x0=" << x0;
+      ASSERT_EQ(static_cast<i64>(kiln_mont_to(w, kp.mont_pneg, kp.mont_p)), x) << "p=" << p << " x0=" << x0;
     }
   }
 }

@@ -25,14 +25,14 @@ struct cuda_map_params {
   long long iterations;
   int negative;
   int mont;
-  kiln_u32 mont_p, mont_pinv, mont_r2, mont_mu, mont_mu_r1;
+  kiln_u32 mont_p, mont_pneg, mont_r2, mont_mu, mont_mu_r1;
 };
 
 // The kernels' parameters; the Montgomery lanes on only where use_int_lanes says they pay.
 inline cuda_map_params to_cuda_params(const kernel_params& kp) {
   const int mont = use_int_lanes(kp) ? 1 : 0;
   return cuda_map_params{kp.p_d,      kp.pinv,         kp.mu_res,      kp.two32,       static_cast<long long>(kp.iterations),
-                         kp.negative, mont,            kp.mont_p,      kp.mont_pinv,   kp.mont_r2,
+                         kp.negative, mont,            kp.mont_p,      kp.mont_pneg,   kp.mont_r2,
                          kp.mont_mu,  kp.mont_mu_r1};
 }
 
@@ -42,36 +42,37 @@ inline constexpr int logistic_block_threads = 256;
 // Steps L independent centred residues `iterations` times and leaves each in [0, p). One
 // element's steps form a chain of dependent operations; interleaving several elements' chains
 // keeps a pipe busy while loads are in flight, where one element per thread leaves it waiting on
-// latency. Where modmath.h's Montgomery step is exact (prm.mont), the last L/2 lanes take it in
-// 32-bit integers beside the first L/2 in doubles (the fused path), so the integer pipe works
+// latency. Where modmath.h's Montgomery step is exact (prm.mont), the last M lanes take it in
+// 32-bit integers beside the first L - M in doubles (the fused path), so the integer pipe works
 // beside the FP64 pipe; with the fused path out of reach every lane takes it (four multiply-adds
 // against the small path's eight operations). Every lane's result is the exact residue either way.
-template <int L>
+template <int L, int M = L / 2>
 __device__ __forceinline__ void logistic_steps(double (&s)[L], const cuda_map_params& prm) {
+  static_assert(M >= 0 && M <= L, "M of the L lanes take the integer step");
   const double mu = kiln_centre(prm.mu_res, prm.p);
   const double p = prm.p, pinv = prm.pinv;
   const long long iterations = prm.iterations;
   const int path = kiln_path(p, mu);
   if (prm.mont) {
-    const kiln_u32 pi = prm.mont_p, pinv32 = prm.mont_pinv, mu32 = prm.mont_mu, mu_r1 = prm.mont_mu_r1;
-    const int first_int = path == KILN_PATH_FUSED ? L / 2 : 0;
-    kiln_i32 x[L];
+    const kiln_u32 pi = prm.mont_p, pneg = prm.mont_pneg, mu32 = prm.mont_mu, mu_r1 = prm.mont_mu_r1;
+    const int first_int = path == KILN_PATH_FUSED ? L - M : 0;
+    kiln_u32 x[L];
 #pragma unroll
-    for (int j = 0; j < L; ++j) x[j] = j >= first_int ? kiln_mont_from(s[j], p, prm.mont_r2, pinv32, pi) : 0;
+    for (int j = 0; j < L; ++j) x[j] = j >= first_int ? kiln_mont_from(s[j], p, prm.mont_r2, pneg, pi) : 0u;
     if (first_int > 0) {
       for (long long i = 0; i < iterations; ++i) {
 #pragma unroll
-        for (int j = 0; j < L / 2; ++j) s[j] = kiln_step_fused(s[j], mu, p, pinv);
+        for (int j = 0; j < L - M; ++j) s[j] = kiln_step_fused(s[j], mu, p, pinv);
 #pragma unroll
-        for (int j = L / 2; j < L; ++j) x[j] = kiln_mont_step(x[j], mu32, mu_r1, pinv32, pi);
+        for (int j = L - M; j < L; ++j) x[j] = kiln_mont_step(x[j], mu32, mu_r1, pneg, pi);
       }
     } else {
       for (long long i = 0; i < iterations; ++i)
 #pragma unroll
-        for (int j = 0; j < L; ++j) x[j] = kiln_mont_step(x[j], mu32, mu_r1, pinv32, pi);
+        for (int j = 0; j < L; ++j) x[j] = kiln_mont_step(x[j], mu32, mu_r1, pneg, pi);
     }
 #pragma unroll
-    for (int j = 0; j < L; ++j) s[j] = j >= first_int ? kiln_mont_to(x[j], pinv32, pi) : kiln_normalize(s[j], p);
+    for (int j = 0; j < L; ++j) s[j] = j >= first_int ? kiln_mont_to(x[j], pneg, pi) : kiln_normalize(s[j], p);
     return;
   }
   if (path == KILN_PATH_FUSED) {
@@ -121,8 +122,9 @@ __global__ void __launch_bounds__(logistic_block_threads)
 // The map over int64 buffers that are 16-byte aligned (in may equal out), in pairs: each thread
 // loads V pairs with 16-byte loads (V strides of the grid apart, so a warp's loads stay
 // contiguous), steps the 2V residues together and stores the pairs. An odd last element is the
-// first thread's. Results are kiln_logistic's exactly (every path is exact).
-template <int V>
+// first thread's. M of the 2V lanes take the integer step where prm.mont (logistic_steps).
+// Results are kiln_logistic's exactly (every path is exact).
+template <int V, int M = V>
 __global__ void __launch_bounds__(logistic_block_threads)
     logistic_kernel_pairs(const std::int64_t* in, std::int64_t* out, std::size_t n, cuda_map_params prm) {
   const std::size_t pairs = n / 2;
@@ -139,15 +141,15 @@ __global__ void __launch_bounds__(logistic_block_threads)
       const std::size_t k = base + u * stride;
       v[u] = k < pairs ? in2[k] : make_longlong2(0, 0);
     }
-    // Lane order x of every pair, then y of every pair: with the Montgomery step on the upper
-    // half of the lanes, each pair has one element on each pipe.
+    // Lane order x of every pair, then y of every pair: with the Montgomery step on the last M
+    // lanes, M = V puts one element of each pair on each pipe.
     double s[2 * V];
 #pragma unroll
     for (int u = 0; u < V; ++u) {
       s[u] = kiln_residue(v[u].x, prm.p, prm.pinv, prm.two32);
       s[V + u] = kiln_residue(v[u].y, prm.p, prm.pinv, prm.two32);
     }
-    logistic_steps<2 * V>(s, prm);
+    logistic_steps<2 * V, M>(s, prm);
 #pragma unroll
     for (int u = 0; u < V; ++u) {
       const std::size_t k = base + u * stride;

@@ -24,7 +24,7 @@ inline void kiln_store(__global long* out, ulong i, long r, int out32) {
 }
 __kernel void kiln_logistic_map(__global const long* in, __global long* out, ulong n, long iterations, double p,
                                 double pinv, double mu_res, double two32, int negative, int in32, int out32, int mont,
-                                uint mont_p, uint mont_pinv, uint mont_r2, uint mont_mu, uint mont_mu_r1) {
+                                uint mont_p, uint mont_pneg, uint mont_r2, uint mont_mu, uint mont_mu_r1) {
   const ulong gap = (n + 1) / 2; /* not `half`: a type's name in OpenCL C */
   const ulong i = get_global_id(0);
   if (i >= gap) return;
@@ -36,22 +36,22 @@ __kernel void kiln_logistic_map(__global const long* in, __global long* out, ulo
   double s1 = second ? kiln_residue(kiln_load(in, j, in32), p, pinv, two32) : 0.0;
   long t;
   if (mont) {
-    int x1 = kiln_mont_from(s1, p, mont_r2, mont_pinv, mont_p);
+    uint x1 = kiln_mont_from(s1, p, mont_r2, mont_pneg, mont_p);
     if (path == KILN_PATH_FUSED) {
       for (t = 0; t < iterations; ++t) {
         s0 = kiln_step_fused(s0, mu, p, pinv);
-        x1 = kiln_mont_step(x1, mont_mu, mont_mu_r1, mont_pinv, mont_p);
+        x1 = kiln_mont_step(x1, mont_mu, mont_mu_r1, mont_pneg, mont_p);
       }
       s0 = kiln_normalize(s0, p);
     } else {
-      int x0 = kiln_mont_from(s0, p, mont_r2, mont_pinv, mont_p);
+      uint x0 = kiln_mont_from(s0, p, mont_r2, mont_pneg, mont_p);
       for (t = 0; t < iterations; ++t) {
-        x0 = kiln_mont_step(x0, mont_mu, mont_mu_r1, mont_pinv, mont_p);
-        x1 = kiln_mont_step(x1, mont_mu, mont_mu_r1, mont_pinv, mont_p);
+        x0 = kiln_mont_step(x0, mont_mu, mont_mu_r1, mont_pneg, mont_p);
+        x1 = kiln_mont_step(x1, mont_mu, mont_mu_r1, mont_pneg, mont_p);
       }
-      s0 = kiln_mont_to(x0, mont_pinv, mont_p);
+      s0 = kiln_mont_to(x0, mont_pneg, mont_p);
     }
-    s1 = kiln_mont_to(x1, mont_pinv, mont_p);
+    s1 = kiln_mont_to(x1, mont_pneg, mont_p);
   } else {
     if (path == KILN_PATH_FUSED) {
       for (t = 0; t < iterations; ++t) {
@@ -87,7 +87,7 @@ __kernel void kiln_logistic_map(__global const long* in, __global long* out, ulo
  * work-item 0's. Results are kiln_logistic's exactly (every path is exact). */
 __kernel void kiln_logistic_map_pairs(__global const long* in, __global long* out, ulong n, long iterations, double p,
                                       double pinv, double mu_res, double two32, int negative, int mont, uint mont_p,
-                                      uint mont_pinv, uint mont_r2, uint mont_mu, uint mont_mu_r1) {
+                                      uint mont_pneg, uint mont_r2, uint mont_mu, uint mont_mu_r1) {
   const ulong pairs = n / 2;
   const ulong gap = (pairs + 1) / 2; /* not `half`: a type's name in OpenCL C */
   const ulong i = get_global_id(0);
@@ -103,30 +103,30 @@ __kernel void kiln_logistic_map_pairs(__global const long* in, __global long* ou
   double s2 = kiln_residue(b.x, p, pinv, two32), s3 = kiln_residue(b.y, p, pinv, two32);
   long t;
   if (mont && path == KILN_PATH_FUSED) {
-    int x1 = kiln_mont_from(s1, p, mont_r2, mont_pinv, mont_p), x3 = kiln_mont_from(s3, p, mont_r2, mont_pinv, mont_p);
+    uint x1 = kiln_mont_from(s1, p, mont_r2, mont_pneg, mont_p), x3 = kiln_mont_from(s3, p, mont_r2, mont_pneg, mont_p);
     for (t = 0; t < iterations; ++t) {
       s0 = kiln_step_fused(s0, mu, p, pinv);
-      x1 = kiln_mont_step(x1, mont_mu, mont_mu_r1, mont_pinv, mont_p);
+      x1 = kiln_mont_step(x1, mont_mu, mont_mu_r1, mont_pneg, mont_p);
       s2 = kiln_step_fused(s2, mu, p, pinv);
-      x3 = kiln_mont_step(x3, mont_mu, mont_mu_r1, mont_pinv, mont_p);
+      x3 = kiln_mont_step(x3, mont_mu, mont_mu_r1, mont_pneg, mont_p);
     }
     s0 = kiln_normalize(s0, p);
-    s1 = kiln_mont_to(x1, mont_pinv, mont_p);
+    s1 = kiln_mont_to(x1, mont_pneg, mont_p);
     s2 = kiln_normalize(s2, p);
-    s3 = kiln_mont_to(x3, mont_pinv, mont_p);
+    s3 = kiln_mont_to(x3, mont_pneg, mont_p);
   } else if (mont) {
-    int x0 = kiln_mont_from(s0, p, mont_r2, mont_pinv, mont_p), x1 = kiln_mont_from(s1, p, mont_r2, mont_pinv, mont_p);
-    int x2 = kiln_mont_from(s2, p, mont_r2, mont_pinv, mont_p), x3 = kiln_mont_from(s3, p, mont_r2, mont_pinv, mont_p);
+    uint x0 = kiln_mont_from(s0, p, mont_r2, mont_pneg, mont_p), x1 = kiln_mont_from(s1, p, mont_r2, mont_pneg, mont_p);
+    uint x2 = kiln_mont_from(s2, p, mont_r2, mont_pneg, mont_p), x3 = kiln_mont_from(s3, p, mont_r2, mont_pneg, mont_p);
     for (t = 0; t < iterations; ++t) {
-      x0 = kiln_mont_step(x0, mont_mu, mont_mu_r1, mont_pinv, mont_p);
-      x1 = kiln_mont_step(x1, mont_mu, mont_mu_r1, mont_pinv, mont_p);
-      x2 = kiln_mont_step(x2, mont_mu, mont_mu_r1, mont_pinv, mont_p);
-      x3 = kiln_mont_step(x3, mont_mu, mont_mu_r1, mont_pinv, mont_p);
+      x0 = kiln_mont_step(x0, mont_mu, mont_mu_r1, mont_pneg, mont_p);
+      x1 = kiln_mont_step(x1, mont_mu, mont_mu_r1, mont_pneg, mont_p);
+      x2 = kiln_mont_step(x2, mont_mu, mont_mu_r1, mont_pneg, mont_p);
+      x3 = kiln_mont_step(x3, mont_mu, mont_mu_r1, mont_pneg, mont_p);
     }
-    s0 = kiln_mont_to(x0, mont_pinv, mont_p);
-    s1 = kiln_mont_to(x1, mont_pinv, mont_p);
-    s2 = kiln_mont_to(x2, mont_pinv, mont_p);
-    s3 = kiln_mont_to(x3, mont_pinv, mont_p);
+    s0 = kiln_mont_to(x0, mont_pneg, mont_p);
+    s1 = kiln_mont_to(x1, mont_pneg, mont_p);
+    s2 = kiln_mont_to(x2, mont_pneg, mont_p);
+    s3 = kiln_mont_to(x3, mont_pneg, mont_p);
   } else {
     if (path == KILN_PATH_FUSED) {
       for (t = 0; t < iterations; ++t) {
