@@ -1,18 +1,15 @@
 #!/usr/bin/env bash
 # DB on the H200 machine: the tree after DA (the unsigned Montgomery form again, the host's share
-# cut back beyond 10 iterations, small calls without the clock or the host_share lookup): lane
-# mixes, the map against its floors, `kiln run` on both GPU backends, auto at the points DA
+# cut back beyond 10 iterations, small calls without the clock or the host_share lookup): the map
+# against its floors, `kiln run` on both GPU backends, auto at the points DA
 # found noisy (more repeats), small calls from Elixir and the 16-job responsiveness probe.
 #   usage (project root, GPU machine, after source .device/setup.sh): docs/benchmarks/h200-2026-12-03/run-DB.sh OUT
 out=$1
 export KILN_SKIP_APT=1 KILN_CMAKE_ARGS=-DCMAKE_CUDA_ARCHITECTURES=90
 nvidia-smi -L > "$out/device.txt"; date -u >> "$out/device.txt"
 { cmake -S . -B build -DCMAKE_BUILD_TYPE=Release -DCMAKE_CUDA_ARCHITECTURES=90 && cmake --build build -j16; } > "$out/build.log" 2>&1 || { tail -30 "$out/build.log"; exit 1; }
-build/kiln_lane_mix > "$out/lane_mix.log" 2>&1 &
 timeout 200 ctest --test-dir build -j8 -R "DeviceMemory|Cuda|Conformance|ModMath|MapJob" --timeout 150 > "$out/ctest.log" 2>&1
 grep -E "tests passed|Failed|\*\*\*Failed" "$out/ctest.log" | head -20
-wait
-grep -E "form0|form1" "$out/lane_mix.log" | grep "k=1000"
 build/kiln_kernel_limits > "$out/limits.log" 2>&1; grep -E "^map k = (10|1000) |as the backend|FP64 fused|integer" "$out/limits.log"
 {
   for k in 10 100 1000; do
@@ -44,4 +41,4 @@ probe=elixir/test/support/responsiveness_probe.exs
 grep -E "ticks=|^\[" "$out/probe.log"
 timeout 120 bench/run --no-build --crossover --crossover-n 1,2,4,8,16,64,256,1024 --out "$out/crossover" > "$out/crossover.log" 2>&1
 sed -n '/| n |/,/^$/p' "$out/crossover.log" | head -14
-cd "$out" && tar czf DB.tar.gz --remove-files build.log ctest.log lane_mix.log limits.log backends.log auto.log bench-build.log probe.log crossover.log crossover
+cd "$out" && tar czf DB.tar.gz --remove-files build.log ctest.log limits.log backends.log auto.log bench-build.log probe.log crossover.log crossover
