@@ -47,6 +47,22 @@ defmodule Kiln.TelemetryTest do
     assert Map.delete(stop_meta, :stats) == meta
   end
 
+  test "a tiny input mapped in the calling process is a span too, without the unread host_share" do
+    Application.put_env(:kiln, :host_share, :maybe)
+
+    try do
+      assert {[28], %{backend: :pure}} = LogisticMap.run_stats([1], 61, 22)
+      assert [{[:kiln, :run, :start], _, meta}, {[:kiln, :run, :stop], _, stop_meta}] = events()
+      assert %{backend: :auto, device: 0, n: 1, p: 61, mu: 22} = meta
+      assert meta.options[:iterations] == 10 and not Keyword.has_key?(meta.options, :host_share)
+      assert stop_meta.stats.backend == :pure
+      assert LogisticMap.run([1, 2], 61, 22) == [28, 25]
+      assert [{[:kiln, :run, :start], _, _}, {[:kiln, :run, :stop], _, _}] = events()
+    after
+      Application.delete_env(:kiln, :host_share)
+    end
+  end
+
   test "a run that raises is a span that ends in an exception event" do
     assert_raise ArgumentError, ~r/element at index 1 is not an integer/, fn ->
       LogisticMap.run([1, :a], 61, 22, backend: :cpu)

@@ -197,7 +197,9 @@ defmodule Kiln.LogisticMap do
   defp tiny_reply(result, _n, nil, _p, _mu, _opts), do: {result, nil}
 
   defp tiny_reply(result, n, t0, p, mu, opts) do
-    opts = Keyword.replace!(opts, :host_share, host_share(opts[:host_share]))
+    # The configured :host_share is not read here (the run does not use it): the metadata's
+    # options go without it, and a bad configured value raises only where the engine runs.
+    opts = Keyword.delete(opts, :host_share)
     s = System.convert_time_unit(System.monotonic_time() - t0, :native, :nanosecond) / 1.0e9
 
     stats = %{

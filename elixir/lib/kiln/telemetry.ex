@@ -18,7 +18,8 @@ defmodule Kiln.Telemetry do
 
   Times are in `:native` units (`System.convert_time_unit/3`). The metadata of every event holds
   `:backend` and `:device` (as asked: `:auto` stays `:auto`; a buffer's are its own), `:n` (the
-  elements), `:p`, `:mu`, `:options` (the call's options, defaults filled in), `:module` (the
+  elements), `:p`, `:mu`, `:options` (the call's options, defaults filled in; a tiny input that `:auto`
+  mapped in the calling process has no `:host_share` there, which it does not use), `:module` (the
   module whose function ran: `Kiln.LogisticMap` or `Kiln.Buffer`) and `:telemetry_span_context`
   (a reference shared by the events of one run).
 
