@@ -288,20 +288,38 @@ class new_binary {
   host_block_resource* res_ = nullptr;
 };
 
-// A list of the values. Built from an array of terms with one enif_make_list_from_array, whose
-// cells come in one allocation rather than one per cell (docs/BENCHMARKS.md times both). The array
-// costs 8 bytes per element for the call's length; the list itself holds 16 per element.
-ERL_NIF_TERM list_term(ErlNifEnv* env, std::span<const std::int64_t> values) {
-  auto term = [&](std::size_t i) { return enif_make_int64(env, static_cast<ErlNifSInt64>(values[i])); };
+// A list of the values, which it spends: each int64 is replaced by its term in the same 8 bytes,
+// then one enif_make_list_from_array builds the cells in one allocation rather than one per cell
+// (docs/BENCHMARKS.md times both). Converting in place spares an array of terms as long as the
+// list, fresh memory whose first touch cost more than the conversion at 2^25 elements.
+static_assert(sizeof(ERL_NIF_TERM) == sizeof(std::int64_t), "a term takes the place of an int64");
+
+ERL_NIF_TERM list_term_spending(ErlNifEnv* env, std::span<std::int64_t> values) {
   if (values.size() > std::numeric_limits<unsigned>::max()) {
     // Beyond what one enif_make_list_from_array takes: cell by cell from the back.
     ERL_NIF_TERM list = enif_make_list(env, 0);
-    for (std::size_t i = values.size(); i-- > 0;) list = enif_make_list_cell(env, term(i), list);
+    for (std::size_t i = values.size(); i-- > 0;)
+      list = enif_make_list_cell(env, enif_make_int64(env, static_cast<ErlNifSInt64>(values[i])), list);
     return list;
   }
-  std::vector<ERL_NIF_TERM> terms(values.size());
-  for (std::size_t i = 0; i < values.size(); ++i) terms[i] = term(i);
-  return enif_make_list_from_array(env, terms.data(), static_cast<unsigned>(terms.size()));
+  std::byte* cells = reinterpret_cast<std::byte*>(values.data());
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    // memcpy in and out: the bytes change type, which a plain cast would not make defined.
+    std::int64_t v;
+    std::memcpy(&v, cells + i * sizeof v, sizeof v);
+    const ERL_NIF_TERM t = enif_make_int64(env, static_cast<ErlNifSInt64>(v));
+    std::memcpy(cells + i * sizeof t, &t, sizeof t);
+  }
+  ERL_NIF_TERM* terms = std::launder(reinterpret_cast<ERL_NIF_TERM*>(values.data()));
+  return enif_make_list_from_array(env, terms, static_cast<unsigned>(values.size()));
+}
+
+// A list of values that must stay as they are: converted from a copy.
+kiln::result<ERL_NIF_TERM> list_term_copied(ErlNifEnv* env, std::span<const std::int64_t> values) {
+  auto copy = kiln::host_memory::allocate(values.size());
+  if (!copy) return copy.err();
+  if (!values.empty()) std::memcpy(copy->span().data(), values.data(), values.size_bytes());
+  return list_term_spending(env, copy->span());
 }
 
 // What a transform produced: the result term (or the error tuple) and where the time went.
@@ -345,14 +363,22 @@ outcome transform(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Body* b
   };
 
   if (as_list) {
-    std::span<const std::int64_t> values = in.view;
+    std::span<std::int64_t> values;
     if (body) {
-      auto out = scratch_out();
-      if (!compute(out)) return o;
-      values = out;
+      values = scratch_out();
+      if (!compute(values)) return o;
+    } else if (in.owned) {
+      values = in.storage.span();
     }
     auto t1 = steady::now();
-    o.term = list_term(env, values);
+    if (body || in.owned) {
+      o.term = list_term_spending(env, values);
+    } else if (auto l = list_term_copied(env, in.view)) {
+      o.term = *l;
+    } else {
+      o.term = error_tuple(env, l.err());
+      return o;
+    }
     o.encode_s = seconds_since(t1);
   } else {
     auto t1 = steady::now();
@@ -569,11 +595,16 @@ ERL_NIF_TERM buffer_download_nif(ErlNifEnv* env, int, const ERL_NIF_TERM argv[])
   new_binary bin;
   if (!as_list && !bin.alloc(n))
     return error_tuple(env, kiln::errc::out_of_memory, "cannot allocate the downloaded binary");
-  std::vector<std::int64_t> scratch;
-  if (as_list) scratch.resize(n);
-  std::span<std::int64_t> out = as_list ? std::span<std::int64_t>(scratch) : bin.span();
+  // A list is encoded from a pooled host block (reused across calls: no first-touch faults).
+  kiln::host_memory scratch;
+  if (as_list) {
+    auto m = kiln::host_memory::allocate(n);
+    if (!m) return error_tuple(env, m.err());
+    scratch = std::move(m).value();
+  }
+  std::span<std::int64_t> out = as_list ? scratch.span() : bin.span();
   if (auto s = res->buffer->download(out); !s) return error_tuple(env, s.err());
-  return ok_tuple(env, as_list ? list_term(env, out) : bin.to_term(env));
+  return ok_tuple(env, as_list ? list_term_spending(env, out) : bin.to_term(env));
 }
 
 // ---- kernel runs: inline, or as jobs on Kiln's own threads ---------------------------------------
@@ -798,7 +829,11 @@ ERL_NIF_TERM execute(ErlNifEnv* env, run_request& req, double decode_s) {
   if (req.identity) {
     const std::span<const std::int64_t> in = req.args.front().array;
     if (stop.stop_requested()) return error_tuple(env, kiln::errc::cancelled, "the conversion was stopped");
-    if (req.as_list) return ok_tuple(env, list_term(env, in));
+    if (req.as_list) {
+      if (req.data.front().owned) return ok_tuple(env, list_term_spending(env, req.data.front().storage.span()));
+      auto l = list_term_copied(env, in);
+      return l ? ok_tuple(env, *l) : error_tuple(env, l.err());
+    }
     new_binary bin;
     if (!bin.alloc(in.size()))
       return error_tuple(env, kiln::errc::out_of_memory,
@@ -826,7 +861,7 @@ ERL_NIF_TERM execute(ErlNifEnv* env, run_request& req, double decode_s) {
   auto t1 = steady::now();
   std::vector<ERL_NIF_TERM> results;
   for (std::size_t j = 0; j < bins.size(); ++j)
-    results.push_back(req.as_list ? list_term(env, outs[j]) : bins[j].to_term(env));
+    results.push_back(req.as_list ? list_term_spending(env, outs[j]) : bins[j].to_term(env));
   const double encode_s = seconds_since(t1);
   return enif_make_tuple3(env, atoms.ok_,
                           enif_make_list_from_array(env, results.data(), static_cast<unsigned>(results.size())),
