@@ -12,6 +12,20 @@ defmodule Kiln.ApiTest do
     :ok
   end
 
+  test "lists come back exact from every encoder, spent in place or from a copy that leaves a binary as it was" do
+    # Past the inline limit (jobs) and below it; bignums (beyond 2^59) among the values.
+    for l <- [random_int64s(100_003), random_int64s(1000)] do
+      bin = Binary.from_list(l)
+      copy = :binary.copy(bin)
+      assert Kiln.empty_call(l) == l
+      assert Binary.to_list(bin) == l
+      assert Kiln.empty_call(bin) == bin
+      assert bin == copy
+      assert l |> Buffer.upload(backend: :cpu) |> Buffer.to_list() == l
+      assert LogisticMap.run(l, 61, 22, backend: :cpu) == Pure.run(l, 61, 22)
+    end
+  end
+
   describe "any Enumerable of integers is data" do
     test "streams, MapSets and functions, everywhere data is taken" do
       for _ <- 1..10 do
@@ -293,6 +307,27 @@ defmodule Kiln.ConfigTest do
     Application.put_env(:kiln, :host_share, false)
     assert Kiln.Options.default(:host_share) == false
     assert LogisticMap.run([1], 61, 22, device: 0, iterations: 10) == [28]
+  end
+
+  test "a call with only :iterations (checked in a guard there) takes the configuration and raises as any other" do
+    Application.put_env(:kiln, :backend, :scalar)
+    assert {[r], %{backend: :scalar}} = LogisticMap.run_stats([1], 61, 22, iterations: 2)
+    assert [r] == Pure.run([1], 61, 22, iterations: 2)
+    Application.put_env(:kiln, :device, 5)
+    assert_raise ArgumentError, ~r/device index 5 is out of range/, fn -> LogisticMap.run([1], 61, 22, iterations: 2) end
+    Application.delete_env(:kiln, :device)
+    Application.delete_env(:kiln, :backend)
+    assert {[^r], %{backend: :pure}} = LogisticMap.run_stats([1], 61, 22, iterations: 2)
+
+    for bad <- [-1, 1.0, nil, :ten, 2 ** 63] do
+      assert_raise ArgumentError, ~r/^iterations must be a non-negative integer/, fn ->
+        LogisticMap.run([1], 61, 22, iterations: bad)
+      end
+    end
+
+    for {p, mu} <- [{0, 22}, {2 ** 32, 22}, {61.0, 22}, {61, 2 ** 63}, {61, :mu}], opts <- [[], [iterations: 2]] do
+      assert_raise ArgumentError, ~r/^(p|mu) must be an integer/, fn -> LogisticMap.run([1], p, mu, opts) end
+    end
   end
 
   test "a bad configured value raises ArgumentError naming the configuration; unknown options still raise" do

@@ -63,6 +63,25 @@ defmodule Kiln.TelemetryTest do
     end
   end
 
+  test "the usual option shapes (none, only :iterations) reach the engine with the options every other shape gives" do
+    data = Enum.to_list(1..2000)
+    expected = LogisticMap.Pure.run(data, 61, 22, iterations: 3)
+    assert LogisticMap.run(data, 61, 22, iterations: 3, chunk_size: 0) == expected
+    assert [{_, _, %{options: general}}, _] = events()
+    assert LogisticMap.run(data, 61, 22, iterations: 3) == expected
+    assert [{_, _, %{options: usual}}, _] = events()
+    assert usual == general and general[:host_share] == true
+
+    Application.put_env(:kiln, :iterations, 3)
+
+    try do
+      assert LogisticMap.run(data, 61, 22) == expected
+      assert [{_, _, %{options: ^general}}, _] = events()
+    after
+      Application.delete_env(:kiln, :iterations)
+    end
+  end
+
   test "a run that raises is a span that ends in an exception event" do
     assert_raise ArgumentError, ~r/element at index 1 is not an integer/, fn ->
       LogisticMap.run([1, :a], 61, 22, backend: :cpu)

@@ -11,12 +11,15 @@ defmodule Kiln.Args do
   @backends [:auto, :scalar, :cpu, :opencl, :cuda]
 
   defguard is_int64(x) when is_integer(x) and x >= @int64_min and x <= @int64_max
+  # What p!/1 and iterations!/1 accept, for callers that check in a guard on their fast path.
+  defguard is_p(p) when is_integer(p) and p >= 1 and p <= @max_p
+  defguard is_iterations(n) when is_integer(n) and n >= 0 and n <= @int64_max
 
   def int64_min, do: @int64_min
   def int64_max, do: @int64_max
   def max_p, do: @max_p
 
-  def p!(p) when is_integer(p) and p >= 1 and p <= @max_p, do: p
+  def p!(p) when is_p(p), do: p
 
   def p!(p) do
     raise ArgumentError, "p must be an integer in 1..4294967295 (2^32 - 1), got #{show(p)}"
@@ -28,7 +31,7 @@ defmodule Kiln.Args do
     raise ArgumentError, "mu must be an integer that fits in int64, got #{show(mu)}"
   end
 
-  def iterations!(n) when is_integer(n) and n >= 0 and n <= @int64_max, do: n
+  def iterations!(n) when is_iterations(n), do: n
 
   def iterations!(n) do
     raise ArgumentError, "iterations must be a non-negative integer, got #{show(n)}"

@@ -119,24 +119,6 @@ defmodule Kiln.LogisticMap do
     dispatch(data, p, mu, opts, true)
   end
 
-  # Little work with `backend: :auto` runs in the calling process; the rest in the engine.
-  # `stats?`: the caller wants the stats (else a tiny run reads no clock unless telemetry is on).
-  defp dispatch(data, p, mu, opts, stats?) do
-    with limit when limit > 0 <- tiny_limit(data, opts),
-         {:ok, result, n, t0} <- tiny_run(data, p, mu, opts[:iterations], limit, stats?) do
-      tiny_reply(result, n, t0, p, mu, opts)
-    else
-      _ ->
-        {nif_data, as_list, n} = Args.data_n!(data)
-        Memory.check_result!(as_list, n, fn -> "a run over #{n} elements" end)
-        opts = Keyword.replace!(opts, :host_share, host_share(opts[:host_share]))
-        engine_run(nif_data, as_list, n, p, mu, opts, &"element at index #{&1}")
-    end
-  end
-
-  defp host_share(nil), do: Options.default(:host_share)
-  defp host_share(flag), do: flag
-
   # ---- tiny inputs ----------------------------------------------------------------------------------
   #
   # A call into the NIF costs a few microseconds before any work (its arguments, the engine's
@@ -147,19 +129,41 @@ defmodule Kiln.LogisticMap do
   # engine words that error), goes to the engine.
   @tiny_work 256
 
-  # How many elements may run here (0: none).
-  defp tiny_limit(data, opts) do
-    if opts[:backend] == :auto and opts[:device] == 0 and (is_list(data) or is_binary(data)),
-      do: div(@tiny_work, max(opts[:iterations], 1)),
-      else: 0
+  # Little work with `backend: :auto` runs in the calling process; the rest in the engine.
+  # `stats?`: the caller wants the stats (else a tiny run reads no clock unless telemetry is on).
+  # The options come in the order of @call_keys (Options.validate!/2 keeps it), so the tiny case
+  # is a match rather than three lookups.
+  defp dispatch(data, p, mu, [{:backend, :auto}, {:device, 0}, {:iterations, k} | _] = opts, stats?)
+       when is_list(data) or is_binary(data) do
+    case tiny_run(data, p, mu, k, div(@tiny_work, max(k, 1)), stats?) do
+      {:ok, result, n, t0} -> tiny_reply(result, n, t0, p, mu, opts)
+      :engine -> engine_dispatch(data, p, mu, opts)
+    end
   end
 
-  defp tiny_run(data, p, mu, k, limit, stats?) when is_list(data) do
-    t0 = tiny_clock(stats?)
+  defp dispatch(data, p, mu, opts, _stats?), do: engine_dispatch(data, p, mu, opts)
 
+  defp engine_dispatch(data, p, mu, opts) do
+    {nif_data, as_list, n} = Args.data_n!(data)
+    Memory.check_result!(as_list, n, fn -> "a run over #{n} elements" end)
+    opts = Keyword.replace!(opts, :host_share, host_share(opts[:host_share]))
+    engine_run(nif_data, as_list, n, p, mu, opts, &"element at index #{&1}")
+  end
+
+  defp host_share(nil), do: Options.default(:host_share)
+  defp host_share(flag), do: flag
+
+  # At most `limit` elements run here (0: none).
+  defp tiny_run(_data, _p, _mu, _k, 0, _stats?), do: :engine
+
+  defp tiny_run(data, p, mu, k, limit, stats?) when is_list(data) do
     case tiny_count(data, limit, 0) do
-      :engine -> :engine
-      n -> {:ok, Enum.map(data, &iterate(&1, k, p, mu)), n, t0}
+      :engine ->
+        :engine
+
+      n ->
+        t0 = tiny_clock(stats?)
+        {:ok, tiny_map(data, k, p, mu), n, t0}
     end
   end
 
@@ -174,9 +178,8 @@ defmodule Kiln.LogisticMap do
 
   # The start time where someone reads it (the stats, telemetry), else nil: two clock reads
   # cost about a quarter of a one-element call.
-  defp tiny_clock(stats?) do
-    if stats? or Telemetry.enabled?(), do: System.monotonic_time(), else: nil
-  end
+  defp tiny_clock(true), do: System.monotonic_time()
+  defp tiny_clock(false), do: if(Telemetry.enabled?(), do: System.monotonic_time())
 
   # The length of a proper list of at most `limit` int64 integers, else :engine; checked before
   # any work, so a longer list costs only this walk of its first elements.
@@ -185,6 +188,10 @@ defmodule Kiln.LogisticMap do
 
   defp tiny_count([], _limit, n), do: n
   defp tiny_count(_other, _limit, _n), do: :engine
+
+  # A body recursion rather than Enum.map/2 and a closure: the same list, fewer calls.
+  defp tiny_map([x | rest], k, p, mu), do: [iterate(x, k, p, mu) | tiny_map(rest, k, p, mu)]
+  defp tiny_map([], _k, _p, _mu), do: []
 
   # Pure's map with the step written into the loop: calling Pure's own loop (a step function
   # called each iteration) measured about 15% slower at 16 elements on the 2-core machine, and
@@ -568,8 +575,29 @@ defmodule Kiln.LogisticMap do
 
   # ---- checks ---------------------------------------------------------------------------------------
 
+  # run/4's and run_stats/4's usual options, none or only the iterations, skip the schema's walk
+  # (about a third of a one-element call, docs/BENCHMARKS.md: small calls) and give what it
+  # would: each key of @call_keys at its default, the configured ones read as Options reads them.
+  defp validate!(p, mu, [], @call_keys) when Args.is_p(p) and Args.is_int64(mu),
+    do: {p, mu, usual_opts(Options.default(:iterations))}
+
+  defp validate!(p, mu, [iterations: k], @call_keys)
+       when Args.is_p(p) and Args.is_int64(mu) and Args.is_iterations(k),
+       do: {p, mu, usual_opts(k)}
+
   defp validate!(p, mu, opts, keys) do
     opts = Options.validate!(opts, keys)
     {Args.p!(p), Args.mu!(mu), opts}
+  end
+
+  defp usual_opts(k) do
+    [
+      backend: Options.default(:backend),
+      device: Options.default(:device),
+      iterations: k,
+      chunk_size: 0,
+      phase_times: false,
+      host_share: nil
+    ]
   end
 end

@@ -87,18 +87,20 @@ defmodule Kiln.Options do
   # its own as `{key, default}` (then the configuration does not apply). In the order of `keys`.
   @spec validate!(term, [key]) :: keyword
   def validate!(opts, keys) do
-    fill(keys, given!(opts, keys, opts, %{}))
+    given!(opts, keys, opts, [])
+    fill(keys, opts)
   end
 
-  # Every key of `keys`, given or at its default: a plain recursion, as this runs on every call.
-  defp fill([], _given), do: []
+  # Every key of `keys`, given or at its default: a plain recursion over lists, as this runs on
+  # every call (a map of the given options cost more than the few keyfinds it saved).
+  defp fill([], _opts), do: []
 
-  defp fill([key | rest], given) do
+  defp fill([key | rest], opts) do
     name = key_name(key)
 
-    case given do
-      %{^name => value} -> [{name, check!(name, value)} | fill(rest, given)]
-      _ -> [{name, default!(key)} | fill(rest, given)]
+    case :lists.keyfind(name, 1, opts) do
+      {_, value} -> [{name, check!(name, value)} | fill(rest, opts)]
+      false -> [{name, default!(key)} | fill(rest, opts)]
     end
   end
 
@@ -106,13 +108,14 @@ defmodule Kiln.Options do
   # Only the options `opts` sets, each checked (for per-node overrides, merged onto full options).
   @spec check_given!(term, [atom]) :: keyword
   def check_given!(opts, names) do
-    given!(opts, names, opts, %{})
+    given!(opts, names, opts, [])
     Enum.map(opts, fn {name, value} -> {name, check!(name, value)} end)
   end
 
   @doc "The default of `option` for a call now: the configured one where it is configurable."
   @spec default(atom) :: term
-  def default(option) when is_map_key(@defaults, option), do: default!(option)
+  def default(option) when option in @configurable, do: configured(option)
+  def default(option) when is_map_key(@defaults, option), do: static_default(option)
 
   def default(option) do
     raise ArgumentError, "#{inspect(option)} is not one of Kiln's options: #{inspect(Map.keys(@defaults))}"
@@ -123,8 +126,12 @@ defmodule Kiln.Options do
 
   defp default!({_name, default}), do: default
 
-  defp default!(name) when name in @configurable do
-    case Application.fetch_env(:kiln, name) do
+  defp default!(name) when name in @configurable, do: configured(name)
+  defp default!(name), do: static_default(name)
+
+  defp configured(name) do
+    # :application.get_env/2 is what Application.fetch_env/2 calls, less a remote call.
+    case :application.get_env(:kiln, name) do
       {:ok, value} ->
         try do
           check!(name, value)
@@ -133,24 +140,27 @@ defmodule Kiln.Options do
             reraise ArgumentError, "config :kiln, #{name}: #{Exception.message(e)}", __STACKTRACE__
         end
 
-      :error ->
-        Map.fetch!(@defaults, name)
+      :undefined ->
+        static_default(name)
     end
   end
 
-  defp default!(name), do: Map.fetch!(@defaults, name)
+  # One clause a default, as a map lookup costs more on every call.
+  for {name, value} <- @defaults do
+    defp static_default(unquote(name)), do: unquote(Macro.escape(value))
+  end
 
-  # The options as a map, once it is sure they are a keyword list whose keys are all among
-  # `keys`, each once (worded as Keyword.validate!/2 words it). One pass: this runs on every call.
-  defp given!([{name, value} | rest], keys, opts, acc) when is_atom(name) do
+  # Checks that the options are a keyword list whose keys are all among `keys`, each once (worded
+  # as Keyword.validate!/2 words it). One pass, `seen` the keys met so far: this runs on every call.
+  defp given!([{name, _value} | rest], keys, opts, seen) when is_atom(name) do
     cond do
-      is_map_key(acc, name) ->
+      :lists.member(name, seen) ->
         raise ArgumentError, "duplicate keys #{inspect([name])} in #{inspect(opts, limit: 8)}"
 
       # The options may still turn out not to be a keyword list: say that first, as the rest
       # of the message lists their keys.
       not known?(name, keys) and not Keyword.keyword?(opts) ->
-        given!(:not_keyword, keys, opts, acc)
+        given!(:not_keyword, keys, opts, seen)
 
       not known?(name, keys) ->
         names = Enum.map(keys, &key_name/1)
@@ -161,13 +171,13 @@ defmodule Kiln.Options do
                 "the allowed keys are: #{inspect(names)}"
 
       true ->
-        given!(rest, keys, opts, Map.put(acc, name, value))
+        given!(rest, keys, opts, [name | seen])
     end
   end
 
-  defp given!([], _keys, _opts, acc), do: acc
+  defp given!([], _keys, _opts, _seen), do: :ok
 
-  defp given!(_not_keyword, _keys, opts, _acc) do
+  defp given!(_not_keyword, _keys, opts, _seen) do
     raise ArgumentError,
           "options must be a keyword list, got #{inspect(opts, structs: false, limit: 8, printable_limit: 40)}"
   end
