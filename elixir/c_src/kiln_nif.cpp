@@ -845,10 +845,23 @@ ERL_NIF_TERM execute(ErlNifEnv* env, run_request& req, double decode_s) {
   std::size_t n = 0;
   for (const auto& a : req.args)
     if (a.what == kiln::arg::kind::array) n = a.array.size();
-  // Results: binaries in host blocks (a list is encoded from them afterwards).
+  // Results: binaries in host blocks (a list is encoded from them afterwards). A list result
+  // needs no binary: it may take the decoded copy of an input (a list's or a Range's, which
+  // nothing else reads), as the engine lets an output alias an array argument exactly; that
+  // spares a block as long as the array, fresh memory where the pool has none free.
   std::vector<new_binary> bins(kern.outputs);
   std::vector<std::span<std::int64_t>> outs;
+  std::vector<bool> taken(req.data.size(), false);
   for (auto& b : bins) {
+    if (req.as_list) {
+      std::size_t i = 0;
+      while (i < req.data.size() && (taken[i] || !req.data[i].owned || req.data[i].storage.size() != n)) ++i;
+      if (i < req.data.size()) {
+        taken[i] = true;
+        outs.push_back(req.data[i].storage.span());
+        continue;
+      }
+    }
     if (!b.alloc(n))
       return error_tuple(env, kiln::errc::out_of_memory,
                          "cannot allocate a " + std::to_string(n * sizeof(std::int64_t)) + "-byte result");
