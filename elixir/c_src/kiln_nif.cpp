@@ -44,7 +44,7 @@ double seconds_since(steady::time_point t0) { return std::chrono::duration<doubl
 // serves every environment, and making an atom by name takes the atom table's lock each time
 // (a few percent of a small call's cost).
 #define KILN_NIF_ATOMS(X)                                                                            \
-  X(ok) X(error) X(true) X(false) X(nil) X(started) X(iota) X(into) X(backend) X(device) X(chunk_size) \
+  X(ok) X(error) X(true) X(false) X(nil) X(started) X(iota) X(list) X(into) X(backend) X(device) X(chunk_size) \
   X(phase_times) X(host_share) X(as_list) X(host_to_device_s) X(kernel_s) X(device_to_host_s)      \
   X(total_s) X(chunks) X(host_elements) X(decode_s) X(encode_s) X(scalar) X(cpu) X(opencl) X(cuda) X(auto)
 
@@ -170,8 +170,9 @@ struct int64_data {
   }
 };
 
-// Accepts a binary of native-endian int64, a proper list of integers, or {:iota, first, step,
-// count} (how Kiln.LogisticMap passes a Range, so that no list is built for it).
+// Accepts a binary of native-endian int64, a proper list of integers, {:list, count, list} (a list
+// with its length, see Kiln.Args.counted/2), or {:iota, first, step, count} (how Kiln.LogisticMap
+// passes a Range, so that no list is built for it).
 kiln::status decode(ErlNifEnv* env, ERL_NIF_TERM term, int64_data& out) {
   ErlNifBinary bin;
   if (enif_inspect_binary(env, term, &bin)) {
@@ -208,6 +209,29 @@ kiln::status decode(ErlNifEnv* env, ERL_NIF_TERM term, int64_data& out) {
   const ERL_NIF_TERM* tuple;
   std::int64_t first, step;
   ErlNifUInt64 count;
+  // {:list, count, list}: a list whose length Elixir has just measured, walked once here instead
+  // of twice (its length, then its cells: a walk of a 2^25-element list is tens of milliseconds);
+  // the count is checked against the cells as they are read.
+  if (enif_get_tuple(env, term, &arity, &tuple) && arity == 3 && enif_is_identical(tuple[0], atoms.list_) &&
+      enif_get_uint64(env, tuple[1], &count) && enif_is_list(env, tuple[2])) {
+    if (count > SIZE_MAX / sizeof(std::int64_t))
+      return kiln::make_error(kiln::errc::out_of_memory, std::to_string(count) + " elements do not fit in memory");
+    KILN_TRY(out.adopt(static_cast<std::size_t>(count)));
+    ERL_NIF_TERM head, tail = tuple[2];
+    for (std::size_t i = 0; i < count; ++i) {
+      std::int64_t v;
+      if (!enif_get_list_cell(env, tail, &head, &tail))
+        return invalid("data must be a proper list of " + std::to_string(count) + " integers: it is shorter");
+      if (!get_i64(env, head, v)) {
+        out.bad_element.emplace(i, head);
+        return invalid("element at index " + std::to_string(i) + " is not an int64");
+      }
+      out.storage.data()[i] = v;
+    }
+    if (!enif_is_empty_list(env, tail))
+      return invalid("data must be a proper list of " + std::to_string(count) + " integers: it is longer or improper");
+    return {};
+  }
   if (enif_get_tuple(env, term, &arity, &tuple) && arity == 4 && enif_is_identical(tuple[0], atoms.iota_) &&
       get_i64(env, tuple[1], first) && get_i64(env, tuple[2], step) && enif_get_uint64(env, tuple[3], &count)) {
     if (count > SIZE_MAX / sizeof(std::int64_t))
@@ -304,7 +328,7 @@ ERL_NIF_TERM list_term_spending(ErlNifEnv* env, std::span<std::int64_t> values) 
   }
   std::byte* cells = reinterpret_cast<std::byte*>(values.data());
   for (std::size_t i = 0; i < values.size(); ++i) {
-    // memcpy in and out: the bytes change type, which a plain cast would not make defined.
+    // memcpy in and out: defined whatever types ERL_NIF_TERM and int64_t are on the platform.
     std::int64_t v;
     std::memcpy(&v, cells + i * sizeof v, sizeof v);
     const ERL_NIF_TERM t = enif_make_int64(env, static_cast<ErlNifSInt64>(v));
@@ -692,10 +716,11 @@ request_shape shape_of(ErlNifEnv* env, ERL_NIF_TERM args, std::size_t cap) {
     } else if (enif_is_list(env, head)) {
       s.needs_decoding = true;
       s.elements = std::max(s.elements, list_length_upto(env, head, cap));
-    } else if (enif_get_tuple(env, head, &arity, &tuple) && arity == 4) {
+    } else if (enif_get_tuple(env, head, &arity, &tuple) && (arity == 4 || arity == 3)) {
+      // {:iota, first, step, count} or {:list, count, list}
       ErlNifUInt64 count = 0;
       s.needs_decoding = true;
-      if (enif_get_uint64(env, tuple[3], &count)) s.elements = std::max<std::size_t>(s.elements, count);
+      if (enif_get_uint64(env, tuple[arity == 4 ? 3 : 1], &count)) s.elements = std::max<std::size_t>(s.elements, count);
     } else {
       s.needs_decoding = true;  // decode() words the error
     }

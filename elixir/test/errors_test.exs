@@ -23,6 +23,24 @@ defmodule Kiln.ErrorsTest do
     end
   end
 
+  test "a list with its count, as Elixir hands it to the NIF: a count that does not match is an error, never a crash" do
+    long = Enum.to_list(1..20_000)
+    # Inline (short) and through a job (long), each as a list back and as a binary.
+    for list <- [[1, 2, 3], long], as_list <- [true, false], as_job <- [false, true] do
+      n = length(list)
+      expected = if as_list, do: list, else: Kiln.Binary.from_list(list)
+      assert Kiln.Engine.convert({:list, n, list}, as_list, as_job) == {:ok, expected}
+
+      assert {:error, {:invalid_argument, message}} = Kiln.Engine.convert({:list, n + 1, list}, as_list, as_job)
+      assert message =~ "is shorter"
+      assert {:error, {:invalid_argument, message}} = Kiln.Engine.convert({:list, n - 1, list}, as_list, as_job)
+      assert message =~ "is longer or improper"
+      assert {:error, {:invalid_argument, message}} = Kiln.Engine.convert({:list, n, list ++ [1 | 2]}, as_list, as_job)
+      assert message =~ "is longer or improper"
+      assert {:error, {:bad_element, 1, :a, :not_integer}} = Kiln.Engine.convert({:list, 3, [1, :a, 3]}, as_list, as_job)
+    end
+  end
+
   test "an element outside int64, with its index" do
     for bad <- [int64_max() + 1, int64_min() - 1, 1 <<< 100] do
       assert_raise ArgumentError, ~r/element at index 1 does not fit in int64: #{bad}/, fn ->

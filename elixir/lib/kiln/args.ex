@@ -70,6 +70,13 @@ defmodule Kiln.Args do
   # the work): they go to dirty IO schedulers, leaving the dirty CPU schedulers to the host backends.
   def dirty_io?(backend), do: backend in [:opencl, :cuda]
 
+  @doc """
+  The NIF's form of data whose element count `n` is known: a list crosses as `{:list, n, list}`,
+  so that the NIF walks it once instead of measuring it again; anything else as it is.
+  """
+  def counted(list, n) when is_list(list), do: {:list, n, list}
+  def counted(data, _n), do: data
+
   @doc "The data as the NIF takes it, and whether the result should be a list."
   def data!(data) do
     {nif_data, as_list, _n} = data_n!(data)
