@@ -46,7 +46,7 @@ defmodule KilnBench.ListsSplit do
     :ok = wait_start(pid)
     # Collections before the start (building the list) are not the call's.
     _ = drain(pid, [])
-    {t, split} = wait_done(pid, n)
+    {t, split} = wait_done(pid, ref, n)
     :ok = wait_down(ref)
     gcs = drain(pid, [])
     Map.merge(split, %{ms: t, gc_ms: Enum.sum(gcs), gcs: length(gcs)})
@@ -69,9 +69,11 @@ defmodule KilnBench.ListsSplit do
     end
   end
 
-  defp wait_done(pid, n) do
+  # The op's time and split, or the op's own exit (a crash of the op ends the script with it).
+  defp wait_done(pid, ref, n) do
     receive do
       {:done, ^pid, t, split, ^n, _} -> {t, split}
+      {:DOWN, ^ref, _, _, reason} -> exit({:op_failed, reason})
     end
   end
 

@@ -20,6 +20,8 @@ defmodule Kiln.ApiTest do
       assert Kiln.empty_call(l) == l
       assert Binary.to_list(bin) == l
       assert Kiln.empty_call(bin) == bin
+      # A binary's list as a job (the engine's conversion of a long binary, from a copy).
+      assert Kiln.Engine.convert(bin, true, true) == {:ok, l}
       assert bin == copy
       assert l |> Buffer.upload(backend: :cpu) |> Buffer.to_list() == l
       assert LogisticMap.run(l, 61, 22, backend: :cpu) == Pure.run(l, 61, 22)
@@ -327,6 +329,14 @@ defmodule Kiln.ConfigTest do
 
     for {p, mu} <- [{0, 22}, {2 ** 32, 22}, {61.0, 22}, {61, 2 ** 63}, {61, :mu}], opts <- [[], [iterations: 2]] do
       assert_raise ArgumentError, ~r/^(p|mu) must be an integer/, fn -> LogisticMap.run([1], p, mu, opts) end
+    end
+
+    # Of two bad configured values, the same one is named whatever the options' shape.
+    Application.put_env(:kiln, :backend, :tpu)
+    Application.put_env(:kiln, :iterations, -1)
+
+    for opts <- [[], [chunk_size: 0]] do
+      assert_raise ArgumentError, ~r/config :kiln, backend: unknown backend :tpu/, fn -> LogisticMap.run([1], 61, 22, opts) end
     end
   end
 

@@ -157,12 +157,13 @@ defmodule Kiln.LogisticMap do
   defp tiny_run(_data, _p, _mu, _k, 0, _stats?), do: :engine
 
   defp tiny_run(data, p, mu, k, limit, stats?) when is_list(data) do
+    t0 = tiny_clock(stats?)
+
     case tiny_count(data, limit, 0) do
       :engine ->
         :engine
 
       n ->
-        t0 = tiny_clock(stats?)
         {:ok, tiny_map(data, k, p, mu), n, t0}
     end
   end
@@ -247,7 +248,7 @@ defmodule Kiln.LogisticMap do
     {p, mu, opts} = validate!(p, mu, opts, @run_keys)
     {nif_data, as_list, n} = Args.data_n!(data)
     Memory.check_result!(as_list, n, fn -> "a run over #{n} elements" end)
-    {kernel, args, nif_opts} = engine_call(nif_data, as_list, p, mu, opts)
+    {kernel, args, nif_opts} = engine_call(Args.counted(nif_data, n), as_list, p, mu, opts)
 
     Engine.start(kernel, args, nif_opts, fn reply ->
       {result, _stats} = engine_reply(reply, &"element at index #{&1}")
@@ -370,7 +371,7 @@ defmodule Kiln.LogisticMap do
     }
 
     Telemetry.span(metadata, fn ->
-      {kernel, args, nif_opts} = engine_call(nif_data, as_list, p, mu, opts)
+      {kernel, args, nif_opts} = engine_call(Args.counted(nif_data, n), as_list, p, mu, opts)
       kernel |> Engine.call(args, nif_opts) |> engine_reply(where)
     end)
   end
@@ -579,7 +580,7 @@ defmodule Kiln.LogisticMap do
   # (about a third of a one-element call, docs/BENCHMARKS.md: small calls) and give what it
   # would: each key of @call_keys at its default, the configured ones read as Options reads them.
   defp validate!(p, mu, [], @call_keys) when Args.is_p(p) and Args.is_int64(mu),
-    do: {p, mu, usual_opts(Options.default(:iterations))}
+    do: {p, mu, usual_opts(nil)}
 
   defp validate!(p, mu, [iterations: k], @call_keys)
        when Args.is_p(p) and Args.is_int64(mu) and Args.is_iterations(k),
@@ -590,13 +591,23 @@ defmodule Kiln.LogisticMap do
     {Args.p!(p), Args.mu!(mu), opts}
   end
 
+  # The defaults that no configuration sets, as Options has them when this module is compiled.
+  @chunk_size_default Options.default(:chunk_size)
+  @phase_times_default Options.default(:phase_times)
+
+  # The configured values are read in the order of @call_keys, so that of two bad ones the same
+  # is named as on the general path; `k` nil: the iterations' default too.
   defp usual_opts(k) do
+    backend = Options.default(:backend)
+    device = Options.default(:device)
+    k = if k == nil, do: Options.default(:iterations), else: k
+
     [
-      backend: Options.default(:backend),
-      device: Options.default(:device),
+      backend: backend,
+      device: device,
       iterations: k,
-      chunk_size: 0,
-      phase_times: false,
+      chunk_size: @chunk_size_default,
+      phase_times: @phase_times_default,
       host_share: nil
     ]
   end
