@@ -143,6 +143,9 @@ int main(int argc, char** argv) {
   std::printf("%-58s %9.3f ms  %7.2f T integer instructions/s\n", "32-bit integer multiply-adds, 8 chains a thread", imad_t,
               int_rate / 1e12);
 
+  std::printf("pairs kernel's wave (blocks of %d on all %d SMs at once): 1 pair a thread %u, 2 pairs %u, 3 pairs %u\n",
+              logistic_block_threads, sm, logistic_pairs_wave_blocks<1>(sm), logistic_pairs_wave_blocks<2>(sm),
+              logistic_pairs_wave_blocks<3>(sm));
   const kernel_params kp = prepare(kiln::map_params{6'700'417, 22, 1});
   struct shape {
     std::string name;

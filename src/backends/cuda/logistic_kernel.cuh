@@ -186,6 +186,36 @@ inline unsigned logistic_pairs_grid_blocks(std::size_t n, int sm_count, int pair
   return logistic_grid_blocks((n + per_thread - 1) / per_thread, sm_count);
 }
 
+// Blocks of logistic_kernel_pairs<V> that the device holds at once on all its SMs (one wave), or
+// 0 where the occupancy query fails; queried once per process (a process's GPUs share one
+// architecture in practice, and a wrong guess costs time, never results).
+template <int V>
+inline unsigned logistic_pairs_wave_blocks(int sm_count) {
+  static const int per_sm = [] {
+    int b = 0;
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, logistic_kernel_pairs<V>, logistic_block_threads, 0) ==
+                   cudaSuccess
+               ? b
+               : 0;
+  }();
+  return static_cast<unsigned>(std::max(per_sm, 0)) * static_cast<unsigned>(std::max(sm_count, 1));
+}
+
+// The pairs kernel's grid for a run of kp's iterations. Runs bound by the arithmetic (the integer
+// lanes' iteration counts) take one wave: with more blocks than the device holds, blocks run in
+// waves whose last is part full while each block takes as long, and a thread's share of the
+// grid-stride loop then differs from another's by a whole sweep of V pairs; within one wave the
+// sweeps are many and differ by at most one. Runs bound by memory keep the larger grid, whose
+// blocks in flight hide the loads' latency.
+inline unsigned logistic_pairs_launch_blocks(std::size_t n, const kernel_params& kp, int sm_count, int v) {
+  const unsigned cover = logistic_pairs_grid_blocks(n, sm_count, v);
+  if (kp.iterations < int_lanes_min_iterations) return cover;
+  const unsigned wave = v == 3   ? logistic_pairs_wave_blocks<3>(sm_count)
+                        : v == 2 ? logistic_pairs_wave_blocks<2>(sm_count)
+                                 : logistic_pairs_wave_blocks<1>(sm_count);
+  return wave > 0 ? std::min(cover, wave) : cover;
+}
+
 // Enqueues the map over n elements on `stream`, between distinct buffers whose elements are 32
 // bits wide where in32 / out32 say so (narrow chunks), else 64. Returns the launch error (a bad
 // configuration or missing kernel image), not errors of the running kernel.
@@ -217,7 +247,7 @@ inline cudaError_t launch_logistic(const std::int64_t* in, std::int64_t* out, st
   if (aligned) {
     const cuda_map_params prm = to_cuda_params(kp);
     const int v = logistic_pairs_per_thread(kp);
-    const unsigned blocks = logistic_pairs_grid_blocks(n, sm_count, v);
+    const unsigned blocks = logistic_pairs_launch_blocks(n, kp, sm_count, v);
     if (v == 3)
       logistic_kernel_pairs<3><<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
     else if (v == 2)
