@@ -149,8 +149,9 @@ int main(int argc, char** argv) {
   const kernel_params kp = prepare(kiln::map_params{6'700'417, 22, 1});
   struct shape {
     std::string name;
-    int v;      // 0: one element per thread
-    bool mont;  // Montgomery lanes beside the doubles (kernel_params::mont)
+    int v;              // 0: one element per thread
+    bool mont;          // Montgomery lanes beside the doubles (kernel_params::mont)
+    bool wave = false;  // the pairs kernels: one wave of resident blocks (logistic_pairs_wave_blocks)
   };
   const std::vector<shape> shapes = {{"one element a thread, doubles", 0, false},
                                      {"pairs, 1 load a thread, doubles", 1, false},
@@ -160,6 +161,9 @@ int main(int argc, char** argv) {
                                      {"pairs, 3 loads a thread, doubles", 3, false},
                                      {"pairs, 3 loads a thread, mixed", 3, true},
                                      {"pairs, 4 loads a thread, mixed", 4, true},
+                                     {"pairs, 1 load a thread, mixed, one wave", 1, true, true},
+                                     {"pairs, 2 loads a thread, mixed, one wave", 2, true, true},
+                                     {"pairs, 3 loads a thread, mixed, one wave", 3, true, true},
                                      {"as the backend launches it", -1, true},
                                      {"two elements a thread, buffer to buffer", -2, true}};
   std::vector<i64> want(n), got(n);
@@ -177,6 +181,12 @@ int main(int argc, char** argv) {
       const double floor_int = mixed ? 4.0 * steps * 0.5 / int_rate * 1e3 : 0.0;
       const double floor = std::max({floor_mem, floor_fp, floor_int});
       const char* bound = floor == floor_mem ? "memory" : floor == floor_fp ? "FP64" : "integer";
+      // The shape's grid: enough blocks to cover the pairs once (capped as the backend caps it), or
+      // one wave of resident blocks.
+      auto grid = [&](int v, unsigned wave) {
+        const unsigned cover = logistic_pairs_grid_blocks(n, sm, v);
+        return s.wave && wave > 0 ? std::min(cover, wave) : cover;
+      };
       auto launch = [&] {
         if (s.v == -2)  // staged chunks' kernel: e stays the input, f takes the output
           check(launch_logistic(e, false, f, false, n, kk, sm, stream), "launch_logistic");
@@ -185,11 +195,11 @@ int main(int argc, char** argv) {
         else if (s.v == 0)
           logistic_kernel_inplace<<<logistic_grid_blocks(n, sm), logistic_block_threads, 0, stream>>>(e, n, prm);
         else if (s.v == 1)
-          logistic_kernel_pairs<1><<<logistic_pairs_grid_blocks(n, sm, 1), logistic_block_threads, 0, stream>>>(e, e, n, prm);
+          logistic_kernel_pairs<1><<<grid(1, logistic_pairs_wave_blocks<1>(sm)), logistic_block_threads, 0, stream>>>(e, e, n, prm);
         else if (s.v == 2)
-          logistic_kernel_pairs<2><<<logistic_pairs_grid_blocks(n, sm, 2), logistic_block_threads, 0, stream>>>(e, e, n, prm);
+          logistic_kernel_pairs<2><<<grid(2, logistic_pairs_wave_blocks<2>(sm)), logistic_block_threads, 0, stream>>>(e, e, n, prm);
         else if (s.v == 3)
-          logistic_kernel_pairs<3><<<logistic_pairs_grid_blocks(n, sm, 3), logistic_block_threads, 0, stream>>>(e, e, n, prm);
+          logistic_kernel_pairs<3><<<grid(3, logistic_pairs_wave_blocks<3>(sm)), logistic_block_threads, 0, stream>>>(e, e, n, prm);
         else
           logistic_kernel_pairs<4><<<logistic_pairs_grid_blocks(n, sm, 4), logistic_block_threads, 0, stream>>>(e, e, n, prm);
       };

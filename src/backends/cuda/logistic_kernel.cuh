@@ -201,18 +201,18 @@ inline unsigned logistic_pairs_wave_blocks(int sm_count) {
   return static_cast<unsigned>(std::max(per_sm, 0)) * static_cast<unsigned>(std::max(sm_count, 1));
 }
 
-// The pairs kernel's grid for a run of kp's iterations. Runs bound by the arithmetic (the integer
-// lanes' iteration counts) take one wave: with more blocks than the device holds, blocks run in
-// waves whose last is part full while each block takes as long, and a thread's share of the
-// grid-stride loop then differs from another's by a whole sweep of V pairs; within one wave the
-// sweeps are many and differ by at most one. Runs bound by memory keep the larger grid, whose
-// blocks in flight hide the loads' latency.
+// The pairs kernel's grid for a run of kp's iterations. The three-pair kernel of runs bound by the
+// arithmetic (the integer lanes' iteration counts) takes one wave: with more blocks than the
+// device holds (6 a SM on sm_90), blocks run in waves whose last is part full while each block
+// takes as long, and a thread's share of the grid-stride loop differs from another's by a whole
+// sweep of 3 pairs; within one wave the sweeps are many and differ by at most one (2% faster at
+// 100 and 1000 iterations on the H200). The one- and two-pair kernels hold 8 blocks a SM and
+// were slower in one wave (docs/BENCHMARKS.md, DH), as are runs bound by memory, whose blocks in
+// flight hide the loads' latency: they keep the covering grid.
 inline unsigned logistic_pairs_launch_blocks(std::size_t n, const kernel_params& kp, int sm_count, int v) {
   const unsigned cover = logistic_pairs_grid_blocks(n, sm_count, v);
-  if (kp.iterations < int_lanes_min_iterations) return cover;
-  const unsigned wave = v == 3   ? logistic_pairs_wave_blocks<3>(sm_count)
-                        : v == 2 ? logistic_pairs_wave_blocks<2>(sm_count)
-                                 : logistic_pairs_wave_blocks<1>(sm_count);
+  if (v != 3 || kp.iterations < int_lanes_min_iterations) return cover;
+  const unsigned wave = logistic_pairs_wave_blocks<3>(sm_count);
   return wave > 0 ? std::min(cover, wave) : cover;
 }
 
