@@ -19,18 +19,26 @@ defmodule KilnBench.ListsSplit do
     cuda? = Enum.any?(Kiln.devices(), &(&1.backend == :cuda and &1.available))
 
     ops =
-      [reverse: fn data -> {:lists.reverse(data), %{}} end,
-       empty_call: fn data -> {Kiln.empty_call(data), %{}} end,
-       cpu: &stats_op(&1, :cpu)] ++ if(cuda?, do: [cuda0: &stats_op(&1, :cuda)], else: [])
+      [
+        reverse: fn data -> {:lists.reverse(data), %{}} end,
+        empty_call: fn data -> {Kiln.empty_call(data), %{}} end,
+        cpu: &stats_op(&1, :cpu)
+      ] ++ if(cuda?, do: [cuda0: &stats_op(&1, :cuda)], else: [])
 
     :erlang.system_monitor(self(), [{:long_gc, 1}])
-    IO.puts("n = #{n}, held list #{heap}, median of #{repeat} (ms; gc: collections of 1 ms or more inside the call)")
+
+    IO.puts(
+      "n = #{n}, held list #{heap}, median of #{repeat} (ms; gc: collections of 1 ms or more inside the call)"
+    )
 
     for {name, op} <- ops do
       _ = once(op, n, heap)
       runs = for _ <- 1..repeat, do: once(op, n, heap)
       keys = runs |> hd() |> Map.keys() |> Enum.sort()
-      fields = Enum.map_join(keys, " ", fn k -> "#{k}=#{Float.round(median(Enum.map(runs, &(&1[k] * 1.0))), 1)}" end)
+
+      fields =
+        Enum.map_join(keys, " ", fn k -> "#{k}=#{Float.round(median(Enum.map(runs, &(&1[k] * 1.0))), 1)}" end)
+
       IO.puts("#{name}: #{fields}")
     end
   end

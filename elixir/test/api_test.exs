@@ -224,6 +224,7 @@ defmodule Kiln.ApiTest do
       [_, named] = Regex.run(~r/more than the (\d+) bytes/, error.message)
       named = String.to_integer(named)
       slack = 1 <<< 30
+
       assert named >= min(before, later) - slack and named <= max(before, later) + slack,
              "#{named} bytes named, #{before} and #{later} read around the call"
     end
@@ -316,7 +317,11 @@ defmodule Kiln.ConfigTest do
     assert {[r], %{backend: :scalar}} = LogisticMap.run_stats([1], 61, 22, iterations: 2)
     assert [r] == Pure.run([1], 61, 22, iterations: 2)
     Application.put_env(:kiln, :device, 5)
-    assert_raise ArgumentError, ~r/device index 5 is out of range/, fn -> LogisticMap.run([1], 61, 22, iterations: 2) end
+
+    assert_raise ArgumentError, ~r/device index 5 is out of range/, fn ->
+      LogisticMap.run([1], 61, 22, iterations: 2)
+    end
+
     Application.delete_env(:kiln, :device)
     Application.delete_env(:kiln, :backend)
     assert {[^r], %{backend: :pure}} = LogisticMap.run_stats([1], 61, 22, iterations: 2)
@@ -327,7 +332,8 @@ defmodule Kiln.ConfigTest do
       end
     end
 
-    for {p, mu} <- [{0, 22}, {2 ** 32, 22}, {61.0, 22}, {61, 2 ** 63}, {61, :mu}], opts <- [[], [iterations: 2]] do
+    for {p, mu} <- [{0, 22}, {2 ** 32, 22}, {61.0, 22}, {61, 2 ** 63}, {61, :mu}],
+        opts <- [[], [iterations: 2]] do
       assert_raise ArgumentError, ~r/^(p|mu) must be an integer/, fn -> LogisticMap.run([1], p, mu, opts) end
     end
 
@@ -336,7 +342,9 @@ defmodule Kiln.ConfigTest do
     Application.put_env(:kiln, :iterations, -1)
 
     for opts <- [[], [chunk_size: 0]] do
-      assert_raise ArgumentError, ~r/config :kiln, backend: unknown backend :tpu/, fn -> LogisticMap.run([1], 61, 22, opts) end
+      assert_raise ArgumentError, ~r/config :kiln, backend: unknown backend :tpu/, fn ->
+        LogisticMap.run([1], 61, 22, opts)
+      end
     end
   end
 
@@ -362,12 +370,20 @@ defmodule Kiln.ConfigTest do
     Application.put_env(:kiln, :host_share, :maybe)
     assert LogisticMap.run([1], 61, 22) == [28]
 
-    assert_raise ArgumentError, ~r/config :kiln, host_share: host_share must be true or false, got :maybe/, fn ->
-      LogisticMap.run([1], 61, 22, backend: :cpu)
+    assert_raise ArgumentError,
+                 ~r/config :kiln, host_share: host_share must be true or false, got :maybe/,
+                 fn ->
+                   LogisticMap.run([1], 61, 22, backend: :cpu)
+                 end
+
+    assert_raise ArgumentError, ~r/config :kiln, host_share/, fn ->
+      LogisticMap.run_stats([1], 61, 22, backend: :cpu)
     end
 
-    assert_raise ArgumentError, ~r/config :kiln, host_share/, fn -> LogisticMap.run_stats([1], 61, 22, backend: :cpu) end
-    assert_raise ArgumentError, ~r/config :kiln, host_share/, fn -> LogisticMap.run(Enum.to_list(1..1000), 61, 22) end
+    assert_raise ArgumentError, ~r/config :kiln, host_share/, fn ->
+      LogisticMap.run(Enum.to_list(1..1000), 61, 22)
+    end
+
     Application.delete_env(:kiln, :host_share)
 
     assert_raise ArgumentError, ~r/unknown keys \[:iteration\]/, fn ->

@@ -31,13 +31,23 @@ defmodule Kiln.ErrorsTest do
       expected = if as_list, do: list, else: Kiln.Binary.from_list(list)
       assert Kiln.Engine.convert({:list, n, list}, as_list, as_job) == {:ok, expected}
 
-      assert {:error, {:invalid_argument, message}} = Kiln.Engine.convert({:list, n + 1, list}, as_list, as_job)
+      assert {:error, {:invalid_argument, message}} =
+               Kiln.Engine.convert({:list, n + 1, list}, as_list, as_job)
+
       assert message =~ "is shorter"
-      assert {:error, {:invalid_argument, message}} = Kiln.Engine.convert({:list, n - 1, list}, as_list, as_job)
+
+      assert {:error, {:invalid_argument, message}} =
+               Kiln.Engine.convert({:list, n - 1, list}, as_list, as_job)
+
       assert message =~ "is longer or improper"
-      assert {:error, {:invalid_argument, message}} = Kiln.Engine.convert({:list, n, list ++ [1 | 2]}, as_list, as_job)
+
+      assert {:error, {:invalid_argument, message}} =
+               Kiln.Engine.convert({:list, n, list ++ [1 | 2]}, as_list, as_job)
+
       assert message =~ "is longer or improper"
-      assert {:error, {:bad_element, 1, :a, :not_integer}} = Kiln.Engine.convert({:list, 3, [1, :a, 3]}, as_list, as_job)
+
+      assert {:error, {:bad_element, 1, :a, :not_integer}} =
+               Kiln.Engine.convert({:list, 3, [1, :a, 3]}, as_list, as_job)
     end
   end
 
