@@ -170,6 +170,33 @@ struct int64_data {
   }
 };
 
+// An error unless `count` int64s can be addressed at all (a count from a term may be any uint64).
+kiln::status addressable(ErlNifUInt64 count) {
+  if (count > SIZE_MAX / sizeof(std::int64_t))
+    return kiln::make_error(kiln::errc::out_of_memory, std::to_string(count) + " elements do not fit in memory");
+  return {};
+}
+
+// Reads the first `count` cells of `list` into `out`, which must be all of them (the list ends
+// there); a cell that is no int64 is named in out.bad_element.
+kiln::status decode_cells(ErlNifEnv* env, ERL_NIF_TERM list, std::size_t count, int64_data& out) {
+  KILN_TRY(out.adopt(count));
+  ERL_NIF_TERM head, tail = list;
+  for (std::size_t i = 0; i < count; ++i) {
+    std::int64_t v;
+    if (!enif_get_list_cell(env, tail, &head, &tail))
+      return invalid("data must be a proper list of " + std::to_string(count) + " integers: it is shorter");
+    if (!get_i64(env, head, v)) {
+      out.bad_element.emplace(i, head);
+      return invalid("element at index " + std::to_string(i) + " is not an int64");
+    }
+    out.storage.data()[i] = v;
+  }
+  if (!enif_is_empty_list(env, tail))
+    return invalid("data must be a proper list of " + std::to_string(count) + " integers: it is longer or improper");
+  return {};
+}
+
 // Accepts a binary of native-endian int64, a proper list of integers, {:list, count, list} (a list
 // with its length, see Kiln.Args.counted/2), or {:iota, first, step, count} (how Kiln.LogisticMap
 // passes a Range, so that no list is built for it).
@@ -191,19 +218,7 @@ kiln::status decode(ErlNifEnv* env, ERL_NIF_TERM term, int64_data& out) {
   }
 
   unsigned length;
-  if (enif_get_list_length(env, term, &length)) {
-    KILN_TRY(out.adopt(length));
-    ERL_NIF_TERM head, tail = term;
-    for (std::size_t i = 0; enif_get_list_cell(env, tail, &head, &tail); ++i) {
-      std::int64_t v;
-      if (!get_i64(env, head, v)) {
-        out.bad_element.emplace(i, head);
-        return invalid("element at index " + std::to_string(i) + " is not an int64");
-      }
-      out.storage.data()[i] = v;
-    }
-    return {};
-  }
+  if (enif_get_list_length(env, term, &length)) return decode_cells(env, term, length, out);
 
   int arity;
   const ERL_NIF_TERM* tuple;
@@ -214,28 +229,12 @@ kiln::status decode(ErlNifEnv* env, ERL_NIF_TERM term, int64_data& out) {
   // the count is checked against the cells as they are read.
   if (enif_get_tuple(env, term, &arity, &tuple) && arity == 3 && enif_is_identical(tuple[0], atoms.list_) &&
       enif_get_uint64(env, tuple[1], &count) && enif_is_list(env, tuple[2])) {
-    if (count > SIZE_MAX / sizeof(std::int64_t))
-      return kiln::make_error(kiln::errc::out_of_memory, std::to_string(count) + " elements do not fit in memory");
-    KILN_TRY(out.adopt(static_cast<std::size_t>(count)));
-    ERL_NIF_TERM head, tail = tuple[2];
-    for (std::size_t i = 0; i < count; ++i) {
-      std::int64_t v;
-      if (!enif_get_list_cell(env, tail, &head, &tail))
-        return invalid("data must be a proper list of " + std::to_string(count) + " integers: it is shorter");
-      if (!get_i64(env, head, v)) {
-        out.bad_element.emplace(i, head);
-        return invalid("element at index " + std::to_string(i) + " is not an int64");
-      }
-      out.storage.data()[i] = v;
-    }
-    if (!enif_is_empty_list(env, tail))
-      return invalid("data must be a proper list of " + std::to_string(count) + " integers: it is longer or improper");
-    return {};
+    KILN_TRY(addressable(count));
+    return decode_cells(env, tuple[2], static_cast<std::size_t>(count), out);
   }
   if (enif_get_tuple(env, term, &arity, &tuple) && arity == 4 && enif_is_identical(tuple[0], atoms.iota_) &&
       get_i64(env, tuple[1], first) && get_i64(env, tuple[2], step) && enif_get_uint64(env, tuple[3], &count)) {
-    if (count > SIZE_MAX / sizeof(std::int64_t))
-      return kiln::make_error(kiln::errc::out_of_memory, std::to_string(count) + " elements do not fit in memory");
+    KILN_TRY(addressable(count));
     KILN_TRY(out.adopt(static_cast<std::size_t>(count)));
     // Modular arithmetic in uint64: the caller guarantees every element fits in int64, and the
     // wrap-around makes negative steps come out right without signed overflow.
@@ -338,11 +337,13 @@ ERL_NIF_TERM list_term_spending(ErlNifEnv* env, std::span<std::int64_t> values) 
   return enif_make_list_from_array(env, terms, static_cast<unsigned>(values.size()));
 }
 
-// A list of values that must stay as they are: converted from a copy.
-kiln::result<ERL_NIF_TERM> list_term_copied(ErlNifEnv* env, std::span<const std::int64_t> values) {
-  auto copy = kiln::host_memory::allocate(values.size());
+// The list of a decoded array: spent in place where the array is Kiln's own copy (a list's, a
+// Range's, a misaligned binary's), else converted from a copy, so that a binary stays as it is.
+kiln::result<ERL_NIF_TERM> list_term_of(ErlNifEnv* env, int64_data& in) {
+  if (in.owned) return list_term_spending(env, in.storage.span());
+  auto copy = kiln::host_memory::allocate(in.view.size());
   if (!copy) return copy.err();
-  if (!values.empty()) std::memcpy(copy->span().data(), values.data(), values.size_bytes());
+  if (!in.view.empty()) std::memcpy(copy->span().data(), in.view.data(), in.view.size_bytes());
   return list_term_spending(env, copy->span());
 }
 
@@ -387,23 +388,19 @@ outcome transform(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Body* b
   };
 
   if (as_list) {
-    std::span<std::int64_t> values;
     if (body) {
-      values = scratch_out();
-      if (!compute(values)) return o;
-    } else if (in.owned) {
-      values = in.storage.span();
-    }
-    auto t1 = steady::now();
-    if (body || in.owned) {
-      o.term = list_term_spending(env, values);
-    } else if (auto l = list_term_copied(env, in.view)) {
-      o.term = *l;
+      auto out = scratch_out();
+      if (!compute(out)) return o;
+      auto t1 = steady::now();
+      o.term = list_term_spending(env, out);
+      o.encode_s = seconds_since(t1);
     } else {
-      o.term = error_tuple(env, l.err());
-      return o;
+      auto t1 = steady::now();
+      auto l = list_term_of(env, in);
+      o.term = l ? *l : error_tuple(env, l.err());
+      if (!l) return o;
+      o.encode_s = seconds_since(t1);
     }
-    o.encode_s = seconds_since(t1);
   } else {
     auto t1 = steady::now();
     new_binary bin;
@@ -855,8 +852,7 @@ ERL_NIF_TERM execute(ErlNifEnv* env, run_request& req, double decode_s) {
     const std::span<const std::int64_t> in = req.args.front().array;
     if (stop.stop_requested()) return error_tuple(env, kiln::errc::cancelled, "the conversion was stopped");
     if (req.as_list) {
-      if (req.data.front().owned) return ok_tuple(env, list_term_spending(env, req.data.front().storage.span()));
-      auto l = list_term_copied(env, in);
+      auto l = list_term_of(env, req.data.front());
       return l ? ok_tuple(env, *l) : error_tuple(env, l.err());
     }
     new_binary bin;
