@@ -74,7 +74,7 @@ defmodule Kiln do
   def empty_call(data) do
     {nif_data, as_list, n} = Args.data_n!(data)
     Kiln.Memory.check_result!(as_list, n, fn -> "empty_call over #{n} elements" end)
-    Args.unwrap!(Engine.convert(Args.counted(nif_data, n), as_list, true))
+    Args.unwrap!(Engine.convert(nif_data, as_list, true))
   end
 
   @doc """

@@ -70,13 +70,6 @@ defmodule Kiln.Args do
   # the work): they go to dirty IO schedulers, leaving the dirty CPU schedulers to the host backends.
   def dirty_io?(backend), do: backend in [:opencl, :cuda]
 
-  @doc """
-  The NIF's form of data whose element count `n` is known: a list crosses as `{:list, n, list}`,
-  so that the NIF walks it once instead of measuring it again; anything else as it is.
-  """
-  def counted(list, n) when is_list(list), do: {:list, n, list}
-  def counted(data, _n), do: data
-
   @doc "The data as the NIF takes it, and whether the result should be a list."
   def data!(data) do
     {nif_data, as_list, _n} = data_n!(data)
@@ -86,8 +79,9 @@ defmodule Kiln.Args do
   @doc """
   The data as the NIF takes it, whether the result should be a list, and its element count.
 
-  Lists, ranges and binaries cross as they are (a range as {:iota, ...}); any other Enumerable
-  (a Stream, a MapSet, ...) is listed first, within the memory available.
+  Binaries cross as they are, a range as {:iota, ...}, a list with the length measured here as
+  {:list, n, list} (so that the NIF walks it once instead of measuring it again); any other
+  Enumerable (a Stream, a MapSet, ...) is listed first, within the memory available.
   """
   def data_n!(data) when is_binary(data) do
     if rem(byte_size(data), 8) != 0 do
@@ -99,25 +93,27 @@ defmodule Kiln.Args do
     {data, false, div(byte_size(data), 8)}
   end
 
-  def data_n!(data) when is_list(data), do: {data, true, proper_length!(data, "data")}
+  def data_n!(data) when is_list(data), do: counted(data, proper_length!(data, "data"))
 
   def data_n!(%Range{} = range) do
     case range_data!(range) do
       {:iota, _, _, count} = iota -> {iota, true, count}
-      list -> {list, true, length(list)}
+      list -> counted(list, length(list))
     end
   end
 
   def data_n!(data) do
     if enumerable?(data) do
       list = enum_to_list!(data, "data")
-      {list, true, length(list)}
+      counted(list, length(list))
     else
       raise ArgumentError,
             "data must be a list of integers, a Range or a binary of native-endian signed 64-bit " <>
               "integers (or another Enumerable of integers, such as a Stream), got #{show(data)}"
     end
   end
+
+  defp counted(list, n), do: {{:list, n, list}, true, n}
 
   @doc "Whether `term` is an Enumerable Kiln takes as data: not a plain map (whose elements are pairs)."
   def enumerable?(term) when is_list(term) or is_function(term, 2), do: true

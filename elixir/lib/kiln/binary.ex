@@ -58,7 +58,7 @@ defmodule Kiln.Binary do
     {nif_data, _as_list, n} = Args.data_n!(data)
     # The native array the elements are decoded into, and the binary.
     Memory.check!(2 * Memory.int64_bytes(n), fn -> "a binary of #{n} elements" end)
-    native = Args.unwrap!(Engine.convert(Args.counted(nif_data, n), false))
+    native = Args.unwrap!(Engine.convert(nif_data, false))
     if native_order?(endianness), do: native, else: swap(native)
   end
 

@@ -45,7 +45,7 @@ defmodule Kiln.Buffer do
     Memory.check!(2 * Memory.int64_bytes(n), fn -> "a buffer of #{n} elements" end)
     nif = if Args.dirty_io?(backend), do: &Native.buffer_upload_io/3, else: &Native.buffer_upload/3
 
-    case nif.(Args.counted(nif_data, n), backend, device) do
+    case nif.(nif_data, backend, device) do
       {:ok, ref, size, backend, name} -> %__MODULE__{ref: ref, size: size, backend: backend, device: name}
       {:error, reason} -> Args.raise_error!(reason)
     end

@@ -148,7 +148,7 @@ defmodule Kiln.Cluster do
     # The input as a binary, the parts' results and their join, and the list a list input gets back.
     result_bytes = if as_list, do: Memory.list_bytes(n), else: 0
     Memory.check!(3 * Memory.int64_bytes(n) + result_bytes, fn -> "a spread of #{n} elements" end)
-    binary = if is_binary(nif_data), do: nif_data, else: Args.unwrap!(Kiln.Engine.convert(Args.counted(nif_data, n), false))
+    binary = if is_binary(nif_data), do: nif_data, else: Args.unwrap!(Kiln.Engine.convert(nif_data, false))
     count = div(byte_size(binary), 8)
     # This node alone has nothing to balance and no network to overlap: one part, no copies.
     default_parts = if match?([{n, _}] when n == node(), nodes), do: 1, else: 4 * length(nodes) * in_flight

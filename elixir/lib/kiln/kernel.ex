@@ -595,14 +595,14 @@ defmodule Kiln.Kernel do
 
   defp argument!(_name, value) when is_list(value) or is_binary(value) or is_struct(value, Range) do
     {data, as_list, n} = Args.data_n!(value)
-    {Args.counted(data, n), {if(as_list, do: :list, else: :binary), n}}
+    {data, {if(as_list, do: :list, else: :binary), n}}
   end
 
   # Any other Enumerable of integers (a Stream, say) is listed first, as Kiln.LogisticMap does.
   defp argument!(name, value) when not is_struct(value, Kiln.Buffer) and not is_map(value) do
     if Args.enumerable?(value) do
       {data, true, n} = Args.data_n!(value)
-      {Args.counted(data, n), {:list, n}}
+      {data, {:list, n}}
     else
       not_an_argument!(name, value)
     end

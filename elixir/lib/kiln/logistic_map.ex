@@ -248,7 +248,7 @@ defmodule Kiln.LogisticMap do
     {p, mu, opts} = validate!(p, mu, opts, @run_keys)
     {nif_data, as_list, n} = Args.data_n!(data)
     Memory.check_result!(as_list, n, fn -> "a run over #{n} elements" end)
-    {kernel, args, nif_opts} = engine_call(Args.counted(nif_data, n), as_list, p, mu, opts)
+    {kernel, args, nif_opts} = engine_call(nif_data, as_list, p, mu, opts)
 
     Engine.start(kernel, args, nif_opts, fn reply ->
       {result, _stats} = engine_reply(reply, &"element at index #{&1}")
@@ -371,7 +371,7 @@ defmodule Kiln.LogisticMap do
     }
 
     Telemetry.span(metadata, fn ->
-      {kernel, args, nif_opts} = engine_call(Args.counted(nif_data, n), as_list, p, mu, opts)
+      {kernel, args, nif_opts} = engine_call(nif_data, as_list, p, mu, opts)
       kernel |> Engine.call(args, nif_opts) |> engine_reply(where)
     end)
   end
@@ -484,7 +484,7 @@ defmodule Kiln.LogisticMap do
 
     cond do
       not as_list -> {:binary, nif_data, n}
-      is_list(nif_data) -> {:list, nif_data, n}
+      match?({:list, _, _}, nif_data) -> {:list, elem(nif_data, 2), n}
       # A range's bounds, never joined with other chunks.
       n >= batch -> {:iota, nif_data, n}
       true -> {:list, Enum.to_list(chunk), n}
