@@ -5,11 +5,12 @@
 // 16-byte accesses: the memory floor of a resident run), the FP64 pipe's rate (independent fused
 // multiply-adds), the integer pipe's (independent 32-bit multiply-adds), and the built-in map in
 // place at several iteration counts in each of its kernel shapes (one element per thread in
-// doubles, pairs with V loads in flight with and without modmath.h's Montgomery lanes, and the
-// shape the backend picks), every shape's output checked against the one-element kernel's. The
-// floor printed beside each map figure is the largest of the memory floor and each pipe's work at
-// its measured rate: five FP64 operations per fused step, four integer multiply-adds per
-// Montgomery step (half the elements each where the lanes mix). A measuring tool for
+// doubles, pairs with V loads in flight with and without modmath.h's Montgomery lanes, on the
+// fused path and in the square form, and the shape the backend picks), every shape's output
+// checked against the one-element kernel's. The floor printed beside each map figure is the
+// largest of the memory floor and each pipe's work at its measured rate: five FP64 operations per
+// fused step (four in the square form), four integer multiply-adds per Montgomery step (three in
+// the square form; half the elements each where the lanes mix). A measuring tool for
 // docs/BENCHMARKS.md, not part of the library.
 // Usage: kiln_kernel_limits [n] (default 2^25).
 #include <cuda_runtime.h>
@@ -150,8 +151,9 @@ int main(int argc, char** argv) {
   struct shape {
     std::string name;
     int v;              // 0: one element per thread
-    bool mont;          // Montgomery lanes beside the doubles (kernel_params::mont)
-    bool wave = false;  // the pairs kernels: one wave of resident blocks (logistic_pairs_wave_blocks)
+    bool mont;            // Montgomery lanes beside the doubles (kernel_params::mont)
+    bool wave = false;    // the pairs kernels: one wave of resident blocks (logistic_pairs_wave_blocks)
+    bool square = false;  // modmath.h's square form (kernel_params::square) instead of the fused path
   };
   const std::vector<shape> shapes = {{"one element a thread, doubles", 0, false},
                                      {"pairs, 1 load a thread, doubles", 1, false},
@@ -164,6 +166,16 @@ int main(int argc, char** argv) {
                                      {"pairs, 1 load a thread, mixed, one wave", 1, true, true},
                                      {"pairs, 2 loads a thread, mixed, one wave", 2, true, true},
                                      {"pairs, 3 loads a thread, mixed, one wave", 3, true, true},
+                                     {"square, pairs, 1 load a thread, doubles", 1, false, false, true},
+                                     {"square, pairs, 2 loads a thread, doubles", 2, false, false, true},
+                                     {"square, pairs, 3 loads a thread, doubles", 3, false, false, true},
+                                     {"square, pairs, 1 load a thread, mixed", 1, true, false, true},
+                                     {"square, pairs, 2 loads a thread, mixed", 2, true, false, true},
+                                     {"square, pairs, 3 loads a thread, mixed", 3, true, false, true},
+                                     {"square, pairs, 4 loads a thread, mixed", 4, true, false, true},
+                                     {"square, pairs, 1 load a thread, mixed, one wave", 1, true, true, true},
+                                     {"square, pairs, 2 loads a thread, mixed, one wave", 2, true, true, true},
+                                     {"square, pairs, 3 loads a thread, mixed, one wave", 3, true, true, true},
                                      {"as the backend launches it", -1, true},
                                      {"two elements a thread, buffer to buffer", -2, true}};
   std::vector<i64> want(n), got(n);
@@ -175,10 +187,14 @@ int main(int argc, char** argv) {
       // The named shapes set the Montgomery lanes themselves (the backend's rule turns them off
       // at few iterations, see use_int_lanes).
       cuda_map_params prm = to_cuda_params(kk);
-      prm.mont = s.mont ? kk.mont : 0;
-      const bool mixed = s.v > 0 ? prm.mont != 0 : s.v < 0 && use_int_lanes(kk);  // half the lanes each
-      const double floor_fp = 5.0 * steps * (mixed ? 0.5 : 1.0) / rate * 1e3;
-      const double floor_int = mixed ? 4.0 * steps * 0.5 / int_rate * 1e3 : 0.0;
+      if (s.v > 0) {
+        prm.square = s.square ? kk.square : 0;
+        prm.mont = s.mont ? (s.square ? kk.square : kk.mont) : 0;
+      }
+      const bool mixed = s.v > 0 ? prm.mont != 0 : s.v < 0 && prm.mont != 0;  // half the lanes each
+      const bool square = prm.square != 0;
+      const double floor_fp = (square ? 4.0 : 5.0) * steps * (mixed ? 0.5 : 1.0) / rate * 1e3;
+      const double floor_int = mixed ? (square ? 3.0 : 4.0) * steps * 0.5 / int_rate * 1e3 : 0.0;
       const double floor = std::max({floor_mem, floor_fp, floor_int});
       const char* bound = floor == floor_mem ? "memory" : floor == floor_fp ? "FP64" : "integer";
       // The shape's grid: enough blocks to cover the pairs once (capped as the backend caps it), or

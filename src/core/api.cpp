@@ -5,8 +5,11 @@
 #include <cmath>
 #include <cstring>
 #include <mutex>
+#include <optional>
+#include <utility>
 
 #include "core/backend.hpp"
+#include "core/settings.hpp"
 #include "kiln/kiln.hpp"
 
 namespace kiln {
@@ -63,6 +66,22 @@ std::int64_t logistic_map_reference(std::int64_t x, const map_params& params) {
 
 namespace detail {
 
+namespace {
+
+// 1 / a mod m for a in [0, m), where gcd(a, m) = 1 (extended Euclid); none otherwise.
+std::optional<std::uint64_t> inverse_mod(std::uint64_t a, std::uint64_t m) {
+  std::int64_t r0 = static_cast<std::int64_t>(m), r1 = static_cast<std::int64_t>(a), t0 = 0, t1 = 1;
+  while (r1 != 0) {
+    const std::int64_t q = r0 / r1;
+    r0 = std::exchange(r1, r0 - q * r1);
+    t0 = std::exchange(t1, t0 - q * t1);
+  }
+  if (r0 != 1) return std::nullopt;
+  return static_cast<std::uint64_t>(t0 < 0 ? t0 + static_cast<std::int64_t>(m) : t0);
+}
+
+}  // namespace
+
 kernel_params prepare(const map_params& params) {
   kernel_params kp{};
   kp.p = params.p;
@@ -78,18 +97,40 @@ kernel_params prepare(const map_params& params) {
   kp.negative = params.mu < 0 ? 1 : 0;
   // 6 * mu_res * p < 2^32, as mu_res * p (below 2^64) against floor((2^32 - 1) / 6); mu_res = 0
   // (every result 0) is left to the doubles, as its p may be past 2^31, where the bounds fail.
-  if ((pu & 1) != 0 && mu_res != 0 && mu_res * pu <= ((std::uint64_t{1} << 32) - 1) / 6) {
+  const std::uint64_t r1 = (std::uint64_t{1} << 32) % pu;
+  auto set_montgomery = [&] {
     // Newton's iteration for 1/p mod 2^32: p is its own inverse mod 8, and each step doubles the
     // correct low bits (3, 6, 12, 24, 48).
     std::uint32_t inv = static_cast<std::uint32_t>(pu);
     for (int i = 0; i < 4; ++i) inv *= 2u - static_cast<std::uint32_t>(pu) * inv;
-    const std::uint64_t r1 = (std::uint64_t{1} << 32) % pu;
-    kp.mont = 1;
     kp.mont_p = static_cast<std::uint32_t>(pu);
     kp.mont_pneg = 0u - inv;
     kp.mont_r2 = static_cast<std::uint32_t>(r1 * r1 % pu);
+  };
+  if ((pu & 1) != 0 && mu_res != 0 && mu_res * pu <= ((std::uint64_t{1} << 32) - 1) / 6) {
+    set_montgomery();
+    kp.mont = 1;
     kp.mont_mu = static_cast<std::uint32_t>(mu_res);
     kp.mont_mu_r1 = static_cast<std::uint32_t>(mu_res * r1);
+  }
+  // The square form (modmath.h): p odd (p >= 3: p = 1 maps everything to 0 on any path), mu
+  // invertible mod p, and H (H + 1) < 2^51 for H = floor(p/2), so p < 2^27 and every product
+  // below is under 2^54.
+  const std::uint64_t half = pu / 2;
+  if (current_settings().square_form && (pu & 1) != 0 && pu >= 3 && half * (half + 1) < (std::uint64_t{1} << 51)) {
+    if (const auto muinv = inverse_mod(mu_res, pu)) {
+      const std::uint64_t h = mu_res * ((pu + 1) / 2) % pu;
+      const std::uint64_t e = (h + pu - h * h % pu) % pu;
+      const std::uint64_t c = (pu - *muinv * h % pu) % pu;
+      auto centred = [&](std::uint64_t r) { return r > half ? static_cast<double>(r) - kp.p_d : static_cast<double>(r); };
+      set_montgomery();
+      kp.square = 1;
+      kp.square_h = centred(h);
+      kp.square_e = centred(e);
+      kp.square_muinv = centred(*muinv);
+      kp.square_c = centred(c);
+      kp.mont_square_e2 = static_cast<std::uint32_t>(e * kp.mont_r2 % pu);
+    }
   }
   return kp;
 }

@@ -33,6 +33,14 @@ struct kernel_params {
   std::uint32_t mont_r2;    // 2^64 mod p
   std::uint32_t mont_mu;    // mu mod p
   std::uint32_t mont_mu_r1; // (mu mod p) * (2^32 mod p), below 2^32 where mont is 1
+  // modmath.h's square form, where it holds (odd p, mu invertible mod p, floor(p/2) (floor(p/2) + 1) < 2^51): the
+  // kernels step in it beyond a few iterations (use_square). Centred constants; mont_pneg and mont_r2 are set too.
+  int square;
+  double square_h;      // mu / 2 mod p
+  double square_e;      // h - h^2 mod p
+  double square_muinv;  // 1 / mu mod p
+  double square_c;      // -h / mu mod p
+  std::uint32_t mont_square_e2;  // e * 2^64 mod p, in [0, p)
 };
 
 kernel_params prepare(const map_params& params);
@@ -42,6 +50,12 @@ kernel_params prepare(const map_params& params);
 // integer lanes' extra instructions slow it (kiln_kernel_limits on the H200, docs/BENCHMARKS.md).
 inline constexpr std::int64_t int_lanes_min_iterations = 17;
 inline bool use_int_lanes(const kernel_params& kp) { return kp.mont != 0 && kp.iterations >= int_lanes_min_iterations; }
+
+// Whether the kernels step in the square form (kernel_params::square): 4 operations a step
+// against 5 or 8, and 8 more per element to go into the form and out of it, so only from the
+// same iteration count as the integer lanes; the GPU kernels' integer lanes then take the form's
+// Montgomery step, which the square form offers wherever it holds.
+inline bool use_square(const kernel_params& kp) { return kp.square != 0 && kp.iterations >= int_lanes_min_iterations; }
 
 // A buffer that lives on one device of one backend.
 class resident_buffer {

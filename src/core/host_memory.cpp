@@ -18,6 +18,7 @@
 
 #include "core/backend.hpp"
 #include "core/host_pool.hpp"
+#include "core/settings.hpp"
 #include "kiln/kiln.hpp"
 
 namespace kiln {
@@ -79,11 +80,12 @@ std::uint64_t env_number(const char* name, std::uint64_t fallback) {
   return x;
 }
 
-// Ordinary memory for a pooled block: 2 MiB aligned, with transparent huge pages.
+// Ordinary memory for a pooled block: 2 MiB aligned, with transparent huge pages unless
+// KILN_HUGE_PAGES=0 (core/settings.hpp).
 void* ordinary_block(std::size_t capacity) {
   void* p = std::aligned_alloc(huge_page, capacity);
   // Fewer, larger pages: first-touch faults are most of the cost of fresh memory.
-  if (p) (void)madvise(p, capacity, MADV_HUGEPAGE);
+  if (p && current_settings().huge_pages) (void)madvise(p, capacity, MADV_HUGEPAGE);
   return p;
 }
 

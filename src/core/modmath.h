@@ -38,6 +38,20 @@
  * same arithmetic spelt in PTX, 32-bit halves, signed words without the carry) was faster by more
  * than the spread between runs (docs/BENCHMARKS.md, DA).
  *
+ * The square form, used by the kernels beyond a few iterations where it holds: for odd p and mu
+ * invertible mod p, v = mu * s + h with h = mu / 2 mod p (h = mu * (p + 1) / 2) turns the map
+ * into v' = v^2 + e with e = h - h^2, because 2h = mu (mod p):
+ *     mu * s' + h = mu^2 s^2 + mu^2 s + h = (mu s + h)^2 - h^2 + h.
+ * A step is then one fma and one reduction, 4 operations against the fused path's 5, and it
+ * needs no bound on mu: with v and e centred, |v^2 + e| <= H (H + 1) for H = floor(p/2), so it is
+ * exact wherever H (H + 1) < 2^51 (p < 2^26.5). Into the form v = reduce(mu * s + h), out of it
+ * s = reduce(mu^-1 * v + c) with c = -mu^-1 h, both within the same bound for centred operands;
+ * the two cost 8 operations per element, repaid from 9 iterations. In 32-bit integers the form is
+ * X = v * R mod p and the step X' = (X^2 + E) / R mod p with E = e * R^2 mod p: one
+ * multiply-add fewer than kiln_mont_step, and X' < 2p from X < 2p for any odd p < 2^30:
+ * (X^2 + E + m p) / R <= ((2p - 1)^2 + (p - 1) + (R - 1) p) / R = p + 4p (p - 1) / R < 2p.
+ * The host (kiln::detail::prepare) finds the constants; the scalar reference keeps the paths above.
+ *
  * This file must stay valid OpenCL C: no templates, references, namespaces or C++ headers there.
  */
 #ifndef KILN_MODMATH_H
@@ -151,6 +165,25 @@ KILN_FN kiln_u32 kiln_mont_from(double s, double p, kiln_u32 r2, kiln_u32 pneg, 
 KILN_FN double kiln_mont_to(kiln_u32 x, kiln_u32 pneg, kiln_u32 p) {
   kiln_u32 r = kiln_mont_mul(x, 1u, pneg, p);
   return (double)(r >= p ? r - p : r);
+}
+
+/* The square form (see the top of this file): into it from a centred residue s, one step, and
+ * out of it to a centred residue; every operand centred (h, e, muinv, c included). */
+KILN_FN double kiln_square_in(double s, double mu, double h, double p, double pinv) {
+  return kiln_reduce(KILN_FMA(mu, s, h), p, pinv);
+}
+KILN_FN double kiln_square_step(double v, double e, double p, double pinv) {
+  return kiln_reduce(KILN_FMA(v, v, e), p, pinv);
+}
+KILN_FN double kiln_square_out(double v, double muinv, double c, double p, double pinv) {
+  return kiln_reduce(KILN_FMA(muinv, v, c), p, pinv);
+}
+
+/* The square form's step on X = v * R mod p in [0, 2p): e2 = e * R^2 mod p, pneg = -1/p mod 2^32. */
+KILN_FN kiln_u32 kiln_mont_square_step(kiln_u32 x, kiln_u32 e2, kiln_u32 pneg, kiln_u32 p) {
+  kiln_u64 t = (kiln_u64)x * x + e2;
+  kiln_u32 m = (kiln_u32)t * pneg;
+  return (kiln_u32)((t + (kiln_u64)m * p) >> 32);
 }
 
 /* One element through `iterations` >= 1 steps of the map; mu_res = mu mod p in [0, p),

@@ -27,6 +27,15 @@ struct settings {
   // pinned staging itself instead of copy commands around it (the CUDA backend's pipeline).
   bool zero_copy = true;
 
+  // KILN_SQUARE_FORM: on unless set to "0". Kernels beyond a few iterations step in core/modmath.h's
+  // square form where it holds (kernel_params::square); off, they keep the fused path and its
+  // Montgomery lanes.
+  bool square_form = true;
+
+  // KILN_HUGE_PAGES: on unless set to "0". Fresh ordinary blocks of the host pool ask for
+  // transparent huge pages (madvise), which makes their first-touch faults fewer (core/host_memory.cpp).
+  bool huge_pages = true;
+
   // KILN_OPENCL_PIPELINE: "driven" or "lanes"; anything else (or unset) leaves the choice to the
   // device type (the OpenCL backend's device set-up). The tests run both on every machine.
   opencl_pipeline_mode opencl_pipeline = opencl_pipeline_mode::by_device;

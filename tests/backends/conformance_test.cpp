@@ -111,10 +111,14 @@ TEST_P(Conformance, ChunksOfNarrowAndWideValues) {
   in.back() = hi32 + 1;  // the short last chunk is wide
   const kiln::map_params cases[] = {{6700417, 22, 10}, {i64{1} << 31, kMax, 3}, {(i64{1} << 31) + 1, i64{1} << 30, 1},
                                     {kiln::max_p, -5, 2}, {61, 22, 0}, {i64{1} << 31, kMin, 1},
-                                    // The GPU kernels' Montgomery lanes (17 iterations and more):
-                                    // beside doubles (the first two), alone (the next two;
-                                    // modmath.h's bound at its largest p)
-                                    {61, -22, 20}, {6700417, 22, 21}, {16777213, 22, 17}, {715827881, 1, 19}};
+                                    // From 17 iterations, the kernels' square form (modmath.h)
+                                    // with the GPU kernels' integer lanes in it (the first three,
+                                    // the fourth at the form's largest p, where the fused path and
+                                    // the other Montgomery step are out of reach), and without it:
+                                    // Montgomery lanes alone (past the form's bound, at that
+                                    // step's largest p), beside fused doubles (gcd(mu, p) = 15).
+                                    {61, -22, 20}, {6700417, 22, 21}, {16777213, 22, 17}, {94906265, 47453131, 18},
+                                    {715827881, 1, 19}, {1000005, 15, 20}};
   for (const auto& prm : cases) {
     const auto want = reference(in, prm);
     ASSERT_EQ(run(in, prm, chunk), want) << "p=" << prm.p << " mu=" << prm.mu << " k=" << prm.iterations;
@@ -201,15 +205,18 @@ TEST_P(Conformance, ResidentMapOfAnyLengthOnEveryPath) {
   // rem(mu * x * (x + 1), p) with x, p, mu the arguments 0, 1, 2: the built-in map's kernel.
   const std::vector<i64> code{w(op::arg), 2, w(op::arg), 0, w(op::mul), w(op::arg), 0, w(op::literal), 1,
                               w(op::add), w(op::mul), w(op::arg), 1, w(op::rem)};
-  // Iteration counts on both sides of the GPU kernels' shape switch (16 / 17: from 17 the
-  // Montgomery lanes, core/backend.hpp use_int_lanes); every arithmetic mix of the GPU kernels:
-  // Montgomery lanes beside fused ones (the seed's, 61 with -22), Montgomery lanes alone
-  // (16777213 with 22: past the fused path; 715827881 with 1: the Montgomery bound's largest p),
-  // doubles alone (the rest: even p, mu mod p too large, or 16 iterations and fewer).
+  // Iteration counts on both sides of the kernels' switch (16 / 17: from 17 the square form and
+  // the GPU kernels' integer lanes, core/backend.hpp use_square, use_int_lanes); every arithmetic
+  // mix: the square form with its integer lanes (the seed's, 61 with -22, 6700417 with -22,
+  // 16777213 with 22, and 94906265, the form's largest p, with a mu past the fused path),
+  // Montgomery lanes alone (715827881 with 1: past the form, at that step's largest p), beside
+  // fused doubles (1000005 with 15: gcd(mu, p) = 15, no square form), doubles alone (the rest:
+  // even p, mu mod p too large, or 16 iterations and fewer).
   const kiln::map_params params[] = {{6700417, 22, 10},          {6700417, 22, 17},  {33554393, 16777000, 3},
                                      {4294967291, 123456789, 2}, {61, -22, 1},       {6700417, -22, 100},
                                      {16777213, 22, 18},         {715827881, 1, 33}, {6700418, 22, 5},
-                                     {61, -22, 25},              {6700417, 22, 16}};
+                                     {61, -22, 25},              {6700417, 22, 16},  {94906265, 47453131, 19},
+                                     {1000005, 15, 20}};
   std::mt19937_64 rng(7);
   kiln::run_options o = options();
   // Odd and even counts of pairs (the OpenCL kernel's second pair absent at its last work-item),

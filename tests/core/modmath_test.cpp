@@ -5,6 +5,7 @@
 #include <cstdint>
 #include <limits>
 #include <random>
+#include <utility>
 
 #include "core/backend.hpp"
 #include "core/modmath.h"
@@ -210,6 +211,114 @@ TEST(ModMath, MontgomeryChainsMatchTheMap) {
         ASSERT_LT(static_cast<i64>(w), 2 * p);
       }
       ASSERT_EQ(static_cast<i64>(kiln_mont_to(w, kp.mont_pneg, kp.mont_p)), x) << "p=" << p << " x0=" << x0;
+    }
+  }
+}
+
+// The square form where prepare() offers it (odd p >= 3, mu invertible mod p, floor(p/2)
+// (floor(p/2) + 1) < 2^51): its constants, and each of its steps exact and centred against
+// 128-bit arithmetic, at the edges of the centred range and at random, up to the bound's largest
+// p; refused for even p, for mu sharing a factor with p, and just past the bound.
+TEST(ModMath, SquareFormIsExactWhereOffered) {
+  using kiln::detail::prepare;
+  const i64 largest = 94906265;  // floor(p/2) = 47453132, the last H with H (H + 1) < 2^51
+  EXPECT_EQ(prepare({6700417, 22, 1}).square, 1);
+  EXPECT_EQ(prepare({6700417, -22, 1}).square, 1);
+  EXPECT_EQ(prepare({6700418, 22, 1}).square, 0);   // even p
+  EXPECT_EQ(prepare({1000005, 15, 1}).square, 0);   // gcd(15, p) = 15
+  EXPECT_EQ(prepare({6700417, 0, 1}).square, 0);    // mu = 0 mod p
+  EXPECT_EQ(prepare({1, 1, 1}).square, 0);
+  EXPECT_EQ(prepare({3, 1, 1}).square, 1);
+  EXPECT_EQ(prepare({largest, 2, 1}).square, 1);
+  EXPECT_EQ(prepare({largest + 2, 2, 1}).square, 0);  // the first odd p past the bound
+  const auto r = static_cast<__int128>(std::uint64_t{1} << 32);  // R
+  std::mt19937_64 rng(41);
+  int offered = 0;
+  for (int round = 0; round < 3000; ++round) {
+    i64 p = 3 + 2 * static_cast<i64>(rng() % static_cast<std::uint64_t>(round % 3 == 0 ? 300 : (largest - 3) / 2 + 1));
+    if (round == 0) p = largest;
+    if (round == 1) p = 3;
+    i64 mu = static_cast<i64>(rng()) >> (rng() % 63);
+    if (round % 5 == 0) {  // a multiple of 3 for p and mu: gcd(mu, p) >= 3, refused
+      p = p / 3 * 3 + (p / 3 % 2 == 0 ? 3 : 0);
+      mu = 3 * (static_cast<i64>(rng() % 1000) + 1);
+    }
+    const kiln::detail::kernel_params kp = prepare({p, mu, 1});
+    const i64 mu_res = mod(mu, p);
+    i64 a = mu_res, b = p;
+    while (b != 0) a = std::exchange(b, a % b);
+    const bool within = (p / 2) * (p / 2 + 1) < (i64{1} << 51);
+    ASSERT_EQ(kp.square, a == 1 && within ? 1 : 0) << "p=" << p << " mu=" << mu;
+    if (kp.square == 0) continue;
+    ++offered;
+    const i64 half = p / 2;
+    const auto h = static_cast<i64>(kp.square_h), e = static_cast<i64>(kp.square_e);
+    const auto muinv = static_cast<i64>(kp.square_muinv), c = static_cast<i64>(kp.square_c);
+    for (double k : {kp.square_h, kp.square_e, kp.square_muinv, kp.square_c}) expect_centred(k, p);
+    ASSERT_EQ(mod(2 * static_cast<__int128>(h), p), mu_res) << "p=" << p;
+    ASSERT_EQ(mod(static_cast<__int128>(h) - static_cast<__int128>(h) * h, p), mod(e, p));
+    ASSERT_EQ(mod(static_cast<__int128>(muinv) * mu_res, p), 1 % p);
+    ASSERT_EQ(mod(static_cast<__int128>(c) + static_cast<__int128>(muinv) * h, p), 0);
+    ASSERT_EQ(static_cast<i64>(kp.mont_square_e2), mod(static_cast<__int128>(e) * mod(r * r % p, p), p));
+    ASSERT_EQ(static_cast<std::uint32_t>(p * static_cast<i64>(kp.mont_pneg)) + 1u, 0u) << "pneg, p=" << p;
+    const double mu_c = kiln_centre(kp.mu_res, kp.p_d);
+    for (int i = 0; i < 60; ++i) {
+      const i64 sv = i == 0 ? -half : i == 1 ? half : i == 2 ? 0 : static_cast<i64>(rng() % static_cast<std::uint64_t>(p)) - half;
+      const double s = static_cast<double>(sv);
+      const double v = kiln_square_in(s, mu_c, kp.square_h, kp.p_d, kp.pinv);
+      expect_centred(v, p);
+      ASSERT_EQ(mod(static_cast<i64>(v), p), mod(static_cast<__int128>(mu_res) * sv + h, p));
+      // The step on the edges of the centred range too, and the way out.
+      const i64 vv = i == 3 ? -half : i == 4 ? half : static_cast<i64>(v);
+      const double w = kiln_square_step(static_cast<double>(vv), kp.square_e, kp.p_d, kp.pinv);
+      expect_centred(w, p);
+      ASSERT_EQ(mod(static_cast<i64>(w), p), mod(static_cast<__int128>(vv) * vv + e, p)) << "p=" << p << " v=" << vv;
+      const double back = kiln_square_out(static_cast<double>(vv), kp.square_muinv, kp.square_c, kp.p_d, kp.pinv);
+      expect_centred(back, p);
+      ASSERT_EQ(mod(static_cast<__int128>(static_cast<i64>(back)) * mu_res + h, p), mod(vv, p));
+      // One step in the form is one step of the map.
+      const double s1 = kiln_square_out(kiln_square_step(v, kp.square_e, kp.p_d, kp.pinv), kp.square_muinv,
+                                        kp.square_c, kp.p_d, kp.pinv);
+      ASSERT_EQ(mod(static_cast<i64>(s1), p), mod(static_cast<__int128>(mu_res) * sv % p * (sv + 1), p));
+      // The Montgomery step of the form: X in [0, 2p), the edges first; X' R = X^2 + E (mod p), X' < 2p.
+      const i64 xv = i == 0 ? 0 : i == 1 ? 2 * p - 1 : i == 2 ? p : static_cast<i64>(rng() % static_cast<std::uint64_t>(2 * p));
+      const std::uint32_t y = kiln_mont_square_step(static_cast<std::uint32_t>(xv), kp.mont_square_e2, kp.mont_pneg,
+                                                    static_cast<std::uint32_t>(p));
+      ASSERT_LT(static_cast<i64>(y), 2 * p) << "p=" << p << " X=" << xv;
+      ASSERT_EQ(mod(static_cast<__int128>(y) * r, p), mod(static_cast<__int128>(xv) * xv + kp.mont_square_e2, p))
+          << "p=" << p << " X=" << xv;
+    }
+  }
+  EXPECT_GT(offered, 1500);
+}
+
+// Many steps in the form from spread starts, in doubles and in its Montgomery step, against the
+// map in 64-bit integers, for the benchmark's parameters, small p, a negative mu and the bound's
+// largest p.
+TEST(ModMath, SquareFormChainsMatchTheMap) {
+  using kiln::detail::prepare;
+  for (const auto& [p, mu] : {std::pair<i64, i64>{6700417, 22}, {6700417, -22}, {3, 1}, {7, 2}, {94906265, 47453131},
+                              {1000003, 999999}}) {
+    const kiln::detail::kernel_params kp = prepare({p, mu, 1});
+    ASSERT_EQ(kp.square, 1) << p;
+    const i64 mu_res = mod(mu, p);
+    const double mu_c = kiln_centre(kp.mu_res, kp.p_d);
+    const i64 step = std::max<i64>(1, p / 3000);
+    for (i64 x0 = 0; x0 < p; x0 += step) {
+      i64 x = x0;
+      double v = kiln_square_in(kiln_centre(static_cast<double>(x0), kp.p_d), mu_c, kp.square_h, kp.p_d, kp.pinv);
+      std::uint32_t w = kiln_mont_from(v, kp.p_d, kp.mont_r2, kp.mont_pneg, kp.mont_p);
+      for (int k = 0; k < 200; ++k) {
+        x = static_cast<i64>(static_cast<__int128>(mu_res) * x % p * (x + 1) % p);
+        v = kiln_square_step(v, kp.square_e, kp.p_d, kp.pinv);
+        w = kiln_mont_square_step(w, kp.mont_square_e2, kp.mont_pneg, kp.mont_p);
+        ASSERT_LT(static_cast<i64>(w), 2 * p);
+      }
+      const double from_doubles = kiln_square_out(v, kp.square_muinv, kp.square_c, kp.p_d, kp.pinv);
+      const double from_words = kiln_square_out(kiln_centre(kiln_mont_to(w, kp.mont_pneg, kp.mont_p), kp.p_d),
+                                                kp.square_muinv, kp.square_c, kp.p_d, kp.pinv);
+      ASSERT_EQ(static_cast<i64>(kiln_normalize(from_doubles, kp.p_d)), x) << "p=" << p << " x0=" << x0;
+      ASSERT_EQ(static_cast<i64>(kiln_normalize(from_words, kp.p_d)), x) << "words, p=" << p << " x0=" << x0;
     }
   }
 }

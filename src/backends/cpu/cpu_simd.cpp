@@ -19,7 +19,11 @@ using D = hn::ScalableTag<double>;
 using DI = hn::RebindToSigned<D>;
 using V = hn::Vec<D>;
 
-// The vector form of core/modmath.h (see there for the error analysis and the three paths):
+// modmath.h's square form, a fourth path beside its three (kiln_path never picks it: the block
+// below does, where use_square says; the scalar tail keeps kiln_logistic's paths).
+constexpr int square_path = 3;
+
+// The vector form of core/modmath.h (see there for the error analysis and the paths):
 // residues stay centred on zero and exact; only the end maps them to [0, p).
 struct mod_ops {
   D d;
@@ -54,9 +58,12 @@ struct mod_ops {
     return hn::Add(hn::Add(err, hn::Mul(al, bh)), hn::Mul(al, bl));
   }
 #endif
+  // `mu` is e on the square form's path (square_path below), whose step is v^2 + e reduced.
   template <int Path>
   HWY_INLINE V step(V s, V mu, V one) const {
-    if constexpr (Path == KILN_PATH_FUSED) {
+    if constexpr (Path == square_path) {
+      return reduce(hn::MulAdd(s, s, mu));
+    } else if constexpr (Path == KILN_PATH_FUSED) {
       V ms = hn::Mul(mu, s);
       return reduce(hn::MulAdd(ms, s, ms));
     } else if constexpr (Path == KILN_PATH_SMALL) {
@@ -107,21 +114,28 @@ HWY_INLINE void logistic_block(const std::int64_t* in, std::int64_t* out, std::s
   const V one = hn::Set(d, 1.0), two32 = hn::Set(d, kp.two32);
   const V mu = hn::Set(d, kiln_centre(kp.mu_res, kp.p_d));
   const V neg_shift = hn::Set(d, kp.negative ? kp.p_d : 0.0);
+  // On the square form's path: into it from the residue (v = mu s + h), e as the step's `mu`,
+  // and out of it before the store (s = v / mu + c), modmath.h's kiln_square_in / _out.
+  constexpr bool square = Path == square_path;
+  const V step_mu = square ? hn::Set(d, kp.square_e) : mu;
+  const V h = hn::Set(d, kp.square_h), muinv = hn::Set(d, kp.square_muinv), c0 = hn::Set(d, kp.square_c);
+  auto enter = [&](V s) HWY_ATTR { return square ? m.reduce(hn::MulAdd(mu, s, h)) : s; };
+  auto leave = [&](V v) HWY_ATTR { return square ? m.reduce(hn::MulAdd(muinv, v, c0)) : v; };
   const std::size_t N = hn::Lanes(d);
   std::size_t i = 0;
 #if !HWY_HAVE_SCALABLE  // an array of vectors needs sized vector types (not SVE's or RVV's)
   for (; i + chains * N <= n; i += chains * N) {
     V s[chains];
-    for (std::size_t c = 0; c < chains; ++c) s[c] = residue(m, two32, in + i + c * N);
+    for (std::size_t c = 0; c < chains; ++c) s[c] = enter(residue(m, two32, in + i + c * N));
     for (std::int64_t k = 0; k < kp.iterations; ++k)
-      for (std::size_t c = 0; c < chains; ++c) s[c] = m.step<Path>(s[c], mu, one);
-    for (std::size_t c = 0; c < chains; ++c) store_result<Stream>(m, s[c], neg_shift, out + i + c * N);
+      for (std::size_t c = 0; c < chains; ++c) s[c] = m.step<Path>(s[c], step_mu, one);
+    for (std::size_t c = 0; c < chains; ++c) store_result<Stream>(m, leave(s[c]), neg_shift, out + i + c * N);
   }
 #endif
   for (; i + N <= n; i += N) {
-    V s = residue(m, two32, in + i);
-    for (std::int64_t k = 0; k < kp.iterations; ++k) s = m.step<Path>(s, mu, one);
-    store_result<Stream>(m, s, neg_shift, out + i);
+    V s = enter(residue(m, two32, in + i));
+    for (std::int64_t k = 0; k < kp.iterations; ++k) s = m.step<Path>(s, step_mu, one);
+    store_result<Stream>(m, leave(s), neg_shift, out + i);
   }
   // Fewer than one vector left: the scalar form of the same arithmetic.
   for (; i < n; ++i)
@@ -130,6 +144,7 @@ HWY_INLINE void logistic_block(const std::int64_t* in, std::int64_t* out, std::s
 
 template <bool Stream>
 void logistic_path(const std::int64_t* in, std::int64_t* out, std::size_t n, const kernel_params& kp) {
+  if (use_square(kp)) return logistic_block<square_path, Stream>(in, out, n, kp);
   switch (kiln_path(kp.p_d, kiln_centre(kp.mu_res, kp.p_d))) {
     case KILN_PATH_FUSED: return logistic_block<KILN_PATH_FUSED, Stream>(in, out, n, kp);
     case KILN_PATH_SMALL: return logistic_block<KILN_PATH_SMALL, Stream>(in, out, n, kp);

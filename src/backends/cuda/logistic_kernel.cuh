@@ -26,14 +26,20 @@ struct cuda_map_params {
   int negative;
   int mont;
   kiln_u32 mont_p, mont_pneg, mont_r2, mont_mu, mont_mu_r1;
+  int square;
+  kiln_u32 mont_square_e2;
+  double square_h, square_e, square_muinv, square_c;
 };
 
-// The kernels' parameters; the Montgomery lanes on only where use_int_lanes says they pay.
+// The kernels' parameters: the square form where use_square says it pays, and the Montgomery
+// lanes where use_int_lanes does or the square form is on (it offers them wherever it holds).
 inline cuda_map_params to_cuda_params(const kernel_params& kp) {
-  const int mont = use_int_lanes(kp) ? 1 : 0;
-  return cuda_map_params{kp.p_d,      kp.pinv,         kp.mu_res,      kp.two32,       static_cast<long long>(kp.iterations),
-                         kp.negative, mont,            kp.mont_p,      kp.mont_pneg,   kp.mont_r2,
-                         kp.mont_mu,  kp.mont_mu_r1};
+  const int square = use_square(kp) ? 1 : 0;
+  const int mont = use_int_lanes(kp) || square ? 1 : 0;
+  return cuda_map_params{kp.p_d,      kp.pinv,          kp.mu_res,          kp.two32,       static_cast<long long>(kp.iterations),
+                         kp.negative, mont,             kp.mont_p,          kp.mont_pneg,   kp.mont_r2,
+                         kp.mont_mu,  kp.mont_mu_r1,    square,             kp.mont_square_e2,
+                         kp.square_h, kp.square_e,      kp.square_muinv,    kp.square_c};
 }
 
 // 256 threads: a multiple of the warp size that lets 8 blocks share an SM on every target.
@@ -45,7 +51,9 @@ inline constexpr int logistic_block_threads = 256;
 // latency. Where modmath.h's Montgomery step is exact (prm.mont), the last M lanes take it in
 // 32-bit integers beside the first L - M in doubles (the fused path), so the integer pipe works
 // beside the FP64 pipe; with the fused path out of reach every lane takes it (four multiply-adds
-// against the small path's eight operations). Every lane's result is the exact residue either way.
+// against the small path's eight operations). In the square form (prm.square) the doubles take
+// its 4-operation step and the integer lanes, where prm.mont, its Montgomery step. Every lane's
+// result is the exact residue either way.
 template <int L, int M = L / 2>
 __device__ __forceinline__ void logistic_steps(double (&s)[L], const cuda_map_params& prm) {
   static_assert(M >= 0 && M <= L, "M of the L lanes take the integer step");
@@ -53,6 +61,37 @@ __device__ __forceinline__ void logistic_steps(double (&s)[L], const cuda_map_pa
   const double p = prm.p, pinv = prm.pinv;
   const long long iterations = prm.iterations;
   const int path = kiln_path(p, mu);
+  if (prm.square) {
+    // The square form: the first L - M lanes in doubles, the last M in its Montgomery step where
+    // prm.mont, else every lane in doubles.
+    const double e = prm.square_e;
+    const kiln_u32 pi = prm.mont_p, pneg = prm.mont_pneg, e2 = prm.mont_square_e2;
+    const int first_int = prm.mont ? L - M : L;
+    kiln_u32 x[L];
+#pragma unroll
+    for (int j = 0; j < L; ++j) {
+      s[j] = kiln_square_in(s[j], mu, prm.square_h, p, pinv);
+      x[j] = j >= first_int ? kiln_mont_from(s[j], p, prm.mont_r2, pneg, pi) : 0u;
+    }
+    if (prm.mont) {
+      for (long long i = 0; i < iterations; ++i) {
+#pragma unroll
+        for (int j = 0; j < L - M; ++j) s[j] = kiln_square_step(s[j], e, p, pinv);
+#pragma unroll
+        for (int j = L - M; j < L; ++j) x[j] = kiln_mont_square_step(x[j], e2, pneg, pi);
+      }
+    } else {
+      for (long long i = 0; i < iterations; ++i)
+#pragma unroll
+        for (int j = 0; j < L; ++j) s[j] = kiln_square_step(s[j], e, p, pinv);
+    }
+#pragma unroll
+    for (int j = 0; j < L; ++j) {
+      const double v = j >= first_int ? kiln_centre(kiln_mont_to(x[j], pneg, pi), p) : s[j];
+      s[j] = kiln_normalize(kiln_square_out(v, prm.square_muinv, prm.square_c, p, pinv), p);
+    }
+    return;
+  }
   if (prm.mont) {
     const kiln_u32 pi = prm.mont_p, pneg = prm.mont_pneg, mu32 = prm.mont_mu, mu_r1 = prm.mont_mu_r1;
     const int first_int = path == KILN_PATH_FUSED ? L - M : 0;
@@ -168,7 +207,7 @@ __global__ void __launch_bounds__(logistic_block_threads)
 // where the lanes are all doubles.
 inline int logistic_pairs_per_thread(const kernel_params& kp) {
   if (kp.iterations < int_lanes_min_iterations) return 2;
-  return use_int_lanes(kp) ? 3 : 1;
+  return use_int_lanes(kp) || use_square(kp) ? 3 : 1;
 }
 
 // Enough blocks to cover n once, capped at 32 per SM (4 waves of 8 resident blocks): beyond that

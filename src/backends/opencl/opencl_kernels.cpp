@@ -103,11 +103,19 @@ status set_param_args(cl::Kernel& k, const kernel_params& kp) {
 }
 
 status set_mont_args(cl::Kernel& k, const kernel_params& kp, cl_uint first) {
-  const cl_int errs[] = {k.setArg(first, static_cast<cl_int>(use_int_lanes(kp) ? 1 : 0)), k.setArg(first + 1, static_cast<cl_uint>(kp.mont_p)),
+  const bool square = use_square(kp);
+  const cl_int errs[] = {k.setArg(first, static_cast<cl_int>(use_int_lanes(kp) || square ? 1 : 0)),
+                         k.setArg(first + 1, static_cast<cl_uint>(kp.mont_p)),
                          k.setArg(first + 2, static_cast<cl_uint>(kp.mont_pneg)),
                          k.setArg(first + 3, static_cast<cl_uint>(kp.mont_r2)),
                          k.setArg(first + 4, static_cast<cl_uint>(kp.mont_mu)),
-                         k.setArg(first + 5, static_cast<cl_uint>(kp.mont_mu_r1))};
+                         k.setArg(first + 5, static_cast<cl_uint>(kp.mont_mu_r1)),
+                         k.setArg(first + 6, static_cast<cl_int>(square ? 1 : 0)),
+                         k.setArg(first + 7, static_cast<cl_uint>(kp.mont_square_e2)),
+                         k.setArg(first + 8, kp.square_h),
+                         k.setArg(first + 9, kp.square_e),
+                         k.setArg(first + 10, kp.square_muinv),
+                         k.setArg(first + 11, kp.square_c)};
   for (cl_int e : errs)
     if (e != CL_SUCCESS) return cl_error("clSetKernelArg (Montgomery constants)", e);
   return {};

@@ -24,8 +24,8 @@ status build_cl_program(cl::Program& program, const cl::Device& dev, const char*
 
 // Arguments 3..8 are fixed for a whole call; set them once, under the device lock.
 status set_param_args(cl::Kernel& k, const kernel_params& kp);
-// modmath.h's Montgomery constants, the lanes on where use_int_lanes says, the six arguments from `first`: the
-// chunks' kernel's 11..16, the pairs kernel's 9..14.
+// modmath.h's Montgomery constants, the lanes on where use_int_lanes or use_square says, and the square form's
+// switch and constants: the twelve arguments from `first`, the chunks' kernel's 11..22, the pairs kernel's 9..20.
 inline constexpr cl_uint map_mont_arg = 11;
 inline constexpr cl_uint pairs_mont_arg = 9;
 status set_mont_args(cl::Kernel& k, const kernel_params& kp, cl_uint first);
