@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <atomic>
+#include <chrono>
 #include <cstddef>
 #include <cstdint>
 #include <cstdlib>
@@ -218,6 +219,61 @@ class work_counter {
   std::atomic<std::size_t> host_elements_{0};
 };
 
+// How a sharing lane sizes the host pieces it computes while its oldest chunk runs (feed_lane):
+// only as many elements as it can finish before that chunk is expected to complete, so the device
+// never waits on the host for its next chunk. Where the host is fast against the device (few
+// iterations) pieces stay whole; where it is slow (many), they shrink or stop and the lane waits
+// for the device instead. A chunk's expected run is timed exactly whenever the lane waits for one
+// (it polls, so it sees the completion when it happens); a completion noticed after a piece is
+// only an upper bound, which can lower the estimate but not raise it. A host element's time is the
+// last piece's. Until a chunk has been timed the lane waits for it; until a piece has been timed,
+// or while pieces take no measurable time, pieces are whole. Where the H200 machine shared runs
+// (2^20 to 2^28 elements, 10 to 1000 iterations) the paced runs were within the spread of
+// whole-piece runs (docs/BENCHMARKS.md, DK, DL): the rule guards the runs the device bounds.
+class share_pacing {
+ public:
+  using duration = std::chrono::steady_clock::duration;
+  // Fewer elements than this are not worth a piece: the lane waits for its chunk instead.
+  static constexpr std::size_t min_piece = 256;
+
+  // Elements (at most `piece`) of a host piece that ends before a chunk submitted `running` ago
+  // completes; 0 where none fit, where the chunk is past its expected run, or where no chunk has
+  // been timed yet.
+  std::size_t piece_before(duration running, std::size_t piece) const {
+    if (chunk_ns_ <= 0.0) return 0;
+    const double left = chunk_ns_ - ns(running);
+    if (left <= 0.0) return 0;
+    if (element_ns_ <= 0.0) return piece;
+    const double fit = left / element_ns_;
+    const std::size_t n = fit >= static_cast<double>(piece) ? piece : static_cast<std::size_t>(fit);
+    return n >= min_piece ? n : 0;
+  }
+  // A chunk seen completing as it did, `d` after its submission.
+  void chunk_timed(duration d) { chunk_ns_ = std::max(ns(d), 1.0); }
+  // A chunk found complete `d` after its submission, having completed at some earlier moment.
+  void chunk_noticed(duration d) {
+    if (chunk_ns_ > 0.0) chunk_ns_ = std::max(std::min(chunk_ns_, ns(d)), 1.0);
+  }
+  // A host piece of `count` elements took `d`.
+  void piece_done(duration d, std::size_t count) {
+    if (count > 0) element_ns_ = ns(d) / static_cast<double>(count);
+  }
+
+ private:
+  static double ns(duration d) { return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()); }
+  double chunk_ns_ = 0.0, element_ns_ = 0.0;
+};
+
+// The lane's clock: Ops's own where it has one (tests run lanes on a scripted clock), else the
+// steady clock.
+template <class Ops>
+std::chrono::steady_clock::time_point lane_now(Ops& ops) {
+  if constexpr (requires { ops.now(); })
+    return ops.now();
+  else
+    return std::chrono::steady_clock::now();
+}
+
 // One lane's loop, the same for every GPU backend. Its slots are used in ring order, so the next
 // slot, when busy, holds the lane's oldest chunk. Ops provides:
 //   std::size_t slots() const;
@@ -229,34 +285,49 @@ class work_counter {
 //   void compute_on_host(work_range r);          // maps r on this thread, straight to the caller
 // With `share`, a lane whose oldest chunk is still running computes a host piece itself instead
 // of waiting (the host's work per staged element, two copies, is about what computing it costs,
-// so a waiting thread's time is better spent on the map); without, it waits as a plain pipeline.
+// so a waiting thread's time is better spent on the map), of the size share_pacing says fits
+// before that chunk completes; without, or where none fits, it waits as a plain pipeline.
 // Stops taking work when `failed` is set by another lane, and always drains its own slots.
 template <class Ops>
 status feed_lane(Ops& ops, work_counter& work, bool share, const std::atomic<bool>& failed,
                  std::size_t host_piece_max = lane_piece) {
   const std::size_t slots = ops.slots();
   const std::size_t piece = std::min(host_piece_max, ops.chunk());
+  std::vector<std::chrono::steady_clock::time_point> submitted(share ? slots : 0);
+  share_pacing pacing;
   std::size_t k = 0;
   while (!failed.load(std::memory_order_relaxed)) {
     if (ops.busy(k)) {
-      bool ready = true;
       if (share) {
         auto d = ops.done(k);
         if (!d) return d.err();
-        ready = *d;
-      }
-      if (!ready) {
-        const auto r = work.take(piece);
-        if (!r) break;
-        ops.compute_on_host(*r);
-        work.on_host(*r);
-        continue;
+        if (*d) {
+          pacing.chunk_noticed(lane_now(ops) - submitted[k]);
+        } else if (const std::size_t fits = pacing.piece_before(lane_now(ops) - submitted[k], piece); fits > 0) {
+          const auto r = work.take(fits);
+          if (!r) break;
+          const auto t0 = lane_now(ops);
+          ops.compute_on_host(*r);
+          pacing.piece_done(lane_now(ops) - t0, r->count);
+          work.on_host(*r);
+          continue;
+        } else {
+          // No piece fits: wait for the chunk, polling, so that its completion is timed as it happens.
+          for (;;) {
+            std::this_thread::yield();
+            auto again = ops.done(k);
+            if (!again) return again.err();
+            if (*again) break;
+          }
+          pacing.chunk_timed(lane_now(ops) - submitted[k]);
+        }
       }
       KILN_TRY(ops.finish(k));
     }
     const auto r = work.take(ops.chunk());
     if (!r) break;
     KILN_TRY(ops.start(k, *r));
+    if (share) submitted[k] = lane_now(ops);
     k = (k + 1) % slots;
   }
   // Drain the chunks still in flight, oldest first.

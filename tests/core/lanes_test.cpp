@@ -66,8 +66,11 @@ TEST(WorkCounter, ThreadsTakingAtOnceCoverEverythingOnce) {
 }
 
 // A device whose chunks complete only when `complete_after` queries of them have returned false;
-// it records what it was asked to do.
+// it records what it was asked to do. Its clock (the lane's, lane_now) moves 1 us a query and
+// stands still otherwise.
 struct scripted_ops {
+  std::chrono::steady_clock::time_point t{};
+  std::chrono::steady_clock::time_point now() const { return t; }
   std::size_t slot_count = 3, chunk_elements = 10;
   int complete_after = 0;  // done() answers false this many times per chunk, then true
   bool fail_done = false;  // done() returns an error
@@ -82,6 +85,7 @@ struct scripted_ops {
   bool busy(std::size_t k) const { return busy_flags[k]; }
   kiln::result<bool> done(std::size_t k) {
     if (fail_done) return kiln::make_error(kiln::errc::device_error, "scripted failure");
+    t += std::chrono::microseconds(1);
     return queries[k]++ >= complete_after;
   }
   kiln::status finish(std::size_t k) {
@@ -161,16 +165,18 @@ TEST(FeedLane, ABusyDeviceLeavesTheRestToTheHost) {
   work_counter w(1000, 1000);
   std::atomic<bool> failed{false};
   ASSERT_TRUE(kiln::detail::feed_lane(ops, w, true, failed).ok());
-  // Three chunks fill the slots; the host computes everything else; the slots are drained.
-  EXPECT_EQ(ops.started.size(), 3u);
-  EXPECT_EQ(ops.finished.size(), 3u);
+  // Three chunks fill the slots. No chunk has been timed, so the lane waits out each of them
+  // (1000 queries), then a fourth to a sixth take their places; by then a chunk runs 3000 us
+  // by the scripted clock and host pieces take none, so the host computes everything else.
+  EXPECT_EQ(ops.started.size(), 6u);
+  EXPECT_EQ(ops.finished.size(), 6u);
   std::vector<work_range> all = ops.started;
   all.insert(all.end(), ops.on_host.begin(), ops.on_host.end());
   EXPECT_EQ(coverage(1000, all), std::vector<int>(1000, 1));
   std::size_t host = 0;
   for (const auto& r : ops.on_host) host += r.count;
   EXPECT_EQ(w.host_elements(), host);
-  EXPECT_EQ(host, 970u);
+  EXPECT_EQ(host, 940u);
 }
 
 TEST(FeedLane, ADeviceThatKeepsUpGetsEveryChunk) {
@@ -197,6 +203,100 @@ TEST(FeedLane, SharingInterleavesWhenTheDeviceIsSlowerThanTheHost) {
   EXPECT_EQ(coverage(10'000, all), std::vector<int>(10'000, 1));
   EXPECT_EQ(ops.finished.size(), ops.started.size());
   EXPECT_FALSE(ops.finish_while_idle);
+}
+
+// A host piece fits in what is left of the oldest chunk's expected run: none until a chunk has
+// been timed, whole pieces until a piece has, then as many elements as fit, none below
+// min_piece. A completion noticed late lowers the estimate but never raises it; one timed as it
+// happened replaces it.
+TEST(SharePacing, PiecesFitBeforeTheOldestChunkCompletes) {
+  using kiln::detail::share_pacing;
+  using std::chrono::microseconds;
+  share_pacing p;
+  EXPECT_EQ(p.piece_before(microseconds(0), 5000), 0u) << "no chunk timed yet: wait and time one";
+  p.chunk_noticed(microseconds(800));
+  EXPECT_EQ(p.piece_before(microseconds(0), 5000), 0u) << "a late notice alone is no estimate";
+  p.chunk_timed(microseconds(1000));
+  EXPECT_EQ(p.piece_before(microseconds(900), 5000), 5000u) << "no piece timed yet";
+  EXPECT_EQ(p.piece_before(microseconds(1100), 5000), 0u) << "no piece timed yet, but past the expected run";
+  p.piece_done(microseconds(100), 10'000);  // 10 ns an element
+  EXPECT_EQ(p.piece_before(microseconds(0), 500'000), 100'000u);  // 1 ms left
+  EXPECT_EQ(p.piece_before(microseconds(400), 500'000), 60'000u);
+  EXPECT_EQ(p.piece_before(microseconds(400), 5000), 5000u) << "at most the lane's piece";
+  EXPECT_EQ(p.piece_before(microseconds(998), 5000), 0u) << "200 elements fit, fewer than min_piece";
+  EXPECT_EQ(p.piece_before(microseconds(1500), 5000), 0u) << "past the expected run";
+  p.chunk_noticed(microseconds(3000));
+  EXPECT_EQ(p.piece_before(microseconds(0), 500'000), 100'000u) << "a late notice does not raise it";
+  p.chunk_noticed(microseconds(500));
+  EXPECT_EQ(p.piece_before(microseconds(0), 500'000), 50'000u) << "but lowers it";
+  p.chunk_timed(microseconds(2000));
+  EXPECT_EQ(p.piece_before(microseconds(0), 500'000), 200'000u) << "a timed chunk replaces it";
+  p.piece_done(microseconds(100), 1000);  // a slower host: the last piece's rate counts
+  EXPECT_EQ(p.piece_before(microseconds(0), 500'000), 20'000u);
+}
+
+// A device whose chunks complete 300 us after they start and a host that takes 2 us an element,
+// on a scripted clock (1 us a query, finish() waits out the chunk, a piece takes its time): a
+// whole piece of 1000 elements (2 ms) outlasts a chunk's run. The lane waits to time its first
+// chunk, computes one whole piece (the host's rate not yet known), then none: a piece of
+// min_piece elements takes 512 us, longer than what is left of any chunk's run, so the device
+// takes the rest, where whole pieces at every check would have left most of it to the host.
+struct timed_ops {
+  using clock = std::chrono::steady_clock;
+  clock::time_point t{};
+  std::size_t slot_count = 3, chunk_elements = 1000;
+  clock::duration chunk_run = std::chrono::microseconds(300);
+  clock::duration per_element = std::chrono::microseconds(2);
+  std::vector<clock::time_point> ends = std::vector<clock::time_point>(3);
+  std::vector<bool> busy_flags = std::vector<bool>(3, false);
+  std::size_t on_device = 0, on_host = 0;
+
+  clock::time_point now() const { return t; }
+  std::size_t slots() const { return slot_count; }
+  std::size_t chunk() const { return chunk_elements; }
+  bool busy(std::size_t k) const { return busy_flags[k]; }
+  kiln::result<bool> done(std::size_t k) {
+    t += std::chrono::microseconds(1);
+    return t >= ends[k];
+  }
+  kiln::status finish(std::size_t k) {
+    t = std::max(t, ends[k]);
+    busy_flags[k] = false;
+    return {};
+  }
+  kiln::status start(std::size_t k, work_range r) {
+    ends[k] = t + chunk_run;
+    busy_flags[k] = true;
+    on_device += r.count;
+    return {};
+  }
+  void compute_on_host(work_range r) {
+    t += per_element * static_cast<long>(r.count);
+    on_host += r.count;
+  }
+};
+
+TEST(FeedLane, AHostSlowerThanTheDeviceStopsTakingPieces) {
+  timed_ops ops;
+  work_counter w(200'000, 200'000);
+  std::atomic<bool> failed{false};
+  ASSERT_TRUE(kiln::detail::feed_lane(ops, w, true, failed, 1000).ok());
+  EXPECT_EQ(ops.on_device + ops.on_host, 200'000u);
+  EXPECT_EQ(ops.on_host, 1000u) << "device " << ops.on_device;
+  EXPECT_EQ(w.host_elements(), ops.on_host);
+}
+
+// The same device with a host four times as fast as in the last test (0.5 us an element): pieces
+// of what fits in the rest of a chunk's run, so the host keeps a share without delaying a chunk.
+TEST(FeedLane, AFasterHostTakesPiecesThatFitTheChunksRun) {
+  timed_ops ops;
+  ops.per_element = std::chrono::nanoseconds(500);
+  work_counter w(200'000, 200'000);
+  std::atomic<bool> failed{false};
+  ASSERT_TRUE(kiln::detail::feed_lane(ops, w, true, failed, 1000).ok());
+  EXPECT_EQ(ops.on_device + ops.on_host, 200'000u);
+  EXPECT_GT(ops.on_host, 20'000u) << "device " << ops.on_device;
+  EXPECT_GT(ops.on_device, 20'000u) << "host " << ops.on_host;
 }
 
 TEST(FeedLane, AFailedQueryIsReturnedAndAnotherLanesFailureStopsTheLane) {
