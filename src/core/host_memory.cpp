@@ -27,22 +27,20 @@ namespace {
 
 using pool_clock = std::chrono::steady_clock;
 
-// GPU runs in flight and the end of the last one (see gpu_run_scope).
-std::atomic<int> gpu_runs{0};
-std::atomic<pool_clock::rep> gpu_last_end{0};
+// Runs in flight (every backend's) and the end of the last one (see run_scope).
+std::atomic<int> runs_in_flight{0};
+std::atomic<pool_clock::rep> last_run_end{0};
 
-bool gpus_quiet() {
-  if (gpu_runs.load() > 0) return false;
-  const auto since = pool_clock::now().time_since_epoch().count() - gpu_last_end.load();
-  return since >= std::chrono::duration_cast<pool_clock::duration>(std::chrono::milliseconds(gpu_quiet_ms)).count();
+bool runs_quiet() {
+  if (runs_in_flight.load() > 0) return false;
+  const auto since = pool_clock::now().time_since_epoch().count() - last_run_end.load();
+  return since >= std::chrono::duration_cast<pool_clock::duration>(std::chrono::milliseconds(run_quiet_ms)).count();
 }
 
 constexpr std::size_t huge_page = std::size_t{2} << 20;
 constexpr std::size_t gib = std::size_t{1} << 30;
 
-// Below this, blocks are plain heap memory, neither pooled nor pinned: pinning or holding a 2 MiB
-// page for a small block costs more than any copy it could save.
-constexpr std::size_t pooled_min = huge_page;
+constexpr std::size_t pooled_min = host_pool_block_min;
 constexpr std::size_t alignment = 64;
 
 // Rounds up to a size class: 64-byte steps for small blocks; 2 MiB steps up to 16 MiB, then
@@ -339,8 +337,8 @@ class host_pool {
   }
 
   void pin_one(std::unique_lock<std::mutex>& lock) {
-    // Not beside a GPU run (gpu_run_scope): the request stays queued until the GPUs rest.
-    while (!stopping_ && !busy_ && !gpus_quiet()) cv_.wait_for(lock, std::chrono::milliseconds(10));
+    // Not beside a run (run_scope): the request stays queued until the engine rests.
+    while (!stopping_ && !busy_ && !runs_quiet()) cv_.wait_for(lock, std::chrono::milliseconds(10));
     if (stopping_ || busy_ || requests_.empty()) return;
     const std::size_t capacity = *requests_.begin();
     requests_.erase(requests_.begin());
@@ -444,11 +442,11 @@ host_pool_settings default_host_pool_settings() {
   return s;
 }
 
-gpu_run_scope::gpu_run_scope() { gpu_runs.fetch_add(1); }
+run_scope::run_scope() { runs_in_flight.fetch_add(1); }
 
-gpu_run_scope::~gpu_run_scope() {
-  gpu_last_end.store(pool_clock::now().time_since_epoch().count());
-  gpu_runs.fetch_sub(1);
+run_scope::~run_scope() {
+  last_run_end.store(pool_clock::now().time_since_epoch().count());
+  runs_in_flight.fetch_sub(1);
 }
 
 host_pool_stats host_pool_statistics() {

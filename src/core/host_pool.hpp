@@ -46,19 +46,27 @@ host_pool_settings default_host_pool_settings();
 // unpinned by the new `unpin`, or once the pool is shutting down.
 bool set_host_pool_settings(host_pool_settings s);
 
-// A GPU run in flight, as the pool thread sees it: it pins no block while one runs, nor within
-// gpu_quiet_ms of the last one's end, because pinning a large block holds the CUDA driver for
-// tens of milliseconds and stalls the copies of a run beside it (a call whose earlier results
-// were still alive took 125 ms instead of 6 on the H200: docs/BENCHMARKS.md, CH). Blocks are
-// pinned while the GPUs rest; meanwhile calls take ordinary memory, which costs a staged copy.
-inline constexpr int gpu_quiet_ms = 50;
+// Below this many bytes, blocks are plain heap memory, neither pooled nor pinned: pinning or
+// holding a 2 MiB page for a small block costs more than any copy it could save.
+inline constexpr std::size_t host_pool_block_min = std::size_t{2} << 20;
 
-class gpu_run_scope {
+// A run in flight, as the pool thread sees it (GPU runs, and host runs over arrays of at least
+// host_pool_block_min bytes: core/kernel_run.cpp): it pins no block while one runs,
+// nor within run_quiet_ms of the last one's end. Pinning a large block holds the CUDA driver for
+// tens of milliseconds, which stalls the copies of a GPU run beside it (a call whose earlier
+// results were still alive took 125 ms instead of 6 on the H200: docs/BENCHMARKS.md, CH), and it
+// faults in and locks the block's pages under the process's memory map, which stalls the page
+// faults of a host run beside it (`cpu` calls into fresh result blocks took 120-134 ms instead of
+// 23-28: DN). Blocks are pinned while the engine rests; meanwhile calls take ordinary memory,
+// which costs a staged copy.
+inline constexpr int run_quiet_ms = 50;
+
+class run_scope {
  public:
-  gpu_run_scope();
-  ~gpu_run_scope();
-  gpu_run_scope(const gpu_run_scope&) = delete;
-  gpu_run_scope& operator=(const gpu_run_scope&) = delete;
+  run_scope();
+  ~run_scope();
+  run_scope(const run_scope&) = delete;
+  run_scope& operator=(const run_scope&) = delete;
 };
 
 }  // namespace kiln::detail

@@ -228,9 +228,11 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
   auto index = run_target(options, *dev, st);
   if (!index) return index.err();
   backend& be = backend_of(dev->backend);
-  // The host pool pins no block beside a GPU run (it would stall the run's copies).
-  std::optional<gpu_run_scope> on_gpu;
-  if (is_gpu(dev->backend)) on_gpu.emplace();
+  // The host pool pins no block beside a GPU run (it would stall the run's copies), nor beside a
+  // host run over arrays of pooled size (it would stall the page faults of their first touch);
+  // smaller outputs come from the heap, and a scope costs a clock read.
+  std::optional<run_scope> running;
+  if (is_gpu(dev->backend) || *n * sizeof(i64) >= host_pool_block_min) running.emplace();
 
   std::span<const i64> single_array;
   for (const auto& a : args)
@@ -362,7 +364,7 @@ result<run_stats> run_buffers(const decoded_kernel& decoded, std::span<const arg
                         "no iterations over buffers leaves the argument as it is: give its buffer as the output");
   } else {
     backend& be = backend_of(dev.backend);
-    std::optional<gpu_run_scope> on_gpu;
+    std::optional<run_scope> on_gpu;  // host runs over resident buffers fault no fresh memory
     if (is_gpu(dev.backend)) on_gpu.emplace();
     const bool rounds = is_gpu(dev.backend) && dk->arrays == 1 && dk->outputs == 1;
     auto r = !rounds ? (stop.stop_requested() ? result<run_stats>(cancelled_error())

@@ -12,6 +12,7 @@
 #include <mutex>
 #include <random>
 #include <set>
+#include <stop_token>
 #include <optional>
 #include <thread>
 #include <utility>
@@ -228,25 +229,61 @@ TEST_F(HostPool, BackgroundRefillMakesLaterCallsPinned) {
 }
 
 // No block is pinned beside a GPU run (a pin would stall its copies): the request waits until
-// the run has ended and the GPUs have rested gpu_quiet_ms.
+// the run has ended and the GPUs have rested run_quiet_ms.
 TEST_F(HostPool, NoBackgroundPinBesideAGpuRun) {
   install(64 * mib);
-  std::optional<kiln::detail::gpu_run_scope> run;
+  std::optional<kiln::detail::run_scope> run;
   run.emplace();
   auto first = kiln::host_memory::allocate(elements_of(6 * mib));
   ASSERT_TRUE(first.ok());
   EXPECT_FALSE(first->pinned());
-  std::this_thread::sleep_for(std::chrono::milliseconds(4 * kiln::detail::gpu_quiet_ms));
+  std::this_thread::sleep_for(std::chrono::milliseconds(4 * kiln::detail::run_quiet_ms));
   EXPECT_EQ(host_pool_statistics().pins, 0u) << "a block was pinned during the run";
   EXPECT_EQ(host_pool_statistics().pending_pins, 1u);
   const auto ended = std::chrono::steady_clock::now();
   run.reset();
   ASSERT_TRUE(pins_settled());
-  EXPECT_GE(std::chrono::steady_clock::now() - ended, std::chrono::milliseconds(kiln::detail::gpu_quiet_ms));
+  EXPECT_GE(std::chrono::steady_clock::now() - ended, std::chrono::milliseconds(kiln::detail::run_quiet_ms));
   EXPECT_EQ(host_pool_statistics().pins, 1u);
   auto second = kiln::host_memory::allocate(elements_of(6 * mib));
   ASSERT_TRUE(second.ok());
   EXPECT_TRUE(second->pinned());
+}
+
+// Nor beside a host run over arrays of pooled size (a pin stalls its first touches): a `cpu`
+// map of 2^20 elements runs on another thread while a block's pin is requested; the pin waits
+// for the run's end.
+TEST_F(HostPool, NoBackgroundPinBesideALargeHostRun) {
+  install(64 * mib);
+  std::vector<std::int64_t> in(std::size_t{1} << 20), out(in.size());
+  for (std::size_t i = 0; i < in.size(); ++i) in[i] = static_cast<std::int64_t>(i);
+  std::stop_source stop;
+  kiln::run_options o;
+  o.backend = "cpu";
+  o.stop = stop.get_token();
+  std::atomic<bool> running{true};
+  std::thread run([&] {
+    // 2^40 steps: it runs until stopped below.
+    auto r = kiln::logistic_map(in, out, {6700417, 22, std::int64_t{1} << 20}, o);
+    EXPECT_FALSE(r.ok());
+    if (!r.ok()) {
+      EXPECT_EQ(r.err().code, kiln::errc::cancelled);
+    }
+    running = false;
+  });
+  std::this_thread::sleep_for(std::chrono::milliseconds(kiln::detail::run_quiet_ms));
+  auto first = kiln::host_memory::allocate(elements_of(6 * mib));
+  ASSERT_TRUE(first.ok());
+  EXPECT_FALSE(first->pinned());
+  std::this_thread::sleep_for(std::chrono::milliseconds(2 * kiln::detail::run_quiet_ms));
+  const bool was_running = running.load();
+  const auto pins_during = host_pool_statistics().pins;
+  stop.request_stop();
+  run.join();
+  ASSERT_TRUE(was_running) << "the run ended before the check: it proves nothing";
+  EXPECT_EQ(pins_during, 0u) << "a block was pinned during the run";
+  ASSERT_TRUE(pins_settled());
+  EXPECT_EQ(host_pool_statistics().pins, 1u);
 }
 
 // A freed pinned block goes back to the cache and the next call of its class gets it again,
