@@ -227,7 +227,9 @@ class work_counter {
 // (it polls, so it sees the completion when it happens); a completion noticed after a piece is
 // only an upper bound, which can lower the estimate but not raise it. A host element's time is the
 // last piece's. Until a chunk has been timed the lane waits for it; until a piece has been timed,
-// or while pieces take no measurable time, pieces are whole. Where the H200 machine shared runs
+// or while pieces take no measurable time, pieces are whole. Where the host's rate says no piece
+// fits, every probe_every-th such look still gets a piece of min_piece, so that one slow piece
+// (a page fault's, a preempted thread's) cannot end the host's share for the rest of the run. Where the H200 machine shared runs
 // (2^20 to 2^28 elements, 10 to 1000 iterations) the paced runs were within the spread of
 // whole-piece runs (docs/BENCHMARKS.md, DK, DL): the rule guards the runs the device bounds.
 class share_pacing {
@@ -235,18 +237,23 @@ class share_pacing {
   using duration = std::chrono::steady_clock::duration;
   // Fewer elements than this are not worth a piece: the lane waits for its chunk instead.
   static constexpr std::size_t min_piece = 256;
+  // Of the looks where the host's rate says no piece fits, one in this many gets min_piece.
+  static constexpr int probe_every = 16;
 
   // Elements (at most `piece`) of a host piece that ends before a chunk submitted `running` ago
   // completes; 0 where none fit, where the chunk is past its expected run, or where no chunk has
   // been timed yet.
-  std::size_t piece_before(duration running, std::size_t piece) const {
+  std::size_t piece_before(duration running, std::size_t piece) {
     if (chunk_ns_ <= 0.0) return 0;
     const double left = chunk_ns_ - ns(running);
     if (left <= 0.0) return 0;
     if (element_ns_ <= 0.0) return piece;
     const double fit = left / element_ns_;
     const std::size_t n = fit >= static_cast<double>(piece) ? piece : static_cast<std::size_t>(fit);
-    return n >= min_piece ? n : 0;
+    if (n >= min_piece) return n;
+    if (++refused_ < probe_every) return 0;
+    refused_ = 0;
+    return std::min(min_piece, piece);
   }
   // A chunk seen completing as it did, `d` after its submission.
   void chunk_timed(duration d) { chunk_ns_ = std::max(ns(d), 1.0); }
@@ -262,7 +269,19 @@ class share_pacing {
  private:
   static double ns(duration d) { return static_cast<double>(std::chrono::duration_cast<std::chrono::nanoseconds>(d).count()); }
   double chunk_ns_ = 0.0, element_ns_ = 0.0;
+  int refused_ = 0;
 };
+
+// Between two looks at a chunk the lane waits for: a short sleep, so that a waiting lane leaves
+// its core to the device's own threads (PoCL's) and to the others; Ops's pause() where it has one
+// (tests on a scripted clock).
+template <class Ops>
+void lane_pause(Ops& ops) {
+  if constexpr (requires { ops.pause(); })
+    ops.pause();
+  else
+    std::this_thread::sleep_for(std::chrono::microseconds(20));
+}
 
 // The lane's clock: Ops's own where it has one (tests run lanes on a scripted clock), else the
 // steady clock.
@@ -312,9 +331,10 @@ status feed_lane(Ops& ops, work_counter& work, bool share, const std::atomic<boo
           work.on_host(*r);
           continue;
         } else {
-          // No piece fits: wait for the chunk, polling, so that its completion is timed as it happens.
+          // No piece fits: wait for the chunk, looking every few microseconds, so that its
+          // completion is timed as it happens.
           for (;;) {
-            std::this_thread::yield();
+            lane_pause(ops);
             auto again = ops.done(k);
             if (!again) return again.err();
             if (*again) break;

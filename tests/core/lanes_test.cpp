@@ -71,6 +71,7 @@ TEST(WorkCounter, ThreadsTakingAtOnceCoverEverythingOnce) {
 struct scripted_ops {
   std::chrono::steady_clock::time_point t{};
   std::chrono::steady_clock::time_point now() const { return t; }
+  void pause() {}
   std::size_t slot_count = 3, chunk_elements = 10;
   int complete_after = 0;  // done() answers false this many times per chunk, then true
   bool fail_done = false;  // done() returns an error
@@ -233,14 +234,24 @@ TEST(SharePacing, PiecesFitBeforeTheOldestChunkCompletes) {
   EXPECT_EQ(p.piece_before(microseconds(0), 500'000), 200'000u) << "a timed chunk replaces it";
   p.piece_done(microseconds(100), 1000);  // a slower host: the last piece's rate counts
   EXPECT_EQ(p.piece_before(microseconds(0), 500'000), 20'000u);
+  // A host so slow that no piece fits: of every probe_every such looks, the last gets min_piece.
+  share_pacing q;
+  q.chunk_timed(microseconds(2000));
+  q.piece_done(microseconds(1000), 10);  // 100 us an element: 20 fit in 2 ms
+  for (int round = 0; round < 3; ++round) {
+    for (int i = 1; i < share_pacing::probe_every; ++i) EXPECT_EQ(q.piece_before(microseconds(0), 5000), 0u) << i;
+    EXPECT_EQ(q.piece_before(microseconds(0), 5000), share_pacing::min_piece) << "round " << round;
+  }
+  for (int i = 0; i < 2 * share_pacing::probe_every; ++i)
+    EXPECT_EQ(q.piece_before(microseconds(2500), 5000), 0u) << "past the run, no probe";
 }
 
 // A device whose chunks complete 300 us after they start and a host that takes 2 us an element,
 // on a scripted clock (1 us a query, finish() waits out the chunk, a piece takes its time): a
 // whole piece of 1000 elements (2 ms) outlasts a chunk's run. The lane waits to time its first
-// chunk, computes one whole piece (the host's rate not yet known), then none: a piece of
-// min_piece elements takes 512 us, longer than what is left of any chunk's run, so the device
-// takes the rest, where whole pieces at every check would have left most of it to the host.
+// chunk, computes one whole piece (the host's rate not yet known), then only the rare probes: a
+// piece of min_piece elements takes 512 us, longer than what is left of any chunk's run, so the
+// device takes the rest, where whole pieces at every check would have left most of it to the host.
 struct timed_ops {
   using clock = std::chrono::steady_clock;
   clock::time_point t{};
@@ -252,6 +263,7 @@ struct timed_ops {
   std::size_t on_device = 0, on_host = 0;
 
   clock::time_point now() const { return t; }
+  void pause() {}
   std::size_t slots() const { return slot_count; }
   std::size_t chunk() const { return chunk_elements; }
   bool busy(std::size_t k) const { return busy_flags[k]; }
@@ -282,7 +294,13 @@ TEST(FeedLane, AHostSlowerThanTheDeviceStopsTakingPieces) {
   std::atomic<bool> failed{false};
   ASSERT_TRUE(kiln::detail::feed_lane(ops, w, true, failed, 1000).ok());
   EXPECT_EQ(ops.on_device + ops.on_host, 200'000u);
-  EXPECT_EQ(ops.on_host, 1000u) << "device " << ops.on_device;
+  // One whole piece, then only the probes: min_piece elements at one look in probe_every of those
+  // where no piece fits (at most one such look per chunk).
+  using kiln::detail::share_pacing;
+  const std::size_t chunks = ops.on_device / 1000;
+  EXPECT_GT(ops.on_host, 1000u) << "the host's rate is looked at again";
+  EXPECT_LE(ops.on_host, 1000 + share_pacing::min_piece * (chunks / share_pacing::probe_every + 1))
+      << "host " << ops.on_host << ", device " << ops.on_device;
   EXPECT_EQ(w.host_elements(), ops.on_host);
 }
 
