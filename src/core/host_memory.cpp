@@ -27,7 +27,9 @@ namespace {
 
 using pool_clock = std::chrono::steady_clock;
 
-// Runs in flight (every backend's) and the end of the last one (see run_scope).
+// Runs in flight (see run_scope) and the last sign of activity: the end of the last run, or
+// the last pin request, which comes from a call whose run is about to start (its result block
+// is taken before its run_scope), so that a pin never starts just ahead of that run.
 std::atomic<int> runs_in_flight{0};
 std::atomic<pool_clock::rep> last_run_end{0};
 
@@ -300,6 +302,7 @@ class host_pool {
   void request_pin_locked(std::size_t capacity) {
     if (!pin_allowed_locked(capacity) || requests_.count(capacity) || pinning_ == capacity) return;
     if (!ensure_thread_locked()) return;
+    last_run_end.store(pool_clock::now().time_since_epoch().count());
     requests_.insert(capacity);
     cv_.notify_all();
   }

@@ -51,8 +51,8 @@ bool set_host_pool_settings(host_pool_settings s);
 inline constexpr std::size_t host_pool_block_min = std::size_t{2} << 20;
 
 // A run in flight, as the pool thread sees it (GPU runs, and host runs over arrays of at least
-// host_pool_block_min bytes: core/kernel_run.cpp): it pins no block while one runs,
-// nor within run_quiet_ms of the last one's end. Pinning a large block holds the CUDA driver for
+// host_pool_block_min bytes: core/kernel_run.cpp): it pins no block while one runs, nor within
+// run_quiet_ms of the last one's end or of the last request for a pin (whose call is about to run). Pinning a large block holds the CUDA driver for
 // tens of milliseconds, which stalls the copies of a GPU run beside it (a call whose earlier
 // results were still alive took 125 ms instead of 6 on the H200: docs/BENCHMARKS.md, CH), and it
 // faults in and locks the block's pages under the process's memory map, which stalls the page

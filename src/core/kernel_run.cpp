@@ -364,8 +364,9 @@ result<run_stats> run_buffers(const decoded_kernel& decoded, std::span<const arg
                         "no iterations over buffers leaves the argument as it is: give its buffer as the output");
   } else {
     backend& be = backend_of(dev.backend);
-    std::optional<run_scope> on_gpu;  // host runs over resident buffers fault no fresh memory
-    if (is_gpu(dev.backend)) on_gpu.emplace();
+    // As for host arrays (run_decoded): a host backend's buffer may not have been touched yet.
+    std::optional<run_scope> running;
+    if (is_gpu(dev.backend) || first->size() * sizeof(i64) >= host_pool_block_min) running.emplace();
     const bool rounds = is_gpu(dev.backend) && dk->arrays == 1 && dk->outputs == 1;
     auto r = !rounds ? (stop.stop_requested() ? result<run_stats>(cancelled_error())
                                               : be.run_resident(dev.index, *dk, arrays, outs, stop))

@@ -271,7 +271,8 @@ TEST_F(HostPool, NoBackgroundPinBesideALargeHostRun) {
     }
     running = false;
   });
-  std::this_thread::sleep_for(std::chrono::milliseconds(kiln::detail::run_quiet_ms));
+  // Time for the thread to be well inside its run (it runs until stopped).
+  std::this_thread::sleep_for(std::chrono::milliseconds(4 * kiln::detail::run_quiet_ms));
   auto first = kiln::host_memory::allocate(elements_of(6 * mib));
   ASSERT_TRUE(first.ok());
   EXPECT_FALSE(first->pinned());
