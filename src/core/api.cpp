@@ -9,7 +9,6 @@
 #include <utility>
 
 #include "core/backend.hpp"
-#include "core/settings.hpp"
 #include "kiln/kiln.hpp"
 
 namespace kiln {
@@ -117,7 +116,7 @@ kernel_params prepare(const map_params& params) {
   // invertible mod p, and H (H + 1) < 2^51 for H = floor(p/2), so p < 2^27 and every product
   // below is under 2^54.
   const std::uint64_t half = pu / 2;
-  if (current_settings().square_form && (pu & 1) != 0 && pu >= 3 && half * (half + 1) < (std::uint64_t{1} << 51)) {
+  if ((pu & 1) != 0 && pu >= 3 && half * (half + 1) < (std::uint64_t{1} << 51)) {
     if (const auto muinv = inverse_mod(mu_res, pu)) {
       const std::uint64_t h = mu_res * ((pu + 1) / 2) % pu;
       const std::uint64_t e = (h + pu - h * h % pu) % pu;

@@ -12,6 +12,7 @@
 #include "kiln/kiln.hpp"
 #include "core/modmath.h"
 #include "core/kernel_ir.hpp"
+#include "core/settings.hpp"
 
 namespace kiln::detail {
 
@@ -55,7 +56,10 @@ inline bool use_int_lanes(const kernel_params& kp) { return kp.mont != 0 && kp.i
 // against 5 or 8, and 8 more per element to go into the form and out of it, so only from the
 // same iteration count as the integer lanes; the GPU kernels' integer lanes then take the form's
 // Montgomery step, which the square form offers wherever it holds.
-inline bool use_square(const kernel_params& kp) { return kp.square != 0 && kp.iterations >= int_lanes_min_iterations; }
+// KILN_SQUARE_FORM=0 (core/settings.hpp) turns it off.
+inline bool use_square(const kernel_params& kp) {
+  return kp.square != 0 && kp.iterations >= int_lanes_min_iterations && current_settings().square_form;
+}
 
 // A buffer that lives on one device of one backend.
 class resident_buffer {

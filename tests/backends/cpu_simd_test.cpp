@@ -33,12 +33,15 @@ std::vector<i64> mixed_inputs(i64 p, std::uint64_t seed) {
 }
 
 TEST(CpuSimd, EveryCompiledTargetMatchesTheReference) {
-  // One (p, mu) per arithmetic path of core/modmath.h (fused, small p, split), both signs of mu.
+  // One (p, mu) per arithmetic path of core/modmath.h (fused, small p, split), both signs of mu;
+  // the square form from 17 iterations (at its largest p too, and at p = 3, 5, 61, 1000003).
   // Then seeded random ones over the whole domain.
   std::vector<kiln::map_params> cases = {
       {6700417, 22, 10}, {6700417, -22, 10}, {61, 22, 3}, {1, 5, 2}, {2, kMin, 1},
       {(i64{1} << 26) - 1, 987654321, 10}, {(i64{1} << 26) - 1, -987654321, 4},
       {kiln::max_p, kMax, 10}, {kiln::max_p, kMin + 1, 7}, {(i64{1} << 31) + 11, 3, 10},
+      {6700417, 22, 17}, {6700417, -22, 20}, {94906265, 47453131, 18}, {94906265, -47453131, 19},
+      {3, 1, 17}, {3, -2, 18}, {61, -22, 25}, {1000003, 999999, 33}, {5, 2, 100},
   };
   std::mt19937_64 rng(20181209);
   for (int i = 0; i < 8; ++i)

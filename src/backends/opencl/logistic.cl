@@ -9,8 +9,9 @@
 /* `in` and `out` may be the same buffer (the backend runs every chunk in place), so neither is
  * restrict. Two elements a work-item, `gap` apart so a work-group's loads stay contiguous,
  * stepped together as in the pairs kernel below (Montgomery lanes beside doubles where mont is
- * set, the square form where square is); each element is read and written by one work-item, so in place is safe. The global size
- * is half the job's chunk (at least n) rounded up to the work-group size, hence the guard. A
+ * set, the square form's two steps where square is); each element is read and written by one
+ * work-item, so in place is safe. The global size is half the job's chunk (at least n) rounded
+ * up to the work-group size, hence the guard. A
  * chunk that crossed the bus narrowed (core/lanes.hpp, narrow_transfers) holds int32 where
  * in32 / out32 say so; the flags are the same for every work-item, so the branches cost nothing. */
 inline long kiln_load(__global const long* in, ulong i, int in32) {
@@ -38,22 +39,16 @@ __kernel void kiln_logistic_map(__global const long* in, __global long* out, ulo
   double s1 = second ? kiln_residue(kiln_load(in, j, in32), p, pinv, two32) : 0.0;
   long t;
   if (square) {
-    /* modmath.h's square form: s0 in doubles, s1 in its Montgomery step where mont is set */
+    /* modmath.h's square form: s0 in doubles, s1 in its Montgomery step (the host sets mont
+     * wherever it sets square: the form offers that step wherever it holds) */
     s0 = kiln_square_in(s0, mu, square_h, p, pinv);
     s1 = kiln_square_in(s1, mu, square_h, p, pinv);
-    if (mont) {
-      uint x1 = kiln_mont_from(s1, p, mont_r2, mont_pneg, mont_p);
-      for (t = 0; t < iterations; ++t) {
-        s0 = kiln_square_step(s0, square_e, p, pinv);
-        x1 = kiln_mont_square_step(x1, mont_square_e2, mont_pneg, mont_p);
-      }
-      s1 = kiln_centre(kiln_mont_to(x1, mont_pneg, mont_p), p);
-    } else {
-      for (t = 0; t < iterations; ++t) {
-        s0 = kiln_square_step(s0, square_e, p, pinv);
-        s1 = kiln_square_step(s1, square_e, p, pinv);
-      }
+    uint x1 = kiln_mont_from(s1, p, mont_r2, mont_pneg, mont_p);
+    for (t = 0; t < iterations; ++t) {
+      s0 = kiln_square_step(s0, square_e, p, pinv);
+      x1 = kiln_mont_square_step(x1, mont_square_e2, mont_pneg, mont_p);
     }
+    s1 = kiln_centre(kiln_mont_to(x1, mont_pneg, mont_p), p);
     s0 = kiln_normalize(kiln_square_out(s0, square_muinv, square_c, p, pinv), p);
     s1 = kiln_normalize(kiln_square_out(s1, square_muinv, square_c, p, pinv), p);
   } else if (mont) {
@@ -103,10 +98,10 @@ __kernel void kiln_logistic_map(__global const long* in, __global long* out, ulo
  * in flight, where one element per work-item leaves it waiting on latency. Where modmath.h's
  * Montgomery step is exact (mont != 0), each pair's second element takes it in 32-bit integers
  * beside the first in doubles (the fused path), so the integer pipe works beside the FP64 pipe;
- * with the fused path out of reach all four take it. In the square form (square != 0) the doubles
- * take its step and the integer elements, where mont is set, its Montgomery step. Every buffer and segment starts at the
- * device's base address alignment, so long2 accesses are aligned. An odd last element is
- * work-item 0's. Results are kiln_logistic's exactly (every path is exact). */
+ * with the fused path out of reach all four take it. In the square form (square != 0) the
+ * doubles take its step and the integer elements its Montgomery step. Every buffer and segment
+ * starts at the device's base address alignment, so long2 accesses are aligned. An odd last
+ * element is work-item 0's. Results are kiln_logistic's exactly (every path is exact). */
 __kernel void kiln_logistic_map_pairs(__global const long* in, __global long* out, ulong n, long iterations, double p,
                                       double pinv, double mu_res, double two32, int negative, int mont, uint mont_p,
                                       uint mont_pneg, uint mont_r2, uint mont_mu, uint mont_mu_r1, int square,
@@ -127,29 +122,21 @@ __kernel void kiln_logistic_map_pairs(__global const long* in, __global long* ou
   double s2 = kiln_residue(b.x, p, pinv, two32), s3 = kiln_residue(b.y, p, pinv, two32);
   long t;
   if (square) {
-    /* modmath.h's square form: each pair's second element in its Montgomery step where mont is set */
+    /* modmath.h's square form: each pair's second element in its Montgomery step (mont is set
+     * wherever square is, as in the chunks' kernel above) */
     s0 = kiln_square_in(s0, mu, square_h, p, pinv);
     s1 = kiln_square_in(s1, mu, square_h, p, pinv);
     s2 = kiln_square_in(s2, mu, square_h, p, pinv);
     s3 = kiln_square_in(s3, mu, square_h, p, pinv);
-    if (mont) {
-      uint x1 = kiln_mont_from(s1, p, mont_r2, mont_pneg, mont_p), x3 = kiln_mont_from(s3, p, mont_r2, mont_pneg, mont_p);
-      for (t = 0; t < iterations; ++t) {
-        s0 = kiln_square_step(s0, square_e, p, pinv);
-        x1 = kiln_mont_square_step(x1, mont_square_e2, mont_pneg, mont_p);
-        s2 = kiln_square_step(s2, square_e, p, pinv);
-        x3 = kiln_mont_square_step(x3, mont_square_e2, mont_pneg, mont_p);
-      }
-      s1 = kiln_centre(kiln_mont_to(x1, mont_pneg, mont_p), p);
-      s3 = kiln_centre(kiln_mont_to(x3, mont_pneg, mont_p), p);
-    } else {
-      for (t = 0; t < iterations; ++t) {
-        s0 = kiln_square_step(s0, square_e, p, pinv);
-        s1 = kiln_square_step(s1, square_e, p, pinv);
-        s2 = kiln_square_step(s2, square_e, p, pinv);
-        s3 = kiln_square_step(s3, square_e, p, pinv);
-      }
+    uint x1 = kiln_mont_from(s1, p, mont_r2, mont_pneg, mont_p), x3 = kiln_mont_from(s3, p, mont_r2, mont_pneg, mont_p);
+    for (t = 0; t < iterations; ++t) {
+      s0 = kiln_square_step(s0, square_e, p, pinv);
+      x1 = kiln_mont_square_step(x1, mont_square_e2, mont_pneg, mont_p);
+      s2 = kiln_square_step(s2, square_e, p, pinv);
+      x3 = kiln_mont_square_step(x3, mont_square_e2, mont_pneg, mont_p);
     }
+    s1 = kiln_centre(kiln_mont_to(x1, mont_pneg, mont_p), p);
+    s3 = kiln_centre(kiln_mont_to(x3, mont_pneg, mont_p), p);
     s0 = kiln_normalize(kiln_square_out(s0, square_muinv, square_c, p, pinv), p);
     s1 = kiln_normalize(kiln_square_out(s1, square_muinv, square_c, p, pinv), p);
     s2 = kiln_normalize(kiln_square_out(s2, square_muinv, square_c, p, pinv), p);
