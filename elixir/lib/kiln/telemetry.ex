@@ -102,17 +102,11 @@ defmodule Kiln.Telemetry do
   defp execute(event, measurements, metadata),
     do: apply(@telemetry, :execute, [event, measurements, metadata])
 
-  # function_exported?/3 is a cheap check, true once the module is loaded. The code path is
-  # searched for it once per VM (a search on every run would cost more than a small run).
+  # function_exported?/3 is a cheap check (a look in the export table), true once the module is
+  # loaded. A module that is not loaded has no handlers attached (attaching one loads it), so no
+  # event would reach anyone: the code path need not be searched for it, and a small run pays
+  # only this check (a search's flag, read on every run, cost more than the check itself).
   @doc false
   # Whether events are emitted (the :telemetry module is loaded).
-  def enabled? do
-    function_exported?(@telemetry, :execute, 3) or
-      (not :persistent_term.get({__MODULE__, :searched}, false) and search())
-  end
-
-  defp search do
-    :persistent_term.put({__MODULE__, :searched}, true)
-    Code.ensure_loaded?(@telemetry) and function_exported?(@telemetry, :execute, 3)
-  end
+  def enabled?, do: function_exported?(@telemetry, :execute, 3)
 end
