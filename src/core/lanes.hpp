@@ -272,13 +272,17 @@ class share_pacing {
   int refused_ = 0;
 };
 
-// Between two looks at a chunk the lane waits for: a short sleep, so that a waiting lane leaves
-// its core to the device's own threads (PoCL's) and to the others; Ops's pause() where it has one
-// (tests on a scripted clock).
+// Between two looks at a chunk the lane waits for (`looks` so far): the first few yield, so that
+// a short wait (a GPU's chunk about to complete) is seen at once, as a driver's own wait would
+// spin; later ones sleep briefly, so that a long wait (a CPU device's chunk) leaves the core to
+// the device's own threads (PoCL's) and to the other lanes. Ops's pause() where it has one (tests
+// on a scripted clock).
 template <class Ops>
-void lane_pause(Ops& ops) {
+void lane_pause(Ops& ops, int looks) {
   if constexpr (requires { ops.pause(); })
     ops.pause();
+  else if (looks < 64)
+    std::this_thread::yield();
   else
     std::this_thread::sleep_for(std::chrono::microseconds(20));
 }
@@ -331,10 +335,10 @@ status feed_lane(Ops& ops, work_counter& work, bool share, const std::atomic<boo
           work.on_host(*r);
           continue;
         } else {
-          // No piece fits: wait for the chunk, looking every few microseconds, so that its
+          // No piece fits: wait for the chunk, looking again and again (lane_pause), so that its
           // completion is timed as it happens.
-          for (;;) {
-            lane_pause(ops);
+          for (int looks = 0;; ++looks) {
+            lane_pause(ops, looks);
             auto again = ops.done(k);
             if (!again) return again.err();
             if (*again) break;
