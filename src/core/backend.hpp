@@ -46,19 +46,24 @@ struct kernel_params {
 
 kernel_params prepare(const map_params& params);
 
-// Whether a GPU map kernel steps half its lanes in integers (kernel_params::mont): only beyond
-// 16 iterations, where the arithmetic bounds the run; below, the run is bound by memory and the
-// integer lanes' extra instructions slow it (kiln_kernel_limits on the H200, docs/BENCHMARKS.md).
+// The fewest iterations at which the kernels take the square form and the GPU kernels their
+// integer lanes (below, a GPU run is bound by memory).
 inline constexpr std::int64_t int_lanes_min_iterations = 17;
-inline bool use_int_lanes(const kernel_params& kp) { return kp.mont != 0 && kp.iterations >= int_lanes_min_iterations; }
 
 // Whether the kernels step in the square form (kernel_params::square): 4 operations a step
-// against 5 or 8, and 8 more per element to go into the form and out of it, so only from the
-// same iteration count as the integer lanes; the GPU kernels' integer lanes then take the form's
-// Montgomery step, which the square form offers wherever it holds.
-// KILN_SQUARE_FORM=0 (core/settings.hpp) turns it off.
+// against 5 or 8, and 8 more per element to go into the form and out of it, so only from
+// int_lanes_min_iterations. KILN_SQUARE_FORM=0 (core/settings.hpp) turns it off.
 inline bool use_square(const kernel_params& kp) {
   return kp.square != 0 && kp.iterations >= int_lanes_min_iterations && current_settings().square_form;
+}
+
+// Whether a GPU map kernel steps half its lanes in integers: only beyond 16 iterations, where the
+// arithmetic bounds the run; below, the run is bound by memory and the integer lanes' extra
+// instructions slow it (kiln_kernel_limits on the H200, docs/BENCHMARKS.md). In the square form
+// they take its Montgomery step, which the form offers wherever it holds; else kiln_mont_step
+// where kernel_params::mont says it is exact.
+inline bool use_int_lanes(const kernel_params& kp) {
+  return use_square(kp) || (kp.mont != 0 && kp.iterations >= int_lanes_min_iterations);
 }
 
 // A buffer that lives on one device of one backend.

@@ -143,12 +143,15 @@ KILN_FN kiln_i64 kiln_signed_result(double s, double p, int negative) {
   return (negative && r != 0) ? r - (kiln_i64)p : r;
 }
 
-/* Montgomery's product a * b / R mod p for a * b < 2^32 * p (so the result is below 2p);
- * pneg = -1/p mod 2^32. */
-KILN_FN kiln_u32 kiln_mont_mul(kiln_u32 a, kiln_u32 b, kiln_u32 pneg, kiln_u32 p) {
-  kiln_u64 t = (kiln_u64)a * b;
+/* Montgomery's reduction t / R mod p, exact for t + (R - 1) p < 2^64; pneg = -1/p mod 2^32. */
+KILN_FN kiln_u32 kiln_mont_reduce(kiln_u64 t, kiln_u32 pneg, kiln_u32 p) {
   kiln_u32 m = (kiln_u32)t * pneg;
   return (kiln_u32)((t + (kiln_u64)m * p) >> 32);
+}
+
+/* Montgomery's product a * b / R mod p for a * b < 2^32 * p (so the result is below 2p). */
+KILN_FN kiln_u32 kiln_mont_mul(kiln_u32 a, kiln_u32 b, kiln_u32 pneg, kiln_u32 p) {
+  return kiln_mont_reduce((kiln_u64)a * b, pneg, p);
 }
 
 /* One step on X = s * R mod p in [0, 2p): mu = mu mod p, mu_r1 = mu * (R mod p) (see above). */
@@ -181,9 +184,7 @@ KILN_FN double kiln_square_out(double v, double muinv, double c, double p, doubl
 
 /* The square form's step on X = v * R mod p in [0, 2p): e2 = e * R^2 mod p, pneg = -1/p mod 2^32. */
 KILN_FN kiln_u32 kiln_mont_square_step(kiln_u32 x, kiln_u32 e2, kiln_u32 pneg, kiln_u32 p) {
-  kiln_u64 t = (kiln_u64)x * x + e2;
-  kiln_u32 m = (kiln_u32)t * pneg;
-  return (kiln_u32)((t + (kiln_u64)m * p) >> 32);
+  return kiln_mont_reduce((kiln_u64)x * x + e2, pneg, p);
 }
 
 /* One element through `iterations` >= 1 steps of the map; mu_res = mu mod p in [0, p),

@@ -31,11 +31,11 @@ struct cuda_map_params {
   double square_h, square_e, square_muinv, square_c;
 };
 
-// The kernels' parameters: the square form where use_square says it pays, and the Montgomery
-// lanes where use_int_lanes does or the square form is on (it offers them wherever it holds).
+// The kernels' parameters: the square form and the Montgomery lanes where use_square and
+// use_int_lanes say they pay.
 inline cuda_map_params to_cuda_params(const kernel_params& kp) {
   const int square = use_square(kp) ? 1 : 0;
-  const int mont = use_int_lanes(kp) || square ? 1 : 0;
+  const int mont = use_int_lanes(kp) ? 1 : 0;
   return cuda_map_params{kp.p_d,      kp.pinv,          kp.mu_res,          kp.two32,       static_cast<long long>(kp.iterations),
                          kp.negative, mont,             kp.mont_p,          kp.mont_pneg,   kp.mont_r2,
                          kp.mont_mu,  kp.mont_mu_r1,    square,             kp.mont_square_e2,
@@ -207,7 +207,7 @@ __global__ void __launch_bounds__(logistic_block_threads)
 // where the lanes are all doubles.
 inline int logistic_pairs_per_thread(const kernel_params& kp) {
   if (kp.iterations < int_lanes_min_iterations) return 2;
-  return use_int_lanes(kp) || use_square(kp) ? 3 : 1;
+  return use_int_lanes(kp) ? 3 : 1;
 }
 
 // Enough blocks to cover n once, capped at 32 per SM (4 waves of 8 resident blocks): beyond that

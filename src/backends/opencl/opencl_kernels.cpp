@@ -104,7 +104,7 @@ status set_param_args(cl::Kernel& k, const kernel_params& kp) {
 
 status set_mont_args(cl::Kernel& k, const kernel_params& kp, cl_uint first) {
   const bool square = use_square(kp);
-  const cl_int errs[] = {k.setArg(first, static_cast<cl_int>(use_int_lanes(kp) || square ? 1 : 0)),
+  const cl_int errs[] = {k.setArg(first, static_cast<cl_int>(use_int_lanes(kp) ? 1 : 0)),
                          k.setArg(first + 1, static_cast<cl_uint>(kp.mont_p)),
                          k.setArg(first + 2, static_cast<cl_uint>(kp.mont_pneg)),
                          k.setArg(first + 3, static_cast<cl_uint>(kp.mont_r2)),

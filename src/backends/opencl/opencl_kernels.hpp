@@ -24,7 +24,7 @@ status build_cl_program(cl::Program& program, const cl::Device& dev, const char*
 
 // Arguments 3..8 are fixed for a whole call; set them once, under the device lock.
 status set_param_args(cl::Kernel& k, const kernel_params& kp);
-// modmath.h's Montgomery constants, the lanes on where use_int_lanes or use_square says, and the square form's
+// modmath.h's Montgomery constants, the lanes on where use_int_lanes says, and the square form's
 // switch and constants: the twelve arguments from `first`, the chunks' kernel's 11..22, the pairs kernel's 9..20.
 inline constexpr cl_uint map_mont_arg = 11;
 inline constexpr cl_uint pairs_mont_arg = 9;
