@@ -31,25 +31,24 @@ using pool_clock = std::chrono::steady_clock;
 // the last pin request, which comes from a call whose run is about to start (its result block
 // is taken before its run_scope), so that a pin never starts just ahead of that run.
 std::atomic<int> runs_in_flight{0};
-std::atomic<pool_clock::rep> last_run_end{0};
+std::atomic<pool_clock::rep> last_activity{0};
 
 bool runs_quiet() {
   if (runs_in_flight.load() > 0) return false;
-  const auto since = pool_clock::now().time_since_epoch().count() - last_run_end.load();
+  const auto since = pool_clock::now().time_since_epoch().count() - last_activity.load();
   return since >= std::chrono::duration_cast<pool_clock::duration>(std::chrono::milliseconds(run_quiet_ms)).count();
 }
 
 constexpr std::size_t huge_page = std::size_t{2} << 20;
 constexpr std::size_t gib = std::size_t{1} << 30;
 
-constexpr std::size_t pooled_min = host_pool_block_min;
 constexpr std::size_t alignment = 64;
 
 // Rounds up to a size class: 64-byte steps for small blocks; 2 MiB steps up to 16 MiB, then
 // eighths of the power of two, so a pooled block serves requests up to 12.5% smaller and
 // repeated calls of one size always hit.
 std::size_t size_class(std::size_t bytes) {
-  if (bytes < pooled_min) return (bytes + alignment - 1) / alignment * alignment;
+  if (bytes < host_pool_block_min) return (bytes + alignment - 1) / alignment * alignment;
   if (bytes <= 8 * huge_page) return (bytes + huge_page - 1) / huge_page * huge_page;
   std::size_t pow = huge_page;
   while (pow * 2 < bytes) pow *= 2;
@@ -302,7 +301,7 @@ class host_pool {
   void request_pin_locked(std::size_t capacity) {
     if (!pin_allowed_locked(capacity) || requests_.count(capacity) || pinning_ == capacity) return;
     if (!ensure_thread_locked()) return;
-    last_run_end.store(pool_clock::now().time_since_epoch().count());
+    last_activity.store(pool_clock::now().time_since_epoch().count());
     requests_.insert(capacity);
     cv_.notify_all();
   }
@@ -448,7 +447,7 @@ host_pool_settings default_host_pool_settings() {
 run_scope::run_scope() { runs_in_flight.fetch_add(1); }
 
 run_scope::~run_scope() {
-  last_run_end.store(pool_clock::now().time_since_epoch().count());
+  last_activity.store(pool_clock::now().time_since_epoch().count());
   runs_in_flight.fetch_sub(1);
 }
 
@@ -475,7 +474,7 @@ result<raw_block> allocate_block(std::size_t elements, bool pin_now) {
     return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(elements) + " int64 elements");
   const std::size_t capacity = size_class(std::max<std::size_t>(elements, 1) * sizeof(std::int64_t));
   void* p = nullptr;
-  if (capacity < pooled_min) {
+  if (capacity < host_pool_block_min) {
     p = std::aligned_alloc(alignment, capacity);
   } else if (pool_gone.load()) {
     p = ordinary_block(capacity);
@@ -508,7 +507,7 @@ result<host_memory> host_memory::make(std::size_t elements, bool pin_now) {
 
 host_memory::~host_memory() {
   if (!data_) return;
-  if (capacity_bytes_ < detail::pooled_min)
+  if (capacity_bytes_ < detail::host_pool_block_min)
     std::free(data_);
   else if (!detail::pool_gone.load())
     detail::host_pool::get().give({data_, pinned_}, capacity_bytes_);

@@ -164,6 +164,14 @@ constexpr double resident_round_s = 0.01;
 
 bool is_gpu(backend_kind k) { return k == backend_kind::cuda || k == backend_kind::opencl; }
 
+// Whether a run holds the host pool's background pins off (run_scope): a GPU run (a pin would
+// stall its copies), or a host run over arrays of pooled size, whose blocks may not have been
+// touched yet (a pin would stall the page faults of their first touch); smaller arrays come from
+// the heap, and a scope costs a clock read.
+bool holds_pins_off(backend_kind backend, std::size_t elements) {
+  return is_gpu(backend) || elements * sizeof(i64) >= host_pool_block_min;
+}
+
 // Runs a kernel of host arrays on one GPU over device buffers: every array crosses once, the
 // kernel runs over the buffers (in rounds where it has many iterations), the outputs come back.
 // `placed`: whether every buffer could be made (an array too large for the device fails before).
@@ -228,11 +236,8 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
   auto index = run_target(options, *dev, st);
   if (!index) return index.err();
   backend& be = backend_of(dev->backend);
-  // The host pool pins no block beside a GPU run (it would stall the run's copies), nor beside a
-  // host run over arrays of pooled size (it would stall the page faults of their first touch);
-  // smaller outputs come from the heap, and a scope costs a clock read.
   std::optional<run_scope> running;
-  if (is_gpu(dev->backend) || *n * sizeof(i64) >= host_pool_block_min) running.emplace();
+  if (holds_pins_off(dev->backend, *n)) running.emplace();
 
   std::span<const i64> single_array;
   for (const auto& a : args)
@@ -364,9 +369,8 @@ result<run_stats> run_buffers(const decoded_kernel& decoded, std::span<const arg
                         "no iterations over buffers leaves the argument as it is: give its buffer as the output");
   } else {
     backend& be = backend_of(dev.backend);
-    // As for host arrays (run_decoded): a host backend's buffer may not have been touched yet.
     std::optional<run_scope> running;
-    if (is_gpu(dev.backend) || first->size() * sizeof(i64) >= host_pool_block_min) running.emplace();
+    if (holds_pins_off(dev.backend, first->size())) running.emplace();
     const bool rounds = is_gpu(dev.backend) && dk->arrays == 1 && dk->outputs == 1;
     auto r = !rounds ? (stop.stop_requested() ? result<run_stats>(cancelled_error())
                                               : be.run_resident(dev.index, *dk, arrays, outs, stop))

@@ -229,9 +229,10 @@ class work_counter {
 // last piece's. Until a chunk has been timed the lane waits for it; until a piece has been timed,
 // or while pieces take no measurable time, pieces are whole. Where the host's rate says no piece
 // fits, every probe_every-th such look still gets a piece of min_piece, so that one slow piece
-// (a page fault's, a preempted thread's) cannot end the host's share for the rest of the run. Where the H200 machine shared runs
-// (2^20 to 2^28 elements, 10 to 1000 iterations) the paced runs were within the spread of
-// whole-piece runs (docs/BENCHMARKS.md, DK, DL): the rule guards the runs the device bounds.
+// (a page fault's, a preempted thread's) cannot end the host's share for the rest of the run.
+// Where the H200 machine shared runs (2^20 to 2^28 elements, 10 to 1000 iterations) the paced
+// runs were within the spread of whole-piece runs (docs/BENCHMARKS.md, DK, DL): the rule guards
+// the runs the device bounds.
 class share_pacing {
  public:
   using duration = std::chrono::steady_clock::duration;
