@@ -139,7 +139,10 @@ kernel logistic_kernel(std::int64_t iterations);
 // ordinary memory (which GPU backends stage), and then asks the pool's thread to pin a block of
 // that class for a later call. So a process's first call of a size is a staged run, a loop that
 // drops its results gets pinned blocks from the next calls on, and a caller holding many results
-// gets ordinary memory once the bound is reached, at a staged run's cost, never a pin's.
+// gets ordinary memory once the bound is reached, at a staged run's cost, never a pin's. Fresh
+// ordinary blocks of 8 MiB and more are first touched on every worker thread before they are
+// returned (one thread takes ten times as long to fault in 256 MiB), so a run never pays page
+// faults inside its pipeline.
 //
 // Bound: page-locked bytes (in use + cached + being pinned) stay under KILN_PINNED_LIMIT (bytes;
 // 0: never pin), by default the smaller of 1/8 of physical memory and 8 GiB; free ordinary blocks

@@ -19,6 +19,7 @@
 #include "core/backend.hpp"
 #include "core/host_pool.hpp"
 #include "core/settings.hpp"
+#include "core/thread_pool.hpp"
 #include "kiln/kiln.hpp"
 
 namespace kiln {
@@ -79,12 +80,32 @@ std::uint64_t env_number(const char* name, std::uint64_t fallback) {
   return x;
 }
 
+// Fresh blocks from this size on are first touched on every worker before they are handed out.
+// Why: a result kept alive by its caller leaves the pool nothing to reuse, and the first write to
+// each page of a fresh block maps and zeroes it; written by one thread, or by threads sharing 2 MiB
+// pages (the cpu backend's 128 KiB grains, two staging chunks a page), that costs 14-38 ms for
+// 256 MiB on the H200 machine's 16-thread host, against 4.0 ms on all threads, each on its own
+// huge pages (kiln_first_touch; docs/BENCHMARKS.md, DQ). madvise(MADV_POPULATE_WRITE) is slower
+// there from several threads (29 ms), so the pages are written.
+constexpr std::size_t first_touch_min = 4 * huge_page;
+
+void first_touch(void* p, std::size_t capacity) {
+  auto* bytes = static_cast<volatile unsigned char*>(p);
+  const std::size_t page = static_cast<std::size_t>(std::max(sysconf(_SC_PAGE_SIZE), 1L));
+  parallel_for((capacity + huge_page - 1) / huge_page, 1, [&](std::size_t b, std::size_t e) {
+    const std::size_t end = std::min(capacity, e * huge_page);
+    for (std::size_t o = b * huge_page; o < end; o += page) bytes[o] = 0;
+  });
+}
+
 // Ordinary memory for a pooled block: 2 MiB aligned, with transparent huge pages unless
-// KILN_HUGE_PAGES=0 (core/settings.hpp).
+// KILN_HUGE_PAGES=0 (core/settings.hpp), first touched on every worker when large.
 void* ordinary_block(std::size_t capacity) {
   void* p = std::aligned_alloc(huge_page, capacity);
+  if (!p) return nullptr;
   // Fewer, larger pages: first-touch faults are most of the cost of fresh memory.
-  if (p && current_settings().huge_pages) (void)madvise(p, capacity, MADV_HUGEPAGE);
+  if (current_settings().huge_pages) (void)madvise(p, capacity, MADV_HUGEPAGE);
+  if (capacity >= first_touch_min) first_touch(p, capacity);
   return p;
 }
 

@@ -1,5 +1,7 @@
 // kiln::host_memory: sizes, alignment, reuse of freed blocks, moves, and the pool's pinning policy.
 #include <gtest/gtest.h>
+#include <sys/mman.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <atomic>
@@ -171,6 +173,27 @@ TEST_F(HostPool, FreedOrdinaryBlocksAreReused) {
   EXPECT_EQ(host_pool_statistics().cached_bytes, 0u);
   EXPECT_EQ(host_pool_statistics().in_use_bytes, 8 * mib);
   EXPECT_EQ(host_pool_statistics().pins, 0u);
+}
+
+// A fresh ordinary block of 8 MiB or more comes with every page already mapped (first touched
+// on the workers, core/host_memory.cpp): a kept result's first write then faults nothing. A
+// smaller pooled block is left to its first writer.
+TEST_F(HostPool, LargeFreshBlocksComeWithTheirPagesMapped) {
+  install(0, 60s, 0);  // nothing pinned, nothing cached: every block is fresh
+  const long page = sysconf(_SC_PAGE_SIZE);
+  ASSERT_GT(page, 0);
+  auto resident_pages = [&](const kiln::host_memory& m) {
+    const std::size_t bytes = m.size() * sizeof(std::int64_t);
+    std::vector<unsigned char> v((bytes + page - 1) / page);
+    EXPECT_EQ(mincore(const_cast<std::int64_t*>(m.data()), bytes, v.data()), 0);
+    return static_cast<std::size_t>(std::count_if(v.begin(), v.end(), [](unsigned char c) { return (c & 1) != 0; }));
+  };
+  for (std::size_t bytes : {8 * mib, 24 * mib, 96 * mib}) {
+    auto m = kiln::host_memory::allocate(elements_of(bytes));
+    ASSERT_TRUE(m.ok());
+    EXPECT_FALSE(m->pinned());
+    EXPECT_EQ(resident_pages(*m), bytes / page) << bytes << " bytes";
+  }
 }
 
 // allocate() never pins on the caller's thread, first call included: with a pin costing 100 ms,
