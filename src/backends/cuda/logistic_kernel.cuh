@@ -29,17 +29,21 @@ struct cuda_map_params {
   int square;
   kiln_u32 mont_square_e2;
   double square_h, square_e, square_muinv, square_c;
+  int f32;  // the square form's second kind of lane is its single-precision step
+  float f32_p, f32_pinv, f32_e;
 };
 
-// The kernels' parameters: the square form and the Montgomery lanes where use_square and
-// use_int_lanes say they pay.
+// The kernels' parameters: the square form, its second kind of lane (use_int_lanes) and whether
+// that lane is the single-precision step (use_float_lanes) or a Montgomery step.
 inline cuda_map_params to_cuda_params(const kernel_params& kp) {
   const int square = use_square(kp) ? 1 : 0;
   const int mont = use_int_lanes(kp) ? 1 : 0;
+  const int f32 = use_float_lanes(kp) ? 1 : 0;
   return cuda_map_params{kp.p_d,      kp.pinv,          kp.mu_res,          kp.two32,       static_cast<long long>(kp.iterations),
                          kp.negative, mont,             kp.mont_p,          kp.mont_pneg,   kp.mont_r2,
                          kp.mont_mu,  kp.mont_mu_r1,    square,             kp.mont_square_e2,
-                         kp.square_h, kp.square_e,      kp.square_muinv,    kp.square_c};
+                         kp.square_h, kp.square_e,      kp.square_muinv,    kp.square_c,
+                         f32,         kp.f32_p,         kp.f32_pinv,        kp.f32_e};
 }
 
 // 256 threads: a multiple of the warp size that lets 8 blocks share an SM on every target.
@@ -62,18 +66,29 @@ __device__ __forceinline__ void logistic_steps(double (&s)[L], const cuda_map_pa
   const long long iterations = prm.iterations;
   const int path = kiln_path(p, mu);
   if (prm.square) {
-    // The square form: the first L - M lanes in doubles, the last M in its Montgomery step where
-    // prm.mont, else every lane in doubles.
+    // The square form: the first L - M lanes in doubles, the last M, where prm.mont, in its
+    // single-precision step (prm.f32) or its Montgomery step; else every lane in doubles.
     const double e = prm.square_e;
     const kiln_u32 pi = prm.mont_p, pneg = prm.mont_pneg, e2 = prm.mont_square_e2;
-    const int first_int = prm.mont ? L - M : L;
+    const int first_other = prm.mont ? L - M : L;
     kiln_u32 x[L];
+    float y[L];
 #pragma unroll
     for (int j = 0; j < L; ++j) {
       s[j] = kiln_square_in(s[j], mu, prm.square_h, p, pinv);
-      x[j] = j >= first_int ? kiln_mont_from(s[j], p, prm.mont_r2, pneg, pi) : 0u;
+      // A centred residue is below 2^22 where prm.f32, so exact in a float.
+      y[j] = j >= first_other && prm.f32 ? static_cast<float>(s[j]) : 0.0f;
+      x[j] = j >= first_other && !prm.f32 ? kiln_mont_from(s[j], p, prm.mont_r2, pneg, pi) : 0u;
     }
-    if (prm.mont) {
+    if (prm.mont && prm.f32) {
+      const float ef = prm.f32_e, pf = prm.f32_p, pinvf = prm.f32_pinv;
+      for (long long i = 0; i < iterations; ++i) {
+#pragma unroll
+        for (int j = 0; j < L - M; ++j) s[j] = kiln_square_step(s[j], e, p, pinv);
+#pragma unroll
+        for (int j = L - M; j < L; ++j) y[j] = kiln_square_step_f32(y[j], ef, pf, pinvf);
+      }
+    } else if (prm.mont) {
       for (long long i = 0; i < iterations; ++i) {
 #pragma unroll
         for (int j = 0; j < L - M; ++j) s[j] = kiln_square_step(s[j], e, p, pinv);
@@ -87,7 +102,9 @@ __device__ __forceinline__ void logistic_steps(double (&s)[L], const cuda_map_pa
     }
 #pragma unroll
     for (int j = 0; j < L; ++j) {
-      const double v = j >= first_int ? kiln_centre(kiln_mont_to(x[j], pneg, pi), p) : s[j];
+      const double v = j < first_other ? s[j]
+                       : prm.f32       ? static_cast<double>(y[j])
+                                       : kiln_centre(kiln_mont_to(x[j], pneg, pi), p);
       s[j] = kiln_normalize(kiln_square_out(v, prm.square_muinv, prm.square_c, p, pinv), p);
     }
     return;
