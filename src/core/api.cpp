@@ -129,12 +129,6 @@ kernel_params prepare(const map_params& params) {
       kp.square_muinv = centred(*muinv);
       kp.square_c = centred(c);
       kp.mont_square_e2 = static_cast<std::uint32_t>(e * kp.mont_r2 % pu);
-      if (kp.p_d <= KILN_F32_P_MAX) {
-        kp.square_f32 = 1;
-        kp.f32_p = static_cast<float>(kp.p_d);
-        kp.f32_pinv = static_cast<float>(kp.pinv);
-        kp.f32_e = static_cast<float>(kp.square_e);
-      }
     }
   }
   return kp;

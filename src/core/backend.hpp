@@ -42,12 +42,6 @@ struct kernel_params {
   double square_muinv;  // 1 / mu mod p
   double square_c;      // -h / mu mod p
   std::uint32_t mont_square_e2;  // e * 2^64 mod p, in [0, p)
-  // modmath.h's single-precision square step, where it holds too (square and p <= KILN_F32_P_MAX):
-  // the GPU kernels step some lanes with it beside the doubles (use_float_lanes).
-  int square_f32;
-  float f32_p;     // p
-  float f32_pinv;  // 1 / p rounded to a float
-  float f32_e;     // square_e
 };
 
 kernel_params prepare(const map_params& params);
@@ -70,14 +64,6 @@ inline bool use_square(const kernel_params& kp) {
 // where kernel_params::mont says it is exact.
 inline bool use_int_lanes(const kernel_params& kp) {
   return use_square(kp) || (kp.mont != 0 && kp.iterations >= int_lanes_min_iterations);
-}
-
-// Whether the square form's second kind of lane is its single-precision step rather than its
-// Montgomery step (kernel_params::square_f32): the FP32 pipe runs beside the FP64 pipe, while the
-// Montgomery step's wide multiplies take the FP64 pipe's time (kiln_pipe_mix on the H200,
-// docs/BENCHMARKS.md). KILN_FLOAT_LANES=0 (core/settings.hpp) keeps the Montgomery lanes.
-inline bool use_float_lanes(const kernel_params& kp) {
-  return use_square(kp) && kp.square_f32 != 0 && current_settings().float_lanes;
 }
 
 // A buffer that lives on one device of one backend.

@@ -60,14 +60,12 @@
 #if defined(__OPENCL_VERSION__)
 #define KILN_FN inline
 #define KILN_FMA fma
-#define KILN_FMAF fma
 typedef long kiln_i64;
 typedef uint kiln_u32;
 typedef ulong kiln_u64;
 #elif defined(__CUDACC__) || defined(__CUDACC_RTC__)
 #define KILN_FN static __host__ __device__ __forceinline__
 #define KILN_FMA fma
-#define KILN_FMAF fmaf
 typedef long long kiln_i64;
 typedef unsigned int kiln_u32;
 typedef unsigned long long kiln_u64;
@@ -76,7 +74,6 @@ typedef unsigned long long kiln_u64;
 #include <cstdint>
 #define KILN_FN static inline
 #define KILN_FMA std::fma
-#define KILN_FMAF std::fma
 typedef std::int64_t kiln_i64;
 typedef std::uint32_t kiln_u32;
 typedef std::uint64_t kiln_u64;
@@ -86,10 +83,6 @@ typedef std::uint64_t kiln_u64;
 #define KILN_SMALL_P_MAX 67108863.0
 #define KILN_FUSED_LIMIT 1125899906842624.0 /* 2^50 */
 #define KILN_ROUND_MAGIC 6755399441055744.0 /* 1.5 * 2^52 */
-#define KILN_ROUND_MAGIC_F 12582912.0f     /* 1.5 * 2^23 */
-/* Largest p of the square form's single-precision step: below 2^23 a centred residue, e and p are
- * exact in a float, with the margins that step's bounds need. */
-#define KILN_F32_P_MAX 8388607.0
 
 enum { KILN_PATH_FUSED = 0, KILN_PATH_SMALL = 1, KILN_PATH_SPLIT = 2 };
 
@@ -192,31 +185,6 @@ KILN_FN double kiln_square_out(double v, double muinv, double c, double p, doubl
 /* The square form's step on X = v * R mod p in [0, 2p): e2 = e * R^2 mod p, pneg = -1/p mod 2^32. */
 KILN_FN kiln_u32 kiln_mont_square_step(kiln_u32 x, kiln_u32 e2, kiln_u32 pneg, kiln_u32 p) {
   return kiln_mont_reduce((kiln_u64)x * x + e2, pneg, p);
-}
-
-/* The square form's step in single precision, for odd p <= KILN_F32_P_MAX, on a centred residue
- * |x| <= H = floor(p/2) with e centred (|e| <= H) and pinv = 1/p rounded to a float; the result is
- * congruent to x^2 + e mod p with |result| <= H again, every operation exact. Why: the FP32 pipe
- * runs beside the FP64 pipe (kiln_pipe_mix on the H200: 8 chains of each together take 1.06x the
- * time of the FP64 chains alone), whereas the integer lanes' wide multiplies share the FP64 pipe's
- * time (1.19x); ten FP32 operations a step on some lanes take work off the doubles' four.
- * Bounds, all quantities integers below 2^24 unless said:
- *  h = fl(x^2 + e): x^2 + e < 2^45, so |x^2 + e - h| <= ulp(h) / 2 <= 2^20;
- *  fma(x, x, -h) is exactly x^2 - h (at most 2^20 + |e| < 2^24), and adding e gives exactly
- *  l = x^2 + e - h, |l| <= 2^20;
- *  q = fl(h * pinv + 1.5 * 2^23) - 1.5 * 2^23 is an integer within 1/2 + h/p * 2^-24 <= 5/8 of h/p
- *  (h/p < p/4 + 1 < 2^21 keeps the sum in [2^23, 2^24), where floats are the integers), so
- *  fma(-q, p, h) = h - q p exactly (|h - q p| <= 5p/8 < 2^23), and s = h - q p + l exactly, with
- *  |s| <= 5p/8 + 2^20 + ... < p (l <= |h| 2^-24 < p/4 for smaller p);
- *  the same rounding of s / p to q2 in {-1, 0, 1} is within 1/2 + 2^-24 of it, and
- *  x' = s - q2 p, |x'| <= p/2 + p 2^-24 < H + 1 (p < 2^23), hence |x'| <= H. */
-KILN_FN float kiln_square_step_f32(float x, float e, float p, float pinv) {
-  float h = KILN_FMAF(x, x, e);
-  float l = KILN_FMAF(x, x, -h) + e;
-  float q = KILN_FMAF(h, pinv, KILN_ROUND_MAGIC_F) - KILN_ROUND_MAGIC_F;
-  float s = KILN_FMAF(-q, p, h) + l;
-  float q2 = KILN_FMAF(s, pinv, KILN_ROUND_MAGIC_F) - KILN_ROUND_MAGIC_F;
-  return KILN_FMAF(-q2, p, s);
 }
 
 /* One element through `iterations` >= 1 steps of the map; mu_res = mu mod p in [0, p),

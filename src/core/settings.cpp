@@ -30,7 +30,6 @@ settings read_settings(const std::function<const char*(const char*)>& lookup) {
   s.narrow_transfers = switch_on(lookup("KILN_NARROW_TRANSFERS"));
   s.zero_copy = switch_on(lookup("KILN_ZERO_COPY"));
   s.square_form = switch_on(lookup("KILN_SQUARE_FORM"));
-  s.float_lanes = switch_on(lookup("KILN_FLOAT_LANES"));
   s.huge_pages = switch_on(lookup("KILN_HUGE_PAGES"));
   if (const char* v = lookup("KILN_OPENCL_PIPELINE")) {
     if (std::strcmp(v, "driven") == 0) s.opencl_pipeline = opencl_pipeline_mode::driven;

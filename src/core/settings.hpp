@@ -32,11 +32,6 @@ struct settings {
   // Montgomery lanes.
   bool square_form = true;
 
-  // KILN_FLOAT_LANES: on unless set to "0". GPU kernels in the square form step some lanes in its
-  // single-precision step where it holds (kernel_params::square_f32); off, those lanes take its
-  // Montgomery step.
-  bool float_lanes = true;
-
   // KILN_HUGE_PAGES: on unless set to "0". Fresh ordinary blocks of the host pool ask for
   // transparent huge pages (madvise), which makes their first-touch faults fewer (core/host_memory.cpp).
   bool huge_pages = true;

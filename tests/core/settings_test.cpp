@@ -25,7 +25,6 @@ TEST(Settings, DefaultsWithoutAnyVariable) {
   EXPECT_TRUE(s.narrow_transfers);
   EXPECT_TRUE(s.zero_copy);
   EXPECT_TRUE(s.square_form);
-  EXPECT_TRUE(s.float_lanes);
   EXPECT_TRUE(s.huge_pages);
   EXPECT_EQ(s.opencl_pipeline, opencl_pipeline_mode::by_device);
   EXPECT_EQ(s.staging_lanes, 0u);
@@ -38,13 +37,11 @@ TEST(Settings, FeatureSwitchesTurnOffOnlyAtZero) {
   EXPECT_FALSE(read_from({{"KILN_NARROW_TRANSFERS", "0"}}).narrow_transfers);
   EXPECT_FALSE(read_from({{"KILN_ZERO_COPY", "0"}}).zero_copy);
   EXPECT_FALSE(read_from({{"KILN_SQUARE_FORM", "0"}}).square_form);
-  EXPECT_FALSE(read_from({{"KILN_FLOAT_LANES", "0"}}).float_lanes);
   EXPECT_FALSE(read_from({{"KILN_HUGE_PAGES", "0"}}).huge_pages);
   for (const char* on : {"1", "", "00", "0 ", "off"}) {
     EXPECT_TRUE(read_from({{"KILN_NARROW_TRANSFERS", on}}).narrow_transfers) << '"' << on << '"';
     EXPECT_TRUE(read_from({{"KILN_ZERO_COPY", on}}).zero_copy) << '"' << on << '"';
     EXPECT_TRUE(read_from({{"KILN_SQUARE_FORM", on}}).square_form) << '"' << on << '"';
-    EXPECT_TRUE(read_from({{"KILN_FLOAT_LANES", on}}).float_lanes) << '"' << on << '"';
     EXPECT_TRUE(read_from({{"KILN_HUGE_PAGES", on}}).huge_pages) << '"' << on << '"';
   }
 }

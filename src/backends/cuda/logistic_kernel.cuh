@@ -29,21 +29,17 @@ struct cuda_map_params {
   int square;
   kiln_u32 mont_square_e2;
   double square_h, square_e, square_muinv, square_c;
-  int f32;  // the square form's second kind of lane is its single-precision step
-  float f32_p, f32_pinv, f32_e;
 };
 
-// The kernels' parameters: the square form, its second kind of lane (use_int_lanes) and whether
-// that lane is the single-precision step (use_float_lanes) or a Montgomery step.
+// The kernels' parameters: the square form and the Montgomery lanes where use_square and
+// use_int_lanes say they pay.
 inline cuda_map_params to_cuda_params(const kernel_params& kp) {
   const int square = use_square(kp) ? 1 : 0;
   const int mont = use_int_lanes(kp) ? 1 : 0;
-  const int f32 = use_float_lanes(kp) ? 1 : 0;
   return cuda_map_params{kp.p_d,      kp.pinv,          kp.mu_res,          kp.two32,       static_cast<long long>(kp.iterations),
                          kp.negative, mont,             kp.mont_p,          kp.mont_pneg,   kp.mont_r2,
                          kp.mont_mu,  kp.mont_mu_r1,    square,             kp.mont_square_e2,
-                         kp.square_h, kp.square_e,      kp.square_muinv,    kp.square_c,
-                         f32,         kp.f32_p,         kp.f32_pinv,        kp.f32_e};
+                         kp.square_h, kp.square_e,      kp.square_muinv,    kp.square_c};
 }
 
 // 256 threads: a multiple of the warp size that lets 8 blocks share an SM on every target.
@@ -66,29 +62,18 @@ __device__ __forceinline__ void logistic_steps(double (&s)[L], const cuda_map_pa
   const long long iterations = prm.iterations;
   const int path = kiln_path(p, mu);
   if (prm.square) {
-    // The square form: the first L - M lanes in doubles, the last M, where prm.mont, in its
-    // single-precision step (prm.f32) or its Montgomery step; else every lane in doubles.
+    // The square form: the first L - M lanes in doubles, the last M in its Montgomery step where
+    // prm.mont, else every lane in doubles.
     const double e = prm.square_e;
     const kiln_u32 pi = prm.mont_p, pneg = prm.mont_pneg, e2 = prm.mont_square_e2;
-    const int first_other = prm.mont ? L - M : L;
+    const int first_int = prm.mont ? L - M : L;
     kiln_u32 x[L];
-    float y[L];
 #pragma unroll
     for (int j = 0; j < L; ++j) {
       s[j] = kiln_square_in(s[j], mu, prm.square_h, p, pinv);
-      // A centred residue is below 2^22 where prm.f32, so exact in a float.
-      y[j] = j >= first_other && prm.f32 ? static_cast<float>(s[j]) : 0.0f;
-      x[j] = j >= first_other && !prm.f32 ? kiln_mont_from(s[j], p, prm.mont_r2, pneg, pi) : 0u;
+      x[j] = j >= first_int ? kiln_mont_from(s[j], p, prm.mont_r2, pneg, pi) : 0u;
     }
-    if (prm.mont && prm.f32) {
-      const float ef = prm.f32_e, pf = prm.f32_p, pinvf = prm.f32_pinv;
-      for (long long i = 0; i < iterations; ++i) {
-#pragma unroll
-        for (int j = 0; j < L - M; ++j) s[j] = kiln_square_step(s[j], e, p, pinv);
-#pragma unroll
-        for (int j = L - M; j < L; ++j) y[j] = kiln_square_step_f32(y[j], ef, pf, pinvf);
-      }
-    } else if (prm.mont) {
+    if (prm.mont) {
       for (long long i = 0; i < iterations; ++i) {
 #pragma unroll
         for (int j = 0; j < L - M; ++j) s[j] = kiln_square_step(s[j], e, p, pinv);
@@ -102,9 +87,7 @@ __device__ __forceinline__ void logistic_steps(double (&s)[L], const cuda_map_pa
     }
 #pragma unroll
     for (int j = 0; j < L; ++j) {
-      const double v = j < first_other ? s[j]
-                       : prm.f32       ? static_cast<double>(y[j])
-                                       : kiln_centre(kiln_mont_to(x[j], pneg, pi), p);
+      const double v = j >= first_int ? kiln_centre(kiln_mont_to(x[j], pneg, pi), p) : s[j];
       s[j] = kiln_normalize(kiln_square_out(v, prm.square_muinv, prm.square_c, p, pinv), p);
     }
     return;
@@ -219,13 +202,19 @@ __global__ void __launch_bounds__(logistic_block_threads)
 // Pairs per thread and loop step of the buffers' kernel, by iteration count (kiln_kernel_limits
 // and kiln_lane_mix time every shape; docs/BENCHMARKS.md has the figures): few iterations leave
 // the run bound by memory, where two pairs' loads in flight per thread in doubles come closest
-// to a copy's pace; many leave it bound by the arithmetic, where three pairs, three lanes in
-// doubles beside three in integers (use_int_lanes), was the fastest mix measured, and one pair
-// where the lanes are all doubles.
+// to a copy's pace; many leave it bound by the arithmetic, where three pairs with integer lanes
+// beside the doubles (use_int_lanes) was the fastest mix measured, and one pair where the lanes
+// are all doubles.
 inline int logistic_pairs_per_thread(const kernel_params& kp) {
   if (kp.iterations < int_lanes_min_iterations) return 2;
   return use_int_lanes(kp) ? 3 : 1;
 }
+
+// Of the three-pair kernel's six lanes, how many take the integer step: two in the square form,
+// whose Montgomery step's two wide multiplies share the FP64 pipe's time (kiln_pipe_mix: 8.36 and
+// 8.40 ms at 1000 iterations with two, 8.43 and 8.87 with three, 8.68 and 8.70 in doubles alone,
+// on two H200 leases, DQ and DR), three beside the fused path (CW).
+inline int logistic_three_pair_int_lanes(const kernel_params& kp) { return use_square(kp) ? 2 : 3; }
 
 // Enough blocks to cover n once, capped at 32 per SM (4 waves of 8 resident blocks): beyond that
 // the grid-stride loop does the rest with no more launch cost.
@@ -242,14 +231,14 @@ inline unsigned logistic_pairs_grid_blocks(std::size_t n, int sm_count, int pair
   return logistic_grid_blocks((n + per_thread - 1) / per_thread, sm_count);
 }
 
-// Blocks of logistic_kernel_pairs<V> that the device holds at once on all its SMs (one wave), or
-// 0 where the occupancy query fails; queried once per process (a process's GPUs share one
+// Blocks of logistic_kernel_pairs<V, M> that the device holds at once on all its SMs (one wave),
+// or 0 where the occupancy query fails; queried once per process (a process's GPUs share one
 // architecture in practice, and a wrong guess costs time, never results).
-template <int V>
+template <int V, int M = V>
 inline unsigned logistic_pairs_wave_blocks(int sm_count) {
   static const int per_sm = [] {
     int b = 0;
-    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, logistic_kernel_pairs<V>, logistic_block_threads, 0) ==
+    return cudaOccupancyMaxActiveBlocksPerMultiprocessor(&b, logistic_kernel_pairs<V, M>, logistic_block_threads, 0) ==
                    cudaSuccess
                ? b
                : 0;
@@ -268,7 +257,8 @@ inline unsigned logistic_pairs_wave_blocks(int sm_count) {
 inline unsigned logistic_pairs_launch_blocks(std::size_t n, const kernel_params& kp, int sm_count, int v) {
   const unsigned cover = logistic_pairs_grid_blocks(n, sm_count, v);
   if (v != 3 || kp.iterations < int_lanes_min_iterations) return cover;
-  const unsigned wave = logistic_pairs_wave_blocks<3>(sm_count);
+  const unsigned wave =
+      logistic_three_pair_int_lanes(kp) == 2 ? logistic_pairs_wave_blocks<3, 2>(sm_count) : logistic_pairs_wave_blocks<3>(sm_count);
   return wave > 0 ? std::min(cover, wave) : cover;
 }
 
@@ -304,7 +294,9 @@ inline cudaError_t launch_logistic(const std::int64_t* in, std::int64_t* out, st
     const cuda_map_params prm = to_cuda_params(kp);
     const int v = logistic_pairs_per_thread(kp);
     const unsigned blocks = logistic_pairs_launch_blocks(n, kp, sm_count, v);
-    if (v == 3)
+    if (v == 3 && logistic_three_pair_int_lanes(kp) == 2)
+      logistic_kernel_pairs<3, 2><<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
+    else if (v == 3)
       logistic_kernel_pairs<3><<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
     else if (v == 2)
       logistic_kernel_pairs<2><<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
