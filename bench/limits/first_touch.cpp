@@ -8,6 +8,7 @@
 //   usage: kiln_first_touch [MiB] [runs]
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <atomic>
 #include <cstdio>
 #include <cstdlib>
@@ -48,8 +49,9 @@ double one_run(std::size_t bytes, bool huge, int threads, mode m, std::size_t gr
   auto body = [&](int t) {
     if (m == mode::ranges || m == mode::populate) {
       // Contiguous ranges of whole 2 MiB pages.
-      const std::size_t pages = bytes / page_2m;
-      const std::size_t b = pages * t / threads * page_2m, e = pages * (t + 1) / threads * page_2m;
+      const std::size_t pages = (bytes + page_2m - 1) / page_2m;
+      const std::size_t b = std::min(bytes, pages * t / threads * page_2m);
+      const std::size_t e = std::min(bytes, pages * (t + 1) / threads * page_2m);
       if (m == mode::populate) {
         if (e > b && madvise(base + b, e - b, MADV_POPULATE_WRITE) != 0) populate_failed = true;
       } else {
@@ -82,7 +84,7 @@ double one_run(std::size_t bytes, bool huge, int threads, mode m, std::size_t gr
 
 int main(int argc, char** argv) {
   const std::size_t mib = argc > 1 ? std::strtoull(argv[1], nullptr, 10) : 256;
-  const int runs = argc > 2 ? std::atoi(argv[2]) : 7;
+  const int runs = std::max(1, argc > 2 ? std::atoi(argv[2]) : 7);
   const std::size_t bytes = mib << 20;
   const int hw = static_cast<int>(std::max(1u, std::thread::hardware_concurrency()));
   std::printf("first touch of a fresh %zu MiB block, median of %d runs, %d hardware threads\n", mib, runs, hw);

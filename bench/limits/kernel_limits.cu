@@ -10,7 +10,8 @@
 // checked against the one-element kernel's. The floor printed beside each map figure is the
 // largest of the memory floor and each pipe's work at its measured rate: five FP64 operations per
 // fused step (four in the square form), four integer multiply-adds per Montgomery step (three in
-// the square form; half the elements each where the lanes mix). A measuring tool for
+// the square form), half the elements on each pipe where the lanes mix (a lower bound for the
+// backend's square-form shape, which steps a third in integers). A measuring tool for
 // docs/BENCHMARKS.md, not part of the library.
 // Usage: kiln_kernel_limits [n] (default 2^25).
 #include <cuda_runtime.h>

@@ -140,9 +140,9 @@ kernel logistic_kernel(std::int64_t iterations);
 // that class for a later call. So a process's first call of a size is a staged run, a loop that
 // drops its results gets pinned blocks from the next calls on, and a caller holding many results
 // gets ordinary memory once the bound is reached, at a staged run's cost, never a pin's. Fresh
-// ordinary blocks of 8 MiB and more are first touched on every worker thread before they are
-// returned (one thread takes ten times as long to fault in 256 MiB), so a run never pays page
-// faults inside its pipeline.
+// ordinary blocks of 8 MiB and more are first touched on the worker threads before they are
+// returned (one thread takes several times as long to fault in 256 MiB), so a run's pipeline
+// does not stall on page faults.
 //
 // Bound: page-locked bytes (in use + cached + being pinned) stay under KILN_PINNED_LIMIT (bytes;
 // 0: never pin), by default the smaller of 1/8 of physical memory and 8 GiB; free ordinary blocks

@@ -57,7 +57,8 @@ inline bool use_square(const kernel_params& kp) {
   return kp.square != 0 && kp.iterations >= int_lanes_min_iterations && current_settings().square_form;
 }
 
-// Whether a GPU map kernel steps half its lanes in integers: only beyond 16 iterations, where the
+// Whether a GPU map kernel steps some of its lanes in integers (how many: each kernel's shape, e.g.
+// logistic_kernel.cuh's logistic_three_pair_int_lanes): only beyond 16 iterations, where the
 // arithmetic bounds the run; below, the run is bound by memory and the integer lanes' extra
 // instructions slow it (kiln_kernel_limits on the H200, docs/BENCHMARKS.md). In the square form
 // they take its Montgomery step, which the form offers wherever it holds; else kiln_mont_step

@@ -80,22 +80,40 @@ std::uint64_t env_number(const char* name, std::uint64_t fallback) {
   return x;
 }
 
+// Set once the pool is destroyed (static destruction): a block given back later, by a
+// destructor that runs after the pool's, is freed (ordinary) or left to the OS (pinned: the
+// allocator that pinned it may be gone), and allocation falls back to ordinary memory. A plain
+// atomic of static storage stays readable after every destructor has run.
+std::atomic<bool> pool_gone{false};
+
 // Fresh blocks from this size on are first touched on every worker before they are handed out.
 // Why: a result kept alive by its caller leaves the pool nothing to reuse, and the first write to
 // each page of a fresh block maps and zeroes it; written by one thread, or by threads sharing 2 MiB
 // pages (the cpu backend's 128 KiB grains, two staging chunks a page), that costs 14-38 ms for
 // 256 MiB on the H200 machine's 16-thread host, against 4.0 ms on all threads, each on its own
 // huge pages (kiln_first_touch; docs/BENCHMARKS.md, DQ). madvise(MADV_POPULATE_WRITE) is slower
-// there from several threads (29 ms), so the pages are written.
+// there from several threads (29 ms), so the pages are written. Workers busy with another run
+// join once they finish their part of it; the caller starts at once.
 constexpr std::size_t first_touch_min = 4 * huge_page;
 
 void first_touch(void* p, std::size_t capacity) {
   auto* bytes = static_cast<volatile unsigned char*>(p);
   const std::size_t page = static_cast<std::size_t>(std::max(sysconf(_SC_PAGE_SIZE), 1L));
-  parallel_for((capacity + huge_page - 1) / huge_page, 1, [&](std::size_t b, std::size_t e) {
+  const std::size_t pages = (capacity + huge_page - 1) / huge_page;
+  auto touch = [&](std::size_t b, std::size_t e) {
     const std::size_t end = std::min(capacity, e * huge_page);
     for (std::size_t o = b * huge_page; o < end; o += page) bytes[o] = 0;
-  });
+  };
+  // The worker pool outlives the host pool (host_pool's constructor builds it first) but not every
+  // destructor that runs after both: once the host pool is gone, the block's writer faults its
+  // pages in itself. A worker pool that cannot queue the job (no memory for it, no thread)
+  // throws; the caller then touches the pages alone rather than lose the block.
+  if (pool_gone.load()) return;
+  try {
+    parallel_for(pages, 1, touch);
+  } catch (...) {
+    touch(0, pages);
+  }
 }
 
 // Ordinary memory for a pooled block: 2 MiB aligned, with transparent huge pages unless
@@ -108,12 +126,6 @@ void* ordinary_block(std::size_t capacity) {
   if (capacity >= first_touch_min) first_touch(p, capacity);
   return p;
 }
-
-// Set once the pool is destroyed (static destruction): a block given back later, by a
-// destructor that runs after the pool's, is freed (ordinary) or left to the OS (pinned: the
-// allocator that pinned it may be gone), and allocation falls back to ordinary memory. A plain
-// atomic of static storage stays readable after every destructor has run.
-std::atomic<bool> pool_gone{false};
 
 // The pool. Callers never pin on allocate(): a block comes from the cache (a pinned one first) or
 // is fresh ordinary memory, and a miss asks the pool thread to pin a block of that size class for
@@ -128,7 +140,11 @@ class host_pool {
 
   // The registry is built first so that it outlives the pool, whose destructor unpins blocks
   // through the CUDA backend; its destructor is then registered before the pool's and runs after.
-  host_pool() : cuda_(backend_of(backend_kind::cuda)) { install_locked(default_host_pool_settings()); }
+  // The worker pool is built first of all (worker_count()), so that it is destroyed last: fresh
+  // blocks are first touched on it (first_touch) as long as this pool lives.
+  host_pool() : cuda_(((void)worker_count(), backend_of(backend_kind::cuda))) {
+    install_locked(default_host_pool_settings());
+  }
 
   host_pool(const host_pool&) = delete;
   host_pool& operator=(const host_pool&) = delete;

@@ -176,8 +176,9 @@ TEST_F(HostPool, FreedOrdinaryBlocksAreReused) {
 }
 
 // A fresh ordinary block of 8 MiB or more comes with every page already mapped (first touched
-// on the workers, core/host_memory.cpp): a kept result's first write then faults nothing. A
-// smaller pooled block is left to its first writer.
+// on the workers, core/host_memory.cpp): a kept result's first write then faults nothing. 96 MiB
+// is above any threshold below which the C library serves blocks from memory it already holds,
+// and residency is read at once: only reclaim under memory pressure could undo the touch first.
 TEST_F(HostPool, LargeFreshBlocksComeWithTheirPagesMapped) {
   install(0, 60s, 0);  // nothing pinned, nothing cached: every block is fresh
   const long page = sysconf(_SC_PAGE_SIZE);
