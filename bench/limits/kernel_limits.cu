@@ -25,20 +25,13 @@
 
 #include "backends/cuda/logistic_kernel.cuh"
 #include "core/backend.hpp"
-#include "limits_common.hpp"
+#include "cuda_limits_common.cuh"
 
 // A named namespace: nvcc's generated stubs cannot tell kernels of two anonymous namespaces apart
 // (logistic_kernel.cuh's is nested in kiln::detail).
 namespace kiln_kernel_limits {
 
 using namespace kiln_limits;
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
-    std::exit(1);
-  }
-}
 
 // The memory floor of an in-place map: every pair read once and written once.
 __global__ void add_one_pairs(longlong2* data, std::size_t pairs) {
@@ -75,27 +68,6 @@ __global__ void imad_chains(unsigned* out, long long rounds, unsigned a, unsigne
 #pragma unroll
   for (int j = 0; j < 8; ++j) s ^= c[j];
   out[static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x] = s;
-}
-
-// The median of `runs` event-timed launches (after one untimed), in milliseconds.
-template <class F>
-double event_ms(int runs, cudaStream_t stream, F&& launch) {
-  cudaEvent_t a, b;
-  check(cudaEventCreate(&a), "cudaEventCreate");
-  check(cudaEventCreate(&b), "cudaEventCreate");
-  const double ms = median_of(runs, [&] {
-    check(cudaEventRecord(a, stream), "cudaEventRecord");
-    launch();
-    check(cudaGetLastError(), "launch");
-    check(cudaEventRecord(b, stream), "cudaEventRecord");
-    check(cudaEventSynchronize(b), "cudaEventSynchronize");
-    float t = 0;
-    check(cudaEventElapsedTime(&t, a, b), "cudaEventElapsedTime");
-    return static_cast<double>(t);
-  });
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  return ms;
 }
 
 }  // namespace kiln_kernel_limits

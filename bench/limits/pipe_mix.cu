@@ -20,19 +20,12 @@
 
 #include "backends/cuda/logistic_kernel.cuh"
 #include "core/backend.hpp"
-#include "limits_common.hpp"
+#include "cuda_limits_common.cuh"
 
 // A named namespace: nvcc's generated stubs cannot tell kernels of two anonymous namespaces apart.
 namespace kiln_pipe_mix {
 
 using namespace kiln_limits;
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
-    std::exit(1);
-  }
-}
 
 // Which chains a thread runs: bit 0 FP64 fma, 1 IMAD, 2 IMAD.WIDE, 3 FP32 fma, 4 integer add/xor.
 enum : int { k_dfma = 1, k_imad = 2, k_wide = 4, k_ffma = 8, k_alu = 16 };
@@ -68,27 +61,6 @@ __global__ void chains(double* out, long long rounds, double a, double b, unsign
 #pragma unroll
   for (int j = 0; j < 8; ++j) s += d[j] + u[j] + static_cast<double>(w[j]) + f[j] + x[j];
   out[static_cast<std::size_t>(blockIdx.x) * blockDim.x + threadIdx.x] = s;
-}
-
-// The median of `runs` event-timed launches (after one untimed), in milliseconds.
-template <class F>
-double event_ms(int runs, cudaStream_t stream, F&& launch) {
-  cudaEvent_t a, b;
-  check(cudaEventCreate(&a), "cudaEventCreate");
-  check(cudaEventCreate(&b), "cudaEventCreate");
-  const double ms = median_of(runs, [&] {
-    check(cudaEventRecord(a, stream), "cudaEventRecord");
-    launch();
-    check(cudaGetLastError(), "launch");
-    check(cudaEventRecord(b, stream), "cudaEventRecord");
-    check(cudaEventSynchronize(b), "cudaEventSynchronize");
-    float t = 0;
-    check(cudaEventElapsedTime(&t, a, b), "cudaEventElapsedTime");
-    return static_cast<double>(t);
-  });
-  cudaEventDestroy(a);
-  cudaEventDestroy(b);
-  return ms;
 }
 
 template <int Kinds>

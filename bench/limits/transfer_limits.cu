@@ -26,18 +26,11 @@
 #include "core/stream_copy.hpp"
 #include "core/thread_pool.hpp"
 #include "kiln/kiln.hpp"
-#include "limits_common.hpp"
+#include "cuda_limits_common.cuh"
 
 namespace {
 
 using namespace kiln_limits;
-
-void check(cudaError_t e, const char* what) {
-  if (e != cudaSuccess) {
-    std::fprintf(stderr, "%s: %s\n", what, cudaGetErrorString(e));
-    std::exit(1);
-  }
-}
 
 // Splits [0, n) into `threads` contiguous parts and runs body(begin, end) on each in its own thread.
 void on_threads(int threads, std::size_t n, const std::function<void(std::size_t, std::size_t)>& body) {
