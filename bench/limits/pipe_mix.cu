@@ -71,7 +71,7 @@ double time_chains(int runs, cudaStream_t stream, unsigned blocks, double* sink,
 
 // The square form's pairs kernel with V pairs and M integer lanes a thread, in place.
 template <int V, int M>
-void launch_pairs(i64* e, std::size_t n, const kiln::detail::cuda_map_params& prm, int sm,
+void launch_shape(i64* e, std::size_t n, const kiln::detail::cuda_map_params& prm, int sm,
                   bool one_wave, cudaStream_t stream) {
   using namespace kiln::detail;
   unsigned blocks = logistic_pairs_grid_blocks(n, sm, V);
@@ -142,12 +142,12 @@ int main(int argc, char** argv) {
     void (*launch)(i64*, std::size_t, const cuda_map_params&, int, bool, cudaStream_t);
   };
   const std::vector<shape> shapes = {
-      {1, 0, false, launch_pairs<1, 0>}, {1, 1, false, launch_pairs<1, 1>}, {1, 2, false, launch_pairs<1, 2>},
-      {2, 2, false, launch_pairs<2, 2>}, {2, 3, false, launch_pairs<2, 3>}, {2, 4, false, launch_pairs<2, 4>},
-      {3, 2, true, launch_pairs<3, 2>},  {3, 3, true, launch_pairs<3, 3>},  {3, 4, true, launch_pairs<3, 4>},
-      {3, 5, true, launch_pairs<3, 5>},  {3, 6, true, launch_pairs<3, 6>},  {4, 4, false, launch_pairs<4, 4>},
-      {4, 5, false, launch_pairs<4, 5>}, {4, 6, false, launch_pairs<4, 6>}, {2, 3, true, launch_pairs<2, 3>},
-      {4, 5, true, launch_pairs<4, 5>}};
+      {1, 0, false, launch_shape<1, 0>}, {1, 1, false, launch_shape<1, 1>}, {1, 2, false, launch_shape<1, 2>},
+      {2, 2, false, launch_shape<2, 2>}, {2, 3, false, launch_shape<2, 3>}, {2, 4, false, launch_shape<2, 4>},
+      {3, 2, true, launch_shape<3, 2>},  {3, 3, true, launch_shape<3, 3>},  {3, 4, true, launch_shape<3, 4>},
+      {3, 5, true, launch_shape<3, 5>},  {3, 6, true, launch_shape<3, 6>},  {4, 4, false, launch_shape<4, 4>},
+      {4, 5, false, launch_shape<4, 5>}, {4, 6, false, launch_shape<4, 6>}, {2, 3, true, launch_shape<2, 3>},
+      {4, 5, true, launch_shape<4, 5>}};
   kernel_params kp = prepare(kiln::map_params{6'700'417, 22, 1});
   for (long long k : {100LL, 1000LL}) {
     kp.iterations = k;

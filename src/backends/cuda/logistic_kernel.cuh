@@ -246,20 +246,24 @@ inline unsigned logistic_pairs_wave_blocks(int sm_count) {
   return static_cast<unsigned>(std::max(per_sm, 0)) * static_cast<unsigned>(std::max(sm_count, 1));
 }
 
-// The pairs kernel's grid for a run of kp's iterations. The three-pair kernel of runs bound by the
-// arithmetic (the integer lanes' iteration counts) takes one wave: with more blocks than the
-// device holds (6 a SM on sm_90), blocks run in waves whose last is part full while each block
-// takes as long, and a thread's share of the grid-stride loop differs from another's by a whole
-// sweep of 3 pairs; within one wave the sweeps are many and differ by at most one (2% faster at
-// 100 and 1000 iterations on the H200). The one- and two-pair kernels hold 8 blocks a SM and
-// were slower in one wave (docs/BENCHMARKS.md, DH), as are runs bound by memory, whose blocks in
-// flight hide the loads' latency: they keep the covering grid.
-inline unsigned logistic_pairs_launch_blocks(std::size_t n, const kernel_params& kp, int sm_count, int v) {
-  const unsigned cover = logistic_pairs_grid_blocks(n, sm_count, v);
-  if (v != 3 || kp.iterations < int_lanes_min_iterations) return cover;
-  const unsigned wave =
-      logistic_three_pair_int_lanes(kp) == 2 ? logistic_pairs_wave_blocks<3, 2>(sm_count) : logistic_pairs_wave_blocks<3>(sm_count);
-  return wave > 0 ? std::min(cover, wave) : cover;
+// Enqueues logistic_kernel_pairs<V, M> over n elements. The three-pair kernel (runs bound by the
+// arithmetic: logistic_pairs_per_thread takes it only at the integer lanes' iteration counts)
+// takes one wave of its own resident blocks: with more blocks than the device holds (6 a SM on
+// sm_90), blocks run in waves whose last is part full while each block takes as long, and a
+// thread's share of the grid-stride loop differs from another's by a whole sweep of 3 pairs;
+// within one wave the sweeps are many and differ by at most one (2% faster at 100 and 1000
+// iterations on the H200). The one- and two-pair kernels hold 8 blocks a SM and were slower in
+// one wave (docs/BENCHMARKS.md, DH), as are runs bound by memory, whose blocks in flight hide the
+// loads' latency: they keep the covering grid.
+template <int V, int M = V>
+inline void launch_pairs(const std::int64_t* in, std::int64_t* out, std::size_t n, const cuda_map_params& prm,
+                         int sm_count, cudaStream_t stream) {
+  unsigned blocks = logistic_pairs_grid_blocks(n, sm_count, V);
+  if constexpr (V == 3) {
+    const unsigned wave = logistic_pairs_wave_blocks<V, M>(sm_count);
+    if (wave > 0) blocks = std::min(blocks, wave);
+  }
+  logistic_kernel_pairs<V, M><<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
 }
 
 // Enqueues the map over n elements on `stream`, between distinct buffers whose elements are 32
@@ -293,15 +297,14 @@ inline cudaError_t launch_logistic(const std::int64_t* in, std::int64_t* out, st
   if (aligned) {
     const cuda_map_params prm = to_cuda_params(kp);
     const int v = logistic_pairs_per_thread(kp);
-    const unsigned blocks = logistic_pairs_launch_blocks(n, kp, sm_count, v);
     if (v == 3 && logistic_three_pair_int_lanes(kp) == 2)
-      logistic_kernel_pairs<3, 2><<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
+      launch_pairs<3, 2>(in, out, n, prm, sm_count, stream);
     else if (v == 3)
-      logistic_kernel_pairs<3><<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
+      launch_pairs<3>(in, out, n, prm, sm_count, stream);
     else if (v == 2)
-      logistic_kernel_pairs<2><<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
+      launch_pairs<2>(in, out, n, prm, sm_count, stream);
     else
-      logistic_kernel_pairs<1><<<blocks, logistic_block_threads, 0, stream>>>(in, out, n, prm);
+      launch_pairs<1>(in, out, n, prm, sm_count, stream);
     return cudaGetLastError();
   }
   if (in != out) return launch_logistic(in, false, out, false, n, kp, sm_count, stream);
