@@ -58,12 +58,12 @@ GROUP_SAMPLES = {
                "elixir.nif.cuda0.resident", "elixir.nif.cuda.all.binary", "elixir.kernel.cuda.all.binary", "elixir.cluster.this_node.binary",
                "elixir.cluster.two_nodes.binary", "elixir.empty.list", "elixir.empty.binary"]
               + [f"elixir.lists.{big}{t}" for big in ("", "big_heap.") for t in ("reverse", "empty_call", "cuda0", "cpu")]
-              + [f"elixir.{h}.{t}.binary" for h in ("kept", "dropped", "async16", "sync16") for t in ("cuda0", "cpu")],
+              + [f"elixir.{h}.{t}.binary" for h in ("kept", "dropped", "paced", "async16", "sync16") for t in ("cuda0", "cpu")],
 }
 # The Elixir row sections (elixir_rows.exs --sections) each kind of run asks for: a plain run has
 # the seed's rows, the lists rows and the kept-results rows; --kernels adds its rows; --sweep and
 # --crossover are runs of their own (see sections()).
-KEPT_SAMPLES = [f"elixir.{h}.{t}.binary" for h in ("kept", "dropped", "async16", "sync16") for t in ("cuda0", "cpu")]
+KEPT_SAMPLES = [f"elixir.{h}.{t}.binary" for h in ("kept", "dropped", "paced", "async16", "sync16") for t in ("cuda0", "cpu")]
 # The rows --kernels adds (their names carry "sweep" or "bw"): the kernel path against the
 # built-in map at several iteration counts, the peers at the same counts, and the bandwidth rows.
 KERNEL_SAMPLES = {

@@ -378,17 +378,21 @@ defmodule KilnBench do
   end
 
   # Six calls in a row on one binary at --n: each result kept alive in a list while the next call
-  # runs (kept), or only the last (dropped); every call's time is reported.
+  # runs (kept), or only the last (dropped), or every one kept with a pause of @paced_ms before
+  # each call (paced: a caller doing other work between calls); every call's time is reported.
+  @paced_ms 20
+
   defp kept_rows(cfg, devices, devices_error) do
     %{p: p, mu: mu, iterations: k} = cfg
 
-    for {label, opts, extra} <- cuda_and_cpu(devices, devices_error), keep <- [true, false] do
-      name = "elixir.#{if keep, do: "kept", else: "dropped"}.#{label}.binary"
+    for {label, opts, extra} <- cuda_and_cpu(devices, devices_error),
+        {how, keep, pause} <- [{"kept", true, 0}, {"dropped", false, 0}, {"paced", true, @paced_ms}] do
+      name = "elixir.#{how}.#{label}.binary"
 
       if opts == nil,
         do: {name, nil, %{}, fn _ -> throw({:skip, extra}) end},
-        else: {name, nil, Map.merge(extra, %{calls_kept: keep}),
-               {:sequence, 6, keep, &unwrap(Kiln.LogisticMap.run(&1, p, mu, [iterations: k] ++ opts))}}
+        else: {name, nil, Map.merge(extra, %{calls_kept: keep, pause_ms: pause}),
+               {:sequence, 6, keep, pause, &unwrap(Kiln.LogisticMap.run(&1, p, mu, [iterations: k] ++ opts))}}
     end
   end
 
@@ -650,8 +654,8 @@ defmodule KilnBench do
 
   # The specs beyond run_row's: {:scale, n, fun} (a sweep row over 1..n, its binary built once per
   # n, with the sweep's budget and time limit), {:fresh, heap, op} (each run in a fresh process
-  # that builds its list), {:sequence, calls, keep, fun} (several calls on one binary, results kept
-  # or not) and {:calls, build, fun} (the median of many small calls).
+  # that builds its list), {:sequence, calls, keep, pause_ms, fun} (several calls on one binary,
+  # results kept or not, a pause before each or none) and {:calls, build, fun} (the median of many small calls).
   defp run_spec(name, stages, {:scale, n, fun}, _input, cfg) do
     if cfg.deadline && System.os_time(:millisecond) > cfg.deadline do
       %{name: name, stages: stages, status: "skipped",
@@ -664,8 +668,8 @@ defmodule KilnBench do
   defp run_spec(name, stages, {:fresh, heap, op}, _input, cfg),
     do: guarded(name, stages, fn -> fresh_row(name, stages, heap, op, cfg) end)
 
-  defp run_spec(name, stages, {:sequence, calls, keep, fun}, input, _cfg),
-    do: guarded(name, stages, fn -> sequence_row(name, stages, calls, keep, fun, input.binary) end)
+  defp run_spec(name, stages, {:sequence, calls, keep, pause, fun}, input, _cfg),
+    do: guarded(name, stages, fn -> sequence_row(name, stages, calls, keep, pause, fun, input.binary) end)
 
   defp run_spec(name, stages, {:calls, build, fun}, _input, cfg),
     do: guarded(name, stages, fn -> calls_row(name, stages, build, fun, cfg) end)
@@ -768,11 +772,12 @@ defmodule KilnBench do
     ok_row(name, stages, runs, elem(List.last(timed), 1), %{warmup_s: warm_s})
   end
 
-  # Kept / dropped rows: in one process holding only the binary, one untimed warm-up call, then
-  # `calls` timed calls, each after a garbage collection: with keep, every result is still
-  # referenced (a list of them) when the next call starts; without, only the last one is. The
-  # kept results must all be the same bytes; the last one is checked.
-  defp sequence_row(name, stages, calls, keep, fun, bin) do
+  # Kept / dropped / paced rows: in one process holding only the binary, one untimed warm-up call,
+  # then `calls` timed calls, each after a garbage collection (and `pause` ms of sleep, untimed):
+  # with keep, every result is still referenced (a list of them) when the next call starts;
+  # without, only the last one is. The kept results must all be the same bytes; the last one is
+  # checked.
+  defp sequence_row(name, stages, calls, keep, pause, fun, bin) do
     {runs, results} =
       in_fresh_process(fn ->
         _ = fun.(bin)
@@ -780,6 +785,7 @@ defmodule KilnBench do
         {runs, results} =
           Enum.reduce(1..calls, {[], []}, fn _, {runs, kept} ->
             :erlang.garbage_collect()
+            if pause > 0, do: Process.sleep(pause)
             t0 = System.monotonic_time(:nanosecond)
             res = fun.(bin)
             t = (System.monotonic_time(:nanosecond) - t0) / 1.0e9

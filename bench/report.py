@@ -19,7 +19,7 @@ FAMILY_COLOR = {k: c for k, _, c in FAMILIES}
 NAME_ORDER = [r"^elixir\.pure\.loop$", r"^elixir\.pure\.inlined$", r"^elixir\.nif\.cpu\.list$",
               r"^elixir\.nif\.cpu\.windows$", r"^elixir\.nif\.cpu\.binary$", r"^elixir\.nif\.opencl",
               r"^elixir\.nif\.cuda", r"^elixir\.nif", r"^elixir\.empty\.list$", r"^elixir\.empty",
-              r"^elixir\.lists\.", r"^elixir\.(kept|dropped)\.", r"^elixir\.(async|sync)16\.",
+              r"^elixir\.lists\.", r"^elixir\.(kept|dropped|paced)\.", r"^elixir\.(async|sync)16\.",
               r"^cpp\.scalar$", r"^cpp\.cpu$", r"^cpp\.opencl", r"^cpp\.cuda", r"^cpp", r"^python\.numpy$",
               r"^python\.cupy", r"^python\.jax", r"^python\.torch", r"^(elixir|python)\.scale\.",
               r"^elixir\.crossover\.", r"."]
@@ -40,7 +40,7 @@ SCALE_ROW = re.compile(r"^(elixir|python)\.scale\.n(\d+)\.k(\d+)\.(\w+?)\.(binar
 CROSSOVER_ROW = re.compile(r"^elixir\.crossover\.n(\d+)\.(auto|cpu|pure)\.(list|binary)$")
 OWN_N_ROW = re.compile(r"^(elixir|python)\.(scale|crossover)\.")
 LISTS_ROW = re.compile(r"^elixir\.lists\.(big_heap\.)?(\w+)$")
-KEPT_ROW = re.compile(r"^elixir\.(kept|dropped)\.(\w+)\.binary$")
+KEPT_ROW = re.compile(r"^elixir\.(kept|dropped|paced)\.(\w+)\.binary$")
 JOBS_ROW = re.compile(r"^elixir\.(async16|sync16)\.(\w+)\.binary$")
 # The sweep's modes in column order (Kiln's four, then the peers), their labels and line colours.
 SWEEP_MODES = [("auto", "auto", "#d7191c"), ("device_only", "device only", "#2c7bb6"),
@@ -102,7 +102,8 @@ def describe(row):
         how, target = ke.groups()
         fam = "elixir-nif-cpu" if target == "cpu" else "elixir-nif-accel"
         label = f"6 calls on one binary, {target}" + (f" {dev}" if dev and dev != target else "") + (
-            ", every result kept alive" if how == "kept" else ", only the last result kept")
+            {"kept": ", every result kept alive", "paced": f", every result kept alive, {row.get('pause_ms') or 0} ms between calls"}.get(
+                how, ", only the last result kept"))
     elif jo:
         how, target = jo.groups()
         fam = "elixir-nif-cpu" if target == "cpu" else "elixir-nif-accel"
@@ -789,13 +790,15 @@ def kept_section(doc):
     calls = max(len(r.get("call_s") or r.get("runs") or []) for r in rows.values())
     out = ["## Kept results against dropped ones", "",
            f"At n = {doc['params']['n']:,}, {calls} calls in a row on one binary after an untimed warm-up, a garbage "
-           "collection before each: *kept* holds every result while the next call runs, *dropped* only the last. "
+           "collection before each: *kept* holds every result while the next call runs, *dropped* only the last, "
+           "*paced* keeps every result and sleeps before each call (untimed), as a caller doing other work between calls would. "
            "Milliseconds per call.", "",
-           "| row | " + " | ".join(f"call {i}" for i in range(1, calls + 1)) + " | median | kept / dropped |",
+           "| row | " + " | ".join(f"call {i}" for i in range(1, calls + 1)) + " | median | against dropped |",
            "|---|" + "---:|" * (calls + 2)]
-    for (how, target), r in sorted(rows.items(), key=lambda kv: (kv[0][1] == "cpu", kv[0][1], kv[0][0] != "kept")):
+    order = {"kept": 0, "paced": 1, "dropped": 2}
+    for (how, target), r in sorted(rows.items(), key=lambda kv: (kv[0][1] == "cpu", kv[0][1], order[kv[0][0]])):
         times = r.get("call_s") or r.get("runs") or []
-        other = rows.get(("dropped", target)) if how == "kept" else None
+        other = rows.get(("dropped", target)) if how != "dropped" else None
         v = slower_ratio(r, other)
         out.append(f"| {r['name']} | " + " | ".join(ms(t) for t in times) + " |" * (calls - len(times) + 1)
                    + f" {ms(r['seconds'])} | {'' if v is None else f'{v:.2f}×'} |")

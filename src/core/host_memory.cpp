@@ -96,41 +96,66 @@ std::atomic<bool> pool_gone{false};
 // join once they finish their part of it; the caller starts at once.
 constexpr std::size_t first_touch_min = 4 * huge_page;
 
-void first_touch(void* p, std::size_t capacity) {
+// Writes a byte of every page of [p, p + capacity) on the workers, each its own 2 MiB pages, until
+// `stop()` holds (checked before each 2 MiB page); whether every page was written.
+template <class Stop>
+bool touch_pages(void* p, std::size_t capacity, Stop stop) {
   auto* bytes = static_cast<volatile unsigned char*>(p);
   const std::size_t page = static_cast<std::size_t>(std::max(sysconf(_SC_PAGE_SIZE), 1L));
   const std::size_t pages = (capacity + huge_page - 1) / huge_page;
+  std::atomic<bool> cut{false};
   auto touch = [&](std::size_t b, std::size_t e) {
-    const std::size_t end = std::min(capacity, e * huge_page);
-    for (std::size_t o = b * huge_page; o < end; o += page) bytes[o] = 0;
+    for (std::size_t h = b; h < e; ++h) {
+      if (stop()) {
+        cut.store(true, std::memory_order_relaxed);
+        return;
+      }
+      const std::size_t end = std::min(capacity, (h + 1) * huge_page);
+      for (std::size_t o = h * huge_page; o < end; o += page) bytes[o] = 0;
+    }
   };
   // The worker pool outlives the host pool (host_pool's constructor builds it first) but not every
   // destructor that runs after both: once the host pool is gone, the block's writer faults its
   // pages in itself. A worker pool that cannot queue the job (no memory for it, no thread)
   // throws; the caller then touches the pages alone rather than lose the block.
-  if (pool_gone.load()) return;
+  if (pool_gone.load()) return false;
   try {
     parallel_for(pages, 1, touch);
   } catch (...) {
     touch(0, pages);
   }
+  return !cut.load();
 }
 
-// Ordinary memory for a pooled block: 2 MiB aligned, with transparent huge pages unless
-// KILN_HUGE_PAGES=0 (core/settings.hpp), first touched on every worker when large.
-void* ordinary_block(std::size_t capacity) {
+void first_touch(void* p, std::size_t capacity) {
+  (void)touch_pages(p, capacity, [] { return false; });
+}
+
+// Ordinary memory for a pooled block, its pages not yet touched: 2 MiB aligned, with transparent
+// huge pages unless KILN_HUGE_PAGES=0 (core/settings.hpp).
+void* untouched_block(std::size_t capacity) {
   void* p = std::aligned_alloc(huge_page, capacity);
   if (!p) return nullptr;
   // Fewer, larger pages: first-touch faults are most of the cost of fresh memory.
   if (current_settings().huge_pages) (void)madvise(p, capacity, MADV_HUGEPAGE);
-  if (capacity >= first_touch_min) first_touch(p, capacity);
   return p;
 }
+
+// Ordinary memory for a pooled block, first touched on every worker when large.
+void* ordinary_block(std::size_t capacity) {
+  void* p = untouched_block(capacity);
+  if (p && capacity >= first_touch_min) first_touch(p, capacity);
+  return p;
+}
+
+// Runs begun so far (run_scope): a spare block's request waits for the run of the call that
+// made it, so that the spare is prepared after that run rather than beside it.
+std::atomic<std::uint64_t> runs_begun{0};
 
 // The pool. Callers never pin on allocate(): a block comes from the cache (a pinned one first) or
 // is fresh ordinary memory, and a miss asks the pool thread to pin a block of that size class for
 // the next call, while pinned bytes stay within the bound. The same thread releases cached blocks
-// left unused for the idle time.
+// left unused for the idle time, and prepares spare blocks (request_spare_locked).
 class host_pool {
  public:
   static host_pool& get() {
@@ -171,9 +196,16 @@ class host_pool {
   result<block> take(std::size_t capacity, bool pin_now) {
     std::unique_lock<std::mutex> lock(m_);
     in_use_ += capacity;
-    if (auto b = take_cached_locked(capacity, /*pinned_only=*/pin_now)) {
-      if (!b->pinned) request_pin_locked(capacity);
-      return *b;
+    // A spare of this class in preparation is the block this call wants: its preparation stops
+    // at the pages in hand and it is taken as far as it got (hand_out touches the rest).
+    if (preparing_ == capacity) {
+      spare_stop_.store(true);
+      idle_cv_.wait(lock, [&] { return preparing_ != capacity; });
+    }
+    if (auto c = take_cached_locked(capacity, /*pinned_only=*/pin_now)) {
+      if (!c->pinned) request_pin_locked(capacity);
+      request_spare_locked(capacity);
+      return hand_out(lock, *c, capacity);
     }
     if (!pin_now) {
       request_pin_locked(capacity);
@@ -192,8 +224,12 @@ class host_pool {
     }
     if (pin_now) {
       // Nothing could be pinned: an ordinary block then, as allocate() would give.
-      if (auto b = take_cached_locked(capacity, false)) return *b;
+      if (auto c = take_cached_locked(capacity, false)) {
+        request_spare_locked(capacity);
+        return hand_out(lock, *c, capacity);
+      }
     }
+    request_spare_locked(capacity);
     lock.unlock();
     if (void* p = ordinary_block(capacity)) return block{p, false};
     lock.lock();
@@ -209,7 +245,7 @@ class host_pool {
       // caller's path would cost what pinning does.
       if (b.pinned || ordinary_cached_ + capacity <= ordinary_cache_limit_) {
         const auto now = pool_clock::now();
-        free_.emplace(capacity, cached{b.p, b.pinned, now});
+        free_.emplace(capacity, cached{b.p, b.pinned, now, true});
         (b.pinned ? pinned_cached_ : ordinary_cached_) += capacity;
         if (!ensure_thread_locked()) {
           // No thread can release it later; the destructor will.
@@ -232,6 +268,10 @@ class host_pool {
     s.pending_pins = requests_.size() + (pinning_ ? 1 : 0);
     s.pins = pins_;
     s.background_pins = background_pins_;
+    s.pending_spares = spare_requests_.size() + (preparing_ ? 1 : 0);
+    s.preparing_bytes = preparing_;
+    s.spares = spares_;
+    s.spares_cut_short = spares_cut_short_;
     return s;
   }
 
@@ -244,10 +284,11 @@ class host_pool {
       idle_cv_.wait(lock, [&] { return !busy_; });
       if (pinned_total_ != pinned_cached_) return false;
       requests_.clear();
+      spare_requests_.clear();
       blocks.assign(free_.begin(), free_.end());
       free_.clear();
       pinned_total_ = pinned_cached_ = ordinary_cached_ = 0;
-      pins_ = background_pins_ = 0;
+      pins_ = background_pins_ = spares_ = spares_cut_short_ = 0;
       no_pins_until_ = {};
       old_unpin = unpin_;
       install_locked(std::move(s));
@@ -270,6 +311,7 @@ class host_pool {
     {
       std::lock_guard<std::mutex> lock(m_);
       stopping_ = true;
+      spare_stop_.store(true);  // a spare in preparation stops at the pages in hand
       t = std::move(thread_);
     }
     cv_.notify_all();
@@ -281,7 +323,23 @@ class host_pool {
   struct cached {
     void* p;
     bool pinned;
-    pool_clock::time_point since;  // when it was given back (or pinned)
+    pool_clock::time_point since;  // when it was given back (or pinned, or prepared)
+    bool touched;                  // every page mapped: all but a spare cut short
+  };
+
+  // A cached block to the caller, the pages of a spare cut short touched first (outside the lock).
+  block hand_out(std::unique_lock<std::mutex>& lock, const cached& c, std::size_t capacity) {
+    if (!c.touched) {
+      lock.unlock();
+      first_touch(c.p, capacity);
+    }
+    return block{c.p, c.pinned};
+  }
+
+  // A spare's request: the runs begun when it was made, and when.
+  struct spare_request {
+    std::uint64_t runs;
+    pool_clock::time_point at;
   };
 
   static void release(void* p, bool pinned, const std::function<void(void*)>& unpin) {
@@ -295,6 +353,7 @@ class host_pool {
     pinned_limit_ = s.pinned_limit;
     ordinary_cache_limit_ = s.ordinary_cache_limit;
     idle_ = s.idle;
+    spares_on_ = s.spares;
     if (s.pin && s.unpin) {
       pin_ = std::move(s.pin);
       unpin_ = std::move(s.unpin);
@@ -308,7 +367,7 @@ class host_pool {
 
   // The most recently given back block of exactly this class, a pinned one first (it makes the
   // run direct; the other is still kept for when no pinned one is free); none if there is none.
-  std::optional<block> take_cached_locked(std::size_t capacity, bool pinned_only) {
+  std::optional<cached> take_cached_locked(std::size_t capacity, bool pinned_only) {
     auto [lo, hi] = free_.equal_range(capacity);
     auto best = free_.end();
     for (auto it = lo; it != hi; ++it) {
@@ -318,10 +377,10 @@ class host_pool {
         best = it;
     }
     if (best == free_.end()) return std::nullopt;
-    const block b{best->second.p, best->second.pinned};
-    (b.pinned ? pinned_cached_ : ordinary_cached_) -= capacity;
+    const cached c = best->second;
+    (c.pinned ? pinned_cached_ : ordinary_cached_) -= capacity;
     free_.erase(best);
-    return b;
+    return c;
   }
 
   bool has_free_pinned_locked(std::size_t capacity) const {
@@ -343,6 +402,64 @@ class host_pool {
     cv_.notify_all();
   }
 
+  // Spare blocks. A caller that keeps its results leaves the pool nothing to reuse, and a fresh
+  // block costs its first touch (the operating system zeroing its pages: 4.0 ms for 256 MiB on
+  // the H200 machine's 16 threads, beside a staged CUDA run of 5.8-6.6 ms; docs/BENCHMARKS.md,
+  // DQ). So when a call takes the last free block of a class of first_touch_min or more, or a
+  // fresh one, the pool thread prepares one more of that class while no run is in flight: after
+  // the run of the call that asked (or run_quiet_ms after the request, for a call without one),
+  // its pages touched on the workers, and the preparation stops at the pages in hand once a run
+  // begins or a call wants the block (take). A caller that pauses between calls then finds a
+  // block ready; back-to-back calls gain the pages touched between their runs. Spares count
+  // against the ordinary cache's bound and are released after the idle time like any cached
+  // block, so at most one block of a class is held beyond what the caller keeps, for that time.
+  void request_spare_locked(std::size_t capacity) {
+    if (!spares_on_ || capacity < first_touch_min || stopping_) return;
+    if (free_.count(capacity) || spare_requests_.count(capacity) || preparing_ == capacity) return;
+    if (ordinary_cached_ + capacity > ordinary_cache_limit_) return;
+    if (!ensure_thread_locked()) return;
+    spare_requests_.emplace(capacity, spare_request{runs_begun.load(), pool_clock::now()});
+    cv_.notify_all();
+  }
+
+  // The class of a spare request that may be prepared now, if any: no run in flight, and one has
+  // begun since the request or the request is run_quiet_ms old.
+  std::optional<std::size_t> spare_due_locked() const {
+    if (spare_requests_.empty() || runs_in_flight.load() > 0) return std::nullopt;
+    const auto now = pool_clock::now();
+    const std::uint64_t begun = runs_begun.load();
+    for (const auto& [cap, r] : spare_requests_)
+      if (begun > r.runs || now - r.at >= std::chrono::milliseconds(run_quiet_ms)) return cap;
+    return std::nullopt;
+  }
+
+  void prepare_spare(std::unique_lock<std::mutex>& lock, std::size_t capacity) {
+    spare_requests_.erase(capacity);
+    // A block of the class may have come back meanwhile, or the cache filled up.
+    if (free_.count(capacity) || ordinary_cached_ + capacity > ordinary_cache_limit_) return;
+    preparing_ = capacity;
+    busy_ = true;
+    spare_stop_.store(stopping_);
+    lock.unlock();
+    void* p = untouched_block(capacity);
+    const bool whole = p && touch_pages(p, capacity, [this] {
+      return spare_stop_.load(std::memory_order_relaxed) || runs_in_flight.load(std::memory_order_relaxed) > 0;
+    });
+    lock.lock();
+    preparing_ = 0;
+    busy_ = false;
+    spare_stop_.store(false);
+    if (p && ordinary_cached_ + capacity <= ordinary_cache_limit_) {
+      free_.emplace(capacity, cached{p, false, pool_clock::now(), whole});
+      ordinary_cached_ += capacity;
+      ++spares_;
+      if (!whole) ++spares_cut_short_;
+    } else {
+      std::free(p);
+    }
+    idle_cv_.notify_all();
+  }
+
   // Starts the pool thread on first need; false once it is stopping.
   bool ensure_thread_locked() {
     if (stopping_) return false;
@@ -358,13 +475,21 @@ class host_pool {
         idle_cv_.wait(lock, [&] { return !busy_ || stopping_; });
         continue;
       }
-      if (!requests_.empty()) {
+      if (auto spare = spare_due_locked()) {
+        prepare_spare(lock, *spare);
+        continue;
+      }
+      // Not beside a run (run_scope): a pin request stays queued until the engine rests.
+      if (!requests_.empty() && runs_quiet()) {
         pin_one(lock);
         continue;
       }
       if (release_idle(lock)) continue;
       auto next = pool_clock::time_point::max();
       for (const auto& [cap, b] : free_) next = std::min(next, b.since + idle_);
+      // Queued work waits for runs to end, which nothing signals: look again soon.
+      if (!spare_requests_.empty()) next = std::min(next, pool_clock::now() + std::chrono::milliseconds(2));
+      if (!requests_.empty()) next = std::min(next, pool_clock::now() + std::chrono::milliseconds(10));
       wake_at_ = next;
       if (next == pool_clock::time_point::max())
         cv_.wait(lock);
@@ -376,8 +501,6 @@ class host_pool {
   }
 
   void pin_one(std::unique_lock<std::mutex>& lock) {
-    // Not beside a run (run_scope): the request stays queued until the engine rests.
-    while (!stopping_ && !busy_ && !runs_quiet()) cv_.wait_for(lock, std::chrono::milliseconds(10));
     if (stopping_ || busy_ || requests_.empty()) return;
     const std::size_t capacity = *requests_.begin();
     requests_.erase(requests_.begin());
@@ -401,7 +524,7 @@ class host_pool {
     }
     ++pins_;
     ++background_pins_;
-    free_.emplace(capacity, cached{p, true, pool_clock::now()});
+    free_.emplace(capacity, cached{p, true, pool_clock::now(), true});
     pinned_cached_ += capacity;
     // The CUDA runtime tears itself down at exit through atexit handlers registered when it
     // starts, which may be during this first pin; a hook registered after it runs before that
@@ -451,6 +574,9 @@ class host_pool {
   std::multimap<std::size_t, cached> free_;
   std::set<std::size_t> requests_;  // size classes to pin, each once
   std::size_t pinning_ = 0;         // the class the thread is pinning now, 0 if none
+  std::map<std::size_t, spare_request> spare_requests_;  // size classes wanting a spare, each once
+  std::size_t preparing_ = 0;       // the class of the spare being prepared now, 0 if none
+  std::atomic<bool> spare_stop_{false};  // the spare being prepared is wanted, or the pool stops
   bool busy_ = false;               // the thread (or set()) pins or releases outside the lock
   bool stopping_ = false;
   pool_clock::time_point wake_at_ = pool_clock::time_point::min();  // the sleeping thread's deadline
@@ -462,10 +588,13 @@ class host_pool {
   std::size_t in_use_ = 0;
   std::uint64_t pins_ = 0;
   std::uint64_t background_pins_ = 0;
+  std::uint64_t spares_ = 0;
+  std::uint64_t spares_cut_short_ = 0;
 
   std::size_t pinned_limit_ = 0;
   std::size_t ordinary_cache_limit_ = 0;
   std::chrono::milliseconds idle_{0};
+  bool spares_on_ = false;
   std::function<void*(std::size_t)> pin_;
   std::function<void(void*)> unpin_;
 };
@@ -478,10 +607,14 @@ host_pool_settings default_host_pool_settings() {
   s.ordinary_cache_limit = eighth_of_memory(4 * gib);
   // At most about 24 days, so that deadlines computed from it cannot overflow.
   s.idle = std::chrono::milliseconds(std::min<std::uint64_t>(env_number("KILN_HOST_POOL_IDLE_MS", 2000), 1u << 31));
+  s.spares = current_settings().spare_blocks;
   return s;
 }
 
-run_scope::run_scope() { runs_in_flight.fetch_add(1); }
+run_scope::run_scope() {
+  runs_in_flight.fetch_add(1);
+  runs_begun.fetch_add(1);
+}
 
 run_scope::~run_scope() {
   last_activity.store(pool_clock::now().time_since_epoch().count());

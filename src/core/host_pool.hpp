@@ -17,6 +17,10 @@ struct host_pool_stats {
   std::size_t pending_pins = 0;   // size classes queued for the pool thread to pin, or being pinned
   std::uint64_t pins = 0;         // blocks pinned so far (on any thread)
   std::uint64_t background_pins = 0;  // of those, by the pool thread
+  std::size_t pending_spares = 0;     // size classes queued for a spare block, or being prepared
+  std::size_t preparing_bytes = 0;    // the size of the spare being prepared now, 0 if none
+  std::uint64_t spares = 0;           // spare blocks prepared so far, whole or cut short
+  std::uint64_t spares_cut_short = 0; // of those, stopped by a run or a call before every page
 };
 
 host_pool_stats host_pool_statistics();
@@ -29,6 +33,10 @@ struct host_pool_settings {
   std::size_t ordinary_cache_limit = 0;
   // A cached block unused this long is released (pinned ones unpinned).
   std::chrono::milliseconds idle{0};
+  // Spare blocks: when a call takes the last free block of a size class of 8 MiB or more (or a
+  // fresh one), the pool thread prepares one more of that class, first touched, while no run is
+  // in flight, within the ordinary cache's bound (KILN_SPARE_BLOCKS; core/host_memory.cpp).
+  bool spares = false;
   // How blocks are pinned and unpinned; empty: through the CUDA backend, whose allocate_pinned
   // returns nullptr where no device is usable.
   std::function<void*(std::size_t)> pin;
@@ -37,7 +45,8 @@ struct host_pool_settings {
 
 // The settings a process starts with: KILN_PINNED_LIMIT (bytes) or the smaller of 1/8 of
 // physical memory and 8 GiB; ordinary blocks cached up to the smaller of 1/8 of physical memory
-// and 4 GiB; KILN_HOST_POOL_IDLE_MS or 2000 ms. Read from the environment at each call.
+// and 4 GiB; KILN_HOST_POOL_IDLE_MS or 2000 ms; spares unless KILN_SPARE_BLOCKS=0. Read from the
+// environment at each call (KILN_SPARE_BLOCKS once per process, as every switch of settings.hpp).
 host_pool_settings default_host_pool_settings();
 
 // Waits for the pool thread's pin or release in flight, drops its queue, releases every cached

@@ -31,6 +31,7 @@ settings read_settings(const std::function<const char*(const char*)>& lookup) {
   s.zero_copy = switch_on(lookup("KILN_ZERO_COPY"));
   s.square_form = switch_on(lookup("KILN_SQUARE_FORM"));
   s.huge_pages = switch_on(lookup("KILN_HUGE_PAGES"));
+  s.spare_blocks = switch_on(lookup("KILN_SPARE_BLOCKS"));
   if (const char* v = lookup("KILN_OPENCL_PIPELINE")) {
     if (std::strcmp(v, "driven") == 0) s.opencl_pipeline = opencl_pipeline_mode::driven;
     if (std::strcmp(v, "lanes") == 0) s.opencl_pipeline = opencl_pipeline_mode::lanes;

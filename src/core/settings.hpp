@@ -36,6 +36,12 @@ struct settings {
   // transparent huge pages (madvise), which makes their first-touch faults fewer (core/host_memory.cpp).
   bool huge_pages = true;
 
+  // KILN_SPARE_BLOCKS: on unless set to "0". After a call takes the last free host block of a
+  // large size class (or a fresh one), the host pool prepares one spare block of that class, its
+  // pages first touched, while no run is in flight, so that the next call of a caller keeping
+  // its results finds one ready (core/host_memory.cpp).
+  bool spare_blocks = true;
+
   // KILN_OPENCL_PIPELINE: "driven" or "lanes"; anything else (or unset) leaves the choice to the
   // device type (the OpenCL backend's device set-up). The tests run both on every machine.
   opencl_pipeline_mode opencl_pipeline = opencl_pipeline_mode::by_device;

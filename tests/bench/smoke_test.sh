@@ -110,11 +110,15 @@ print(f"bench smoke --kernels: {len(kran)} rows ran, {len(krows) - len(kran)} sk
 # The default run also has the lists rows and the kept/dropped rows (cpu at least), where Elixir is.
 elixir_here = any(n.startswith("elixir.") for n in names)
 for must in ("elixir.lists.reverse", "elixir.lists.empty_call", "elixir.lists.cpu", "elixir.lists.big_heap.cpu",
-             "elixir.kept.cpu.binary", "elixir.dropped.cpu.binary"):
+             "elixir.kept.cpu.binary", "elixir.dropped.cpu.binary", "elixir.paced.cpu.binary"):
     check(must in names or not elixir_here, f"{must} ran")
 if "elixir.kept.cpu.binary" in names:
     kept = next(r for r in rows if r["name"] == "elixir.kept.cpu.binary")
     check(len(kept.get("call_s") or []) == 6 and kept.get("kept_alive") == 6, "the kept row timed 6 calls, 6 kept")
+if "elixir.paced.cpu.binary" in names:
+    paced = next(r for r in rows if r["name"] == "elixir.paced.cpu.binary")
+    check(len(paced.get("call_s") or []) == 6 and paced.get("kept_alive") == 6 and paced.get("pause_ms") == 20,
+          "the paced row timed 6 calls, 6 kept, 20 ms apart")
     check("## Lists both ways" in open(md).read() and "## Kept results" in open(md).read(),
           "results.md has the lists and kept sections")
 

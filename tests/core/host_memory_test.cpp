@@ -91,11 +91,12 @@ bool pins_settled() {
 class HostPool : public ::testing::Test {
  protected:
   void install(std::size_t pinned_limit, std::chrono::milliseconds idle = 60s,
-               std::size_t ordinary_limit = std::size_t{1} << 30) {
+               std::size_t ordinary_limit = std::size_t{1} << 30, bool spares = false) {
     kiln::detail::host_pool_settings s;
     s.pinned_limit = pinned_limit;
     s.ordinary_cache_limit = ordinary_limit;
     s.idle = idle;
+    s.spares = spares;
     auto f = fake_;
     s.pin = [f](std::size_t bytes) { return f->pin(bytes); };
     s.unpin = [f](void* p) { f->unpin(p); };
@@ -195,6 +196,141 @@ TEST_F(HostPool, LargeFreshBlocksComeWithTheirPagesMapped) {
     EXPECT_FALSE(m->pinned());
     EXPECT_EQ(resident_pages(*m), bytes / page) << bytes << " bytes";
   }
+}
+
+// How many pages of a block are mapped now (mincore).
+std::size_t resident_pages(const kiln::host_memory& m) {
+  const long page = sysconf(_SC_PAGE_SIZE);
+  const std::size_t bytes = m.size() * sizeof(std::int64_t);
+  std::vector<unsigned char> v((bytes + page - 1) / page);
+  EXPECT_EQ(mincore(const_cast<std::int64_t*>(m.data()), bytes, v.data()), 0);
+  return static_cast<std::size_t>(std::count_if(v.begin(), v.end(), [](unsigned char c) { return (c & 1) != 0; }));
+}
+
+std::size_t pages_of(std::size_t bytes) { return bytes / static_cast<std::size_t>(sysconf(_SC_PAGE_SIZE)); }
+
+// A caller keeping its results: the call that takes a fresh block asks for a spare, which the
+// pool thread prepares once that call's run has ended, never while it is in flight; the next
+// call takes it, whole and mapped, and asks for the next one.
+TEST_F(HostPool, SpareBlockIsPreparedAfterTheCallsRun) {
+  install(0, 60s, std::size_t{1} << 30, /*spares=*/true);
+  auto first = kiln::host_memory::allocate(elements_of(24 * mib));
+  ASSERT_TRUE(first.ok());
+  EXPECT_EQ(host_pool_statistics().pending_spares, 1u);
+  {
+    kiln::detail::run_scope run;  // the call's run
+    std::this_thread::sleep_for(60ms);
+    const auto s = host_pool_statistics();
+    EXPECT_EQ(s.spares, 0u) << "a spare was prepared beside the run";
+    EXPECT_EQ(s.cached_bytes, 0u);
+  }
+  ASSERT_TRUE(wait_for([](const host_pool_stats& s) { return s.pending_spares == 0; }));
+  auto s = host_pool_statistics();
+  EXPECT_EQ(s.spares, 1u);
+  EXPECT_EQ(s.spares_cut_short, 0u);
+  EXPECT_EQ(s.cached_bytes, 24 * mib);  // the spare, while the first block is still held
+  auto second = kiln::host_memory::allocate(elements_of(24 * mib));
+  ASSERT_TRUE(second.ok());
+  EXPECT_NE(second->data(), first->data());
+  EXPECT_EQ(resident_pages(*second), pages_of(24 * mib));
+  s = host_pool_statistics();
+  EXPECT_EQ(s.cached_bytes, 0u) << "the second call did not take the spare";
+  EXPECT_EQ(s.in_use_bytes, 48 * mib);
+  EXPECT_EQ(s.pending_spares, 1u);  // the next one
+  // Blocks below 8 MiB get none: their first touch is cheap.
+  auto small = kiln::host_memory::allocate(elements_of(4 * mib));
+  ASSERT_TRUE(small.ok());
+  EXPECT_EQ(host_pool_statistics().pending_spares, 1u);
+}
+
+// A request made by a call that starts no run is served once it is run_quiet_ms old; one that a
+// free block of the class already answers is not made.
+TEST_F(HostPool, SpareWithoutARunComesAfterTheQuietTime) {
+  install(0, 60s, std::size_t{1} << 30, /*spares=*/true);
+  auto first = kiln::host_memory::allocate(elements_of(16 * mib));
+  ASSERT_TRUE(first.ok());
+  const auto asked = std::chrono::steady_clock::now();
+  std::this_thread::sleep_for(10ms);
+  EXPECT_EQ(host_pool_statistics().spares, 0u) << "prepared before the call's run could begin";
+  ASSERT_TRUE(wait_for([](const host_pool_stats& s) { return s.spares == 1 && s.pending_spares == 0; }));
+  EXPECT_GE(std::chrono::steady_clock::now() - asked, 45ms);
+  // Given back, the first block joins the spare: two free blocks of the class, and taking one
+  // leaves the other, so no spare is asked for.
+  first = kiln::host_memory{};
+  EXPECT_EQ(host_pool_statistics().cached_bytes, 32 * mib);
+  auto again = kiln::host_memory::allocate(elements_of(16 * mib));
+  ASSERT_TRUE(again.ok());
+  EXPECT_EQ(host_pool_statistics().pending_spares, 0u);
+  EXPECT_EQ(host_pool_statistics().cached_bytes, 16 * mib);
+}
+
+// A run that begins while a spare is being prepared stops it at the pages in hand; the call that
+// takes it then gets every page mapped all the same (the rest touched on its path).
+TEST_F(HostPool, ARunCutsASpareShortAndItsTakerGetsItWhole) {
+  const std::size_t bytes = 256 * mib;  // long enough to prepare that the run begins in the middle
+  install(0, 60s, std::size_t{1} << 30, /*spares=*/true);
+  auto first = kiln::host_memory::allocate(elements_of(bytes));
+  ASSERT_TRUE(first.ok());
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (host_pool_statistics().preparing_bytes != bytes && std::chrono::steady_clock::now() < deadline) {
+  }
+  ASSERT_EQ(host_pool_statistics().preparing_bytes, bytes) << "the spare's preparation never began";
+  {
+    kiln::detail::run_scope run;
+    ASSERT_TRUE(wait_for([](const host_pool_stats& s) { return s.preparing_bytes == 0; }));
+    const auto s = host_pool_statistics();
+    EXPECT_EQ(s.spares, 1u);
+    EXPECT_EQ(s.spares_cut_short, 1u);
+    EXPECT_EQ(s.cached_bytes, bytes);
+    auto second = kiln::host_memory::allocate(elements_of(bytes));
+    ASSERT_TRUE(second.ok());
+    EXPECT_EQ(host_pool_statistics().cached_bytes, 0u);
+    EXPECT_EQ(resident_pages(*second), pages_of(bytes));
+    second->data()[second->size() - 1] = 7;
+    EXPECT_EQ(second->data()[second->size() - 1], 7);
+  }
+}
+
+// A call that wants the class of the spare in preparation takes that spare (its preparation
+// stopped at the pages in hand, or finished), not a fresh block, and asks for the next one.
+TEST_F(HostPool, ACallTakesTheSpareInPreparation) {
+  const std::size_t bytes = 256 * mib;
+  install(0, 60s, std::size_t{1} << 30, /*spares=*/true);
+  auto first = kiln::host_memory::allocate(elements_of(bytes));
+  ASSERT_TRUE(first.ok());
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (host_pool_statistics().preparing_bytes != bytes && std::chrono::steady_clock::now() < deadline) {
+  }
+  ASSERT_EQ(host_pool_statistics().preparing_bytes, bytes) << "the spare's preparation never began";
+  auto second = kiln::host_memory::allocate(elements_of(bytes));
+  ASSERT_TRUE(second.ok());
+  const auto s = host_pool_statistics();
+  EXPECT_EQ(s.preparing_bytes, 0u) << "the call did not wait for the spare";
+  EXPECT_EQ(s.spares, 1u);
+  EXPECT_EQ(s.cached_bytes, 0u);
+  EXPECT_EQ(s.pending_spares, 1u);  // the next one, not yet due
+  EXPECT_EQ(resident_pages(*second), pages_of(bytes));
+}
+
+// Spares count against the ordinary cache's bound: one is asked for only where the cache has
+// room for it beside what it holds.
+TEST_F(HostPool, SparesStayWithinTheOrdinaryCacheBound) {
+  install(0, 60s, 16 * mib, /*spares=*/true);
+  {
+    auto held = kiln::host_memory::allocate(elements_of(6 * mib));  // below 8 MiB: no spare
+    ASSERT_TRUE(held.ok());
+  }
+  EXPECT_EQ(host_pool_statistics().cached_bytes, 6 * mib);
+  auto big = kiln::host_memory::allocate(elements_of(24 * mib));  // larger than the whole bound
+  ASSERT_TRUE(big.ok());
+  auto full = kiln::host_memory::allocate(elements_of(12 * mib));  // 6 + 12 > 16
+  ASSERT_TRUE(full.ok());
+  EXPECT_EQ(host_pool_statistics().pending_spares, 0u);
+  auto fits = kiln::host_memory::allocate(elements_of(10 * mib));  // 6 + 10 = 16
+  ASSERT_TRUE(fits.ok());
+  EXPECT_EQ(host_pool_statistics().pending_spares, 1u);
+  ASSERT_TRUE(wait_for([](const host_pool_stats& s) { return s.spares == 1 && s.pending_spares == 0; }));
+  EXPECT_EQ(host_pool_statistics().cached_bytes, 16 * mib);
 }
 
 // allocate() never pins on the caller's thread, first call included: with a pin costing 100 ms,

@@ -26,6 +26,7 @@ TEST(Settings, DefaultsWithoutAnyVariable) {
   EXPECT_TRUE(s.zero_copy);
   EXPECT_TRUE(s.square_form);
   EXPECT_TRUE(s.huge_pages);
+  EXPECT_TRUE(s.spare_blocks);
   EXPECT_EQ(s.opencl_pipeline, opencl_pipeline_mode::by_device);
   EXPECT_EQ(s.staging_lanes, 0u);
   EXPECT_EQ(s.worker_nice, 19);
@@ -38,11 +39,13 @@ TEST(Settings, FeatureSwitchesTurnOffOnlyAtZero) {
   EXPECT_FALSE(read_from({{"KILN_ZERO_COPY", "0"}}).zero_copy);
   EXPECT_FALSE(read_from({{"KILN_SQUARE_FORM", "0"}}).square_form);
   EXPECT_FALSE(read_from({{"KILN_HUGE_PAGES", "0"}}).huge_pages);
+  EXPECT_FALSE(read_from({{"KILN_SPARE_BLOCKS", "0"}}).spare_blocks);
   for (const char* on : {"1", "", "00", "0 ", "off"}) {
     EXPECT_TRUE(read_from({{"KILN_NARROW_TRANSFERS", on}}).narrow_transfers) << '"' << on << '"';
     EXPECT_TRUE(read_from({{"KILN_ZERO_COPY", on}}).zero_copy) << '"' << on << '"';
     EXPECT_TRUE(read_from({{"KILN_SQUARE_FORM", on}}).square_form) << '"' << on << '"';
     EXPECT_TRUE(read_from({{"KILN_HUGE_PAGES", on}}).huge_pages) << '"' << on << '"';
+    EXPECT_TRUE(read_from({{"KILN_SPARE_BLOCKS", on}}).spare_blocks) << '"' << on << '"';
   }
 }
 
