@@ -152,6 +152,9 @@ void* ordinary_block(std::size_t capacity) {
 // made it, so that the spare is prepared after that run rather than beside it.
 std::atomic<std::uint64_t> runs_begun{0};
 
+// Whether a spare's request is queued (host_pool::spare_requests_ not empty), for run_scope.
+std::atomic<bool> spares_waiting{false};
+
 // The pool. Callers never pin on allocate(): a block comes from the cache (a pinned one first) or
 // is fresh ordinary memory, and a miss asks the pool thread to pin a block of that size class for
 // the next call, while pinned bytes stay within the bound. The same thread releases cached blocks
@@ -285,6 +288,7 @@ class host_pool {
       if (pinned_total_ != pinned_cached_) return false;
       requests_.clear();
       spare_requests_.clear();
+      spares_waiting.store(false);
       blocks.assign(free_.begin(), free_.end());
       free_.clear();
       pinned_total_ = pinned_cached_ = ordinary_cached_ = 0;
@@ -304,6 +308,10 @@ class host_pool {
     idle_cv_.notify_all();
     return true;
   }
+
+  // Wakes the pool thread to look at its queues (from run_scope, without the pool's lock: a wake
+  // lost to a thread about to wait costs only its next look, at most 2 ms later).
+  void wake() { cv_.notify_all(); }
 
   // Stops and joins the pool thread; blocks it pinned stay cached until the destructor.
   void stop_thread() {
@@ -419,6 +427,7 @@ class host_pool {
     if (ordinary_cached_ + capacity > ordinary_cache_limit_) return;
     if (!ensure_thread_locked()) return;
     spare_requests_.emplace(capacity, spare_request{runs_begun.load(), pool_clock::now()});
+    spares_waiting.store(true);
     cv_.notify_all();
   }
 
@@ -435,6 +444,7 @@ class host_pool {
 
   void prepare_spare(std::unique_lock<std::mutex>& lock, std::size_t capacity) {
     spare_requests_.erase(capacity);
+    spares_waiting.store(!spare_requests_.empty());
     // A block of the class may have come back meanwhile, or the cache filled up.
     if (free_.count(capacity) || ordinary_cached_ + capacity > ordinary_cache_limit_) return;
     preparing_ = capacity;
@@ -618,7 +628,9 @@ run_scope::run_scope() {
 
 run_scope::~run_scope() {
   last_activity.store(pool_clock::now().time_since_epoch().count());
-  runs_in_flight.fetch_sub(1);
+  // The last run out wakes the pool thread where a spare waits for it: a caller's next call may
+  // follow within milliseconds, and every page touched before it is one its own call skips.
+  if (runs_in_flight.fetch_sub(1) == 1 && spares_waiting.load() && !pool_gone.load()) host_pool::get().wake();
 }
 
 host_pool_stats host_pool_statistics() {
