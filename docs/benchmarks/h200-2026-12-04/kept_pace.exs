@@ -1,4 +1,7 @@
-# Kept results against the pause between calls: for each pause, a fresh process holding one 2^25-element binary makes an untimed warm-up call, then 6 timed CUDA calls (or --backend), each result kept in a list, with a garbage collection and the pause (untimed) before each.
+# Kept results against the pause between calls: for each pause, a process holding one 2^25-element binary makes an untimed warm-up call, then 6 timed CUDA calls (or --backend), each result kept in a list, with a garbage collection and the pause (untimed) before each.
+#
+# Blocks that one pause's calls leave in the host pool serve the next pause's calls, so give one
+# pause per VM for figures that start from an empty pool (run-DY.sh does).
 #
 #   elixir -pa elixir/_build/prod/lib/kiln/ebin kept_pace.exs [backend] [pause_ms ...]
 {backend, pauses} =
