@@ -205,6 +205,9 @@ class host_pool {
       spare_stop_.store(true);
       idle_cv_.wait(lock, [&] { return preparing_ != capacity; });
     }
+    // A spare of this class asked for but not begun would begin beside this call, once the run
+    // it waits for (an earlier call's) has ended; it is asked for again below, after this call's.
+    if (spare_requests_.erase(capacity) != 0) spares_waiting.store(!spare_requests_.empty());
     if (auto c = take_cached_locked(capacity, /*pinned_only=*/pin_now)) {
       if (!c->pinned) request_pin_locked(capacity);
       request_spare_locked(capacity);

@@ -291,6 +291,31 @@ TEST_F(HostPool, ARunCutsASpareShortAndItsTakerGetsItWhole) {
   }
 }
 
+// A spare asked for by one call and not begun when the next call of its class misses is asked
+// for again by that call: it then waits for that call's run, not only the earlier one's, so that
+// it is never prepared beside the second call's own first touch and run.
+TEST_F(HostPool, ASpareNotBegunWaitsForTheNextCallsRun) {
+  install(0, 60s, std::size_t{1} << 30, /*spares=*/true);
+  auto first = kiln::host_memory::allocate(elements_of(16 * mib));
+  ASSERT_TRUE(first.ok());
+  std::optional<kiln::detail::run_scope> run;
+  run.emplace();  // the first call's run, in flight: its spare waits
+  auto second = kiln::host_memory::allocate(elements_of(16 * mib));  // misses: asks again
+  ASSERT_TRUE(second.ok());
+  const auto asked = std::chrono::steady_clock::now();
+  run.reset();  // the first call's run ends before the second call's begins
+  std::this_thread::sleep_for(10ms);
+  const auto s = host_pool_statistics();
+  // Beyond run_quiet_ms after the request the spare is due anyway; a slower machine says nothing.
+  if (std::chrono::steady_clock::now() - asked < 40ms) {
+    EXPECT_EQ(s.spares, 0u) << "the spare was prepared between the first call's run and the second's";
+    EXPECT_EQ(s.pending_spares, 1u);
+  }
+  run.emplace();
+  run.reset();  // the second call's run
+  ASSERT_TRUE(wait_for([](const host_pool_stats& st) { return st.spares == 1 && st.pending_spares == 0; }));
+}
+
 // A call that wants the class of the spare in preparation takes that spare (its preparation
 // stopped at the pages in hand, or finished), not a fresh block, and asks for the next one.
 TEST_F(HostPool, ACallTakesTheSpareInPreparation) {
