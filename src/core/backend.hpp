@@ -123,6 +123,10 @@ class backend {
   // backend has none (the default) or cannot allocate it now.
   virtual void* allocate_pinned(std::size_t /*bytes*/) { return nullptr; }
   virtual void free_pinned(void* /*p*/) {}
+  // Whether this backend has started its devices (probed them, with at least one usable), so
+  // that allocate_pinned costs only the pin and starts nothing: the host pool pins in the
+  // background only then (core/host_memory.cpp). False for host backends (the default).
+  virtual bool started() { return false; }
   // What this backend keeps for `device` between jobs now (see held_memory); none for host
   // backends (the default) and for devices that are unusable or out of range.
   virtual held_memory held_bytes(int /*device*/) { return {}; }

@@ -368,11 +368,17 @@ class host_pool {
     if (s.pin && s.unpin) {
       pin_ = std::move(s.pin);
       unpin_ = std::move(s.unpin);
+      pin_ready_ = [] { return true; };
     } else {
       // Pinned memory only where CUDA can run; the backend probes its devices once.
       backend* cuda = &cuda_;
       pin_ = [cuda](std::size_t bytes) { return cuda->allocate_pinned(bytes); };
       unpin_ = [cuda](void* p) { cuda->free_pinned(p); };
+      // Pinned blocks serve CUDA runs alone. A process that has not started CUDA (a `cpu` caller
+      // on a GPU host) would pay a context's start on the pool thread (about 400 ms on the H200
+      // machine, the pool thread busy and fresh blocks' first touches stalled meanwhile: DZ)
+      // and hold its device memory, for blocks no run of its needs.
+      pin_ready_ = [cuda] { return cuda->started(); };
     }
   }
 
@@ -404,9 +410,9 @@ class host_pool {
   }
 
   // Queues a pin of this class for the pool thread, unless one is queued or under way, the bound
-  // leaves no room, or pinning failed recently.
+  // leaves no room, pinning failed recently, or no CUDA device has been started (pin_ready_).
   void request_pin_locked(std::size_t capacity) {
-    if (!pin_allowed_locked(capacity) || requests_.count(capacity) || pinning_ == capacity) return;
+    if (!pin_allowed_locked(capacity) || requests_.count(capacity) || pinning_ == capacity || !pin_ready_()) return;
     if (!ensure_thread_locked()) return;
     last_activity.store(pool_clock::now().time_since_epoch().count());
     requests_.insert(capacity);
@@ -609,6 +615,7 @@ class host_pool {
   std::chrono::milliseconds idle_{0};
   bool spares_on_ = false;
   std::function<void*(std::size_t)> pin_;
+  std::function<bool()> pin_ready_;  // whether background pins may be asked for now
   std::function<void(void*)> unpin_;
 };
 

@@ -20,6 +20,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/backend.hpp"
 #include "core/host_pool.hpp"
 #include "kiln/kiln.hpp"
 
@@ -356,6 +357,35 @@ TEST_F(HostPool, SparesStayWithinTheOrdinaryCacheBound) {
   EXPECT_EQ(host_pool_statistics().pending_spares, 1u);
   ASSERT_TRUE(wait_for([](const host_pool_stats& s) { return s.spares == 1 && s.pending_spares == 0; }));
   EXPECT_EQ(host_pool_statistics().cached_bytes, 16 * mib);
+}
+
+// With the pool's own pinning (through the CUDA backend), blocks are pinned in the background only
+// once CUDA has been started, by a probe with a usable device: a process that never uses CUDA
+// (the cpu backend on a GPU host) starts no CUDA context for pinned blocks it cannot use.
+TEST(HostPoolPinning, NoBackgroundPinBeforeCudaIsStarted) {
+  auto s = kiln::detail::default_host_pool_settings();
+  s.spares = false;
+  ASSERT_TRUE(kiln::detail::set_host_pool_settings(s));
+  kiln::detail::backend& cuda = kiln::detail::backend_of(kiln::backend_kind::cuda);
+  const bool started_before = cuda.started();
+  {
+    auto m = kiln::host_memory::allocate(elements_of(4 * mib));
+    ASSERT_TRUE(m.ok());
+    EXPECT_EQ(host_pool_statistics().pending_pins + host_pool_statistics().pins, started_before ? 1u : 0u);
+  }
+  ASSERT_TRUE(pins_settled());
+  (void)kiln::devices();  // probes every backend, CUDA included
+  bool usable = false;
+  for (const auto& d : kiln::devices()) usable = usable || (d.backend == kiln::backend_kind::cuda && d.available);
+  EXPECT_EQ(cuda.started(), usable);
+  ASSERT_TRUE(kiln::detail::set_host_pool_settings(s));  // counters and cache cleared
+  {
+    auto m = kiln::host_memory::allocate(elements_of(4 * mib));
+    ASSERT_TRUE(m.ok());
+    EXPECT_EQ(host_pool_statistics().pending_pins + host_pool_statistics().pins, usable ? 1u : 0u);
+  }
+  ASSERT_TRUE(pins_settled());
+  ASSERT_TRUE(kiln::detail::set_host_pool_settings(kiln::detail::default_host_pool_settings()));
 }
 
 // allocate() never pins on the caller's thread, first call included: with a pin costing 100 ms,

@@ -1,6 +1,7 @@
 // The `cuda` backend: its devices probed once, each run handed to the pipeline, kernels or buffers; and its factory.
 #include <cuda_runtime.h>
 
+#include <atomic>
 #include <memory>
 #include <mutex>
 #include <span>
@@ -68,6 +69,8 @@ class cuda_backend final : public backend {
 
   void free_pinned(void* p) override { (void)cudaFreeHost(p); }
 
+  bool started() override { return started_.load(); }
+
   held_memory held_bytes(int device) override {
     probe();
     if (device < 0 || static_cast<std::size_t>(device) >= states_.size() || !states_[static_cast<std::size_t>(device)])
@@ -116,7 +119,10 @@ class cuda_backend final : public backend {
 
  private:
   void probe() {
-    std::call_once(probed_, [this] { devices_ = probe_cuda_devices(states_); });
+    std::call_once(probed_, [this] {
+      devices_ = probe_cuda_devices(states_);
+      for (const auto& st : states_) started_.store(started_.load() || st != nullptr);
+    });
   }
 
   // The states a run uses: one device's, or every usable one's for all_devices.
@@ -146,6 +152,7 @@ class cuda_backend final : public backend {
   }
 
   std::once_flag probed_;
+  std::atomic<bool> started_{false};  // probed, with a usable device
   std::vector<device_info> devices_;
   std::vector<std::unique_ptr<cuda_device_state>> states_;  // per entry of devices_; null where unavailable
   cuda_kernel_cache kernels_;                               // compiled kernels, kept for the process
