@@ -778,6 +778,8 @@ defmodule KilnBench do
   # without, only the last one is. The kept results must all be the same bytes; the last one is
   # checked.
   defp sequence_row(name, stages, calls, keep, pause, fun, bin) do
+    settle_host_pool(bin)
+
     {runs, results} =
       in_fresh_process(fn ->
         _ = fun.(bin)
@@ -801,6 +803,24 @@ defmodule KilnBench do
       do: throw({:error_row, "the #{length(results)} kept results differ from each other"})
 
     ok_row(name, stages, runs, last, %{calls: calls, kept_alive: length(results), call_s: runs})
+  end
+
+  # Each sequence row starts from a host pool without blocks of its size class, so that one row's
+  # calls never take what an earlier row left: that row's results, garbage in this process, go
+  # back to the pool at a collection here, and the pool releases a block unused for its idle time
+  # (KILN_HOST_POOL_IDLE_MS, 2000 ms by default). Blocks below 2 MiB are not pooled: no wait.
+  defp settle_host_pool(bin) do
+    :erlang.garbage_collect()
+
+    if byte_size(bin) >= 2 * 1024 * 1024 do
+      idle =
+        case Integer.parse(System.get_env("KILN_HOST_POOL_IDLE_MS") || "") do
+          {ms, ""} when ms >= 0 -> ms
+          _ -> 2000
+        end
+
+      Process.sleep(idle + 500)
+    end
   end
 
   # Crossover rows: in a fresh process that builds its input, three untimed calls estimate a call's

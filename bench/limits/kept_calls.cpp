@@ -49,7 +49,7 @@ int main(int argc, char** argv) {
   std::printf("%s, n = %zu, %d calls, %d ms pause, results %s\n", backend.c_str(), n, calls, pause_ms,
               keep ? "kept" : "dropped");
   std::printf("call  alloc_ms   run_ms  total_ms  spares cut_short pending cached_MiB\n");
-  // Call 0 is the untimed warm-up of the bench rows; its result is dropped.
+  // Call 0 is the warm-up the bench rows leave untimed: printed here, its result dropped.
   for (int c = 0; c <= calls; ++c) {
     if (pause_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
     const auto s = kiln::detail::host_pool_statistics();

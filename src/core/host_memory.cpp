@@ -199,18 +199,21 @@ class host_pool {
   result<block> take(std::size_t capacity, bool pin_now) {
     std::unique_lock<std::mutex> lock(m_);
     in_use_ += capacity;
-    // A spare of this class in preparation is the block this call wants: its preparation stops
-    // at the pages in hand and it is taken as far as it got (hand_out touches the rest).
-    if (preparing_ == capacity) {
-      spare_stop_.store(true);
-      idle_cv_.wait(lock, [&] { return preparing_ != capacity; });
+    if (!pin_now && !free_.count(capacity)) {
+      // A spare of this class in preparation is the block this call wants: its preparation stops
+      // at the pages in hand and it is taken as far as it got (hand_out touches the rest).
+      if (preparing_ == capacity) {
+        spare_stop_.store(true);
+        idle_cv_.wait(lock, [&] { return preparing_ != capacity; });
+      }
+      // A spare of this class asked for but not begun would begin beside this call, once the
+      // run it waits for (an earlier call's) has ended; this call asks for it again once its
+      // own block is ready (hand_out, or the fresh block below), so that it waits for this
+      // call's run.
+      if (spare_requests_.erase(capacity) != 0) spares_waiting.store(!spare_requests_.empty());
     }
-    // A spare of this class asked for but not begun would begin beside this call, once the run
-    // it waits for (an earlier call's) has ended; it is asked for again below, after this call's.
-    if (spare_requests_.erase(capacity) != 0) spares_waiting.store(!spare_requests_.empty());
     if (auto c = take_cached_locked(capacity, /*pinned_only=*/pin_now)) {
       if (!c->pinned) request_pin_locked(capacity);
-      request_spare_locked(capacity);
       return hand_out(lock, *c, capacity);
     }
     if (!pin_now) {
@@ -230,14 +233,14 @@ class host_pool {
     }
     if (pin_now) {
       // Nothing could be pinned: an ordinary block then, as allocate() would give.
-      if (auto c = take_cached_locked(capacity, false)) {
-        request_spare_locked(capacity);
-        return hand_out(lock, *c, capacity);
-      }
+      if (auto c = take_cached_locked(capacity, false)) return hand_out(lock, *c, capacity);
     }
-    request_spare_locked(capacity);
     lock.unlock();
-    if (void* p = ordinary_block(capacity)) return block{p, false};
+    if (void* p = ordinary_block(capacity)) {
+      lock.lock();
+      request_spare_locked(capacity);  // a real miss
+      return block{p, false};
+    }
     lock.lock();
     in_use_ -= capacity;
     return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(capacity) + " bytes of host memory");
@@ -287,6 +290,7 @@ class host_pool {
     {
       std::unique_lock<std::mutex> lock(m_);
       if (stopping_) return false;
+      spare_stop_.store(true);  // a spare in preparation stops at the pages in hand
       idle_cv_.wait(lock, [&] { return !busy_; });
       if (pinned_total_ != pinned_cached_) return false;
       requests_.clear();
@@ -313,7 +317,7 @@ class host_pool {
   }
 
   // Wakes the pool thread to look at its queues (from run_scope, without the pool's lock: a wake
-  // lost to a thread about to wait costs only its next look, at most 2 ms later).
+  // lost to a thread about to wait costs only its next look, at most 10 ms later).
   void wake() { cv_.notify_all(); }
 
   // Stops and joins the pool thread; blocks it pinned stay cached until the destructor.
@@ -336,14 +340,22 @@ class host_pool {
     bool pinned;
     pool_clock::time_point since;  // when it was given back (or pinned, or prepared)
     bool touched;                  // every page mapped: all but a spare cut short
+    bool spare = false;            // prepared as a spare (prepare_spare), not given back
   };
 
-  // A cached block to the caller, the pages of a spare cut short touched first (outside the lock).
+  // A cached block to the caller: the pages of a spare cut short touched first (outside the
+  // lock), then the class's next spare asked for. Spares are asked for once the call's block is
+  // ready, fresh blocks too (take), so that a request's quiet time (spare_due_locked) never runs
+  // out during the call's own first touch, which takes longer than that on a slow host.
+  // Only a spare taken asks for the next one: a caller that drops its results reuses the blocks
+  // it gives back, and a spare made for it would only expire and be made again.
   block hand_out(std::unique_lock<std::mutex>& lock, const cached& c, std::size_t capacity) {
     if (!c.touched) {
       lock.unlock();
       first_touch(c.p, capacity);
+      lock.lock();
     }
+    if (c.spare) request_spare_locked(capacity);
     return block{c.p, c.pinned};
   }
 
@@ -383,14 +395,16 @@ class host_pool {
   }
 
   // The most recently given back block of exactly this class, a pinned one first (it makes the
-  // run direct; the other is still kept for when no pinned one is free); none if there is none.
+  // run direct; the other is still kept for when no pinned one is free), then one whose pages are
+  // all mapped (a spare cut short costs the rest of its first touch); none if there is none.
   std::optional<cached> take_cached_locked(std::size_t capacity, bool pinned_only) {
     auto [lo, hi] = free_.equal_range(capacity);
     auto best = free_.end();
+    auto rank = [](const cached& c) { return std::make_pair(c.pinned, c.touched); };
     for (auto it = lo; it != hi; ++it) {
       if (pinned_only && !it->second.pinned) continue;
-      if (best == free_.end() || (it->second.pinned && !best->second.pinned) ||
-          (it->second.pinned == best->second.pinned && it->second.since > best->second.since))
+      if (best == free_.end() || rank(it->second) > rank(best->second) ||
+          (rank(it->second) == rank(best->second) && it->second.since > best->second.since))
         best = it;
     }
     if (best == free_.end()) return std::nullopt;
@@ -422,14 +436,15 @@ class host_pool {
   // Spare blocks. A caller that keeps its results leaves the pool nothing to reuse, and a fresh
   // block costs its first touch (the operating system zeroing its pages: 4.0 ms for 256 MiB on
   // the H200 machine's 16 threads, beside a staged CUDA run of 5.8-6.6 ms; docs/BENCHMARKS.md,
-  // DQ). So when a call takes the last free block of a class of first_touch_min or more, or a
-  // fresh one, the pool thread prepares one more of that class while no run is in flight: after
-  // the run of the call that asked (or run_quiet_ms after the request, for a call without one),
-  // its pages touched on the workers, and the preparation stops at the pages in hand once a run
-  // begins or a call wants the block (take). A caller that pauses between calls then finds a
-  // block ready; back-to-back calls gain the pages touched between their runs. Spares count
-  // against the ordinary cache's bound and are released after the idle time like any cached
-  // block, so at most one block of a class is held beyond what the caller keeps, for that time.
+  // DQ). So when a call takes a fresh block of a class of first_touch_min or more, or the spare
+  // prepared before, the pool thread prepares one (more) of that class while no run is in
+  // flight: after the run of the call that asked (or run_quiet_ms after the request, for a call
+  // without one), its pages touched on the workers, and the preparation stops at the pages in
+  // hand once a run begins or a call wants the block (take). A caller that pauses between calls
+  // then finds a block ready; back-to-back calls leave no time for one (their next call renews
+  // the request: take). Spares count against the ordinary cache's bound and are released after
+  // the idle time like any cached block, so at most one block of a class is held beyond what the
+  // caller keeps, for that time.
   void request_spare_locked(std::size_t capacity) {
     if (!spares_on_ || capacity < first_touch_min || stopping_) return;
     if (free_.count(capacity) || spare_requests_.count(capacity) || preparing_ == capacity) return;
@@ -469,7 +484,7 @@ class host_pool {
     busy_ = false;
     spare_stop_.store(false);
     if (p && ordinary_cached_ + capacity <= ordinary_cache_limit_) {
-      free_.emplace(capacity, cached{p, false, pool_clock::now(), whole});
+      free_.emplace(capacity, cached{p, false, pool_clock::now(), whole, true});
       ordinary_cached_ += capacity;
       ++spares_;
       if (!whole) ++spares_cut_short_;
@@ -506,9 +521,11 @@ class host_pool {
       if (release_idle(lock)) continue;
       auto next = pool_clock::time_point::max();
       for (const auto& [cap, b] : free_) next = std::min(next, b.since + idle_);
-      // Queued work waits for runs to end, which nothing signals: look again soon.
-      if (!spare_requests_.empty()) next = std::min(next, pool_clock::now() + std::chrono::milliseconds(2));
-      if (!requests_.empty()) next = std::min(next, pool_clock::now() + std::chrono::milliseconds(10));
+      // Queued work waits for runs to end. The last run's end wakes the thread for a spare
+      // (run_scope); a wake lost to the thread about to wait here, and pins, which wait for the
+      // engine to rest, take the next look.
+      if (!spare_requests_.empty() || !requests_.empty())
+        next = std::min(next, pool_clock::now() + std::chrono::milliseconds(10));
       wake_at_ = next;
       if (next == pool_clock::time_point::max())
         cv_.wait(lock);

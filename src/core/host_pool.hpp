@@ -33,9 +33,9 @@ struct host_pool_settings {
   std::size_t ordinary_cache_limit = 0;
   // A cached block unused this long is released (pinned ones unpinned).
   std::chrono::milliseconds idle{0};
-  // Spare blocks: when a call takes the last free block of a size class of 8 MiB or more (or a
-  // fresh one), the pool thread prepares one more of that class, first touched, while no run is
-  // in flight, within the ordinary cache's bound (KILN_SPARE_BLOCKS; core/host_memory.cpp).
+  // Spare blocks: when a call takes a fresh block of a size class of 8 MiB or more, or the spare
+  // prepared before, the pool thread prepares one (more) of that class, first touched, while no
+  // run is in flight, within the ordinary cache's bound (KILN_SPARE_BLOCKS; core/host_memory.cpp).
   bool spares = false;
   // How blocks are pinned and unpinned; empty: through the CUDA backend, whose allocate_pinned
   // returns nullptr where no device is usable.

@@ -36,8 +36,8 @@ struct settings {
   // transparent huge pages (madvise), which makes their first-touch faults fewer (core/host_memory.cpp).
   bool huge_pages = true;
 
-  // KILN_SPARE_BLOCKS: on unless set to "0". After a call takes the last free host block of a
-  // large size class (or a fresh one), the host pool prepares one spare block of that class, its
+  // KILN_SPARE_BLOCKS: on unless set to "0". After a call takes a fresh host block of a large
+  // size class, or the spare prepared before, the host pool prepares one spare block of that class, its
   // pages first touched, while no run is in flight, so that the next call of a caller keeping
   // its results finds one ready (core/host_memory.cpp).
   bool spare_blocks = true;

@@ -244,6 +244,23 @@ TEST_F(HostPool, SpareBlockIsPreparedAfterTheCallsRun) {
   EXPECT_EQ(host_pool_statistics().pending_spares, 1u);
 }
 
+// A caller that drops its results reuses the blocks it gives back: the spare made after its first
+// call is not followed by another, however many calls follow.
+TEST_F(HostPool, ADroppingCallerGetsOneSpareOnly) {
+  install(0, 60s, std::size_t{1} << 30, /*spares=*/true);
+  for (int call = 0; call < 4; ++call) {
+    auto m = kiln::host_memory::allocate(elements_of(16 * mib));
+    ASSERT_TRUE(m.ok());
+    {
+      kiln::detail::run_scope run;
+    }
+    ASSERT_TRUE(wait_for([](const host_pool_stats& st) { return st.pending_spares == 0; }));
+  }  // each result dropped before the next call
+  const auto s = host_pool_statistics();
+  EXPECT_EQ(s.spares, 1u);
+  EXPECT_EQ(s.cached_bytes, 32 * mib);  // the dropped result and the one spare
+}
+
 // A request made by a call that starts no run is served once it is run_quiet_ms old; one that a
 // free block of the class already answers is not made.
 TEST_F(HostPool, SpareWithoutARunComesAfterTheQuietTime) {
@@ -273,8 +290,8 @@ TEST_F(HostPool, ARunCutsASpareShortAndItsTakerGetsItWhole) {
   auto first = kiln::host_memory::allocate(elements_of(bytes));
   ASSERT_TRUE(first.ok());
   const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (host_pool_statistics().preparing_bytes != bytes && std::chrono::steady_clock::now() < deadline) {
-  }
+  while (host_pool_statistics().preparing_bytes != bytes && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100us);
   ASSERT_EQ(host_pool_statistics().preparing_bytes, bytes) << "the spare's preparation never began";
   {
     kiln::detail::run_scope run;
@@ -325,8 +342,8 @@ TEST_F(HostPool, ACallTakesTheSpareInPreparation) {
   auto first = kiln::host_memory::allocate(elements_of(bytes));
   ASSERT_TRUE(first.ok());
   const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (host_pool_statistics().preparing_bytes != bytes && std::chrono::steady_clock::now() < deadline) {
-  }
+  while (host_pool_statistics().preparing_bytes != bytes && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100us);
   ASSERT_EQ(host_pool_statistics().preparing_bytes, bytes) << "the spare's preparation never began";
   auto second = kiln::host_memory::allocate(elements_of(bytes));
   ASSERT_TRUE(second.ok());
@@ -362,7 +379,14 @@ TEST_F(HostPool, SparesStayWithinTheOrdinaryCacheBound) {
 // With the pool's own pinning (through the CUDA backend), blocks are pinned in the background only
 // once CUDA has been started, by a probe with a usable device: a process that never uses CUDA
 // (the cpu backend on a GPU host) starts no CUDA context for pinned blocks it cannot use.
-TEST(HostPoolPinning, NoBackgroundPinBeforeCudaIsStarted) {
+class HostPoolPinning : public ::testing::Test {
+ protected:
+  void TearDown() override {
+    EXPECT_TRUE(kiln::detail::set_host_pool_settings(kiln::detail::default_host_pool_settings()));
+  }
+};
+
+TEST_F(HostPoolPinning, NoBackgroundPinBeforeCudaIsStarted) {
   auto s = kiln::detail::default_host_pool_settings();
   s.spares = false;
   ASSERT_TRUE(kiln::detail::set_host_pool_settings(s));
@@ -385,7 +409,6 @@ TEST(HostPoolPinning, NoBackgroundPinBeforeCudaIsStarted) {
     EXPECT_EQ(host_pool_statistics().pending_pins + host_pool_statistics().pins, usable ? 1u : 0u);
   }
   ASSERT_TRUE(pins_settled());
-  ASSERT_TRUE(kiln::detail::set_host_pool_settings(kiln::detail::default_host_pool_settings()));
 }
 
 // allocate() never pins on the caller's thread, first call included: with a pin costing 100 ms,
