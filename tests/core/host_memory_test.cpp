@@ -210,6 +210,14 @@ std::size_t resident_pages(const kiln::host_memory& m) {
 
 std::size_t pages_of(std::size_t bytes) { return bytes / static_cast<std::size_t>(sysconf(_SC_PAGE_SIZE)); }
 
+// Waits (up to 5 s, looking every 100 us) until the pool thread is preparing a spare of `bytes`.
+bool preparing_spare(std::size_t bytes) {
+  const auto deadline = std::chrono::steady_clock::now() + 5s;
+  while (host_pool_statistics().preparing_bytes != bytes && std::chrono::steady_clock::now() < deadline)
+    std::this_thread::sleep_for(100us);
+  return host_pool_statistics().preparing_bytes == bytes;
+}
+
 // A caller keeping its results: the call that takes a fresh block asks for a spare, which the
 // pool thread prepares once that call's run has ended, never while it is in flight; the next
 // call takes it, whole and mapped, and asks for the next one.
@@ -293,10 +301,7 @@ TEST_F(HostPool, ARunCutsASpareShortAndItsTakerGetsItWhole) {
   install(0, 60s, std::size_t{1} << 30, /*spares=*/true);
   auto first = kiln::host_memory::allocate(elements_of(bytes));
   ASSERT_TRUE(first.ok());
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (host_pool_statistics().preparing_bytes != bytes && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(100us);
-  ASSERT_EQ(host_pool_statistics().preparing_bytes, bytes) << "the spare's preparation never began";
+  ASSERT_TRUE(preparing_spare(bytes)) << "the spare's preparation never began";
   {
     kiln::detail::run_scope run;
     ASSERT_TRUE(wait_for([](const host_pool_stats& s) { return s.preparing_bytes == 0; }));
@@ -345,10 +350,7 @@ TEST_F(HostPool, ACallTakesTheSpareInPreparation) {
   install(0, 60s, std::size_t{1} << 30, /*spares=*/true);
   auto first = kiln::host_memory::allocate(elements_of(bytes));
   ASSERT_TRUE(first.ok());
-  const auto deadline = std::chrono::steady_clock::now() + 5s;
-  while (host_pool_statistics().preparing_bytes != bytes && std::chrono::steady_clock::now() < deadline)
-    std::this_thread::sleep_for(100us);
-  ASSERT_EQ(host_pool_statistics().preparing_bytes, bytes) << "the spare's preparation never began";
+  ASSERT_TRUE(preparing_spare(bytes)) << "the spare's preparation never began";
   auto second = kiln::host_memory::allocate(elements_of(bytes));
   ASSERT_TRUE(second.ok());
   const auto s = host_pool_statistics();
