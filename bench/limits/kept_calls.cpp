@@ -17,14 +17,10 @@
 
 #include "core/host_pool.hpp"
 #include "kiln/kiln.hpp"
+#include "limits_common.hpp"
 
-namespace {
-
-double ms_since(std::chrono::steady_clock::time_point t0) {
-  return std::chrono::duration<double, std::milli>(std::chrono::steady_clock::now() - t0).count();
-}
-
-}  // namespace
+using kiln_limits::clock_type;
+using kiln_limits::ms_since;
 
 int main(int argc, char** argv) {
   const std::string backend = argc > 1 ? argv[1] : "cuda";
@@ -53,14 +49,14 @@ int main(int argc, char** argv) {
   for (int c = 0; c <= calls; ++c) {
     if (pause_ms > 0) std::this_thread::sleep_for(std::chrono::milliseconds(pause_ms));
     const auto s = kiln::detail::host_pool_statistics();
-    const auto t0 = std::chrono::steady_clock::now();
+    const auto t0 = clock_type::now();
     auto out = kiln::host_memory::allocate(n);
     if (!out) {
       std::fprintf(stderr, "kiln_kept_calls: %s\n", out.err().message.c_str());
       return 1;
     }
     const double alloc = ms_since(t0);
-    const auto t1 = std::chrono::steady_clock::now();
+    const auto t1 = clock_type::now();
     auto st = kiln::logistic_map(input->span(), out->span(), params, opts);
     if (!st) {
       std::fprintf(stderr, "kiln_kept_calls: %s\n", st.err().message.c_str());

@@ -210,7 +210,7 @@ class host_pool {
       // run it waits for (an earlier call's) has ended; this call asks for it again once its
       // own block is ready (hand_out, or the fresh block below), so that it waits for this
       // call's run.
-      if (spare_requests_.erase(capacity) != 0) spares_waiting.store(!spare_requests_.empty());
+      drop_spare_request_locked(capacity);
     }
     if (auto c = take_cached_locked(capacity, /*pinned_only=*/pin_now)) {
       if (!c->pinned) request_pin_locked(capacity);
@@ -466,9 +466,14 @@ class host_pool {
     return std::nullopt;
   }
 
-  void prepare_spare(std::unique_lock<std::mutex>& lock, std::size_t capacity) {
+  // Forgets the spare request of this class, if any, keeping spares_waiting in step.
+  void drop_spare_request_locked(std::size_t capacity) {
     spare_requests_.erase(capacity);
     spares_waiting.store(!spare_requests_.empty());
+  }
+
+  void prepare_spare(std::unique_lock<std::mutex>& lock, std::size_t capacity) {
+    drop_spare_request_locked(capacity);
     // A block of the class may have come back meanwhile, or the cache filled up.
     if (free_.count(capacity) || ordinary_cached_ + capacity > ordinary_cache_limit_) return;
     preparing_ = capacity;

@@ -1,6 +1,7 @@
 // The `cuda` backend: its devices probed once, each run handed to the pipeline, kernels or buffers; and its factory.
 #include <cuda_runtime.h>
 
+#include <algorithm>
 #include <atomic>
 #include <memory>
 #include <mutex>
@@ -121,7 +122,7 @@ class cuda_backend final : public backend {
   void probe() {
     std::call_once(probed_, [this] {
       devices_ = probe_cuda_devices(states_);
-      for (const auto& st : states_) started_.store(started_.load() || st != nullptr);
+      started_.store(std::any_of(states_.begin(), states_.end(), [](const auto& st) { return st != nullptr; }));
     });
   }
 
