@@ -223,7 +223,7 @@ class host_pool {
     }
     if (auto c = take_cached_locked(capacity, /*pinned_only=*/pin_now)) {
       if (!c->pinned) request_pin_locked(capacity);
-      return hand_out(lock, *c, capacity);
+      return hand_out(lock, *c, capacity, fresh_pages);
     }
     if (!pin_now) {
       request_pin_locked(capacity);
@@ -374,8 +374,12 @@ class host_pool {
   // out during the call's own first touch, which takes longer than that on a slow host.
   // Only a spare taken asks for the next one: a caller that drops its results reuses the blocks
   // it gives back, and a spare made for it would only expire and be made again.
-  block hand_out(std::unique_lock<std::mutex>& lock, const cached& c, std::size_t capacity) {
-    if (!c.touched) {
+  // With `fresh_pages` (allocate_output) a block with pages not yet mapped is handed out as it is,
+  // noted as fresh, for its run to map the rest.
+  block hand_out(std::unique_lock<std::mutex>& lock, const cached& c, std::size_t capacity, bool fresh_pages = false) {
+    if (!c.touched && fresh_pages) {
+      fresh_.emplace_back(c.p, capacity);
+    } else if (!c.touched) {
       lock.unlock();
       first_touch(c.p, capacity);
       lock.lock();

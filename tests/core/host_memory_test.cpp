@@ -397,6 +397,26 @@ TEST_F(HostPool, ARunCutsASpareShortAndItsTakerGetsItWhole) {
   }
 }
 
+// A call for an output (allocate_output) takes a spare cut short as it is, noted as fresh: its
+// run maps the pages the preparation did not reach, instead of the call before it.
+TEST_F(HostPool, AnOutputTakesASpareCutShortAsItIs) {
+  const std::size_t bytes = 256 * mib;
+  install(0, 60s, std::size_t{1} << 30, /*spares=*/true);
+  auto first = kiln::host_memory::allocate(elements_of(bytes));
+  ASSERT_TRUE(first.ok());
+  ASSERT_TRUE(preparing_spare(bytes)) << "the spare's preparation never began";
+  kiln::detail::run_scope run;
+  ASSERT_TRUE(wait_for([](const host_pool_stats& s) { return s.preparing_bytes == 0; }));
+  ASSERT_EQ(host_pool_statistics().spares_cut_short, 1u);
+  auto second = kiln::host_memory::allocate_output(elements_of(bytes));
+  ASSERT_TRUE(second.ok());
+  const auto s = host_pool_statistics();
+  EXPECT_EQ(s.cached_bytes, 0u) << "the call did not take the spare";
+  EXPECT_EQ(s.fresh_blocks, 1u);
+  EXPECT_LT(resident_pages(*second), pages_of(bytes)) << "the call mapped the spare's other pages";
+  EXPECT_TRUE(kiln::detail::claim_fresh_output(second->span()));
+}
+
 // A spare asked for by one call and not begun when the next call of its class misses is asked
 // for again by that call: it then waits for that call's run, not only the earlier one's, so that
 // it is never prepared beside the second call's own first touch and run.
