@@ -7,9 +7,11 @@
 // an optional pause before each, and prints for every call the allocation's and the run's time and
 // the pool's spares (prepared, cut short, pending) and cached bytes just before it. `alloc` is how
 // the result is allocated: `output` (host_memory::allocate_output, as the NIF does: a fresh
-// block's pages mapped by the run) or `touched` (host_memory::allocate: mapped before it).
-//   usage: kiln_kept_calls [backend] [n] [calls] [pause_ms] [keep] [alloc]
-//          (defaults: cuda 33554432 8 0 1 output; keep 0 drops each result before the next call)
+// block's pages mapped by the run) or `touched` (host_memory::allocate: mapped before it); `input`
+// is the input's memory: `ordinary` (a staged run's) or `pinned` (a direct one's, as a result
+// binary fed back in is once the pool has pinned its block).
+//   usage: kiln_kept_calls [backend] [n] [calls] [pause_ms] [keep] [alloc] [input]
+//          (defaults: cuda 33554432 8 0 1 output ordinary; keep 0 drops each result before the next call)
 #include <algorithm>
 #include <chrono>
 #include <cstdio>
@@ -32,13 +34,16 @@ int main(int argc, char** argv) {
   const int pause_ms = argc > 4 ? std::atoi(argv[4]) : 0;
   const bool keep = argc > 5 ? std::atoi(argv[5]) != 0 : true;
   const std::string alloc_kind = argc > 6 ? argv[6] : "output";
-  if (n == 0 || calls <= 0 || pause_ms < 0 || (alloc_kind != "output" && alloc_kind != "touched")) {
+  const std::string input_kind = argc > 7 ? argv[7] : "ordinary";
+  if (n == 0 || calls <= 0 || pause_ms < 0 || (alloc_kind != "output" && alloc_kind != "touched") ||
+      (input_kind != "ordinary" && input_kind != "pinned")) {
     std::fprintf(stderr,
-                 "usage: kiln_kept_calls [backend] [n > 0] [calls > 0] [pause_ms >= 0] [keep 0|1] [output|touched]\n");
+                 "usage: kiln_kept_calls [backend] [n > 0] [calls > 0] [pause_ms >= 0] [keep 0|1] [output|touched] "
+                 "[ordinary|pinned]\n");
     return 2;
   }
   const bool as_output = alloc_kind == "output";
-  auto input = kiln::host_memory::allocate(n);
+  auto input = input_kind == "pinned" ? kiln::host_memory::allocate_pinned(n) : kiln::host_memory::allocate(n);
   if (!input) {
     std::fprintf(stderr, "kiln_kept_calls: %s\n", input.err().message.c_str());
     return 1;
@@ -48,8 +53,9 @@ int main(int argc, char** argv) {
   opts.backend = backend;
   const kiln::map_params params;
   std::vector<kiln::host_memory> kept;
-  std::printf("%s, n = %zu, %d calls, %d ms pause, results %s, allocated %s\n", backend.c_str(), n, calls,
-              pause_ms, keep ? "kept" : "dropped", as_output ? "as outputs" : "touched");
+  std::printf("%s, n = %zu, %d calls, %d ms pause, results %s, allocated %s, input %s\n", backend.c_str(), n, calls,
+              pause_ms, keep ? "kept" : "dropped", as_output ? "as outputs" : "touched",
+              input->pinned() ? "pinned" : "ordinary");
   std::printf("call  alloc_ms   run_ms  total_ms  spares cut_short pending cached_MiB\n");
   // Call 0 is the warm-up the bench rows leave untimed: printed here, its result dropped.
   for (int c = 0; c <= calls; ++c) {
