@@ -291,10 +291,8 @@ class new_binary {
     if (res_) enif_release_resource(res_);
   }
 
-  // `output`: the block is the output of the kiln::run that comes next, which maps a fresh
-  // block's pages itself (host_memory::allocate_output); else filled here.
-  bool alloc(std::size_t elements, bool output = false) {
-    auto m = output ? kiln::host_memory::allocate_output(elements) : kiln::host_memory::allocate(elements);
+  bool alloc(std::size_t elements) {
+    auto m = kiln::host_memory::allocate(elements);
     if (!m) return false;
     void* mem = enif_alloc_resource(host_block_type, sizeof(host_block_resource));
     if (!mem) return false;
@@ -406,7 +404,7 @@ outcome transform(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Body* b
   } else {
     auto t1 = steady::now();
     new_binary bin;
-    if (!bin.alloc(n, /*output=*/body != nullptr)) {
+    if (!bin.alloc(n)) {
       o.term = error_tuple(env, kiln::errc::out_of_memory,
                            "cannot allocate a " + std::to_string(n * sizeof(std::int64_t)) + "-byte result binary");
       return o;
@@ -885,7 +883,7 @@ ERL_NIF_TERM execute(ErlNifEnv* env, run_request& req, double decode_s) {
         continue;
       }
     }
-    if (!b.alloc(n, /*output=*/true))
+    if (!b.alloc(n))
       return error_tuple(env, kiln::errc::out_of_memory,
                          "cannot allocate a " + std::to_string(n * sizeof(std::int64_t)) + "-byte result");
     outs.push_back(b.span());

@@ -162,13 +162,6 @@ class host_memory {
   // room, pins one now, on this thread (about 100 ms per 256 MiB): for a block kept for many
   // runs, such as `kiln run --pinned`'s. Ordinary memory where nothing can be pinned.
   static result<host_memory> allocate_pinned(std::size_t elements);
-  // As allocate(), for the output array of the kiln::run call that comes next: where no block of
-  // the size class is free, the fresh block's pages (from 8 MiB) are left unmapped, and that run
-  // maps them, on the CUDA backend beside its transfers (each page by the one thread that writes
-  // it), else on every worker before it starts. A fresh block's first touch costs about what a GPU
-  // run over it does (4 ms for 256 MiB on a 16-thread host), so a caller that keeps every result
-  // pays it once instead of twice. Written before that run, the block works as any other.
-  static result<host_memory> allocate_output(std::size_t elements);
 
   std::span<std::int64_t> span() const noexcept { return {data_, size_}; }
   std::int64_t* data() const noexcept { return data_; }
@@ -176,7 +169,7 @@ class host_memory {
   bool pinned() const noexcept { return pinned_; }
 
  private:
-  static result<host_memory> make(std::size_t elements, bool pin_now, bool fresh_pages = false);
+  static result<host_memory> make(std::size_t elements, bool pin_now);
 
   std::int64_t* data_ = nullptr;
   std::size_t size_ = 0;

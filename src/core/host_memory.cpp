@@ -97,12 +97,10 @@ std::atomic<bool> pool_gone{false};
 constexpr std::size_t first_touch_min = 4 * huge_page;
 
 // Writes a byte of every page of [p, p + capacity) on the workers, each its own 2 MiB pages, until
-// `stop()` holds (checked before each 2 MiB page); whether every page was written. `Preserve`
-// writes each byte back as it was (an atomic OR of zero: one write access, so the page is
-// mapped writable, and what a caller stored there stays), for memory whose contents count.
-template <bool Preserve = false, class Stop>
+// `stop()` holds (checked before each 2 MiB page); whether every page was written.
+template <class Stop>
 bool touch_pages(void* p, std::size_t capacity, Stop stop) {
-  auto* bytes = static_cast<unsigned char*>(p);
+  auto* bytes = static_cast<volatile unsigned char*>(p);
   const std::size_t page = static_cast<std::size_t>(std::max(sysconf(_SC_PAGE_SIZE), 1L));
   const std::size_t pages = (capacity + huge_page - 1) / huge_page;
   std::atomic<bool> cut{false};
@@ -113,12 +111,7 @@ bool touch_pages(void* p, std::size_t capacity, Stop stop) {
         return;
       }
       const std::size_t end = std::min(capacity, (h + 1) * huge_page);
-      for (std::size_t o = h * huge_page; o < end; o += page) {
-        if constexpr (Preserve)
-          (void)__atomic_fetch_or(bytes + o, static_cast<unsigned char>(0), __ATOMIC_RELAXED);
-        else
-          *static_cast<volatile unsigned char*>(bytes + o) = 0;
-      }
+      for (std::size_t o = h * huge_page; o < end; o += page) bytes[o] = 0;
     }
   };
   // The worker pool outlives the host pool (host_pool's constructor builds it first) but not every
@@ -203,9 +196,7 @@ class host_pool {
 
   // `pin_now`: where no pinned block of the class is free, pin one on this thread (within the
   // bound) instead of handing out ordinary memory; for callers keeping the block for many runs.
-  // `fresh_pages`: a fresh block is handed out with its pages not yet mapped, and noted until a
-  // run claims it (claim_fresh) or it comes back (give); for allocate_output.
-  result<block> take(std::size_t capacity, bool pin_now, bool fresh_pages = false) {
+  result<block> take(std::size_t capacity, bool pin_now) {
     std::unique_lock<std::mutex> lock(m_);
     in_use_ += capacity;
     if (!pin_now && !free_.count(capacity)) {
@@ -223,7 +214,7 @@ class host_pool {
     }
     if (auto c = take_cached_locked(capacity, /*pinned_only=*/pin_now)) {
       if (!c->pinned) request_pin_locked(capacity);
-      return hand_out(lock, *c, capacity, fresh_pages);
+      return hand_out(lock, *c, capacity);
     }
     if (!pin_now) {
       request_pin_locked(capacity);
@@ -245,10 +236,8 @@ class host_pool {
       if (auto c = take_cached_locked(capacity, false)) return hand_out(lock, *c, capacity);
     }
     lock.unlock();
-    const bool untouched = fresh_pages && capacity >= first_touch_min;
-    if (void* p = untouched ? untouched_block(capacity) : ordinary_block(capacity)) {
+    if (void* p = ordinary_block(capacity)) {
       lock.lock();
-      if (untouched) fresh_.emplace_back(p, capacity);
       request_spare_locked(capacity);  // a real miss
       return block{p, false};
     }
@@ -261,13 +250,11 @@ class host_pool {
     {
       std::lock_guard<std::mutex> lock(m_);
       in_use_ -= capacity;
-      // A fresh block no run claimed may have pages not mapped yet: its next taker touches them.
-      const bool touched = !erase_fresh_locked(b.p);
       // Pinned blocks are always kept: the bound on them already holds, and unpinning on the
       // caller's path would cost what pinning does.
       if (b.pinned || ordinary_cached_ + capacity <= ordinary_cache_limit_) {
         const auto now = pool_clock::now();
-        free_.emplace(capacity, cached{b.p, b.pinned, now, touched});
+        free_.emplace(capacity, cached{b.p, b.pinned, now, true});
         (b.pinned ? pinned_cached_ : ordinary_cached_) += capacity;
         if (!ensure_thread_locked()) {
           // No thread can release it later; the destructor will.
@@ -278,17 +265,6 @@ class host_pool {
       }
     }
     std::free(b.p);
-  }
-
-  // The capacity of the fresh block that starts at `p`, if allocate_output handed it out and no
-  // run has claimed it yet, else 0; the claim ends its note (a block is claimed once).
-  std::size_t claim_fresh(const void* p) {
-    std::lock_guard<std::mutex> lock(m_);
-    auto it = std::find_if(fresh_.begin(), fresh_.end(), [&](const auto& f) { return f.first == p; });
-    if (it == fresh_.end()) return 0;
-    const std::size_t capacity = it->second;
-    fresh_.erase(it);
-    return capacity;
   }
 
   host_pool_stats stats() {
@@ -305,7 +281,6 @@ class host_pool {
     s.preparing_bytes = preparing_;
     s.spares = spares_;
     s.spares_cut_short = spares_cut_short_;
-    s.fresh_blocks = fresh_.size();
     return s;
   }
 
@@ -374,12 +349,8 @@ class host_pool {
   // out during the call's own first touch, which takes longer than that on a slow host.
   // Only a spare taken asks for the next one: a caller that drops its results reuses the blocks
   // it gives back, and a spare made for it would only expire and be made again.
-  // With `fresh_pages` (allocate_output) a block with pages not yet mapped is handed out as it is,
-  // noted as fresh, for its run to map the rest.
-  block hand_out(std::unique_lock<std::mutex>& lock, const cached& c, std::size_t capacity, bool fresh_pages = false) {
-    if (!c.touched && fresh_pages) {
-      fresh_.emplace_back(c.p, capacity);
-    } else if (!c.touched) {
+  block hand_out(std::unique_lock<std::mutex>& lock, const cached& c, std::size_t capacity) {
+    if (!c.touched) {
       lock.unlock();
       first_touch(c.p, capacity);
       lock.lock();
@@ -496,14 +467,6 @@ class host_pool {
   }
 
   // Forgets the spare request of this class, if any, keeping spares_waiting in step.
-  // Ends the note of a fresh block (take's fresh_pages); whether there was one.
-  bool erase_fresh_locked(const void* p) {
-    auto it = std::find_if(fresh_.begin(), fresh_.end(), [&](const auto& f) { return f.first == p; });
-    if (it == fresh_.end()) return false;
-    fresh_.erase(it);
-    return true;
-  }
-
   void drop_spare_request_locked(std::size_t capacity) {
     spare_requests_.erase(capacity);
     spares_waiting.store(!spare_requests_.empty());
@@ -650,9 +613,6 @@ class host_pool {
   std::once_flag exit_hook_;
 
   std::multimap<std::size_t, cached> free_;
-  // Fresh blocks handed out by allocate_output with their pages unmapped, not yet claimed by a
-  // run (claim_fresh): few at a time (one per call in flight).
-  std::vector<std::pair<const void*, std::size_t>> fresh_;
   std::set<std::size_t> requests_;  // size classes to pin, each once
   std::size_t pinning_ = 0;         // the class the thread is pinning now, 0 if none
   std::map<std::size_t, spare_request> spare_requests_;  // size classes wanting a spare, each once
@@ -715,22 +675,6 @@ bool set_host_pool_settings(host_pool_settings s) {
   return host_pool::get().set(std::move(s));
 }
 
-bool claim_fresh_output(std::span<const std::int64_t> out) {
-  if (out.empty() || pool_gone.load()) return false;
-  const std::size_t capacity = host_pool::get().claim_fresh(out.data());
-  if (capacity == 0) return false;
-  // The size class's tail beyond `out`, which the run does not write: mapped now (nobody's data
-  // is there), so that the block is whole when it comes back to the pool.
-  const std::size_t bytes = std::min(out.size_bytes(), capacity);
-  const std::size_t from = (bytes + huge_page - 1) / huge_page * huge_page;
-  if (from < capacity) first_touch(const_cast<char*>(reinterpret_cast<const char*>(out.data())) + from, capacity - from);
-  return true;
-}
-
-void map_output_pages(std::span<std::int64_t> out) {
-  (void)touch_pages<true>(out.data(), out.size_bytes(), [] { return false; });
-}
-
 namespace {
 
 struct raw_block {
@@ -739,7 +683,7 @@ struct raw_block {
   bool pinned;
 };
 
-result<raw_block> allocate_block(std::size_t elements, bool pin_now, bool fresh_pages = false) {
+result<raw_block> allocate_block(std::size_t elements, bool pin_now) {
   if (elements > (std::size_t{1} << 40))
     return make_error(errc::out_of_memory, "cannot allocate " + std::to_string(elements) + " int64 elements");
   const std::size_t capacity = size_class(std::max<std::size_t>(elements, 1) * sizeof(std::int64_t));
@@ -749,7 +693,7 @@ result<raw_block> allocate_block(std::size_t elements, bool pin_now, bool fresh_
   } else if (pool_gone.load()) {
     p = ordinary_block(capacity);
   } else {
-    auto b = host_pool::get().take(capacity, pin_now, fresh_pages);
+    auto b = host_pool::get().take(capacity, pin_now);
     if (!b) return b.err();
     return raw_block{b->p, capacity, b->pinned};
   }
@@ -764,10 +708,8 @@ result<host_memory> host_memory::allocate(std::size_t elements) { return make(el
 
 result<host_memory> host_memory::allocate_pinned(std::size_t elements) { return make(elements, true); }
 
-result<host_memory> host_memory::allocate_output(std::size_t elements) { return make(elements, false, true); }
-
-result<host_memory> host_memory::make(std::size_t elements, bool pin_now, bool fresh_pages) {
-  auto b = detail::allocate_block(elements, pin_now, fresh_pages);
+result<host_memory> host_memory::make(std::size_t elements, bool pin_now) {
+  auto b = detail::allocate_block(elements, pin_now);
   if (!b) return b.err();
   host_memory m;
   m.data_ = static_cast<std::int64_t*>(b->p);

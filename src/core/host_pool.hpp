@@ -5,7 +5,6 @@
 #include <cstddef>
 #include <cstdint>
 #include <functional>
-#include <span>
 
 namespace kiln::detail {
 
@@ -22,7 +21,6 @@ struct host_pool_stats {
   std::size_t preparing_bytes = 0;    // the size of the spare being prepared now, 0 if none
   std::uint64_t spares = 0;           // spare blocks prepared so far, whole or cut short
   std::uint64_t spares_cut_short = 0; // of those, stopped by a run or a call before every page
-  std::size_t fresh_blocks = 0;       // blocks of allocate_output with pages unmapped, unclaimed
 };
 
 host_pool_stats host_pool_statistics();
@@ -56,17 +54,6 @@ host_pool_settings default_host_pool_settings();
 // bound, a short idle time). Refused (false) while pinned blocks are in use, since they would be
 // unpinned by the new `unpin`, or once the pool is shutting down.
 bool set_host_pool_settings(host_pool_settings s);
-
-// Outputs whose pages the run maps (host_memory::allocate_output). Whether `out` starts a fresh
-// block that allocate_output handed out and no run has claimed yet: its pages are not mapped, and
-// the run's writers map them, or the run maps them first (map_output_pages) where its writers
-// would share 2 MiB pages between threads. The claim maps the block's pages beyond `out` (its
-// size class's tail) and ends the note: a block is claimed once.
-bool claim_fresh_output(std::span<const std::int64_t> out);
-
-// Maps every page of `out` on the workers, each worker its own 2 MiB pages, keeping what `out`
-// holds (a caller may have written it before the run).
-void map_output_pages(std::span<std::int64_t> out);
 
 // Below this many bytes, blocks are plain heap memory, neither pooled nor pinned: pinning or
 // holding a 2 MiB page for a small block costs more than any copy it could save.

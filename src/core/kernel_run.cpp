@@ -10,7 +10,6 @@
 #include "core/backend.hpp"
 #include "core/host_pool.hpp"
 #include "core/kernel_ir.hpp"
-#include "core/lanes.hpp"
 #include "core/thread_pool.hpp"
 #include "kiln/kernel.hpp"
 #include "kiln/kiln.hpp"
@@ -240,20 +239,11 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
   std::optional<run_scope> running;
   if (holds_pins_off(dev->backend, *n)) running.emplace();
 
-  // Outputs in fresh blocks (host_memory::allocate_output) have their pages mapped here: by the
-  // CUDA lanes' own writes, each lane whole pages of its own (core/lanes.hpp, page_ranges), where
-  // the run is large enough for that; else on every worker before the run, as allocate() does
-  // (the host backends' grains and the OpenCL copiers share pages between threads).
-  const bool nothing = *n == 0 || dk.iterations == 0 || (dk.builtin && dk.builtin->params.iterations == 0);
-  const bool lanes_map_pages = dev->backend == backend_kind::cuda && *n >= page_ranges_min && !nothing;
-  for (const auto& o : outputs)
-    if (claim_fresh_output(o) && !lanes_map_pages) map_output_pages(o);
-
   std::span<const i64> single_array;
   for (const auto& a : args)
     if (a.what == arg::kind::array) single_array = a.array;
   // Nothing to compute: the single array copied (kernel::iterations == 0), or no elements.
-  if (nothing) {
+  if (*n == 0 || dk.iterations == 0 || (dk.builtin && dk.builtin->params.iterations == 0)) {
     if (*n > 0 && single_array.data() != outputs[0].data())
       std::memcpy(outputs[0].data(), single_array.data(), single_array.size_bytes());
     st.total_s = seconds_since(t0);

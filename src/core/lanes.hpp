@@ -208,8 +208,6 @@ class work_counter {
   // Counts a range the host computed.
   void on_host(const work_range& r) { host_elements_.fetch_add(r.count, std::memory_order_relaxed); }
 
-  bool stopping() const { return stop_.stop_requested(); }
-
   std::size_t ranges() const { return ranges_.load(); }
   std::size_t host_elements() const { return host_elements_.load(); }
 
@@ -219,54 +217,6 @@ class work_counter {
   std::atomic<std::size_t> next_{0};
   std::atomic<std::size_t> ranges_{0};
   std::atomic<std::size_t> host_elements_{0};
-};
-
-// Output pages. A fresh output block (host_memory::allocate_output) has its pages mapped by the
-// run's first write to each: the operating system zeroes a 2 MiB page there, which on the H200
-// machine's host costs 4.0 ms for 256 MiB written on all 16 threads, each its own pages, and
-// 14-38 ms where threads write parts of the same pages at once (two of them fault it and zero it
-// twice, or wait for each other: docs/BENCHMARKS.md, DQ). So where a job writes an unpinned
-// output of page_ranges_min elements or more, its lanes take the work a whole 2 MiB page of
-// output at a time (lane_share) and every page is written by one thread alone, its zeroing
-// beside the other lanes' transfers instead of before the run. From page_ranges_min every one of
-// up to 16 lanes gets 2 pages or more; below it the run maps the pages first
-// (core/kernel_run.cpp).
-constexpr std::size_t output_page_elements = (std::size_t{2} << 20) / sizeof(std::int64_t);
-constexpr std::size_t page_ranges_min = std::size_t{1} << 23;
-
-// Whether a job writing `n` elements to `out` (host memory, unpinned) takes its work in whole
-// pages of it: large enough, and `out` on a page boundary (every pooled block starts on one).
-inline bool page_ranges(const std::int64_t* out, std::size_t n) {
-  return out && n >= page_ranges_min && reinterpret_cast<std::uintptr_t>(out) % (output_page_elements * sizeof(std::int64_t)) == 0;
-}
-
-// A lane's view of a job's work: with `page` > 0, whole ranges of `page` elements from the shared
-// counter (so every range the counter hands out starts on a page), handed out to the lane's slots
-// and host pieces in parts; else the counter's ranges as asked. Nothing more once a stop is
-// requested, a part-used page included.
-class lane_share {
- public:
-  lane_share(work_counter& work, std::size_t page) : work_(work), page_(page) {}
-
-  std::optional<work_range> take(std::size_t max) {
-    if (page_ == 0) return work_.take(max);
-    if (held_.count == 0) {
-      auto r = work_.take(page_);
-      if (!r) return std::nullopt;
-      held_ = *r;
-    } else if (work_.stopping()) {
-      return std::nullopt;
-    }
-    const work_range part{held_.begin, std::min(max, held_.count)};
-    held_.begin += part.count;
-    held_.count -= part.count;
-    return part;
-  }
-
- private:
-  work_counter& work_;
-  const std::size_t page_;
-  work_range held_;
 };
 
 // How a sharing lane sizes the host pieces it computes while its oldest chunk runs (feed_lane):
@@ -361,12 +311,10 @@ std::chrono::steady_clock::time_point lane_now(Ops& ops) {
 // of waiting (the host's work per staged element, two copies, is about what computing it costs,
 // so a waiting thread's time is better spent on the map), of the size share_pacing says fits
 // before that chunk completes; without, or where none fits, it waits as a plain pipeline.
-// Stops taking work when `failed` is set by another lane, and always drains its own slots. With
-// `page` > 0 the lane takes its work whole pages of output at a time (lane_share).
+// Stops taking work when `failed` is set by another lane, and always drains its own slots.
 template <class Ops>
-status feed_lane(Ops& ops, work_counter& counter, bool share, const std::atomic<bool>& failed,
-                 std::size_t host_piece_max = lane_piece, std::size_t page = 0) {
-  lane_share work(counter, page);
+status feed_lane(Ops& ops, work_counter& work, bool share, const std::atomic<bool>& failed,
+                 std::size_t host_piece_max = lane_piece) {
   const std::size_t slots = ops.slots();
   const std::size_t piece = std::min(host_piece_max, ops.chunk());
   std::vector<std::chrono::steady_clock::time_point> submitted(share ? slots : 0);
@@ -385,7 +333,7 @@ status feed_lane(Ops& ops, work_counter& counter, bool share, const std::atomic<
           const auto t0 = lane_now(ops);
           ops.compute_on_host(*r);
           pacing.piece_done(lane_now(ops) - t0, r->count);
-          counter.on_host(*r);
+          work.on_host(*r);
           continue;
         } else {
           // No piece fits: wait for the chunk, looking again and again (lane_pause), so that its
@@ -417,15 +365,13 @@ status feed_lane(Ops& ops, work_counter& counter, bool share, const std::atomic<
 
 // A pool thread beside a lane whose job needs no host copies (page-locked caller memory): it
 // computes host pieces until none are left, while the lane keeps the device fed.
-inline void host_worker(work_counter& counter, const std::int64_t* in, std::int64_t* out, const kernel_params& kp,
-                        bool stream, const std::atomic<bool>& failed, std::size_t piece = host_piece,
-                        std::size_t page = 0) {
-  lane_share work(counter, page);
+inline void host_worker(work_counter& work, const std::int64_t* in, std::int64_t* out, const kernel_params& kp,
+                        bool stream, const std::atomic<bool>& failed, std::size_t piece = host_piece) {
   while (!failed.load(std::memory_order_relaxed)) {
     const auto r = work.take(piece);
     if (!r) return;
     map_on_host(in + r->begin, out + r->begin, r->count, kp, stream);
-    counter.on_host(*r);
+    work.on_host(*r);
   }
 }
 

@@ -1,14 +1,9 @@
 // The public API's contract: validation errors, backend resolution, sizes, aliasing and identity cases.
 #include <gtest/gtest.h>
 
-#include <algorithm>
-#include <cstdio>
 #include <limits>
-#include <string>
 #include <vector>
 
-#include "core/host_pool.hpp"
-#include "core/lanes.hpp"
 #include "kiln/kiln.hpp"
 
 namespace {
@@ -94,53 +89,6 @@ TEST(Run, AllDevicesOnAOneDeviceBackendRunsOnIt) {
     ASSERT_TRUE(r1.ok() && r2.ok()) << b;
     EXPECT_EQ(got, want) << b;
     EXPECT_EQ(r2->device, r1->device) << b;
-  }
-}
-
-// Outputs from host_memory::allocate_output, whose fresh pages the run maps: every available
-// backend writes what it writes into any other memory, into a fresh block and in place over one
-// the caller filled (whose contents the mapping keeps); on CUDA also from the size where its lanes
-// map the pages themselves. Backends without a device here say so and are left out.
-TEST(Run, OutputsInFreshBlocksOnEveryBackend) {
-  // Nothing cached and no spares: every block below is fresh.
-  auto fresh_only = kiln::detail::default_host_pool_settings();
-  fresh_only.ordinary_cache_limit = 0;
-  fresh_only.spares = false;
-  ASSERT_TRUE(kiln::detail::set_host_pool_settings(fresh_only));
-  struct restore {
-    ~restore() { EXPECT_TRUE(kiln::detail::set_host_pool_settings(kiln::detail::default_host_pool_settings())); }
-  } restore_defaults;
-  const kiln::map_params params{6'700'417, 22, 3};
-  for (const std::size_t n : {(std::size_t{24} << 20) / sizeof(i64), kiln::detail::page_ranges_min + 12'345}) {
-    std::vector<i64> in(n), want(n);
-    // Odd values: no element's low byte is zero, the first bytes of pages included.
-    for (std::size_t i = 0; i < n; ++i) in[i] = static_cast<i64>(i * 2'654'435'761u) - 4'999'999'999;
-    kiln::run_options cpu;
-    cpu.backend = "cpu";
-    ASSERT_TRUE(kiln::logistic_map(in, want, params, cpu).ok());
-    for (const char* b : {"scalar", "cpu", "opencl", "cuda"}) {
-      kiln::run_options o;
-      o.backend = b;
-      if (auto d = kiln::resolve(o); !d.ok()) {
-        std::printf("[ SKIPPED  ] %s: %s\n", b, d.err().message.c_str());
-        continue;
-      }
-      if (n > (std::size_t{24} << 20) / sizeof(i64) && std::string(b) != "cuda") continue;
-      auto out = kiln::host_memory::allocate_output(n);
-      ASSERT_TRUE(out.ok());
-      EXPECT_EQ(kiln::detail::host_pool_statistics().fresh_blocks, 1u);
-      auto r = kiln::logistic_map(in, out->span(), params, o);
-      ASSERT_TRUE(r.ok()) << b << ": " << r.err().message;
-      EXPECT_TRUE(std::equal(want.begin(), want.end(), out->data())) << b << ", n = " << n;
-      auto io = kiln::host_memory::allocate_output(n);
-      ASSERT_TRUE(io.ok());
-      std::copy(in.begin(), in.end(), io->data());
-      EXPECT_EQ(kiln::detail::host_pool_statistics().fresh_blocks, 1u);
-      r = kiln::logistic_map(io->span(), io->span(), params, o);
-      EXPECT_EQ(kiln::detail::host_pool_statistics().fresh_blocks, 0u) << "the run claimed no block";
-      ASSERT_TRUE(r.ok()) << b << ": " << r.err().message;
-      EXPECT_TRUE(std::equal(want.begin(), want.end(), io->data())) << b << " in place, n = " << n;
-    }
   }
 }
 

@@ -210,85 +210,6 @@ std::size_t resident_pages(const kiln::host_memory& m) {
 
 std::size_t pages_of(std::size_t bytes) { return bytes / static_cast<std::size_t>(sysconf(_SC_PAGE_SIZE)); }
 
-// How many pages of [p, p + bytes) are mapped now (mincore).
-std::size_t resident_pages(const void* p, std::size_t bytes) {
-  const long page = sysconf(_SC_PAGE_SIZE);
-  std::vector<unsigned char> v((bytes + page - 1) / page);
-  EXPECT_EQ(mincore(const_cast<void*>(p), bytes, v.data()), 0);
-  return static_cast<std::size_t>(std::count_if(v.begin(), v.end(), [](unsigned char c) { return (c & 1) != 0; }));
-}
-
-// allocate_output leaves a fresh block's pages to the run it is for, which claims the block once;
-// a span that does not start the block, or a block from allocate(), is not claimed.
-TEST_F(HostPool, AllocateOutputLeavesAFreshBlocksPagesToItsRun) {
-  install(0, 60s, 0);  // nothing pinned, nothing cached: every block is fresh
-  auto m = kiln::host_memory::allocate_output(elements_of(24 * mib));
-  ASSERT_TRUE(m.ok());
-  EXPECT_FALSE(m->pinned());
-  EXPECT_EQ(resident_pages(*m), 0u);
-  EXPECT_EQ(host_pool_statistics().fresh_blocks, 1u);
-  EXPECT_FALSE(kiln::detail::claim_fresh_output(m->span().subspan(1)));
-  EXPECT_TRUE(kiln::detail::claim_fresh_output(m->span()));
-  EXPECT_FALSE(kiln::detail::claim_fresh_output(m->span())) << "claimed twice";
-  EXPECT_EQ(host_pool_statistics().fresh_blocks, 0u);
-  EXPECT_EQ(resident_pages(*m), 0u) << "the claim mapped the run's pages";
-  auto touched = kiln::host_memory::allocate(elements_of(24 * mib));
-  ASSERT_TRUE(touched.ok());
-  EXPECT_FALSE(kiln::detail::claim_fresh_output(touched->span()));
-  // Small blocks are mapped by their first use anyway: nothing to claim.
-  auto small = kiln::host_memory::allocate_output(elements_of(4 * mib));
-  ASSERT_TRUE(small.ok());
-  EXPECT_EQ(host_pool_statistics().fresh_blocks, 0u);
-}
-
-// A claim maps the block's size-class tail, which the run does not write, so that the block comes
-// back whole; the run's own pages stay to it.
-TEST_F(HostPool, AClaimMapsTheTailBeyondTheRunsOutput) {
-  install(0, 60s, 0);
-  // 33 MiB lies in the 36 MiB class (4 MiB steps from 32 MiB): the run's pages end at 34 MiB.
-  auto m = kiln::host_memory::allocate_output(elements_of(33 * mib));
-  ASSERT_TRUE(m.ok());
-  const char* base = reinterpret_cast<const char*>(m->data());
-  EXPECT_EQ(resident_pages(base, 36 * mib), 0u);
-  ASSERT_TRUE(kiln::detail::claim_fresh_output(m->span()));
-  EXPECT_EQ(resident_pages(base, 34 * mib), 0u);
-  EXPECT_EQ(resident_pages(base + 34 * mib, 2 * mib), pages_of(2 * mib));
-}
-
-// A fresh block that comes back unclaimed (its run never started) may have unmapped pages: the
-// next caller of its class gets it with every page mapped, as allocate() promises.
-TEST_F(HostPool, AnUnclaimedFreshBlockIsMappedForItsNextCaller) {
-  install(0, 60s, std::size_t{1} << 30);
-  const void* p = nullptr;
-  {
-    auto m = kiln::host_memory::allocate_output(elements_of(24 * mib));
-    ASSERT_TRUE(m.ok());
-    p = m->data();
-  }
-  EXPECT_EQ(host_pool_statistics().fresh_blocks, 0u);
-  auto again = kiln::host_memory::allocate(elements_of(24 * mib));
-  ASSERT_TRUE(again.ok());
-  EXPECT_EQ(again->data(), p);
-  EXPECT_EQ(resident_pages(*again), pages_of(24 * mib));
-}
-
-// map_output_pages maps every page and keeps what the caller wrote, the first bytes of pages
-// included (a run in place over an output the caller filled).
-TEST_F(HostPool, MappingAnOutputsPagesKeepsItsContents) {
-  install(0, 60s, 0);
-  auto m = kiln::host_memory::allocate_output(elements_of(24 * mib));
-  ASSERT_TRUE(m.ok());
-  const std::size_t per_page = static_cast<std::size_t>(sysconf(_SC_PAGE_SIZE)) / sizeof(std::int64_t);
-  // Every 4th page's first element written (so those pages are mapped), the rest left unmapped.
-  for (std::size_t i = 0; i < m->size(); i += 4 * per_page) m->data()[i] = static_cast<std::int64_t>(i) * 7 + 1;
-  ASSERT_TRUE(kiln::detail::claim_fresh_output(m->span()));
-  kiln::detail::map_output_pages(m->span());
-  EXPECT_EQ(resident_pages(*m), pages_of(24 * mib));
-  std::size_t wrong = 0;
-  for (std::size_t i = 0; i < m->size(); i += 4 * per_page) wrong += m->data()[i] != static_cast<std::int64_t>(i) * 7 + 1;
-  EXPECT_EQ(wrong, 0u);
-}
-
 // Waits (up to 5 s, looking every 100 us) until the pool thread is preparing a spare of `bytes`.
 bool preparing_spare(std::size_t bytes) {
   const auto deadline = std::chrono::steady_clock::now() + 5s;
@@ -395,26 +316,6 @@ TEST_F(HostPool, ARunCutsASpareShortAndItsTakerGetsItWhole) {
     second->data()[second->size() - 1] = 7;
     EXPECT_EQ(second->data()[second->size() - 1], 7);
   }
-}
-
-// A call for an output (allocate_output) takes a spare cut short as it is, noted as fresh: its
-// run maps the pages the preparation did not reach, instead of the call before it.
-TEST_F(HostPool, AnOutputTakesASpareCutShortAsItIs) {
-  const std::size_t bytes = 256 * mib;
-  install(0, 60s, std::size_t{1} << 30, /*spares=*/true);
-  auto first = kiln::host_memory::allocate(elements_of(bytes));
-  ASSERT_TRUE(first.ok());
-  ASSERT_TRUE(preparing_spare(bytes)) << "the spare's preparation never began";
-  kiln::detail::run_scope run;
-  ASSERT_TRUE(wait_for([](const host_pool_stats& s) { return s.preparing_bytes == 0; }));
-  ASSERT_EQ(host_pool_statistics().spares_cut_short, 1u);
-  auto second = kiln::host_memory::allocate_output(elements_of(bytes));
-  ASSERT_TRUE(second.ok());
-  const auto s = host_pool_statistics();
-  EXPECT_EQ(s.cached_bytes, 0u) << "the call did not take the spare";
-  EXPECT_EQ(s.fresh_blocks, 1u);
-  EXPECT_LT(resident_pages(*second), pages_of(bytes)) << "the call mapped the spare's other pages";
-  EXPECT_TRUE(kiln::detail::claim_fresh_output(second->span()));
 }
 
 // A spare asked for by one call and not begun when the next call of its class misses is asked

@@ -5,7 +5,6 @@
 #include <chrono>
 #include <atomic>
 #include <cstdint>
-#include <stop_token>
 #include <thread>
 #include <vector>
 
@@ -205,106 +204,6 @@ TEST(FeedLane, SharingInterleavesWhenTheDeviceIsSlowerThanTheHost) {
   EXPECT_EQ(coverage(10'000, all), std::vector<int>(10'000, 1));
   EXPECT_EQ(ops.finished.size(), ops.started.size());
   EXPECT_FALSE(ops.finish_while_idle);
-}
-
-// Lanes that each wait at their first chunk until every lane has taken one, so that they all take
-// work at once.
-struct gated_ops : scripted_ops {
-  std::atomic<int>* arrived = nullptr;
-  int lanes = 0;
-  bool waited = false;
-  kiln::status start(std::size_t k, work_range r) {
-    if (!waited) {
-      waited = true;
-      arrived->fetch_add(1);
-      while (arrived->load() < lanes) std::this_thread::yield();
-    }
-    return scripted_ops::start(k, r);
-  }
-};
-
-// With pages (a fresh output's, whose first writes map them), lanes take the work whole pages at
-// a time: on four lanes at once, with chunks and host pieces that do not divide a page, every
-// page's elements come from one lane, and every element once; the last page is a part one.
-TEST(FeedLane, WithPagesEveryPageIsOneLanesWork) {
-  constexpr std::size_t page = 16, n = page * 40 + 7, lanes = 4;
-  for (bool share : {false, true}) {
-    work_counter w(n, n);
-    std::atomic<bool> failed{false};
-    std::atomic<int> arrived{0};
-    std::vector<gated_ops> ops(lanes);
-    std::vector<std::thread> threads;
-    for (auto& o : ops) {
-      o.complete_after = 2;
-      o.arrived = &arrived;
-      o.lanes = static_cast<int>(lanes);
-      threads.emplace_back([&] { EXPECT_TRUE(kiln::detail::feed_lane(o, w, share, failed, 3, page).ok()); });
-    }
-    for (auto& t : threads) t.join();
-    std::vector<work_range> all;
-    std::vector<int> owner((n + page - 1) / page, -1);
-    std::size_t shared_pages = 0;
-    for (std::size_t l = 0; l < lanes; ++l) {
-      std::vector<work_range> mine = ops[l].started;
-      mine.insert(mine.end(), ops[l].on_host.begin(), ops[l].on_host.end());
-      for (const auto& r : mine) {
-        EXPECT_LE(r.count, ops[l].chunk_elements);
-        for (std::size_t i = r.begin; i < r.begin + r.count; ++i) {
-          int& o = owner[i / page];
-          if (o != -1 && o != static_cast<int>(l)) ++shared_pages;
-          o = static_cast<int>(l);
-        }
-      }
-      all.insert(all.end(), mine.begin(), mine.end());
-      EXPECT_EQ(ops[l].finished.size(), ops[l].started.size());
-    }
-    EXPECT_EQ(coverage(n, all), std::vector<int>(n, 1)) << "share " << share;
-    EXPECT_EQ(shared_pages, 0u) << "share " << share;
-  }
-}
-
-// A lane's share of a page: parts of it as asked, the rest of the page before the next; nothing
-// more once a stop is requested, a part-used page included. Without pages, the counter's ranges.
-TEST(LaneShare, HandsOutAPageInPartsAndStopsMidPage) {
-  std::stop_source stop;
-  work_counter w(100, 100, stop.get_token());
-  kiln::detail::lane_share a(w, 32), b(w, 32);
-  auto r = a.take(10);
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->begin, 0u);
-  EXPECT_EQ(r->count, 10u);
-  r = b.take(50);
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->begin, 32u);  // b's page is the next one, whole
-  EXPECT_EQ(r->count, 32u);
-  r = a.take(30);
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->begin, 10u);
-  EXPECT_EQ(r->count, 22u);  // the rest of a's page, no further
-  r = a.take(5);
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->begin, 64u);
-  stop.request_stop();
-  EXPECT_FALSE(a.take(5));
-  kiln::detail::lane_share plain(w, 0);
-  EXPECT_FALSE(plain.take(5));
-  work_counter w2(100, 100);
-  kiln::detail::lane_share whole(w2, 0);
-  r = whole.take(7);
-  ASSERT_TRUE(r);
-  EXPECT_EQ(r->count, 7u);
-  EXPECT_EQ(w2.take(100)->begin, 7u);
-}
-
-// A job takes its work in pages only when it is large enough and its output starts a page.
-TEST(LaneShare, PagesOnlyForLargeOutputsOnAPageBoundary) {
-  using kiln::detail::page_ranges;
-  using kiln::detail::page_ranges_min;
-  auto* aligned = reinterpret_cast<const std::int64_t*>(std::uintptr_t{1} << 30);
-  EXPECT_TRUE(page_ranges(aligned, page_ranges_min));
-  EXPECT_FALSE(page_ranges(aligned, page_ranges_min - 1));
-  EXPECT_FALSE(page_ranges(aligned + 1, page_ranges_min));
-  EXPECT_FALSE(page_ranges(nullptr, page_ranges_min));
 }
 
 // A host piece fits in what is left of the oldest chunk's expected run: none until a chunk has

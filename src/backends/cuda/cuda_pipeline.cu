@@ -56,12 +56,6 @@ constexpr std::size_t capacity_step = std::size_t{1} << 16;
 // core/settings.hpp).
 bool zero_copy() { return current_settings().zero_copy; }
 
-// The pages the lanes take a job's work in (core/lanes.hpp, page_ranges): whole pages of an
-// unpinned output large enough, where a fresh block's first writes map its pages; else 0.
-std::size_t output_page_of(const cuda_transfer_job& job) {
-  return job.host_out && !job.out_pinned && page_ranges(job.host_out, job.n) ? output_page_elements : 0;
-}
-
 // Whether the job's chunks run zero copy (see zero_copy).
 bool zero_copy_chunk(const cuda_transfer_job& job) {
   return zero_copy() && job.staged() && !job.resident && (job.kp || job.program) && job.host_in && job.host_out;
@@ -279,7 +273,7 @@ result<run_stats> cuda_device_state::transfer(std::span<cuda_device_state* const
           l -= pt.lanes;
         }
         host_worker(work, job.host_in, job.host_out, *job.kp, stream_output(job.n), failed,
-                    job.host_piece_of(host_piece), output_page_of(job));
+                    job.host_piece_of(host_piece));
         return {};
       },
       st));
@@ -332,7 +326,7 @@ status cuda_device_state::run_lane(cuda_lane& ln, std::size_t chunk, work_counte
   device_scope scope;
   KILN_TRY(scope.enter(index_));
   lane_ops ops{*this, ln, job, chunk, t};
-  status st = feed_lane(ops, work, share, failed, job.host_piece_of(lane_piece), output_page_of(job));
+  status st = feed_lane(ops, work, share, failed, job.host_piece_of(lane_piece));
   if (!st.ok()) {
     failed.store(true, std::memory_order_relaxed);
     // Nothing may still be in flight when the slots are reused or the error is returned
