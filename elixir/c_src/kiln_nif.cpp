@@ -347,77 +347,22 @@ kiln::result<ERL_NIF_TERM> list_term_of(ErlNifEnv* env, int64_data& in) {
   return list_term_spending(env, copy->span());
 }
 
-// What a transform produced: the result term (or the error tuple) and where the time went.
-struct outcome {
-  bool ok = false;
-  ERL_NIF_TERM term{};
-  kiln::run_stats stats;
-  double decode_s = 0;
-  double encode_s = 0;
-};
-
-// Decodes `data`, applies `body(in, out)` (nullptr: the identity) and encodes the result as a list
-// or a binary. The input binary is never written: results go to a fresh binary or to a copy.
-template <class Body>
-outcome transform(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Body* body) {
-  outcome o;
-  auto t0 = steady::now();
+// Decodes `data` and encodes the same elements as a list or a binary: {:ok, term}, or the error
+// tuple. The input binary is never written: a binary result is a fresh one.
+ERL_NIF_TERM converted_term(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list) {
   int64_data in;
-  if (auto s = decode(env, data, in); !s) {
-    o.term = decode_error(env, s, in);
-    return o;
-  }
-  o.decode_s = seconds_since(t0);
-  const std::size_t n = in.view.size();
-
-  // Where results go when they cannot go straight into the output binary.
-  std::vector<std::int64_t> scratch;
-  auto scratch_out = [&]() -> std::span<std::int64_t> {
-    if (in.owned) return in.storage.span();  // the copy is ours: the engine may work in place
-    scratch.resize(n);
-    return scratch;
-  };
-  auto compute = [&](std::span<std::int64_t> out) -> bool {
-    auto r = (*body)(in.view, out);
-    if (!r) {
-      o.term = error_tuple(env, r.err());
-      return false;
-    }
-    o.stats = std::move(r).value();
-    return true;
-  };
-
+  if (auto s = decode(env, data, in); !s) return decode_error(env, s, in);
   if (as_list) {
-    if (body) {
-      auto out = scratch_out();
-      if (!compute(out)) return o;
-      auto t1 = steady::now();
-      o.term = list_term_spending(env, out);
-      o.encode_s = seconds_since(t1);
-    } else {
-      auto t1 = steady::now();
-      auto l = list_term_of(env, in);
-      o.term = l ? *l : error_tuple(env, l.err());
-      if (!l) return o;
-      o.encode_s = seconds_since(t1);
-    }
-  } else {
-    auto t1 = steady::now();
-    new_binary bin;
-    if (!bin.alloc(n)) {
-      o.term = error_tuple(env, kiln::errc::out_of_memory,
-                           "cannot allocate a " + std::to_string(n * sizeof(std::int64_t)) + "-byte result binary");
-      return o;
-    }
-    if (!body) {
-      if (n) std::memcpy(bin.span().data(), in.view.data(), n * sizeof(std::int64_t));
-    }
-    o.encode_s = seconds_since(t1);
-    if (body && !compute(bin.span())) return o;
-    o.term = bin.to_term(env);
+    auto l = list_term_of(env, in);
+    return l ? ok_tuple(env, *l) : error_tuple(env, l.err());
   }
-  o.ok = true;
-  return o;
+  const std::size_t n = in.view.size();
+  new_binary bin;
+  if (!bin.alloc(n))
+    return error_tuple(env, kiln::errc::out_of_memory,
+                       "cannot allocate a " + std::to_string(n * sizeof(std::int64_t)) + "-byte result binary");
+  if (n) std::memcpy(bin.span().data(), in.view.data(), n * sizeof(std::int64_t));
+  return ok_tuple(env, bin.to_term(env));
 }
 
 ERL_NIF_TERM stats_term(ErlNifEnv* env, const kiln::run_stats& s, double decode_s, double encode_s) {
@@ -441,14 +386,6 @@ ERL_NIF_TERM stats_term(ErlNifEnv* env, const kiln::run_stats& s, double decode_
 }
 
 // ---- logistic map ----------------------------------------------------------------------------
-
-// {:ok, result, stats} from running `body` over the decoded data, or the error tuple.
-template <class Body>
-ERL_NIF_TERM run_reply(ErlNifEnv* env, ERL_NIF_TERM data, bool as_list, const Body& body) {
-  outcome o = transform(env, data, as_list, &body);
-  if (!o.ok) return o.term;
-  return enif_make_tuple3(env, atoms.ok_, o.term, stats_term(env, o.stats, o.decode_s, o.encode_s));
-}
 
 // Counts a list's cells, stopping past `cap` (a long list is not walked on a normal scheduler).
 std::size_t list_length_upto(ErlNifEnv* env, ERL_NIF_TERM list, std::size_t cap) {
@@ -1088,9 +1025,7 @@ ERL_NIF_TERM kernel_run_dirty(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]);
 ERL_NIF_TERM convert_inline(ErlNifEnv* env, int, const ERL_NIF_TERM argv[]) {
   bool as_list;
   if (!get_bool(env, argv[1], as_list)) return enif_make_badarg(env);
-  using identity = kiln::result<kiln::run_stats>(std::span<const std::int64_t>, std::span<std::int64_t>);
-  outcome o = transform<identity>(env, argv[0], as_list, nullptr);
-  return o.ok ? ok_tuple(env, o.term) : o.term;
+  return converted_term(env, argv[0], as_list);
 }
 
 ERL_NIF_TERM convert_nif(ErlNifEnv* env, int argc, const ERL_NIF_TERM argv[]) {
