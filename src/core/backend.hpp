@@ -104,8 +104,11 @@ class backend {
   // arguments' buffers in order; `outputs`: one per output, possibly among `arrays`), all of one
   // non-zero length; iterations >= 1. Host backends look at `stop` as their runs over host arrays
   // do; GPU backends run their launch to its end (core splits many iterations into rounds).
+  // `base`: the run's index of the buffers' element 0, which a kernel's `index` and its faults
+  // count from (0, but for one device's slice of a run over several: core/kernel_run.cpp).
   virtual result<run_stats> run_resident(int device, const decoded_kernel& k, std::span<resident_buffer* const> arrays,
-                                         std::span<resident_buffer* const> outputs, const std::stop_token& stop) = 0;
+                                         std::span<resident_buffer* const> outputs, const std::stop_token& stop,
+                                         std::size_t base) = 0;
   // Whether this backend compiles kernels for its devices (the GPU backends; CUDA only where
   // NVRTC loads), else why not. Host backends' kernels are interpreted in core.
   virtual status kernel_support() {
@@ -169,7 +172,7 @@ result<std::unique_ptr<resident_buffer>> make_host_buffer(std::size_t n);
 // (on every core where `parallel`).
 result<run_stats> run_host_resident(backend& owner, int device, const decoded_kernel& k,
                                     std::span<resident_buffer* const> arrays, std::span<resident_buffer* const> outputs,
-                                    bool parallel, const std::stop_token& stop);
+                                    bool parallel, const std::stop_token& stop, std::size_t base);
 
 }  // namespace kiln::detail
 

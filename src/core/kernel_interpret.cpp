@@ -478,8 +478,9 @@ error fault_error_at(const decoded_kernel& k, const kernel_fault& f, std::span<c
 }
 }  // namespace
 
-error fault_error(const decoded_kernel& k, const kernel_fault& f, std::span<const i64* const> arrays) {
-  return fault_error_at(k, f, arrays, 0);
+error fault_error(const decoded_kernel& k, const kernel_fault& f, std::span<const i64* const> arrays,
+                  std::size_t origin) {
+  return fault_error_at(k, f, arrays, origin);
 }
 
 error device_fault(const decoded_kernel& k, std::span<const i64* const> arrays, std::size_t index, const char* device,
@@ -497,14 +498,14 @@ error device_fault(const decoded_kernel& k, std::span<const i64* const> arrays, 
 
 result<run_stats> interpret_all(const decoded_kernel& k, std::span<const i64* const> arrays,
                                 std::span<i64* const> outputs, std::size_t n, bool parallel,
-                                const std::stop_token& stop) {
+                                const std::stop_token& stop, std::size_t base) {
   const auto t0 = std::chrono::steady_clock::now();
   // With outputs that alias an array, a block reads its inputs before it writes (interpret), and
   // ranges are disjoint, so every element reads its own input.
   std::mutex m;
   std::optional<kernel_fault> first;
   auto run_range = [&](std::size_t b, std::size_t e) {
-    if (auto f = interpret(k, arrays, outputs, b, e - b, 0, &stop)) {
+    if (auto f = interpret(k, arrays, outputs, base + b, e - b, base, &stop)) {
       std::lock_guard<std::mutex> lock(m);
       if (!first || f->index < first->index) first = f;
     }
@@ -516,7 +517,7 @@ result<run_stats> interpret_all(const decoded_kernel& k, std::span<const i64* co
     run_range(0, n);
   if (stop.stop_requested()) return cancelled_error();
   // A block that faults writes nothing, so even in place the element still holds its input.
-  if (first) return fault_error(k, *first, arrays);
+  if (first) return fault_error(k, *first, arrays, base);
   run_stats st;
   st.total_s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
   st.kernel_s = st.total_s;

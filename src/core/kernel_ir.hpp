@@ -2,10 +2,12 @@
 #pragma once
 
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <stop_token>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "kiln/kernel.hpp"
@@ -115,13 +117,15 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const s
 
 // Interprets the kernel over all n elements on the host (every core where `parallel`), the
 // lowest faulting element reported as fault_error says; run_stats with the whole time as kernel_s.
-// Stops early with errc::cancelled once `stop` is requested.
+// Stops early with errc::cancelled once `stop` is requested. `base`: the run's index of the
+// arrays' element 0 (for a slice of a longer run: the kernel's `index` and faults count from it).
 result<run_stats> interpret_all(const decoded_kernel& k, std::span<const std::int64_t* const> arrays,
                                 std::span<std::int64_t* const> outputs, std::size_t n, bool parallel,
-                                const std::stop_token& stop = {});
+                                const std::stop_token& stop = {}, std::size_t base = 0);
 
-// The error a run reports for a fault.
-error fault_error(const decoded_kernel& k, const kernel_fault& f, std::span<const std::int64_t* const> arrays);
+// The error a run reports for a fault; `origin` as interpret's.
+error fault_error(const decoded_kernel& k, const kernel_fault& f, std::span<const std::int64_t* const> arrays,
+                  std::size_t origin = 0);
 
 // The host's verdict on element `index` that a device reported faulting: the fault's error, or
 // internal if the host computes it without a fault.
@@ -144,9 +148,34 @@ inline error cancelled_error() {
 result<run_stats> run_decoded(const decoded_kernel& k, std::span<const arg> args,
                               std::span<const std::span<std::int64_t>> outputs, const run_options& options);
 
-// Runs a decoded kernel over device buffers (kiln::run over buffers after decode_kernel).
+// Runs a decoded kernel over device buffers (kiln::run over buffers after decode_kernel); `base`
+// as interpret_all's.
 result<run_stats> run_buffers(const decoded_kernel& k, std::span<const arg> args,
-                              std::span<device_buffer* const> outputs, const std::stop_token& stop = {});
+                              std::span<device_buffer* const> outputs, const std::stop_token& stop = {},
+                              std::size_t base = 0);
+
+// Several devices (run_options::device = all_devices) for the runs that go through device
+// buffers: kernels of several arrays or outputs, and single arrays at many iterations. The
+// elements are cut into one contiguous slice per device, in proportion to its compute units;
+// every slice is placed on its device (its arrays uploaded, its outputs' buffers made) before any
+// runs, then all run at once, each on a thread of its own, and download their outputs' parts. A
+// slice's kernel counts `index` and its faults from the slice's first element, so results and
+// errors are the one device's. Every slice runs to its end; the error returned is the lowest
+// slice's, so a fault is the lowest faulting element's, as on one device. `devices` may name a
+// device more than once (tests cut a run into slices on one device). `placed`: whether every
+// slice's buffers could be made (else nothing ran and nothing was written).
+result<run_stats> run_over_devices(const decoded_kernel& k, std::span<const arg> args,
+                                   std::span<const std::span<std::int64_t>> outputs, const run_options& options,
+                                   backend_kind backend, std::span<const device_info> devices, bool& placed);
+
+// The slices (first element, count) of n elements over devices of these weights (compute units;
+// below 1 counts as 1): contiguous, in order, covering [0, n), each in proportion to its weight.
+std::vector<std::pair<std::size_t, std::size_t>> device_slices(std::size_t n, std::span<const int> weights);
+
+// slice(i) for every i < slices, each on a thread of its own, all at once; the lowest slice's error
+// where any failed (every slice still runs to its end), else their stats: each time the slowest
+// slice's, chunks and host elements summed.
+result<run_stats> on_every_slice(std::size_t slices, const std::function<result<run_stats>(std::size_t)>& slice);
 
 // The source of one GPU kernel (core/kernel_source.cpp describes both dialects' signatures and
 // fault reports): kiln_program, the pipelines' streamed shape (one array argument, one output,

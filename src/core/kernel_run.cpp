@@ -2,9 +2,13 @@
 #include <algorithm>
 #include <chrono>
 #include <cstring>
-#include <string>
+#include <functional>
 #include <mutex>
+#include <new>
 #include <optional>
+#include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/backend.hpp"
@@ -172,6 +176,58 @@ bool holds_pins_off(backend_kind backend, std::size_t elements) {
   return is_gpu(backend) || elements * sizeof(i64) >= host_pool_block_min;
 }
 
+// A kernel's host arrays placed on one device: every array uploaded to a buffer and a buffer for
+// every output (none where the one array is the one output: the kernel works in place on it).
+struct placed_arrays {
+  std::vector<device_buffer> ins, outs;
+  std::vector<arg> on_device;  // the run's arguments, each array replaced by its buffer
+  bool in_place = false;
+  double up_s = 0;
+};
+
+result<placed_arrays> place_arrays(std::span<const arg> args, std::span<const std::span<i64>> outputs,
+                                   const run_options& options, backend_kind backend, int index) {
+  run_options where = options;
+  where.backend = backend_name(backend);
+  where.device = index;
+  const auto t_up = std::chrono::steady_clock::now();
+  placed_arrays p;
+  p.on_device.assign(args.begin(), args.end());
+  for (const auto& a : args) {
+    if (a.what != arg::kind::array) continue;
+    auto b = device_buffer::upload(a.array, where);
+    if (!b) return b.err();
+    p.ins.push_back(std::move(b).value());
+  }
+  // One array and one output: the run works in place on the one buffer (the kernel is
+  // element-wise), so an array half the device's memory still fits.
+  p.in_place = p.ins.size() == 1 && outputs.size() == 1;
+  for (std::size_t j = 0; j < outputs.size() && !p.in_place; ++j) {
+    auto b = device_buffer::allocate(outputs[j].size(), where);
+    if (!b) return b.err();
+    p.outs.push_back(std::move(b).value());
+  }
+  for (std::size_t a = 0, j = 0; a < args.size(); ++a)
+    if (args[a].what == arg::kind::array) p.on_device[a] = arg::of_buffer(p.ins[j++]);
+  p.up_s = seconds_since(t_up);
+  return p;
+}
+
+// Runs the kernel over placed arrays (in rounds where it has many iterations) and downloads the
+// outputs; `base` as run_buffers'.
+result<run_stats> run_placed(const decoded_kernel& dk, placed_arrays& p, std::span<const std::span<i64>> outputs,
+                             const std::stop_token& stop, std::size_t base) {
+  std::vector<device_buffer*> out_ptrs;
+  for (auto& b : p.in_place ? p.ins : p.outs) out_ptrs.push_back(&b);
+  auto r = run_buffers(dk, p.on_device, out_ptrs, stop, base);
+  if (!r) return r.err();
+  const auto t_down = std::chrono::steady_clock::now();
+  for (std::size_t j = 0; j < outputs.size(); ++j) KILN_TRY(out_ptrs[j]->download(outputs[j]));
+  r->host_to_device_s += p.up_s;
+  r->device_to_host_s += seconds_since(t_down);
+  return r;
+}
+
 // Runs a kernel of host arrays on one GPU over device buffers: every array crosses once, the
 // kernel runs over the buffers (in rounds where it has many iterations), the outputs come back.
 // `placed`: whether every buffer could be made (an array too large for the device fails before).
@@ -179,42 +235,121 @@ result<run_stats> through_buffers(const decoded_kernel& dk, std::span<const arg>
                                   std::span<const std::span<i64>> outputs, const run_options& options,
                                   backend_kind backend, int index, bool& placed) {
   placed = false;
-  run_options where = options;
-  where.backend = backend_name(backend);
-  where.device = index;
-  const auto t_up = std::chrono::steady_clock::now();
-  std::vector<device_buffer> ins, outs;
-  std::vector<arg> on_device(args.begin(), args.end());
-  for (const auto& a : args) {
-    if (a.what != arg::kind::array) continue;
-    auto b = device_buffer::upload(a.array, where);
-    if (!b) return b.err();
-    ins.push_back(std::move(b).value());
-  }
-  // One array and one output: the run works in place on the one buffer (the kernel is
-  // element-wise), so an array half the device's memory still fits.
-  const bool in_place = ins.size() == 1 && outputs.size() == 1;
-  for (std::size_t j = 0; j < outputs.size() && !in_place; ++j) {
-    auto b = device_buffer::allocate(outputs[j].size(), where);
-    if (!b) return b.err();
-    outs.push_back(std::move(b).value());
-  }
-  const double up_s = seconds_since(t_up);
+  auto p = place_arrays(args, outputs, options, backend, index);
+  if (!p) return p.err();
   placed = true;
-  for (std::size_t a = 0, j = 0; a < args.size(); ++a)
-    if (args[a].what == arg::kind::array) on_device[a] = arg::of_buffer(ins[j++]);
-  std::vector<device_buffer*> out_ptrs;
-  for (auto& b : in_place ? ins : outs) out_ptrs.push_back(&b);
-  auto r = run_buffers(dk, on_device, out_ptrs, options.stop);
-  if (!r) return r.err();
-  const auto t_down = std::chrono::steady_clock::now();
-  for (std::size_t j = 0; j < outputs.size(); ++j) KILN_TRY(out_ptrs[j]->download(outputs[j]));
-  r->host_to_device_s += up_s;
-  r->device_to_host_s += seconds_since(t_down);
-  return r;
+  return run_placed(dk, *p, outputs, options.stop, 0);
 }
 
 }  // namespace
+
+std::vector<std::pair<std::size_t, std::size_t>> device_slices(std::size_t n, std::span<const int> weights) {
+  std::vector<std::pair<std::size_t, std::size_t>> slices;
+  unsigned __int128 total = 0;
+  for (int w : weights) total += static_cast<unsigned>(std::max(w, 1));
+  unsigned __int128 before = 0;
+  std::size_t begin = 0;
+  for (int w : weights) {
+    before += static_cast<unsigned>(std::max(w, 1));
+    const auto end = static_cast<std::size_t>(static_cast<unsigned __int128>(n) * before / total);
+    slices.emplace_back(begin, end - begin);
+    begin = end;
+  }
+  return slices;
+}
+
+namespace {
+// f(i) for i in [0, count), each on a thread of its own (the first on the caller's), all at once;
+// their results (result<T>s) in order. Where no more threads can be started, the caller runs the
+// rest one after another; memory running out inside f is its result's error, not an exception
+// on a thread (which would end the process).
+template <class F>
+auto on_threads(std::size_t count, F&& f) {
+  using R = decltype(f(std::size_t{0}));
+  std::vector<std::optional<R>> got(count);
+  auto one = [&](std::size_t i) {
+    try {
+      got[i].emplace(f(i));
+    } catch (const std::bad_alloc&) {
+      got[i].emplace(make_error(errc::out_of_memory, "no memory for a device's part of the run"));
+    }
+  };
+  std::vector<std::thread> threads;
+  std::size_t started = 1;
+  try {
+    threads.reserve(count > 0 ? count - 1 : 0);
+    for (; started < count; ++started) threads.emplace_back(one, started);
+  } catch (const std::exception&) {
+    // No more threads: the rest below, on this one.
+  }
+  if (count > 0) one(0);
+  for (std::size_t i = started; i < count; ++i) one(i);
+  for (auto& t : threads) t.join();
+  std::vector<R> out;
+  out.reserve(count);
+  for (auto& g : got) out.push_back(std::move(*g));
+  return out;
+}
+
+// The lowest slice's error among `results`, if any failed.
+template <class R>
+std::optional<error> lowest_error(const std::vector<R>& results) {
+  for (const auto& r : results)
+    if (!r) return r.err();
+  return std::nullopt;
+}
+}  // namespace
+
+result<run_stats> on_every_slice(std::size_t slices, const std::function<result<run_stats>(std::size_t)>& slice) {
+  auto results = on_threads(slices, slice);
+  if (auto e = lowest_error(results)) return *e;
+  run_stats st;
+  for (const auto& r : results) {
+    st.host_to_device_s = std::max(st.host_to_device_s, r->host_to_device_s);
+    st.kernel_s = std::max(st.kernel_s, r->kernel_s);
+    st.device_to_host_s = std::max(st.device_to_host_s, r->device_to_host_s);
+    st.total_s = std::max(st.total_s, r->total_s);
+    st.chunks += r->chunks;
+    st.host_elements += r->host_elements;
+  }
+  return st;
+}
+
+result<run_stats> run_over_devices(const decoded_kernel& dk, std::span<const arg> args,
+                                   std::span<const std::span<i64>> outputs, const run_options& options,
+                                   backend_kind backend, std::span<const device_info> devices, bool& placed) {
+  placed = false;
+  std::size_t n = 0;
+  for (const auto& o : outputs) n = o.size();
+  std::vector<int> weights;
+  for (const auto& d : devices) weights.push_back(d.compute_units);
+  std::vector<std::pair<std::size_t, std::size_t>> slices;
+  std::vector<int> where;
+  {
+    const auto all = device_slices(n, weights);
+    for (std::size_t i = 0; i < all.size(); ++i)
+      if (all[i].second > 0) slices.push_back(all[i]), where.push_back(devices[i].index);
+  }
+  // Each slice's arguments and outputs: the arrays' and outputs' parts, the scalars as they are.
+  std::vector<std::vector<arg>> slice_args(slices.size());
+  std::vector<std::vector<std::span<i64>>> slice_outs(slices.size());
+  for (std::size_t i = 0; i < slices.size(); ++i) {
+    const auto [begin, count] = slices[i];
+    for (const auto& a : args)
+      slice_args[i].push_back(a.what == arg::kind::array ? arg::of_array(a.array.subspan(begin, count)) : a);
+    for (const auto& o : outputs) slice_outs[i].push_back(o.subspan(begin, count));
+  }
+  // Every slice placed before any runs: a device short of memory then fails the run before any
+  // output (which may be an argument's memory) is written, as one device's does.
+  auto on_device = on_threads(slices.size(), [&](std::size_t i) {
+    return place_arrays(slice_args[i], slice_outs[i], options, backend, where[i]);
+  });
+  if (auto e = lowest_error(on_device)) return *e;
+  placed = true;
+  return on_every_slice(slices.size(), [&](std::size_t i) {
+    return run_placed(dk, *on_device[i], slice_outs[i], options.stop, slices[i].first);
+  });
+}
 
 result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> args,
                               std::span<const std::span<i64>> outputs, const run_options& options) {
@@ -256,9 +391,17 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
   // the device cannot hold twice streams in rounds instead.
   const bool single = dk.arrays == 1 && dk.outputs == 1;
   bool placed = false;
-  if (is_gpu(dev->backend) && single && total_iterations(dk) > gpu_round_min && *index != all_devices) {
+  // Every usable device of the backend, for all_devices.
+  auto usable = [&] {
+    std::vector<device_info> all;
+    for (const auto& d : be.devices())
+      if (d.available) all.push_back(d);
+    return all;
+  };
+  if (is_gpu(dev->backend) && single && total_iterations(dk) > gpu_round_min) {
     if (!dk.builtin) KILN_TRY(be.kernel_support());
-    r = through_buffers(dk, args, outputs, options, dev->backend, *index, placed);
+    r = *index == all_devices ? run_over_devices(dk, args, outputs, options, dev->backend, usable(), placed)
+                              : through_buffers(dk, args, outputs, options, dev->backend, *index, placed);
     if (r) r->total_s = seconds_since(t0);
   }
   if (placed) {
@@ -289,11 +432,10 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
       });
     } else {
       // Several arrays: each crosses to the device whole, the kernel runs there over buffers, and
-      // the outputs come back (the pipelines stream one array each way).
-      if (*index == all_devices)
-        return make_error(errc::invalid_argument,
-                          "a kernel of several arrays runs on one device: choose a device index");
-      r = through_buffers(dk, args, outputs, options, dev->backend, *index, placed);
+      // the outputs come back (the pipelines stream one array each way); over several devices,
+      // each takes a slice of every array.
+      r = *index == all_devices ? run_over_devices(dk, args, outputs, options, dev->backend, usable(), placed)
+                                : through_buffers(dk, args, outputs, options, dev->backend, *index, placed);
       if (r) r->total_s = seconds_since(t0);
     }
   }
@@ -321,7 +463,7 @@ result<run_stats> run(const kernel& k, std::span<const arg> args, std::span<devi
 namespace detail {
 
 result<run_stats> run_buffers(const decoded_kernel& decoded, std::span<const arg> args,
-                              std::span<device_buffer* const> outputs, const std::stop_token& stop) {
+                              std::span<device_buffer* const> outputs, const std::stop_token& stop, std::size_t base) {
   const auto t0 = std::chrono::steady_clock::now();
   const decoded_kernel* dk = &decoded;
   if (outputs.size() != dk->outputs)
@@ -373,11 +515,11 @@ result<run_stats> run_buffers(const decoded_kernel& decoded, std::span<const arg
     if (holds_pins_off(dev.backend, first->size())) running.emplace();
     const bool rounds = is_gpu(dev.backend) && dk->arrays == 1 && dk->outputs == 1;
     auto r = !rounds ? (stop.stop_requested() ? result<run_stats>(cancelled_error())
-                                              : be.run_resident(dev.index, *dk, arrays, outs, stop))
+                                              : be.run_resident(dev.index, *dk, arrays, outs, stop, base))
                      : in_rounds(*dk, first->size(), stop, resident_round_s, [&](const decoded_kernel& d, bool first_round) {
                          return be.run_resident(dev.index, d, first_round ? std::span<resident_buffer* const>(arrays)
                                                                           : std::span<resident_buffer* const>(outs),
-                                                outs, stop);
+                                                outs, stop, base);
                        });
     if (!r) return r.err();
     st = std::move(r).value();

@@ -22,7 +22,7 @@ class unavailable_backend final : public backend {
     return make_error(errc::backend_unavailable, devices_.front().reason);
   }
   result<run_stats> run_resident(int, const decoded_kernel&, std::span<resident_buffer* const>,
-                                 std::span<resident_buffer* const>, const std::stop_token&) override {
+                                 std::span<resident_buffer* const>, const std::stop_token&, std::size_t) override {
     return make_error(errc::backend_unavailable, devices_.front().reason);
   }
 

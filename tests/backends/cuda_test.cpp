@@ -7,6 +7,7 @@
 #include <filesystem>
 #include <iostream>
 #include <limits>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -253,6 +254,77 @@ TEST_F(Cuda, OutOfRangeDeviceIsInvalidArgument) {
     ASSERT_FALSE(buf.ok()) << "device " << bad;
     EXPECT_EQ(buf.err().code, kiln::errc::invalid_argument) << buf.err().message;
   }
+}
+
+// A run over several devices as all_devices makes it, here cut into slices of one GPU (device 0
+// twice, weights 1 and 3): a kernel of two arrays and two outputs that reads `index`, in place
+// too, and its fault, as one device gives them; the built-in map at many iterations (through
+// buffers) as the cpu backend gives it. Where the machine has several GPUs, AllDevices below runs
+// the same code over them.
+TEST_F(Cuda, SlicesOfARunOverDevicesGiveTheOneDevicesResults) {
+  if (auto s = kiln::detail::nvrtc_available(); !s.ok()) GTEST_SKIP() << s.err().message;
+  using kiln::op;
+  auto w = [](op o) { return static_cast<i64>(o); };
+  // {x + y * index, x - index}
+  const std::vector<i64> code{w(op::arg), 0, w(op::arg), 1, w(op::index), w(op::mul), w(op::add),
+                              w(op::arg), 0, w(op::index), w(op::sub)};
+  const kiln::kernel k{code, 2, 2, 0, 1};
+  const std::size_t n = 1'000'003;
+  auto x = random_inputs(n, 5), y = random_inputs(n, 6);
+  for (auto& v : x) v %= 1'000'000;
+  for (auto& v : y) v %= 1'000;
+  const std::vector<kiln::arg> args{kiln::arg::of_array(x), kiln::arg::of_array(y)};
+  std::vector<i64> want0(n), want1(n);
+  kiln::run_options cpu;
+  cpu.backend = "cpu";
+  ASSERT_TRUE(kiln::run(k, args, std::vector<std::span<i64>>{want0, want1}, cpu).ok());
+  auto dk = kiln::detail::decode_kernel(k, args);
+  ASSERT_TRUE(dk.ok()) << dk.err().message;
+  std::vector<kiln::device_info> twice(2, cuda_devices().front());
+  twice[0].compute_units = 1;
+  twice[1].compute_units = 3;
+  const auto on_cuda = cuda_options(0, 0);
+  std::vector<i64> got0(n, -1), got1(n, -1);
+  bool placed = false;
+  auto r = kiln::detail::run_over_devices(*dk, args, std::vector<std::span<i64>>{got0, got1}, on_cuda,
+                                          kiln::backend_kind::cuda, twice, placed);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_TRUE(placed);
+  EXPECT_TRUE(got0 == want0) << first_difference(got0, want0);
+  EXPECT_TRUE(got1 == want1) << first_difference(got1, want1);
+  std::vector<i64> xs = x, ys = y;
+  const std::vector<kiln::arg> in_place{kiln::arg::of_array(xs), kiln::arg::of_array(ys)};
+  r = kiln::detail::run_over_devices(*dk, in_place, std::vector<std::span<i64>>{ys, xs}, on_cuda,
+                                     kiln::backend_kind::cuda, twice, placed);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_TRUE(ys == want0) << first_difference(ys, want0);
+  EXPECT_TRUE(xs == want1) << first_difference(xs, want1);
+  // div(x, y) with y = 0 at an element of each slice: the lower one, as one device names it.
+  const std::vector<i64> div{w(op::arg), 0, w(op::arg), 1, w(op::div)};
+  const kiln::kernel kd{div, 2, 1, 0, 1};
+  std::vector<i64> nonzero(n, 3);
+  nonzero[900'000] = 0;
+  nonzero[600'000] = 0;
+  const std::vector<kiln::arg> div_args{kiln::arg::of_array(x), kiln::arg::of_array(nonzero)};
+  std::vector<i64> out(n);
+  const std::vector<std::span<i64>> outs{out};
+  auto dd = kiln::detail::decode_kernel(kd, div_args);
+  ASSERT_TRUE(dd.ok());
+  r = kiln::detail::run_over_devices(*dd, div_args, outs, on_cuda, kiln::backend_kind::cuda, twice, placed);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().message, "element 600000: division by zero");
+  // The built-in map beyond the rounds' threshold: through buffers, slice by slice.
+  const kiln::map_params prm{6'700'417, 22, 5'000};
+  auto in = random_inputs(300'007, 9);
+  const auto want = expected(in, prm);
+  std::vector<i64> mapped(in.size());
+  const kiln::arg map_args[] = {kiln::arg::of_array(in), kiln::arg::of_scalar(prm.p), kiln::arg::of_scalar(prm.mu)};
+  auto dm = kiln::detail::decode_kernel(kiln::logistic_kernel(prm.iterations), map_args);
+  ASSERT_TRUE(dm.ok());
+  r = kiln::detail::run_over_devices(*dm, map_args, std::vector<std::span<i64>>{mapped}, on_cuda,
+                                     kiln::backend_kind::cuda, twice, placed);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_TRUE(mapped == want) << first_difference(mapped, want);
 }
 
 // Every usable GPU shares one run: ordinary and pinned memory, with and without the host's

@@ -4,11 +4,13 @@
 #include <cstdint>
 #include <cstdlib>
 #include <limits>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
 
 #include "backend_test_support.hpp"
+#include "core/kernel_ir.hpp"
 #include "kiln/kiln.hpp"
 
 namespace {
@@ -320,3 +322,51 @@ TEST_F(OpenCL, ChunksOfGrowingWidthsWithShortLastChunks) {
     ASSERT_EQ(out, reference(in, prm)) << chunk;
   }
 }
+
+namespace {
+
+// A kernel over resident buffers counts `index` and its faults from the buffers' place in the run
+// (run_over_devices' slices): here two slices of one OpenCL device give the one run's results, in
+// place too, and the lower fault of two slices.
+TEST_F(OpenCL, SlicesOfARunCountIndexFromTheirPlace) {
+  using kiln::op;
+  auto w = [](op o) { return static_cast<i64>(o); };
+  // {x + y * index, x - index}
+  const std::vector<i64> code{w(op::arg), 0, w(op::arg), 1, w(op::index), w(op::mul), w(op::add),
+                              w(op::arg), 0, w(op::index), w(op::sub)};
+  const kiln::kernel k{code, 2, 2, 0, 1};
+  const std::size_t n = 50'021;
+  auto x = random_inputs(n, 5), y = random_inputs(n, 6);
+  for (auto& v : x) v %= 1'000'000;
+  for (auto& v : y) v %= 1'000;
+  const std::vector<kiln::arg> args{kiln::arg::of_array(x), kiln::arg::of_array(y)};
+  std::vector<i64> want0(n), want1(n);
+  kiln::run_options cpu;
+  cpu.backend = "cpu";
+  ASSERT_TRUE(kiln::run(k, args, std::vector<std::span<i64>>{want0, want1}, cpu).ok());
+  auto dk = kiln::detail::decode_kernel(k, args);
+  ASSERT_TRUE(dk.ok()) << dk.err().message;
+  const std::vector<kiln::device_info> twice(2, device_);
+  std::vector<i64> got0(n, -1), got1(n, -1);
+  bool placed = false;
+  auto r = kiln::detail::run_over_devices(*dk, args, std::vector<std::span<i64>>{got0, got1}, opencl(0, device_.index),
+                                          kiln::backend_kind::opencl, twice, placed);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_TRUE(got0 == want0) << first_difference(got0, want0);
+  EXPECT_TRUE(got1 == want1) << first_difference(got1, want1);
+  const std::vector<i64> div{w(op::arg), 0, w(op::arg), 1, w(op::div)};
+  const kiln::kernel kd{div, 2, 1, 0, 1};
+  std::vector<i64> nonzero(n, 3);
+  nonzero[40'000] = 0;
+  nonzero[30'000] = 0;
+  const std::vector<kiln::arg> div_args{kiln::arg::of_array(x), kiln::arg::of_array(nonzero)};
+  std::vector<i64> out(n);
+  auto dd = kiln::detail::decode_kernel(kd, div_args);
+  ASSERT_TRUE(dd.ok());
+  r = kiln::detail::run_over_devices(*dd, div_args, std::vector<std::span<i64>>{out}, opencl(0, device_.index),
+                                     kiln::backend_kind::opencl, twice, placed);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().message, "element 30000: division by zero");
+}
+
+}  // namespace

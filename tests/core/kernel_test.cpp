@@ -2,13 +2,17 @@
 #include <gtest/gtest.h>
 
 #include <algorithm>
+#include <atomic>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
 #include <optional>
 #include <random>
+#include <span>
 #include <string>
+#include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/kernel_ir.hpp"
@@ -754,6 +758,115 @@ TEST(KernelRun, TheFirstFaultByIndexIsReported) {
   auto r = kiln::run(kiln::kernel{two, 2, 1, 0, 1}, args2, outs, on("cpu"));
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.err().message, "element 123456: division by zero");
+}
+
+// A run cut into slices over devices (all_devices): contiguous slices in proportion to their
+// weights, covering every element once.
+TEST(KernelDevices, SlicesFollowTheWeightsAndCoverTheRun) {
+  using kiln::detail::device_slices;
+  using slices = std::vector<std::pair<std::size_t, std::size_t>>;
+  const int even[] = {1, 1, 1}, skewed[] = {0, 5}, sms[] = {132, 132};
+  EXPECT_EQ(device_slices(10, even), (slices{{0, 3}, {3, 3}, {6, 4}}));
+  EXPECT_EQ(device_slices(10, skewed), (slices{{0, 1}, {1, 9}}));  // a weight below 1 counts as 1
+  EXPECT_EQ(device_slices(2, even), (slices{{0, 0}, {0, 1}, {1, 1}}));
+  EXPECT_EQ(device_slices(std::size_t{1} << 34, sms), (slices{{0, std::size_t{1} << 33}, {std::size_t{1} << 33, std::size_t{1} << 33}}));
+}
+
+// Every slice runs to its end on a thread of its own, all at once; the lowest failing slice's error
+// is the run's; the slices' times are the slowest one's, their chunks summed.
+TEST(KernelDevices, EverySliceRunsAndTheLowestErrorIsReturned) {
+  std::atomic<int> ran{0}, at_once{0}, most_at_once{0};
+  auto slice = [&](std::size_t i) -> kiln::result<kiln::run_stats> {
+    const int now = ++at_once;
+    for (int m = most_at_once.load(); now > m && !most_at_once.compare_exchange_weak(m, now);) {
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(30));
+    --at_once;
+    ++ran;
+    if (i == 1) return kiln::make_error(kiln::errc::arithmetic, "slice 1");
+    if (i == 3) return kiln::make_error(kiln::errc::device_error, "slice 3");
+    kiln::run_stats st;
+    st.kernel_s = static_cast<double>(i);
+    st.chunks = 2;
+    return st;
+  };
+  auto r = kiln::detail::on_every_slice(4, slice);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().message, "slice 1");
+  EXPECT_EQ(ran.load(), 4);
+  EXPECT_EQ(most_at_once.load(), 4) << "the slices did not run at once";
+  ran = 0;
+  auto ok = kiln::detail::on_every_slice(3, [&](std::size_t i) -> kiln::result<kiln::run_stats> {
+    ++ran;
+    kiln::run_stats st;
+    st.kernel_s = static_cast<double>(i);
+    st.chunks = 2;
+    return st;
+  });
+  ASSERT_TRUE(ok.ok());
+  EXPECT_EQ(ran.load(), 3);
+  EXPECT_EQ(ok->kernel_s, 2.0);
+  EXPECT_EQ(ok->chunks, 6u);
+}
+
+// A kernel of two arrays and two outputs that reads `index`, cut into three slices of one device
+// (the cpu backend's, through its buffers): the results of one run on that device, in place too,
+// and a fault's error the one device's (the lowest faulting element, in a later slice than 0).
+TEST(KernelDevices, SlicesOfARunGiveTheOneDevicesResultsAndFaults) {
+  // {x + y * index, x - index}
+  const std::vector<i64> code{w(op::arg), 0, w(op::arg), 1, w(op::index), w(op::mul), w(op::add),
+                              w(op::arg), 0, w(op::index), w(op::sub)};
+  const kiln::kernel k{code, 2, 2, 0, 1};
+  const std::size_t n = 100'003;
+  std::vector<i64> x(n), y(n);
+  std::mt19937_64 rng(5);
+  for (std::size_t i = 0; i < n; ++i)
+    x[i] = static_cast<i64>(rng() % 2'000'001) - 1'000'000, y[i] = static_cast<i64>(rng() % 2'001) - 1'000;
+  const std::vector<kiln::arg> args{kiln::arg::of_array(x), kiln::arg::of_array(y)};
+  std::vector<i64> want0(n), want1(n);
+  const std::vector<std::span<i64>> want_outs{want0, want1};
+  ASSERT_TRUE(kiln::run(k, args, want_outs, on("cpu")).ok());
+  auto dk = kiln::detail::decode_kernel(k, args);
+  ASSERT_TRUE(dk.ok()) << dk.err().message;
+  kiln::device_info cpu;
+  for (const auto& d : kiln::devices())
+    if (d.backend == kiln::backend_kind::cpu) cpu = d;
+  std::vector<kiln::device_info> three(3, cpu);
+  three[0].compute_units = 1, three[1].compute_units = 2, three[2].compute_units = 3;
+  std::vector<i64> got0(n, -1), got1(n, -1);
+  bool placed = false;
+  auto r = kiln::detail::run_over_devices(*dk, args, std::vector<std::span<i64>>{got0, got1}, on("cpu"),
+                                          kiln::backend_kind::cpu, three, placed);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_TRUE(placed);
+  EXPECT_EQ(got0, want0);
+  EXPECT_EQ(got1, want1);
+  // In place, each output an argument's memory, crossed.
+  std::vector<i64> xs = x, ys = y;
+  const std::vector<kiln::arg> in_place{kiln::arg::of_array(xs), kiln::arg::of_array(ys)};
+  r = kiln::detail::run_over_devices(*dk, in_place, std::vector<std::span<i64>>{ys, xs}, on("cpu"),
+                                     kiln::backend_kind::cpu, three, placed);
+  ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_EQ(ys, want0);
+  EXPECT_EQ(xs, want1);
+  // div(x, y) with y = 0 in the second and third slices: the lowest such element, as one device says.
+  const std::vector<i64> div{w(op::arg), 0, w(op::arg), 1, w(op::div)};
+  const kiln::kernel kd{div, 2, 1, 0, 1};
+  std::vector<i64> nonzero(n, 3);
+  nonzero[80'000] = 0;
+  nonzero[40'000] = 0;
+  const std::vector<kiln::arg> div_args{kiln::arg::of_array(x), kiln::arg::of_array(nonzero)};
+  std::vector<i64> out(n);
+  const std::vector<std::span<i64>> outs{out};
+  auto one = kiln::run(kd, div_args, outs, on("cpu"));
+  ASSERT_FALSE(one.ok());
+  auto dd = kiln::detail::decode_kernel(kd, div_args);
+  ASSERT_TRUE(dd.ok());
+  r = kiln::detail::run_over_devices(*dd, div_args, outs, on("cpu"), kiln::backend_kind::cpu, three, placed);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, one.err().code);
+  EXPECT_EQ(r.err().message, one.err().message);
+  EXPECT_EQ(r.err().message, "element 40000: division by zero");
 }
 
 // The lowering keeps a product's factors on the stack until its rem: a kernel within the depth

@@ -91,12 +91,13 @@ class cuda_backend final : public backend {
 
   // A kernel over resident buffers (cuda_run_resident), with the device current.
   result<run_stats> run_resident(int device, const decoded_kernel& dk, std::span<resident_buffer* const> arrays,
-                                 std::span<resident_buffer* const> outputs, const std::stop_token&) override {
+                                 std::span<resident_buffer* const> outputs, const std::stop_token&,
+                                 std::size_t base) override {
     auto ds = state_of(device);
     if (!ds) return ds.err();
     device_scope scope;
     KILN_TRY(scope.enter(device));
-    return cuda_run_resident(kernels_, **ds, dk, arrays, outputs);
+    return cuda_run_resident(kernels_, **ds, dk, arrays, outputs, base);
   }
 
   result<std::unique_ptr<resident_buffer>> upload(int device, std::span<const i64> data) override {

@@ -119,7 +119,7 @@ result<run_stats> cuda_run_kernel(cuda_kernel_cache& kernels, std::span<cuda_dev
 
 result<run_stats> cuda_run_resident(cuda_kernel_cache& kernels, cuda_device_state& ds, const decoded_kernel& dk,
                                     std::span<resident_buffer* const> arrays,
-                                    std::span<resident_buffer* const> outputs) {
+                                    std::span<resident_buffer* const> outputs, std::size_t base) {
   auto* first = static_cast<cuda_buffer*>(arrays.front());
   const std::size_t n = first->size();
   if (dk.builtin) {
@@ -146,7 +146,8 @@ result<run_stats> cuda_run_resident(cuda_kernel_cache& kernels, cuda_device_stat
   std::vector<i64*> outs;
   for (auto* a : arrays) ins.push_back(static_cast<cuda_buffer*>(a)->data());
   for (auto* o : outputs) outs.push_back(static_cast<cuda_buffer*>(o)->data());
-  long long count = static_cast<long long>(n), iterations = dk.iterations, base = 0;
+  long long count = static_cast<long long>(n), iterations = dk.iterations;
+  long long first_index = static_cast<long long>(base);  // the kernel's base: `index` and faults count from it
   std::vector<void*> launch_args;
   for (auto& p : ins) launch_args.push_back(&p);
   for (auto& p : outs) launch_args.push_back(&p);
@@ -154,7 +155,7 @@ result<run_stats> cuda_run_resident(cuda_kernel_cache& kernels, cuda_device_stat
   launch_args.push_back(&count);
   launch_args.push_back(&iterations);
   launch_args.push_back(&fault);
-  launch_args.push_back(&base);
+  launch_args.push_back(&first_index);
   constexpr unsigned threads = 256;
   const dim3 blocks(static_cast<unsigned>((n + threads - 1) / threads));
   auto* out0 = static_cast<cuda_buffer*>(outputs[0]);
@@ -176,12 +177,12 @@ result<run_stats> cuda_run_resident(cuda_kernel_cache& kernels, cuda_device_stat
       });
   if (!r) return r.err();
   if (first_fault != no_fault) {
-    if (first_fault >= n)
+    if (first_fault < base || first_fault - base >= n)
       return make_error(errc::internal, "a CUDA device reported a fault at element " + std::to_string(first_fault) +
-                                            ", past the buffers' end");
+                                            ", outside the buffers");
     std::vector<i64> element(ins.size());
     for (std::size_t j = 0; j < ins.size(); ++j)
-      KILN_TRY(cuda_check(cudaMemcpy(&element[j], ins[j] + first_fault, sizeof(i64), cudaMemcpyDeviceToHost),
+      KILN_TRY(cuda_check(cudaMemcpy(&element[j], ins[j] + (first_fault - base), sizeof(i64), cudaMemcpyDeviceToHost),
                           "cudaMemcpy (faulting element)"));
     std::vector<const i64*> at;
     for (auto& v : element) at.push_back(&v);

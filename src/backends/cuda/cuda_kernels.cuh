@@ -54,6 +54,6 @@ result<run_stats> cuda_run_kernel(cuda_kernel_cache& kernels, std::span<cuda_dev
 // The caller has made the device current.
 result<run_stats> cuda_run_resident(cuda_kernel_cache& kernels, cuda_device_state& ds, const decoded_kernel& dk,
                                     std::span<resident_buffer* const> arrays,
-                                    std::span<resident_buffer* const> outputs);
+                                    std::span<resident_buffer* const> outputs, std::size_t base = 0);
 
 }  // namespace kiln::detail

@@ -31,8 +31,9 @@ class host_backend : public backend {
   }
   result<std::unique_ptr<resident_buffer>> allocate(int, std::size_t n) final { return make_host_buffer(n); }
   result<run_stats> run_resident(int device, const decoded_kernel& k, std::span<resident_buffer* const> arrays,
-                                 std::span<resident_buffer* const> outputs, const std::stop_token& stop) final {
-    return run_host_resident(*this, device, k, arrays, outputs, kind() == backend_kind::cpu, stop);
+                                 std::span<resident_buffer* const> outputs, const std::stop_token& stop,
+                                 std::size_t base) final {
+    return run_host_resident(*this, device, k, arrays, outputs, kind() == backend_kind::cpu, stop, base);
   }
 
  protected:

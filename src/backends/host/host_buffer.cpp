@@ -42,7 +42,7 @@ result<std::unique_ptr<resident_buffer>> make_host_buffer(std::size_t n) {
 
 result<run_stats> run_host_resident(backend& owner, int device, const decoded_kernel& k,
                                     std::span<resident_buffer* const> arrays, std::span<resident_buffer* const> outputs,
-                                    bool parallel, const std::stop_token& stop) {
+                                    bool parallel, const std::stop_token& stop, std::size_t base) {
   std::vector<const std::int64_t*> ins;
   std::vector<std::int64_t*> outs;
   for (auto* a : arrays) ins.push_back(static_cast<host_buffer*>(a)->data());
@@ -53,7 +53,7 @@ result<run_stats> run_host_resident(backend& owner, int device, const decoded_ke
     o.stop = stop;
     return owner.run(device, {ins[0], n}, {outs[0], n}, prepare(k.builtin->params), o);
   }
-  return interpret_all(k, ins, outs, n, parallel, stop);
+  return interpret_all(k, ins, outs, n, parallel, stop, base);
 }
 
 }  // namespace kiln::detail

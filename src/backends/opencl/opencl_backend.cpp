@@ -66,11 +66,12 @@ class opencl_backend final : public backend {
   }
 
   result<run_stats> run_resident(int device, const decoded_kernel& dk, std::span<resident_buffer* const> arrays,
-                                 std::span<resident_buffer* const> outputs, const std::stop_token&) override {
+                                 std::span<resident_buffer* const> outputs, const std::stop_token&,
+                                 std::size_t base) override {
     return opencl_catching_bad_alloc([&]() -> result<run_stats> {
       auto ds = state_of(device);
       if (!ds) return ds.err();
-      return run_resident_on(**ds, dk, arrays, outputs);
+      return run_resident_on(**ds, dk, arrays, outputs, base);
     });
   }
 

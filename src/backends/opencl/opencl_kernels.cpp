@@ -187,7 +187,8 @@ result<run_stats> run_kernel_on(opencl_device_state& ds, const decoded_kernel& d
 }
 
 result<run_stats> run_resident_on(opencl_device_state& ds, const decoded_kernel& dk,
-                                  std::span<resident_buffer* const> arrays, std::span<resident_buffer* const> outputs) {
+                                  std::span<resident_buffer* const> arrays, std::span<resident_buffer* const> outputs,
+                                  std::size_t base) {
   std::lock_guard<std::mutex> lock(ds.m);
   const auto t0 = clock_type::now();
   run_stats st;
@@ -253,7 +254,7 @@ result<run_stats> run_resident_on(opencl_device_state& ds, const decoded_kernel&
       if (cl_int r = k.setArg(a++, b->segments()[i]); r != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_resident)", r);
     const cl_int errs[] = {k.setArg(fixed, param_buf), k.setArg(fixed + 1, static_cast<cl_long>(shape.segment_length(i))),
                            k.setArg(fixed + 2, static_cast<cl_long>(dk.iterations)), k.setArg(fixed + 3, fault_words[i]),
-                           k.setArg(fixed + 4, static_cast<cl_long>(i * shape.segment()))};
+                           k.setArg(fixed + 4, static_cast<cl_long>(base + i * shape.segment()))};
     for (cl_int r : errs)
       if (r != CL_SUCCESS) return cl_error("clSetKernelArg (kiln_resident)", r);
     KILN_TRY(enqueue_over(ds, k, ds.queue, shape.segment_length(i), width, &done[i],
@@ -269,7 +270,7 @@ result<run_stats> run_resident_on(opencl_device_state& ds, const decoded_kernel&
   }
   for (std::size_t i = 0; i < segments; ++i) {
     if (faults[i] == INT_MAX) continue;
-    const std::size_t index = i * shape.segment() + static_cast<std::size_t>(faults[i]);
+    const std::size_t index = base + i * shape.segment() + static_cast<std::size_t>(faults[i]);
     std::vector<std::int64_t> element(ins.size());
     std::vector<const std::int64_t*> at;
     for (std::size_t j = 0; j < ins.size(); ++j) {

@@ -62,6 +62,7 @@ result<run_stats> run_kernel_on(opencl_device_state& ds, const decoded_kernel& d
 // segmentation): the map's own kernel where it is the map, else the kernel compiled for buffers
 // (kiln_resident). A faulting element writes nothing, so its inputs are read back to say why.
 result<run_stats> run_resident_on(opencl_device_state& ds, const decoded_kernel& dk,
-                                  std::span<resident_buffer* const> arrays, std::span<resident_buffer* const> outputs);
+                                  std::span<resident_buffer* const> arrays, std::span<resident_buffer* const> outputs,
+                                  std::size_t base = 0);
 
 }  // namespace kiln::detail
