@@ -65,9 +65,11 @@ std::vector<device_info> devices();
 
 // run_options::device for a run spread over every usable device of its backend: the CUDA
 // backend feeds all its GPUs from one queue of chunks (each GPU, and the host's share, taking the
-// next elements as soon as it is free); a backend with one usable device runs on that one. Other
-// backends with several usable devices (OpenCL) return invalid_argument, as does
-// device_buffer::upload, whose buffer lives on one device.
+// next elements as soon as it is free); runs that go through device buffers (kernels of several
+// arrays or outputs, one array beyond 4096 iterations) give each GPU one slice of every array, in
+// proportion to its SMs. A backend with one usable device runs on that one. Other backends with
+// several usable devices (OpenCL) return invalid_argument, as does device_buffer::upload, whose
+// buffer lives on one device.
 inline constexpr int all_devices = -1;
 
 // How to run: which backend and device, and how large a chunk a device processes at once.

@@ -437,6 +437,9 @@ std::optional<kernel_fault> interpret(const decoded_kernel& k, std::span<const i
         for (std::size_t i = 0; i < n; ++i)
           if (mark[i] && !fault_application[i]) fault_application[i] = app + 1;
       marked = false;
+      // The block's report is settled once its first element has faulted (no lower one is left),
+      // or every element has: later applications could not change it.
+      if (mark[0] || all_faulted()) break;
       if (repeated) std::copy(stack[0].begin(), stack[0].begin() + n, x.begin());
     }
     for (std::size_t i = 0; i < n; ++i)

@@ -159,11 +159,13 @@ result<run_stats> run_buffers(const decoded_kernel& k, std::span<const arg> args
 // elements are cut into one contiguous slice per device, in proportion to its compute units;
 // every slice is placed on its device (its arrays uploaded, its outputs' buffers made) before any
 // runs, then all run at once, each on a thread of its own, and download their outputs' parts. A
-// slice's kernel counts `index` and its faults from the slice's first element, so results and
-// errors are the one device's. Every slice runs to its end; the error returned is the lowest
-// slice's, so a fault is the lowest faulting element's, as on one device. `devices` may name a
-// device more than once (tests cut a run into slices on one device). `placed`: whether every
-// slice's buffers could be made (else nothing ran and nothing was written).
+// slice's kernel counts `index` and its faults from the slice's first element, so results are the
+// one device's. The error returned is the lowest failing slice's (a slice that fails stops those
+// after it): for a run in one launch, the run's lowest faulting element, as on one device; in
+// rounds (beyond 4096 iterations), that slice's first faulting round's lowest element, where one
+// device names the first faulting round's lowest over all elements. `devices` may name a device
+// more than once (tests cut a run into slices on one device); none is an error. `placed`:
+// whether every slice's buffers could be made (else nothing ran and nothing was written).
 result<run_stats> run_over_devices(const decoded_kernel& k, std::span<const arg> args,
                                    std::span<const std::span<std::int64_t>> outputs, const run_options& options,
                                    backend_kind backend, std::span<const device_info> devices, bool& placed);
@@ -173,9 +175,10 @@ result<run_stats> run_over_devices(const decoded_kernel& k, std::span<const arg>
 std::vector<std::pair<std::size_t, std::size_t>> device_slices(std::size_t n, std::span<const int> weights);
 
 // slice(i) for every i < slices, each on a thread of its own, all at once; the lowest slice's error
-// where any failed (every slice still runs to its end), else their stats: each time the slowest
-// slice's, chunks and host elements summed.
-result<run_stats> on_every_slice(std::size_t slices, const std::function<result<run_stats>(std::size_t)>& slice);
+// where any failed (on_error(i) is called as slice i fails, from its thread), else their stats:
+// each time the slowest slice's, chunks and host elements summed.
+result<run_stats> on_every_slice(std::size_t slices, const std::function<result<run_stats>(std::size_t)>& slice,
+                                 const std::function<void(std::size_t)>& on_error = {});
 
 // The source of one GPU kernel (core/kernel_source.cpp describes both dialects' signatures and
 // fault reports): kiln_program, the pipelines' streamed shape (one array argument, one output,

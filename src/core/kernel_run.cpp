@@ -6,6 +6,7 @@
 #include <mutex>
 #include <new>
 #include <optional>
+#include <stop_token>
 #include <string>
 #include <thread>
 #include <utility>
@@ -195,6 +196,7 @@ result<placed_arrays> place_arrays(std::span<const arg> args, std::span<const st
   p.on_device.assign(args.begin(), args.end());
   for (const auto& a : args) {
     if (a.what != arg::kind::array) continue;
+    if (options.stop.stop_requested()) return cancelled_error();
     auto b = device_buffer::upload(a.array, where);
     if (!b) return b.err();
     p.ins.push_back(std::move(b).value());
@@ -259,10 +261,10 @@ std::vector<std::pair<std::size_t, std::size_t>> device_slices(std::size_t n, st
 }
 
 namespace {
-// f(i) for i in [0, count), each on a thread of its own (the first on the caller's), all at once;
-// their results (result<T>s) in order. Where no more threads can be started, the caller runs the
-// rest one after another; memory running out inside f is its result's error, not an exception
-// on a thread (which would end the process).
+// f(i) for i in [0, count), each on a thread of its own (the first on the caller's; the others
+// at the workers' niceness, as every thread of Kiln's), all at once; their results (result<T>s)
+// in order. Where no more threads can be started, the caller runs the rest one after another. An
+// exception inside f becomes its result's error: on a thread of its own it would end the process.
 template <class F>
 auto on_threads(std::size_t count, F&& f) {
   using R = decltype(f(std::size_t{0}));
@@ -272,13 +274,18 @@ auto on_threads(std::size_t count, F&& f) {
       got[i].emplace(f(i));
     } catch (const std::bad_alloc&) {
       got[i].emplace(make_error(errc::out_of_memory, "no memory for a device's part of the run"));
+    } catch (const std::exception& e) {
+      got[i].emplace(make_error(errc::internal, std::string("a device's part of the run failed: ") + e.what()));
+    } catch (...) {
+      got[i].emplace(make_error(errc::internal, "a device's part of the run failed"));
     }
   };
   std::vector<std::thread> threads;
   std::size_t started = 1;
   try {
     threads.reserve(count > 0 ? count - 1 : 0);
-    for (; started < count; ++started) threads.emplace_back(one, started);
+    for (; started < count; ++started)
+      threads.emplace_back([&one](std::size_t i) { lower_thread_priority(), one(i); }, started);
   } catch (const std::exception&) {
     // No more threads: the rest below, on this one.
   }
@@ -300,8 +307,13 @@ std::optional<error> lowest_error(const std::vector<R>& results) {
 }
 }  // namespace
 
-result<run_stats> on_every_slice(std::size_t slices, const std::function<result<run_stats>(std::size_t)>& slice) {
-  auto results = on_threads(slices, slice);
+result<run_stats> on_every_slice(std::size_t slices, const std::function<result<run_stats>(std::size_t)>& slice,
+                                 const std::function<void(std::size_t)>& on_error) {
+  auto results = on_threads(slices, [&](std::size_t i) {
+    auto r = slice(i);
+    if (!r && on_error) on_error(i);
+    return r;
+  });
   if (auto e = lowest_error(results)) return *e;
   run_stats st;
   for (const auto& r : results) {
@@ -330,6 +342,9 @@ result<run_stats> run_over_devices(const decoded_kernel& dk, std::span<const arg
     for (std::size_t i = 0; i < all.size(); ++i)
       if (all[i].second > 0) slices.push_back(all[i]), where.push_back(devices[i].index);
   }
+  if (slices.empty())
+    return make_error(errc::internal, n == 0 ? "a run over several devices of no elements"
+                                             : "a run over several devices named no device");
   // Each slice's arguments and outputs: the arrays' and outputs' parts, the scalars as they are.
   std::vector<std::vector<arg>> slice_args(slices.size());
   std::vector<std::vector<std::span<i64>>> slice_outs(slices.size());
@@ -346,9 +361,18 @@ result<run_stats> run_over_devices(const decoded_kernel& dk, std::span<const arg
   });
   if (auto e = lowest_error(on_device)) return *e;
   placed = true;
-  return on_every_slice(slices.size(), [&](std::size_t i) {
-    return run_placed(dk, *on_device[i], slice_outs[i], options.stop, slices[i].first);
+  // Each slice's own stop: the caller's stops them all, and a slice that fails stops those after
+  // it, whose errors could not be the run's.
+  std::vector<std::stop_source> stops(slices.size());
+  std::stop_callback caller_stop(options.stop, [&] {
+    for (auto& s : stops) s.request_stop();
   });
+  return on_every_slice(
+      slices.size(),
+      [&](std::size_t i) { return run_placed(dk, *on_device[i], slice_outs[i], stops[i].get_token(), slices[i].first); },
+      [&](std::size_t i) {
+        for (std::size_t j = i + 1; j < stops.size(); ++j) stops[j].request_stop();
+      });
 }
 
 result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> args,

@@ -256,11 +256,11 @@ TEST_F(Cuda, OutOfRangeDeviceIsInvalidArgument) {
   }
 }
 
-// A run over several devices as all_devices makes it, here cut into slices of one GPU (device 0
-// twice, weights 1 and 3): a kernel of two arrays and two outputs that reads `index`, in place
-// too, and its fault, as one device gives them; the built-in map at many iterations (through
-// buffers) as the cpu backend gives it. Where the machine has several GPUs, AllDevices below runs
-// the same code over them.
+// A run over several devices as all_devices makes it on a machine of several GPUs (where
+// run_decoded routes runs through buffers to run_over_devices), here cut into slices of one GPU
+// (device 0 twice, weights 1 and 3): a kernel of two arrays and two outputs that reads `index`,
+// in place too, and its faults, as one device gives them; the built-in map at many iterations
+// (through buffers, in rounds) as the cpu backend gives it.
 TEST_F(Cuda, SlicesOfARunOverDevicesGiveTheOneDevicesResults) {
   if (auto s = kiln::detail::nvrtc_available(); !s.ok()) GTEST_SKIP() << s.err().message;
   using kiln::op;
@@ -299,20 +299,24 @@ TEST_F(Cuda, SlicesOfARunOverDevicesGiveTheOneDevicesResults) {
   ASSERT_TRUE(r.ok()) << r.err().message;
   EXPECT_TRUE(ys == want0) << first_difference(ys, want0);
   EXPECT_TRUE(xs == want1) << first_difference(xs, want1);
-  // div(x, y) with y = 0 at an element of each slice: the lower one, as one device names it.
+  // div(x, y) with y = 0 at two elements of the second slice ([250000, 1000003)): the lower one;
+  // then one in the first slice as well: that one, as one device names it.
   const std::vector<i64> div{w(op::arg), 0, w(op::arg), 1, w(op::div)};
   const kiln::kernel kd{div, 2, 1, 0, 1};
   std::vector<i64> nonzero(n, 3);
   nonzero[900'000] = 0;
   nonzero[600'000] = 0;
-  const std::vector<kiln::arg> div_args{kiln::arg::of_array(x), kiln::arg::of_array(nonzero)};
   std::vector<i64> out(n);
   const std::vector<std::span<i64>> outs{out};
-  auto dd = kiln::detail::decode_kernel(kd, div_args);
-  ASSERT_TRUE(dd.ok());
-  r = kiln::detail::run_over_devices(*dd, div_args, outs, on_cuda, kiln::backend_kind::cuda, twice, placed);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.err().message, "element 600000: division by zero");
+  for (const std::size_t first : {std::size_t{600'000}, std::size_t{100'000}}) {
+    nonzero[first] = 0;
+    const std::vector<kiln::arg> div_args{kiln::arg::of_array(x), kiln::arg::of_array(nonzero)};
+    auto dd = kiln::detail::decode_kernel(kd, div_args);
+    ASSERT_TRUE(dd.ok());
+    r = kiln::detail::run_over_devices(*dd, div_args, outs, on_cuda, kiln::backend_kind::cuda, twice, placed);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.err().message, "element " + std::to_string(first) + ": division by zero");
+  }
   // The built-in map beyond the rounds' threshold: through buffers, slice by slice.
   const kiln::map_params prm{6'700'417, 22, 5'000};
   auto in = random_inputs(300'007, 9);

@@ -326,8 +326,9 @@ TEST_F(OpenCL, ChunksOfGrowingWidthsWithShortLastChunks) {
 namespace {
 
 // A kernel over resident buffers counts `index` and its faults from the buffers' place in the run
-// (run_over_devices' slices): here two slices of one OpenCL device give the one run's results, in
-// place too, and the lower fault of two slices.
+// (run_over_devices' slices): here two slices of one OpenCL device give the one run's results,
+// and faults as one device names them (the lower of two in the second slice, then one in the
+// first).
 TEST_F(OpenCL, SlicesOfARunCountIndexFromTheirPlace) {
   using kiln::op;
   auto w = [](op o) { return static_cast<i64>(o); };
@@ -352,21 +353,24 @@ TEST_F(OpenCL, SlicesOfARunCountIndexFromTheirPlace) {
   auto r = kiln::detail::run_over_devices(*dk, args, std::vector<std::span<i64>>{got0, got1}, opencl(0, device_.index),
                                           kiln::backend_kind::opencl, twice, placed);
   ASSERT_TRUE(r.ok()) << r.err().message;
+  EXPECT_TRUE(placed);
   EXPECT_TRUE(got0 == want0) << first_difference(got0, want0);
   EXPECT_TRUE(got1 == want1) << first_difference(got1, want1);
   const std::vector<i64> div{w(op::arg), 0, w(op::arg), 1, w(op::div)};
   const kiln::kernel kd{div, 2, 1, 0, 1};
   std::vector<i64> nonzero(n, 3);
   nonzero[40'000] = 0;
-  nonzero[30'000] = 0;
-  const std::vector<kiln::arg> div_args{kiln::arg::of_array(x), kiln::arg::of_array(nonzero)};
   std::vector<i64> out(n);
-  auto dd = kiln::detail::decode_kernel(kd, div_args);
-  ASSERT_TRUE(dd.ok());
-  r = kiln::detail::run_over_devices(*dd, div_args, std::vector<std::span<i64>>{out}, opencl(0, device_.index),
-                                     kiln::backend_kind::opencl, twice, placed);
-  ASSERT_FALSE(r.ok());
-  EXPECT_EQ(r.err().message, "element 30000: division by zero");
+  for (const std::size_t first : {std::size_t{30'000}, std::size_t{10'000}}) {  // slices [0, 25010), [25010, 50021)
+    nonzero[first] = 0;
+    const std::vector<kiln::arg> div_args{kiln::arg::of_array(x), kiln::arg::of_array(nonzero)};
+    auto dd = kiln::detail::decode_kernel(kd, div_args);
+    ASSERT_TRUE(dd.ok());
+    r = kiln::detail::run_over_devices(*dd, div_args, std::vector<std::span<i64>>{out}, opencl(0, device_.index),
+                                       kiln::backend_kind::opencl, twice, placed);
+    ASSERT_FALSE(r.ok());
+    EXPECT_EQ(r.err().message, "element " + std::to_string(first) + ": division by zero");
+  }
 }
 
 }  // namespace

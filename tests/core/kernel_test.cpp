@@ -7,6 +7,7 @@
 #include <cstdint>
 #include <cstdlib>
 #include <iostream>
+#include <mutex>
 #include <optional>
 #include <random>
 #include <span>
@@ -772,16 +773,19 @@ TEST(KernelDevices, SlicesFollowTheWeightsAndCoverTheRun) {
   EXPECT_EQ(device_slices(std::size_t{1} << 34, sms), (slices{{0, std::size_t{1} << 33}, {std::size_t{1} << 33, std::size_t{1} << 33}}));
 }
 
-// Every slice runs to its end on a thread of its own, all at once; the lowest failing slice's error
-// is the run's; the slices' times are the slowest one's, their chunks summed.
+// The slices run on threads of their own, all at once (each waits here until all four have
+// begun); the lowest failing slice's error is the run's, and each failure is reported as it
+// happens; the slices' times are the slowest one's, their chunks summed.
 TEST(KernelDevices, EverySliceRunsAndTheLowestErrorIsReturned) {
-  std::atomic<int> ran{0}, at_once{0}, most_at_once{0};
+  std::atomic<int> ran{0}, begun{0};
+  std::atomic<bool> all_at_once{true};
+  std::mutex m;
+  std::vector<std::size_t> failed;
   auto slice = [&](std::size_t i) -> kiln::result<kiln::run_stats> {
-    const int now = ++at_once;
-    for (int m = most_at_once.load(); now > m && !most_at_once.compare_exchange_weak(m, now);) {
-    }
-    std::this_thread::sleep_for(std::chrono::milliseconds(30));
-    --at_once;
+    ++begun;
+    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (begun.load() < 4 && std::chrono::steady_clock::now() < deadline) std::this_thread::yield();
+    if (begun.load() < 4) all_at_once = false;
     ++ran;
     if (i == 1) return kiln::make_error(kiln::errc::arithmetic, "slice 1");
     if (i == 3) return kiln::make_error(kiln::errc::device_error, "slice 3");
@@ -790,11 +794,16 @@ TEST(KernelDevices, EverySliceRunsAndTheLowestErrorIsReturned) {
     st.chunks = 2;
     return st;
   };
-  auto r = kiln::detail::on_every_slice(4, slice);
+  auto r = kiln::detail::on_every_slice(4, slice, [&](std::size_t i) {
+    std::lock_guard<std::mutex> lock(m);
+    failed.push_back(i);
+  });
   ASSERT_FALSE(r.ok());
   EXPECT_EQ(r.err().message, "slice 1");
   EXPECT_EQ(ran.load(), 4);
-  EXPECT_EQ(most_at_once.load(), 4) << "the slices did not run at once";
+  EXPECT_TRUE(all_at_once.load()) << "the slices did not run at once";
+  std::sort(failed.begin(), failed.end());
+  EXPECT_EQ(failed, (std::vector<std::size_t>{1, 3}));
   ran = 0;
   auto ok = kiln::detail::on_every_slice(3, [&](std::size_t i) -> kiln::result<kiln::run_stats> {
     ++ran;
@@ -867,6 +876,37 @@ TEST(KernelDevices, SlicesOfARunGiveTheOneDevicesResultsAndFaults) {
   EXPECT_EQ(r.err().code, one.err().code);
   EXPECT_EQ(r.err().message, one.err().message);
   EXPECT_EQ(r.err().message, "element 40000: division by zero");
+}
+
+// A slice that fails stops the slices after it, whose errors could not be the run's: here every
+// element of slice 0 ([0, 10000)) faults at once (div(x, x) of a zero) while the others would
+// apply the kernel 10^12 times.
+TEST(KernelDevices, AFailingSliceStopsTheSlicesAfterIt) {
+  const std::vector<i64> code{w(op::arg), 0, w(op::arg), 0, w(op::div)};
+  const kiln::kernel k{code, 1, 1, 0, 1'000'000'000'000};
+  std::vector<i64> x(30'000, 7);
+  std::fill(x.begin(), x.begin() + 10'000, 0);
+  const std::vector<kiln::arg> args{kiln::arg::of_array(x)};
+  auto dk = kiln::detail::decode_kernel(k, args);
+  ASSERT_TRUE(dk.ok()) << dk.err().message;
+  kiln::device_info cpu;
+  for (const auto& d : kiln::devices())
+    if (d.backend == kiln::backend_kind::cpu) cpu = d;
+  const std::vector<kiln::device_info> three(3, cpu);
+  std::vector<i64> out(x.size());
+  bool placed = false;
+  const auto t0 = std::chrono::steady_clock::now();
+  auto r = kiln::detail::run_over_devices(*dk, args, std::vector<std::span<i64>>{out}, on("cpu"),
+                                          kiln::backend_kind::cpu, three, placed);
+  const double took = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().message, "element 0 (0), iteration 1: division by zero");
+  EXPECT_LT(took, 20.0) << "the later slices ran on";
+  // No devices: an error, not a run that writes nothing.
+  r = kiln::detail::run_over_devices(*dk, args, std::vector<std::span<i64>>{out}, on("cpu"), kiln::backend_kind::cpu,
+                                     std::vector<kiln::device_info>{}, placed);
+  ASSERT_FALSE(r.ok());
+  EXPECT_EQ(r.err().code, kiln::errc::internal);
 }
 
 // The lowering keeps a product's factors on the stack until its rem: a kernel within the depth
