@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# EH on the H200 machine: runs over several devices cut into slices of the one GPU (CUDA, and
+# EH (and EI, on the tree after the review) on the H200 machine: runs over several devices cut into slices of the one GPU (CUDA, and
 # NVIDIA's OpenCL for resident runs counting from their slice's place): the CUDA, OpenCL, kernel
 # and conformance suites, and compute-sanitizer's memcheck over the slices' and all devices' tests.
 #   usage (project root, GPU machine, after source .device/setup.sh): docs/benchmarks/h200-2026-12-04/run-EH.sh OUT
