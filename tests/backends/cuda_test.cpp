@@ -265,20 +265,14 @@ TEST_F(Cuda, SlicesOfARunOverDevicesGiveTheOneDevicesResults) {
   if (auto s = kiln::detail::nvrtc_available(); !s.ok()) GTEST_SKIP() << s.err().message;
   using kiln::op;
   auto w = [](op o) { return static_cast<i64>(o); };
-  // {x + y * index, x - index}
-  const std::vector<i64> code{w(op::arg), 0, w(op::arg), 1, w(op::index), w(op::mul), w(op::add),
-                              w(op::arg), 0, w(op::index), w(op::sub)};
-  const kiln::kernel k{code, 2, 2, 0, 1};
   const std::size_t n = 1'000'003;
-  auto x = random_inputs(n, 5), y = random_inputs(n, 6);
-  for (auto& v : x) v %= 1'000'000;
-  for (auto& v : y) v %= 1'000;
-  const std::vector<kiln::arg> args{kiln::arg::of_array(x), kiln::arg::of_array(y)};
-  std::vector<i64> want0(n), want1(n);
-  kiln::run_options cpu;
-  cpu.backend = "cpu";
-  ASSERT_TRUE(kiln::run(k, args, std::vector<std::span<i64>>{want0, want1}, cpu).ok());
-  auto dk = kiln::detail::decode_kernel(k, args);
+  const auto c = make_index_kernel_case(n);
+  const auto& x = c.x;
+  const auto& y = c.y;
+  const auto& want0 = c.want0;
+  const auto& want1 = c.want1;
+  const auto args = c.args();
+  auto dk = kiln::detail::decode_kernel(c.kernel(), args);
   ASSERT_TRUE(dk.ok()) << dk.err().message;
   std::vector<kiln::device_info> twice(2, cuda_devices().front());
   twice[0].compute_units = 1;
