@@ -249,13 +249,18 @@ status check_in_out(std::span<const std::int64_t> in, std::span<const std::int64
   return {};
 }
 
+std::vector<device_info> usable_devices(backend_kind backend) {
+  std::vector<device_info> usable;
+  for (auto& d : registry::get().devices_of(backend))
+    if (d.available) usable.push_back(std::move(d));
+  return usable;
+}
+
 result<int> run_target(const run_options& options, const device_info& dev, run_stats& stats) {
   stats.backend = backend_name(dev.backend);
   stats.device = dev.name;
   if (options.device != all_devices) return dev.index;
-  std::vector<device_info> usable;
-  for (auto& d : registry::get().devices_of(dev.backend))
-    if (d.available) usable.push_back(std::move(d));
+  const auto usable = usable_devices(dev.backend);
   if (usable.size() <= 1) return dev.index;
   if (dev.backend != backend_kind::cuda)
     return make_error(errc::invalid_argument,

@@ -141,6 +141,9 @@ class backend {
 // named in `stats` (every usable device's name, joined, for all_devices).
 result<int> run_target(const run_options& options, const device_info& dev, run_stats& stats);
 
+// The usable devices of a backend, in index order: the devices a run for all_devices spreads over.
+std::vector<device_info> usable_devices(backend_kind backend);
+
 // invalid_argument unless `in` and `out` have one size and are the same memory or apart: what
 // every run over two host arrays requires.
 status check_in_out(std::span<const std::int64_t> in, std::span<const std::int64_t> out);

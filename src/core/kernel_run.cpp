@@ -415,18 +415,16 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
   // the device cannot hold twice streams in rounds instead.
   const bool single = dk.arrays == 1 && dk.outputs == 1;
   bool placed = false;
-  // Every usable device of the backend, for all_devices.
-  auto usable = [&] {
-    std::vector<device_info> all;
-    for (const auto& d : be.devices())
-      if (d.available) all.push_back(d);
-    return all;
+  // Through device buffers: on the one device, or a slice on each for all_devices.
+  auto via_buffers = [&] {
+    r = *index == all_devices
+            ? run_over_devices(dk, args, outputs, options, dev->backend, usable_devices(dev->backend), placed)
+            : through_buffers(dk, args, outputs, options, dev->backend, *index, placed);
+    if (r) r->total_s = seconds_since(t0);
   };
   if (is_gpu(dev->backend) && single && total_iterations(dk) > gpu_round_min) {
     if (!dk.builtin) KILN_TRY(be.kernel_support());
-    r = *index == all_devices ? run_over_devices(dk, args, outputs, options, dev->backend, usable(), placed)
-                              : through_buffers(dk, args, outputs, options, dev->backend, *index, placed);
-    if (r) r->total_s = seconds_since(t0);
+    via_buffers();
   }
   if (placed) {
     // Ran (or failed) over buffers: r holds its result.
@@ -458,9 +456,7 @@ result<run_stats> run_decoded(const decoded_kernel& dk, std::span<const arg> arg
       // Several arrays: each crosses to the device whole, the kernel runs there over buffers, and
       // the outputs come back (the pipelines stream one array each way); over several devices,
       // each takes a slice of every array.
-      r = *index == all_devices ? run_over_devices(dk, args, outputs, options, dev->backend, usable(), placed)
-                                : through_buffers(dk, args, outputs, options, dev->backend, *index, placed);
-      if (r) r->total_s = seconds_since(t0);
+      via_buffers();
     }
   }
   if (!r) return r.err();
