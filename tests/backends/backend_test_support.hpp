@@ -7,11 +7,9 @@
 #include <cstdint>
 #include <limits>
 #include <random>
-#include <span>
 #include <string>
 #include <vector>
 
-#include "kiln/kernel.hpp"
 #include "kiln/kiln.hpp"
 
 namespace kiln_test {
@@ -42,33 +40,6 @@ inline std::vector<i64> random_inputs(std::size_t n, std::uint64_t seed) {
   std::vector<i64> v(n);
   for (auto& x : v) x = static_cast<i64>(rng());
   return v;
-}
-
-// A kernel of two arrays and two outputs that reads `index`, {x + y * index, x - index}, over n
-// seeded elements, with what the cpu backend makes of them: for runs cut into slices, whose
-// kernels count `index` from their place in the run.
-struct index_kernel_case {
-  std::vector<i64> code, x, y, want0, want1;
-  kiln::kernel kernel() const { return kiln::kernel{code, 2, 2, 0, 1}; }
-  std::vector<kiln::arg> args() const { return {kiln::arg::of_array(x), kiln::arg::of_array(y)}; }
-};
-
-inline index_kernel_case make_index_kernel_case(std::size_t n) {
-  auto w = [](kiln::op o) { return static_cast<i64>(o); };
-  using kiln::op;
-  index_kernel_case c;
-  c.code = {w(op::arg), 0, w(op::arg), 1, w(op::index), w(op::mul), w(op::add), w(op::arg), 0, w(op::index), w(op::sub)};
-  c.x = random_inputs(n, 5);
-  c.y = random_inputs(n, 6);
-  for (auto& v : c.x) v %= 1'000'000;
-  for (auto& v : c.y) v %= 1'000;
-  c.want0.assign(n, 0);
-  c.want1.assign(n, 0);
-  kiln::run_options cpu;
-  cpu.backend = "cpu";
-  const auto args = c.args();
-  EXPECT_TRUE(kiln::run(c.kernel(), args, std::vector<std::span<i64>>{c.want0, c.want1}, cpu).ok());
-  return c;
 }
 
 // Host sharing is off unless asked for, so that a device's suite checks what the device computed.

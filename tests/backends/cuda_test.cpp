@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "../core/kernel_reference.hpp"
+#include "../core/index_kernel_case.hpp"
 #include "backend_test_support.hpp"
 #include "backends/cuda/nvrtc.hpp"
 #include "core/kernel_cache.hpp"

@@ -9,6 +9,7 @@
 #include <thread>
 #include <vector>
 
+#include "../core/index_kernel_case.hpp"
 #include "backend_test_support.hpp"
 #include "core/kernel_ir.hpp"
 #include "kiln/kiln.hpp"

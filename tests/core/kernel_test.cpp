@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "core/kernel_ir.hpp"
+#include "index_kernel_case.hpp"
 #include "kernel_reference.hpp"
 #include "kiln/kernel.hpp"
 #include "kiln/kiln.hpp"
@@ -761,6 +762,14 @@ TEST(KernelRun, TheFirstFaultByIndexIsReported) {
   EXPECT_EQ(r.err().message, "element 123456: division by zero");
 }
 
+// The cpu backend's device, which the slice tests name several times.
+kiln::device_info cpu_device() {
+  for (const auto& d : kiln::devices())
+    if (d.backend == kiln::backend_kind::cpu) return d;
+  ADD_FAILURE() << "no cpu device listed";
+  return {};
+}
+
 // A run cut into slices over devices (all_devices): contiguous slices in proportion to their
 // weights, covering every element once.
 TEST(KernelDevices, SlicesFollowTheWeightsAndCoverTheRun) {
@@ -822,25 +831,16 @@ TEST(KernelDevices, EverySliceRunsAndTheLowestErrorIsReturned) {
 // (the cpu backend's, through its buffers): the results of one run on that device, in place too,
 // and a fault's error the one device's (the lowest faulting element, in a later slice than 0).
 TEST(KernelDevices, SlicesOfARunGiveTheOneDevicesResultsAndFaults) {
-  // {x + y * index, x - index}
-  const std::vector<i64> code{w(op::arg), 0, w(op::arg), 1, w(op::index), w(op::mul), w(op::add),
-                              w(op::arg), 0, w(op::index), w(op::sub)};
-  const kiln::kernel k{code, 2, 2, 0, 1};
   const std::size_t n = 100'003;
-  std::vector<i64> x(n), y(n);
-  std::mt19937_64 rng(5);
-  for (std::size_t i = 0; i < n; ++i)
-    x[i] = static_cast<i64>(rng() % 2'000'001) - 1'000'000, y[i] = static_cast<i64>(rng() % 2'001) - 1'000;
-  const std::vector<kiln::arg> args{kiln::arg::of_array(x), kiln::arg::of_array(y)};
-  std::vector<i64> want0(n), want1(n);
-  const std::vector<std::span<i64>> want_outs{want0, want1};
-  ASSERT_TRUE(kiln::run(k, args, want_outs, on("cpu")).ok());
-  auto dk = kiln::detail::decode_kernel(k, args);
+  const auto c = make_index_kernel_case(n);
+  const auto& x = c.x;
+  const auto& y = c.y;
+  const auto& want0 = c.want0;
+  const auto& want1 = c.want1;
+  const auto args = c.args();
+  auto dk = kiln::detail::decode_kernel(c.kernel(), args);
   ASSERT_TRUE(dk.ok()) << dk.err().message;
-  kiln::device_info cpu;
-  for (const auto& d : kiln::devices())
-    if (d.backend == kiln::backend_kind::cpu) cpu = d;
-  std::vector<kiln::device_info> three(3, cpu);
+  std::vector<kiln::device_info> three(3, cpu_device());
   three[0].compute_units = 1, three[1].compute_units = 2, three[2].compute_units = 3;
   std::vector<i64> got0(n, -1), got1(n, -1);
   bool placed = false;
@@ -889,10 +889,7 @@ TEST(KernelDevices, AFailingSliceStopsTheSlicesAfterIt) {
   const std::vector<kiln::arg> args{kiln::arg::of_array(x)};
   auto dk = kiln::detail::decode_kernel(k, args);
   ASSERT_TRUE(dk.ok()) << dk.err().message;
-  kiln::device_info cpu;
-  for (const auto& d : kiln::devices())
-    if (d.backend == kiln::backend_kind::cpu) cpu = d;
-  const std::vector<kiln::device_info> three(3, cpu);
+  const std::vector<kiln::device_info> three(3, cpu_device());
   std::vector<i64> out(x.size());
   bool placed = false;
   const auto t0 = std::chrono::steady_clock::now();
